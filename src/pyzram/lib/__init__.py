@@ -1,0 +1,1 @@
+"""Small kernel library routines the sysfs handlers depend on (lib/ in the kernel)."""

@@ -1,0 +1,436 @@
+"""zsmalloc: the compressed-object allocator behind zram (model of mm/zsmalloc.c).
+
+Design, as in the kernel's header comment
+-----------------------------------------
+Objects are allocated from *size classes* 16 bytes apart (32, 48, ... 4096).
+Every request grows by ``ZS_HANDLE_SIZE`` (8) before the class is chosen,
+because a normal object stores its handle in its first word.  A class
+carves objects out of *zspages*: chains of 1..``ZS_MAX_PAGES_PER_ZSPAGE``
+order-0 pages, the chain length chosen to waste the least tail space;
+objects may straddle the page boundaries inside a zspage.  Neighbouring
+classes with the same (pages, objects) shape are *merged*: the smaller
+indices point at the larger class.  The first class (from the top) whose
+zspage holds more than one object in more than one page fixes
+``huge_class_size``; everything above is the one-object-per-page "huge"
+class, which zram uses to store incompressible pages raw.
+
+Each class files its zspages in twelve *fullness groups* by in-use ratio
+(0, 1..10 for 1-99% in 10% steps, 11 for full).  Allocation takes the head
+zspage of the fullest non-full group; a zspage moves to the head of another
+group only when its group changes; an emptied zspage is freed at once.
+Inside a zspage free objects form a LIFO stack.  ``zs_compact`` migrates
+objects from the emptiest zspages into the fullest ones, class by class.
+
+All of this decides ``pages_allocated`` (zram's ``mem_used_total``), so it is
+modelled exactly; the objects' bytes are really stored, at their real
+offsets, so every page reads back.
+
+What is simplified (see docs/architecture.md): handles are small integers
+from our own handle table rather than slab addresses; a zspage's pages are
+one ``bytearray``; the class lock is held across zspage allocation (the
+kernel drops it, so concurrent writers there can create extra zspages);
+page migration and deferred zspage freeing are not modelled; the memory
+shrinker (which compacts behind the user's back) is not run.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from array import array
+from dataclasses import dataclass, field
+
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+ZS_HANDLE_SIZE = 8
+ZS_ALIGN = 8
+ZS_MIN_ALLOC_SIZE = 32
+ZS_MAX_ALLOC_SIZE = PAGE_SIZE
+CLASS_BITS = 8
+ZS_SIZE_CLASS_DELTA = PAGE_SIZE >> CLASS_BITS
+ZS_SIZE_CLASSES = -(-(ZS_MAX_ALLOC_SIZE - ZS_MIN_ALLOC_SIZE) // ZS_SIZE_CLASS_DELTA) + 1
+OBJ_ALLOCATED_TAG = 1
+OBJ_TAG_BITS = 1
+
+ZS_INUSE_RATIO_0 = 0
+ZS_INUSE_RATIO_10 = 1
+ZS_INUSE_RATIO_99 = 10
+ZS_INUSE_RATIO_100 = 11
+NR_FULLNESS_GROUPS = 12
+
+CHAIN_SIZE_MIN = 4
+CHAIN_SIZE_MAX = 16
+
+
+def calculate_zspage_chain_size(class_size: int, max_pages: int) -> int:
+    """``calculate_zspage_chain_size``: pages per zspage with the least tail waste.
+
+    Powers of two fit a single page exactly; otherwise the first chain length
+    in 1..max_pages with the smallest ``(n * PAGE_SIZE) % size`` wins.
+    """
+    if class_size & (class_size - 1) == 0:
+        return 1
+    best, min_waste = 1, None
+    for n in range(1, max_pages + 1):
+        waste = (n * PAGE_SIZE) % class_size
+        if min_waste is None or waste < min_waste:
+            min_waste, best = waste, n
+    return best
+
+
+@dataclass(eq=False)
+class SizeClass:
+    """``struct size_class``: one physical class and its fullness lists.
+
+    Each fullness list is a dict used as an ordered set of zspages; the
+    *last* key is the list head (``list_add`` inserts there), which gives
+    O(1) insert-at-head, unlink and head lookup.
+    """
+
+    index: int
+    size: int
+    pages_per_zspage: int
+    objs_per_zspage: int
+    huge: bool
+    fullness_list: list[dict[Zspage, None]] = field(
+        default_factory=lambda: [{} for _ in range(NR_FULLNESS_GROUPS)]
+    )
+    objs_allocated: int = 0  # ZS_OBJS_ALLOCATED
+    objs_inuse: int = 0  # ZS_OBJS_INUSE
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def head(self, fg: int) -> Zspage | None:
+        lst = self.fullness_list[fg]
+        return next(reversed(lst)) if lst else None
+
+
+class Zspage:
+    """``struct zspage``: ``pages_per_zspage`` pages holding ``objs_per_zspage`` slots.
+
+    ``freeobj`` is the free-object stack (top = end of the list, initially
+    object 0); ``handles[i]`` is the handle stored in object ``i`` (0 = free),
+    the model of the handle word the kernel keeps at the start of the object.
+    """
+
+    __slots__ = ("id", "cls", "inuse", "fullness", "freeobj", "handles", "mem")
+
+    def __init__(self, zid: int, cls: SizeClass) -> None:
+        self.id = zid
+        self.cls = cls
+        self.inuse = 0
+        self.fullness = ZS_INUSE_RATIO_0
+        self.freeobj = list(range(cls.objs_per_zspage - 1, -1, -1))
+        self.handles = [0] * cls.objs_per_zspage
+        self.mem = bytearray(cls.pages_per_zspage * PAGE_SIZE)
+
+
+def get_fullness_group(cls: SizeClass, inuse: int) -> int:
+    """``get_fullness_group``: 0 empty, 11 full, else ``100*inuse/objs // 10 + 1``."""
+    if inuse == 0:
+        return ZS_INUSE_RATIO_0
+    if inuse == cls.objs_per_zspage:
+        return ZS_INUSE_RATIO_100
+    return (100 * inuse // cls.objs_per_zspage) // 10 + 1
+
+
+class ZsPool:
+    """``struct zs_pool``: the size classes, the zspages and the handle table.
+
+    ``chain_size`` is ``CONFIG_ZSMALLOC_CHAIN_SIZE`` (4..16, default 8).
+    """
+
+    def __init__(self, name: str = "zram", chain_size: int = 8) -> None:
+        if not CHAIN_SIZE_MIN <= chain_size <= CHAIN_SIZE_MAX:
+            raise ValueError(
+                f"ZSMALLOC_CHAIN_SIZE must be in {CHAIN_SIZE_MIN}..{CHAIN_SIZE_MAX}, "
+                f"not {chain_size}"
+            )
+        self.name = name
+        self.chain_size = chain_size
+        self.pages_allocated = 0
+        self.pages_compacted = 0  # zs_pool_stats.pages_compacted
+        self._stat_lock = threading.Lock()
+        self._compaction_in_progress = threading.Lock()
+        self.size_class: list[SizeClass] = [None] * ZS_SIZE_CLASSES  # type: ignore[list-item]
+        self.huge_class_size = 0
+        self._create_classes()
+        # Handle table: handle -> (zspage id << 16 | obj index); 0 is never a handle.
+        self._loc = array("q", [0])
+        self._free_handles = array("q")
+        self._zspages: dict[int, Zspage] = {}
+        self._next_zspage_id = 1
+
+    # -- construction ------------------------------------------------------
+
+    def _create_classes(self) -> None:
+        """``zs_create_pool``: build classes from the top, merging equal shapes."""
+        prev: SizeClass | None = None
+        for i in range(ZS_SIZE_CLASSES - 1, -1, -1):
+            size = min(ZS_MIN_ALLOC_SIZE + i * ZS_SIZE_CLASS_DELTA, ZS_MAX_ALLOC_SIZE)
+            pages = calculate_zspage_chain_size(size, self.chain_size)
+            objs = pages * PAGE_SIZE // size
+            if pages != 1 and objs != 1 and not self.huge_class_size:
+                # Requests grow by ZS_HANDLE_SIZE before the lookup, hence the -7.
+                self.huge_class_size = size - (ZS_HANDLE_SIZE - 1)
+            if prev is not None and prev.pages_per_zspage == pages and prev.objs_per_zspage == objs:
+                self.size_class[i] = prev  # can_merge()
+                continue
+            prev = SizeClass(i, size, pages, objs, huge=(pages == 1 and objs == 1))
+            self.size_class[i] = prev
+
+    @staticmethod
+    def class_index(size: int) -> int:
+        """``get_size_class_index`` of a request already grown by the handle size."""
+        if size <= ZS_MIN_ALLOC_SIZE:
+            return 0
+        return min(-(-(size - ZS_MIN_ALLOC_SIZE) // ZS_SIZE_CLASS_DELTA), ZS_SIZE_CLASSES - 1)
+
+    def lookup_class(self, size: int) -> SizeClass:
+        """``lookup_size_class``: the physical class serving a ``size``-byte object."""
+        return self.size_class[self.class_index(size + ZS_HANDLE_SIZE)]
+
+    def zs_lookup_class_index(self, size: int) -> int:
+        """``zs_lookup_class_index``: index of the class that holds ``size``-byte objects."""
+        return self.lookup_class(size).index
+
+    @property
+    def classes(self) -> list[SizeClass]:
+        """The physical (unmerged) classes, smallest first."""
+        seen: list[SizeClass] = []
+        for c in self.size_class:
+            if not seen or seen[-1] is not c:
+                seen.append(c)
+        return seen
+
+    # -- fullness lists ----------------------------------------------------
+
+    @staticmethod
+    def _insert_zspage(cls: SizeClass, zspage: Zspage, fg: int) -> None:
+        cls.fullness_list[fg][zspage] = None
+        zspage.fullness = fg
+
+    @staticmethod
+    def _remove_zspage(cls: SizeClass, zspage: Zspage) -> None:
+        del cls.fullness_list[zspage.fullness][zspage]
+
+    def _fix_fullness_group(self, cls: SizeClass, zspage: Zspage) -> int:
+        newfg = get_fullness_group(cls, zspage.inuse)
+        if newfg != zspage.fullness:
+            self._remove_zspage(cls, zspage)
+            self._insert_zspage(cls, zspage, newfg)
+        return newfg
+
+    # -- handles -----------------------------------------------------------
+
+    def _alloc_handle(self) -> int:
+        if self._free_handles:
+            return self._free_handles.pop()
+        self._loc.append(0)
+        return len(self._loc) - 1
+
+    def _record_obj(self, handle: int, zspage: Zspage, obj_idx: int) -> None:
+        self._loc[handle] = zspage.id << 16 | obj_idx
+
+    def _handle_to_obj(self, handle: int) -> tuple[Zspage, int]:
+        if not 0 < handle < len(self._loc) or not self._loc[handle]:
+            raise ValueError(f"zsmalloc: invalid handle {handle}")
+        loc = self._loc[handle]
+        return self._zspages[loc >> 16], loc & 0xFFFF
+
+    # -- allocation --------------------------------------------------------
+
+    @staticmethod
+    def _obj_malloc(zspage: Zspage, handle: int) -> int:
+        obj_idx = zspage.freeobj.pop()
+        zspage.handles[obj_idx] = handle
+        zspage.inuse += 1
+        return obj_idx
+
+    @staticmethod
+    def _obj_free(zspage: Zspage, obj_idx: int) -> None:
+        zspage.handles[obj_idx] = 0
+        zspage.freeobj.append(obj_idx)
+        zspage.inuse -= 1
+
+    def zs_malloc(self, size: int) -> int:
+        """``zs_malloc``: allocate a ``size``-byte object and return its handle.
+
+        ``OSError(EINVAL)`` for 0 bytes, ``OSError(ENOSPC)`` above PAGE_SIZE.
+        """
+        if size <= 0:
+            raise OSError(errno.EINVAL, "zs_malloc: zero-sized object")
+        if size > ZS_MAX_ALLOC_SIZE:
+            raise OSError(errno.ENOSPC, f"zs_malloc: {size} bytes exceeds {ZS_MAX_ALLOC_SIZE}")
+        cls = self.lookup_class(size)
+        with cls.lock:
+            handle = self._alloc_handle()
+            zspage = None
+            for fg in range(ZS_INUSE_RATIO_99, ZS_INUSE_RATIO_0 - 1, -1):  # find_get_zspage
+                zspage = cls.head(fg)
+                if zspage is not None:
+                    break
+            if zspage is not None:
+                obj_idx = self._obj_malloc(zspage, handle)
+                self._fix_fullness_group(cls, zspage)
+            else:  # alloc_zspage
+                zspage = Zspage(self._next_zspage_id, cls)
+                self._next_zspage_id += 1
+                self._zspages[zspage.id] = zspage
+                obj_idx = self._obj_malloc(zspage, handle)
+                self._insert_zspage(cls, zspage, get_fullness_group(cls, zspage.inuse))
+                with self._stat_lock:
+                    self.pages_allocated += cls.pages_per_zspage
+                cls.objs_allocated += cls.objs_per_zspage
+            cls.objs_inuse += 1
+            self._record_obj(handle, zspage, obj_idx)
+        return handle
+
+    def zs_free(self, handle: int) -> None:
+        """``zs_free``: free the object; an emptied zspage is released at once."""
+        if not handle:
+            return
+        zspage, obj_idx = self._handle_to_obj(handle)
+        cls = zspage.cls
+        with cls.lock:
+            cls.objs_inuse -= 1
+            self._obj_free(zspage, obj_idx)
+            if self._fix_fullness_group(cls, zspage) == ZS_INUSE_RATIO_0:
+                self._free_zspage(cls, zspage)
+            self._loc[handle] = 0
+            self._free_handles.append(handle)
+
+    def _free_zspage(self, cls: SizeClass, zspage: Zspage) -> None:
+        self._remove_zspage(cls, zspage)
+        del self._zspages[zspage.id]
+        cls.objs_allocated -= cls.objs_per_zspage
+        with self._stat_lock:
+            self.pages_allocated -= cls.pages_per_zspage
+
+    # -- object access -----------------------------------------------------
+
+    def _obj_offset(self, zspage: Zspage, obj_idx: int) -> int:
+        off = obj_idx * zspage.cls.size
+        return off if zspage.cls.huge else off + ZS_HANDLE_SIZE
+
+    def zs_obj_write(self, handle: int, data: bytes | memoryview) -> None:
+        """``zs_obj_write``: copy ``data`` into the object (it must fit its class)."""
+        zspage, obj_idx = self._handle_to_obj(handle)
+        off = self._obj_offset(zspage, obj_idx)
+        if len(data) > zspage.cls.size - (0 if zspage.cls.huge else ZS_HANDLE_SIZE):
+            raise ValueError(f"{len(data)} bytes do not fit a {zspage.cls.size}-byte object")
+        zspage.mem[off : off + len(data)] = data
+
+    def zs_obj_read(self, handle: int, length: int) -> memoryview:
+        """``zs_obj_read_begin``: a view of the object's first ``length`` bytes."""
+        zspage, obj_idx = self._handle_to_obj(handle)
+        off = self._obj_offset(zspage, obj_idx)
+        return memoryview(zspage.mem)[off : off + length]
+
+    def zs_get_total_pages(self) -> int:
+        """``zs_get_total_pages``: pages held by live zspages (zram's mem_used_total)."""
+        return self.pages_allocated
+
+    # -- compaction --------------------------------------------------------
+
+    @staticmethod
+    def zs_can_compact(cls: SizeClass) -> int:
+        """``zs_can_compact``: pages freeable by packing the class's objects tightly."""
+        if cls.objs_allocated <= cls.objs_inuse:
+            return 0
+        return (cls.objs_allocated - cls.objs_inuse) // cls.objs_per_zspage * cls.pages_per_zspage
+
+    def _isolate(self, cls: SizeClass, groups: range) -> Zspage | None:
+        for fg in groups:
+            zspage = cls.head(fg)
+            if zspage is not None:
+                self._remove_zspage(cls, zspage)
+                return zspage
+        return None
+
+    def _putback_zspage(self, cls: SizeClass, zspage: Zspage) -> int:
+        fg = get_fullness_group(cls, zspage.inuse)
+        self._insert_zspage(cls, zspage, fg)
+        return fg
+
+    def _migrate_zspage(self, src: Zspage, dst: Zspage) -> None:
+        """``migrate_zspage``: move src's objects, lowest index first, until dst is full."""
+        cls = src.cls
+        objs, size = cls.objs_per_zspage, cls.size
+        for obj_idx in range(objs):
+            handle = src.handles[obj_idx]
+            if not handle:
+                continue
+            new_idx = self._obj_malloc(dst, handle)
+            dst.mem[new_idx * size : (new_idx + 1) * size] = src.mem[
+                obj_idx * size : (obj_idx + 1) * size
+            ]
+            self._record_obj(handle, dst, new_idx)
+            self._obj_free(src, obj_idx)
+            if dst.inuse == objs or src.inuse == 0:
+                break
+
+    def _zs_compact_class(self, cls: SizeClass) -> int:
+        """``__zs_compact``: one class, from the fullest destination down."""
+        pages_freed = 0
+        dst: Zspage | None = None
+        with cls.lock:
+            while self.zs_can_compact(cls):
+                if dst is None:
+                    dst = self._isolate(cls, range(ZS_INUSE_RATIO_99, ZS_INUSE_RATIO_10 - 1, -1))
+                    if dst is None:
+                        break
+                src = self._isolate(cls, range(ZS_INUSE_RATIO_10, ZS_INUSE_RATIO_99 + 1))
+                if src is None:
+                    break
+                self._migrate_zspage(src, dst)
+                if self._putback_zspage(cls, src) == ZS_INUSE_RATIO_0:
+                    self._free_zspage(cls, src)
+                    pages_freed += cls.pages_per_zspage
+                if get_fullness_group(cls, dst.inuse) == ZS_INUSE_RATIO_100:
+                    self._putback_zspage(cls, dst)
+                    dst = None
+            if dst is not None:
+                self._putback_zspage(cls, dst)
+        return pages_freed
+
+    def zs_compact(self) -> int:
+        """``zs_compact``: compact every class, largest first; returns pages freed.
+
+        A second concurrent caller returns 0 at once, as in the kernel.
+        """
+        if not self._compaction_in_progress.acquire(blocking=False):
+            return 0
+        try:
+            freed = 0
+            for i in range(ZS_SIZE_CLASSES - 1, -1, -1):
+                cls = self.size_class[i]
+                if cls.index == i:
+                    freed += self._zs_compact_class(cls)
+            with self._stat_lock:
+                self.pages_compacted += freed
+            return freed
+        finally:
+            self._compaction_in_progress.release()
+
+    # -- introspection (tests, reports) --------------------------------------
+
+    def live_zspages(self) -> int:
+        """Number of zspages currently allocated."""
+        return len(self._zspages)
+
+    def check(self) -> None:
+        """Assert internal consistency (tests): counters equal what the lists hold."""
+        pages = 0
+        for cls in self.classes:
+            listed = [z for lst in cls.fullness_list for z in lst]
+            assert cls.objs_allocated == len(listed) * cls.objs_per_zspage
+            assert cls.objs_inuse == sum(z.inuse for z in listed)
+            for z in listed:
+                assert z.fullness == get_fullness_group(cls, z.inuse), "misfiled zspage"
+                assert z.fullness != ZS_INUSE_RATIO_0, "empty zspage not freed"
+                assert z.inuse + len(z.freeobj) == cls.objs_per_zspage
+                for idx, h in enumerate(z.handles):
+                    if h:
+                        assert self._loc[h] == z.id << 16 | idx
+            pages += len(listed) * cls.pages_per_zspage
+        assert pages == self.pages_allocated

@@ -1,0 +1,1 @@
+"""Page sources: live-process snapshots, files, synthetic mixes."""

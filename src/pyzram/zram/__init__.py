@@ -1,0 +1,1 @@
+"""The zram driver (drivers/block/zram/ in the kernel)."""

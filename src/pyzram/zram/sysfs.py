@@ -1,0 +1,259 @@
+"""``/sys/block/zramN``: zram's device attributes (the ``*_show``/``*_store`` of zram_drv.c).
+
+``dev.sysfs[name]`` reads an attribute, ``dev.sysfs[name] = text`` writes it,
+with what the kernel would do for the same ``read(2)``/``write(2)``:
+
+* the file modes of Linux 6.18 (``0200`` write-only files refuse reads with
+  ``EACCES``, even for root, because kernfs checks the mode at open);
+* kernfs's write rules: more than PAGE_SIZE bytes is ``E2BIG``, an empty
+  write does nothing, the store sees a NUL-terminated string;
+* each store's own parser (``memparse``, ``kstrto*``, ``sysfs_streq``,
+  ``next_arg``) and errnos, in the kernel's order of checks.
+
+A store that fails raises ``OSError`` with the kernel's errno and changes
+nothing.  Attributes that need CONFIG_ZRAM_WRITEBACK or CONFIG_ZRAM_MULTI_COMP
+are absent (``ENOENT``), as on a kernel built without them.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pyzram.lib.cmdline import memparse, parse_args, sysfs_streq
+from pyzram.lib.kstrtox import U64_MASK, kstrtoint, kstrtou16, kstrtoul, kstrtoull
+from pyzram.zram import table as T
+from pyzram.zram.zcomp import (
+    CRYPTO_MAX_ALG_NAME,
+    ZCOMP_PARAM_NO_LEVEL,
+    ZcompParams,
+    zcomp_available_algorithm,
+    zcomp_available_show,
+)
+
+if TYPE_CHECKING:
+    from pyzram.zram.zram_drv import Zram
+
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+NSEC_PER_SEC = 1_000_000_000
+
+#: name -> file mode, as DEVICE_ATTR_RO/WO/RW declare them in 6.18.
+ATTR_MODES: dict[str, int] = {
+    "disksize": 0o644,
+    "initstate": 0o444,
+    "reset": 0o200,
+    "compact": 0o200,
+    "mem_limit": 0o200,
+    "mem_used_max": 0o200,
+    "idle": 0o200,
+    "comp_algorithm": 0o644,
+    "algorithm_params": 0o200,
+    "io_stat": 0o444,
+    "mm_stat": 0o444,
+    "debug_stat": 0o444,
+}
+
+
+class ZramSysfs(Mapping[str, str]):
+    """The attribute directory of one :class:`~pyzram.zram.zram_drv.Zram`."""
+
+    def __init__(self, zram: Zram) -> None:
+        self._zram = zram
+
+    # -- Mapping: reading -------------------------------------------------------
+
+    def __getitem__(self, name: str) -> str:
+        mode = self._mode(name)
+        if not mode & 0o444:
+            raise OSError(errno.EACCES, f"{name}: Permission denied (mode {mode:04o})")
+        return getattr(self, f"{name}_show")()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(ATTR_MODES)
+
+    def __len__(self) -> int:
+        return len(ATTR_MODES)
+
+    def mode(self, name: str) -> int:
+        """The file mode of attribute ``name`` (``ENOENT`` if absent)."""
+        return self._mode(name)
+
+    def _mode(self, name: str) -> int:
+        try:
+            return ATTR_MODES[name]
+        except KeyError:
+            raise OSError(errno.ENOENT, f"{name}: No such file or directory") from None
+
+    # -- writing ------------------------------------------------------------------
+
+    def __setitem__(self, name: str, value: str | bytes) -> None:
+        self.write(name, value)
+
+    def write(self, name: str, value: str | bytes) -> int:
+        """``write(2)`` of ``value`` to the attribute; returns the count written."""
+        mode = self._mode(name)
+        if not mode & 0o222:
+            raise OSError(errno.EACCES, f"{name}: Permission denied (mode {mode:04o})")
+        raw = value.encode() if isinstance(value, str) else bytes(value)
+        if len(raw) > PAGE_SIZE:  # kernfs atomic_write_len
+            raise OSError(errno.E2BIG, f"{name}: write of {len(raw)} bytes exceeds a page")
+        if not raw:  # sysfs_kf_write: nothing to do
+            return 0
+        buf = raw.split(b"\0", 1)[0].decode("latin-1")
+        getattr(self, f"{name}_store")(buf)
+        return len(raw)
+
+    # -- show handlers --------------------------------------------------------------
+
+    def initstate_show(self) -> str:
+        with self._zram.init_lock.read():
+            return f"{int(self._zram.init_done())}\n"
+
+    def disksize_show(self) -> str:
+        return f"{self._zram.disksize}\n"
+
+    def comp_algorithm_show(self) -> str:
+        z = self._zram
+        with z.init_lock.read():
+            return zcomp_available_show(z.comp_algs[0], z.config.backends)
+
+    def mm_stat_show(self) -> str:
+        return self._zram.mm_stat().format()
+
+    def io_stat_show(self) -> str:
+        with self._zram.init_lock.read():
+            return self._zram.io_stat().format()
+
+    def debug_stat_show(self) -> str:
+        with self._zram.init_lock.read():
+            return self._zram.debug_stat()
+
+    # -- store handlers ---------------------------------------------------------------
+
+    def disksize_store(self, buf: str) -> None:
+        disksize, _ = memparse(buf)
+        if not disksize:
+            raise OSError(errno.EINVAL, "disksize: 0")
+        z = self._zram
+        with z.init_lock.write():
+            z.initialise(disksize)
+
+    def reset_store(self, buf: str) -> None:
+        if not kstrtou16(buf, 10):
+            raise OSError(errno.EINVAL, "reset: 0")
+        self._zram.reset()
+
+    def mem_limit_store(self, buf: str) -> None:
+        limit, end = memparse(buf)
+        if end == 0:
+            raise OSError(errno.EINVAL, "mem_limit: nothing parsed")
+        z = self._zram
+        with z.init_lock.write():
+            z.limit_pages = (((limit + PAGE_SIZE - 1) & U64_MASK) & ~(PAGE_SIZE - 1)) >> PAGE_SHIFT
+
+    def mem_used_max_store(self, buf: str) -> None:
+        try:
+            val = kstrtoul(buf, 10)
+        except OSError:
+            val = -1
+        if val != 0:
+            raise OSError(errno.EINVAL, "mem_used_max: only 0 may be written")
+        z = self._zram
+        with z.init_lock.read():
+            if z.init_done():
+                with z._stats_lock:
+                    z.stats.max_used_pages = z.mem_pool.zs_get_total_pages()
+
+    def compact_store(self, buf: str) -> None:
+        z = self._zram
+        with z.init_lock.read():
+            if not z.init_done():
+                raise OSError(errno.EINVAL, "compact: device not initialised")
+            z.mem_pool.zs_compact()
+
+    def idle_store(self, buf: str) -> None:
+        """``idle_store``: ``all``, or an age in seconds with TRACK_ENTRY_ACTIME."""
+        z = self._zram
+        cutoff = 0
+        if not sysfs_streq(buf, "all"):
+            if not z.config.track_entry_actime:
+                raise OSError(errno.EINVAL, "idle: only 'all' (no CONFIG_ZRAM_TRACK_ENTRY_ACTIME)")
+            try:
+                age_sec = kstrtoull(buf, 0)
+            except OSError:
+                raise OSError(errno.EINVAL, f"idle: {buf.strip()!r} is not 'all' or an age") from None
+            cutoff = z.clock() - age_sec * NSEC_PER_SEC
+        with z.init_lock.read():
+            if not z.init_done():
+                raise OSError(errno.EINVAL, "idle: device not initialised")
+            mark_idle(z, cutoff)
+
+    def comp_algorithm_store(self, buf: str) -> None:
+        z = self._zram
+        if len(buf) >= CRYPTO_MAX_ALG_NAME:
+            raise OSError(errno.E2BIG, "comp_algorithm: name too long")
+        name = buf[:-1] if buf.endswith("\n") else buf
+        if not zcomp_available_algorithm(name, z.config.backends):
+            raise OSError(errno.EINVAL, f"comp_algorithm: {name!r} is not available")
+        with z.init_lock.write():
+            if z.init_done():
+                raise OSError(errno.EBUSY, "Can't change algorithm for initialized device")
+            z.comp_algs[0] = name
+
+    def algorithm_params_store(self, buf: str) -> None:
+        """``algorithm_params_store``: ``priority= level= algo= dict=``, applied at next init."""
+        z = self._zram
+        prio, level = 0, ZCOMP_PARAM_NO_LEVEL
+        algo = dict_path = None
+        for param, val in parse_args(buf):
+            if not val:
+                raise OSError(errno.EINVAL, f"algorithm_params: {param!r} has no value")
+            if param == "priority":
+                prio = kstrtoint(val, 10)
+            elif param == "level":
+                level = kstrtoint(val, 10)
+            elif param == "algo":
+                algo = val
+            elif param == "dict":
+                dict_path = val
+        if algo is not None:
+            prio = next((p for p, a in enumerate(z.comp_algs) if a == algo), -1)
+        if not 0 <= prio < z.config.max_comps:
+            raise OSError(errno.EINVAL, "algorithm_params: no such priority / algorithm")
+        z.params[prio] = ZcompParams()  # comp_params_reset
+        data = None
+        if dict_path is not None:
+            try:
+                with open(dict_path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                raise OSError(errno.EINVAL, f"algorithm_params: cannot read {dict_path}") from None
+        z.params[prio] = ZcompParams(level=level, dict=data)
+
+
+def mark_idle(zram: Zram, cutoff: int) -> None:
+    """``mark_idle``: set IDLE on allocated slots not SAME/WB, older than ``cutoff``.
+
+    ``cutoff == 0`` marks all of them (``idle=all``); with an age, slots
+    accessed at or after the cutoff get IDLE cleared.  Candidates are found
+    with one vectorised scan; each one is then changed under its slot lock,
+    as the kernel's loop does.
+    """
+    tbl = zram.table
+    f = tbl.flags_np
+    cand = tbl.allocated_mask() & ((f & np.uint64(T.SAME | T.WB)) == 0)
+    if cutoff and tbl.ac_time_np is not None:
+        is_idle = tbl.ac_time_np < cutoff
+    else:
+        is_idle = np.ones(len(f), dtype=bool)
+    for index in np.flatnonzero(cand).tolist():
+        tbl.slot_lock(index)
+        if is_idle[index]:
+            tbl.flags[index] |= T.IDLE
+        else:
+            tbl.flags[index] &= U64_MASK ^ T.IDLE
+        tbl.slot_unlock(index)

@@ -1,0 +1,630 @@
+"""The zram block device (model of drivers/block/zram/zram_drv.c, Linux 6.18).
+
+One :class:`Zram` is one device as after ``hot_add``: uninitialised until
+``disksize`` is written, then a table of ``disksize / 4096`` slots whose
+pages are compressed into a zsmalloc pool.  Each operation has one path, as
+in the driver:
+
+* write  -> :meth:`Zram.zram_write_page` (same-filled? compress, huge?,
+  ``zs_malloc``, mem_limit check, store, *then* free the old content);
+* read   -> :meth:`Zram.zram_read_page` (fill / copy / decompress);
+* discard and write-zeroes -> :meth:`Zram.zram_bio_discard` (free whole pages);
+* swap slot free -> :meth:`Zram.zram_slot_free_notify` (trylock, ``miss_free``).
+
+The block-device entry points (:meth:`pwrite`, :meth:`pread`,
+:meth:`discard`) behave like ``pwrite``/``pread``/``BLKDISCARD`` on
+``/dev/zramN`` opened with O_DIRECT: whole 4 KiB blocks only, the kernel's
+range rules and errnos.  A multi-page request is one batch: same-filled
+detection and compression run vectorised over it (one C call for the
+kernel codecs), and only the zsmalloc placement, which is order-dependent,
+runs page by page.
+
+``dev.sysfs`` is the ``/sys/block/zramN`` directory: the kernel's attribute
+names, file modes, text formats, parsers and errnos (see :mod:`.sysfs`).
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from pyzram.config import ZramConfig
+from pyzram.lib.rwsem import RWSemaphore
+from pyzram.mm.zsmalloc import ZsPool
+from pyzram.zram import table as T
+from pyzram.zram.stat import IoStat, MmStat, format_debug_stat
+from pyzram.zram.table import ZramTable
+from pyzram.zram.zcomp import Zcomp, ZcompParams
+
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+SECTOR_SHIFT = 9
+SECTOR_SIZE = 512
+SECTORS_PER_PAGE = PAGE_SIZE >> SECTOR_SHIFT
+#: ZRAM_LOGICAL_BLOCK_SIZE: all zram I/O is in whole 4 KiB pages on x86_64.
+ZRAM_LOGICAL_BLOCK_SIZE = PAGE_SIZE
+#: BIO_MAX_VECS: the most pages one direct-I/O bio carries.
+BIO_MAX_VECS = 256
+ZRAM_PRIMARY_COMP = 0
+
+_U64 = (1 << 64) - 1
+_CLEAR_ON_ACCESS = _U64 ^ (T.IDLE | T.PP_SLOT)
+# zram_free_page keeps only the lock bit (the WARN_ON in the kernel checks this).
+_KEEP_ON_FREE = T.LOCK
+
+
+@dataclass
+class ZramStats:
+    """``struct zram_stats`` (zram_drv.h, 6.18: no writestall, no invalid_io)."""
+
+    compr_data_size: int = 0
+    failed_reads: int = 0
+    failed_writes: int = 0
+    notify_free: int = 0
+    same_pages: int = 0
+    huge_pages: int = 0
+    huge_pages_since: int = 0
+    pages_stored: int = 0
+    max_used_pages: int = 0
+    miss_free: int = 0
+
+    def reset(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, 0)
+
+
+def page_same_filled(words: np.ndarray) -> np.ndarray:
+    """``page_same_filled`` for a batch: which rows of 512 u64 words are all equal.
+
+    Like the kernel, test the last word against the first before comparing
+    the whole page, so a typical batch costs one vector compare.
+    """
+    cand = np.flatnonzero(words[:, 0] == words[:, -1])
+    same = np.zeros(len(words), dtype=bool)
+    if cand.size:
+        sub = words[cand]
+        same[cand] = (sub == sub[:, :1]).all(axis=1)
+    return same
+
+
+def _as_pages(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+    """A read-only (N, 4096) uint8 view of ``data`` (no copy where possible)."""
+    arr = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+    return arr.reshape(-1, PAGE_SIZE)
+
+
+class Zram:
+    """A zram device: ``pyzram.Zram(config)`` is what ``hot_add`` gives.
+
+    ``clock`` returns nanoseconds of ``ktime_get_boottime()``; tests inject
+    a fake one to make idle ageing exact.
+    """
+
+    def __init__(
+        self,
+        config: ZramConfig | None = None,
+        *,
+        dev_id: int = 0,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        from pyzram.zram.sysfs import ZramSysfs
+
+        self.config = config or ZramConfig()
+        self.dev_id = dev_id
+        self.disk_name = f"zram{dev_id}"
+        self.clock = clock
+        self.init_lock = RWSemaphore()
+        self.disksize = 0
+        self.limit_pages = 0
+        self.stats = ZramStats()
+        self._stats_lock = threading.Lock()
+        self.table: ZramTable | None = None
+        self.mem_pool: ZsPool | None = None
+        self.comps: list[Zcomp | None] = [None] * self.config.max_comps
+        self.comp_algs: list[str | None] = [None] * self.config.max_comps
+        self.comp_algs[ZRAM_PRIMARY_COMP] = self.config.default_comp
+        self.params = [ZcompParams() for _ in range(self.config.max_comps)]
+        self.num_active_comps = 0
+        self.huge_class_size = 0
+        self._openers = 0
+        self._claim = False
+        self._open_lock = threading.Lock()
+        self.sysfs = ZramSysfs(self)
+
+    # -- state ----------------------------------------------------------------
+
+    def init_done(self) -> bool:
+        """``init_done``: disksize has been set."""
+        return self.disksize != 0
+
+    @property
+    def nr_pages(self) -> int:
+        return self.disksize >> PAGE_SHIFT
+
+    @property
+    def size(self) -> int:
+        """Capacity in bytes (``set_capacity(disksize >> 9)``; 0 until init)."""
+        return self.disksize
+
+    # -- open / claim: what makes ``reset`` return EBUSY --------------------------
+
+    def open(self) -> None:
+        """``zram_open`` + ``bdev_open``: one more opener (swapon, a mounted fs, an fd)."""
+        with self._open_lock:
+            if self._claim:
+                raise OSError(errno.EBUSY, f"{self.disk_name} is being reset")
+            self._openers += 1
+
+    def release(self) -> None:
+        """The last ``blkdev_put`` of an opener taken with :meth:`open`."""
+        with self._open_lock:
+            if self._openers == 0:
+                raise OSError(errno.EINVAL, f"{self.disk_name} is not open")
+            self._openers -= 1
+
+    @property
+    def openers(self) -> int:
+        """``disk_openers``."""
+        return self._openers
+
+    # -- init and reset -------------------------------------------------------
+
+    def zram_meta_alloc(self, disksize: int) -> None:
+        """``zram_meta_alloc``: the slot table and a fresh zsmalloc pool."""
+        num_pages = disksize >> PAGE_SHIFT
+        try:
+            self.table = ZramTable(num_pages, self.config.track_entry_actime)
+        except (MemoryError, ValueError):
+            raise OSError(errno.ENOMEM, "cannot allocate the slot table") from None
+        self.mem_pool = ZsPool(self.disk_name, self.config.zsmalloc_chain_size)
+        # zs_huge_class_size() is read once, when the first pool exists.
+        self.huge_class_size = self.mem_pool.huge_class_size
+
+    def zram_meta_free(self) -> None:
+        """``zram_meta_free``: free every slot, destroy the pool and the table."""
+        if self.table is not None and self.mem_pool is not None:
+            for index in np.flatnonzero(self.table.allocated_mask()).tolist():
+                self.zram_free_page(index)
+        self.table = None
+        self.mem_pool = None
+
+    def initialise(self, disksize: int) -> None:
+        """The body of ``disksize_store`` under the write lock."""
+        if self.init_done():
+            raise OSError(errno.EBUSY, "Cannot change disksize for initialized device")
+        disksize = (disksize + PAGE_SIZE - 1) & _U64 & ~(PAGE_SIZE - 1)  # PAGE_ALIGN
+        if disksize == 0 or disksize >> PAGE_SHIFT > _max_table_entries():
+            raise OSError(errno.ENOMEM, "cannot allocate the slot table")
+        self.zram_meta_alloc(disksize)
+        try:
+            for prio, alg in enumerate(self.comp_algs):
+                if alg is None:
+                    continue
+                self.comps[prio] = Zcomp.create(alg, self.params[prio])
+                self.num_active_comps += 1
+        except BaseException:
+            self.zram_destroy_comps()
+            self.zram_meta_free()
+            raise
+        self.disksize = disksize
+
+    def zram_destroy_comps(self) -> None:
+        """``zram_destroy_comps``: drop compressors and secondary algorithms."""
+        for prio in range(len(self.comps)):
+            self.comps[prio] = None
+            if prio != ZRAM_PRIMARY_COMP:
+                self.comp_algs[prio] = None
+        self.num_active_comps = 0
+        self.comp_algs[ZRAM_PRIMARY_COMP] = self.config.default_comp
+        self.params = [ZcompParams() for _ in range(self.config.max_comps)]
+
+    def zram_reset_device(self) -> None:
+        """``zram_reset_device``: back to the state of a fresh ``hot_add``."""
+        with self.init_lock.write():
+            self.limit_pages = 0
+            self.zram_meta_free()
+            self.disksize = 0
+            self.zram_destroy_comps()
+            self.stats.reset()
+
+    def reset(self) -> None:
+        """``reset_store`` after parsing: EBUSY while open or claimed."""
+        with self._open_lock:
+            if self._openers or self._claim:
+                raise OSError(errno.EBUSY, f"{self.disk_name} is in use")
+            self._claim = True
+        try:
+            self.zram_reset_device()
+        finally:
+            with self._open_lock:
+                self._claim = False
+
+    # -- per-slot primitives --------------------------------------------------
+
+    def zram_accessed(self, index: int) -> None:
+        """``zram_accessed``: clear IDLE and PP_SLOT, stamp the access time."""
+        tbl = self.table
+        tbl.flags[index] &= _CLEAR_ON_ACCESS
+        if tbl.ac_time is not None:
+            tbl.ac_time[index] = self.clock()
+
+    def zram_free_page(self, index: int) -> None:
+        """``zram_free_page``: release whatever the slot holds (slot lock held)."""
+        tbl = self.table
+        flags = tbl.flags[index]
+        if tbl.ac_time is not None:
+            tbl.ac_time[index] = 0
+        st = self.stats
+        with self._stats_lock:
+            if flags & T.HUGE:
+                st.huge_pages -= 1
+            if flags & T.WB:
+                raise AssertionError("ZRAM_WB slots need CONFIG_ZRAM_WRITEBACK")
+            if flags & T.SAME:
+                st.same_pages -= 1
+            else:
+                handle = tbl.handle[index]
+                if not handle:
+                    tbl.flags[index] = flags & _KEEP_ON_FREE
+                    return
+                self.mem_pool.zs_free(handle)
+                st.compr_data_size -= flags & T.ZRAM_SIZE_MASK
+            st.pages_stored -= 1
+        tbl.handle[index] = 0
+        tbl.flags[index] = flags & _KEEP_ON_FREE
+
+    def _update_used_max(self, pages: int) -> None:
+        """``update_used_max``."""
+        with self._stats_lock:
+            if pages > self.stats.max_used_pages:
+                self.stats.max_used_pages = pages
+
+    # -- write ----------------------------------------------------------------
+
+    def zram_write_page(self, page: bytes | np.ndarray, index: int) -> None:
+        """``zram_write_page``: store one page in slot ``index`` (see :meth:`write_pages`)."""
+        failed = self.write_pages(_as_pages(page)[:1], index)
+        if failed is not None:
+            raise failed
+
+    def write_pages(self, pages: np.ndarray, index: int) -> OSError | None:
+        """Store ``pages`` (N x 4096 uint8) in slots ``index..index+N-1``, in order.
+
+        The batch form of ``zram_write_page`` + ``zram_accessed``, as
+        ``zram_bio_write`` runs them: same-filled detection and compression
+        are done for the whole batch up front; placement, the mem_limit check
+        and freeing the old content run page by page in slot order, because
+        the pool's state depends on that order.  Stops at the first failing
+        page and returns its error (``ENOMEM`` past mem_limit); the slot
+        keeps its old content.
+        """
+        n = len(pages)
+        if n == 0:
+            return None
+        words = np.ascontiguousarray(pages).view(np.uint64).reshape(n, PAGE_SIZE // 8)
+        same = page_same_filled(words)
+        todo = np.flatnonzero(~same)
+        comp = self.comps[ZRAM_PRIMARY_COMP]
+        if todo.size:
+            cbuf, csizes = comp.backend.compress_batch(pages[todo] if todo.size < n else pages)
+            sizes = csizes.tolist()
+            cview = memoryview(cbuf)
+        same_l = same.tolist()
+        elements = words[:, 0].tolist()
+        pool, tbl, st = self.mem_pool, self.table, self.stats
+        huge_class_size = self.huge_class_size
+        limit = self.limit_pages
+        j = 0
+        for k in range(n):
+            idx = index + k
+            if same_l[k]:
+                tbl.slot_lock(idx)
+                self.zram_free_page(idx)
+                tbl.flags[idx] |= T.SAME
+                tbl.handle[idx] = elements[k]
+                with self._stats_lock:
+                    st.same_pages += 1
+                    st.pages_stored += 1
+            else:
+                comp_len = sizes[j]
+                src_off = j * 2 * PAGE_SIZE
+                j += 1
+                if comp_len <= 0:
+                    return OSError(errno.EINVAL, f"{comp.name}: compression failed")
+                huge = comp_len >= huge_class_size
+                if huge:
+                    comp_len = PAGE_SIZE
+                try:
+                    handle = pool.zs_malloc(comp_len)
+                except OSError as e:
+                    return e
+                alloced = pool.pages_allocated
+                self._update_used_max(alloced)
+                if limit and alloced > limit:
+                    pool.zs_free(handle)
+                    return OSError(errno.ENOMEM, "zram: mem_limit reached")
+                if huge:
+                    pool.zs_obj_write(handle, pages[k].data)
+                else:
+                    pool.zs_obj_write(handle, cview[src_off : src_off + comp_len])
+                tbl.slot_lock(idx)
+                self.zram_free_page(idx)
+                if huge:
+                    tbl.flags[idx] |= T.HUGE | comp_len
+                else:
+                    tbl.flags[idx] |= comp_len
+                tbl.handle[idx] = handle
+                with self._stats_lock:
+                    st.compr_data_size += comp_len
+                    st.pages_stored += 1
+                    if huge:
+                        st.huge_pages += 1
+                        st.huge_pages_since += 1
+            self.zram_accessed(idx)
+            tbl.slot_unlock(idx)
+        return None
+
+    # -- read -----------------------------------------------------------------
+
+    def read_pages(self, index: int, n: int) -> tuple[np.ndarray, OSError | None]:
+        """Read slots ``index..index+n-1`` into an (n, 4096) array.
+
+        The batch form of ``zram_read_page`` + ``zram_accessed`` as
+        ``zram_bio_read`` runs them.  Each slot is read under its lock (the
+        compressed bytes are taken there); decompression of the batch is one
+        backend call.  Returns the pages and the error of the first failing
+        page (pages from it on are not valid and not marked accessed).
+        """
+        out = np.empty((n, PAGE_SIZE), dtype=np.uint8)
+        out64 = out.view(np.uint64)
+        outb = memoryview(out).cast("B")
+        tbl, pool = self.table, self.mem_pool
+        fill_rows: list[int] = []
+        fill_vals: list[int] = []
+        z_rows: list[int] = []
+        z_objs: list[bytes] = []
+        for k in range(n):
+            idx = index + k
+            tbl.slot_lock(idx)
+            flags = tbl.flags[idx]
+            handle = tbl.handle[idx]
+            if flags & T.SAME or not handle:
+                fill_rows.append(k)
+                fill_vals.append(handle if flags & T.SAME else 0)
+            elif flags & T.HUGE:
+                outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = pool.zs_obj_read(handle, PAGE_SIZE)
+            else:
+                z_rows.append(k)
+                z_objs.append(bytes(pool.zs_obj_read(handle, flags & T.ZRAM_SIZE_MASK)))
+            tbl.slot_unlock(idx)
+        if fill_rows:
+            out64[fill_rows] = np.array(fill_vals, dtype=np.uint64)[:, None]
+        failed_at = n
+        if z_rows:
+            lengths = np.fromiter((len(o) for o in z_objs), dtype=np.int32, count=len(z_objs))
+            offsets = np.zeros(len(z_objs), dtype=np.int64)
+            np.cumsum(lengths[:-1], out=offsets[1:])
+            comp = self.comps[ZRAM_PRIMARY_COMP]
+            pages, results = comp.backend.decompress_batch(b"".join(z_objs), offsets, lengths)
+            bad = np.flatnonzero(results)
+            ok = len(z_rows) if not bad.size else int(bad[0])
+            out[z_rows[:ok]] = pages[:ok]
+            if bad.size:
+                failed_at = z_rows[ok]
+        for k in range(failed_at):
+            idx = index + k
+            tbl.slot_lock(idx)
+            self.zram_accessed(idx)
+            tbl.slot_unlock(idx)
+        if failed_at < n:
+            return out, OSError(errno.EIO, f"zram: decompression failed at slot {index + failed_at}")
+        return out, None
+
+    def zram_read_page(self, index: int) -> bytes:
+        """``zram_read_page`` of one slot; ``OSError(EIO)`` if it cannot be decompressed."""
+        out, err = self.read_pages(index, 1)
+        if err is not None:
+            raise err
+        return out.tobytes()
+
+    # -- discard and swap free ------------------------------------------------
+
+    def zram_bio_discard(self, sector: int, size: int) -> None:
+        """``zram_bio_discard``: free every whole page of the range.
+
+        A partial first page is skipped (zram works in whole pages), as is a
+        partial last page; ``notify_free`` counts every page freed, written
+        or not.
+        """
+        index = sector >> (PAGE_SHIFT - SECTOR_SHIFT)
+        offset = (sector & (SECTORS_PER_PAGE - 1)) << SECTOR_SHIFT
+        n = size
+        if offset:
+            if n <= PAGE_SIZE - offset:
+                return
+            n -= PAGE_SIZE - offset
+            index += 1
+        tbl = self.table
+        freed = 0
+        while n >= PAGE_SIZE:
+            tbl.slot_lock(index)
+            self.zram_free_page(index)
+            tbl.slot_unlock(index)
+            freed += 1
+            index += 1
+            n -= PAGE_SIZE
+        with self._stats_lock:
+            self.stats.notify_free += freed
+
+    def zram_slot_free_notify(self, index: int) -> None:
+        """``zram_slot_free_notify``: the swap core freed slot ``index``.
+
+        Called from a context that cannot sleep, so the slot lock is only
+        tried: if it is held, ``miss_free`` counts a slot left allocated.
+        """
+        with self._stats_lock:
+            self.stats.notify_free += 1
+        tbl = self.table
+        if not tbl.slot_trylock(index):
+            with self._stats_lock:
+                self.stats.miss_free += 1
+            return
+        self.zram_free_page(index)
+        tbl.slot_unlock(index)
+
+    # -- block device entry points (O_DIRECT on /dev/zramN) --------------------
+
+    def _check_dio(self, offset: int, length: int) -> None:
+        """``blkdev_dio_invalid``: offset and length must be logical-block aligned."""
+        if offset < 0 or length < 0:
+            raise OSError(errno.EINVAL, "negative offset or length")
+        if (offset | length) & (ZRAM_LOGICAL_BLOCK_SIZE - 1):
+            raise OSError(
+                errno.EINVAL,
+                f"O_DIRECT I/O must be {ZRAM_LOGICAL_BLOCK_SIZE}-byte aligned "
+                f"(offset {offset}, length {length})",
+            )
+
+    def pwrite(self, data: bytes | bytearray | memoryview | np.ndarray, offset: int) -> int:
+        """Like ``os.pwrite`` on ``/dev/zramN`` opened ``O_DIRECT``.
+
+        Returns the bytes written: a write that runs past the end is cut
+        short at the end (``blkdev_write_iter``), one that starts at or past
+        the end fails with ``ENOSPC``; misaligned offsets or lengths are
+        ``EINVAL``.  Each bio of up to ``BIO_MAX_VECS`` pages that fails
+        counts in ``failed_writes``, and the write then fails with ``EIO``.
+        """
+        buf = memoryview(data).cast("B")
+        length = len(buf)
+        self._check_dio(offset, length)
+        if length == 0:
+            return 0
+        with self.init_lock.read():
+            if offset >= self.disksize:
+                raise OSError(errno.ENOSPC, "write starts at or past the end of the device")
+            length = min(length, self.disksize - offset)
+            pages = _as_pages(buf[:length])
+            failed = None
+            for start in range(0, len(pages), BIO_MAX_VECS):
+                err = self.write_pages(pages[start : start + BIO_MAX_VECS],
+                                       (offset >> PAGE_SHIFT) + start)
+                if err is not None:
+                    with self._stats_lock:
+                        self.stats.failed_writes += 1
+                    failed = failed or err
+        if failed is not None:
+            raise OSError(errno.EIO, f"I/O error ({failed.strerror})")
+        return length
+
+    def pread(self, length: int, offset: int) -> bytes:
+        """Like ``os.pread`` on ``/dev/zramN`` opened ``O_DIRECT``.
+
+        Reads at or past the end return ``b""``; reads across it are cut
+        short.  A page that cannot be decompressed fails its bio
+        (``failed_reads``) and the read with ``EIO``.
+        """
+        self._check_dio(offset, length)
+        with self.init_lock.read():
+            if offset >= self.disksize or length == 0:
+                return b""
+            length = min(length, self.disksize - offset)
+            n = length >> PAGE_SHIFT
+            chunks = []
+            failed = None
+            for start in range(0, n, BIO_MAX_VECS):
+                out, err = self.read_pages((offset >> PAGE_SHIFT) + start,
+                                           min(BIO_MAX_VECS, n - start))
+                if err is not None:
+                    with self._stats_lock:
+                        self.stats.failed_reads += 1
+                    failed = failed or err
+                chunks.append(out)
+        if failed is not None:
+            raise OSError(errno.EIO, f"I/O error ({failed.strerror})")
+        return b"".join(c.tobytes() for c in chunks)
+
+    def discard(self, offset: int, length: int) -> None:
+        """``ioctl(BLKDISCARD)``: 512-byte aligned range inside the device.
+
+        zram then frees only the whole 4 KiB pages inside it.
+        """
+        self._blk_ioctl_range(offset, length)
+        if length:
+            with self.init_lock.read():
+                self.zram_bio_discard(offset >> SECTOR_SHIFT, length)
+
+    def write_zeroes(self, offset: int, length: int) -> None:
+        """``ioctl(BLKZEROOUT)``: REQ_OP_WRITE_ZEROES, which zram treats as discard."""
+        self.discard(offset, length)
+
+    def _blk_ioctl_range(self, offset: int, length: int) -> None:
+        """The checks of ``blk_ioctl_discard``: sector alignment and the device end."""
+        if offset < 0 or length < 0 or (offset | length) & (SECTOR_SIZE - 1):
+            raise OSError(errno.EINVAL, "range must be 512-byte aligned")
+        if offset + length > self.disksize:
+            raise OSError(errno.EINVAL, "range runs past the end of the device")
+
+    # -- statistics -------------------------------------------------------------
+
+    def mm_stat(self) -> MmStat:
+        """``mm_stat_show``."""
+        with self.init_lock.read():
+            st = self.stats
+            pool = self.mem_pool if self.init_done() else None
+            return MmStat(
+                orig_data_size=st.pages_stored << PAGE_SHIFT,
+                compr_data_size=st.compr_data_size,
+                mem_used_total=(pool.zs_get_total_pages() << PAGE_SHIFT) if pool else 0,
+                mem_limit=self.limit_pages << PAGE_SHIFT,
+                mem_used_max=st.max_used_pages << PAGE_SHIFT,
+                same_pages=st.same_pages,
+                pages_compacted=pool.pages_compacted if pool else 0,
+                huge_pages=st.huge_pages,
+                huge_pages_since=st.huge_pages_since,
+            )
+
+    def io_stat(self) -> IoStat:
+        """``io_stat_show``."""
+        st = self.stats
+        return IoStat(st.failed_reads, st.failed_writes, 0, st.notify_free)
+
+    def debug_stat(self) -> str:
+        """``debug_stat_show``."""
+        return format_debug_stat(self.stats.miss_free)
+
+    def check(self) -> None:
+        """Assert that every counter equals what the table and the pool hold (tests)."""
+        with self.init_lock.read():
+            st = self.stats
+            if not self.init_done():
+                assert st.pages_stored == st.same_pages == st.huge_pages == 0
+                return
+            f = self.table.flags_np
+            size = (f & np.uint64(T.ZRAM_SIZE_MASK)).astype(np.int64)
+            same = (f & np.uint64(T.SAME)) != 0
+            huge = (f & np.uint64(T.HUGE)) != 0
+            assert int(same.sum()) == st.same_pages, "same_pages"
+            assert int(huge.sum()) == st.huge_pages, "huge_pages"
+            assert int(size.sum()) == st.compr_data_size, "compr_data_size"
+            assert int(self.table.allocated_mask().sum()) == st.pages_stored, "pages_stored"
+            assert not (f & np.uint64(T.LOCK)).any(), "a slot lock is held"
+            live = self.table.handle_np[(size > 0)]
+            assert len(set(live.tolist())) == len(live), "two slots share a handle"
+            self.mem_pool.check()
+            assert sum(c.objs_inuse for c in self.mem_pool.classes) == len(live)
+
+
+def _max_table_entries() -> int:
+    """Largest slot table ``vzalloc`` could give: 16 bytes a slot within physical RAM."""
+    try:
+        import os
+
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        ram = 1 << 40
+    return ram // 16
