@@ -57,7 +57,9 @@ class ZramConfig:
         if self.default_comp not in self.backends:
             raise ValueError(f"default_comp {self.default_comp!r} is not among the backends")
         if self.writeback or self.multi_comp:
-            raise ValueError("CONFIG_ZRAM_WRITEBACK and CONFIG_ZRAM_MULTI_COMP are not modelled yet")
+            raise ValueError(
+                "CONFIG_ZRAM_WRITEBACK and CONFIG_ZRAM_MULTI_COMP are not modelled yet"
+            )
         # Keep the kernel's listing order whatever order the caller used.
         object.__setattr__(self, "backends", tuple(b for b in ALL_BACKENDS if b in self.backends))
 

@@ -185,7 +185,9 @@ class ZramSysfs(Mapping[str, str]):
             try:
                 age_sec = kstrtoull(buf, 0)
             except OSError:
-                raise OSError(errno.EINVAL, f"idle: {buf.strip()!r} is not 'all' or an age") from None
+                raise OSError(
+                    errno.EINVAL, f"idle: {buf.strip()!r} is not 'all' or an age"
+                ) from None
             cutoff = z.clock() - age_sec * NSEC_PER_SEC
         with z.init_lock.read():
             if not z.init_done():

@@ -422,7 +422,9 @@ class Zram:
             self.zram_accessed(idx)
             tbl.slot_unlock(idx)
         if failed_at < n:
-            return out, OSError(errno.EIO, f"zram: decompression failed at slot {index + failed_at}")
+            return out, OSError(
+                errno.EIO, f"zram: decompression failed at slot {index + failed_at}"
+            )
         return out, None
 
     def zram_read_page(self, index: int) -> bytes:
@@ -511,8 +513,9 @@ class Zram:
             pages = _as_pages(buf[:length])
             failed = None
             for start in range(0, len(pages), BIO_MAX_VECS):
-                err = self.write_pages(pages[start : start + BIO_MAX_VECS],
-                                       (offset >> PAGE_SHIFT) + start)
+                err = self.write_pages(
+                    pages[start : start + BIO_MAX_VECS], (offset >> PAGE_SHIFT) + start
+                )
                 if err is not None:
                     with self._stats_lock:
                         self.stats.failed_writes += 1
@@ -537,8 +540,9 @@ class Zram:
             chunks = []
             failed = None
             for start in range(0, n, BIO_MAX_VECS):
-                out, err = self.read_pages((offset >> PAGE_SHIFT) + start,
-                                           min(BIO_MAX_VECS, n - start))
+                out, err = self.read_pages(
+                    (offset >> PAGE_SHIFT) + start, min(BIO_MAX_VECS, n - start)
+                )
                 if err is not None:
                     with self._stats_lock:
                         self.stats.failed_reads += 1
