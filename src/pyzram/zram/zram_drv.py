@@ -553,23 +553,24 @@ class Zram:
         return b"".join(c.tobytes() for c in chunks)
 
     def discard(self, offset: int, length: int) -> None:
-        """``ioctl(BLKDISCARD)``: 512-byte aligned range inside the device.
+        """``ioctl(BLKDISCARD)``: a whole-block range inside the device.
 
-        zram then frees only the whole 4 KiB pages inside it.
+        ``blk_ioctl_discard`` refuses (``EINVAL``) an empty range, one not
+        aligned to the logical block size (4096 for zram), and one past the
+        end.  zram then frees every page of it (``zram_bio_discard``).
         """
         self._blk_ioctl_range(offset, length)
-        if length:
-            with self.init_lock.read():
-                self.zram_bio_discard(offset >> SECTOR_SHIFT, length)
+        with self.init_lock.read():
+            self.zram_bio_discard(offset >> SECTOR_SHIFT, length)
 
     def write_zeroes(self, offset: int, length: int) -> None:
         """``ioctl(BLKZEROOUT)``: REQ_OP_WRITE_ZEROES, which zram treats as discard."""
         self.discard(offset, length)
 
     def _blk_ioctl_range(self, offset: int, length: int) -> None:
-        """The checks of ``blk_ioctl_discard``: sector alignment and the device end."""
-        if offset < 0 or length < 0 or (offset | length) & (SECTOR_SIZE - 1):
-            raise OSError(errno.EINVAL, "range must be 512-byte aligned")
+        """``blk_validate_byte_range``: non-empty, block aligned, inside the device."""
+        if offset < 0 or length <= 0 or (offset | length) & (ZRAM_LOGICAL_BLOCK_SIZE - 1):
+            raise OSError(errno.EINVAL, "range must be non-empty and 4096-byte aligned")
         if offset + length > self.disksize:
             raise OSError(errno.EINVAL, "range runs past the end of the device")
 

@@ -1,0 +1,250 @@
+"""The ``pyzram`` command (also ``python -m pyzram``).
+
+Every command that takes pages reads a page file (raw concatenated 4096-byte
+pages, as ``pyzram snapshot`` writes) or, without one, the embedded default
+corpus (``pyzram.workload.pages.default_corpus``).  Errors print one line,
+``pyzram: error: ...``, and exit non-zero; never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pyzram.config import ZramConfig
+from pyzram.zram.stat import MmStat
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="The Linux swap I/O path and zram, modelled in Python to the byte.",
+)
+bench_app = typer.Typer(no_args_is_help=True, help="Throughput figures (see README).")
+app.add_typer(bench_app, name="bench")
+console = Console()
+
+ALGO_HELP = (
+    "zram backend: lzo-rle (default), lzo, lz4 (pyzram's kernel-identical C codecs), "
+    "lz4hc, zstd, deflate (library codecs: the kernel's format, sizes may differ)"
+)
+PageFileArg = Annotated[
+    Path | None,
+    typer.Argument(help="page file (raw 4096-byte pages); default: the embedded corpus"),
+]
+
+
+def _load_pages(path: Path | None, limit: int | None = None):
+    from pyzram.workload.pages import default_corpus, read_page_file
+
+    pages = default_corpus() if path is None else read_page_file(path)
+    if limit is not None:
+        pages = pages[:limit]
+    if len(pages) == 0:
+        raise ValueError("no pages to process")
+    return pages
+
+
+def _mm_table(title: str, columns: list[str], rows: list[tuple[str, ...]]) -> Table:
+    t = Table(title=title)
+    t.add_column("field")
+    for c in columns:
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+@app.command()
+def store(
+    pagefile: PageFileArg = None,
+    algo: Annotated[str, typer.Option("--algo", "-a", help=ALGO_HELP)] = "lzo-rle",
+    chain: Annotated[int, typer.Option(help="CONFIG_ZSMALLOC_CHAIN_SIZE (4..16)")] = 8,
+    limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """What zram would do with these pages: mm_stat, ratios, same/huge pages."""
+    from pyzram.zram.zram_drv import PAGE_SIZE, Zram
+
+    pages = _load_pages(pagefile, limit)
+    dev = Zram(ZramConfig(zsmalloc_chain_size=chain))
+    dev.sysfs["comp_algorithm"] = algo
+    dev.sysfs["disksize"] = str(len(pages) * PAGE_SIZE)
+    dev.pwrite(pages.tobytes(), 0)
+    mm = dev.mm_stat()
+    text = dev.sysfs["mm_stat"]
+    summary = {
+        "pages": len(pages),
+        "algorithm": algo,
+        "mm_stat": mm._asdict(),
+        "mm_stat_text": text,
+        "ratio_orig_to_compr": mm.orig_data_size / mm.compr_data_size
+        if mm.compr_data_size
+        else None,
+        "ratio_orig_to_mem_used": mm.orig_data_size / mm.mem_used_total
+        if mm.mem_used_total
+        else None,
+        "zsmalloc_overhead": mm.mem_used_total / mm.compr_data_size if mm.compr_data_size else None,
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    src = str(pagefile) if pagefile else "embedded default corpus"
+    t = _mm_table(f"zram ({algo}) storing {len(pages)} pages of {src}", ["value"], [])
+    for name, v in mm._asdict().items():
+        t.add_row(name, f"{v:,}")
+    console.print(t)
+    console.print(f"mm_stat: {text.rstrip()}")
+    for key in ("ratio_orig_to_compr", "ratio_orig_to_mem_used", "zsmalloc_overhead"):
+        if summary[key] is not None:
+            console.print(f"{key}: {summary[key]:.3f}")
+
+
+@app.command()
+def validate(
+    pagefile: PageFileArg = None,
+    algo: Annotated[
+        list[str] | None,
+        typer.Option("--algo", "-a", help="algorithm(s); default: all the host has"),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The same pages through pyzram and the host kernel's zram: mm_stat must be equal."""
+    from pyzram.validate import validate as run
+
+    pages = _load_pages(pagefile, limit)
+    results = run(pages, algo)
+    if as_json:
+        out = [
+            {
+                "algorithm": r.algorithm,
+                "pages": r.pages,
+                "equal": r.equal,
+                "read_back_equal": r.read_back_equal,
+                "io_stat_equal": r.io_stat_equal,
+                "steps": [
+                    {
+                        "step": s.step,
+                        "equal": s.equal,
+                        "pyzram": s.ours._asdict(),
+                        "kernel": s.kernel._asdict(),
+                    }
+                    for s in r.steps
+                ],
+            }
+            for r in results
+        ]
+        print(json.dumps(out, indent=2))
+    else:
+        for r in results:
+            t = Table(title=f"{r.algorithm}: {r.pages} pages, mm_stat of pyzram (= kernel)")
+            t.add_column("field")
+            for s in r.steps:
+                t.add_column(s.step, justify="right")
+            for i, name in enumerate(MmStat._fields):
+                cells = []
+                for s in r.steps:
+                    a, b = s.ours[i], s.kernel[i]
+                    cells.append(f"{a}" if a == b else f"[red]{a} (kernel {b})[/red]")
+                t.add_row(name, *cells)
+            t.add_row("equal", *("yes" if s.equal else "[red]NO[/red]" for s in r.steps))
+            console.print(t)
+            console.print(
+                f"read-back equal: {'yes' if r.read_back_equal else 'NO'}; "
+                f"io_stat equal: {'yes' if r.io_stat_equal else 'NO'}"
+            )
+        ok = sum(r.equal for r in results)
+        console.print(f"{ok} of {len(results)} algorithms equal the kernel in every field")
+    if not all(r.equal for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def snapshot(
+    output: Annotated[Path, typer.Option("--output", "-o", help="page file to write")],
+    pid: Annotated[int | None, typer.Option(help="capture this running process")] = None,
+    spawn: Annotated[
+        str | None, typer.Option(help="start a sample workload and capture it: python, sqlite")
+    ] = None,
+) -> None:
+    """Capture a live process's resident anonymous memory as a page file."""
+    from pyzram.workload.pages import capture, snapshot_process, write_page_file
+
+    if (pid is None) == (spawn is None):
+        raise ValueError("give exactly one of --pid or --spawn")
+    pages = snapshot_process(pid) if pid is not None else capture(spawn)
+    write_page_file(output, pages)
+    console.print(f"wrote {len(pages)} pages ({len(pages) * 4096 / 2**20:.1f} MiB) to {output}")
+
+
+@bench_app.command("zram")
+def bench_zram(
+    pagefile: PageFileArg = None,
+    algo: Annotated[list[str] | None, typer.Option("--algo", "-a", help=ALGO_HELP)] = None,
+    bs: Annotated[
+        list[int] | None, typer.Option(help="request size in bytes (multiple of 4096)")
+    ] = None,
+    repeat: Annotated[int, typer.Option(help="best of N runs")] = 3,
+    limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
+    no_kernel: Annotated[bool, typer.Option("--no-kernel", help="skip the host kernel")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """pwrite/pread pages/s through Zram, beside the host kernel's zram (O_DIRECT)."""
+    from pyzram.bench import bench_zram as run
+
+    pages = _load_pages(pagefile, limit)
+    rows = run(pages, algo or ["lzo-rle", "lz4"], bs or [4096, 131072], repeat, not no_kernel)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    t = Table(title=f"zram throughput, {len(pages)} pages, best of {repeat}")
+    for c in ("target", "algorithm", "bs", "write pages/s", "read pages/s"):
+        t.add_column(c, justify="right" if c not in ("target", "algorithm") else "left")
+    for r in rows:
+        t.add_row(
+            r.target, r.algorithm, str(r.bs), f"{r.write_pages_s:,.0f}", f"{r.read_pages_s:,.0f}"
+        )
+    console.print(t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app; turn expected errors into one line and exit 1."""
+    import errno as _errno
+
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except (OSError, ValueError) as e:
+        msg = str(e)
+        if isinstance(e, OSError) and e.strerror:
+            msg = e.strerror
+            if e.errno in _errno.errorcode:
+                msg += f" ({_errno.errorcode[e.errno]})"
+            if e.filename:
+                msg = f"{e.filename}: {msg}"
+        print(f"pyzram: error: {msg}", file=sys.stderr)
+        return 1
+    except typer.Exit as e:
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("pyzram: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            return e.exit_code
+        if isinstance(e, click.exceptions.Abort):
+            return 1
+        raise
+    return rc if isinstance(rc, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

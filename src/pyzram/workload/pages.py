@@ -1,0 +1,758 @@
+"""Page sources: real process memory, real files, and synthetic mixes.
+
+A *page array* is a C-contiguous ``numpy.ndarray`` of shape ``(N, 4096)`` and
+dtype ``uint8``: the unit everything in pyzram writes to zram.  Page files
+(``*.pages``) are the same bytes concatenated, with no header.
+
+Kernel interfaces used, and why:
+
+* ``/proc/PID/maps`` -- the VMAs of a process; we keep the private writable
+  anonymous ones (no path, ``[heap]``, ``[stack]``, ``[anon:NAME]``), which
+  are exactly the memory the kernel would swap out to zram (file-backed pages
+  are written back to their files or dropped instead).
+* ``/proc/PID/pagemap`` -- one little-endian u64 per virtual page; bit 63 is
+  "present in RAM".  Only resident pages are taken: an untouched anonymous
+  page has no page frame, so reclaim would never write it to swap.  (As root
+  the PFN bits are filled in too; we only need bit 63.)
+* ``/proc/PID/mem`` -- the process's memory at the page's virtual address
+  (``mem_rw`` via ``access_remote_vm``); reads that fail with EIO (e.g. a
+  page that is not accessible) are skipped.
+
+Both ``pagemap`` and ``mem`` need ptrace-read access to the process
+(``PTRACE_MODE_READ`` / ``PTRACE_MODE_ATTACH``): root, or our own child.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import glob
+import os
+import selectors
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "PAGE_SIZE",
+    "SYNTHETIC_KINDS",
+    "WORKLOAD_KINDS",
+    "Mapping",
+    "anonymous_mappings",
+    "capture",
+    "default_corpus",
+    "file_pages",
+    "read_page_file",
+    "snapshot_process",
+    "spawn_workload",
+    "stdlib_source_files",
+    "synthetic_mix",
+    "synthetic_mix_with_kinds",
+    "write_page_file",
+]
+
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+PageArray = npt.NDArray[np.uint8]
+
+_PM_PRESENT = np.uint64(1 << 63)
+#: Pagemap entries read per ``pread`` (8 bytes each; 1 Mi entries = 4 GiB of VA).
+_PAGEMAP_CHUNK = 1 << 20
+
+
+# ----------------------------------------------------------------------------------------
+# page files
+
+
+def _empty_pages(n: int = 0) -> PageArray:
+    return np.zeros((n, PAGE_SIZE), dtype=np.uint8)
+
+
+def read_page_file(path: str | os.PathLike[str]) -> PageArray:
+    """Memory-map a page file read-only as an ``(N, 4096)`` uint8 array.
+
+    Raises ``OSError(EINVAL)`` when the file size is not a multiple of 4096
+    (the file is not a page file, or it was truncated).
+    """
+    size = os.stat(path).st_size
+    if size % PAGE_SIZE:
+        raise OSError(
+            errno.EINVAL,
+            f"page file size {size} is not a multiple of {PAGE_SIZE} bytes",
+            os.fspath(path),
+        )
+    if size == 0:
+        return _empty_pages()
+    arr = np.memmap(path, dtype=np.uint8, mode="r", shape=(size // PAGE_SIZE, PAGE_SIZE))
+    return arr
+
+
+def _check_pages(pages: npt.ArrayLike) -> PageArray:
+    arr = np.asarray(pages)
+    if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != PAGE_SIZE:
+        raise ValueError(
+            f"expected a (N, {PAGE_SIZE}) uint8 page array, got {arr.shape} {arr.dtype}"
+        )
+    return np.ascontiguousarray(arr)
+
+
+def write_page_file(path: str | os.PathLike[str], pages: npt.ArrayLike) -> None:
+    """Write pages as a raw page file (the concatenated 4096-byte pages, no header)."""
+    arr = _check_pages(pages)
+    with open(path, "wb") as f:
+        f.write(arr.reshape(-1).data)
+
+
+# ----------------------------------------------------------------------------------------
+# live processes
+
+
+class Mapping(NamedTuple):
+    """One line of ``/proc/PID/maps`` that :func:`snapshot_process` keeps."""
+
+    start: int
+    end: int
+    perms: str
+    path: str
+
+
+_SKIP_SPECIAL = ("[vvar]", "[vvar_vclock]", "[vdso]", "[vsyscall]", "[uprobes]")
+
+
+def _is_anonymous(path: str, inode: str) -> bool:
+    if path in _SKIP_SPECIAL:
+        return False
+    if path == "":
+        return inode == "0"
+    return path == "[heap]" or path.startswith("[stack") or path.startswith("[anon:")
+
+
+def _proc_error(e: OSError, pid: int, what: str) -> OSError:
+    err = e.errno or errno.EIO
+    reason = {
+        errno.ENOENT: "no such process",
+        errno.ESRCH: "no such process",
+        errno.EACCES: "permission denied (need root or ptrace access)",
+        errno.EPERM: "permission denied (need root or ptrace access)",
+    }.get(err, e.strerror or "error")
+    # OSError(errno, ...) returns the matching subclass (FileNotFoundError, ...).
+    return OSError(err, f"cannot read {what} of pid {pid}: {reason}", f"/proc/{pid}/{what}")
+
+
+def _check_alive(pid: int) -> None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError as e:
+        raise _proc_error(e, pid, "stat") from e
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    if state in (b"Z", b"X", b"x"):
+        raise ProcessLookupError(
+            errno.ESRCH, f"pid {pid} has exited (zombie): no memory", f"/proc/{pid}"
+        )
+
+
+def anonymous_mappings(pid: int) -> list[Mapping]:
+    """The private writable anonymous mappings of ``/proc/PID/maps``, in address order.
+
+    Kept: permissions ``rw?p`` and no backing file (empty path with inode 0,
+    ``[heap]``, ``[stack]``, ``[anon:NAME]``).  Skipped: file-backed and shared
+    mappings, and the special ``[vvar]``, ``[vdso]``, ``[vsyscall]`` ones.
+    """
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise _proc_error(e, pid, "maps") from e
+    out = []
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 5:
+            continue
+        addr, perms, _offset, _dev, inode = fields[:5]
+        path = fields[5].strip() if len(fields) == 6 else ""
+        if perms[1] != "w" or perms[3] != "p" or not _is_anonymous(path, inode):
+            continue
+        lo, hi = addr.split("-")
+        out.append(Mapping(int(lo, 16), int(hi, 16), perms, path))
+    return out
+
+
+def _present_pages(pagemap_fd: int, m: Mapping) -> npt.NDArray[np.uint64]:
+    """Virtual page numbers of ``m`` whose pagemap entry has bit 63 (present) set."""
+    first = m.start >> PAGE_SHIFT
+    npages = (m.end - m.start) >> PAGE_SHIFT
+    found = []
+    for lo in range(0, npages, _PAGEMAP_CHUNK):
+        count = min(_PAGEMAP_CHUNK, npages - lo)
+        want = count * 8
+        raw = bytearray()
+        while len(raw) < want:
+            chunk = os.pread(pagemap_fd, want - len(raw), (first + lo) * 8 + len(raw))
+            if not chunk:
+                break
+            raw += chunk
+        entries = np.frombuffer(raw[: len(raw) - len(raw) % 8], dtype="<u8")
+        idx = np.flatnonzero(entries & _PM_PRESENT)
+        found.append(idx.astype(np.uint64) + np.uint64(first + lo))
+    if not found:
+        return np.empty(0, dtype=np.uint64)
+    return np.concatenate(found)
+
+
+def _read_run(mem_fd: int, out: PageArray, pos: int, vpn: int, count: int) -> int:
+    """Read ``count`` pages from virtual page ``vpn`` into ``out[pos:]``; return pages kept.
+
+    One ``preadv`` for the whole run; after a short read (``mem_rw`` stops at
+    the first page it cannot access) the failing page is retried alone and
+    skipped if it fails with EIO (or reads short), then the rest continues.
+    """
+    kept = 0
+    done = 0
+    while done < count:
+        want = count - done
+        dst = out[pos + kept : pos + kept + want]
+        try:
+            got = os.preadv(mem_fd, [memoryview(dst).cast("B")], (vpn + done) << PAGE_SHIFT)
+        except OSError as e:
+            if e.errno != errno.EIO:
+                raise
+            got = 0
+        whole = got // PAGE_SIZE
+        kept += whole
+        done += whole
+        if whole == want:
+            break
+        # Page `done` failed (or the read was short): try it alone, else skip it.
+        one = out[pos + kept]
+        try:
+            n = os.preadv(mem_fd, [memoryview(one).cast("B")], (vpn + done) << PAGE_SHIFT)
+        except OSError as e:
+            if e.errno != errno.EIO:
+                raise
+            n = 0
+        if n == PAGE_SIZE:
+            kept += 1
+        done += 1
+    return kept
+
+
+def snapshot_process(pid: int, limit: int | None = None) -> PageArray:
+    """The resident private writable anonymous pages of a live process, in address order.
+
+    Parses ``/proc/PID/maps`` (:func:`anonymous_mappings`), reads each
+    mapping's ``/proc/PID/pagemap`` entries with one ``pread`` (numpy picks the
+    present ones), then reads each run of consecutive present pages from
+    ``/proc/PID/mem`` with one ``preadv``; pages that fail with EIO are
+    skipped.  ``limit`` caps the number of pages (the first ones by address).
+
+    Raises :class:`OSError` with ESRCH/ENOENT when the process is gone (or a
+    zombie), EACCES/EPERM when we may not read it.
+    """
+    _check_alive(pid)
+    maps = anonymous_mappings(pid)
+    try:
+        pagemap_fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise _proc_error(e, pid, "pagemap") from e
+    try:
+        vpns = [_present_pages(pagemap_fd, m) for m in maps]
+    except OSError as e:
+        raise _proc_error(e, pid, "pagemap") from e
+    finally:
+        os.close(pagemap_fd)
+    all_vpns = np.concatenate(vpns) if vpns else np.empty(0, dtype=np.uint64)
+    if limit is not None:
+        all_vpns = all_vpns[: max(limit, 0)]
+    total = len(all_vpns)
+    out = np.empty((total, PAGE_SIZE), dtype=np.uint8)
+    if total == 0:
+        return out
+    # Runs of consecutive virtual pages: one read each.
+    breaks = np.flatnonzero(np.diff(all_vpns) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    ends = np.concatenate((breaks, [total]))
+    try:
+        mem_fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise _proc_error(e, pid, "mem") from e
+    pos = 0
+    try:
+        for s, e_ in zip(starts.tolist(), ends.tolist(), strict=True):
+            pos += _read_run(mem_fd, out, pos, int(all_vpns[s]), e_ - s)
+    except OSError as e:
+        raise _proc_error(e, pid, "mem") from e
+    finally:
+        os.close(mem_fd)
+    if pos == 0 and total:
+        # mem_rw reads nothing once the mm is gone: the process exited meanwhile.
+        _check_alive(pid)
+    return out if pos == total else out[:pos].copy()
+
+
+# ----------------------------------------------------------------------------------------
+# workload children
+
+_PYTHON_CHILD = r"""
+import json, random, sys, datetime, collections
+import numpy as np
+
+scale = float(sys.argv[1]); seed = int(sys.argv[2])
+random.seed(seed)
+rng = np.random.default_rng(seed)
+S = lambda n: max(1, int(n * scale))
+
+FIRST = ["Ada", "Alan", "Barbara", "Brian", "Claude", "Dennis", "Donald", "Edsger", "Frances",
+         "Grace", "Guido", "Ken", "Linus", "Margaret", "Niklaus", "Radia", "Tim", "Yukihiro"]
+LAST = ["Lovelace", "Turing", "Liskov", "Kernighan", "Shannon", "Ritchie", "Knuth", "Dijkstra",
+        "Allen", "Hopper", "van Rossum", "Thompson", "Torvalds", "Hamilton", "Wirth", "Perlman"]
+WORDS = ("the of and to in is that for it as was with be by on not he this are or his from at "
+         "which but have an they you were her all she there would their we him been has when who "
+         "will more no if out so said what up its about into than them can only other new some "
+         "could time these two may then do first any my now such like our over man me even most "
+         "made after also did many before must through back years where much your way well down "
+         "should because each just those people how too little state good very make world still "
+         "own see men work long get here between both life being under never day same another "
+         "know while last might us great old year off come since against go came right used take "
+         "memory page swap kernel device compress slot zram pool class object block write "
+         "read").split()
+TAGS = ["alpha", "beta", "gamma", "delta", "prod", "dev", "staging", "eu", "us", "asia", "vip"]
+base = datetime.date(2020, 1, 1)
+
+records = []
+for i in range(S(12000)):
+    f, l = random.choice(FIRST), random.choice(LAST)
+    records.append({
+        "id": i,
+        "name": f"{f} {l}",
+        "email": f"{f.lower()}.{l.lower().replace(' ', '')}{i}@example.org",
+        "score": random.random() * 100,
+        "balance": round(random.gauss(1000, 250), 2),
+        "tags": random.sample(TAGS, random.randint(1, 4)),
+        "joined": (base + datetime.timedelta(days=random.randint(0, 1500))).isoformat(),
+        "address": {"city": random.choice(["Oslo", "Lima", "Pune", "Kyiv", "Perth"]),
+                    "zip": f"{random.randint(10000, 99999)}",
+                    "geo": [random.uniform(-90, 90), random.uniform(-180, 180)]},
+        "active": random.random() < 0.7,
+    })
+text = json.dumps(records[: S(3000)])
+parsed = json.loads(text)
+
+sentences = [" ".join(random.choice(WORDS) for _ in range(random.randint(6, 24))).capitalize()
+             + "." for _ in range(S(10000))]
+counter = collections.Counter(random.choice(WORDS) for _ in range(S(80000)))
+
+walk = np.cumsum(rng.standard_normal(S(600_000)))
+ints = np.arange(S(400_000), dtype=np.int64)
+sparse = np.empty(S(1_000_000), dtype=np.float32)
+sparse[:] = 0.0
+nz = rng.choice(sparse.size, size=max(1, sparse.size // 500), replace=False)
+sparse[nz] = rng.standard_normal(nz.size).astype(np.float32)
+noise = rng.integers(0, 256, size=S(512 * 1024), dtype=np.uint8)
+sine = ((np.sin(np.arange(S(512 * 1024)) / 50.0) + 1.0) * 127.5).astype(np.uint8)
+lowent = rng.integers(0, 8, size=S(400_000), dtype=np.int32)
+
+sys.stdout.write("READY\n")
+sys.stdout.flush()
+sys.stdin.buffer.read()
+"""
+
+_SQLITE_CHILD = r"""
+import random, sqlite3, sys, datetime
+
+scale = float(sys.argv[1]); seed = int(sys.argv[2])
+random.seed(seed)
+S = lambda n: max(1, int(n * scale))
+WORDS = ("login logout view click buy sell search share like comment upload download "
+         "open close save delete rename move copy print sync").split()
+NAMES = ["ada", "alan", "grace", "linus", "ken", "dennis", "barbara", "edsger", "tim", "radia"]
+base = datetime.datetime(2021, 1, 1)
+
+db = sqlite3.connect(":memory:")
+db.execute("PRAGMA cache_size = -400000")
+db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, email TEXT, score REAL, "
+           "created TEXT, avatar BLOB)")
+db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, user_id INTEGER, kind TEXT, ts TEXT, "
+           "value REAL, note TEXT)")
+nusers = S(60_000)
+db.executemany("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)", (
+    (i, f"{random.choice(NAMES)}_{i}", f"{random.choice(NAMES)}{i}@example.com",
+     random.random() * 5, (base + datetime.timedelta(seconds=random.randint(0, 10**8))).isoformat(),
+     random.randbytes(random.randint(0, 64)) if random.random() < 0.2 else None)
+    for i in range(nusers)))
+db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", (
+    (i, random.randrange(nusers), random.choice(WORDS),
+     (base + datetime.timedelta(seconds=random.randint(0, 10**8))).isoformat(),
+     random.expovariate(0.1), " ".join(random.choices(WORDS, k=random.randint(0, 6))))
+    for i in range(S(160_000))))
+db.execute("CREATE INDEX users_email ON users(email)")
+db.execute("CREATE INDEX events_user ON events(user_id)")
+db.execute("CREATE INDEX events_ts ON events(ts)")
+db.commit()
+db.execute("SELECT kind, count(*), avg(value) FROM events GROUP BY kind").fetchall()
+
+sys.stdout.write("READY\n")
+sys.stdout.flush()
+sys.stdin.buffer.read()
+"""
+
+
+def _sqlite_available() -> bool:
+    try:
+        import sqlite3  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_CHILDREN = {"python": _PYTHON_CHILD, "sqlite": _SQLITE_CHILD}
+#: The workload kinds :func:`spawn_workload` can start on this interpreter.
+WORKLOAD_KINDS: tuple[str, ...] = ("python", "sqlite") if _sqlite_available() else ("python",)
+
+#: Environment of workload children: fixed and minimal, because the stack pages
+#: hold envp and a snapshot should not depend on the caller's environment.
+CHILD_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/",
+    "LANG": "C.UTF-8",
+    "PYTHONHASHSEED": "0",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    got = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while b"READY\n" not in got:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"workload pid {proc.pid} not READY after {timeout:.0f} s")
+            if not sel.select(left):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                raise RuntimeError(f"workload pid {proc.pid} exited before READY")
+            got += chunk
+
+
+@contextmanager
+def spawn_workload(
+    kind: str = "python", scale: float = 1.0, seed: int = 7, timeout: float = 120.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a workload child, wait until it has built its data, yield it; kill it on exit.
+
+    Kinds (see :data:`WORKLOAD_KINDS`):
+
+    * ``"python"``: this interpreter with numpy builds 12k dict records
+      (names, e-mails, floats, tags, ISO dates, nested dicts), ``json.dumps``
+      of 3k of them and ``json.loads`` of that text, 10k sentence strings and
+      a Counter over 80k words, and numpy arrays: a float64 random walk, an
+      int64 arange, a float32 array with 0.2% non-zeros (the zeros are
+      written, so resident; some pages are all zero), 0.5 MiB of random
+      bytes, a uint8 sine wave, low-entropy int32 values.  About 50 MiB of
+      anonymous memory at ``scale=1`` (14 MiB of it the interpreter and
+      numpy themselves, not scaled).
+    * ``"sqlite"`` (when the ``sqlite3`` module exists): an in-memory database
+      with a users table (60k rows, some random blobs) and an events table
+      (160k rows), three indexes and a 400 MB page cache, so the whole
+      database lives in malloc'd anonymous memory (about 35 MiB at scale 1).
+
+    The child gets a minimal fixed environment (:data:`CHILD_ENV`), fixed
+    seeds and ``PYTHONHASHSEED=0``; it prints ``READY`` and then blocks on
+    stdin (so it also exits if we die).  Its stderr is kept for the error
+    message when it fails to become ready within ``timeout`` seconds.
+    """
+    if kind not in _CHILDREN:
+        raise ValueError(f"unknown workload kind {kind!r}; expected one of {sorted(_CHILDREN)}")
+    if kind not in WORKLOAD_KINDS:
+        raise RuntimeError(f"workload {kind!r} is not available on this interpreter")
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-s", "-c", _CHILDREN[kind], repr(float(scale)), str(int(seed))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=dict(CHILD_ENV),
+            cwd="/",
+            close_fds=True,
+        )
+        try:
+            try:
+                _wait_ready(proc, timeout)
+            except (TimeoutError, RuntimeError) as e:
+                err.seek(0)
+                tail = err.read()[-2000:].decode(errors="replace").strip()
+                raise type(e)(f"{e}{': ' + tail if tail else ''}") from None
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+
+
+def capture(kind: str = "python", scale: float = 1.0, limit: int | None = None) -> PageArray:
+    """Spawn a workload (:func:`spawn_workload`), snapshot it, kill it; return its pages.
+
+    The result includes the interpreter's own heap and stack, like a real
+    process's anonymous memory would.  Not bit-reproducible (ASLR addresses
+    in pointers), but the mix is stable.
+    """
+    with spawn_workload(kind, scale) as proc:
+        return snapshot_process(proc.pid, limit=limit)
+
+
+# ----------------------------------------------------------------------------------------
+# files
+
+
+def _iter_files(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            yield from (q for q in sorted(path.rglob("*")) if q.is_file())
+        else:
+            yield path
+
+
+def file_pages(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], limit: int | None = None
+) -> PageArray:
+    """The pages of real files, in the order given (directories: their files, sorted).
+
+    Each file is split into 4096-byte pages and its last page is zero-padded,
+    as in the page cache.  Empty files give no pages.  ``limit`` caps the
+    number of pages.
+    """
+    chunks: list[PageArray] = []
+    total = 0
+    for path in _iter_files(paths):
+        if limit is not None and total >= limit:
+            break
+        data = path.read_bytes()
+        if not data:
+            continue
+        n = -(-len(data) // PAGE_SIZE)
+        if limit is not None:
+            n = min(n, limit - total)
+            data = data[: n * PAGE_SIZE]
+        pages = _empty_pages(n)
+        pages.reshape(-1)[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+        chunks.append(pages)
+        total += n
+    if not chunks:
+        return _empty_pages()
+    return np.concatenate(chunks)
+
+
+@functools.cache
+def stdlib_source_files() -> tuple[Path, ...]:
+    """The running interpreter's top-level stdlib ``*.py`` files, sorted by name."""
+    stdlib = sysconfig.get_paths()["stdlib"]
+    return tuple(Path(p) for p in sorted(glob.glob(os.path.join(stdlib, "*.py"))))
+
+
+_FALLBACK_WORDS = (
+    b"def return self None import from class if else elif for while in not and or is "
+    b"try except finally with as yield lambda pass raise assert global True False value "
+    b"name data result index length buffer page slot size offset count error args kwargs"
+).split()
+
+
+@functools.cache
+def _text_blob(max_bytes: int = 4 << 20) -> npt.NDArray[np.uint8]:
+    """Real source text: the stdlib ``*.py`` files concatenated (up to ``max_bytes``).
+
+    Falls back to deterministic pseudo-code from a word list when the
+    interpreter ships no ``.py`` sources.
+    """
+    parts: list[bytes] = []
+    size = 0
+    for path in stdlib_source_files():
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        parts.append(data)
+        size += len(data)
+        if size >= max_bytes:
+            break
+    if size < 4 * PAGE_SIZE:
+        rng = np.random.default_rng(0)
+        words = [_FALLBACK_WORDS[i] for i in rng.integers(0, len(_FALLBACK_WORDS), 200_000)]
+        lines = [b" ".join(words[i : i + 10]) for i in range(0, len(words), 10)]
+        parts = [b"\n    ".join(lines)]
+    blob = np.frombuffer(b"".join(parts)[:max_bytes], dtype=np.uint8)
+    blob.flags.writeable = False
+    return blob
+
+
+# ----------------------------------------------------------------------------------------
+# synthetic pages
+
+#: The categories of :func:`synthetic_mix_with_kinds` and their shares.
+SYNTHETIC_KINDS: dict[str, float] = {
+    "zero": 0.25,
+    "same": 0.10,  # same-filled, non-zero
+    "text": 0.25,
+    "text_tail": 0.10,  # text followed by zeros
+    "struct": 0.10,  # includes "near_same" pages, about 1% of all
+    "random": 0.10,
+    "near_huge": 0.10,
+}
+
+
+def _same_pages(count: int, rng: np.random.Generator) -> PageArray:
+    """Same-filled non-zero pages: 0xff.., 0x01.., 0xdeadbeef, 1.0f, an 8-byte pattern."""
+    out = _empty_pages(count)
+    words = out.view("<u8")
+    patterns = [
+        0xFFFFFFFFFFFFFFFF,
+        0x0101010101010101,
+        0xDEADBEEFDEADBEEF,
+        0x3F8000003F800000,  # float32 1.0, twice
+    ]
+    for i in range(count):
+        kind = i % 5
+        if kind < 4:
+            words[i] = patterns[kind]
+        else:
+            # A random 8-byte period that is not a shorter one.
+            words[i] = int(rng.integers(1 << 32, 1 << 63)) | 0x0102
+    return out
+
+
+def _near_same_pages(count: int, rng: np.random.Generator) -> PageArray:
+    """Pages that look same-filled but are not: a 16-byte period; last / middle word differs."""
+    out = _empty_pages(count)
+    words = out.view("<u8")
+    for i in range(count):
+        a = int(rng.integers(1, 1 << 63))
+        b = a ^ (1 << int(rng.integers(0, 63)))
+        words[i] = a
+        kind = i % 3
+        if kind == 0:
+            words[i, 1::2] = b  # periodic with period 16 bytes, not 8
+        elif kind == 1:
+            words[i, 511] = b  # zram_same_page compares word 0 with word 511 first
+        else:
+            words[i, 256] = b
+    return out
+
+
+def _text_pages(count: int, rng: np.random.Generator) -> PageArray:
+    blob = _text_blob()
+    offs = rng.integers(0, len(blob) - PAGE_SIZE + 1, size=count)
+    return blob[offs[:, None] + np.arange(PAGE_SIZE)]
+
+
+def _text_tail_pages(count: int, rng: np.random.Generator) -> PageArray:
+    out = _text_pages(count, rng)
+    lengths = rng.integers(256, PAGE_SIZE - 256 + 1, size=count)
+    out[np.arange(PAGE_SIZE)[None, :] >= lengths[:, None]] = 0
+    return out
+
+
+def _struct_pages(count: int, rng: np.random.Generator) -> PageArray:
+    """u64 words as in a heap of C structs: pointer-like values, small ints and zeros."""
+    bases = np.array([0x0000_5555_5555_0000, 0x0000_7F3A_1C00_0000, 0x0000_7FFC_8000_0000], "<u8")
+    kind = rng.choice(3, size=(count, 512), p=[0.35, 0.30, 0.35])
+    base = bases[rng.integers(0, len(bases), size=(count, 1))]
+    ptr = base + rng.integers(0, 1 << 16, size=(count, 512)).astype("<u8") * np.uint64(16)
+    small = rng.integers(0, 256, size=(count, 512)).astype("<u8")
+    words = np.where(kind == 0, ptr, np.where(kind == 1, small, np.uint64(0))).astype("<u8")
+    words[:, 0] = ptr[:, 0]  # never all-zero
+    return words.view(np.uint8).reshape(count, PAGE_SIZE)
+
+
+def _random_pages(count: int, rng: np.random.Generator) -> PageArray:
+    return rng.integers(0, 256, size=(count, PAGE_SIZE), dtype=np.uint8)
+
+
+def _near_huge_pages(count: int, rng: np.random.Generator) -> PageArray:
+    """k random bytes then zeros, k in 3550..3700: lz4/lzo sizes straddle huge_class_size."""
+    out = _random_pages(count, rng)
+    ks = rng.integers(3550, 3701, size=count)
+    out[np.arange(PAGE_SIZE)[None, :] >= ks[:, None]] = 0
+    return out
+
+
+def synthetic_mix_with_kinds(n: int, seed: int = 7) -> tuple[PageArray, npt.NDArray[np.str_]]:
+    """:func:`synthetic_mix` and, for each page, the name of its category.
+
+    Categories are :data:`SYNTHETIC_KINDS` plus ``"near_same"`` (taken out of
+    the ``struct`` share).  Counts are ``floor(n * share)``; the remainder goes
+    to ``text``.
+    """
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    rng = np.random.default_rng(seed)
+    counts = {k: int(n * share) for k, share in SYNTHETIC_KINDS.items()}
+    counts["text"] += n - sum(counts.values())
+    near_same = min(counts["struct"], n // 100 if n >= 100 else int(n >= 10))
+    counts["struct"] -= near_same
+    counts["near_same"] = near_same
+    makers = {
+        "zero": lambda c, r: _empty_pages(c),
+        "same": _same_pages,
+        "text": _text_pages,
+        "text_tail": _text_tail_pages,
+        "struct": _struct_pages,
+        "near_same": _near_same_pages,
+        "random": _random_pages,
+        "near_huge": _near_huge_pages,
+    }
+    blocks = [makers[k](counts[k], rng) for k in makers if counts[k]]
+    pages = np.concatenate(blocks) if blocks else _empty_pages()
+    kinds = np.array([k for k in makers for _ in range(counts[k])], dtype="<U10")
+    perm = rng.permutation(n)
+    return np.ascontiguousarray(pages[perm]), kinds[perm]
+
+
+def synthetic_mix(n: int, seed: int = 7) -> PageArray:
+    """``n`` synthetic pages in a shuffled, seed-deterministic mix.
+
+    About 25% zero pages, 10% same-filled non-zero (0xff.., 0x01..,
+    0xdeadbeef, 1.0f, an 8-byte pattern), 25% real source text (stdlib
+    ``.py`` files at random offsets), 10% text with a zero tail, 10% struct-like
+    u64 words (of which ~1% of all pages are "near-same": a 16-byte period, or
+    one differing word, to exercise zram's same-filled test), 10% random bytes
+    (incompressible, huge) and 10% near-huge pages (k random bytes then zeros,
+    k in 3550..3700, compressing to about 3570-3730 bytes around the 3625
+    huge threshold).
+    """
+    return synthetic_mix_with_kinds(n, seed)[0]
+
+
+def default_corpus(n: int = 4096) -> PageArray:
+    """The embedded default corpus used when no page file is given.
+
+    Three quarters :func:`synthetic_mix` (seed 7), one quarter whole stdlib
+    source files cut into pages (:func:`stdlib_source_files`, zero-padded last
+    pages, as in a page cache), shuffled with seed 4096.  No live process is
+    involved, so the corpus is identical on every machine with the same Python
+    version (its stdlib sources); if no ``.py`` sources are installed it is
+    all synthetic, with generated text.
+    """
+    n_files = n // 4
+    files = file_pages(stdlib_source_files(), limit=n_files) if n_files else _empty_pages()
+    syn = synthetic_mix(n - len(files), seed=7)
+    pages = np.concatenate([syn, files])
+    perm = np.random.default_rng(4096).permutation(len(pages))
+    return np.ascontiguousarray(pages[perm])

@@ -1,0 +1,57 @@
+"""Shared test helpers.
+
+``sized_page(n)`` makes a page that the ``SizedBackend`` "compresses" to
+exactly ``n`` bytes, so the worked examples of zram-spec.md section 9 can be
+replayed with the comp_len they assume, and still read back exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyzram import Zram, ZramConfig
+from pyzram.zram.zcomp import PAGE_SIZE, ZcompBackend
+
+
+class SizedBackend(ZcompBackend):
+    """Test codec: the first two bytes of a page give its compressed length.
+
+    Output is the page's first ``n`` bytes; decompression pads with zeros,
+    so a page whose bytes past ``n`` are zero round-trips exactly.
+    """
+
+    name = "sized"
+
+    def compress(self, page):
+        page = bytes(page)
+        n = int.from_bytes(page[:2], "little")
+        return page[:n]
+
+    def decompress(self, data):
+        data = bytes(data)
+        if len(data) < 2 or int.from_bytes(data[:2], "little") != len(data):
+            raise OSError(22, "sized: corrupt")
+        return data + bytes(PAGE_SIZE - len(data))
+
+
+def sized_page(n: int, seed: int = 0) -> bytes:
+    """A non-same-filled page that SizedBackend compresses to ``n`` bytes."""
+    assert 2 <= n <= PAGE_SIZE
+    rng = np.random.default_rng(seed + n)
+    body = rng.integers(1, 256, size=n, dtype=np.uint8).tobytes()
+    page = n.to_bytes(2, "little") + body[2:n] + bytes(PAGE_SIZE - n)
+    return page
+
+
+def make_sized_zram(pages: int = 64, config: ZramConfig | None = None, **kw) -> Zram:
+    """An initialised Zram whose primary compressor is SizedBackend."""
+    dev = Zram(config, **kw)
+    dev.sysfs["disksize"] = str(pages * PAGE_SIZE)
+    dev.comps[0].backend = SizedBackend(dev.params[0])
+    return dev
+
+
+@pytest.fixture
+def sized_zram():
+    return make_sized_zram()

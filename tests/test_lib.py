@@ -1,0 +1,81 @@
+"""lib/cmdline.c and lib/kstrtox.c models: the parsers behind every sysfs store."""
+
+import errno
+
+import pytest
+
+from pyzram.lib.cmdline import memparse, next_arg, parse_args, sysfs_streq
+from pyzram.lib.kstrtox import kstrtoint, kstrtou16, kstrtoul, kstrtoull
+
+
+@pytest.mark.parametrize(
+    "text,value,end",
+    [
+        ("64M", 64 << 20, 3),
+        ("64m\n", 64 << 20, 3),
+        ("1G", 1 << 30, 2),
+        ("0x10k", 16 << 10, 5),
+        ("010", 8, 3),  # leading 0 is octal
+        ("4096 junk", 4096, 4),
+        ("K", 0, 1),  # a lone suffix counts as parsed
+        ("abc", 0, 0),
+        ("", 0, 0),
+        ("16E", (16 << 60) & ((1 << 64) - 1), 3),  # wraps like u64
+    ],
+)
+def test_memparse(text, value, end):
+    assert memparse(text) == (value, end)
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [("0", 0), ("1\n", 1), ("+7", 7), ("0x1f", 0x1F), ("18446744073709551615", 2**64 - 1)],
+)
+def test_kstrtoull_ok(text, value):
+    assert kstrtoull(text, 0 if text.startswith("0x") else 10) == value
+
+
+@pytest.mark.parametrize(
+    "text,err",
+    [
+        ("", errno.EINVAL),
+        ("1\n\n", errno.EINVAL),
+        ("1 ", errno.EINVAL),
+        ("-1", errno.EINVAL),
+        ("abc", errno.EINVAL),
+        ("18446744073709551616", errno.ERANGE),
+    ],
+)
+def test_kstrtoull_errors(text, err):
+    with pytest.raises(OSError) as e:
+        kstrtoull(text, 10)
+    assert e.value.errno == err
+
+
+def test_narrow_parsers():
+    assert kstrtou16("65535") == 65535
+    with pytest.raises(OSError) as e:
+        kstrtou16("65536")
+    assert e.value.errno == errno.ERANGE
+    assert kstrtoint("-5") == -5
+    with pytest.raises(OSError) as e:
+        kstrtoint("2147483648")
+    assert e.value.errno == errno.ERANGE
+    assert kstrtoul("0\n") == 0
+
+
+def test_next_arg_and_quotes():
+    assert parse_args('  algo=lz4   level="3" dict="/a b" bare') == [
+        ("algo", "lz4"),
+        ("level", "3"),
+        ("dict", "/a b"),
+        ("bare", None),
+    ]
+    assert parse_args("key=") == [("key", "")]
+    assert next_arg('"quoted token" rest', 0)[:2] == ("quoted token", None)
+
+
+def test_sysfs_streq():
+    assert sysfs_streq("all\n", "all")
+    assert not sysfs_streq("all\n\n", "all")
+    assert not sysfs_streq("al", "all")

@@ -1,0 +1,303 @@
+"""zram_drv model: the worked examples of zram-spec.md section 9 and the I/O rules."""
+
+import errno
+import struct
+
+import numpy as np
+import pytest
+
+from conftest import make_sized_zram, sized_page
+from pyzram import Zram
+from pyzram.zram import table as T
+
+P = 4096
+
+
+def mm(dev) -> str:
+    return dev.sysfs["mm_stat"]
+
+
+def test_ten_pages_by_hand(sized_zram):
+    """9.1: 1000 x4, 2000 x3, two zero pages, one huge page."""
+    dev = sized_zram
+    sizes = [1000, 1000, 1000, 1000, 2000, 2000, 2000, None, None, 3700]
+    data = b"".join(bytes(P) if s is None else sized_page(s, i) for i, s in enumerate(sizes))
+    assert dev.pwrite(data, 0) == len(data)
+    assert (
+        mm(dev)
+        == "   40960    14096    16384        0    16384        2        0        1        1\n"
+    )
+    dev.pwrite(sized_page(2000, 99), 0)  # overwrite slot 0: fits the free 2048 slot
+    assert dev.mm_stat().compr_data_size == 15096
+    assert dev.mm_stat().mem_used_total == 16384
+    dev.pwrite(bytes(P), 4 * P)  # zeros over a 2000 object
+    st = dev.mm_stat()
+    assert (st.same_pages, st.compr_data_size, st.mem_used_total) == (3, 13096, 16384)
+    assert dev.pread(P, 0) == sized_page(2000, 99)
+    assert dev.pread(P, 9 * P) == sized_page(3700, 9)
+    dev.check()
+
+
+def test_uniform_stream(sized_zram):
+    """9.2: 1000 pages of 1500 bytes -> class 1536 (3 pages, 8 objects)."""
+    dev = make_sized_zram(1000)
+    dev.pwrite(b"".join(sized_page(1500, i) for i in range(1000)), 0)
+    st = dev.mm_stat()
+    assert (st.mem_used_total, st.compr_data_size, st.orig_data_size) == (
+        1536000,
+        1500000,
+        4096000,
+    )
+
+
+def test_huge_overwrite_peak_and_mem_limit():
+    """9.3: huge over huge peaks one page above; mem_limit refuses the second zspage."""
+    dev = make_sized_zram(16)
+    dev.pwrite(sized_page(3625, 1), 0)
+    dev.pwrite(sized_page(4000, 2), 0)
+    st = dev.mm_stat()
+    assert (st.mem_used_total, st.mem_used_max, st.huge_pages, st.huge_pages_since) == (
+        4096,
+        8192,
+        1,
+        2,
+    )
+    dev = make_sized_zram(16)
+    dev.sysfs["mem_limit"] = "4096"
+    dev.pwrite(sized_page(1000, 1), 0)
+    with pytest.raises(OSError) as e:
+        dev.pwrite(sized_page(2000, 2), P)
+    assert e.value.errno == errno.EIO
+    assert (
+        mm(dev)
+        == "    4096     1000     4096     4096     8192        0        0        0        0\n"
+    )
+    assert dev.io_stat().failed_writes == 1
+    assert dev.pread(P, P) == bytes(P)  # the failed slot kept its (empty) content
+    dev.check()
+
+
+def test_failed_overwrite_keeps_old_content():
+    dev = make_sized_zram(16)
+    dev.pwrite(sized_page(1000, 1), 0)
+    dev.sysfs["mem_limit"] = "4096"
+    with pytest.raises(OSError):
+        dev.pwrite(sized_page(2000, 2), 0)
+    assert dev.pread(P, 0) == sized_page(1000, 1)
+    dev.check()
+
+
+def test_comp_len_3624_vs_3625(sized_zram):
+    dev = sized_zram
+    dev.pwrite(sized_page(3624) + sized_page(3625), 0)
+    st = dev.mm_stat()
+    assert st.compr_data_size == 3624 + 4096
+    assert st.huge_pages == 1
+    assert dev.table.get_obj_size(0) == 3624
+    assert dev.table.flags[1] & T.HUGE
+    assert dev.table.get_obj_size(1) == P
+
+
+@pytest.mark.parametrize(
+    "pattern,same",
+    [
+        (b"\0" * 8, True),
+        (b"\xff" * 8, True),
+        (struct.pack("<I", 0xDEADBEEF) * 2, True),
+        (b"\x01\x02", True),
+        (bytes(range(8)), True),  # 8-byte periodic
+        (bytes(range(16)), False),  # 16-byte periodic is not same-filled
+    ],
+)
+def test_same_filled(pattern, same):
+    dev = Zram()
+    dev.sysfs["disksize"] = "16K"
+    page = (pattern * (P // len(pattern)))[:P]
+    dev.pwrite(page, 0)
+    assert dev.mm_stat().same_pages == (1 if same else 0)
+    assert dev.pread(P, 0) == page
+    if same:
+        assert dev.table.handle[0] == int.from_bytes(page[:8], "little")
+        assert dev.mm_stat().mem_used_total == 0
+
+
+def test_dio_rules(sized_zram):
+    dev = sized_zram
+    for off, ln in ((1, P), (0, 100), (512, P), (-P, P)):
+        with pytest.raises(OSError) as e:
+            dev.pwrite(bytes(ln if ln > 0 else 0) or bytes(P), off)
+        assert e.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        dev.pread(P, 1)
+    assert e.value.errno == errno.EINVAL
+    end = dev.disksize
+    with pytest.raises(OSError) as e:
+        dev.pwrite(bytes(P), end)
+    assert e.value.errno == errno.ENOSPC
+    assert dev.pwrite(bytes(3 * P), end - P) == P  # cut short at the end
+    assert dev.pread(2 * P, end - P) == bytes(P)
+    assert dev.pread(P, end) == b""
+    assert dev.pwrite(b"", 0) == 0
+
+
+def test_uninitialised_device_io():
+    dev = Zram()
+    with pytest.raises(OSError) as e:
+        dev.pwrite(bytes(P), 0)
+    assert e.value.errno == errno.ENOSPC
+    assert dev.pread(P, 0) == b""
+    with pytest.raises(OSError) as e:
+        dev.discard(0, P)
+    assert e.value.errno == errno.EINVAL
+
+
+def test_discard_rules(sized_zram):
+    dev = sized_zram
+    dev.pwrite(b"".join(sized_page(500, i) for i in range(8)), 0)
+    dev.discard(2 * P, P)
+    assert dev.io_stat().notify_free == 1
+    assert dev.pread(P, 2 * P) == bytes(P)
+    assert dev.pread(P, P) == sized_page(500, 1)
+    assert dev.pread(P, 3 * P) == sized_page(500, 3)
+    dev.discard(40 * P, 4 * P)  # never written: still counted
+    assert dev.io_stat().notify_free == 5
+    dev.write_zeroes(0, P)
+    assert dev.io_stat().notify_free == 6
+    assert dev.mm_stat().orig_data_size == 6 * P
+    for bad in ((1, P), (0, 100), (P + 512, 2 * P), (0, 0), (0, dev.disksize + P)):
+        with pytest.raises(OSError) as e:
+            dev.discard(*bad)
+        assert e.value.errno == errno.EINVAL
+    dev.check()
+
+
+def test_bio_discard_skips_partial_pages(sized_zram):
+    """zram_bio_discard itself (a bio from inside the kernel may start mid-page)."""
+    dev = sized_zram
+    dev.pwrite(b"".join(sized_page(500, i) for i in range(4)), 0)
+    dev.zram_bio_discard(sector=9, size=2 * P)  # starts 512 bytes into page 1
+    assert dev.pread(P, P) == sized_page(500, 1)
+    assert dev.pread(P, 2 * P) == bytes(P)
+    assert dev.pread(P, 3 * P) == sized_page(500, 3)
+    dev.zram_bio_discard(sector=9, size=1024)  # inside one page: nothing
+    assert dev.io_stat().notify_free == 1
+
+
+def test_slot_free_notify_and_miss_free(sized_zram):
+    dev = sized_zram
+    dev.pwrite(sized_page(800) + sized_page(900), 0)
+    dev.zram_slot_free_notify(0)
+    assert dev.mm_stat().compr_data_size == 900
+    dev.table.slot_lock(1)
+    dev.zram_slot_free_notify(1)  # lock held: missed
+    dev.table.slot_unlock(1)
+    assert dev.io_stat().notify_free == 2
+    assert dev.sysfs["debug_stat"] == "version: 1\n0        1\n"
+    assert dev.mm_stat().compr_data_size == 900
+    dev.check()
+
+
+def test_corrupt_object_fails_read(sized_zram):
+    dev = sized_zram
+    dev.pwrite(sized_page(700) + sized_page(600), 0)
+    handle = dev.table.handle[1]
+    dev.mem_pool.zs_obj_write(handle, b"\xff\xff")  # break the length header
+    with pytest.raises(OSError) as e:
+        dev.pread(2 * P, 0)
+    assert e.value.errno == errno.EIO
+    assert dev.io_stat().failed_reads == 1
+    assert dev.pread(P, 0) == sized_page(700)
+
+
+def test_access_marks_and_idle():
+    now = [10**12]
+    dev = make_sized_zram(8, clock=lambda: now[0])
+    dev.pwrite(sized_page(300) + bytes(P) + sized_page(400), 0)
+    assert dev.table.ac_time[0] == 10**12
+    dev.sysfs["idle"] = "all"
+    assert dev.table.flags[0] & T.IDLE and dev.table.flags[2] & T.IDLE
+    assert not dev.table.flags[1] & T.IDLE  # same-filled slots are never idle
+    now[0] += 5 * 10**9
+    dev.pread(P, 0)  # access clears IDLE
+    assert not dev.table.flags[0] & T.IDLE
+    dev.sysfs["idle"] = "3"  # older than 3 s: slot 2 only
+    assert not dev.table.flags[0] & T.IDLE and dev.table.flags[2] & T.IDLE
+    dev.zram_slot_free_notify(2)
+    assert dev.table.flags[2] == 0 and dev.table.ac_time[2] == 0
+
+
+def test_reset_restores_defaults(sized_zram):
+    dev = sized_zram
+    dev.pwrite(sized_page(1000), 0)
+    dev.sysfs["mem_limit"] = "1M"
+    dev.open()
+    with pytest.raises(OSError) as e:
+        dev.sysfs["reset"] = "1"
+    assert e.value.errno == errno.EBUSY
+    dev.release()
+    dev.sysfs["reset"] = "1"
+    assert dev.sysfs["initstate"] == "0\n"
+    assert dev.sysfs["disksize"] == "0\n"
+    assert dev.sysfs["comp_algorithm"].startswith("[lzo-rle]")
+    assert dev.mm_stat() == (0,) * 9
+    dev.sysfs["comp_algorithm"] = "lz4"
+    dev.sysfs["disksize"] = "1M"
+    dev.pwrite(bytes(range(256)) * 16, 0)
+    assert dev.pread(P, 0) == bytes(range(256)) * 16
+
+
+@pytest.mark.parametrize("algo", ["lzo-rle", "lzo", "lz4", "lz4hc", "zstd", "deflate"])
+def test_every_backend_round_trips(algo):
+    from pyzram.workload.pages import synthetic_mix
+
+    pages = synthetic_mix(200, seed=3)
+    dev = Zram()
+    dev.sysfs["comp_algorithm"] = algo
+    dev.sysfs["disksize"] = "1M"
+    dev.pwrite(pages.tobytes(), 0)
+    assert dev.pread(len(pages) * P, 0) == pages.tobytes()
+    st = dev.mm_stat()
+    assert st.orig_data_size == 200 * P
+    assert 0 < st.compr_data_size < st.orig_data_size
+    dev.check()
+
+
+def test_algorithm_params_apply_at_init(tmp_path):
+    dev = Zram()
+    dev.sysfs["comp_algorithm"] = "zstd"
+    d = tmp_path / "dict"
+    d.write_bytes(b"hello zram dictionary " * 100)
+    dev.sysfs["algorithm_params"] = f"algo=zstd level=9 dict={d}"
+    assert dev.params[0].level == 9 and dev.params[0].dict
+    dev.sysfs["disksize"] = "1M"
+    page = (b"hello zram dictionary " * 200)[:P]
+    dev.pwrite(page, 0)
+    assert dev.pread(P, 0) == page
+    dev.sysfs["reset"] = "1"
+    assert dev.params[0].level != 9  # reset forgets params
+
+
+def test_deflate_bad_level_fails_disksize():
+    dev = Zram()
+    dev.sysfs["comp_algorithm"] = "deflate"
+    dev.sysfs["algorithm_params"] = "level=42"
+    with pytest.raises(OSError) as e:
+        dev.sysfs["disksize"] = "1M"
+    assert e.value.errno == errno.EINVAL
+    assert dev.sysfs["initstate"] == "0\n"
+
+
+def test_large_write_is_vectorised_and_exact():
+    """A multi-bio write gives the same state as page-by-page writes."""
+    from pyzram.workload.pages import synthetic_mix
+
+    pages = synthetic_mix(700, seed=11)
+    a, b = Zram(), Zram()
+    for d in (a, b):
+        d.sysfs["comp_algorithm"] = "lz4"
+        d.sysfs["disksize"] = str(700 * P)
+    a.pwrite(pages.tobytes(), 0)
+    for i in range(700):
+        b.pwrite(pages[i].tobytes(), i * P)
+    assert a.mm_stat() == b.mm_stat()
+    assert np.array_equal(a.table.flags_np, b.table.flags_np)
