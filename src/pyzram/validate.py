@@ -80,8 +80,17 @@ class _Both:
         self.result.steps.append(StepResult(name, self.ours.mm_stat(), self.kernel.mm_stat()))
 
 
-def run_scenario(pages: np.ndarray, algorithm: str, kernel) -> ScenarioResult:
-    """Run the scenario on ``kernel`` (a KernelZram already entered) and on pyzram."""
+def run_scenario(
+    pages: np.ndarray,
+    algorithm: str,
+    kernel,
+    after_init: Callable[[Zram], None] | None = None,
+) -> ScenarioResult:
+    """Run the scenario on ``kernel`` (a KernelZram already entered) and on pyzram.
+
+    ``after_init`` is called with our device once it is initialised (tests
+    use it to swap in a compressor that replays the kernel's own sizes).
+    """
     n = len(pages)
     disksize = max(2 * n, 64) * PAGE_SIZE
     ours = Zram(ZramConfig.from_running_kernel())
@@ -89,6 +98,8 @@ def run_scenario(pages: np.ndarray, algorithm: str, kernel) -> ScenarioResult:
     for dev in (ours, kernel):
         _write_attr(dev, "comp_algorithm", algorithm)
         _write_attr(dev, "disksize", str(disksize))
+    if after_init is not None:
+        after_init(ours)
     both = _Both(ours, kernel, result)
     data = np.ascontiguousarray(pages).tobytes()
     both.step("write", lambda d: d.pwrite(data, 0))

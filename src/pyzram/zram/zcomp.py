@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pyzram.config import ALL_BACKENDS
+from pyzram.lib.cmdline import sysfs_streq
 
 PAGE_SIZE = 4096
 #: zcomp_strm buffer: compression output may be up to twice the page.
@@ -166,9 +167,19 @@ def _registry() -> dict[str, type[ZcompBackend]]:
     return {m.Backend.name: m.Backend for m in mods}
 
 
+def lookup_backend(name: str, built: tuple[str, ...]) -> str | None:
+    """``lookup_backend_ops``: the backend whose name ``sysfs_streq``-matches ``name``.
+
+    The kernel compares with ``sysfs_streq``, so a name stored with one
+    trailing newline (``echo -e 'lz4\n' > comp_algorithm`` leaves ``"lz4\n"``)
+    still selects lz4, although ``comp_algorithm`` then brackets nothing.
+    """
+    return next((b for b in built if sysfs_streq(name, b)), None)
+
+
 def zcomp_available_algorithm(name: str, built: tuple[str, ...]) -> bool:
-    """``zcomp_available_algorithm``: is ``name`` one of the built backends?"""
-    return name in built
+    """``zcomp_available_algorithm``: does ``name`` select one of the built backends?"""
+    return lookup_backend(name, built) is not None
 
 
 def zcomp_available_show(selected: str | None, built: tuple[str, ...]) -> str:
@@ -182,12 +193,13 @@ class Zcomp:
 
     def __init__(self, name: str, params: ZcompParams) -> None:
         registry = _registry()
-        if name not in registry:
+        resolved = lookup_backend(name, tuple(registry))
+        if resolved is None:
             # 842 is a kernel backend pyzram does not implement.
             raise OSError(errno.EINVAL, f"compression backend {name!r} is not available")
-        self.name = name
+        self.name = resolved
         self.params = params
-        self.backend = registry[name](params)
+        self.backend = registry[resolved](params)
 
     @classmethod
     def create(cls, name: str, params: ZcompParams) -> Zcomp:
