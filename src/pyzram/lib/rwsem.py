@@ -9,8 +9,6 @@ handoff, so a stream of readers cannot starve ``reset``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 class RWSemaphore:
@@ -19,6 +17,8 @@ class RWSemaphore:
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._read_guard = _Guard(self.down_read, self.up_read)
+        self._write_guard = _Guard(self.down_write, self.up_write)
 
     def down_read(self) -> None:
         with self._cv:
@@ -45,20 +45,25 @@ class RWSemaphore:
             self._writer = False
             self._cv.notify_all()
 
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        """``guard(rwsem_read)``."""
-        self.down_read()
-        try:
-            yield
-        finally:
-            self.up_read()
+    def read(self) -> _Guard:
+        """``guard(rwsem_read)``: ``with sem.read(): ...``."""
+        return self._read_guard
 
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        """``guard(rwsem_write)``."""
-        self.down_write()
-        try:
-            yield
-        finally:
-            self.up_write()
+    def write(self) -> _Guard:
+        """``guard(rwsem_write)``: ``with sem.write(): ...``."""
+        return self._write_guard
+
+
+class _Guard:
+    """A reusable context manager calling one down/up pair (no generator per use)."""
+
+    __slots__ = ("_down", "_up")
+
+    def __init__(self, down, up) -> None:
+        self._down, self._up = down, up
+
+    def __enter__(self) -> None:
+        self._down()
+
+    def __exit__(self, *exc: object) -> None:
+        self._up()

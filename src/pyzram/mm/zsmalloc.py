@@ -232,9 +232,12 @@ class ZsPool:
         self._loc[handle] = zspage.id << 16 | obj_idx
 
     def _handle_to_obj(self, handle: int) -> tuple[Zspage, int]:
-        if not 0 < handle < len(self._loc) or not self._loc[handle]:
+        try:
+            loc = self._loc[handle] if handle > 0 else 0
+        except IndexError:
+            loc = 0
+        if not loc:
             raise ValueError(f"zsmalloc: invalid handle {handle}")
-        loc = self._loc[handle]
         return self._zspages[loc >> 16], loc & 0xFFFF
 
     # -- allocation --------------------------------------------------------
@@ -265,9 +268,9 @@ class ZsPool:
         with cls.lock:
             handle = self._alloc_handle()
             zspage = None
-            for fg in range(ZS_INUSE_RATIO_99, ZS_INUSE_RATIO_0 - 1, -1):  # find_get_zspage
-                zspage = cls.head(fg)
-                if zspage is not None:
+            for lst in cls.fullness_list[ZS_INUSE_RATIO_99::-1]:  # find_get_zspage
+                if lst:
+                    zspage = next(reversed(lst))
                     break
             if zspage is not None:
                 obj_idx = self._obj_malloc(zspage, handle)

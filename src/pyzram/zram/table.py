@@ -61,6 +61,7 @@ FLAG_NAMES = {
 }
 
 _U64 = (1 << 64) - 1
+_UNLOCK = _U64 ^ LOCK
 
 
 class ZramTable:
@@ -75,7 +76,8 @@ class ZramTable:
         self.handle = memoryview(self.handle_np)
         self.flags = memoryview(self.flags_np)
         self.ac_time = memoryview(self.ac_time_np) if track_actime else None
-        self._cv = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
+        self._cv = threading.Condition(self._mutex)
         self._waiters = 0
 
     @property
@@ -88,16 +90,19 @@ class ZramTable:
 
     def slot_lock(self, index: int) -> None:
         flags = self.flags
-        with self._cv:
+        with self._mutex:
+            if not flags[index] & LOCK:  # uncontended: no condition variable
+                flags[index] |= LOCK
+                return
+            self._waiters += 1
             while flags[index] & LOCK:
-                self._waiters += 1
                 self._cv.wait()
-                self._waiters -= 1
+            self._waiters -= 1
             flags[index] |= LOCK
 
     def slot_trylock(self, index: int) -> bool:
         flags = self.flags
-        with self._cv:
+        with self._mutex:
             if flags[index] & LOCK:
                 return False
             flags[index] |= LOCK
@@ -105,8 +110,8 @@ class ZramTable:
 
     def slot_unlock(self, index: int) -> None:
         flags = self.flags
-        with self._cv:
-            flags[index] &= _U64 ^ LOCK
+        with self._mutex:
+            flags[index] &= _UNLOCK
             if self._waiters:
                 self._cv.notify_all()
 

@@ -51,6 +51,8 @@ ZRAM_LOGICAL_BLOCK_SIZE = PAGE_SIZE
 #: BIO_MAX_VECS: the most pages one direct-I/O bio carries.
 BIO_MAX_VECS = 256
 ZRAM_PRIMARY_COMP = 0
+#: Batches up to this many pages skip numpy (its per-call cost exceeds the work).
+SMALL_BATCH = 4
 
 _U64 = (1 << 64) - 1
 _CLEAR_ON_ACCESS = _U64 ^ (T.IDLE | T.PP_SLOT)
@@ -292,6 +294,37 @@ class Zram:
         if failed is not None:
             raise failed
 
+    @staticmethod
+    def _classify_and_compress(
+        pages: np.ndarray, comp: Zcomp
+    ) -> tuple[list[bool], list[int], list[bytes | memoryview]]:
+        """Same-filled test and compression of a whole batch.
+
+        Returns, per page, whether it is same-filled and its first u64 word
+        (the fill value), and the compressed objects of the other pages in
+        order.  Small batches stay in plain Python (``p == p[:8] * 512`` and
+        one codec call per page cost less than numpy's per-call overhead);
+        larger ones are one vectorised test and one batch codec call.
+        """
+        n = len(pages)
+        if n <= SMALL_BATCH:
+            blobs = [pages[k].tobytes() for k in range(n)]
+            same_l = [b == b[:8] * 512 for b in blobs]
+            elements = [int.from_bytes(b[:8], "little") for b in blobs]
+            compress = comp.backend.compress
+            objs = [compress(b) for b, same in zip(blobs, same_l, strict=True) if not same]
+            return same_l, elements, objs
+        words = np.ascontiguousarray(pages).view(np.uint64).reshape(n, PAGE_SIZE // 8)
+        same = page_same_filled(words)
+        todo = np.flatnonzero(~same)
+        objs: list[bytes | memoryview] = []
+        if todo.size:
+            cbuf, csizes = comp.backend.compress_batch(pages[todo] if todo.size < n else pages)
+            cview = memoryview(cbuf)
+            stride = 2 * PAGE_SIZE
+            objs = [cview[j * stride : j * stride + c] for j, c in enumerate(csizes.tolist())]
+        return same.tolist(), words[:, 0].tolist(), objs
+
     def write_pages(self, pages: np.ndarray, index: int) -> OSError | None:
         """Store ``pages`` (N x 4096 uint8) in slots ``index..index+N-1``, in order.
 
@@ -306,16 +339,8 @@ class Zram:
         n = len(pages)
         if n == 0:
             return None
-        words = np.ascontiguousarray(pages).view(np.uint64).reshape(n, PAGE_SIZE // 8)
-        same = page_same_filled(words)
-        todo = np.flatnonzero(~same)
         comp = self.comps[ZRAM_PRIMARY_COMP]
-        if todo.size:
-            cbuf, csizes = comp.backend.compress_batch(pages[todo] if todo.size < n else pages)
-            sizes = csizes.tolist()
-            cview = memoryview(cbuf)
-        same_l = same.tolist()
-        elements = words[:, 0].tolist()
+        same_l, elements, objs = self._classify_and_compress(pages, comp)
         pool, tbl, st = self.mem_pool, self.table, self.stats
         huge_class_size = self.huge_class_size
         limit = self.limit_pages
@@ -331,8 +356,8 @@ class Zram:
                     st.same_pages += 1
                     st.pages_stored += 1
             else:
-                comp_len = sizes[j]
-                src_off = j * 2 * PAGE_SIZE
+                obj = objs[j]
+                comp_len = len(obj)
                 j += 1
                 if comp_len <= 0:
                     return OSError(errno.EINVAL, f"{comp.name}: compression failed")
@@ -351,7 +376,7 @@ class Zram:
                 if huge:
                     pool.zs_obj_write(handle, pages[k].data)
                 else:
-                    pool.zs_obj_write(handle, cview[src_off : src_off + comp_len])
+                    pool.zs_obj_write(handle, obj)
                 tbl.slot_lock(idx)
                 self.zram_free_page(idx)
                 if huge:
@@ -371,21 +396,19 @@ class Zram:
 
     # -- read -----------------------------------------------------------------
 
-    def read_pages(self, index: int, n: int) -> tuple[np.ndarray, OSError | None]:
-        """Read slots ``index..index+n-1`` into an (n, 4096) array.
+    def read_pages(self, index: int, n: int) -> tuple[bytearray, OSError | None]:
+        """Read slots ``index..index+n-1``: ``n * 4096`` bytes.
 
         The batch form of ``zram_read_page`` + ``zram_accessed`` as
         ``zram_bio_read`` runs them.  Each slot is read under its lock (the
         compressed bytes are taken there); decompression of the batch is one
-        backend call.  Returns the pages and the error of the first failing
-        page (pages from it on are not valid and not marked accessed).
+        backend call (one per page for small batches).  Returns the bytes and
+        the error of the first failing page (bytes from it on are not valid,
+        and those slots are not marked accessed).
         """
-        out = np.empty((n, PAGE_SIZE), dtype=np.uint8)
-        out64 = out.view(np.uint64)
-        outb = memoryview(out).cast("B")
+        out = bytearray(n * PAGE_SIZE)
+        outb = memoryview(out)
         tbl, pool = self.table, self.mem_pool
-        fill_rows: list[int] = []
-        fill_vals: list[int] = []
         z_rows: list[int] = []
         z_objs: list[bytes] = []
         for k in range(n):
@@ -393,46 +416,58 @@ class Zram:
             tbl.slot_lock(idx)
             flags = tbl.flags[idx]
             handle = tbl.handle[idx]
-            if flags & T.SAME or not handle:
-                fill_rows.append(k)
-                fill_vals.append(handle if flags & T.SAME else 0)
+            if flags & T.SAME:
+                if handle:
+                    outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = handle.to_bytes(8, "little") * 512
+            elif not handle:
+                pass  # never written or freed: reads as zeros
             elif flags & T.HUGE:
                 outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = pool.zs_obj_read(handle, PAGE_SIZE)
             else:
                 z_rows.append(k)
                 z_objs.append(bytes(pool.zs_obj_read(handle, flags & T.ZRAM_SIZE_MASK)))
             tbl.slot_unlock(idx)
-        if fill_rows:
-            out64[fill_rows] = np.array(fill_vals, dtype=np.uint64)[:, None]
         failed_at = n
         if z_rows:
-            lengths = np.fromiter((len(o) for o in z_objs), dtype=np.int32, count=len(z_objs))
-            offsets = np.zeros(len(z_objs), dtype=np.int64)
-            np.cumsum(lengths[:-1], out=offsets[1:])
-            comp = self.comps[ZRAM_PRIMARY_COMP]
-            pages, results = comp.backend.decompress_batch(b"".join(z_objs), offsets, lengths)
-            bad = np.flatnonzero(results)
-            ok = len(z_rows) if not bad.size else int(bad[0])
-            out[z_rows[:ok]] = pages[:ok]
-            if bad.size:
-                failed_at = z_rows[ok]
+            failed_at = self._decompress_into(outb, z_rows, z_objs, n)
         for k in range(failed_at):
             idx = index + k
             tbl.slot_lock(idx)
             self.zram_accessed(idx)
             tbl.slot_unlock(idx)
         if failed_at < n:
-            return out, OSError(
-                errno.EIO, f"zram: decompression failed at slot {index + failed_at}"
-            )
+            msg = f"zram: decompression failed at slot {index + failed_at}"
+            return out, OSError(errno.EIO, msg)
         return out, None
+
+    def _decompress_into(self, outb: memoryview, rows: list[int], objs: list[bytes], n: int) -> int:
+        """Decompress ``objs`` into their ``rows`` of ``outb``; the first failing row, or n."""
+        backend = self.comps[ZRAM_PRIMARY_COMP].backend
+        if len(objs) <= SMALL_BATCH:
+            for k, obj in zip(rows, objs, strict=True):
+                try:
+                    page = backend.decompress(obj)
+                except OSError:
+                    return k
+                if len(page) != PAGE_SIZE:
+                    return k
+                outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = page
+            return n
+        lengths = np.fromiter((len(o) for o in objs), dtype=np.int32, count=len(objs))
+        offsets = np.zeros(len(objs), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        pages, results = backend.decompress_batch(b"".join(objs), offsets, lengths)
+        bad = np.flatnonzero(results)
+        ok = len(rows) if not bad.size else int(bad[0])
+        np.frombuffer(outb, dtype=np.uint8).reshape(n, PAGE_SIZE)[rows[:ok]] = pages[:ok]
+        return n if not bad.size else rows[ok]
 
     def zram_read_page(self, index: int) -> bytes:
         """``zram_read_page`` of one slot; ``OSError(EIO)`` if it cannot be decompressed."""
         out, err = self.read_pages(index, 1)
         if err is not None:
             raise err
-        return out.tobytes()
+        return bytes(out)
 
     # -- discard and swap free ------------------------------------------------
 
@@ -550,7 +585,7 @@ class Zram:
                 chunks.append(out)
         if failed is not None:
             raise OSError(errno.EIO, f"I/O error ({failed.strerror})")
-        return b"".join(c.tobytes() for c in chunks)
+        return b"".join(chunks)
 
     def discard(self, offset: int, length: int) -> None:
         """``ioctl(BLKDISCARD)``: a whole-block range inside the device.
