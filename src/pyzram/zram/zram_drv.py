@@ -28,11 +28,29 @@ from __future__ import annotations
 import errno
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
 
+from pyzram.block.bio import (
+    BLK_STS_IOERR,
+    REQ_OP_DISCARD,
+    REQ_OP_READ,
+    REQ_OP_WRITE,
+    REQ_OP_WRITE_ZEROES,
+    Bio,
+    bio_endio,
+)
+from pyzram.block.blkdev import (
+    BLK_FEAT_STABLE_WRITES,
+    BLK_FEAT_SYNCHRONOUS,
+    BlockDevice,
+    BlockDeviceOperations,
+    Gendisk,
+    blkdev_get,
+    blkdev_put,
+)
 from pyzram.config import ZramConfig
 from pyzram.lib.rwsem import RWSemaphore
 from pyzram.mm.zsmalloc import ZsPool
@@ -133,9 +151,23 @@ class Zram:
         self.params = [ZcompParams() for _ in range(self.config.max_comps)]
         self.num_active_comps = 0
         self.huge_class_size = 0
-        self._openers = 0
         self._claim = False
         self._open_lock = threading.Lock()
+        #: Variants of the seed series (see zram/swap.py): how a swap read marks the
+        #: slot accessed, and how reads fall back to the block path with a backing_dev.
+        self.swap_read_ordering = "one_section"  # or "legacy"
+        self.backing_read_fallback = "adjacent"  # or "as_posted"
+        self.backing_dev = None
+        #: Called at the interleaving points of the read path (race exploration).
+        self.yield_point: Callable[[str, int], None] | None = None
+        self.disk = Gendisk(
+            self.disk_name,
+            zram_devops,
+            private_data=self,
+            capacity_fn=lambda: self.disksize >> SECTOR_SHIFT,
+            features=BLK_FEAT_SYNCHRONOUS | BLK_FEAT_STABLE_WRITES,
+            logical_block_size=ZRAM_LOGICAL_BLOCK_SIZE,
+        )
         self.sysfs = ZramSysfs(self)
 
     # -- state ----------------------------------------------------------------
@@ -155,24 +187,21 @@ class Zram:
 
     # -- open / claim: what makes ``reset`` return EBUSY --------------------------
 
-    def open(self) -> None:
-        """``zram_open`` + ``bdev_open``: one more opener (swapon, a mounted fs, an fd)."""
-        with self._open_lock:
-            if self._claim:
-                raise OSError(errno.EBUSY, f"{self.disk_name} is being reset")
-            self._openers += 1
+    def open(self) -> BlockDevice:
+        """Open ``/dev/zramN`` (``blkdev_get``): one more opener, as swapon or an fd.
 
-    def release(self) -> None:
-        """The last ``blkdev_put`` of an opener taken with :meth:`open`."""
-        with self._open_lock:
-            if self._openers == 0:
-                raise OSError(errno.EINVAL, f"{self.disk_name} is not open")
-            self._openers -= 1
+        ``EBUSY`` while a reset holds the claim.  Release with :meth:`release`.
+        """
+        return blkdev_get(self.disk)
+
+    def release(self, bdev: BlockDevice | None = None) -> None:
+        """Drop an opener taken with :meth:`open`."""
+        blkdev_put(bdev or BlockDevice(self.disk))
 
     @property
     def openers(self) -> int:
         """``disk_openers``."""
-        return self._openers
+        return self.disk._openers
 
     # -- init and reset -------------------------------------------------------
 
@@ -237,7 +266,7 @@ class Zram:
     def reset(self) -> None:
         """``reset_store`` after parsing: EBUSY while open or claimed."""
         with self._open_lock:
-            if self._openers or self._claim:
+            if self.disk._openers or self._claim:
                 raise OSError(errno.EBUSY, f"{self.disk_name} is in use")
             self._claim = True
         try:
@@ -325,8 +354,9 @@ class Zram:
             objs = [cview[j * stride : j * stride + c] for j, c in enumerate(csizes.tolist())]
         return same.tolist(), words[:, 0].tolist(), objs
 
-    def write_pages(self, pages: np.ndarray, index: int) -> OSError | None:
-        """Store ``pages`` (N x 4096 uint8) in slots ``index..index+N-1``, in order.
+    def write_pages(self, pages: np.ndarray, index: int | Sequence[int]) -> OSError | None:
+        """Store ``pages`` (N x 4096 uint8) in slots ``index..index+N-1`` (or the
+        slots listed in ``index``), in order.
 
         The batch form of ``zram_write_page`` + ``zram_accessed``, as
         ``zram_bio_write`` runs them: same-filled detection and compression
@@ -341,12 +371,12 @@ class Zram:
             return None
         comp = self.comps[ZRAM_PRIMARY_COMP]
         same_l, elements, objs = self._classify_and_compress(pages, comp)
+        slots = range(index, index + n) if isinstance(index, int) else index
         pool, tbl, st = self.mem_pool, self.table, self.stats
         huge_class_size = self.huge_class_size
         limit = self.limit_pages
         j = 0
-        for k in range(n):
-            idx = index + k
+        for k, idx in enumerate(slots):
             if same_l[k]:
                 tbl.slot_lock(idx)
                 self.zram_free_page(idx)
@@ -396,23 +426,37 @@ class Zram:
 
     # -- read -----------------------------------------------------------------
 
-    def read_pages(self, index: int, n: int) -> tuple[bytearray, OSError | None]:
-        """Read slots ``index..index+n-1``: ``n * 4096`` bytes.
+    def read_pages(
+        self, index: int | Sequence[int], n: int | None = None, *, ordering: str = "legacy"
+    ) -> tuple[bytearray, OSError | None]:
+        """Read slots ``index..index+n-1`` (or the slots listed in ``index``).
 
-        The batch form of ``zram_read_page`` + ``zram_accessed`` as
-        ``zram_bio_read`` runs them.  Each slot is read under its lock (the
-        compressed bytes are taken there); decompression of the batch is one
-        backend call (one per page for small batches).  Returns the bytes and
-        the error of the first failing page (bytes from it on are not valid,
-        and those slots are not marked accessed).
+        The batch form of ``zram_read_page`` + ``zram_accessed``.  Each slot's
+        content is taken under its lock; decompression of the whole batch is
+        one backend call.  ``ordering`` is where the slot is marked accessed:
+
+        * ``"legacy"`` (``zram_bio_read``, and the pre-series swap path): in a
+          second critical section after the read — the window in which idle
+          post-processing can take a slot that was just read;
+        * ``"one_section"`` (the seed's ``zram_swap_submit_read``): in the same
+          critical section as the read.  A page that then fails to decompress
+          gets its previous IDLE/PP_SLOT/ac_time back, as if never marked, as
+          do the pages after it (the kernel stops the batch there).
+
+        Returns the bytes and the error of the first failing page; pages
+        from it on are not valid and not marked accessed.
         """
+        slots = range(index, index + n) if isinstance(index, int) else list(index)
+        n = len(slots)
         out = bytearray(n * PAGE_SIZE)
         outb = memoryview(out)
         tbl, pool = self.table, self.mem_pool
+        one_section = ordering == "one_section"
+        saved: list[tuple[int, int]] = []
         z_rows: list[int] = []
         z_objs: list[bytes] = []
-        for k in range(n):
-            idx = index + k
+        hook = self.yield_point
+        for k, idx in enumerate(slots):
             tbl.slot_lock(idx)
             flags = tbl.flags[idx]
             handle = tbl.handle[idx]
@@ -426,17 +470,32 @@ class Zram:
             else:
                 z_rows.append(k)
                 z_objs.append(bytes(pool.zs_obj_read(handle, flags & T.ZRAM_SIZE_MASK)))
+            if one_section:
+                saved.append((flags, tbl.ac_time[idx] if tbl.ac_time is not None else 0))
+                self.zram_accessed(idx)
             tbl.slot_unlock(idx)
+            if hook is not None:
+                hook("read_unlocked", idx)
         failed_at = n
         if z_rows:
             failed_at = self._decompress_into(outb, z_rows, z_objs, n)
-        for k in range(failed_at):
-            idx = index + k
-            tbl.slot_lock(idx)
-            self.zram_accessed(idx)
-            tbl.slot_unlock(idx)
+        if one_section:
+            for k in range(failed_at, n):  # undo the marks the kernel never made
+                idx = slots[k]
+                tbl.slot_lock(idx)
+                keep = T.IDLE | T.PP_SLOT
+                tbl.flags[idx] = (tbl.flags[idx] & ~keep & _U64) | (saved[k][0] & keep)
+                if tbl.ac_time is not None:
+                    tbl.ac_time[idx] = saved[k][1]
+                tbl.slot_unlock(idx)
+        else:
+            for k in range(failed_at):
+                idx = slots[k]
+                tbl.slot_lock(idx)
+                self.zram_accessed(idx)
+                tbl.slot_unlock(idx)
         if failed_at < n:
-            msg = f"zram: decompression failed at slot {index + failed_at}"
+            msg = f"zram: decompression failed at slot {slots[failed_at]}"
             return out, OSError(errno.EIO, msg)
         return out, None
 
@@ -657,6 +716,83 @@ class Zram:
             assert len(set(live.tolist())) == len(live), "two slots share a handle"
             self.mem_pool.check()
             assert sum(c.objs_inuse for c in self.mem_pool.classes) == len(live)
+
+
+# -- the block device: zram_submit_bio and zram_devops -----------------------------------
+
+
+def _bio_pages(bio: Bio) -> tuple[np.ndarray, list[memoryview]]:
+    views = [bv.view() for bv in bio.bvecs]
+    data = b"".join(views) if len(views) != 1 else views[0]
+    return _as_pages(data), views
+
+
+def zram_bio_write(zram: Zram, bio: Bio) -> None:
+    """``zram_bio_write``: every page of the bio in order; fail it on the first error."""
+    pages, _ = _bio_pages(bio)
+    index = bio.sector >> (PAGE_SHIFT - SECTOR_SHIFT)
+    if zram.write_pages(pages, index) is not None:
+        with zram._stats_lock:
+            zram.stats.failed_writes += 1
+        bio.status = BLK_STS_IOERR
+    bio_endio(bio)
+
+
+def zram_bio_read(zram: Zram, bio: Bio) -> None:
+    """``zram_bio_read``: read, then mark accessed in a second critical section."""
+    n = bio.size >> PAGE_SHIFT
+    index = bio.sector >> (PAGE_SHIFT - SECTOR_SHIFT)
+    data, err = zram.read_pages(index, n, ordering="legacy")
+    pos = 0
+    for bv in bio.bvecs:
+        bv.view()[:] = data[pos : pos + bv.len]
+        pos += bv.len
+    if err is not None:
+        with zram._stats_lock:
+            zram.stats.failed_reads += 1
+        bio.status = BLK_STS_IOERR
+    bio_endio(bio)
+
+
+def zram_submit_bio(bio: Bio) -> None:
+    """``zram_submit_bio``: READ, WRITE, DISCARD / WRITE_ZEROES.
+
+    zram's queue has a 4096-byte logical block, so bios arrive page aligned;
+    any other op is warned about and ended (``WARN_ON_ONCE``).
+    """
+    zram: Zram = bio.bdev.disk.private_data
+    with zram.init_lock.read():
+        if bio.op == REQ_OP_READ:
+            zram_bio_read(zram, bio)
+        elif bio.op == REQ_OP_WRITE:
+            zram_bio_write(zram, bio)
+        elif bio.op in (REQ_OP_DISCARD, REQ_OP_WRITE_ZEROES):
+            zram.zram_bio_discard(bio.sector, bio.size)
+            bio_endio(bio)
+        else:
+            bio.status = BLK_STS_IOERR
+            bio_endio(bio)
+
+
+def zram_open(disk: Gendisk) -> None:
+    """``zram_open``: refused while ``reset`` holds the claim."""
+    zram: Zram = disk.private_data
+    if zram._claim:
+        raise OSError(errno.EBUSY, f"{zram.disk_name} is being reset")
+
+
+def zram_bdev_slot_free_notify(bdev: BlockDevice, index: int) -> None:
+    """The pre-series ``block_device_operations.swap_slot_free_notify`` of zram."""
+    bdev.disk.private_data.zram_slot_free_notify(index)
+
+
+#: ``zram_devops``: one table for every zram disk (the swap_ops registry's key).
+zram_devops = BlockDeviceOperations(
+    "zram",
+    submit_bio=zram_submit_bio,
+    open=zram_open,
+    swap_slot_free_notify=zram_bdev_slot_free_notify,
+)
 
 
 def _max_table_entries() -> int:

@@ -1,0 +1,404 @@
+"""Swap I/O: batching folios into ``swap_iocb`` and handing them to ``swap_ops``.
+
+Model of mm/page_io.c after the swap-batching base series ("better block swap
+batching and a different take on swap_ops") and the seed series on top:
+
+* ``swap_writeout`` / ``__swap_writepage`` queue a dirty swap-cache folio for
+  writing; ``swap_read_folio`` queues a locked, not-uptodate one for reading;
+* ``swap_add_folio`` appends the folio to the caller's ``SwapIoCtx`` batch
+  (at most ``SWAP_CLUSTER_MAX`` = 32 folios, one area, one direction) and
+  submits the batch first when ``swap_can_merge`` says the folio cannot join;
+* ``swap_write_submit`` / ``swap_read_submit`` pass the batch to the area's
+  ``ops.submit_write`` / ``ops.submit_read``, which own it from then on and
+  must end it exactly once with ``swap_write_end`` / ``swap_read_end``;
+* ``swap_bdev_ops`` (one bio per batch, sector-adjacent folios only) and
+  ``swap_fs_ops`` (one kiocb-style ``preadv``/``pwritev`` on the swap file,
+  position-adjacent folios only) are the built-in backends.
+
+Counters follow the base series: PSWPOUT and the mTHP ``swpout`` stats are
+counted when a folio is queued (whatever happens later); PSWPIN and mTHP
+``swpin`` only when a read batch succeeds; NRSWPOUT/NRSWPIN once per
+submitted batch.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+
+from pyzram.block.bio import (
+    BLK_STS_OK,
+    REQ_OP_READ,
+    REQ_OP_WRITE,
+    REQ_SWAP,
+    REQ_SYNC,
+    SECTOR_SHIFT,
+    Bio,
+    submit_bio,
+)
+from pyzram.block.blkdev import BLK_FEAT_SYNCHRONOUS
+from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_dirty, PG_locked, PG_reclaim
+from pyzram.mm.swap import SWAP_CLUSTER_MAX, SwapIoCtx, vm_events
+from pyzram.mm.swap_ops import READ, WRITE, SwapOps
+
+HPAGE_PMD_ORDER = 9
+
+
+class SwapIocb:
+    """``struct swap_iocb``: up to 32 whole folios (one bvec each) and their length."""
+
+    __slots__ = ("bvecs", "len", "_ended", "__weakref__")
+
+    def __init__(self) -> None:
+        self.bvecs: list[Folio] = []
+        self.len = 0
+        self._ended = False
+
+    @property
+    def nr_bvecs(self) -> int:
+        return len(self.bvecs)
+
+
+class SioPool:
+    """``sio_pool``: a mempool of ``SWAP_CLUSTER_MAX`` swap_iocbs.
+
+    Counts what is outstanding so tests can assert that every batch was
+    ended exactly once (the pool is full again at quiescence).  A
+    ``GFP_NOIO`` mempool allocation waits for a free element rather than
+    failing; so does this one.
+    """
+
+    def __init__(self, size: int = SWAP_CLUSTER_MAX) -> None:
+        self.size = size
+        self.outstanding = 0
+        self.allocated_total = 0
+        self._cv = threading.Condition()
+
+    def alloc(self) -> SwapIocb:
+        with self._cv:
+            while self.outstanding >= self.size:
+                if not self._cv.wait(timeout=30):
+                    raise RuntimeError("sio_pool exhausted for 30 s: a swap_iocb leaked")
+            self.outstanding += 1
+            self.allocated_total += 1
+        return SwapIocb()
+
+    def free(self, sio: SwapIocb) -> None:
+        if sio._ended:
+            raise RuntimeError("swap_iocb ended twice")
+        sio._ended = True
+        with self._cv:
+            self.outstanding -= 1
+            self._cv.notify()
+
+
+sio_pool = SioPool()
+
+
+# -- accessors exported to providers (patch 2/3) -------------------------------------
+
+
+def swap_iocb_nr_folios(sio: SwapIocb) -> int:
+    """``swap_iocb_nr_folios``."""
+    return len(sio.bvecs)
+
+
+def swap_iocb_folio(sio: SwapIocb, idx: int) -> Folio:
+    """``swap_iocb_folio``: folio of bvec ``idx``."""
+    if not 0 <= idx < len(sio.bvecs):
+        raise IndexError(f"swap_iocb has {len(sio.bvecs)} folios, not {idx + 1}")
+    return sio.bvecs[idx]
+
+
+# -- completion ----------------------------------------------------------------------
+
+
+def swap_read_end(sio: SwapIocb, failed: bool) -> None:
+    """``swap_read_end``: once per read batch; uptodate on success, unlock always."""
+    for folio in sio.bvecs:
+        if not failed:
+            vm_events.count_mthp(folio.order, "swpin")
+            folio.mark_uptodate()
+        folio.unlock()
+    if not failed:
+        vm_events.count("pswpin", sio.len >> PAGE_SHIFT)
+    sio_pool.free(sio)
+
+
+def swap_write_end(sio: SwapIocb, failed: bool) -> None:
+    """``swap_write_end``: once per write batch; a failure re-dirties every folio."""
+    for folio in sio.bvecs:
+        if failed:
+            folio.mark_dirty()
+            folio.clear(PG_reclaim)
+        folio.end_writeback()
+    sio_pool.free(sio)
+
+
+# -- batching --------------------------------------------------------------------------
+
+
+def swap_can_merge(ctx: SwapIoCtx, si, folio: Folio, rw: int) -> bool:
+    """``swap_can_merge``: same area, then the area's ``can_merge`` (None = always)."""
+    if ctx.sis is not si:
+        return False
+    can_merge = si.ops.can_merge
+    if can_merge is None:
+        return True
+    prev = ctx.sio.bvecs[-1]
+    return can_merge(folio, prev, prev.size, rw)
+
+
+def swap_add_folio(ctx: SwapIoCtx, folio: Folio, rw: int) -> None:
+    """``swap_add_folio``: append to the batch, submitting first or after as needed."""
+    from pyzram.mm.swapfile import swp_swap_info
+
+    si = swp_swap_info(folio.swap)
+    if ctx.sio is not None and not swap_can_merge(ctx, si, folio, rw):
+        _submit(ctx, rw)
+    if ctx.sio is None:
+        ctx.sis = si
+        ctx.sio = sio_pool.alloc()
+    sio = ctx.sio
+    sio.bvecs.append(folio)
+    sio.len += folio.size
+    if len(sio.bvecs) == SWAP_CLUSTER_MAX:
+        _submit(ctx, rw)
+
+
+def _submit(ctx: SwapIoCtx, rw: int) -> None:
+    if rw == WRITE:
+        swap_write_submit(ctx)
+    else:
+        swap_read_submit(ctx)
+
+
+def swap_write_submit(ctx: SwapIoCtx) -> None:
+    """``swap_write_submit``: hand the batch to ``ops.submit_write``; no-op when empty."""
+    if ctx.sio is None:
+        return
+    vm_events.count("nrswpout")
+    ops: SwapOps = ctx.sis.ops
+    try:
+        ops.submit_write(ctx)
+    finally:
+        ctx.sio = None
+        ctx.sis = None
+
+
+def swap_read_submit(ctx: SwapIoCtx) -> None:
+    """``swap_read_submit``: hand the batch to ``ops.submit_read``; no-op when empty."""
+    if ctx.sio is None:
+        return
+    vm_events.count("nrswpin")
+    ops: SwapOps = ctx.sis.ops
+    try:
+        ops.submit_read(ctx)
+    finally:
+        ctx.sio = None
+        ctx.sis = None
+
+
+# -- swap-out --------------------------------------------------------------------------
+
+
+def is_folio_zero_filled(folio: Folio) -> bool:
+    """``is_folio_zero_filled``."""
+    return folio.data.count(0) == folio.size
+
+
+def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
+    """``swap_writeout``: write a locked, dirty swap-cache folio out (or not).
+
+    Returns 0; the folio is unlocked.  A folio no longer referenced by any
+    swap entry is just dropped from the swap cache (``folio_free_swap``);
+    an all-zero folio sets the area's zero flags and needs no I/O
+    (``swpout_zero``); anything else goes to ``__swap_writepage``.
+    """
+    from pyzram.mm.swapfile import folio_free_swap, swp_swap_info
+
+    if not folio.test(PG_locked):
+        raise RuntimeError("swap_writeout needs a locked folio")
+    if folio_free_swap(folio):
+        folio.unlock()
+        return 0
+    si = swp_swap_info(folio.swap)
+    if is_folio_zero_filled(folio):
+        si.set_zero(folio.swap.offset, folio.nr_pages, True)
+        vm_events.count("swpout_zero", folio.nr_pages)
+        folio.clear(PG_dirty)  # the zero map now holds it
+        folio.unlock()
+        return 0
+    si.set_zero(folio.swap.offset, folio.nr_pages, False)
+    __swap_writepage(ctx, folio)
+    return 0
+
+
+def __swap_writepage(ctx: SwapIoCtx, folio: Folio) -> None:
+    """``__swap_writepage``: count at submission, start writeback, unlock, queue."""
+    if folio.order == HPAGE_PMD_ORDER:
+        vm_events.count("thp_swpout")
+    vm_events.count_mthp(folio.order, "swpout")
+    vm_events.count("pswpout", folio.nr_pages)
+    folio.start_writeback()
+    folio.unlock()
+    swap_add_folio(ctx, folio, WRITE)
+
+
+# -- swap-in -----------------------------------------------------------------------------
+
+
+def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
+    """``swap_read_folio``: a locked, not-uptodate swap-cache folio; queue or fill now.
+
+    Zero-flagged slots are filled without I/O (``swpin_zero``); a large
+    folio that mixes zero and non-zero slots is an I/O error (unlocked, not
+    uptodate), as in the kernel.
+    """
+    from pyzram.mm.swapfile import swp_swap_info
+
+    si = swp_swap_info(folio.swap)
+    nz = si.count_zero(folio.swap.offset, folio.nr_pages)
+    if nz == folio.nr_pages:
+        folio.data[:] = bytes(folio.size)
+        folio.mark_uptodate()
+        folio.unlock()
+        vm_events.count("swpin_zero", folio.nr_pages)
+        return
+    if nz:
+        folio.unlock()  # mixed: leaves it !uptodate
+        return
+    swap_add_folio(ctx, folio, READ)
+
+
+# -- swap_bdev_ops: one bio per batch -------------------------------------------------------
+
+
+def swap_folio_sector(folio: Folio) -> int:
+    """``swap_folio_sector``: the device sector of the folio's first slot."""
+    from pyzram.mm.swapfile import swp_swap_info
+
+    si = swp_swap_info(folio.swap)
+    return si.map_swap_page(folio.swap.offset) << (PAGE_SHIFT - SECTOR_SHIFT)
+
+
+def swap_bdev_can_merge(folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
+    """``swap_bdev_can_merge``: sector-adjacent, and (writes) the same blkcg."""
+    if swap_folio_sector(folio) != swap_folio_sector(prev) + (prev_size >> SECTOR_SHIFT):
+        return False
+    return rw == READ or folio.memcg is prev.memcg
+
+
+def _swap_bdev_bio(ctx: SwapIoCtx, op: int) -> Bio:
+    sio = ctx.sio
+    bio = Bio(ctx.sis.bdev, op, swap_folio_sector(sio.bvecs[0]), opf_flags=REQ_SWAP | REQ_SYNC)
+    for folio in sio.bvecs:
+        bio.add_page(memoryview(folio.data), folio.size)
+    return bio
+
+
+def _bdev_submit(ctx: SwapIoCtx, op: int, end) -> None:
+    sio = ctx.sio
+    bio = _swap_bdev_bio(ctx, op)
+    bio.private = sio
+    bio.end_io = lambda b: end(b.private, b.status != BLK_STS_OK)
+    # SWP_SYNCHRONOUS_IO devices complete before submit_bio returns (submit_bio_wait);
+    # our file-backed disks and zram are synchronous, so both cases end inline.
+    submit_bio(bio)
+
+
+def swap_bdev_submit_write(ctx: SwapIoCtx) -> None:
+    """``swap_bdev_submit_write``: one WRITE|REQ_SWAP bio over the batch."""
+    _bdev_submit(ctx, REQ_OP_WRITE, swap_write_end)
+
+
+def swap_bdev_submit_read(ctx: SwapIoCtx) -> None:
+    """``swap_bdev_submit_read`` (exported by patch 2/3): one READ bio over the batch.
+
+    Its completion calls ``swap_read_end``; a provider that delegates here
+    must not end the batch itself.  The bio starts at the *first* folio's
+    sector and covers ``sio.len`` bytes: correct only for sector-adjacent
+    folios, which ``swap_bdev_can_merge`` guarantees but a provider without
+    ``can_merge`` does not.
+    """
+    _bdev_submit(ctx, REQ_OP_READ, swap_read_end)
+
+
+swap_bdev_ops = SwapOps(
+    name="swap_bdev_ops",
+    submit_write=swap_bdev_submit_write,
+    submit_read=swap_bdev_submit_read,
+    can_merge=swap_bdev_can_merge,
+)
+
+
+# -- swap_fs_ops: one kiocb per batch on the swap file -----------------------------------------
+
+
+def swap_dev_pos(folio: Folio) -> int:
+    """``swap_dev_pos``: byte position in the swap file (through its extent map)."""
+    from pyzram.mm.swapfile import swp_swap_info
+
+    si = swp_swap_info(folio.swap)
+    return si.map_swap_page(folio.swap.offset) << PAGE_SHIFT
+
+
+def swap_fs_can_merge(folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
+    """``swap_fs_can_merge``: file-position adjacent."""
+    return swap_dev_pos(folio) == swap_dev_pos(prev) + prev_size
+
+
+def _swap_fs_rw(ctx: SwapIoCtx, write: bool) -> None:
+    sio = ctx.sio
+    fd = ctx.sis.swap_file_fd
+    pos = swap_dev_pos(sio.bvecs[0])
+    views = [memoryview(f.data) for f in sio.bvecs]
+    try:
+        done = os.pwritev(fd, views, pos) if write else os.preadv(fd, views, pos)
+    except OSError:
+        done = -errno.EIO
+    failed = done != sio.len
+    (swap_write_end if write else swap_read_end)(sio, failed)
+
+
+def swap_fs_submit_write(ctx: SwapIoCtx) -> None:
+    """``swap_fs_submit_write``: a synchronous kiocb write (``a_ops->swap_rw``)."""
+    _swap_fs_rw(ctx, True)
+
+
+def swap_fs_submit_read(ctx: SwapIoCtx) -> None:
+    """``swap_fs_submit_read``: a synchronous kiocb read; failure iff short."""
+    _swap_fs_rw(ctx, False)
+
+
+swap_fs_ops = SwapOps(
+    name="swap_fs_ops",
+    submit_write=swap_fs_submit_write,
+    submit_read=swap_fs_submit_read,
+    can_merge=swap_fs_can_merge,
+)
+
+
+def swap_bdev_is_synchronous(si) -> bool:
+    """``SWP_SYNCHRONOUS_IO`` source: the disk's ``BLK_FEAT_SYNCHRONOUS``."""
+    return bool(si.bdev is not None and si.bdev.disk.features & BLK_FEAT_SYNCHRONOUS)
+
+
+__all__ = [
+    "PAGE_SIZE",
+    "SwapIocb",
+    "sio_pool",
+    "swap_add_folio",
+    "swap_bdev_ops",
+    "swap_bdev_submit_read",
+    "swap_fs_ops",
+    "swap_iocb_folio",
+    "swap_iocb_nr_folios",
+    "swap_read_end",
+    "swap_read_folio",
+    "swap_read_submit",
+    "swap_write_end",
+    "swap_write_submit",
+    "swap_writeout",
+]

@@ -1,0 +1,111 @@
+"""``struct swap_ops`` and the one-slot block-driver registry (the seed series, patch 1/3).
+
+A swap area does its I/O through ``si.ops``: ``submit_write(ctx)`` and
+``submit_read(ctx)`` receive a whole batch (a ``swap_iocb`` of up to 32
+folios), ``can_merge`` (optional; ``None`` = always) decides whether the
+next folio may join the batch, and ``slot_free_notify`` (patch 3/3,
+optional) is told when a slot becomes free — under the cluster lock, so it
+must not block.
+
+``swap_register_block_ops(fops, ops)`` lets one block driver claim the
+areas of its disks: at ``swapon`` of a block device whose
+``disk.fops is fops`` the area takes ``ops`` instead of ``swap_bdev_ops``.
+The contract of the patch, exactly:
+
+* ``EINVAL`` (warned once) if ``fops`` or ``ops`` is missing, or ``ops``
+  lacks ``submit_read`` or ``submit_write``;
+* ``EBUSY`` if the single slot is taken, by anyone, the same fops included;
+* ``swap_unregister_block_ops(fops)``: no-op when empty; a different
+  ``fops`` is warned about once and changes nothing (soft owner check);
+* areas swapped on while registered keep their ops until swapoff.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyzram.block.blkdev import BlockDeviceOperations
+    from pyzram.mm.folio import Folio
+    from pyzram.mm.swap import SwapIoCtx
+    from pyzram.mm.swapfile import SwapInfo
+
+#: The backend must not recurse into the filesystem: reclaim's may_enter_fs() checks it.
+SWAP_OPS_F_NOFS = 1 << 0
+
+READ = 0
+WRITE = 1
+
+
+@dataclass(frozen=True, eq=False)
+class SwapOps:
+    """``struct swap_ops``."""
+
+    name: str
+    submit_write: Callable[[SwapIoCtx], None] | None
+    submit_read: Callable[[SwapIoCtx], None] | None
+    can_merge: Callable[[Folio, Folio, int, int], bool] | None = None
+    slot_free_notify: Callable[[SwapInfo, int], None] | None = None
+    flags: int = 0
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # swap_block_ops_lock (a mutex)
+        self.fops: BlockDeviceOperations | None = None
+        self.ops: SwapOps | None = None
+        self.warned: set[str] = set()
+
+    def warn_once(self, key: str, msg: str) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+_registry = _Registry()
+
+
+def swap_register_block_ops(fops: BlockDeviceOperations | None, ops: SwapOps | None) -> None:
+    """``swap_register_block_ops``: claim the one slot; ``OSError`` EINVAL / EBUSY."""
+    if fops is None or ops is None or ops.submit_read is None or ops.submit_write is None:
+        _registry.warn_once("einval", "swap_register_block_ops: missing fops, ops or callbacks")
+        raise OSError(errno.EINVAL, "swap_register_block_ops: missing fops, ops or callbacks")
+    with _registry.lock:
+        if _registry.fops is not None:
+            raise OSError(errno.EBUSY, "swap block ops already registered")
+        _registry.fops, _registry.ops = fops, ops
+
+
+def swap_unregister_block_ops(fops: BlockDeviceOperations) -> None:
+    """``swap_unregister_block_ops``: release the slot if ``fops`` owns it."""
+    with _registry.lock:
+        if _registry.fops is None:
+            return
+        if _registry.fops is not fops:
+            _registry.warn_once(
+                "owner", "swap_unregister_block_ops: fops does not own the registration"
+            )
+            return
+        _registry.fops = _registry.ops = None
+
+
+def lookup_swap_block_ops(si: SwapInfo) -> SwapOps | None:
+    """``lookup_swap_block_ops``: the registered ops if ``si``'s disk matches."""
+    bdev = si.bdev
+    if bdev is None:
+        return None
+    with _registry.lock:
+        if _registry.fops is not None and bdev.disk.fops is _registry.fops:
+            return _registry.ops
+        return None
+
+
+def registered_block_ops() -> tuple[BlockDeviceOperations | None, SwapOps | None]:
+    """What the slot holds now (for tests and reports)."""
+    with _registry.lock:
+        return _registry.fops, _registry.ops

@@ -1,0 +1,584 @@
+"""Swap areas: swapon/swapoff, slots in clusters, swap counts, the swap cache.
+
+Model of mm/swapfile.c and mm/swap_state.c in the classic ``swap_map`` form
+of Linux <= 6.18 (one byte per slot: a reference count in the low bits and
+``SWAP_HAS_CACHE`` while a folio for it sits in the swap cache), which the
+swap-batching series applies to.  Per-slot state is numpy arrays
+(``swap_map``, ``zeromap``); per-cluster state is arrays too.
+
+Slot lifetime::
+
+    folio_alloc_swap   -> HAS_CACHE, count 0   (folio in swap cache, dirty)
+    swap_duplicate     -> count + 1            (a PTE now holds the entry)
+    swap_cache_del_folio / folio_free_swap -> HAS_CACHE cleared
+    swap_free          -> count - 1
+    byte reaches 0     -> swap_range_free: ops.slot_free_notify(si, offset)
+
+Slots are taken from clusters of ``SWAPFILE_CLUSTER`` (512) slots: each
+order fills its current cluster, then a non-full cluster of that order, then
+a free one; an order-k folio needs 2**k aligned free slots in one cluster.
+Slot 0 holds the swap header and is never allocated.
+
+Simplified (documented in docs/architecture.md): one lock per area stands in
+for the cluster locks and ``si->lock`` (so ``slot_free_notify`` still runs
+with "the cluster lock" held); there is no per-CPU cluster cache, no
+discard, no swap-table encoding, no cgroup charging.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from pyzram.block.bio import REQ_OP_READ, REQ_OP_WRITE, Bio, submit_bio_wait
+from pyzram.block.blkdev import (
+    BLK_FEAT_ROTATIONAL,
+    BLK_FEAT_STABLE_WRITES,
+    BLK_FEAT_SYNCHRONOUS,
+    BlockDevice,
+    Gendisk,
+    blkdev_get,
+    blkdev_put,
+)
+from pyzram.mm import swap as S
+from pyzram.mm.folio import (
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    Folio,
+    PG_locked,
+    PG_swapcache,
+    PG_uptodate,
+    PG_writeback,
+    SwpEntry,
+)
+from pyzram.mm.swap_ops import SwapOps, lookup_swap_block_ops
+
+SWAP_MAGIC = b"SWAPSPACE2"
+SWAP_VERSION = 1
+_HDR = struct.Struct("<III")  # version, last_page, nr_badpages at offset 1024
+_UUID_OFF = 1024 + 12
+_BADPAGES_OFF = 1024 + 12 + 16 + 16 + 117 * 4
+
+
+def mkswap(target: Gendisk | str | os.PathLike[str], pages: int | None = None) -> int:
+    """Write a swap header (``mkswap``): version 1, ``last_page``, no bad pages.
+
+    Block devices are written through the bio path, files with ``pwrite``.
+    Returns the number of pages of the area (header included).
+    """
+    size = _target_size(target)
+    npages = size >> PAGE_SHIFT if pages is None else pages
+    if npages < 2:
+        raise OSError(errno.EINVAL, "mkswap: area too small (needs 2 pages)")
+    hdr = bytearray(PAGE_SIZE)
+    _HDR.pack_into(hdr, 1024, SWAP_VERSION, npages - 1, 0)
+    hdr[_UUID_OFF : _UUID_OFF + 16] = os.urandom(16)
+    hdr[PAGE_SIZE - 10 :] = SWAP_MAGIC
+    _target_io(target, REQ_OP_WRITE, hdr, 0)
+    return npages
+
+
+def _target_size(target) -> int:
+    if isinstance(target, Gendisk):
+        return target.capacity << 9
+    return os.stat(target).st_size
+
+
+def _target_io(target, op: int, buf: bytearray, pos: int) -> None:
+    if isinstance(target, Gendisk):
+        bdev = blkdev_get(target)
+        try:
+            bio = Bio(bdev, op, pos >> 9)
+            bio.add_page(memoryview(buf), len(buf))
+            if submit_bio_wait(bio):
+                raise OSError(errno.EIO, f"I/O error on {target.disk_name}")
+        finally:
+            blkdev_put(bdev)
+    else:
+        fd = os.open(target, os.O_RDWR)
+        try:
+            if op == REQ_OP_WRITE:
+                os.pwrite(fd, buf, pos)
+            else:
+                buf[:] = os.pread(fd, len(buf), pos).ljust(len(buf), b"\0")
+        finally:
+            os.close(fd)
+
+
+class SwapInfo:
+    """``struct swap_info_struct``: one active swap area."""
+
+    def __init__(self, type_: int) -> None:
+        self.type = type_
+        self.flags = 0
+        self.prio = 0
+        self.max = 0  # slots including the header
+        self.pages = 0  # usable slots
+        self.inuse_pages = 0
+        self.bdev: BlockDevice | None = None
+        self.swap_file: Path | None = None
+        self.swap_file_fd = -1
+        self.ops: SwapOps | None = None
+        self.swap_map = np.zeros(0, dtype=np.uint8)
+        self.zeromap = np.zeros(0, dtype=bool)
+        self.cluster_count = np.zeros(0, dtype=np.int32)
+        self.cluster_order = np.zeros(0, dtype=np.int8)
+        self.free_clusters: deque[int] = deque()
+        self.nonfull_clusters: dict[int, list[int]] = {}
+        self.cluster_next: dict[int, int] = {}  # order -> its current cluster
+        self.swap_cache: dict[int, Folio] = {}
+        self.lock = threading.RLock()  # si->lock + cluster locks (see module doc)
+
+    def __repr__(self) -> str:
+        what = self.bdev.disk.disk_name if self.bdev else str(self.swap_file)
+        return (
+            f"<SwapInfo type={self.type} {what} prio={self.prio} {self.inuse_pages}/{self.pages}>"
+        )
+
+    # -- zero map (si->zeromap) -----------------------------------------------------
+
+    def set_zero(self, offset: int, nr: int, value: bool) -> None:
+        self.zeromap[offset : offset + nr] = value
+
+    def count_zero(self, offset: int, nr: int) -> int:
+        return int(self.zeromap[offset : offset + nr].sum())
+
+    # -- extents -------------------------------------------------------------------
+
+    def map_swap_page(self, offset: int) -> int:
+        """``map_swap_entry``: the page of the device/file holding slot ``offset``.
+
+        Block devices and our swap files use one extent, page N -> block N
+        (``setup_swap_extents``); a file with holes is refused at swapon.
+        """
+        return offset
+
+    # -- counts --------------------------------------------------------------------
+
+    def swap_count(self, offset: int) -> int:
+        """``swap_count``: references, without the cache bit."""
+        return int(self.swap_map[offset]) & ~S.SWAP_HAS_CACHE
+
+
+#: swap_info[]: active areas by type.
+swap_info: list[SwapInfo | None] = [None] * S.MAX_SWAPFILES
+_swap_lock = threading.Lock()
+_least_priority = 0
+
+
+def swp_swap_info(entry: SwpEntry) -> SwapInfo:
+    """``swp_swap_info`` / ``__swap_entry_to_info``."""
+    si = swap_info[entry.type] if 0 <= entry.type < S.MAX_SWAPFILES else None
+    if si is None:
+        raise OSError(errno.EINVAL, f"no swap area of type {entry.type}")
+    return si
+
+
+def active_areas() -> list[SwapInfo]:
+    return [si for si in swap_info if si is not None]
+
+
+# -- swapon / swapoff -------------------------------------------------------------------
+
+
+def swapon(
+    target: Gendisk | str | os.PathLike[str],
+    prio: int | None = None,
+    *,
+    use_block_ops: bool = True,
+) -> SwapInfo:
+    """``sys_swapon``: enable swapping to a block device or a swap file.
+
+    Reads and checks the header (``EINVAL`` without the SWAPSPACE2 signature),
+    claims the device (a swapped-on zram refuses ``reset`` with ``EBUSY``),
+    sets ``SWP_BLKDEV``, ``SWP_SYNCHRONOUS_IO``, ``SWP_STABLE_WRITES``,
+    ``SWP_SOLIDSTATE`` from the disk's features, and picks the area's ops in
+    ``setup_swap_extents``: ``swap_bdev_ops``, replaced by the registered
+    block driver ops when the disk's fops match (``use_block_ops=False``
+    models a kernel without the seed series); swap files get ``swap_fs_ops``.
+    """
+    global _least_priority
+    from pyzram.mm.page_io import swap_bdev_ops, swap_fs_ops
+
+    with _swap_lock:
+        type_ = next((i for i, s in enumerate(swap_info) if s is None), None)
+        if type_ is None:
+            raise OSError(errno.EPERM, "too many swap areas (MAX_SWAPFILES)")
+        si = SwapInfo(type_)
+        swap_info[type_] = si  # reserve; SWP_USED
+    try:
+        if isinstance(target, Gendisk):
+            if any(s is not si and s.bdev and s.bdev.disk is target for s in active_areas()):
+                raise OSError(errno.EBUSY, f"{target.disk_name} is already swapped on")
+            si.bdev = blkdev_get(target, holder=si)
+            size = target.capacity << 9
+            si.flags |= S.SWP_BLKDEV
+            if target.features & BLK_FEAT_SYNCHRONOUS:
+                si.flags |= S.SWP_SYNCHRONOUS_IO
+            if target.features & BLK_FEAT_STABLE_WRITES:
+                si.flags |= S.SWP_STABLE_WRITES
+            if not target.features & BLK_FEAT_ROTATIONAL:
+                si.flags |= S.SWP_SOLIDSTATE
+        else:
+            path = Path(target)
+            if any(s is not si and s.swap_file == path.resolve() for s in active_areas()):
+                raise OSError(errno.EBUSY, f"{path} is already swapped on")
+            si.swap_file = path.resolve()
+            si.swap_file_fd = os.open(path, os.O_RDWR)
+            size = os.fstat(si.swap_file_fd).st_size
+            _check_no_holes(si.swap_file_fd, size)
+        hdr = bytearray(PAGE_SIZE)
+        _target_io(target if si.bdev else si.swap_file, REQ_OP_READ, hdr, 0)
+        maxpages = _read_swap_header(hdr, size)
+        si.max = maxpages
+        nbad = _HDR.unpack_from(hdr, 1024)[2]
+        bad = struct.unpack_from(f"<{nbad}I", hdr, _BADPAGES_OFF) if nbad else ()
+        _setup_clusters(si, bad)
+        # setup_swap_extents
+        if si.bdev is not None:
+            si.ops = swap_bdev_ops
+            if use_block_ops:
+                si.ops = lookup_swap_block_ops(si) or swap_bdev_ops
+        else:
+            si.ops = swap_fs_ops
+        if prio is None:
+            _least_priority -= 1
+            si.prio = _least_priority
+        else:
+            si.prio = prio & S.SWAP_FLAG_PRIO_MASK
+        si.flags |= S.SWP_USED | S.SWP_WRITEOK
+        return si
+    except BaseException:
+        _release_area(si)
+        raise
+
+
+def _check_no_holes(fd: int, size: int) -> None:
+    """``generic_swapfile_activate``: a swap file must have every block allocated."""
+    try:
+        hole = os.lseek(fd, 0, os.SEEK_HOLE)
+    except OSError:
+        return
+    if hole < size:
+        raise OSError(errno.EINVAL, "swapfile has holes")
+
+
+def _read_swap_header(hdr: bytearray, size: int) -> int:
+    """``read_swap_header``: signature, version, last_page -> usable maxpages."""
+    if bytes(hdr[PAGE_SIZE - 10 :]) != SWAP_MAGIC:
+        raise OSError(errno.EINVAL, "Unable to find swap-space signature")
+    version, last_page, nr_badpages = _HDR.unpack_from(hdr, 1024)
+    if version != SWAP_VERSION:
+        raise OSError(errno.EINVAL, f"Unable to handle swap header version {version}")
+    maxpages = min(last_page + 1, size >> PAGE_SHIFT)
+    if maxpages <= 1:
+        raise OSError(errno.EINVAL, "Empty swap-file")
+    if nr_badpages > (PAGE_SIZE - _BADPAGES_OFF) // 4:
+        raise OSError(errno.EINVAL, "too many bad pages in the swap header")
+    return maxpages
+
+
+def _setup_clusters(si: SwapInfo, bad: tuple[int, ...]) -> None:
+    n = si.max
+    si.swap_map = np.zeros(n, dtype=np.uint8)
+    si.zeromap = np.zeros(n, dtype=bool)
+    nclusters = -(-n // S.SWAPFILE_CLUSTER)
+    si.cluster_count = np.zeros(nclusters, dtype=np.int32)
+    si.cluster_order = np.zeros(nclusters, dtype=np.int8)
+    unusable = {0, *(b for b in bad if 0 < b < n)}
+    for off in unusable:
+        si.swap_map[off] = S.SWAP_MAP_BAD
+        si.cluster_count[off // S.SWAPFILE_CLUSTER] += 1
+    # the tail of the last cluster does not exist
+    tail = nclusters * S.SWAPFILE_CLUSTER - n
+    si.cluster_count[-1] += tail
+    si.pages = n - len(unusable)
+    si.free_clusters = deque(c for c in range(nclusters) if si.cluster_count[c] == 0)
+    si.nonfull_clusters = {0: [c for c in range(nclusters) if 0 < si.cluster_count[c]]}
+
+
+def _release_area(si: SwapInfo) -> None:
+    if si.bdev is not None:
+        blkdev_put(si.bdev)
+        si.bdev = None
+    if si.swap_file_fd >= 0:
+        os.close(si.swap_file_fd)
+        si.swap_file_fd = -1
+    with _swap_lock:
+        if swap_info[si.type] is si:
+            swap_info[si.type] = None
+
+
+UnuseFn = Callable[[SwpEntry, Folio], int]
+
+
+def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
+    """``sys_swapoff``: bring every in-use slot back into memory, then release the area.
+
+    ``try_to_unuse`` reads each referenced slot into a swap-cache folio
+    (batched through a read ctx, so ``submit_read`` sees real batches) and
+    calls ``unuse(entry, folio)``, which stands for the page-table walk: the
+    owner maps the folio in place of the entry and returns how many
+    references it dropped.  Slots nobody drops keep the area busy:
+    ``EBUSY`` (the kernel would loop; here it is an owner bug).  Afterwards
+    no slot and no swap-cache folio of the area remains, and the area's
+    ``ops`` are no longer used.
+    """
+    from pyzram.mm.page_io import swap_read_folio, swap_read_submit
+
+    with si.lock:
+        if not si.flags & S.SWP_WRITEOK:
+            raise OSError(errno.EINVAL, "swap area is not active")
+        si.flags &= ~S.SWP_WRITEOK
+    offsets = np.flatnonzero(
+        (si.swap_map & ~np.uint8(S.SWAP_HAS_CACHE) != 0) & (si.swap_map != S.SWAP_MAP_BAD)
+    )
+    folios: list[tuple[SwpEntry, Folio]] = []
+    ctx = S.SwapIoCtx()
+    for off in offsets.tolist():
+        entry = SwpEntry(si.type, off)
+        folio = swap_cache_get_folio(entry)
+        if folio is None:
+            folio = swap_cache_alloc_folio(entry)
+            swap_read_folio(ctx, folio)
+        folios.append((entry, folio))
+    swap_read_submit(ctx)
+    for entry, folio in folios:
+        folio.lock()
+        folio.unlock()  # wait for the read (folio_wait_locked)
+        if not folio.test(PG_uptodate):
+            raise OSError(errno.EIO, f"swapoff: cannot read slot {entry.offset}")
+        dropped = unuse(entry, folio) if unuse is not None else 0
+        for _ in range(dropped):
+            swap_free(entry)
+        folio.lock()
+        folio_free_swap(folio)
+        folio.unlock()
+    with si.lock:
+        busy = [o for o in range(si.max) if si.swap_map[o] not in (0, S.SWAP_MAP_BAD)]
+    if busy:
+        with si.lock:
+            si.flags |= S.SWP_WRITEOK
+        raise OSError(errno.EBUSY, f"swapoff: {len(busy)} slots still referenced")
+    _release_area(si)
+    si.ops = None
+
+
+# -- slot allocation ------------------------------------------------------------------------
+
+
+def _alloc_in_cluster(si: SwapInfo, c: int, order: int) -> int | None:
+    """First 2**order aligned run of free slots in cluster ``c``."""
+    nr = 1 << order
+    base = c * S.SWAPFILE_CLUSTER
+    end = min(base + S.SWAPFILE_CLUSTER, si.max)
+    free = si.swap_map[base:end] == 0
+    if nr == 1:
+        hits = np.flatnonzero(free)
+        return base + int(hits[0]) if hits.size else None
+    for off in range(0, end - base - nr + 1, nr):
+        if free[off : off + nr].all():
+            return base + off
+    return None
+
+
+def _take_slots(si: SwapInfo, order: int) -> int | None:
+    """``cluster_alloc_swap_entry``: the order's current cluster, a non-full one, a free one."""
+    cur = si.cluster_next.get(order)
+    cands = [cur] if cur is not None else []
+    cands += [c for c in si.nonfull_clusters.get(order, []) if c != cur]
+    for c in cands:
+        off = _alloc_in_cluster(si, c, order)
+        if off is not None:
+            return _claim(si, c, order, off)
+    while si.free_clusters:
+        c = si.free_clusters.popleft()
+        si.cluster_order[c] = order
+        off = _alloc_in_cluster(si, c, order)
+        if off is not None:
+            return _claim(si, c, order, off)
+    return None
+
+
+def _claim(si: SwapInfo, c: int, order: int, off: int) -> int:
+    nr = 1 << order
+    si.swap_map[off : off + nr] = S.SWAP_HAS_CACHE
+    si.cluster_count[c] += nr
+    si.cluster_order[c] = order
+    lst = si.nonfull_clusters.setdefault(order, [])
+    if si.cluster_count[c] >= S.SWAPFILE_CLUSTER:
+        if c in lst:
+            lst.remove(c)
+    elif c not in lst:
+        lst.append(c)
+    si.cluster_next[order] = c
+    si.inuse_pages += nr
+    return off
+
+
+def folio_alloc_swap(folio: Folio) -> SwpEntry:
+    """``folio_alloc_swap``: slots for a locked folio, which enters the swap cache.
+
+    The highest-priority writable area with room wins.  ``EINVAL`` for a
+    folio larger than a cluster; ``ENOMEM`` when no area has 2**order
+    aligned free slots.
+    """
+    if not folio.test(PG_locked):
+        raise RuntimeError("folio_alloc_swap needs a locked folio")
+    if folio.test(PG_swapcache):
+        raise RuntimeError("folio already in the swap cache")
+    nr = folio.nr_pages
+    if nr > S.SWAPFILE_CLUSTER:
+        raise OSError(errno.EINVAL, "folio larger than a swap cluster")
+    for si in sorted(active_areas(), key=lambda s: -s.prio):
+        if not si.flags & S.SWP_WRITEOK:
+            continue
+        with si.lock:
+            if si.pages - si.inuse_pages < nr:
+                continue
+            off = _take_slots(si, folio.order)
+            if off is None:
+                continue
+            entry = SwpEntry(si.type, off)
+            for i in range(nr):
+                si.swap_cache[off + i] = folio
+            folio.swap = entry
+            folio.set(PG_swapcache)
+            return entry
+    raise OSError(errno.ENOMEM, "no free swap slots")
+
+
+def swap_duplicate(entry: SwpEntry, nr: int = 1) -> None:
+    """``swap_duplicate``: one more reference (a PTE) to ``nr`` slots from ``entry``."""
+    si = swp_swap_info(entry)
+    with si.lock:
+        sm = si.swap_map
+        for off in range(entry.offset, entry.offset + nr):
+            count = int(sm[off]) & ~S.SWAP_HAS_CACHE
+            if sm[off] == 0 or sm[off] == S.SWAP_MAP_BAD:
+                raise OSError(errno.ENOENT, f"swap_duplicate of a free slot {off}")
+            if count >= S.SWAP_MAP_MAX:
+                raise OSError(errno.ENOMEM, "swap count overflow (continuation not modelled)")
+            sm[off] += 1
+
+
+def swap_free(entry: SwpEntry, nr: int = 1) -> None:
+    """``swap_free_nr``: drop one reference to ``nr`` slots; free those that reach 0."""
+    si = swp_swap_info(entry)
+    with si.lock:
+        sm = si.swap_map
+        for off in range(entry.offset, entry.offset + nr):
+            if int(sm[off]) & ~S.SWAP_HAS_CACHE == 0:
+                raise OSError(errno.EINVAL, f"swap_free: slot {off} has no reference")
+            sm[off] -= 1
+            if sm[off] == 0:
+                swap_range_free(si, off, 1)
+
+
+def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
+    """``swap_range_free``: slots became free; tell the device, return them.
+
+    Calls ``si.ops.slot_free_notify(si, offset)`` for each slot (patch 3/3),
+    with the area lock held, as the kernel holds the cluster lock.  An area
+    whose ops have no hook but sits on a block device with the pre-series
+    ``block_device_operations.swap_slot_free_notify`` gets that instead (the
+    mainline behaviour the seed replaces).
+    """
+    si.zeromap[offset : offset + nr] = False
+    notify = si.ops.slot_free_notify if si.ops is not None else None
+    old_notify = None
+    if notify is None and si.flags & S.SWP_BLKDEV and si.bdev is not None:
+        old_notify = si.bdev.disk.fops.swap_slot_free_notify
+    for off in range(offset, offset + nr):
+        if notify is not None:
+            notify(si, off)
+        elif old_notify is not None:
+            old_notify(si.bdev, off)
+        c = off // S.SWAPFILE_CLUSTER
+        si.cluster_count[c] -= 1
+        order = int(si.cluster_order[c])
+        lst = si.nonfull_clusters.setdefault(order, [])
+        if si.cluster_count[c] == 0:
+            if c in lst:
+                lst.remove(c)
+            if si.cluster_next.get(order) == c:
+                del si.cluster_next[order]
+            si.free_clusters.append(c)
+        elif c not in lst:
+            lst.append(c)
+    si.inuse_pages -= nr
+
+
+# -- swap cache -------------------------------------------------------------------------------
+
+
+def swap_cache_get_folio(entry: SwpEntry) -> Folio | None:
+    """``swap_cache_get_folio``."""
+    si = swp_swap_info(entry)
+    with si.lock:
+        return si.swap_cache.get(entry.offset)
+
+
+def swap_cache_alloc_folio(entry: SwpEntry, order: int = 0) -> Folio:
+    """``swap_cache_alloc_folio``: a new locked, !uptodate folio in the swap cache.
+
+    ``EEXIST`` if a folio is cached there already, ``ENOENT`` if the slot
+    has no reference.
+    """
+    si = swp_swap_info(entry)
+    nr = 1 << order
+    folio = Folio(order)
+    folio.lock()
+    with si.lock:
+        for off in range(entry.offset, entry.offset + nr):
+            if off in si.swap_cache:
+                folio.unlock()
+                raise OSError(errno.EEXIST, f"slot {off} is already cached")
+            if si.swap_count(off) == 0:
+                folio.unlock()
+                raise OSError(errno.ENOENT, f"slot {off} is not in use")
+        for off in range(entry.offset, entry.offset + nr):
+            si.swap_map[off] |= S.SWAP_HAS_CACHE
+            si.swap_cache[off] = folio
+    folio.swap = entry
+    folio.set(PG_swapcache)
+    return folio
+
+
+def swap_cache_del_folio(folio: Folio) -> None:
+    """``swap_cache_del_folio``: leave the cache; slots with no references are freed."""
+    entry = folio.swap
+    si = swp_swap_info(entry)
+    with si.lock:
+        for off in range(entry.offset, entry.offset + folio.nr_pages):
+            del si.swap_cache[off]
+            si.swap_map[off] &= ~np.uint8(S.SWAP_HAS_CACHE)
+            if si.swap_map[off] == 0:
+                swap_range_free(si, off, 1)
+    folio.clear(PG_swapcache)
+    folio.swap = None
+
+
+def folio_free_swap(folio: Folio) -> bool:
+    """``folio_free_swap``: drop the folio from the swap cache if no PTE needs it.
+
+    Only when not under writeback and every slot's count is 0; the folio is
+    marked dirty (its only copy is now in memory).
+    """
+    if not folio.test(PG_swapcache) or folio.test(PG_writeback):
+        return False
+    si = swp_swap_info(folio.swap)
+    with si.lock:
+        off = folio.swap.offset
+        if any(si.swap_count(o) for o in range(off, off + folio.nr_pages)):
+            return False
+        swap_cache_del_folio(folio)
+    folio.mark_dirty()
+    return True
