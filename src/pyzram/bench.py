@@ -87,3 +87,267 @@ def bench_zram(
                     w, r = _measure(k, setup_kernel, data, bs, repeat)
                 rows.append(BenchRow("kernel", algo, bs, n, w, r))
     return rows
+
+
+# -- pyzram bench swap -------------------------------------------------------------------
+
+
+@dataclass
+class SwapBenchRow:
+    """One swap path's figures (pages/s; batches and bios per run)."""
+
+    path: str  # "swap_ops" (the seed) or "bio" (swap_bdev_ops over zram's bio path)
+    algorithm: str
+    pages: int
+    swapout_pages_s: float
+    swapin_batched_pages_s: float  # 32-folio read batches (swapoff, madvise WILLNEED)
+    swapin_fault_pages_s: float  # one folio per batch (SWP_SYNCHRONOUS_IO fault path)
+    write_batches: int
+    read_batches: int
+    bios: int
+    intact: bool
+    py_us_per_page_beyond_codec: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _swap_run(pages: np.ndarray, algorithm: str, path: str) -> dict:
+    from pyzram.block.bio import bio_stats
+    from pyzram.mm.folio import Folio
+    from pyzram.mm.page_io import (
+        swap_read_folio,
+        swap_read_submit,
+        swap_write_submit,
+        swap_writeout,
+    )
+    from pyzram.mm.swap import SWAP_CLUSTER_MAX, SwapIoCtx, vm_events
+    from pyzram.mm.swapfile import (
+        folio_alloc_swap,
+        mkswap,
+        swap_cache_alloc_folio,
+        swap_cache_del_folio,
+        swap_duplicate,
+        swap_free,
+        swapoff,
+        swapon,
+    )
+    from pyzram.zram.swap import zram_init
+
+    zram_init()
+    n = len(pages)
+    dev = Zram()
+    dev.sysfs["comp_algorithm"] = algorithm
+    dev.sysfs["disksize"] = str((n + SWAP_CLUSTER_MAX * 16 + 1) * PAGE_SIZE)
+    mkswap(dev.disk)
+    si = swapon(dev.disk, use_block_ops=(path == "swap_ops"))
+    folios = [Folio(0, pages[i].data) for i in range(n)]
+    vm_events.reset()
+    bio_stats.clear()
+    try:
+        t0 = time.perf_counter()
+        ctx = SwapIoCtx()
+        for f in folios:  # reclaim: allocate a slot, unmap (one PTE ref), write out
+            f.lock()
+            f.mark_dirty()
+            swap_duplicate(folio_alloc_swap(f))
+            swap_writeout(ctx, f)
+        swap_write_submit(ctx)
+        t1 = time.perf_counter()
+        entries = [f.swap for f in folios]
+        for f in folios:  # the folios leave memory
+            f.lock()
+            swap_cache_del_folio(f)
+            f.unlock()
+
+        def swap_in(batch: int) -> tuple[float, list]:
+            got = []
+            t = time.perf_counter()
+            ctx = SwapIoCtx()
+            for k, e in enumerate(entries):
+                g = swap_cache_alloc_folio(e)
+                swap_read_folio(ctx, g)
+                got.append(g)
+                if (k + 1) % batch == 0:
+                    swap_read_submit(ctx)
+            swap_read_submit(ctx)
+            dt = time.perf_counter() - t
+            for g in got:
+                g.lock()
+                swap_cache_del_folio(g)
+                g.unlock()
+            return dt, got
+
+        dt_batched, got = swap_in(SWAP_CLUSTER_MAX)
+        intact = all(bytes(g.data) == pages[i].tobytes() for i, g in enumerate(got))
+        dt_fault, got = swap_in(1)
+        intact = intact and all(bytes(g.data) == pages[i].tobytes() for i, g in enumerate(got))
+        counts = dict(vm_events.counts)
+        bios = sum(bio_stats.values())
+        for e in entries:
+            swap_free(e)
+        return {
+            "out": t1 - t0,
+            "in_batched": dt_batched,
+            "in_fault": dt_fault,
+            "write_batches": counts.get("nrswpout", 0),
+            "read_batches": counts.get("nrswpin", 0),
+            "bios": bios,
+            "intact": intact,
+        }
+    finally:
+        swapoff(si)
+        dev.sysfs["reset"] = "1"
+
+
+def _codec_seconds(pages: np.ndarray, algorithm: str) -> float:
+    """Time of the codec alone over the pages (one batch compress + decompress)."""
+    dev = Zram()
+    dev.sysfs["comp_algorithm"] = algorithm
+    dev.sysfs["disksize"] = str(len(pages) * PAGE_SIZE)
+    backend = dev.comps[0].backend
+    t = time.perf_counter()
+    dst, sizes = backend.compress_batch(np.ascontiguousarray(pages))
+    t1 = time.perf_counter()
+    offsets = np.arange(len(pages), dtype=np.int64) * 2 * PAGE_SIZE
+    backend.decompress_batch(dst.tobytes(), offsets, sizes)
+    return (t1 - t) + (time.perf_counter() - t1)
+
+
+def bench_swap(
+    pages: np.ndarray, algorithm: str = "lzo-rle", repeat: int = 3
+) -> list[SwapBenchRow]:
+    """Swap-out and swap-in of the same pages through both paths, best of ``repeat``."""
+    rows = []
+    codec = min(_codec_seconds(pages, algorithm) for _ in range(repeat))
+    n = len(pages)
+    for path in ("swap_ops", "bio"):
+        runs = [_swap_run(pages, algorithm, path) for _ in range(repeat)]
+        best = {k: min(r[k] for r in runs) for k in ("out", "in_batched")}
+        best["in_fault"] = min(r["in_fault"] for r in runs)
+        last = runs[-1]
+        beyond = (best["out"] + best["in_batched"] - codec) / n * 1e6
+        rows.append(
+            SwapBenchRow(
+                path,
+                algorithm,
+                n,
+                n / best["out"],
+                n / best["in_batched"],
+                n / best["in_fault"],
+                last["write_batches"],
+                last["read_batches"],
+                last["bios"],
+                all(r["intact"] for r in runs),
+                beyond,
+            )
+        )
+    return rows
+
+
+# -- pyzram bench codecs -----------------------------------------------------------------
+
+
+@dataclass
+class CodecBenchRow:
+    """One codec figure: pages/s over the same pages."""
+
+    what: str  # e.g. "pyzram lz4 batch, 1 thread"
+    compress_pages_s: float | None
+    decompress_pages_s: float | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _best(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _kcodec_rows(algo: str, pages: np.ndarray, repeat: int) -> list[CodecBenchRow]:
+    """Our C codec on the pages: one batch call, then the batch split over two threads."""
+    import threading
+
+    from pyzram import _kcodec
+
+    n = len(pages)
+    dst = np.empty(n * 2 * PAGE_SIZE, dtype=np.uint8)
+    sizes = np.empty(n, dtype=np.int32)
+    tc = _best(lambda: _kcodec.compress_batch(algo, pages, n, dst, sizes), repeat)
+    out = np.empty((n, PAGE_SIZE), dtype=np.uint8)
+    res = np.empty(n, dtype=np.int32)
+    offs = np.arange(n, dtype=np.int64) * 2 * PAGE_SIZE
+    src = dst.tobytes()
+    td = _best(lambda: _kcodec.decompress_batch(algo, src, offs, sizes, n, out, res), repeat)
+    half = n // 2
+
+    def two() -> None:
+        ts = [
+            threading.Thread(
+                target=_kcodec.compress_batch,
+                args=(algo, pages[a:b], b - a, dst[a * 8192 : b * 8192], sizes[a:b]),
+            )
+            for a, b in ((0, half), (half, n))
+        ]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+
+    return [
+        CodecBenchRow(f"pyzram {algo} batch, 1 thread", n / tc, n / td),
+        CodecBenchRow(f"pyzram {algo} batch, 2 threads", n / _best(two, repeat), None),
+    ]
+
+
+def bench_codecs(pages: np.ndarray, repeat: int = 3, kernel: bool = True) -> list[CodecBenchRow]:
+    """Our batch codecs (1 and 2 threads), python-lz4 / python-lzo loops, host zram."""
+    import lz4.block
+
+    pages = np.ascontiguousarray(pages)
+    n = len(pages)
+    blobs = [pages[i].tobytes() for i in range(n)]
+    rows: list[CodecBenchRow] = []
+    for algo in ("lz4", "lzo", "lzo-rle"):
+        rows += _kcodec_rows(algo, pages, repeat)
+    comp = [lz4.block.compress(b, store_size=False) for b in blobs]
+    rows.append(
+        CodecBenchRow(
+            "python-lz4 loop (liblz4, not kernel-exact)",
+            n / _best(lambda: [lz4.block.compress(b, store_size=False) for b in blobs], repeat),
+            n
+            / _best(
+                lambda: [lz4.block.decompress(c, uncompressed_size=PAGE_SIZE) for c in comp],
+                repeat,
+            ),
+        )
+    )
+    try:
+        import lzo  # python-lzo, optional
+
+        lcomp = [lzo.compress(b, 1, False) for b in blobs]
+        rows.append(
+            CodecBenchRow(
+                "python-lzo lzo1x_1 loop (liblzo2, not kernel-exact)",
+                n / _best(lambda: [lzo.compress(b, 1, False) for b in blobs], repeat),
+                n / _best(lambda: [lzo.decompress(c, False, PAGE_SIZE) for c in lcomp], repeat),
+            )
+        )
+    except ImportError:
+        rows.append(CodecBenchRow("python-lzo loop (not installed)", None, None))
+    if kernel:
+        for r in bench_zram(pages, ["lz4", "lzo", "lzo-rle"], [131072], repeat, kernel=True):
+            if r.target == "kernel":
+                rows.append(
+                    CodecBenchRow(
+                        f"host kernel zram {r.algorithm}, O_DIRECT 128 KiB (write/read)",
+                        r.write_pages_s,
+                        r.read_pages_s,
+                    )
+                )
+    return rows

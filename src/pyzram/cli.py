@@ -213,6 +213,85 @@ def bench_zram(
     console.print(t)
 
 
+@bench_app.command("codecs")
+def bench_codecs(
+    pagefile: PageFileArg = None,
+    repeat: Annotated[int, typer.Option(help="best of N runs")] = 5,
+    limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
+    no_kernel: Annotated[bool, typer.Option("--no-kernel", help="skip the host kernel")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Codec pages/s: our batch C codecs, python-lz4/python-lzo loops, the host's zram."""
+    from pyzram.bench import bench_codecs as run
+
+    pages = _load_pages(pagefile, limit)
+    rows = run(pages, repeat, not no_kernel)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    t = Table(title=f"codecs on {len(pages)} pages, best of {repeat}")
+    t.add_column("what")
+    t.add_column("compress pages/s", justify="right")
+    t.add_column("decompress pages/s", justify="right")
+    for r in rows:
+        t.add_row(
+            r.what,
+            "-" if r.compress_pages_s is None else f"{r.compress_pages_s:,.0f}",
+            "-" if r.decompress_pages_s is None else f"{r.decompress_pages_s:,.0f}",
+        )
+    console.print(t)
+
+
+@bench_app.command("swap")
+def bench_swap(
+    pagefile: PageFileArg = None,
+    algo: Annotated[str, typer.Option("--algo", "-a", help=ALGO_HELP)] = "lzo-rle",
+    repeat: Annotated[int, typer.Option(help="best of N runs")] = 3,
+    limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Swap-out and swap-in pages/s: zram's swap_ops path vs the bio path."""
+    from pyzram.bench import bench_swap as run
+
+    pages = _load_pages(pagefile, limit)
+    rows = run(pages, algo, repeat)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    t = Table(title=f"swap on zram ({algo}), {len(pages)} pages, best of {repeat}")
+    cols = (
+        "path",
+        "swap-out pages/s",
+        "swap-in pages/s (32/batch)",
+        "swap-in pages/s (fault)",
+        "write batches",
+        "read batches",
+        "bios",
+        "intact",
+        "µs/page beyond codec",
+    )
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("path", "intact") else "right")
+    for r in rows:
+        t.add_row(
+            r.path,
+            f"{r.swapout_pages_s:,.0f}",
+            f"{r.swapin_batched_pages_s:,.0f}",
+            f"{r.swapin_fault_pages_s:,.0f}",
+            str(r.write_batches),
+            str(r.read_batches),
+            str(r.bios),
+            "yes" if r.intact else "NO",
+            f"{r.py_us_per_page_beyond_codec:.1f}",
+        )
+    console.print(t)
+    ops, bio = rows
+    console.print(
+        f"swap_ops / bio swap-out: {ops.swapout_pages_s / bio.swapout_pages_s:.2f}x, "
+        f"swap-in: {ops.swapin_batched_pages_s / bio.swapin_batched_pages_s:.2f}x"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; turn expected errors into one line and exit 1."""
     import errno as _errno
