@@ -58,6 +58,8 @@ ZS_INUSE_RATIO_99 = 10
 ZS_INUSE_RATIO_100 = 11
 NR_FULLNESS_GROUPS = 12
 
+_FIND_ORDER = tuple(range(ZS_INUSE_RATIO_99, ZS_INUSE_RATIO_0 - 1, -1))
+
 CHAIN_SIZE_MIN = 4
 CHAIN_SIZE_MAX = 16
 
@@ -95,6 +97,8 @@ class SizeClass:
     fullness_list: list[dict[Zspage, None]] = field(
         default_factory=lambda: [{} for _ in range(NR_FULLNESS_GROUPS)]
     )
+    #: get_fullness_group() of every possible inuse count, precomputed.
+    fg_of: tuple[int, ...] = ()
     objs_allocated: int = 0  # ZS_OBJS_ALLOCATED
     objs_inuse: int = 0  # ZS_OBJS_INUSE
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -176,6 +180,7 @@ class ZsPool:
                 self.size_class[i] = prev  # can_merge()
                 continue
             prev = SizeClass(i, size, pages, objs, huge=(pages == 1 and objs == 1))
+            prev.fg_of = tuple(get_fullness_group(prev, n) for n in range(objs + 1))
             self.size_class[i] = prev
 
     @staticmethod
@@ -213,11 +218,14 @@ class ZsPool:
     def _remove_zspage(cls: SizeClass, zspage: Zspage) -> None:
         del cls.fullness_list[zspage.fullness][zspage]
 
-    def _fix_fullness_group(self, cls: SizeClass, zspage: Zspage) -> int:
-        newfg = get_fullness_group(cls, zspage.inuse)
+    @staticmethod
+    def _fix_fullness_group(cls: SizeClass, zspage: Zspage) -> int:
+        newfg = cls.fg_of[zspage.inuse]
         if newfg != zspage.fullness:
-            self._remove_zspage(cls, zspage)
-            self._insert_zspage(cls, zspage, newfg)
+            lists = cls.fullness_list
+            del lists[zspage.fullness][zspage]
+            lists[newfg][zspage] = None
+            zspage.fullness = newfg
         return newfg
 
     # -- handles -----------------------------------------------------------
@@ -268,7 +276,9 @@ class ZsPool:
         with cls.lock:
             handle = self._alloc_handle()
             zspage = None
-            for lst in cls.fullness_list[ZS_INUSE_RATIO_99::-1]:  # find_get_zspage
+            lists = cls.fullness_list
+            for fg in _FIND_ORDER:  # find_get_zspage: fullest non-full group first
+                lst = lists[fg]
                 if lst:
                     zspage = next(reversed(lst))
                     break

@@ -98,6 +98,14 @@ class ZramStats:
             setattr(self, f.name, 0)
 
 
+def _compress_or_empty(comp: Zcomp, page: bytes | memoryview) -> bytes:
+    """One page through the backend; a codec error becomes ``b""`` (a failed write)."""
+    try:
+        return comp.backend.compress(page)
+    except OSError:
+        return b""
+
+
 def page_same_filled(words: np.ndarray) -> np.ndarray:
     """``page_same_filled`` for a batch: which rows of 512 u64 words are all equal.
 
@@ -286,34 +294,38 @@ class Zram:
 
     def zram_free_page(self, index: int) -> None:
         """``zram_free_page``: release whatever the slot holds (slot lock held)."""
+        stored, compr, same, huge = self._free_slot(index)
+        if stored:
+            st = self.stats
+            with self._stats_lock:
+                st.pages_stored += stored
+                st.compr_data_size += compr
+                st.same_pages += same
+                st.huge_pages += huge
+
+    def _free_slot(self, index: int) -> tuple[int, int, int, int]:
+        """The table and pool side of ``zram_free_page``; returns the stat deltas
+        (pages_stored, compr_data_size, same_pages, huge_pages) for the caller to
+        apply, so a batch updates the counters once."""
         tbl = self.table
         flags = tbl.flags[index]
         if tbl.ac_time is not None:
             tbl.ac_time[index] = 0
-        st = self.stats
-        with self._stats_lock:
-            if flags & T.HUGE:
-                st.huge_pages -= 1
-            if flags & T.WB:
-                raise AssertionError("ZRAM_WB slots need CONFIG_ZRAM_WRITEBACK")
-            if flags & T.SAME:
-                st.same_pages -= 1
-            else:
-                handle = tbl.handle[index]
-                if not handle:
-                    tbl.flags[index] = flags & _KEEP_ON_FREE
-                    return
-                self.mem_pool.zs_free(handle)
-                st.compr_data_size -= flags & T.ZRAM_SIZE_MASK
-            st.pages_stored -= 1
+        huge = -1 if flags & T.HUGE else 0
+        if flags & T.WB:
+            raise AssertionError("ZRAM_WB slots need CONFIG_ZRAM_WRITEBACK")
+        if flags & T.SAME:
+            deltas = (-1, 0, -1, huge)
+        else:
+            handle = tbl.handle[index]
+            if not handle:
+                tbl.flags[index] = flags & _KEEP_ON_FREE
+                return (0, 0, 0, huge)
+            self.mem_pool.zs_free(handle)
+            deltas = (-1, -(flags & T.ZRAM_SIZE_MASK), 0, huge)
         tbl.handle[index] = 0
         tbl.flags[index] = flags & _KEEP_ON_FREE
-
-    def _update_used_max(self, pages: int) -> None:
-        """``update_used_max``."""
-        with self._stats_lock:
-            if pages > self.stats.max_used_pages:
-                self.stats.max_used_pages = pages
+        return deltas
 
     # -- write ----------------------------------------------------------------
 
@@ -340,15 +352,21 @@ class Zram:
             blobs = [pages[k].tobytes() for k in range(n)]
             same_l = [b == b[:8] * 512 for b in blobs]
             elements = [int.from_bytes(b[:8], "little") for b in blobs]
-            compress = comp.backend.compress
-            objs = [compress(b) for b, same in zip(blobs, same_l, strict=True) if not same]
+            objs = [
+                _compress_or_empty(comp, b) for b, s in zip(blobs, same_l, strict=True) if not s
+            ]
             return same_l, elements, objs
         words = np.ascontiguousarray(pages).view(np.uint64).reshape(n, PAGE_SIZE // 8)
         same = page_same_filled(words)
         todo = np.flatnonzero(~same)
         objs: list[bytes | memoryview] = []
         if todo.size:
-            cbuf, csizes = comp.backend.compress_batch(pages[todo] if todo.size < n else pages)
+            src = pages[todo] if todo.size < n else pages
+            try:
+                cbuf, csizes = comp.backend.compress_batch(src)
+            except OSError:  # find the failing page: per-page calls, failures empty
+                objs = [_compress_or_empty(comp, src[i].data) for i in range(len(src))]
+                return same.tolist(), words[:, 0].tolist(), objs
             cview = memoryview(cbuf)
             stride = 2 * PAGE_SIZE
             objs = [cview[j * stride : j * stride + c] for j, c in enumerate(csizes.tolist())]
@@ -372,57 +390,73 @@ class Zram:
         comp = self.comps[ZRAM_PRIMARY_COMP]
         same_l, elements, objs = self._classify_and_compress(pages, comp)
         slots = range(index, index + n) if isinstance(index, int) else index
-        pool, tbl, st = self.mem_pool, self.table, self.stats
+        pool, tbl = self.mem_pool, self.table
+        flags, handles = tbl.flags, tbl.handle
         huge_class_size = self.huge_class_size
         limit = self.limit_pages
+        free_slot, accessed = self._free_slot, self.zram_accessed
+        # Counter deltas, applied once for the batch (also when it stops early).
+        stored = compr = same_pages = huge_pages = huge_since = max_used = 0
+        err: OSError | None = None
         j = 0
-        for k, idx in enumerate(slots):
-            if same_l[k]:
-                tbl.slot_lock(idx)
-                self.zram_free_page(idx)
-                tbl.flags[idx] |= T.SAME
-                tbl.handle[idx] = elements[k]
-                with self._stats_lock:
-                    st.same_pages += 1
-                    st.pages_stored += 1
-            else:
-                obj = objs[j]
-                comp_len = len(obj)
-                j += 1
-                if comp_len <= 0:
-                    return OSError(errno.EINVAL, f"{comp.name}: compression failed")
-                huge = comp_len >= huge_class_size
-                if huge:
-                    comp_len = PAGE_SIZE
-                try:
-                    handle = pool.zs_malloc(comp_len)
-                except OSError as e:
-                    return e
-                alloced = pool.pages_allocated
-                self._update_used_max(alloced)
-                if limit and alloced > limit:
-                    pool.zs_free(handle)
-                    return OSError(errno.ENOMEM, "zram: mem_limit reached")
-                if huge:
-                    pool.zs_obj_write(handle, pages[k].data)
+        try:
+            for k, idx in enumerate(slots):
+                if same_l[k]:
+                    tbl.slot_lock(idx)
+                    d = free_slot(idx)
+                    flags[idx] |= T.SAME
+                    handles[idx] = elements[k]
+                    same_pages += 1
+                    stored += 1
                 else:
-                    pool.zs_obj_write(handle, obj)
-                tbl.slot_lock(idx)
-                self.zram_free_page(idx)
-                if huge:
-                    tbl.flags[idx] |= T.HUGE | comp_len
-                else:
-                    tbl.flags[idx] |= comp_len
-                tbl.handle[idx] = handle
-                with self._stats_lock:
-                    st.compr_data_size += comp_len
-                    st.pages_stored += 1
+                    obj = objs[j]
+                    comp_len = len(obj)
+                    j += 1
+                    if comp_len <= 0:
+                        err = OSError(errno.EINVAL, f"{comp.name}: compression failed")
+                        return err
+                    huge = comp_len >= huge_class_size
                     if huge:
-                        st.huge_pages += 1
-                        st.huge_pages_since += 1
-            self.zram_accessed(idx)
-            tbl.slot_unlock(idx)
-        return None
+                        comp_len = PAGE_SIZE
+                    try:
+                        handle = pool.zs_malloc(comp_len)
+                    except OSError as e:
+                        err = e
+                        return err
+                    alloced = pool.pages_allocated
+                    if alloced > max_used:  # update_used_max
+                        max_used = alloced
+                    if limit and alloced > limit:
+                        pool.zs_free(handle)
+                        err = OSError(errno.ENOMEM, "zram: mem_limit reached")
+                        return err
+                    pool.zs_obj_write(handle, pages[k].data if huge else obj)
+                    tbl.slot_lock(idx)
+                    d = free_slot(idx)
+                    flags[idx] |= (T.HUGE | comp_len) if huge else comp_len
+                    handles[idx] = handle
+                    compr += comp_len
+                    stored += 1
+                    if huge:
+                        huge_pages += 1
+                        huge_since += 1
+                stored += d[0]
+                compr += d[1]
+                same_pages += d[2]
+                huge_pages += d[3]
+                accessed(idx)
+                tbl.slot_unlock(idx)
+            return None
+        finally:
+            st = self.stats
+            with self._stats_lock:
+                st.pages_stored += stored
+                st.compr_data_size += compr
+                st.same_pages += same_pages
+                st.huge_pages += huge_pages
+                st.huge_pages_since += huge_since
+                if max_used > st.max_used_pages:
+                    st.max_used_pages = max_used
 
     # -- read -----------------------------------------------------------------
 
