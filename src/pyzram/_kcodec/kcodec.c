@@ -1,0 +1,1430 @@
+/*
+ * pyzram._kcodec -- page codecs that reproduce the Linux kernel's zram
+ * compressors byte for byte.
+ *
+ * Written for pyzram.  The behaviour (not the code) follows these kernel
+ * functions, as found in Linux 6.12 and checked against a running 6.18 kernel
+ * on x86-64:
+ *
+ *   lz4     : LZ4_compress_fast()     lib/lz4/lz4_compress.c  (LZ4 1.7.x fast
+ *             path: noDict, byU16 table, 8192-entry hash, skip trigger 6)
+ *             LZ4_decompress_safe()   lib/lz4/lz4_decompress.c
+ *   lzo     : lzo1x_1_compress()      lib/lzo/lzo1x_compress.c (bitstream v0)
+ *   lzo-rle : lzorle1x_1_compress()   lib/lzo/lzo1x_compress.c (bitstream v1,
+ *             zero runs coded as an M4 instruction)
+ *   lzo and lzo-rle decode with lzo1x_decompress_safe()
+ *             lib/lzo/lzo1x_decompress_safe.c, Documentation/staging/lzo.rst
+ *
+ * The compressors are modelled as they behave on x86-64 (little endian,
+ * CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS, LZO_USE_CTZ64): the LZO match-length
+ * loop compares eight bytes at a time and may stop a few bytes early near the
+ * end of the input exactly like the kernel's does.  Loads are little-endian
+ * on every host so that output does not depend on the host byte order.
+ *
+ * The decoders accept exactly what the kernel's safe decoders accept for an
+ * output capacity equal to `out_len` (zram passes PAGE_SIZE), but check every
+ * read and write against the real buffer ends, so no input can make them
+ * touch memory outside the buffers they are given.
+ *
+ * Python API (see the module docstring at the end of this file).
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define KC_PAGE 4096
+#define KC_DST_STRIDE (2 * KC_PAGE) /* zram's per-stream buffer: 2 * PAGE_SIZE */
+#define KC_MAX_INPUT 65536          /* largest single compress() input we take */
+#define KC_MAX_OUT_LEN (1 << 26)    /* largest decompress() out_len we take */
+
+#if defined(__GNUC__)
+#define KC_INLINE static inline __attribute__((always_inline))
+#define KC_LIKELY(x) __builtin_expect(!!(x), 1)
+#define KC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define KC_INLINE static inline
+#define KC_LIKELY(x) (x)
+#define KC_UNLIKELY(x) (x)
+#endif
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define KC_BIG_ENDIAN 1
+#else
+#define KC_BIG_ENDIAN 0
+#endif
+
+KC_INLINE uint32_t kc_le32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if KC_BIG_ENDIAN
+    v = __builtin_bswap32(v);
+#endif
+    return v;
+}
+
+KC_INLINE uint64_t kc_le64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if KC_BIG_ENDIAN
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+KC_INLINE unsigned kc_ctz64(uint64_t v)
+{
+#if defined(__GNUC__)
+    return (unsigned)__builtin_ctzll(v);
+#else
+    unsigned n = 0;
+    while (!(v & 1)) {
+        v >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
+/* Copy 8 bytes at a time; may write up to 7 bytes past d + n and read up to
+ * 7 bytes past s + n.  Callers guarantee both ends have that much room. */
+KC_INLINE void kc_copy_over(uint8_t *d, const uint8_t *s, size_t n)
+{
+    uint8_t *const e = d + n;
+    do {
+        memcpy(d, s, 8);
+        d += 8;
+        s += 8;
+    } while (d < e);
+}
+
+/* LZ77 back-reference copy: `len` bytes from `dist` (>= 1) bytes behind `op`,
+ * with byte-by-byte semantics (the source may overlap what is being written,
+ * repeating the last `dist` bytes).  `room` is the space left at op
+ * (>= len); when it allows, the copy runs in whole 8/16-byte steps and may
+ * scribble up to 15 bytes past op + len, inside the room. */
+KC_INLINE void kc_backcopy(uint8_t *op, size_t dist, size_t len, size_t room)
+{
+    const uint8_t *m;
+    uint8_t *e;
+    if (dist == 1) {
+        memset(op, op[-1], len);
+        return;
+    }
+    if (dist < 8) {
+        /* Write byte by byte until the output repeats with a period that is
+         * a multiple of dist and >= 8; from then on copy 8 bytes at a time. */
+        size_t wide = dist * ((8 + dist - 1) / dist);
+        size_t pre = wide - dist < len ? wide - dist : len;
+        m = op - dist;
+        len -= pre;
+        room -= pre;
+        while (pre--)
+            *op++ = *m++;
+        if (len == 0)
+            return; /* op - wide may lie before the buffer: stop here */
+        dist = wide;
+    }
+    m = op - dist;
+    e = op + len;
+    if (dist >= 16 && room >= len + 16) {
+        do {
+            memcpy(op, m, 16);
+            op += 16;
+            m += 16;
+        } while (op < e);
+        return;
+    }
+    if (room >= len + 8) {
+        do {
+            memcpy(op, m, 8);
+            op += 8;
+            m += 8;
+        } while (op < e);
+        return;
+    }
+    while (len >= 8) {
+        memcpy(op, m, 8);
+        op += 8;
+        m += 8;
+        len -= 8;
+    }
+    while (len--)
+        *op++ = *m++;
+}
+
+/* ------------------------------------------------------------------------ */
+/* LZ4 compressor: models LZ4_compress_fast() -> LZ4_compress_generic() with */
+/* noDict, byU16, noLimit (zram's 2*PAGE_SIZE buffer is always >= the bound) */
+/* ------------------------------------------------------------------------ */
+
+#define LZ4K_MINMATCH 4
+#define LZ4K_LASTLITERALS 5
+#define LZ4K_MFLIMIT 12               /* WILDCOPYLENGTH + MINMATCH */
+#define LZ4K_MIN_LENGTH (LZ4K_MFLIMIT + 1)
+#define LZ4K_HASH_BITS 13             /* LZ4_HASHLOG + 1 for the byU16 table */
+#define LZ4K_TABLE (1u << LZ4K_HASH_BITS)
+#define LZ4K_SKIPTRIGGER 6
+#define LZ4K_ML_MASK 15u
+#define LZ4K_RUN_MASK 15u
+
+typedef struct {
+    uint16_t pos[LZ4K_TABLE]; /* byU16: positions relative to the source */
+} lz4k_work;
+
+/* Worst case output of LZ4 for n input bytes (LZ4_COMPRESSBOUND). */
+static size_t lz4k_bound(size_t n) { return n + n / 255 + 16; }
+
+KC_INLINE uint32_t lz4k_hash(const uint8_t *p)
+{
+    /* LZ4_hash4() for byU16: Knuth's multiplicative hash, top 13 bits */
+    return (kc_le32(p) * 2654435761u) >> (32 - LZ4K_HASH_BITS);
+}
+
+/* LZ4_count(): number of equal bytes at a and b, stopping at lim. */
+KC_INLINE size_t lz4k_count(const uint8_t *a, const uint8_t *b, const uint8_t *lim)
+{
+    const uint8_t *const start = a;
+    while (lim - a >= 8) {
+        uint64_t d = kc_le64(a) ^ kc_le64(b);
+        if (d)
+            return (size_t)(a - start) + (kc_ctz64(d) >> 3);
+        a += 8;
+        b += 8;
+    }
+    while (a < lim && *a == *b) {
+        a++;
+        b++;
+    }
+    return (size_t)(a - start);
+}
+
+KC_INLINE uint8_t *lz4k_put_length(uint8_t *op, size_t len)
+{
+    for (; len >= 255; len -= 255)
+        *op++ = 255;
+    *op++ = (uint8_t)len;
+    return op;
+}
+
+/*
+ * Models LZ4_compress_fast(src, dst, n, >= bound, acceleration, wrkmem).
+ * n <= 65536.  dst must hold lz4k_bound(n) + 8 bytes (literal copies run in
+ * 8-byte steps).  Returns the compressed size.
+ */
+static size_t lz4k_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_t accel,
+                            lz4k_work *w)
+{
+    const uint8_t *ip = src;
+    const uint8_t *anchor = src;
+    const uint8_t *const iend = src + n;
+    uint8_t *op = dst;
+    uint16_t *const tab = w->pos;
+
+    /* LZ4_resetStream(): an empty slot means "position 0", which is then
+     * compared like any other candidate. */
+    memset(tab, 0, sizeof(w->pos));
+    if (accel < 1)
+        accel = 1;
+
+    if (n >= LZ4K_MIN_LENGTH) {
+        const uint8_t *const mflimit = iend - LZ4K_MFLIMIT;
+        const uint8_t *const matchlimit = iend - LZ4K_LASTLITERALS;
+        uint32_t fwd_h;
+
+        tab[lz4k_hash(ip)] = 0;
+        ip++;
+        fwd_h = lz4k_hash(ip);
+
+        for (;;) {
+            const uint8_t *match;
+            uint8_t *token;
+            size_t lit, ml;
+
+            /* Find a match; the step grows every 64 failed probes
+             * (scaled by acceleration). */
+            {
+                const uint8_t *fwd = ip;
+                uint32_t step = 1;
+                uint32_t probes = accel << LZ4K_SKIPTRIGGER;
+                for (;;) {
+                    uint32_t h = fwd_h;
+                    ip = fwd;
+                    if ((ptrdiff_t)step > mflimit - fwd)
+                        goto last_literals;
+                    fwd += step;
+                    step = probes++ >> LZ4K_SKIPTRIGGER;
+                    match = src + tab[h];
+                    fwd_h = lz4k_hash(fwd);
+                    tab[h] = (uint16_t)(ip - src);
+                    if (kc_le32(match) == kc_le32(ip))
+                        break;
+                }
+            }
+
+            /* Extend the match backwards over the pending literals. */
+            while (ip > anchor && match > src && ip[-1] == match[-1]) {
+                ip--;
+                match--;
+            }
+
+            /* Literal run. */
+            lit = (size_t)(ip - anchor);
+            token = op++;
+            if (lit >= LZ4K_RUN_MASK) {
+                *token = (uint8_t)(LZ4K_RUN_MASK << 4);
+                op = lz4k_put_length(op, lit - LZ4K_RUN_MASK);
+            } else {
+                *token = (uint8_t)(lit << 4);
+            }
+            if (lit) {
+                kc_copy_over(op, anchor, lit); /* anchor + lit <= mflimit */
+                op += lit;
+            }
+
+            for (;;) {
+                /* Offset and match length. */
+                uint16_t off = (uint16_t)(ip - match);
+                op[0] = (uint8_t)off;
+                op[1] = (uint8_t)(off >> 8);
+                op += 2;
+                ml = lz4k_count(ip + LZ4K_MINMATCH, match + LZ4K_MINMATCH, matchlimit);
+                ip += LZ4K_MINMATCH + ml;
+                if (ml >= LZ4K_ML_MASK) {
+                    *token += (uint8_t)LZ4K_ML_MASK;
+                    op = lz4k_put_length(op, ml - LZ4K_ML_MASK);
+                } else {
+                    *token += (uint8_t)ml;
+                }
+                anchor = ip;
+
+                if (ip > mflimit)
+                    goto last_literals;
+
+                /* Fill the table at ip - 2, then try an immediate match. */
+                tab[lz4k_hash(ip - 2)] = (uint16_t)(ip - 2 - src);
+                {
+                    uint32_t h = lz4k_hash(ip);
+                    match = src + tab[h];
+                    tab[h] = (uint16_t)(ip - src);
+                }
+                /* MAX_DISTANCE (65535) always holds for n <= 65536. */
+                if (kc_le32(match) != kc_le32(ip))
+                    break;
+                token = op++;
+                *token = 0;
+            }
+            ip++;
+            fwd_h = lz4k_hash(ip);
+        }
+    }
+
+last_literals:
+    {
+        size_t last = (size_t)(iend - anchor);
+        if (last >= LZ4K_RUN_MASK) {
+            *op++ = (uint8_t)(LZ4K_RUN_MASK << 4);
+            op = lz4k_put_length(op, last - LZ4K_RUN_MASK);
+        } else {
+            *op++ = (uint8_t)(last << 4);
+        }
+        memcpy(op, anchor, last);
+        op += last;
+    }
+    return (size_t)(op - dst);
+}
+
+/* ------------------------------------------------------------------------ */
+/* LZ4 decoder: models LZ4_decompress_safe() (decode_full_block, noDict).    */
+/* Same acceptance rules as the kernel, including its two-stage shortcut,   */
+/* and offset 0 (which the kernel's decoder expands to zero bytes).          */
+/* Returns the decoded size, or -1 on malformed input.                       */
+/* ------------------------------------------------------------------------ */
+
+static ptrdiff_t lz4k_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t cap)
+{
+    const ptrdiff_t in_n = (ptrdiff_t)n;
+    const ptrdiff_t out_n = (ptrdiff_t)cap;
+    ptrdiff_t ip = 0, op = 0;
+
+    if (cap == 0)
+        return (n == 1 && src[0] == 0) ? 0 : -1;
+    if (n == 0)
+        return -1;
+
+    for (;;) {
+        unsigned token;
+        size_t len, ml, off;
+
+        if (KC_UNLIKELY(ip >= in_n)) /* cannot happen for kernel-accepted input */
+            return -1;
+        token = src[ip++];
+        len = token >> 4;
+
+        /* Shortcut (kernel: literal length 0..14, ip < iend - 16 and
+         * op <= oend - 32): no end-of-block checks for this sequence. */
+        if (len != LZ4K_RUN_MASK && ip < in_n - 16 && op <= out_n - 32) {
+            memcpy(dst + op, src + ip, 16);
+            op += (ptrdiff_t)len;
+            ip += (ptrdiff_t)len;
+            ml = token & LZ4K_ML_MASK;
+            off = (size_t)src[ip] | ((size_t)src[ip + 1] << 8);
+            ip += 2;
+            if (ml != LZ4K_ML_MASK && off >= 8 && (ptrdiff_t)off <= op) {
+                /* 18 bytes fit: op <= oend - 18 here. */
+                kc_backcopy(dst + op, off, ml + LZ4K_MINMATCH, (size_t)(out_n - op));
+                op += (ptrdiff_t)(ml + LZ4K_MINMATCH);
+                continue;
+            }
+            goto copy_match;
+        }
+
+        if (len == LZ4K_RUN_MASK) {
+            unsigned s;
+            if (ip >= in_n - (ptrdiff_t)LZ4K_RUN_MASK)
+                return -1;
+            do {
+                s = src[ip++];
+                len += s;
+            } while (ip < in_n - (ptrdiff_t)LZ4K_RUN_MASK && s == 255);
+        }
+
+        /* Literals.  len is at most 255 * n here, no overflow. */
+        if (op + (ptrdiff_t)len > out_n - LZ4K_MFLIMIT ||
+            ip + (ptrdiff_t)len > in_n - (2 + 1 + LZ4K_LASTLITERALS)) {
+            /* Must be the last sequence: input consumed exactly. */
+            if (ip + (ptrdiff_t)len != in_n || op + (ptrdiff_t)len > out_n)
+                return -1;
+            memcpy(dst + op, src + ip, len);
+            op += (ptrdiff_t)len;
+            break;
+        }
+        memcpy(dst + op, src + ip, len);
+        ip += (ptrdiff_t)len;
+        op += (ptrdiff_t)len;
+
+        off = (size_t)src[ip] | ((size_t)src[ip + 1] << 8);
+        ip += 2;
+        ml = token & LZ4K_ML_MASK;
+
+    copy_match:
+        if ((ptrdiff_t)off > op)
+            return -1; /* offset before the start of the output */
+        if (ml == LZ4K_ML_MASK) {
+            unsigned s;
+            do {
+                if (ip >= in_n)
+                    return -1;
+                s = src[ip++];
+                if (ip > in_n - LZ4K_LASTLITERALS)
+                    return -1;
+                ml += s;
+            } while (s == 255);
+        }
+        ml += LZ4K_MINMATCH;
+        /* The kernel copies 8 bytes before the end checks: op <= oend - 12
+         * holds here on both paths. */
+        if (op + (ptrdiff_t)ml > out_n - LZ4K_LASTLITERALS)
+            return -1; /* the last 5 bytes must be literals */
+        if (off == 0)
+            memset(dst + op, 0, ml); /* kernel: offset 0 copies zeros */
+        else
+            kc_backcopy(dst + op, off, ml, (size_t)(out_n - op));
+        op += (ptrdiff_t)ml;
+    }
+    return op;
+}
+
+/* ------------------------------------------------------------------------ */
+/* LZO1X-1 compressor: models lzogeneric1x_1_compress() and                 */
+/* lzo1x_1_do_compress() (kernel 6.x, including lzo-rle's zero runs and the  */
+/* 261..264 length rule).                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define LZOK_D_BITS 13
+#define LZOK_D_SIZE (1u << LZOK_D_BITS)
+#define LZOK_D_MASK (LZOK_D_SIZE - 1)
+#define LZOK_M2_MAX_LEN 8
+#define LZOK_M3_MAX_LEN 33
+#define LZOK_M4_MAX_LEN 9
+#define LZOK_M2_MAX_OFFSET 0x0800
+#define LZOK_M3_MAX_OFFSET 0x4000
+#define LZOK_M4_MAX_OFFSET_V0 0xbfff
+#define LZOK_M4_MAX_OFFSET_V1 0xbffe
+#define LZOK_M3_MARKER 32
+#define LZOK_M4_MARKER 16
+#define LZOK_MIN_ZERO_RUN 4
+#define LZOK_MAX_ZERO_RUN (2047 + LZOK_MIN_ZERO_RUN)
+
+typedef struct {
+    uint16_t pos[LZOK_D_SIZE]; /* lzo_dict_t: positions relative to the block */
+} lzok_work;
+
+/* lzo1x_worst_compress() plus the 2 version bytes and copy slack */
+static size_t lzok_bound(size_t n) { return n + n / 16 + 64 + 3 + 2 + 2; }
+
+/* Emit the length of a literal run of t >= 4 bytes that is not the first
+ * thing in the stream. */
+KC_INLINE uint8_t *lzok_put_literal_len(uint8_t *op, size_t t)
+{
+    if (t <= 18) {
+        *op++ = (uint8_t)(t - 3);
+    } else {
+        size_t tt = t - 18;
+        *op++ = 0;
+        while (tt > 255) {
+            tt -= 255;
+            *op++ = 0;
+        }
+        *op++ = (uint8_t)tt;
+    }
+    return op;
+}
+
+/*
+ * One dictionary block: models lzo1x_1_do_compress(in, in_len, &op, ..., &ti,
+ * dict, &state_offset, bitstream_version).  `in` is the block start and
+ * in[-ti .. -1] the literals carried over from the previous block.  Returns
+ * the new carry (bytes at the end of the block not yet coded).
+ */
+static size_t lzok_block(const uint8_t *in, size_t in_len, uint8_t **opp, size_t ti,
+                         uint16_t *dict, int *state_offset, int rle)
+{
+    const uint8_t *const in_end = in + in_len;
+    const uint8_t *const ip_end = in + in_len - 20;
+    const uint8_t *ip = in;
+    const uint8_t *ii = in;
+    uint8_t *op = *opp;
+
+    ip += ti < 4 ? 4 - ti : 0;
+
+    for (;;) {
+        const uint8_t *m_pos = NULL;
+        size_t t, m_len, m_off;
+        uint32_t dv;
+        size_t run = 0;
+
+        /* literal: skip ahead faster the longer the current literal run */
+        ip += 1 + ((size_t)(ip - ii) >> 5);
+    next:
+        if (ip >= ip_end)
+            break;
+        dv = kc_le32(ip);
+        if (dv == 0 && rle) {
+            /* Zero run: up to 2051 bytes, never past ip_end. */
+            const uint8_t *ir = ip + 4;
+            const uint8_t *const limit =
+                (ip_end - ip) < (LZOK_MAX_ZERO_RUN + 1) ? ip_end : ip + LZOK_MAX_ZERO_RUN + 1;
+            while (limit - ir >= 8) {
+                uint64_t v = kc_le64(ir);
+                if (v) {
+                    ir += kc_ctz64(v) >> 3;
+                    goto run_found;
+                }
+                ir += 8;
+            }
+            while (ir < limit && *ir == 0)
+                ir++;
+        run_found:
+            run = (size_t)(ir - ip);
+            if (run > LZOK_MAX_ZERO_RUN)
+                run = LZOK_MAX_ZERO_RUN;
+        } else {
+            uint32_t h = ((dv * 0x1824429du) >> (32 - LZOK_D_BITS)) & LZOK_D_MASK;
+            m_pos = in + dict[h];
+            dict[h] = (uint16_t)(ip - in);
+            if (dv != kc_le32(m_pos))
+                continue; /* goto literal */
+        }
+
+        /* Flush the pending literals (including those carried in). */
+        ii -= ti;
+        ti = 0;
+        t = (size_t)(ip - ii);
+        if (t != 0) {
+            if (t <= 3) {
+                op[*state_offset] |= (uint8_t)t;
+                memcpy(op, ii, 4); /* ii + 4 <= ip + 1 < in_end */
+                op += t;
+            } else {
+                op = lzok_put_literal_len(op, t);
+                kc_copy_over(op, ii, t); /* ii + t + 7 < in_end */
+                op += t;
+            }
+        }
+
+        if (run) {
+            /* lzo-rle: M4 instruction with distance 0xbfff + run byte */
+            uint32_t r;
+            ip += run;
+            r = (uint32_t)(run - LZOK_MIN_ZERO_RUN);
+            r = (r << 21) | 0xfffc18u | (r & 7u);
+            op[0] = (uint8_t)r;
+            op[1] = (uint8_t)(r >> 8);
+            op[2] = (uint8_t)(r >> 16);
+            op[3] = (uint8_t)(r >> 24);
+            op += 4;
+            run = 0; /* `goto next` skips the loop-top initialisation */
+            *state_offset = -3;
+            ii = ip;
+            goto next;
+        }
+
+        /* Match length, 8 bytes at a time (LZO_USE_CTZ64): stops once
+         * ip + m_len reaches ip_end even if more bytes would match. */
+        m_len = 4;
+        {
+            uint64_t v = kc_le64(ip + m_len) ^ kc_le64(m_pos + m_len);
+            if (v == 0) {
+                do {
+                    m_len += 8;
+                    v = kc_le64(ip + m_len) ^ kc_le64(m_pos + m_len);
+                    if (ip + m_len >= ip_end)
+                        goto m_len_done;
+                } while (v == 0);
+            }
+            m_len += kc_ctz64(v) / 8;
+        }
+    m_len_done:
+        m_off = (size_t)(ip - m_pos);
+        ip += m_len;
+        if (m_len <= LZOK_M2_MAX_LEN && m_off <= LZOK_M2_MAX_OFFSET) {
+            m_off -= 1;
+            *op++ = (uint8_t)(((m_len - 1) << 5) | ((m_off & 7) << 2));
+            *op++ = (uint8_t)(m_off >> 3);
+        } else if (m_off <= LZOK_M3_MAX_OFFSET) {
+            m_off -= 1;
+            if (m_len <= LZOK_M3_MAX_LEN) {
+                *op++ = (uint8_t)(LZOK_M3_MARKER | (m_len - 2));
+            } else {
+                m_len -= LZOK_M3_MAX_LEN;
+                *op++ = LZOK_M3_MARKER;
+                while (m_len > 255) {
+                    m_len -= 255;
+                    *op++ = 0;
+                }
+                *op++ = (uint8_t)m_len;
+            }
+            *op++ = (uint8_t)(m_off << 2);
+            *op++ = (uint8_t)(m_off >> 6);
+        } else {
+            m_off -= 0x4000;
+            if (m_len <= LZOK_M4_MAX_LEN) {
+                *op++ = (uint8_t)(LZOK_M4_MARKER | ((m_off >> 11) & 8) | (m_len - 2));
+            } else {
+                if (rle && (m_off & 0x403f) == 0x403f && m_len >= 261 && m_len <= 264) {
+                    /* would read back as a zero run: shorten to 260 */
+                    ip -= m_len - 260;
+                    m_len = 260;
+                }
+                m_len -= LZOK_M4_MAX_LEN;
+                *op++ = (uint8_t)(LZOK_M4_MARKER | ((m_off >> 11) & 8));
+                while (m_len > 255) {
+                    m_len -= 255;
+                    *op++ = 0;
+                }
+                *op++ = (uint8_t)m_len;
+            }
+            *op++ = (uint8_t)(m_off << 2);
+            *op++ = (uint8_t)(m_off >> 6);
+        }
+        *state_offset = -2;
+        ii = ip;
+        goto next;
+    }
+    *opp = op;
+    return (size_t)(in_end - (ii - ti));
+}
+
+/*
+ * Models lzo1x_1_compress() (rle = 0) and lzorle1x_1_compress() (rle = 1).
+ * dst must hold lzok_bound(n) bytes.  Returns the compressed size.
+ */
+static size_t lzok_compress(const uint8_t *src, size_t n, uint8_t *dst, int rle, lzok_work *w)
+{
+    const uint8_t *ip = src;
+    uint8_t *op = dst;
+    uint8_t *data_start;
+    size_t l = n;
+    size_t t = 0;
+    int state_offset = -2;
+    size_t block_max;
+
+    if (rle) {
+        *op++ = 17; /* a v0 stream never starts with 17: version marker */
+        *op++ = 1;  /* LZO_VERSION */
+        block_max = (size_t)LZOK_M4_MAX_OFFSET_V1 + 1;
+    } else {
+        block_max = (size_t)LZOK_M4_MAX_OFFSET_V0 + 1;
+    }
+    data_start = op;
+
+    while (l > 20) {
+        size_t ll = l <= block_max ? l : block_max;
+        /* The kernel's pointer-overflow guard
+         *     if ((ll_end + ((t + ll) >> 5)) <= ll_end) break;
+         * is also true when t + ll < 32: such a tail is left as literals. */
+        if (((t + ll) >> 5) == 0)
+            break;
+        memset(w->pos, 0, sizeof(w->pos));
+        t = lzok_block(ip, ll, &op, t, w->pos, &state_offset, rle);
+        ip += ll;
+        l -= ll;
+    }
+    t += l;
+
+    if (t > 0) {
+        const uint8_t *ii = src + n - t;
+        if (op == data_start && t <= 238) {
+            *op++ = (uint8_t)(17 + t);
+        } else if (t <= 3) {
+            op[state_offset] |= (uint8_t)t;
+        } else {
+            op = lzok_put_literal_len(op, t);
+        }
+        memcpy(op, ii, t);
+        op += t;
+    }
+
+    *op++ = LZOK_M4_MARKER | 1; /* end of stream: M4 with distance 0 */
+    *op++ = 0;
+    *op++ = 0;
+    return (size_t)(op - dst);
+}
+
+/* ------------------------------------------------------------------------ */
+/* LZO1X decoder: models lzo1x_decompress_safe() (v0 and v1/RLE streams).   */
+/* ------------------------------------------------------------------------ */
+
+enum {
+    LZOK_E_OK = 0,
+    LZOK_E_ERROR = -1,
+    LZOK_E_INPUT_OVERRUN = -4,
+    LZOK_E_OUTPUT_OVERRUN = -5,
+    LZOK_E_LOOKBEHIND_OVERRUN = -6,
+    LZOK_E_INPUT_NOT_CONSUMED = -8,
+};
+
+/* Read a run of zero bytes followed by a non-zero byte (length extension).
+ * Returns 255 * zeros + final byte, or -1 if the input ends first. */
+KC_INLINE ptrdiff_t lzok_ext(const uint8_t *src, size_t n, size_t *ipp)
+{
+    size_t ip = *ipp, z = 0;
+    while (ip < n && src[ip] == 0) {
+        ip++;
+        z++;
+    }
+    if (ip >= n)
+        return -1;
+    *ipp = ip + 1;
+    /* z < n <= PY_SSIZE_T_MAX / 255 for any input we accept */
+    return (ptrdiff_t)(z * 255 + src[ip]);
+}
+
+/*
+ * Decodes src[0..n) into dst[0..cap).  Returns an LZO_E_* code and stores the
+ * number of bytes written in *out_len (also on error).
+ */
+static int lzok_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t cap,
+                           size_t *out_len)
+{
+    size_t ip = 0, op = 0;
+    size_t t, next = 0, state = 0;
+    size_t dist = 0;
+    int version = 0;
+    int ret;
+
+    if (n < 3) {
+        ret = LZOK_E_INPUT_OVERRUN;
+        goto out;
+    }
+    if (n >= 5 && src[0] == 17) {
+        version = src[1]; /* any non-zero version enables zero runs */
+        ip = 2;
+    }
+
+    if (src[ip] > 17) {
+        /* First byte 18..255: literal run of 1..238 (state follows) */
+        t = (size_t)src[ip++] - 17;
+        if (t < 4) {
+            next = t;
+            goto match_next;
+        }
+        goto copy_literals;
+    }
+
+    for (;;) {
+        if (ip >= n) {
+            ret = LZOK_E_INPUT_OVERRUN;
+            goto out;
+        }
+        t = src[ip++];
+        if (t < 16) {
+            if (state == 0) {
+                /* 0000LLLL: literal run of 4.. bytes */
+                if (t == 0) {
+                    ptrdiff_t e = lzok_ext(src, n, &ip);
+                    if (e < 0) {
+                        ret = LZOK_E_INPUT_OVERRUN;
+                        goto out;
+                    }
+                    t = 15 + (size_t)e;
+                }
+                t += 3;
+            copy_literals:
+                if (t > cap - op) {
+                    ret = LZOK_E_OUTPUT_OVERRUN;
+                    goto out;
+                }
+                if (n - ip < 3 || t > n - ip - 3) {
+                    ret = LZOK_E_INPUT_OVERRUN;
+                    goto out;
+                }
+                memcpy(dst + op, src + ip, t);
+                op += t;
+                ip += t;
+                state = 4;
+                continue;
+            } else if (state != 4) {
+                /* 0000DDSS HHHHHHHH after 1..3 literals: 2 bytes, <= 1 KiB back */
+                if (ip >= n) {
+                    ret = LZOK_E_INPUT_OVERRUN;
+                    goto out;
+                }
+                next = t & 3;
+                dist = 1 + (t >> 2) + ((size_t)src[ip++] << 2);
+                if (dist > op) {
+                    ret = LZOK_E_LOOKBEHIND_OVERRUN;
+                    goto out;
+                }
+                if (cap - op < 2) {
+                    ret = LZOK_E_OUTPUT_OVERRUN;
+                    goto out;
+                }
+                dst[op] = dst[op - dist];
+                dst[op + 1] = dst[op + 1 - dist];
+                op += 2;
+                goto match_next;
+            } else {
+                /* 0000DDSS HHHHHHHH after 4+ literals: 3 bytes, 2..3 KiB back */
+                if (ip >= n) {
+                    ret = LZOK_E_INPUT_OVERRUN;
+                    goto out;
+                }
+                next = t & 3;
+                dist = 1 + LZOK_M2_MAX_OFFSET + (t >> 2) + ((size_t)src[ip++] << 2);
+                t = 3;
+            }
+        } else if (t >= 64) {
+            /* 01LDDDSS / 1LLDDDSS HHHHHHHH: 3..8 bytes, <= 2 KiB back */
+            if (ip >= n) {
+                ret = LZOK_E_INPUT_OVERRUN;
+                goto out;
+            }
+            next = t & 3;
+            dist = 1 + ((t >> 2) & 7) + ((size_t)src[ip++] << 3);
+            t = (t >> 5) + 1;
+        } else if (t >= 32) {
+            /* 001LLLLL + LE16: <= 16 KiB back */
+            t = (t & 31) + 2;
+            if (t == 2) {
+                ptrdiff_t e = lzok_ext(src, n, &ip);
+                if (e < 0) {
+                    ret = LZOK_E_INPUT_OVERRUN;
+                    goto out;
+                }
+                t += 31 + (size_t)e;
+            }
+            if (n - ip < 2) {
+                ret = LZOK_E_INPUT_OVERRUN;
+                goto out;
+            }
+            next = (size_t)src[ip] | ((size_t)src[ip + 1] << 8);
+            ip += 2;
+            dist = 1 + (next >> 2);
+            next &= 3;
+        } else {
+            /* 0001HLLL + LE16: 16..48 KiB back, end of stream, or zero run */
+            size_t h;
+            if (n - ip < 2) {
+                ret = LZOK_E_INPUT_OVERRUN;
+                goto out;
+            }
+            next = (size_t)src[ip] | ((size_t)src[ip + 1] << 8);
+            if ((next & 0xfffc) == 0xfffc && (t & 0xf8) == 0x18 && version) {
+                if (n - ip < 3) {
+                    ret = LZOK_E_INPUT_OVERRUN;
+                    goto out;
+                }
+                t = ((t & 7) | ((size_t)src[ip + 2] << 3)) + LZOK_MIN_ZERO_RUN;
+                if (t > cap - op) {
+                    ret = LZOK_E_OUTPUT_OVERRUN;
+                    goto out;
+                }
+                memset(dst + op, 0, t);
+                op += t;
+                next &= 3;
+                ip += 3;
+                goto match_next;
+            }
+            h = (t & 8) << 11;
+            t = (t & 7) + 2;
+            if (t == 2) {
+                ptrdiff_t e = lzok_ext(src, n, &ip);
+                if (e < 0) {
+                    ret = LZOK_E_INPUT_OVERRUN;
+                    goto out;
+                }
+                t += 7 + (size_t)e;
+                if (n - ip < 2) {
+                    ret = LZOK_E_INPUT_OVERRUN;
+                    goto out;
+                }
+                next = (size_t)src[ip] | ((size_t)src[ip + 1] << 8);
+            }
+            ip += 2;
+            dist = h + (next >> 2);
+            next &= 3;
+            if (dist == 0) {
+                /* end of stream: only a 3-byte "0x11 0 0" is valid */
+                if (t != 3)
+                    ret = LZOK_E_ERROR;
+                else if (ip == n)
+                    ret = LZOK_E_OK;
+                else
+                    ret = ip < n ? LZOK_E_INPUT_NOT_CONSUMED : LZOK_E_INPUT_OVERRUN;
+                goto out;
+            }
+            dist += 0x4000;
+        }
+
+        /* Back-reference of t >= 3 bytes, dist bytes behind. */
+        if (dist > op) {
+            ret = LZOK_E_LOOKBEHIND_OVERRUN;
+            goto out;
+        }
+        if (t > cap - op) {
+            ret = LZOK_E_OUTPUT_OVERRUN;
+            goto out;
+        }
+        kc_backcopy(dst + op, dist, t, cap - op);
+        op += t;
+
+    match_next:
+        /* 0..3 literals follow the instruction; 3 more input bytes (the
+         * next instruction) must remain. */
+        state = next;
+        t = next;
+        if (n - ip < 3 || t > n - ip - 3) {
+            ret = LZOK_E_INPUT_OVERRUN;
+            goto out;
+        }
+        if (t > cap - op) {
+            ret = LZOK_E_OUTPUT_OVERRUN;
+            goto out;
+        }
+        while (t > 0) {
+            dst[op++] = src[ip++];
+            t--;
+        }
+    }
+
+out:
+    *out_len = op;
+    return ret;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Dispatch                                                                  */
+/* ------------------------------------------------------------------------ */
+
+enum kc_algo { KC_LZ4 = 0, KC_LZO = 1, KC_LZORLE = 2 };
+
+typedef union {
+    lz4k_work lz4;
+    lzok_work lzo;
+} kc_work;
+
+static size_t kc_bound(int algo, size_t n)
+{
+    size_t b = algo == KC_LZ4 ? lz4k_bound(n) : lzok_bound(n);
+    return b + 16; /* 8-byte copy slack */
+}
+
+/* Output capacity given to the compressor (zram: 2 * PAGE_SIZE). */
+static size_t kc_capacity(int algo, size_t n)
+{
+    size_t cap = n <= KC_PAGE ? (size_t)KC_DST_STRIDE : 2 * n;
+    size_t b = kc_bound(algo, n);
+    return cap > b ? cap : b;
+}
+
+static size_t kc_compress(int algo, const uint8_t *src, size_t n, uint8_t *dst, uint32_t accel,
+                          kc_work *w)
+{
+    if (algo == KC_LZ4)
+        return lz4k_compress(src, n, dst, accel, &w->lz4);
+    return lzok_compress(src, n, dst, algo == KC_LZORLE, &w->lzo);
+}
+
+/* Returns the decoded size, or a negative value on malformed input. */
+static ptrdiff_t kc_decompress(int algo, const uint8_t *src, size_t n, uint8_t *dst, size_t cap)
+{
+    if (algo == KC_LZ4)
+        return lz4k_decompress(src, n, dst, cap);
+    {
+        size_t out_len = 0;
+        int r = lzok_decompress(src, n, dst, cap, &out_len);
+        return r == LZOK_E_OK ? (ptrdiff_t)out_len : -1;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Python glue                                                               */
+/* ------------------------------------------------------------------------ */
+
+static int kc_parse_algo(PyObject *obj)
+{
+    const char *s;
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "algo must be str, not %.100s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    s = PyUnicode_AsUTF8(obj);
+    if (s == NULL)
+        return -1;
+    if (strcmp(s, "lz4") == 0)
+        return KC_LZ4;
+    if (strcmp(s, "lzo") == 0)
+        return KC_LZO;
+    if (strcmp(s, "lzo-rle") == 0)
+        return KC_LZORLE;
+    PyErr_Format(PyExc_ValueError, "unknown algorithm %R (expected 'lz4', 'lzo' or 'lzo-rle')",
+                 obj);
+    return -1;
+}
+
+static int kc_parse_accel(PyObject *obj, uint32_t *out)
+{
+    long v;
+    if (obj == NULL) {
+        *out = 1;
+        return 0;
+    }
+    if (!PyLong_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError, "acceleration must be int");
+        return -1;
+    }
+    v = PyLong_AsLong(obj);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "acceleration too large");
+        return -1;
+    }
+    /* LZ4_compress_fast_extState(): values < 1 mean the default, 1 */
+    *out = v < 1 ? 1u : (uint32_t)v;
+    return 0;
+}
+
+/* zram turns any decoder failure into -EINVAL: raise OSError(EINVAL, what). */
+static void kc_set_einval(const char *what)
+{
+    PyObject *args = Py_BuildValue("(is)", EINVAL, what);
+    if (args) {
+        PyErr_SetObject(PyExc_OSError, args);
+        Py_DECREF(args);
+    }
+}
+
+/* Checks a typed buffer: C-contiguous, item size `size`, integer format. */
+static int kc_check_int_buffer(Py_buffer *b, const char *name, Py_ssize_t size,
+                               Py_ssize_t min_items)
+{
+    const char *f = b->format ? b->format : "B";
+    char c;
+    if (*f == '@' || *f == '=' || *f == '<')
+        f++;
+    c = f[0];
+    if (b->itemsize != size || f[1] != '\0' ||
+        !(c == 'b' || c == 'B' || c == 'h' || c == 'H' || c == 'i' || c == 'I' || c == 'l' ||
+          c == 'L' || c == 'q' || c == 'Q')) {
+        PyErr_Format(PyExc_ValueError, "%s must be a buffer of %zd-byte integers (got format %s)",
+                     name, size, b->format ? b->format : "B");
+        return -1;
+    }
+    if (b->len / size < min_items) {
+        PyErr_Format(PyExc_ValueError, "%s too small: %zd items, need %zd", name, b->len / size,
+                     min_items);
+        return -1;
+    }
+    return 0;
+}
+
+static int kc_overlap(const Py_buffer *a, const Py_buffer *b)
+{
+    uintptr_t a0 = (uintptr_t)a->buf, a1 = a0 + (uintptr_t)a->len;
+    uintptr_t b0 = (uintptr_t)b->buf, b1 = b0 + (uintptr_t)b->len;
+    return a->len > 0 && b->len > 0 && a0 < b1 && b0 < a1;
+}
+
+PyDoc_STRVAR(kc_compress_doc,
+             "compress(algo, page, acceleration=1) -> bytes\n\n"
+             "Compress one page exactly as the kernel's zram backend does (input up to\n"
+             "65536 bytes; zram always passes 4096).  acceleration is LZ4's (values < 1\n"
+             "mean 1, like the kernel); lzo and lzo-rle ignore it, like the kernel.");
+
+static PyObject *kc_py_compress(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"algo", "page", "acceleration", NULL};
+    PyObject *algo_obj, *accel_obj = NULL;
+    Py_buffer page;
+    int algo;
+    uint32_t accel;
+    PyObject *res = NULL;
+    (void)self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*|O:compress", kwlist, &algo_obj, &page,
+                                     &accel_obj))
+        return NULL;
+    algo = kc_parse_algo(algo_obj);
+    if (algo < 0 || kc_parse_accel(accel_obj, &accel) < 0)
+        goto done;
+    if (page.len > KC_MAX_INPUT) {
+        PyErr_Format(PyExc_ValueError, "page too large: %zd bytes (at most %d)", page.len,
+                     KC_MAX_INPUT);
+        goto done;
+    }
+    {
+        size_t n = (size_t)page.len;
+        size_t cap = kc_capacity(algo, n);
+        kc_work work;
+        uint8_t stack_out[KC_DST_STRIDE + 64];
+        uint8_t *out = stack_out;
+        size_t clen;
+        if (cap > sizeof(stack_out)) {
+            out = PyMem_Malloc(cap);
+            if (out == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+        }
+        if (n > KC_PAGE) {
+            Py_BEGIN_ALLOW_THREADS
+            clen = kc_compress(algo, page.buf, n, out, accel, &work);
+            Py_END_ALLOW_THREADS
+        } else {
+            clen = kc_compress(algo, page.buf, n, out, accel, &work);
+        }
+        res = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)clen);
+        if (out != stack_out)
+            PyMem_Free(out);
+    }
+done:
+    PyBuffer_Release(&page);
+    return res;
+}
+
+PyDoc_STRVAR(kc_decompress_doc,
+             "decompress(algo, data, out_len=4096) -> bytes\n\n"
+             "Decode one object with the kernel's safe decoder into a buffer of out_len\n"
+             "bytes and return what was produced (possibly shorter than out_len, as the\n"
+             "kernel allows).  Raises OSError(EINVAL) on malformed input.");
+
+static PyObject *kc_py_decompress(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"algo", "data", "out_len", NULL};
+    PyObject *algo_obj;
+    Py_buffer data;
+    Py_ssize_t out_len = KC_PAGE;
+    PyObject *res = NULL;
+    int algo;
+    (void)self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*|n:decompress", kwlist, &algo_obj, &data,
+                                     &out_len))
+        return NULL;
+    algo = kc_parse_algo(algo_obj);
+    if (algo < 0)
+        goto done;
+    if (out_len < 0 || out_len > KC_MAX_OUT_LEN) {
+        PyErr_Format(PyExc_ValueError, "out_len must be in 0..%d", KC_MAX_OUT_LEN);
+        goto done;
+    }
+    {
+        PyObject *out = PyBytes_FromStringAndSize(NULL, out_len);
+        ptrdiff_t r;
+        if (out == NULL)
+            goto done;
+        if (data.len + out_len > 4 * KC_PAGE) {
+            Py_BEGIN_ALLOW_THREADS
+            r = kc_decompress(algo, data.buf, (size_t)data.len,
+                              (uint8_t *)PyBytes_AS_STRING(out), (size_t)out_len);
+            Py_END_ALLOW_THREADS
+        } else {
+            r = kc_decompress(algo, data.buf, (size_t)data.len,
+                              (uint8_t *)PyBytes_AS_STRING(out), (size_t)out_len);
+        }
+        if (r < 0) {
+            Py_DECREF(out);
+            kc_set_einval(algo == KC_LZ4 ? "lz4: malformed input (LZ4_decompress_safe failed)"
+                                         : "lzo: malformed input (lzo1x_decompress_safe failed)");
+            goto done;
+        }
+        if (r != out_len && _PyBytes_Resize(&out, (Py_ssize_t)r) < 0)
+            goto done;
+        res = out;
+    }
+done:
+    PyBuffer_Release(&data);
+    return res;
+}
+
+PyDoc_STRVAR(kc_compress_batch_doc,
+             "compress_batch(algo, src, n, dst, sizes, acceleration=1) -> None\n\n"
+             "Compress n contiguous 4096-byte pages of src.  Page i's output goes to\n"
+             "dst[i*8192 : i*8192 + sizes[i]]; sizes is a writable int32 buffer.\n"
+             "Runs without the GIL.");
+
+static PyObject *kc_py_compress_batch(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"algo", "src", "n", "dst", "sizes", "acceleration", NULL};
+    PyObject *algo_obj, *dst_obj, *sizes_obj, *accel_obj = NULL;
+    Py_buffer src, dst = {0}, sizes = {0};
+    Py_ssize_t n;
+    int algo;
+    uint32_t accel;
+    PyObject *res = NULL;
+    (void)self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*nOO|O:compress_batch", kwlist, &algo_obj,
+                                     &src, &n, &dst_obj, &sizes_obj, &accel_obj))
+        return NULL;
+    algo = kc_parse_algo(algo_obj);
+    if (algo < 0 || kc_parse_accel(accel_obj, &accel) < 0)
+        goto done;
+    if (PyObject_GetBuffer(dst_obj, &dst, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+        dst.obj = NULL;
+        goto done;
+    }
+    if (PyObject_GetBuffer(sizes_obj, &sizes,
+                           PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        sizes.obj = NULL;
+        goto done;
+    }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "n must be >= 0");
+        goto done;
+    }
+    if (n > PY_SSIZE_T_MAX / KC_DST_STRIDE || src.len / KC_PAGE < n) {
+        PyErr_Format(PyExc_ValueError, "src too small: %zd bytes for %zd pages", src.len, n);
+        goto done;
+    }
+    if (dst.len / KC_DST_STRIDE < n) {
+        PyErr_Format(PyExc_ValueError, "dst too small: %zd bytes, need %zd * 8192", dst.len, n);
+        goto done;
+    }
+    if (kc_check_int_buffer(&sizes, "sizes", 4, n) < 0)
+        goto done;
+    if (kc_overlap(&src, &dst) || kc_overlap(&src, &sizes) || kc_overlap(&dst, &sizes)) {
+        PyErr_SetString(PyExc_ValueError, "src, dst and sizes must not overlap");
+        goto done;
+    }
+    {
+        const uint8_t *s = src.buf;
+        uint8_t *d = dst.buf;
+        uint8_t *z = sizes.buf;
+        Py_BEGIN_ALLOW_THREADS
+        kc_work work;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            size_t c = kc_compress(algo, s + (size_t)i * KC_PAGE, KC_PAGE,
+                                   d + (size_t)i * KC_DST_STRIDE, accel, &work);
+            int32_t v = (int32_t)c;
+            memcpy(z + (size_t)i * 4, &v, 4);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    res = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&src);
+    if (dst.obj)
+        PyBuffer_Release(&dst);
+    if (sizes.obj)
+        PyBuffer_Release(&sizes);
+    return res;
+}
+
+PyDoc_STRVAR(kc_decompress_batch_doc,
+             "decompress_batch(algo, src, offsets, lengths, n, dst, results) -> int\n\n"
+             "Object i is src[offsets[i] : offsets[i] + lengths[i]] (offsets: int64,\n"
+             "lengths: int32); it is decoded into dst[i*4096 : (i+1)*4096].  results[i]\n"
+             "(int32) is 0, or -EINVAL when the object is malformed or does not decode\n"
+             "to exactly 4096 bytes (its dst slot is then zero-filled).  Returns the\n"
+             "number of failures.  Offsets and lengths outside src raise ValueError\n"
+             "before anything is decoded.  Runs without the GIL.");
+
+static PyObject *kc_py_decompress_batch(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"algo", "src", "offsets", "lengths", "n", "dst", "results", NULL};
+    PyObject *algo_obj, *off_obj, *len_obj, *dst_obj, *res_obj;
+    Py_buffer src, offs = {0}, lens = {0}, dst = {0}, results = {0};
+    Py_ssize_t n;
+    int algo;
+    PyObject *res = NULL;
+    (void)self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*OOnOO:decompress_batch", kwlist, &algo_obj,
+                                     &src, &off_obj, &len_obj, &n, &dst_obj, &res_obj))
+        return NULL;
+    algo = kc_parse_algo(algo_obj);
+    if (algo < 0)
+        goto done;
+    if (PyObject_GetBuffer(off_obj, &offs, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        offs.obj = NULL;
+        goto done;
+    }
+    if (PyObject_GetBuffer(len_obj, &lens, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        lens.obj = NULL;
+        goto done;
+    }
+    if (PyObject_GetBuffer(dst_obj, &dst, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+        dst.obj = NULL;
+        goto done;
+    }
+    if (PyObject_GetBuffer(res_obj, &results,
+                           PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        results.obj = NULL;
+        goto done;
+    }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "n must be >= 0");
+        goto done;
+    }
+    if (kc_check_int_buffer(&offs, "offsets", 8, n) < 0 ||
+        kc_check_int_buffer(&lens, "lengths", 4, n) < 0 ||
+        kc_check_int_buffer(&results, "results", 4, n) < 0)
+        goto done;
+    if (n > PY_SSIZE_T_MAX / KC_PAGE || dst.len / KC_PAGE < n) {
+        PyErr_Format(PyExc_ValueError, "dst too small: %zd bytes, need %zd * 4096", dst.len, n);
+        goto done;
+    }
+    if (kc_overlap(&dst, &src) || kc_overlap(&dst, &results) || kc_overlap(&dst, &offs) ||
+        kc_overlap(&dst, &lens) || kc_overlap(&results, &src) || kc_overlap(&results, &offs) ||
+        kc_overlap(&results, &lens)) {
+        PyErr_SetString(PyExc_ValueError, "dst and results must not overlap the inputs");
+        goto done;
+    }
+    /* Validate every object's extent before decoding anything. */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t o;
+        int32_t l;
+        memcpy(&o, (const uint8_t *)offs.buf + (size_t)i * 8, 8);
+        memcpy(&l, (const uint8_t *)lens.buf + (size_t)i * 4, 4);
+        if (o < 0 || l < 0 || o > (int64_t)src.len || (int64_t)l > (int64_t)src.len - o) {
+            PyErr_Format(PyExc_ValueError,
+                         "object %zd: offset %lld, length %d outside src of %zd bytes", i,
+                         (long long)o, (int)l, src.len);
+            goto done;
+        }
+    }
+    {
+        const uint8_t *s = src.buf;
+        const uint8_t *ob = offs.buf, *lb = lens.buf;
+        uint8_t *d = dst.buf, *rb = results.buf;
+        Py_ssize_t failures = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t o;
+            int32_t l, r32 = 0;
+            ptrdiff_t r;
+            uint8_t *slot = d + (size_t)i * KC_PAGE;
+            memcpy(&o, ob + (size_t)i * 8, 8);
+            memcpy(&l, lb + (size_t)i * 4, 4);
+            r = kc_decompress(algo, s + o, (size_t)l, slot, KC_PAGE);
+            if (r != KC_PAGE) {
+                r32 = -EINVAL;
+                memset(slot, 0, KC_PAGE);
+                failures++;
+            }
+            memcpy(rb + (size_t)i * 4, &r32, 4);
+        }
+        Py_END_ALLOW_THREADS
+        res = PyLong_FromSsize_t(failures);
+    }
+done:
+    PyBuffer_Release(&src);
+    if (offs.obj)
+        PyBuffer_Release(&offs);
+    if (lens.obj)
+        PyBuffer_Release(&lens);
+    if (dst.obj)
+        PyBuffer_Release(&dst);
+    if (results.obj)
+        PyBuffer_Release(&results);
+    return res;
+}
+
+static PyMethodDef kc_methods[] = {
+    {"compress", (PyCFunction)(void (*)(void))kc_py_compress, METH_VARARGS | METH_KEYWORDS,
+     kc_compress_doc},
+    {"decompress", (PyCFunction)(void (*)(void))kc_py_decompress, METH_VARARGS | METH_KEYWORDS,
+     kc_decompress_doc},
+    {"compress_batch", (PyCFunction)(void (*)(void))kc_py_compress_batch,
+     METH_VARARGS | METH_KEYWORDS, kc_compress_batch_doc},
+    {"decompress_batch", (PyCFunction)(void (*)(void))kc_py_decompress_batch,
+     METH_VARARGS | METH_KEYWORDS, kc_decompress_batch_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(
+    kc_module_doc,
+    "Kernel-identical zram page codecs (pyzram's own C code).\n\n"
+    "Algorithms: 'lz4', 'lzo', 'lzo-rle'.  The compressors reproduce, byte for byte,\n"
+    "what Linux's zram stores on x86-64:\n"
+    "  lz4     -- LZ4_compress_fast() (lib/lz4, LZ4 1.7.x fast path, byU16 table)\n"
+    "  lzo     -- lzo1x_1_compress()  (lib/lzo/lzo1x_compress.c)\n"
+    "  lzo-rle -- lzorle1x_1_compress() (version marker 17,1 and zero runs)\n"
+    "The decoders model LZ4_decompress_safe() and lzo1x_decompress_safe() (which\n"
+    "reads both lzo and lzo-rle streams), with every access bounds-checked.\n\n"
+    "compress(algo, page, acceleration=1) -> bytes\n"
+    "decompress(algo, data, out_len=4096) -> bytes        (OSError EINVAL if corrupt)\n"
+    "compress_batch(algo, src, n, dst, sizes, acceleration=1) -> None\n"
+    "decompress_batch(algo, src, offsets, lengths, n, dst, results) -> int\n\n"
+    "Batch calls release the GIL; every call uses its own work memory, so threads\n"
+    "may run them in parallel.");
+
+static int kc_exec(PyObject *m)
+{
+    PyObject *algos = Py_BuildValue("(sss)", "lz4", "lzo", "lzo-rle");
+    if (algos == NULL || PyModule_AddObject(m, "ALGORITHMS", algos) < 0) {
+        Py_XDECREF(algos);
+        return -1;
+    }
+    if (PyModule_AddIntConstant(m, "PAGE_SIZE", KC_PAGE) < 0 ||
+        PyModule_AddIntConstant(m, "DST_STRIDE", KC_DST_STRIDE) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_INPUT", KC_MAX_INPUT) < 0)
+        return -1;
+    return 0;
+}
+
+static PyModuleDef_Slot kc_slots[] = {
+    {Py_mod_exec, (void *)kc_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef kc_module = {
+    PyModuleDef_HEAD_INIT, "pyzram._kcodec", kc_module_doc, 0, kc_methods, kc_slots,
+    NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__kcodec(void) { return PyModuleDef_Init(&kc_module); }
