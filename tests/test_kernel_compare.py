@@ -89,9 +89,7 @@ def test_pool_accounting_with_kernel_sizes():
         k.setup("lz4", len(pages) * PAGE_SIZE)
         sizes = k.page_sizes(pages)
     assert (sizes == -1).sum() > 0 and (sizes == PAGE_SIZE).sum() > 0
-    oracle = {
-        hashlib.sha1(p.tobytes()).digest(): int(s) for p, s in zip(pages, sizes, strict=True)
-    }
+    oracle = {hashlib.sha1(p.tobytes()).digest(): int(s) for p, s in zip(pages, sizes, strict=True)}
 
     def use_kernel_sizes(dev: Zram) -> None:
         dev.comps[0].backend = KernelSizeBackend(dev.params[0], oracle)
