@@ -301,3 +301,27 @@ def test_large_write_is_vectorised_and_exact():
         b.pwrite(pages[i].tobytes(), i * P)
     assert a.mm_stat() == b.mm_stat()
     assert np.array_equal(a.table.flags_np, b.table.flags_np)
+
+
+def test_backing_dev_attribute(tmp_path):
+    from pyzram import ZramConfig
+
+    assert "backing_dev" not in Zram().sysfs  # CONFIG_ZRAM_WRITEBACK off
+    dev = Zram(ZramConfig(writeback=True))
+    assert dev.sysfs["backing_dev"] == "none\n"
+    img = tmp_path / "backing.img"
+    img.write_bytes(bytes(1 << 20))
+    dev.sysfs["backing_dev"] = f"{img}\n"
+    assert dev.sysfs["backing_dev"] == f"{img}\n"
+    assert dev.backing_dev is not None
+    for bad, err in ((str(tmp_path), errno.ENOTBLK), (str(tmp_path / "nope"), errno.ENOENT)):
+        with pytest.raises(OSError) as e:
+            dev.sysfs["backing_dev"] = bad
+        assert e.value.errno == err
+    assert dev.sysfs["backing_dev"] == f"{img}\n"  # a failed store changes nothing
+    dev.sysfs["disksize"] = "1M"
+    with pytest.raises(OSError) as e:
+        dev.sysfs["backing_dev"] = str(img)
+    assert e.value.errno == errno.EBUSY
+    dev.sysfs["reset"] = "1"  # reset releases the backing device
+    assert dev.sysfs["backing_dev"] == "none\n" and dev.backing_dev is None

@@ -36,8 +36,10 @@ class ZramConfig:
 
     Attributes mirror ``CONFIG_ZSMALLOC_CHAIN_SIZE``, ``CONFIG_ZRAM_BACKEND_*``,
     ``CONFIG_ZRAM_DEF_COMP``, ``CONFIG_ZRAM_TRACK_ENTRY_ACTIME``,
-    ``CONFIG_ZRAM_WRITEBACK`` and ``CONFIG_ZRAM_MULTI_COMP``.  Writeback and
-    multi-compression (recompress) are not modelled yet and must stay off.
+    ``CONFIG_ZRAM_WRITEBACK`` and ``CONFIG_ZRAM_MULTI_COMP``.  With
+    ``writeback`` only the ``backing_dev`` attribute exists so far (the
+    ``writeback`` modes, ``bd_stat`` and the limits are not modelled yet);
+    multi-compression (recompress) is not modelled and must stay off.
     """
 
     zsmalloc_chain_size: int = 8
@@ -56,10 +58,8 @@ class ZramConfig:
             raise ValueError(f"unknown zram backend(s): {', '.join(unknown)}")
         if self.default_comp not in self.backends:
             raise ValueError(f"default_comp {self.default_comp!r} is not among the backends")
-        if self.writeback or self.multi_comp:
-            raise ValueError(
-                "CONFIG_ZRAM_WRITEBACK and CONFIG_ZRAM_MULTI_COMP are not modelled yet"
-            )
+        if self.multi_comp:
+            raise ValueError("CONFIG_ZRAM_MULTI_COMP is not modelled yet")
         # Keep the kernel's listing order whatever order the caller used.
         object.__setattr__(self, "backends", tuple(b for b in ALL_BACKENDS if b in self.backends))
 

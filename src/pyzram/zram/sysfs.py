@@ -18,6 +18,7 @@ are absent (``ENOENT``), as on a kernel built without them.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,9 @@ ATTR_MODES: dict[str, int] = {
     "mm_stat": 0o444,
     "debug_stat": 0o444,
 }
+#: Present only with CONFIG_ZRAM_WRITEBACK (writeback, bd_stat and the limits come
+#: with the writeback work; see docs/architecture.md).
+WRITEBACK_ATTR_MODES: dict[str, int] = {"backing_dev": 0o644}
 
 
 class ZramSysfs(Mapping[str, str]):
@@ -72,11 +76,16 @@ class ZramSysfs(Mapping[str, str]):
             raise OSError(errno.EACCES, f"{name}: Permission denied (mode {mode:04o})")
         return getattr(self, f"{name}_show")()
 
+    def _modes(self) -> dict[str, int]:
+        if self._zram.config.writeback:
+            return {**ATTR_MODES, **WRITEBACK_ATTR_MODES}
+        return ATTR_MODES
+
     def __iter__(self) -> Iterator[str]:
-        return iter(ATTR_MODES)
+        return iter(self._modes())
 
     def __len__(self) -> int:
-        return len(ATTR_MODES)
+        return len(self._modes())
 
     def mode(self, name: str) -> int:
         """The file mode of attribute ``name`` (``ENOENT`` if absent)."""
@@ -84,7 +93,7 @@ class ZramSysfs(Mapping[str, str]):
 
     def _mode(self, name: str) -> int:
         try:
-            return ATTR_MODES[name]
+            return self._modes()[name]
         except KeyError:
             raise OSError(errno.ENOENT, f"{name}: No such file or directory") from None
 
@@ -131,6 +140,11 @@ class ZramSysfs(Mapping[str, str]):
     def debug_stat_show(self) -> str:
         with self._zram.init_lock.read():
             return self._zram.debug_stat()
+
+    def backing_dev_show(self) -> str:
+        z = self._zram
+        with z.init_lock.read():
+            return f"{z.backing_dev_path}\n" if z.backing_dev is not None else "none\n"
 
     # -- store handlers ---------------------------------------------------------------
 
@@ -206,6 +220,9 @@ class ZramSysfs(Mapping[str, str]):
                 raise OSError(errno.EBUSY, "Can't change algorithm for initialized device")
             z.comp_algs[0] = name
 
+    def backing_dev_store(self, buf: str) -> None:
+        backing_dev_store(self._zram, buf)
+
     def algorithm_params_store(self, buf: str) -> None:
         """``algorithm_params_store``: ``priority= level= algo= dict=``, applied at next init."""
         z = self._zram
@@ -235,6 +252,30 @@ class ZramSysfs(Mapping[str, str]):
             except OSError:
                 raise OSError(errno.EINVAL, f"algorithm_params: cannot read {dict_path}") from None
         z.params[prio] = ZcompParams(level=level, dict=data)
+
+
+def backing_dev_store(zram: Zram, buf: str) -> None:
+    """``backing_dev_store``: open the backing device; only before init.
+
+    pyzram accepts a regular file as well as a block device node (both are
+    opened as a :class:`~pyzram.block.filedev.FileDisk`), where the kernel
+    takes block devices only; anything else is ``ENOTBLK``.
+    """
+    import stat
+
+    from pyzram.block.filedev import FileDisk
+
+    path = buf[:-1] if buf.endswith("\n") else buf
+    with zram.init_lock.write():
+        if zram.init_done():
+            raise OSError(errno.EBUSY, "Can't setup backing device for initialized device")
+        st = os.stat(path)  # ENOENT and friends, as filp_open returns them
+        if not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            raise OSError(errno.ENOTBLK, f"{path} is not a block device")
+        disk = FileDisk(path)
+        zram.reset_bdev()
+        zram.backing_dev = disk
+        zram.backing_dev_path = os.path.realpath(path)
 
 
 def mark_idle(zram: Zram, cutoff: int) -> None:

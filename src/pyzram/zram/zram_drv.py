@@ -51,6 +51,7 @@ from pyzram.block.blkdev import (
     blkdev_get,
     blkdev_put,
 )
+from pyzram.block.filedev import FileDisk
 from pyzram.config import ZramConfig
 from pyzram.lib.rwsem import RWSemaphore
 from pyzram.mm.zsmalloc import ZsPool
@@ -165,7 +166,9 @@ class Zram:
         #: slot accessed, and how reads fall back to the block path with a backing_dev.
         self.swap_read_ordering = "one_section"  # or "legacy"
         self.backing_read_fallback = "adjacent"  # or "as_posted"
-        self.backing_dev = None
+        #: The backing device (CONFIG_ZRAM_WRITEBACK ``backing_dev``): a FileDisk.
+        self.backing_dev: FileDisk | None = None
+        self.backing_dev_path: str | None = None
         #: Called at the interleaving points of the read path (race exploration).
         self.yield_point: Callable[[str, int], None] | None = None
         self.disk = Gendisk(
@@ -270,6 +273,14 @@ class Zram:
             self.disksize = 0
             self.zram_destroy_comps()
             self.stats.reset()
+            self.reset_bdev()
+
+    def reset_bdev(self) -> None:
+        """``reset_bdev``: release the backing device."""
+        if self.backing_dev is not None:
+            self.backing_dev.close()
+            self.backing_dev = None
+            self.backing_dev_path = None
 
     def reset(self) -> None:
         """``reset_store`` after parsing: EBUSY while open or claimed."""
