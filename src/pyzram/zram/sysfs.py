@@ -81,6 +81,9 @@ class ZramSysfs(Mapping[str, str]):
             return {**ATTR_MODES, **WRITEBACK_ATTR_MODES}
         return ATTR_MODES
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._modes()
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._modes())
 
