@@ -43,9 +43,11 @@ def test_other_profiles():
     with pytest.raises(OSError) as e:
         ZramConfig.from_kconfig_text("CONFIG_ZRAM=n\n")
     assert e.value.errno == errno.ENODEV
-    with pytest.raises(OSError) as e:
-        ZramConfig.from_kconfig_text(HOST_LIKE + "CONFIG_ZRAM_WRITEBACK=y\n")
-    assert e.value.errno == errno.EOPNOTSUPP
+    full = ZramConfig.from_kconfig_text(
+        HOST_LIKE + "CONFIG_ZRAM_WRITEBACK=y\nCONFIG_ZRAM_MULTI_COMP=y\n"
+    )
+    assert full.writeback and full.multi_comp and full.max_comps == 4
+    assert not cfg.writeback and cfg.max_comps == 1
 
 
 def test_invalid_configs():

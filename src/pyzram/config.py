@@ -1,7 +1,7 @@
 """Kernel build options that change what zram does (a model of the Kconfig switches).
 
 ``ZramConfig()`` is the experiment profile: every backend pyzram can run,
-entry access times tracked.  ``ZramConfig.from_running_kernel()`` reads the
+entry access times tracked, writeback and recompression built in.  ``ZramConfig.from_running_kernel()`` reads the
 host's ``/proc/config.gz`` so a model device behaves like the host's
 (``[lzo-rle] lzo lz4`` on the 6.18 kernels these machines run).
 """
@@ -36,18 +36,17 @@ class ZramConfig:
 
     Attributes mirror ``CONFIG_ZSMALLOC_CHAIN_SIZE``, ``CONFIG_ZRAM_BACKEND_*``,
     ``CONFIG_ZRAM_DEF_COMP``, ``CONFIG_ZRAM_TRACK_ENTRY_ACTIME``,
-    ``CONFIG_ZRAM_WRITEBACK`` and ``CONFIG_ZRAM_MULTI_COMP``.  With
-    ``writeback`` only the ``backing_dev`` attribute exists so far (the
-    ``writeback`` modes, ``bd_stat`` and the limits are not modelled yet);
-    multi-compression (recompress) is not modelled and must stay off.
+    ``CONFIG_ZRAM_WRITEBACK`` (backing_dev, writeback, bd_stat, the
+    writeback limits) and ``CONFIG_ZRAM_MULTI_COMP`` (recomp_algorithm,
+    recompress; ``ZRAM_MAX_COMPS`` 4 instead of 1).
     """
 
     zsmalloc_chain_size: int = 8
     backends: tuple[str, ...] = MODELLED_BACKENDS
     default_comp: str = "lzo-rle"
     track_entry_actime: bool = True
-    writeback: bool = False
-    multi_comp: bool = False
+    writeback: bool = True
+    multi_comp: bool = True
     kernel_release: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -58,8 +57,6 @@ class ZramConfig:
             raise ValueError(f"unknown zram backend(s): {', '.join(unknown)}")
         if self.default_comp not in self.backends:
             raise ValueError(f"default_comp {self.default_comp!r} is not among the backends")
-        if self.multi_comp:
-            raise ValueError("CONFIG_ZRAM_MULTI_COMP is not modelled yet")
         # Keep the kernel's listing order whatever order the caller used.
         object.__setattr__(self, "backends", tuple(b for b in ALL_BACKENDS if b in self.backends))
 
@@ -82,17 +79,13 @@ class ZramConfig:
         if "842" in backends:
             # Kept honest: a host with 842 built cannot be mirrored byte for byte.
             backends = tuple(b for b in backends if b != "842")
-        if opts.get("CONFIG_ZRAM_WRITEBACK") == "y" or opts.get("CONFIG_ZRAM_MULTI_COMP") == "y":
-            raise OSError(
-                errno.EOPNOTSUPP,
-                "the host kernel has ZRAM_WRITEBACK or ZRAM_MULTI_COMP, which pyzram does "
-                "not model yet",
-            )
         return cls(
             zsmalloc_chain_size=int(opts.get("CONFIG_ZSMALLOC_CHAIN_SIZE", "8")),
             backends=backends,
             default_comp=opts.get("CONFIG_ZRAM_DEF_COMP", "lzo-rle"),
             track_entry_actime=opts.get("CONFIG_ZRAM_TRACK_ENTRY_ACTIME") == "y",
+            writeback=opts.get("CONFIG_ZRAM_WRITEBACK") == "y",
+            multi_comp=opts.get("CONFIG_ZRAM_MULTI_COMP") == "y",
         )
 
     @classmethod

@@ -57,9 +57,16 @@ ATTR_MODES: dict[str, int] = {
     "mm_stat": 0o444,
     "debug_stat": 0o444,
 }
-#: Present only with CONFIG_ZRAM_WRITEBACK (writeback, bd_stat and the limits come
-#: with the writeback work; see docs/architecture.md).
-WRITEBACK_ATTR_MODES: dict[str, int] = {"backing_dev": 0o644}
+#: Present only with CONFIG_ZRAM_WRITEBACK.
+WRITEBACK_ATTR_MODES: dict[str, int] = {
+    "backing_dev": 0o644,
+    "writeback": 0o200,
+    "writeback_limit": 0o644,
+    "writeback_limit_enable": 0o644,
+    "bd_stat": 0o444,
+}
+#: Present only with CONFIG_ZRAM_MULTI_COMP.
+MULTI_COMP_ATTR_MODES: dict[str, int] = {"recomp_algorithm": 0o644, "recompress": 0o200}
 
 
 class ZramSysfs(Mapping[str, str]):
@@ -77,9 +84,13 @@ class ZramSysfs(Mapping[str, str]):
         return getattr(self, f"{name}_show")()
 
     def _modes(self) -> dict[str, int]:
-        if self._zram.config.writeback:
-            return {**ATTR_MODES, **WRITEBACK_ATTR_MODES}
-        return ATTR_MODES
+        cfg = self._zram.config
+        modes = dict(ATTR_MODES)
+        if cfg.writeback:
+            modes.update(WRITEBACK_ATTR_MODES)
+        if cfg.multi_comp:
+            modes.update(MULTI_COMP_ATTR_MODES)
+        return modes
 
     def __contains__(self, name: object) -> bool:
         return name in self._modes()
@@ -147,7 +158,30 @@ class ZramSysfs(Mapping[str, str]):
     def backing_dev_show(self) -> str:
         z = self._zram
         with z.init_lock.read():
-            return f"{z.backing_dev_path}\n" if z.backing_dev is not None else "none\n"
+            return f"{z.backing_dev.path}\n" if z.backing_dev is not None else "none\n"
+
+    def bd_stat_show(self) -> str:
+        with self._zram.init_lock.read():
+            return self._zram.bd_stat()
+
+    def writeback_limit_show(self) -> str:
+        z = self._zram
+        with z.init_lock.read(), z._wb_limit_lock:
+            return f"{z.bd_wb_limit}\n"
+
+    def writeback_limit_enable_show(self) -> str:
+        z = self._zram
+        with z.init_lock.read(), z._wb_limit_lock:
+            return f"{int(z.wb_limit_enable)}\n"
+
+    def recomp_algorithm_show(self) -> str:
+        z = self._zram
+        with z.init_lock.read():
+            return "".join(
+                f"#{p}: " + zcomp_available_show(z.comp_algs[p], z.config.backends)
+                for p in range(1, z.config.max_comps)
+                if z.comp_algs[p] is not None
+            )
 
     # -- store handlers ---------------------------------------------------------------
 
@@ -212,16 +246,51 @@ class ZramSysfs(Mapping[str, str]):
             mark_idle(z, cutoff)
 
     def comp_algorithm_store(self, buf: str) -> None:
+        comp_algorithm_store(self._zram, 0, buf)
+
+    def recomp_algorithm_store(self, buf: str) -> None:
+        """``recomp_algorithm_store``: ``algo=NAME [priority=1..3]`` before init."""
+        prio, alg = 1, None
+        for param, val in parse_args(buf):
+            if not val:
+                raise OSError(errno.EINVAL, f"recomp_algorithm: {param!r} has no value")
+            if param == "algo":
+                alg = val
+            elif param == "priority":
+                prio = kstrtoint(val, 10)
+        if alg is None:
+            raise OSError(errno.EINVAL, "recomp_algorithm: algo= is required")
+        if not 1 <= prio < self._zram.config.max_comps:
+            raise OSError(errno.EINVAL, f"recomp_algorithm: priority {prio} out of range")
+        comp_algorithm_store(self._zram, prio, alg)
+
+    def recompress_store(self, buf: str) -> None:
+        from pyzram.zram.writeback import recompress_store
+
+        recompress_store(self._zram, buf)
+
+    def writeback_store(self, buf: str) -> None:
+        from pyzram.zram.writeback import writeback_store
+
+        writeback_store(self._zram, buf)
+
+    def writeback_limit_store(self, buf: str) -> None:
+        try:
+            val = kstrtoull(buf, 10)
+        except OSError:
+            raise OSError(errno.EINVAL, "writeback_limit: not a number") from None
         z = self._zram
-        if len(buf) >= CRYPTO_MAX_ALG_NAME:
-            raise OSError(errno.E2BIG, "comp_algorithm: name too long")
-        name = buf[:-1] if buf.endswith("\n") else buf
-        if not zcomp_available_algorithm(name, z.config.backends):
-            raise OSError(errno.EINVAL, f"comp_algorithm: {name!r} is not available")
-        with z.init_lock.write():
-            if z.init_done():
-                raise OSError(errno.EBUSY, "Can't change algorithm for initialized device")
-            z.comp_algs[0] = name
+        with z.init_lock.read(), z._wb_limit_lock:
+            z.bd_wb_limit = val
+
+    def writeback_limit_enable_store(self, buf: str) -> None:
+        try:
+            val = kstrtoull(buf, 10)
+        except OSError:
+            raise OSError(errno.EINVAL, "writeback_limit_enable: not a number") from None
+        z = self._zram
+        with z.init_lock.read(), z._wb_limit_lock:
+            z.wb_limit_enable = bool(val)
 
     def backing_dev_store(self, buf: str) -> None:
         backing_dev_store(self._zram, buf)
@@ -257,6 +326,19 @@ class ZramSysfs(Mapping[str, str]):
         z.params[prio] = ZcompParams(level=level, dict=data)
 
 
+def comp_algorithm_store(zram: Zram, prio: int, buf: str) -> None:
+    """``__comp_algorithm_store``: name checks, then only while uninitialised."""
+    if len(buf) >= CRYPTO_MAX_ALG_NAME:
+        raise OSError(errno.E2BIG, "algorithm name too long")
+    name = buf[:-1] if buf.endswith("\n") else buf
+    if not zcomp_available_algorithm(name, zram.config.backends):
+        raise OSError(errno.EINVAL, f"algorithm {name!r} is not available")
+    with zram.init_lock.write():
+        if zram.init_done():
+            raise OSError(errno.EBUSY, "Can't change algorithm for initialized device")
+        zram.comp_algs[prio] = name
+
+
 def backing_dev_store(zram: Zram, buf: str) -> None:
     """``backing_dev_store``: open the backing device; only before init.
 
@@ -267,6 +349,7 @@ def backing_dev_store(zram: Zram, buf: str) -> None:
     import stat
 
     from pyzram.block.filedev import FileDisk
+    from pyzram.zram.writeback import BackingDev
 
     path = buf[:-1] if buf.endswith("\n") else buf
     with zram.init_lock.write():
@@ -275,10 +358,15 @@ def backing_dev_store(zram: Zram, buf: str) -> None:
         st = os.stat(path)  # ENOENT and friends, as filp_open returns them
         if not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
             raise OSError(errno.ENOTBLK, f"{path} is not a block device")
+        nr_pages = st.st_size >> PAGE_SHIFT if stat.S_ISREG(st.st_mode) else None
         disk = FileDisk(path)
+        if nr_pages is None:
+            nr_pages = disk.disk.capacity >> (PAGE_SHIFT - 9)
+        if not nr_pages:  # refuse a zero-sized device
+            disk.close()
+            raise OSError(errno.EINVAL, f"{path} is empty")
         zram.reset_bdev()
-        zram.backing_dev = disk
-        zram.backing_dev_path = os.path.realpath(path)
+        zram.backing_dev = BackingDev(disk, os.path.realpath(path), nr_pages)
 
 
 def mark_idle(zram: Zram, cutoff: int) -> None:

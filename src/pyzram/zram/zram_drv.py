@@ -51,13 +51,13 @@ from pyzram.block.blkdev import (
     blkdev_get,
     blkdev_put,
 )
-from pyzram.block.filedev import FileDisk
 from pyzram.config import ZramConfig
 from pyzram.lib.rwsem import RWSemaphore
 from pyzram.mm.zsmalloc import ZsPool
 from pyzram.zram import table as T
 from pyzram.zram.stat import IoStat, MmStat, format_debug_stat
 from pyzram.zram.table import ZramTable
+from pyzram.zram.writeback import BackingDev, free_block_bdev, read_from_bdev
 from pyzram.zram.zcomp import Zcomp, ZcompParams
 
 PAGE_SIZE = 4096
@@ -93,6 +93,9 @@ class ZramStats:
     pages_stored: int = 0
     max_used_pages: int = 0
     miss_free: int = 0
+    bd_count: int = 0
+    bd_reads: int = 0
+    bd_writes: int = 0
 
     def reset(self) -> None:
         for f in fields(self):
@@ -166,9 +169,12 @@ class Zram:
         #: slot accessed, and how reads fall back to the block path with a backing_dev.
         self.swap_read_ordering = "one_section"  # or "legacy"
         self.backing_read_fallback = "adjacent"  # or "as_posted"
-        #: The backing device (CONFIG_ZRAM_WRITEBACK ``backing_dev``): a FileDisk.
-        self.backing_dev: FileDisk | None = None
-        self.backing_dev_path: str | None = None
+        #: The backing device (CONFIG_ZRAM_WRITEBACK ``backing_dev``).
+        self.backing_dev: BackingDev | None = None
+        self.wb_limit_enable = False
+        self.bd_wb_limit = 0
+        self._wb_limit_lock = threading.Lock()
+        self._pp_lock = threading.Lock()  # pp_in_progress
         #: Called at the interleaving points of the read path (race exploration).
         self.yield_point: Callable[[str, int], None] | None = None
         self.disk = Gendisk(
@@ -280,7 +286,6 @@ class Zram:
         if self.backing_dev is not None:
             self.backing_dev.close()
             self.backing_dev = None
-            self.backing_dev_path = None
 
     def reset(self) -> None:
         """``reset_store`` after parsing: EBUSY while open or claimed."""
@@ -324,8 +329,9 @@ class Zram:
             tbl.ac_time[index] = 0
         huge = -1 if flags & T.HUGE else 0
         if flags & T.WB:
-            raise AssertionError("ZRAM_WB slots need CONFIG_ZRAM_WRITEBACK")
-        if flags & T.SAME:
+            free_block_bdev(self, tbl.handle[index])
+            deltas = (-1, 0, 0, huge)
+        elif flags & T.SAME:
             deltas = (-1, 0, -1, huge)
         else:
             handle = tbl.handle[index]
@@ -500,12 +506,16 @@ class Zram:
         saved: list[tuple[int, int]] = []
         z_rows: list[int] = []
         z_objs: list[bytes] = []
+        z_prio: list[int] = []
+        wb_rows: list[tuple[int, int]] = []
         hook = self.yield_point
         for k, idx in enumerate(slots):
             tbl.slot_lock(idx)
             flags = tbl.flags[idx]
             handle = tbl.handle[idx]
-            if flags & T.SAME:
+            if flags & T.WB:
+                wb_rows.append((k, handle))  # read from the backing device after unlock
+            elif flags & T.SAME:
                 if handle:
                     outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = handle.to_bytes(8, "little") * 512
             elif not handle:
@@ -515,6 +525,7 @@ class Zram:
             else:
                 z_rows.append(k)
                 z_objs.append(bytes(pool.zs_obj_read(handle, flags & T.ZRAM_SIZE_MASK)))
+                z_prio.append((flags >> T.ZRAM_COMP_PRIORITY_BIT1) & T.ZRAM_COMP_PRIORITY_MASK)
             if one_section:
                 saved.append((flags, tbl.ac_time[idx] if tbl.ac_time is not None else 0))
                 self.zram_accessed(idx)
@@ -522,8 +533,11 @@ class Zram:
             if hook is not None:
                 hook("read_unlocked", idx)
         failed_at = n
+        for k, blk in wb_rows:
+            if read_from_bdev(self, blk, outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE]):
+                failed_at = min(failed_at, k)
         if z_rows:
-            failed_at = self._decompress_into(outb, z_rows, z_objs, n)
+            failed_at = min(failed_at, self._decompress_into(outb, z_rows, z_objs, z_prio, n))
         if one_section:
             for k in range(failed_at, n):  # undo the marks the kernel never made
                 idx = slots[k]
@@ -544,9 +558,45 @@ class Zram:
             return out, OSError(errno.EIO, msg)
         return out, None
 
-    def _decompress_into(self, outb: memoryview, rows: list[int], objs: list[bytes], n: int) -> int:
-        """Decompress ``objs`` into their ``rows`` of ``outb``; the first failing row, or n."""
-        backend = self.comps[ZRAM_PRIMARY_COMP].backend
+    def read_from_zspool(self, index: int) -> tuple[bytes, OSError | None]:
+        """``read_from_zspool`` (slot lock held): the page of a slot not written back."""
+        tbl = self.table
+        flags, handle = tbl.flags[index], tbl.handle[index]
+        if flags & T.SAME or not handle:
+            return handle.to_bytes(8, "little") * 512 if flags & T.SAME else bytes(PAGE_SIZE), None
+        if flags & T.HUGE:
+            return bytes(self.mem_pool.zs_obj_read(handle, PAGE_SIZE)), None
+        obj = bytes(self.mem_pool.zs_obj_read(handle, flags & T.ZRAM_SIZE_MASK))
+        prio = (flags >> T.ZRAM_COMP_PRIORITY_BIT1) & T.ZRAM_COMP_PRIORITY_MASK
+        try:
+            page = self.comps[prio].backend.decompress(obj)
+        except OSError as e:
+            return b"", e
+        if len(page) != PAGE_SIZE:
+            return b"", OSError(errno.EINVAL, "short decompression")
+        return page, None
+
+    def _decompress_into(
+        self, outb: memoryview, rows: list[int], objs: list[bytes], prios: list[int], n: int
+    ) -> int:
+        """Decompress ``objs`` into their ``rows`` of ``outb``; the first failing row, or n.
+
+        Objects are grouped by the priority of the algorithm that compressed
+        them (recompressed slots use a secondary one); each group is one
+        backend batch call.
+        """
+        failed = n
+        for prio in sorted(set(prios)):
+            sel = [i for i, p in enumerate(prios) if p == prio] if len(set(prios)) > 1 else None
+            g_rows = rows if sel is None else [rows[i] for i in sel]
+            g_objs = objs if sel is None else [objs[i] for i in sel]
+            failed = min(failed, self._decompress_group(outb, g_rows, g_objs, prio, n))
+        return failed
+
+    def _decompress_group(
+        self, outb: memoryview, rows: list[int], objs: list[bytes], prio: int, n: int
+    ) -> int:
+        backend = self.comps[prio].backend
         if len(objs) <= SMALL_BATCH:
             for k, obj in zip(rows, objs, strict=True):
                 try:
@@ -740,6 +790,11 @@ class Zram:
     def debug_stat(self) -> str:
         """``debug_stat_show``."""
         return format_debug_stat(self.stats.miss_free)
+
+    def bd_stat(self) -> str:
+        """``bd_stat_show``: bd_count, bd_reads, bd_writes in 4 KiB units."""
+        st = self.stats
+        return f"{st.bd_count:8d} {st.bd_reads:8d} {st.bd_writes:8d}\n"
 
     def check(self) -> None:
         """Assert that every counter equals what the table and the pool hold (tests)."""
