@@ -231,10 +231,12 @@ class ZsPool:
     # -- handles -----------------------------------------------------------
 
     def _alloc_handle(self) -> int:
-        if self._free_handles:
-            return self._free_handles.pop()
-        self._loc.append(0)
-        return len(self._loc) - 1
+        """``cache_alloc_handle``: the handle table is shared by all classes."""
+        with self._stat_lock:
+            if self._free_handles:
+                return self._free_handles.pop()
+            self._loc.append(0)
+            return len(self._loc) - 1
 
     def _record_obj(self, handle: int, zspage: Zspage, obj_idx: int) -> None:
         self._loc[handle] = zspage.id << 16 | obj_idx
@@ -286,9 +288,10 @@ class ZsPool:
                 obj_idx = self._obj_malloc(zspage, handle)
                 self._fix_fullness_group(cls, zspage)
             else:  # alloc_zspage
-                zspage = Zspage(self._next_zspage_id, cls)
-                self._next_zspage_id += 1
-                self._zspages[zspage.id] = zspage
+                with self._stat_lock:
+                    zspage = Zspage(self._next_zspage_id, cls)
+                    self._next_zspage_id += 1
+                    self._zspages[zspage.id] = zspage
                 obj_idx = self._obj_malloc(zspage, handle)
                 self._insert_zspage(cls, zspage, get_fullness_group(cls, zspage.inuse))
                 with self._stat_lock:
@@ -309,14 +312,15 @@ class ZsPool:
             self._obj_free(zspage, obj_idx)
             if self._fix_fullness_group(cls, zspage) == ZS_INUSE_RATIO_0:
                 self._free_zspage(cls, zspage)
-            self._loc[handle] = 0
-            self._free_handles.append(handle)
+            with self._stat_lock:
+                self._loc[handle] = 0
+                self._free_handles.append(handle)
 
     def _free_zspage(self, cls: SizeClass, zspage: Zspage) -> None:
         self._remove_zspage(cls, zspage)
-        del self._zspages[zspage.id]
         cls.objs_allocated -= cls.objs_per_zspage
         with self._stat_lock:
+            del self._zspages[zspage.id]
             self.pages_allocated -= cls.pages_per_zspage
 
     # -- object access -----------------------------------------------------
