@@ -183,6 +183,47 @@ def snapshot(
     console.print(f"wrote {len(pages)} pages ({len(pages) * 4096 / 2**20:.1f} MiB) to {output}")
 
 
+@app.command()
+def explore(
+    scenario: Annotated[
+        str | None, typer.Option(help="one scenario (default: all); see --list")
+    ] = None,
+    variant: Annotated[str | None, typer.Option(help="one variant of it (default: all)")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="sample schedules with this seed (default: enumerate)")
+    ] = None,
+    max_schedules: Annotated[int, typer.Option(help="bound on schedules per scenario")] = 2000,
+    list_: Annotated[bool, typer.Option("--list", help="list scenarios and variants")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Explore interleavings of zram's locking: which variants let a race through."""
+    from pyzram import explore as ex
+
+    if list_:
+        for name, variants in ex.SCENARIOS.items():
+            console.print(f"{name}: {', '.join(variants)}")
+        return
+    findings = ex.explore(scenario, variant, max_schedules=max_schedules, seed=seed)
+    if as_json:
+        print(json.dumps([f.as_dict() for f in findings], indent=2))
+        return
+    t = Table(title="zram interleaving explorer")
+    for c in ("scenario", "variant", "race", "minimal schedule", "schedules"):
+        t.add_column(c)
+    for f in findings:
+        sched = " → ".join(f.minimal_schedule) if f.minimal_schedule else "-"
+        t.add_row(
+            f.scenario,
+            f.variant,
+            "[red]found[/red]" if f.race_found else "none",
+            sched,
+            str(f.schedules_explored),
+        )
+    console.print(t)
+    for f in findings:
+        console.print(f"[bold]{f.scenario}/{f.variant}[/bold]: {f.description}")
+
+
 @bench_app.command("zram")
 def bench_zram(
     pagefile: PageFileArg = None,
