@@ -1,8 +1,9 @@
 """Kernel build options that change what zram does (a model of the Kconfig switches).
 
 ``ZramConfig()`` is the experiment profile: every backend pyzram can run,
-entry access times tracked, writeback and recompression built in.  ``ZramConfig.from_running_kernel()`` reads the
-host's ``/proc/config.gz`` so a model device behaves like the host's
+entry access times tracked, writeback and recompression built in.
+``ZramConfig.from_running_kernel()`` reads the host's ``/proc/config.gz``
+so a model device behaves like the host's
 (``[lzo-rle] lzo lz4`` on the 6.18 kernels these machines run).
 """
 

@@ -76,7 +76,9 @@ class VmEvents:
             self.counts[name] += n
 
     def count_mthp(self, order: int, name: str, n: int = 1) -> None:
-        """``count_mthp_stat``."""
+        """``count_mthp_stat``: only orders 1..PMD_ORDER have mTHP stats."""
+        if not 0 < order <= 9:
+            return
         with self._lock:
             self.mthp[(order, name)] += n
 

@@ -16,7 +16,9 @@ Slot lifetime::
 
 Slots are taken from clusters of ``SWAPFILE_CLUSTER`` (512) slots: each
 order fills its current cluster, then a non-full cluster of that order, then
-a free one; an order-k folio needs 2**k aligned free slots in one cluster.
+a free one; order 0 finally steals a slot from a non-full cluster of any
+other order (as the kernel does); an order-k folio needs 2**k aligned free
+slots in one cluster.
 Slot 0 holds the swap header and is never allocated.
 
 Simplified (documented in docs/architecture.md): one lock per area stands in
@@ -361,6 +363,15 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
         folio.lock()
         folio_free_swap(folio)
         folio.unlock()
+    # try_to_unuse visits cache-only slots too (swap_map == SWAP_HAS_CACHE, say a
+    # mapped folio whose PTE no longer holds the entry): folio_free_swap drops them.
+    with si.lock:
+        cached = list({id(f): f for f in si.swap_cache.values()}.values())
+    for folio in cached:
+        folio.lock()
+        if folio.swap is not None and folio.swap.type == si.type:
+            folio_free_swap(folio)
+        folio.unlock()
     with si.lock:
         busy = [o for o in range(si.max) if si.swap_map[o] not in (0, S.SWAP_MAP_BAD)]
     if busy:
@@ -404,21 +415,32 @@ def _take_slots(si: SwapInfo, order: int) -> int | None:
         off = _alloc_in_cluster(si, c, order)
         if off is not None:
             return _claim(si, c, order, off)
+    if order == 0:
+        # "Order 0 stealing from higher order": a single slot may come from any
+        # non-full cluster, which keeps its own order and list.
+        for o, lst in si.nonfull_clusters.items():
+            for c in lst if o else ():
+                off = _alloc_in_cluster(si, c, 0)
+                if off is not None:
+                    return _claim(si, c, 0, off, cluster_order=o)
     return None
 
 
-def _claim(si: SwapInfo, c: int, order: int, off: int) -> int:
+def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None = None) -> int:
+    """Take 2**order slots at ``off`` of cluster ``c``, a cluster of ``cluster_order``
+    (``order`` unless order 0 steals from another order's cluster)."""
     nr = 1 << order
+    corder = order if cluster_order is None else cluster_order
     si.swap_map[off : off + nr] = S.SWAP_HAS_CACHE
     si.cluster_count[c] += nr
-    si.cluster_order[c] = order
-    lst = si.nonfull_clusters.setdefault(order, [])
+    si.cluster_order[c] = corder
+    lst = si.nonfull_clusters.setdefault(corder, [])
     if si.cluster_count[c] >= S.SWAPFILE_CLUSTER:
         if c in lst:
             lst.remove(c)
     elif c not in lst:
         lst.append(c)
-    si.cluster_next[order] = c
+    si.cluster_next[corder] = c
     si.inuse_pages += nr
     return off
 

@@ -386,7 +386,10 @@ class Zram:
                 return same.tolist(), words[:, 0].tolist(), objs
             cview = memoryview(cbuf)
             stride = 2 * PAGE_SIZE
-            objs = [cview[j * stride : j * stride + c] for j, c in enumerate(csizes.tolist())]
+            objs = [
+                cview[j * stride : j * stride + c] if c > 0 else b""  # c <= 0: codec error
+                for j, c in enumerate(csizes.tolist())
+            ]
         return same.tolist(), words[:, 0].tolist(), objs
 
     def write_pages(self, pages: np.ndarray, index: int | Sequence[int]) -> OSError | None:

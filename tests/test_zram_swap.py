@@ -1,0 +1,609 @@
+"""zram's swap_ops path (the seed series, patches 2/3 and 3/3) against its bio path.
+
+Registration at "module init", the per-area ops, batches that merge any folios,
+large folios stored page by page, write failures in the middle of a batch (mem_limit,
+allocation failure, codec errors), read failures, slot_free_notify with trylock and
+miss_free, no slot leaks after swapoff, mm_stat equal to the bio path, the
+backing-device read fallback (as posted vs. adjacent batches) and the read-then-mark
+ordering.  Uses the autouse fixture and helpers of test_swap_core.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from pyzram.block.bio import bio_stats
+from pyzram.block.filedev import FileDisk
+from pyzram.mm.folio import (
+    PAGE_SIZE,
+    Folio,
+    PG_dirty,
+    PG_locked,
+    PG_reclaim,
+    PG_swapcache,
+    PG_uptodate,
+    PG_writeback,
+)
+from pyzram.mm.page_io import swap_bdev_ops
+from pyzram.mm.swap import (
+    SWAP_CLUSTER_MAX,
+    SWP_BLKDEV,
+    SWP_STABLE_WRITES,
+    SWP_SYNCHRONOUS_IO,
+    vm_events,
+)
+from pyzram.mm.swap_ops import (
+    READ,
+    WRITE,
+    SwapOps,
+    registered_block_ops,
+    swap_register_block_ops,
+    swap_unregister_block_ops,
+)
+from pyzram.mm.swapfile import swap_cache_del_folio, swap_free, swapoff, swapon
+from pyzram.workload.pages import synthetic_mix
+from pyzram.zram import table as T
+from pyzram.zram.swap import (
+    zram_exit,
+    zram_init,
+    zram_swap_ops,
+    zram_swap_ops_as_posted,
+    zram_swap_registered,
+)
+from pyzram.zram.zcomp import ZcompBackend
+from pyzram.zram.zram_drv import zram_devops
+from test_swap_core import (  # noqa: F401 (swap_env is the autouse fixture)
+    ENDS,
+    OpsSpy,
+    alloc,
+    evict,
+    folios_of,
+    new_zram,
+    rand_pages,
+    release,
+    swap_env,
+    swap_in,
+    swap_out,
+    writeout,
+    zram_slots_used,
+)
+
+P = PAGE_SIZE
+
+
+def zram_area(use_block_ops: bool = True, size: str = "16M"):
+    zram_init()
+    z = new_zram(size)
+    si = swapon(z.disk, use_block_ops=use_block_ops)
+    assert si.ops is (zram_swap_ops if use_block_ops else swap_bdev_ops)
+    return si, z
+
+
+def compressible_pages(n: int, seed: int = 0) -> np.ndarray:
+    """Pages lzo-rle compresses to about half (so they are stored compressed, not huge)."""
+    return np.random.default_rng(seed).integers(0, 4, size=(n, P), dtype=np.uint8)
+
+
+def same_pages(n: int, first: int = 1) -> np.ndarray:
+    """Same-filled, non-zero pages (ZRAM_SAME in zram, no pool memory), distinct values."""
+    return np.repeat(np.arange(first, first + n, dtype=np.uint8)[:, None], P, axis=1)
+
+
+def zram_page(z, slot: int) -> bytes:
+    return z.zram_read_page(slot)
+
+
+# -- registration and areas --------------------------------------------------------------------
+
+
+def test_zram_init_registers_once_and_exit_unregisters():
+    zram_init()
+    assert registered_block_ops() == (zram_devops, zram_swap_ops) and zram_swap_registered()
+    zram_init()  # idempotent for zram
+    assert registered_block_ops() == (zram_devops, zram_swap_ops)
+    with pytest.raises(OSError) as e:  # a second, different registration is EBUSY
+        swap_register_block_ops(zram_devops, zram_swap_ops_as_posted)
+    assert e.value.errno == errno.EBUSY
+    zram_exit()
+    assert registered_block_ops() == (None, None) and not zram_swap_registered()
+    zram_exit()  # nothing registered: no-op
+
+
+def test_zram_init_fails_when_another_driver_holds_the_slot(tmp_path):
+    fd = FileDisk(tmp_path / "d", size=1 << 20)
+    other = SwapOps("other", submit_write=lambda c: None, submit_read=lambda c: None)
+    swap_register_block_ops(fd.fops, other)
+    with pytest.raises(OSError) as e:
+        zram_init()
+    assert e.value.errno == errno.EBUSY
+    assert not zram_swap_registered()
+    zram_exit()  # "destroy_devices" only unregisters what zram registered
+    assert registered_block_ops() == (fd.fops, other)
+    z = new_zram("1M")
+    si = swapon(z.disk)
+    assert si.ops is swap_bdev_ops  # zram areas then use the block path
+    swapoff(si)
+    swap_unregister_block_ops(fd.fops)
+
+
+def test_zram_area_flags_reset_ebusy():
+    si, z = zram_area()
+    assert si.flags & SWP_BLKDEV and si.flags & SWP_SYNCHRONOUS_IO and si.flags & SWP_STABLE_WRITES
+    with pytest.raises(OSError) as e:
+        z.sysfs["reset"] = "1"
+    assert e.value.errno == errno.EBUSY
+    swapoff(si)
+    z.sysfs["reset"] = "1"
+    assert not z.init_done()
+
+
+def test_area_keeps_zram_ops_after_unregister_until_swapoff():
+    si, z = zram_area()
+    spy = OpsSpy(si)
+    zram_exit()
+    assert si.ops.submit_write is not None and spy.inner is zram_swap_ops
+    folios = folios_of(rand_pages(6, seed=1))
+    entries = alloc(folios)
+    order = [5, 0, 3, 1, 4, 2]  # not adjacent: only zram's ops merge these
+    writeout([folios[i] for i in order])
+    assert [len(b) for b in spy.batches[WRITE]] == [6]
+    evict(folios)
+    back = swap_in([entries[i] for i in order])
+    assert [len(b) for b in spy.batches[READ]] == [6]
+    assert [bytes(g.data) for g in back] == [bytes(folios[i].data) for i in order]
+    z2 = new_zram("1M")
+    si2 = swapon(z2.disk)  # swapped on after the unregister
+    assert si2.ops is swap_bdev_ops
+    release(back)
+    swapoff(si)
+    assert si.ops is None
+    si3 = swapon(z.disk)
+    assert si3.ops is swap_bdev_ops
+
+
+# -- batches and the data path -----------------------------------------------------------------
+
+
+def test_zram_batches_merge_any_folios_and_submit_no_bios():
+    si, z = zram_area()
+    spy = OpsSpy(si)
+    folios = folios_of(synthetic_mix(70, seed=5))
+    folios = [f for f in folios if f.data.count(0) != P]  # zero pages need no I/O
+    n = len(folios)
+    entries = alloc(folios)
+    rng = np.random.default_rng(3)
+    order = rng.permutation(n).tolist()
+    bios_before = dict(bio_stats)
+    writeout([folios[i] for i in order])
+    sizes = [SWAP_CLUSTER_MAX] * (n // SWAP_CLUSTER_MAX) + ([n % 32] if n % 32 else [])
+    assert [len(b) for b in spy.batches[WRITE]] == sizes
+    assert [off for b in spy.batches[WRITE] for off, _ in b] == [entries[i].offset for i in order]
+    for i, e in enumerate(entries):  # stored at the folio's own slot
+        assert zram_page(z, e.offset) == bytes(folios[i].data)
+    evict(folios)
+    order = rng.permutation(n).tolist()
+    back = swap_in([entries[i] for i in order])
+    assert [len(b) for b in spy.batches[READ]] == sizes
+    assert [bytes(g.data) for g in back] == [bytes(folios[i].data) for i in order]
+    assert dict(bio_stats) == bios_before, "the swap_ops path submits no bios"
+    assert vm_events["nrswpout"] == vm_events["nrswpin"] == len(sizes)
+    release(back)
+
+
+def test_bio_path_counts_one_bio_per_batch():
+    si, z = zram_area(use_block_ops=False)
+    spy = OpsSpy(si)
+    folios = folios_of(compressible_pages(10, seed=2))
+    entries = alloc(folios)
+    before = dict(bio_stats)
+    writeout([folios[i] for i in (0, 1, 2, 5, 6, 3, 4, 7, 8, 9)])
+    assert [len(b) for b in spy.batches[WRITE]] == [3, 2, 2, 3]
+    assert bio_stats["WRITE"] - before.get("WRITE", 0) == 4
+    evict(folios)
+    back = swap_in(entries)
+    assert bio_stats["READ"] - before.get("READ", 0) == 1 == spy.nr(READ)
+    release(back)
+
+
+@pytest.mark.parametrize("order", [2, 4])
+def test_large_folios_aligned_and_stored_page_by_page(order):
+    si, z = zram_area()
+    nr = 1 << order
+    folios = [Folio(0, rand_pages(1, 9).tobytes())]
+    folios += [Folio(order, compressible_pages(nr, seed=s).tobytes()) for s in range(3)]
+    entries = swap_out(folios)
+    for f, e in zip(folios[1:], entries[1:], strict=True):
+        assert e.offset % nr == 0
+        for j in range(nr):
+            assert zram_page(z, e.offset + j) == bytes(f.page(j))
+    assert vm_events.mthp[(order, "swpout")] == 3 and vm_events["pswpout"] == 1 + 3 * nr
+    evict(folios)
+    back = swap_in(entries, [f.order for f in folios])
+    assert [bytes(g.data) for g in back] == [bytes(f.data) for f in folios]
+    assert vm_events.mthp[(order, "swpin")] == 3 and vm_events["pswpin"] == 1 + 3 * nr
+    release(back[:1])
+    # swapoff brings the large folios' slots back one page at a time
+    got = {}
+
+    def unuse(entry, folio):
+        got[entry.offset] = bytes(folio.data)
+        return si.swap_count(entry.offset)
+
+    for g in back[1:]:  # drop the cached large folios (their references stay)
+        g.lock()
+        swap_cache_del_folio(g)
+        g.unlock()
+    swapoff(si, unuse=unuse)
+    for f, e in zip(folios[1:], entries[1:], strict=True):
+        for j in range(nr):
+            assert got[e.offset + j] == bytes(f.page(j))
+    assert zram_slots_used(z) == 1
+    z.check()
+
+
+# -- write failures in the middle of a batch ---------------------------------------------------
+
+MARK = b"FAILPAGE"
+
+
+class FaultyCodec(ZcompBackend):
+    """Wraps the device's codec; pages starting with MARK fail to compress.
+
+    ``mode``: "raise" (OSError), "empty" (size 0) or "negative" (compress_batch
+    reports a negative size; single-page compress returns nothing).
+    """
+
+    def __init__(self, real: ZcompBackend, mode: str) -> None:
+        super().__init__(real.params)
+        self.real, self.mode, self.name = real, mode, real.name
+
+    @staticmethod
+    def _bad(page) -> bool:
+        return bytes(page[:8]) == MARK
+
+    def compress(self, page):
+        if self._bad(page):
+            if self.mode == "raise":
+                raise OSError(errno.EINVAL, "injected codec error")
+            return b""
+        return self.real.compress(page)
+
+    def decompress(self, data):
+        return self.real.decompress(data)
+
+    def compress_batch(self, pages):
+        bad = [i for i in range(len(pages)) if self._bad(pages[i])]
+        if bad and self.mode == "raise":
+            raise OSError(errno.EINVAL, "injected codec error")
+        dst, sizes = self.real.compress_batch(pages)
+        for i in bad:
+            sizes[i] = 0 if self.mode == "empty" else -errno.EINVAL
+        return dst, sizes
+
+    def decompress_batch(self, src, offsets, lengths):
+        return self.real.decompress_batch(src, offsets, lengths)
+
+
+def inject(fault: str, z, k: int, new: np.ndarray) -> None:
+    """Make page ``k`` of the next write batch fail (pages before it succeed)."""
+    if fault == "mem_limit":  # every new (random, huge) page costs one more pool page
+        z.sysfs["mem_limit"] = str((z.mem_pool.pages_allocated + k) * P)
+    elif fault == "zs_malloc":
+        real, calls = z.mem_pool.zs_malloc, [0]
+
+        def zs_malloc(size):
+            calls[0] += 1
+            if calls[0] == k + 1:
+                raise OSError(errno.ENOMEM, "injected allocation failure")
+            return real(size)
+
+        z.mem_pool.zs_malloc = zs_malloc  # an instance attribute hides the method
+    else:
+        new[k, : len(MARK)] = np.frombuffer(MARK, dtype=np.uint8)
+        z.comps[0].backend = FaultyCodec(z.comps[0].backend, fault.split("_")[1])
+
+
+def clear_fault(fault: str, z) -> None:
+    if fault == "mem_limit":
+        z.sysfs["mem_limit"] = "0"
+    elif fault == "zs_malloc":
+        del z.mem_pool.zs_malloc
+    else:
+        z.comps[0].backend = z.comps[0].backend.real
+
+
+@pytest.mark.parametrize("path", ["ops", "bio"])
+@pytest.mark.parametrize("n,k", [(4, 2), (12, 7)])  # per-page codec calls / one batch call
+@pytest.mark.parametrize(
+    "fault", ["mem_limit", "zs_malloc", "codec_raise", "codec_empty", "codec_negative"]
+)
+def test_write_failure_mid_batch(fault, n, k, path):
+    si, z = zram_area(use_block_ops=path == "ops")
+    spy = OpsSpy(si)
+    folios = folios_of(np.ascontiguousarray(same_pages(n)))
+    old = [bytes(f.data) for f in folios]
+    entries = swap_out(folios)  # old content: same-filled, no pool memory; folios stay cached
+    new = rand_pages(n, seed=4)
+    inject(fault, z, k, new)
+    for f, page in zip(folios, new, strict=True):
+        f.data[:] = page.tobytes()
+    before = int(z.stats.failed_writes)
+    writeout(folios)
+    assert spy.nr(WRITE) == 2 and [len(b) for b in spy.batches[WRITE]] == [n, n]
+    assert z.stats.failed_writes == before + 1, "once per failed batch"
+    for i, f in enumerate(folios):  # every page of the batch: re-dirtied, nothing lost
+        assert f.test(PG_dirty) and not f.test(PG_writeback) and not f.test(PG_reclaim)
+        assert not f.test(PG_locked) and f.test(PG_swapcache) and f.swap == entries[i]
+        assert bytes(f.data) == new[i].tobytes()
+        assert si.swap_count(entries[i].offset) == 1
+    clear_fault(fault, z)
+    for i, e in enumerate(entries):  # earlier pages: new data; failing and later: old
+        assert zram_page(z, e.offset) == (new[i].tobytes() if i < k else old[i]), i
+    z.check()
+    assert vm_events["pswpout"] == 2 * n  # counted at queue time
+    # the retry succeeds and the data comes back
+    writeout(folios)
+    assert z.stats.failed_writes == before + 1
+    evict(folios)
+    back = swap_in(entries)
+    assert [bytes(g.data) for g in back] == [p.tobytes() for p in new]
+    release(back)
+    swapoff(si)
+    assert zram_slots_used(z) == 1
+    z.check()
+
+
+def test_codec_negative_size_on_first_page_fails_the_write():
+    si, z = zram_area()
+    folios = folios_of(np.ascontiguousarray(same_pages(8)))
+    swap_out(folios)
+    new = rand_pages(8, seed=5)
+    inject("codec_negative", z, 0, new)
+    for f, page in zip(folios, new, strict=True):
+        f.data[:] = page.tobytes()
+    writeout(folios)
+    assert z.stats.failed_writes == 1
+    assert all(f.test(PG_dirty) for f in folios)
+
+
+# -- read failures -----------------------------------------------------------------------------
+
+
+def corrupt(z, slot: int) -> None:
+    """Overwrite a stored compressed object (cf. test_zram::test_corrupt_object_fails_read)."""
+    size = z.table.get_obj_size(slot)
+    assert size and not z.table.flags[slot] & (T.HUGE | T.SAME)
+    z.mem_pool.zs_obj_write(z.table.handle[slot], b"\xff" * size)
+
+
+@pytest.mark.parametrize("path", ["ops", "bio"])
+@pytest.mark.parametrize("n,bad", [(4, 2), (10, 6)])
+def test_read_failure_poisons_whole_batch(path, n, bad):
+    si, z = zram_area(use_block_ops=path == "ops")
+    folios = folios_of(compressible_pages(n, seed=6))
+    entries = swap_out(folios)
+    evict(folios)
+    corrupt(z, entries[bad].offset)
+    back = swap_in(entries)
+    assert vm_events["nrswpin"] == 1
+    for g in back:  # all of the batch, also the folios read before the bad one
+        assert not g.test(PG_uptodate) and not g.test(PG_locked) and g.test(PG_swapcache)
+    assert z.stats.failed_reads == 1
+    assert vm_events["pswpin"] == 0 and not any(k[1] == "swpin" for k in vm_events.mthp)
+    z.check()  # no slot lock left held
+    assert all(ENDS[s] == 1 for s in ENDS)
+
+
+def test_read_failure_one_section_keeps_later_slots_idle():
+    si, z = zram_area()
+    folios = folios_of(compressible_pages(6, seed=7))
+    entries = swap_out(folios)
+    evict(folios)
+    z.sysfs["idle"] = "all"
+    corrupt(z, entries[3].offset)
+    swap_in(entries)
+    idle = [bool(z.table.flags[e.offset] & T.IDLE) for e in entries]
+    assert idle == [False, False, False, True, True, True]
+
+
+# -- slot free notify, leaks -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["ops", "bio"])
+def test_slot_free_notify_and_miss_free(path, monkeypatch):
+    si, z = zram_area(use_block_ops=path == "ops")
+    # patch 3/3 routes the notification through swap_ops; the bio-path area (a kernel
+    # without the series) uses block_device_operations.swap_slot_free_notify
+    routes = Counter()
+    if path == "ops":
+        hook = si.ops.slot_free_notify
+        assert hook is not None
+
+        def counted(si_, offset):
+            routes["swap_ops"] += 1
+            hook(si_, offset)
+
+        si.ops = dataclasses.replace(si.ops, slot_free_notify=counted)
+    else:
+        assert si.ops.slot_free_notify is None
+        old = zram_devops.swap_slot_free_notify
+
+        def counted_old(bdev, offset):
+            routes["fops"] += 1
+            old(bdev, offset)
+
+        monkeypatch.setattr(zram_devops, "swap_slot_free_notify", counted_old)
+    folios = folios_of(compressible_pages(8, seed=8))
+    entries = swap_out(folios)
+    evict(folios)
+    assert zram_slots_used(z) == 9
+    for e in entries[:3]:
+        swap_free(e)
+    assert z.stats.notify_free == 3 and z.stats.miss_free == 0 and zram_slots_used(z) == 6
+    busy = entries[3].offset
+    z.table.slot_lock(busy)  # someone holds the slot: the notify cannot block
+    swap_free(entries[3])
+    z.table.slot_unlock(busy)
+    assert z.stats.notify_free == 4 and z.stats.miss_free == 1
+    assert z.table.allocated(busy) and zram_slots_used(z) == 6  # stale data stays
+    # invariant 13: zram slots <= swap slots in use (+ the header) + missed frees
+    assert zram_slots_used(z) <= si.inuse_pages + 1 + z.stats.miss_free
+    swapoff(si, unuse=lambda e, f: si.swap_count(e.offset))
+    assert z.stats.notify_free == 8
+    assert routes == {"swap_ops" if path == "ops" else "fops": 8}
+    assert zram_slots_used(z) == 1 + z.stats.miss_free
+    z.check()
+
+
+def test_no_leaks_after_swapoff_mixed_states():
+    si, z = zram_area()
+    rng = np.random.default_rng(9)
+    pages = np.concatenate([synthetic_mix(80, seed=9), compressible_pages(40, seed=10)])
+    folios = folios_of(pages[:64], 2) + folios_of(pages[64:], 0)
+    folios = [folios[i] for i in rng.permutation(len(folios))]
+    entries = swap_out(folios, refs=2)
+    evict(folios[: len(folios) // 2])  # half leave the swap cache, half stay
+    for e, f in zip(entries[::3], folios[::3], strict=True):
+        swap_free(e, f.nr_pages)  # some PTEs already gone
+    back = swap_in(
+        [e for e, f in zip(entries[:10], folios[:10], strict=True)],
+        [f.order for f in folios[:10]],
+    )
+    assert all(g.test(PG_uptodate) for g in back)
+    swapoff(si, unuse=lambda e, f: si.swap_count(e.offset))
+    assert zram_slots_used(z) == 1 and z.stats.miss_free == 0
+    assert z.stats.notify_free == len(pages)
+    z.check()
+    z.sysfs["reset"] = "1"
+
+
+# -- the same result as the bio path -----------------------------------------------------------
+
+
+def test_mm_stat_equals_bio_path():
+    pages = np.concatenate(
+        [synthetic_mix(150, seed=11), compressible_pages(30, seed=12), same_pages(10, 40)]
+    )
+    pages = pages[[i for i in range(len(pages)) if pages[i].any()]]  # zram sees no zero pages
+    zram_init()
+    z_ops, z_bio = new_zram(), new_zram()
+    si_ops = swapon(z_ops.disk, prio=10)
+    si_bio = swapon(z_bio.disk, prio=5, use_block_ops=False)
+    assert si_ops.ops is zram_swap_ops and si_bio.ops is swap_bdev_ops
+    order = np.random.default_rng(13).permutation(len(pages)).tolist()
+    runs = {}
+    for si in (si_ops, si_bio):
+        si.prio = 100  # allocate from this area
+        folios = folios_of(pages)
+        entries = alloc(folios)
+        assert [e.offset for e in entries] == list(range(1, len(pages) + 1))
+        vm_events.reset()
+        spy = OpsSpy(si)
+        writeout([folios[i] for i in order])  # the same slots, in the same order
+        runs[si] = (dict(vm_events.counts), spy.nr(WRITE))
+        si.prio = 0
+    assert z_ops.mm_stat() == z_bio.mm_stat()
+    assert np.array_equal(z_ops.table.flags_np, z_bio.table.flags_np)
+    assert np.array_equal(z_ops.table.handle_np, z_bio.table.handle_np)
+    (c_ops, nb_ops), (c_bio, nb_bio) = runs[si_ops], runs[si_bio]
+    assert c_ops["pswpout"] == c_bio["pswpout"] == len(pages)
+    assert nb_ops == c_ops["nrswpout"] == -(-len(pages) // SWAP_CLUSTER_MAX)
+    assert nb_bio == c_bio["nrswpout"] > nb_ops  # shuffled slots: bios only for adjacent runs
+    z_ops.check()
+    z_bio.check()
+
+
+# -- the backing-device read fallback ----------------------------------------------------------
+
+
+def backing_setup(tmp_path, ops):
+    zram_init(ops)
+    z = new_zram("4M")
+    si = swapon(z.disk)
+    assert si.ops is ops
+    z.backing_dev = FileDisk(tmp_path / "backing", size=1 << 20)
+    folios = folios_of(compressible_pages(9, seed=14))
+    entries = swap_out(folios)
+    assert [e.offset for e in entries] == list(range(1, 10))
+    data = {e.offset: bytes(f.data) for e, f in zip(entries, folios, strict=True)}
+    evict(folios)
+    return si, z, entries, data
+
+
+def test_backing_fallback_as_posted_reads_neighbours(tmp_path):
+    si, z, entries, data = backing_setup(tmp_path, zram_swap_ops_as_posted)
+    z.backing_read_fallback = "as_posted"
+    spy = OpsSpy(si)
+    want = [entries[i] for i in (0, 2, 4, 6)]  # slots 1, 3, 5, 7
+    before = bio_stats["READ"]
+    back = swap_in(want)
+    assert [len(b) for b in spy.batches[READ]] == [4]  # no can_merge: one batch
+    assert bio_stats["READ"] - before == 1  # delegated to swap_bdev_submit_read, one bio
+    assert all(g.test(PG_uptodate) for g in back)
+    assert bytes(back[0].data) == data[1]
+    for k in range(1, 4):  # every later folio got the slot next to the first, not its own
+        assert bytes(back[k].data) == data[1 + k] != data[want[k].offset]
+    release(back)
+
+
+def test_backing_fallback_default_splits_batches(tmp_path):
+    si, z, entries, data = backing_setup(tmp_path, zram_swap_ops)
+    assert z.backing_read_fallback == "adjacent"
+    spy = OpsSpy(si)
+    want = [entries[i] for i in (0, 2, 4, 6, 7, 8)]  # slots 1, 3, 5, 7, 8, 9
+    before = bio_stats["READ"]
+    back = swap_in(want)
+    assert [len(b) for b in spy.batches[READ]] == [1, 1, 1, 3]
+    assert bio_stats["READ"] - before == 4
+    assert [bytes(g.data) for g in back] == [data[e.offset] for e in want]
+    assert vm_events["nrswpin"] == 4 and vm_events["pswpin"] == 6
+    release(back)
+    # without a backing device the same ops merge any folios again
+    z.backing_dev.close()
+    z.backing_dev = None
+    rest = [entries[i] for i in (1, 5, 3)]
+    back = swap_in(rest)
+    assert [len(b) for b in spy.batches[READ]][-1] == 3
+    assert [bytes(g.data) for g in back] == [data[e.offset] for e in rest]
+    release(back)
+
+
+# -- read-then-mark ordering -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path,ordering,idle_at_unlock",
+    [("ops", "one_section", False), ("ops", "legacy", True), ("bio", "one_section", True)],
+)
+def test_read_marks_accessed_in_the_read_section(path, ordering, idle_at_unlock):
+    si, z = zram_area(use_block_ops=path == "ops")
+    z.swap_read_ordering = ordering
+    folios = folios_of(compressible_pages(5, seed=15))
+    entries = swap_out(folios)
+    evict(folios)
+    z.sysfs["idle"] = "all"
+    slots = [e.offset for e in entries]
+    assert all(z.table.flags[s] & T.IDLE for s in slots)
+    seen = []
+
+    def hook(point, idx):
+        if point != "read_unlocked":
+            return
+        seen.append(idx)
+        idle = bool(z.table.flags[idx] & T.IDLE)
+        # one_section: marked under the same slot lock as the read; legacy (and the
+        # bio path, whatever the swap ordering): only after a second lock
+        assert idle is idle_at_unlock, (ordering, idx)
+
+    z.yield_point = hook
+    back = swap_in(entries)
+    z.yield_point = None
+    assert sorted(seen) == slots
+    assert all(g.test(PG_uptodate) for g in back)
+    assert not any(z.table.flags[s] & (T.IDLE | T.PP_SLOT) for s in slots)
+    release(back)
