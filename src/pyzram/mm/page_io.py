@@ -41,6 +41,7 @@ from pyzram.block.blkdev import BLK_FEAT_SYNCHRONOUS
 from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_dirty, PG_locked, PG_reclaim
 from pyzram.mm.swap import SWAP_CLUSTER_MAX, SwapIoCtx, vm_events
 from pyzram.mm.swap_ops import READ, WRITE, SwapOps
+from pyzram.mm.swapfile import folio_free_swap, swp_swap_info
 
 HPAGE_PMD_ORDER = 9
 
@@ -152,8 +153,6 @@ def swap_can_merge(ctx: SwapIoCtx, si, folio: Folio, rw: int) -> bool:
 
 def swap_add_folio(ctx: SwapIoCtx, folio: Folio, rw: int) -> None:
     """``swap_add_folio``: append to the batch, submitting first or after as needed."""
-    from pyzram.mm.swapfile import swp_swap_info
-
     si = swp_swap_info(folio.swap)
     if ctx.sio is not None and not swap_can_merge(ctx, si, folio, rw):
         _submit(ctx, rw)
@@ -216,8 +215,6 @@ def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
     an all-zero folio sets the area's zero flags and needs no I/O
     (``swpout_zero``); anything else goes to ``__swap_writepage``.
     """
-    from pyzram.mm.swapfile import folio_free_swap, swp_swap_info
-
     if not folio.test(PG_locked):
         raise RuntimeError("swap_writeout needs a locked folio")
     if folio_free_swap(folio):
@@ -256,8 +253,6 @@ def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
     folio that mixes zero and non-zero slots is an I/O error (unlocked, not
     uptodate), as in the kernel.
     """
-    from pyzram.mm.swapfile import swp_swap_info
-
     si = swp_swap_info(folio.swap)
     nz = si.count_zero(folio.swap.offset, folio.nr_pages)
     if nz == folio.nr_pages:
@@ -277,8 +272,6 @@ def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
 
 def swap_folio_sector(folio: Folio) -> int:
     """``swap_folio_sector``: the device sector of the folio's first slot."""
-    from pyzram.mm.swapfile import swp_swap_info
-
     si = swp_swap_info(folio.swap)
     return si.map_swap_page(folio.swap.offset) << (PAGE_SHIFT - SECTOR_SHIFT)
 
@@ -338,8 +331,6 @@ swap_bdev_ops = SwapOps(
 
 def swap_dev_pos(folio: Folio) -> int:
     """``swap_dev_pos``: byte position in the swap file (through its extent map)."""
-    from pyzram.mm.swapfile import swp_swap_info
-
     si = swp_swap_info(folio.swap)
     return si.map_swap_page(folio.swap.offset) << PAGE_SHIFT
 

@@ -120,7 +120,7 @@ class SwapInfo:
     def __init__(self, type_: int) -> None:
         self.type = type_
         self.flags = 0
-        self.prio = 0
+        self._prio = 0
         self.max = 0  # slots including the header
         self.pages = 0  # usable slots
         self.inuse_pages = 0
@@ -128,6 +128,10 @@ class SwapInfo:
         self.swap_file: Path | None = None
         self.swap_file_fd = -1
         self.ops: SwapOps | None = None
+        #: swap_map and zeromap: one byte a slot in a bytearray (fast scalar access,
+        #: C-speed searches), with numpy views for vectorised scans.
+        self._sm = bytearray()
+        self._zm = bytearray()
         self.swap_map = np.zeros(0, dtype=np.uint8)
         self.zeromap = np.zeros(0, dtype=bool)
         self.cluster_count = np.zeros(0, dtype=np.int32)
@@ -144,13 +148,25 @@ class SwapInfo:
             f"<SwapInfo type={self.type} {what} prio={self.prio} {self.inuse_pages}/{self.pages}>"
         )
 
+    @property
+    def prio(self) -> int:
+        """Priority: higher areas are used first (``swap_avail_heads`` order)."""
+        return self._prio
+
+    @prio.setter
+    def prio(self, value: int) -> None:
+        self._prio = value
+        _update_avail()
+
     # -- zero map (si->zeromap) -----------------------------------------------------
 
     def set_zero(self, offset: int, nr: int, value: bool) -> None:
-        self.zeromap[offset : offset + nr] = value
+        self._zm[offset : offset + nr] = (b"\x01" if value else b"\x00") * nr
 
     def count_zero(self, offset: int, nr: int) -> int:
-        return int(self.zeromap[offset : offset + nr].sum())
+        if nr == 1:
+            return self._zm[offset]
+        return self._zm.count(1, offset, offset + nr)
 
     # -- extents -------------------------------------------------------------------
 
@@ -166,7 +182,7 @@ class SwapInfo:
 
     def swap_count(self, offset: int) -> int:
         """``swap_count``: references, without the cache bit."""
-        return int(self.swap_map[offset]) & ~S.SWAP_HAS_CACHE
+        return self._sm[offset] & ~S.SWAP_HAS_CACHE
 
 
 #: swap_info[]: active areas by type.
@@ -185,6 +201,15 @@ def swp_swap_info(entry: SwpEntry) -> SwapInfo:
 
 def active_areas() -> list[SwapInfo]:
     return [si for si in swap_info if si is not None]
+
+
+#: ``swap_avail_heads``: active areas, highest priority first (rebuilt at swapon/swapoff).
+_areas_by_prio: list[SwapInfo] = []
+
+
+def _update_avail() -> None:
+    global _areas_by_prio
+    _areas_by_prio = sorted(active_areas(), key=lambda s: -s.prio)
 
 
 # -- swapon / swapoff -------------------------------------------------------------------
@@ -256,6 +281,7 @@ def swapon(
         else:
             si.prio = prio & S.SWAP_FLAG_PRIO_MASK
         si.flags |= S.SWP_USED | S.SWP_WRITEOK
+        _update_avail()
         return si
     except BaseException:
         _release_area(si)
@@ -289,8 +315,10 @@ def _read_swap_header(hdr: bytearray, size: int) -> int:
 
 def _setup_clusters(si: SwapInfo, bad: tuple[int, ...]) -> None:
     n = si.max
-    si.swap_map = np.zeros(n, dtype=np.uint8)
-    si.zeromap = np.zeros(n, dtype=bool)
+    si._sm = bytearray(n)
+    si._zm = bytearray(n)
+    si.swap_map = np.frombuffer(si._sm, dtype=np.uint8)  # numpy views of the same bytes
+    si.zeromap = np.frombuffer(si._zm, dtype=bool)
     nclusters = -(-n // S.SWAPFILE_CLUSTER)
     si.cluster_count = np.zeros(nclusters, dtype=np.int32)
     si.cluster_order = np.zeros(nclusters, dtype=np.int8)
@@ -316,6 +344,7 @@ def _release_area(si: SwapInfo) -> None:
     with _swap_lock:
         if swap_info[si.type] is si:
             swap_info[si.type] = None
+    _update_avail()
 
 
 UnuseFn = Callable[[SwpEntry, Folio], int]
@@ -373,8 +402,8 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
             folio_free_swap(folio)
         folio.unlock()
     with si.lock:
-        busy = [o for o in range(si.max) if si.swap_map[o] not in (0, S.SWAP_MAP_BAD)]
-    if busy:
+        busy = np.flatnonzero((si.swap_map != 0) & (si.swap_map != S.SWAP_MAP_BAD))
+    if busy.size:
         with si.lock:
             si.flags |= S.SWP_WRITEOK
         raise OSError(errno.EBUSY, f"swapoff: {len(busy)} slots still referenced")
@@ -386,17 +415,21 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
 
 
 def _alloc_in_cluster(si: SwapInfo, c: int, order: int) -> int | None:
-    """First 2**order aligned run of free slots in cluster ``c``."""
+    """First 2**order aligned run of free slots in cluster ``c`` (a C-speed search)."""
     nr = 1 << order
     base = c * S.SWAPFILE_CLUSTER
     end = min(base + S.SWAPFILE_CLUSTER, si.max)
-    free = si.swap_map[base:end] == 0
+    sm = si._sm
     if nr == 1:
-        hits = np.flatnonzero(free)
-        return base + int(hits[0]) if hits.size else None
-    for off in range(0, end - base - nr + 1, nr):
-        if free[off : off + nr].all():
-            return base + off
+        off = sm.find(0, base, end)
+        return off if off >= 0 else None
+    run = bytes(nr)
+    off = sm.find(run, base, end)
+    while off >= 0:
+        aligned = (off + nr - 1) & ~(nr - 1)
+        if aligned == off:
+            return off
+        off = sm.find(run, aligned, end)
     return None
 
 
@@ -426,12 +459,15 @@ def _take_slots(si: SwapInfo, order: int) -> int | None:
     return None
 
 
+_CACHE_ONLY = {1 << o: bytes([S.SWAP_HAS_CACHE]) * (1 << o) for o in range(10)}
+
+
 def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None = None) -> int:
     """Take 2**order slots at ``off`` of cluster ``c``, a cluster of ``cluster_order``
     (``order`` unless order 0 steals from another order's cluster)."""
     nr = 1 << order
     corder = order if cluster_order is None else cluster_order
-    si.swap_map[off : off + nr] = S.SWAP_HAS_CACHE
+    si._sm[off : off + nr] = _CACHE_ONLY[nr]
     si.cluster_count[c] += nr
     si.cluster_order[c] = corder
     lst = si.nonfull_clusters.setdefault(corder, [])
@@ -459,7 +495,7 @@ def folio_alloc_swap(folio: Folio) -> SwpEntry:
     nr = folio.nr_pages
     if nr > S.SWAPFILE_CLUSTER:
         raise OSError(errno.EINVAL, "folio larger than a swap cluster")
-    for si in sorted(active_areas(), key=lambda s: -s.prio):
+    for si in _areas_by_prio:
         if not si.flags & S.SWP_WRITEOK:
             continue
         with si.lock:
@@ -481,9 +517,9 @@ def swap_duplicate(entry: SwpEntry, nr: int = 1) -> None:
     """``swap_duplicate``: one more reference (a PTE) to ``nr`` slots from ``entry``."""
     si = swp_swap_info(entry)
     with si.lock:
-        sm = si.swap_map
+        sm = si._sm
         for off in range(entry.offset, entry.offset + nr):
-            count = int(sm[off]) & ~S.SWAP_HAS_CACHE
+            count = sm[off] & ~S.SWAP_HAS_CACHE
             if sm[off] == 0 or sm[off] == S.SWAP_MAP_BAD:
                 raise OSError(errno.ENOENT, f"swap_duplicate of a free slot {off}")
             if count >= S.SWAP_MAP_MAX:
@@ -495,9 +531,9 @@ def swap_free(entry: SwpEntry, nr: int = 1) -> None:
     """``swap_free_nr``: drop one reference to ``nr`` slots; free those that reach 0."""
     si = swp_swap_info(entry)
     with si.lock:
-        sm = si.swap_map
+        sm = si._sm
         for off in range(entry.offset, entry.offset + nr):
-            if int(sm[off]) & ~S.SWAP_HAS_CACHE == 0:
+            if sm[off] & ~S.SWAP_HAS_CACHE == 0:
                 raise OSError(errno.EINVAL, f"swap_free: slot {off} has no reference")
             sm[off] -= 1
             if sm[off] == 0:
@@ -513,7 +549,7 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
     ``block_device_operations.swap_slot_free_notify`` gets that instead (the
     mainline behaviour the seed replaces).
     """
-    si.zeromap[offset : offset + nr] = False
+    si._zm[offset : offset + nr] = bytes(nr)
     notify = si.ops.slot_free_notify if si.ops is not None else None
     old_notify = None
     if notify is None and si.flags & S.SWP_BLKDEV and si.bdev is not None:
@@ -567,7 +603,7 @@ def swap_cache_alloc_folio(entry: SwpEntry, order: int = 0) -> Folio:
                 folio.unlock()
                 raise OSError(errno.ENOENT, f"slot {off} is not in use")
         for off in range(entry.offset, entry.offset + nr):
-            si.swap_map[off] |= S.SWAP_HAS_CACHE
+            si._sm[off] |= S.SWAP_HAS_CACHE
             si.swap_cache[off] = folio
     folio.swap = entry
     folio.set(PG_swapcache)
@@ -581,8 +617,8 @@ def swap_cache_del_folio(folio: Folio) -> None:
     with si.lock:
         for off in range(entry.offset, entry.offset + folio.nr_pages):
             del si.swap_cache[off]
-            si.swap_map[off] &= ~np.uint8(S.SWAP_HAS_CACHE)
-            if si.swap_map[off] == 0:
+            si._sm[off] &= ~S.SWAP_HAS_CACHE & 0xFF
+            if si._sm[off] == 0:
                 swap_range_free(si, off, 1)
     folio.clear(PG_swapcache)
     folio.swap = None

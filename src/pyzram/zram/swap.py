@@ -51,6 +51,7 @@ from pyzram.mm.swap_ops import (
     swap_register_block_ops,
     swap_unregister_block_ops,
 )
+from pyzram.mm.swapfile import swp_swap_info
 from pyzram.zram.zram_drv import Zram, zram_devops
 
 
@@ -106,8 +107,6 @@ def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
 def zram_swap_can_merge(folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
     """The correct variant's ``can_merge``: slot-adjacent batches while a backing
     device is set (so the block-path fallback reads the right slots)."""
-    from pyzram.mm.swapfile import swp_swap_info
-
     zram: Zram = swp_swap_info(folio.swap).bdev.disk.private_data
     if zram.backing_dev is None or zram.backing_read_fallback == "as_posted":
         return True
