@@ -175,25 +175,22 @@ def _submit(ctx: SwapIoCtx, rw: int) -> None:
 
 def swap_write_submit(ctx: SwapIoCtx) -> None:
     """``swap_write_submit``: hand the batch to ``ops.submit_write``; no-op when empty."""
-    if ctx.sio is None:
-        return
-    vm_events.count("nrswpout")
-    ops: SwapOps = ctx.sis.ops
-    try:
-        ops.submit_write(ctx)
-    finally:
-        ctx.sio = None
-        ctx.sis = None
+    _hand_over(ctx, "nrswpout", WRITE)
 
 
 def swap_read_submit(ctx: SwapIoCtx) -> None:
     """``swap_read_submit``: hand the batch to ``ops.submit_read``; no-op when empty."""
+    _hand_over(ctx, "nrswpin", READ)
+
+
+def _hand_over(ctx: SwapIoCtx, counter: str, rw: int) -> None:
+    """Count the batch, give it to the ops (which now own and end it), empty the ctx."""
     if ctx.sio is None:
         return
-    vm_events.count("nrswpin")
+    vm_events.count(counter)
     ops: SwapOps = ctx.sis.ops
     try:
-        ops.submit_read(ctx)
+        (ops.submit_write if rw == WRITE else ops.submit_read)(ctx)
     finally:
         ctx.sio = None
         ctx.sis = None

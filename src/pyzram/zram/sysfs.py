@@ -275,19 +275,13 @@ class ZramSysfs(Mapping[str, str]):
         writeback_store(self._zram, buf)
 
     def writeback_limit_store(self, buf: str) -> None:
-        try:
-            val = kstrtoull(buf, 10)
-        except OSError:
-            raise OSError(errno.EINVAL, "writeback_limit: not a number") from None
+        val = _kstrtoull_einval(buf, "writeback_limit")
         z = self._zram
         with z.init_lock.read(), z._wb_limit_lock:
             z.bd_wb_limit = val
 
     def writeback_limit_enable_store(self, buf: str) -> None:
-        try:
-            val = kstrtoull(buf, 10)
-        except OSError:
-            raise OSError(errno.EINVAL, "writeback_limit_enable: not a number") from None
+        val = _kstrtoull_einval(buf, "writeback_limit_enable")
         z = self._zram
         with z.init_lock.read(), z._wb_limit_lock:
             z.wb_limit_enable = bool(val)
@@ -324,6 +318,14 @@ class ZramSysfs(Mapping[str, str]):
             except OSError:
                 raise OSError(errno.EINVAL, f"algorithm_params: cannot read {dict_path}") from None
         z.params[prio] = ZcompParams(level=level, dict=data)
+
+
+def _kstrtoull_einval(buf: str, name: str) -> int:
+    """``if (kstrtoull(buf, 10, &val)) return -EINVAL``: every parse error is EINVAL."""
+    try:
+        return kstrtoull(buf, 10)
+    except OSError:
+        raise OSError(errno.EINVAL, f"{name}: not a number") from None
 
 
 def comp_algorithm_store(zram: Zram, prio: int, buf: str) -> None:
