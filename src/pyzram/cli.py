@@ -183,6 +183,17 @@ def snapshot(
     console.print(f"wrote {len(pages)} pages ({len(pages) * 4096 / 2**20:.1f} MiB) to {output}")
 
 
+def _runs(schedule: list[str]) -> str:
+    """``["R","R","W"]`` -> ``"R×2 → W"``."""
+    out: list[str] = []
+    for name in schedule:
+        if out and out[-1][0] == name:
+            out[-1] = (name, out[-1][1] + 1)
+        else:
+            out.append((name, 1))
+    return " → ".join(n if c == 1 else f"{n}×{c}" for n, c in out)
+
+
 @app.command()
 def explore(
     scenario: Annotated[
@@ -193,6 +204,9 @@ def explore(
         int | None, typer.Option(help="sample schedules with this seed (default: enumerate)")
     ] = None,
     max_schedules: Annotated[int, typer.Option(help="bound on schedules per scenario")] = 2000,
+    preemption_bound: Annotated[
+        int, typer.Option(help="most preemptions a schedule may contain (enumeration)")
+    ] = 2,
     list_: Annotated[bool, typer.Option("--list", help="list scenarios and variants")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -203,7 +217,13 @@ def explore(
         for name, variants in ex.SCENARIOS.items():
             console.print(f"{name}: {', '.join(variants)}")
         return
-    findings = ex.explore(scenario, variant, max_schedules=max_schedules, seed=seed)
+    findings = ex.explore(
+        scenario,
+        variant,
+        max_schedules=max_schedules,
+        seed=seed,
+        preemption_bound=preemption_bound,
+    )
     if as_json:
         print(json.dumps([f.as_dict() for f in findings], indent=2))
         return
@@ -211,7 +231,7 @@ def explore(
     for c in ("scenario", "variant", "race", "minimal schedule", "schedules"):
         t.add_column(c)
     for f in findings:
-        sched = " → ".join(f.minimal_schedule) if f.minimal_schedule else "-"
+        sched = _runs(f.minimal_schedule) if f.minimal_schedule else "-"
         t.add_row(
             f.scenario,
             f.variant,

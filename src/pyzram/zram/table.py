@@ -22,6 +22,7 @@ atomic, and waiters sleep on a condition variable.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -79,6 +80,9 @@ class ZramTable:
         self._mutex = threading.Lock()
         self._cv = threading.Condition(self._mutex)
         self._waiters = 0
+        #: Interleaving-explorer hook (pyzram.explore): ``("lock"|"trylock", index)``
+        #: before a slot lock attempt, ``("unlock", index)`` after a release.
+        self.yield_point: Callable[[str, int], None] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -89,6 +93,8 @@ class ZramTable:
     # -- slot locks (zram_slot_lock / zram_slot_trylock / zram_slot_unlock) --
 
     def slot_lock(self, index: int) -> None:
+        if self.yield_point is not None:
+            self.yield_point("lock", index)
         flags = self.flags
         with self._mutex:
             if not flags[index] & LOCK:  # uncontended: no condition variable
@@ -101,6 +107,8 @@ class ZramTable:
             flags[index] |= LOCK
 
     def slot_trylock(self, index: int) -> bool:
+        if self.yield_point is not None:
+            self.yield_point("trylock", index)
         flags = self.flags
         with self._mutex:
             if flags[index] & LOCK:
@@ -114,6 +122,8 @@ class ZramTable:
             flags[index] &= _UNLOCK
             if self._waiters:
                 self._cv.notify_all()
+        if self.yield_point is not None:
+            self.yield_point("unlock", index)
 
     # -- accessors (zram_get_obj_size, zram_test_flag, ...) -------------------
 
