@@ -76,3 +76,14 @@ def test_snapshot_spawn(tmp_path, capsys):
     f = tmp_path / "py.pages"
     assert main(["snapshot", "-o", str(f), "--spawn", "python"]) == 0
     assert f.stat().st_size % 4096 == 0 and f.stat().st_size > 0
+
+
+def test_explore_json(capsys):
+    assert main(["explore", "--list"]) == 0
+    assert "read_vs_idle_writeback: legacy, one_section" in capsys.readouterr().out
+    argv = ["explore", "--scenario", "read_vs_idle_writeback", "--variant", "legacy", "--json"]
+    assert main(argv) == 0
+    (finding,) = json.loads(capsys.readouterr().out)
+    assert finding["race_found"] and finding["minimal_schedule"]
+    assert main(["explore", "--scenario", "nope"]) == 1
+    assert "nope" in capsys.readouterr().err
