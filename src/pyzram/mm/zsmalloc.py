@@ -40,6 +40,8 @@ import threading
 from array import array
 from dataclasses import dataclass, field
 
+from pyzram.lib.rwsem import RWSemaphore
+
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
 ZS_HANDLE_SIZE = 8
@@ -155,6 +157,8 @@ class ZsPool:
         self.pages_compacted = 0  # zs_pool_stats.pages_compacted
         self._stat_lock = threading.Lock()
         self._compaction_in_progress = threading.Lock()
+        #: ``pool->migrate_lock``: handle lookups (read) against object moves (write).
+        self._migrate_lock = RWSemaphore()
         self.size_class: list[SizeClass] = [None] * ZS_SIZE_CLASSES  # type: ignore[list-item]
         self.huge_class_size = 0
         self._create_classes()
@@ -302,12 +306,23 @@ class ZsPool:
         return handle
 
     def zs_free(self, handle: int) -> None:
-        """``zs_free``: free the object; an emptied zspage is released at once."""
+        """``zs_free``: free the object; an emptied zspage is released at once.
+
+        The handle is resolved under ``migrate_lock`` (read) and the class
+        lock taken before it is dropped, so compaction cannot move the
+        object in between.
+        """
         if not handle:
             return
-        zspage, obj_idx = self._handle_to_obj(handle)
-        cls = zspage.cls
-        with cls.lock:
+        migrate = self._migrate_lock
+        migrate.down_read()
+        try:
+            zspage, obj_idx = self._handle_to_obj(handle)
+            cls = zspage.cls
+            cls.lock.acquire()
+        finally:
+            migrate.up_read()
+        try:
             cls.objs_inuse -= 1
             self._obj_free(zspage, obj_idx)
             if self._fix_fullness_group(cls, zspage) == ZS_INUSE_RATIO_0:
@@ -315,6 +330,8 @@ class ZsPool:
             with self._stat_lock:
                 self._loc[handle] = 0
                 self._free_handles.append(handle)
+        finally:
+            cls.lock.release()
 
     def _free_zspage(self, cls: SizeClass, zspage: Zspage) -> None:
         self._remove_zspage(cls, zspage)
@@ -330,18 +347,25 @@ class ZsPool:
         return off if zspage.cls.huge else off + ZS_HANDLE_SIZE
 
     def zs_obj_write(self, handle: int, data: bytes | memoryview) -> None:
-        """``zs_obj_write``: copy ``data`` into the object (it must fit its class)."""
-        zspage, obj_idx = self._handle_to_obj(handle)
-        off = self._obj_offset(zspage, obj_idx)
-        if len(data) > zspage.cls.size - (0 if zspage.cls.huge else ZS_HANDLE_SIZE):
-            raise ValueError(f"{len(data)} bytes do not fit a {zspage.cls.size}-byte object")
-        zspage.mem[off : off + len(data)] = data
+        """``zs_obj_write``: copy ``data`` into the object (it must fit its class).
 
-    def zs_obj_read(self, handle: int, length: int) -> memoryview:
-        """``zs_obj_read_begin``: a view of the object's first ``length`` bytes."""
-        zspage, obj_idx = self._handle_to_obj(handle)
-        off = self._obj_offset(zspage, obj_idx)
-        return memoryview(zspage.mem)[off : off + length]
+        Under ``migrate_lock`` (read), so compaction cannot move the object
+        while it is written.
+        """
+        with self._migrate_lock.read():
+            zspage, obj_idx = self._handle_to_obj(handle)
+            off = self._obj_offset(zspage, obj_idx)
+            if len(data) > zspage.cls.size - (0 if zspage.cls.huge else ZS_HANDLE_SIZE):
+                raise ValueError(f"{len(data)} bytes do not fit a {zspage.cls.size}-byte object")
+            zspage.mem[off : off + len(data)] = data
+
+    def zs_obj_read(self, handle: int, length: int) -> bytes:
+        """``zs_obj_read_begin`` + copy + ``zs_obj_read_end``: the object's first
+        ``length`` bytes, copied under ``migrate_lock`` (read)."""
+        with self._migrate_lock.read():
+            zspage, obj_idx = self._handle_to_obj(handle)
+            off = self._obj_offset(zspage, obj_idx)
+            return bytes(zspage.mem[off : off + length])
 
     def zs_get_total_pages(self) -> int:
         """``zs_get_total_pages``: pages held by live zspages (zram's mem_used_total)."""
@@ -390,7 +414,7 @@ class ZsPool:
         """``__zs_compact``: one class, from the fullest destination down."""
         pages_freed = 0
         dst: Zspage | None = None
-        with cls.lock:
+        with self._migrate_lock.write(), cls.lock:
             while self.zs_can_compact(cls):
                 if dst is None:
                     dst = self._isolate(cls, range(ZS_INUSE_RATIO_99, ZS_INUSE_RATIO_10 - 1, -1))

@@ -2,12 +2,15 @@
 
 Level default 3 (``zstd_default_clevel``), negative levels allowed, optional
 dictionary (the kernel builds a CDict/DDict at init).  Library codec
-(python-zstandard): one frame per page, no checksum.
+(python-zstandard): one frame per page, no checksum.  python-zstandard's
+contexts are not thread-safe, so each thread gets its own, as each CPU has
+its own ``zcomp_strm`` in the kernel.
 """
 
 from __future__ import annotations
 
 import errno
+import threading
 
 import zstandard
 
@@ -21,16 +24,24 @@ class Backend(ZcompBackend):
 
     def __init__(self, params: ZcompParams) -> None:
         super().__init__(params)
-        level = params.level_or(ZSTD_DEFAULT_CLEVEL)
-        zdict = zstandard.ZstdCompressionDict(params.dict) if params.dict else None
-        self._c = zstandard.ZstdCompressor(level=level, dict_data=zdict, write_checksum=False)
-        self._d = zstandard.ZstdDecompressor(dict_data=zdict)
+        self._level = params.level_or(ZSTD_DEFAULT_CLEVEL)
+        self._dict = zstandard.ZstdCompressionDict(params.dict) if params.dict else None
+        self._strm = threading.local()  # zcomp_strm: per thread, like per CPU
+
+    def _ctx(self) -> threading.local:
+        strm = self._strm
+        if not hasattr(strm, "c"):
+            strm.c = zstandard.ZstdCompressor(
+                level=self._level, dict_data=self._dict, write_checksum=False
+            )
+            strm.d = zstandard.ZstdDecompressor(dict_data=self._dict)
+        return strm
 
     def compress(self, page: bytes | memoryview) -> bytes:
-        return self._c.compress(page)
+        return self._ctx().c.compress(page)
 
     def decompress(self, data: bytes | memoryview) -> bytes:
         try:
-            return self._d.decompress(data, max_output_size=PAGE_SIZE)
+            return self._ctx().d.decompress(data, max_output_size=PAGE_SIZE)
         except zstandard.ZstdError as e:
             raise OSError(errno.EINVAL, f"zstd: {e}") from None

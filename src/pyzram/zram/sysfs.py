@@ -375,21 +375,23 @@ def mark_idle(zram: Zram, cutoff: int) -> None:
     """``mark_idle``: set IDLE on allocated slots not SAME/WB, older than ``cutoff``.
 
     ``cutoff == 0`` marks all of them (``idle=all``); with an age, slots
-    accessed at or after the cutoff get IDLE cleared.  Candidates are found
-    with one vectorised scan; each one is then changed under its slot lock,
-    as the kernel's loop does.
+    accessed at or after the cutoff get IDLE cleared.  A vectorised scan
+    finds the slots that hold anything; each is then rechecked and changed
+    under its slot lock, as the kernel's loop does, so a slot freed or
+    accessed in between is judged on what it holds then.
     """
     tbl = zram.table
-    f = tbl.flags_np
-    cand = tbl.allocated_mask() & ((f & np.uint64(T.SAME | T.WB)) == 0)
-    if cutoff and tbl.ac_time_np is not None:
-        is_idle = tbl.ac_time_np < cutoff
-    else:
-        is_idle = np.ones(len(f), dtype=bool)
-    for index in np.flatnonzero(cand).tolist():
+    flags = tbl.flags
+    ac_time = tbl.ac_time if cutoff else None
+    for index in np.flatnonzero(tbl.allocated_mask()).tolist():
         tbl.slot_lock(index)
-        if is_idle[index]:
-            tbl.flags[index] |= T.IDLE
-        else:
-            tbl.flags[index] &= U64_MASK ^ T.IDLE
-        tbl.slot_unlock(index)
+        try:
+            f = flags[index]
+            if not tbl.allocated(index) or f & (T.SAME | T.WB):
+                continue
+            if ac_time is None or ac_time[index] < cutoff:
+                flags[index] = f | T.IDLE
+            else:
+                flags[index] = f & (U64_MASK ^ T.IDLE)
+        finally:
+            tbl.slot_unlock(index)

@@ -419,10 +419,12 @@ class Zram:
         stored = compr = same_pages = huge_pages = huge_since = max_used = 0
         err: OSError | None = None
         j = 0
+        held = -1  # the slot whose lock we hold, released on any exception
         try:
             for k, idx in enumerate(slots):
                 if same_l[k]:
                     tbl.slot_lock(idx)
+                    held = idx
                     d = free_slot(idx)
                     flags[idx] |= T.SAME
                     handles[idx] = elements[k]
@@ -452,6 +454,7 @@ class Zram:
                         return err
                     pool.zs_obj_write(handle, pages[k].data if huge else obj)
                     tbl.slot_lock(idx)
+                    held = idx
                     d = free_slot(idx)
                     flags[idx] |= (T.HUGE | comp_len) if huge else comp_len
                     handles[idx] = handle
@@ -465,9 +468,12 @@ class Zram:
                 same_pages += d[2]
                 huge_pages += d[3]
                 accessed(idx)
+                held = -1
                 tbl.slot_unlock(idx)
             return None
         finally:
+            if held >= 0:
+                tbl.slot_unlock(held)
             st = self.stats
             with self._stats_lock:
                 st.pages_stored += stored
@@ -514,25 +520,29 @@ class Zram:
         hook = self.yield_point
         for k, idx in enumerate(slots):
             tbl.slot_lock(idx)
-            flags = tbl.flags[idx]
-            handle = tbl.handle[idx]
-            if flags & T.WB:
-                wb_rows.append((k, handle))  # read from the backing device after unlock
-            elif flags & T.SAME:
-                if handle:
-                    outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = handle.to_bytes(8, "little") * 512
-            elif not handle:
-                pass  # never written or freed: reads as zeros
-            elif flags & T.HUGE:
-                outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = pool.zs_obj_read(handle, PAGE_SIZE)
-            else:
-                z_rows.append(k)
-                z_objs.append(bytes(pool.zs_obj_read(handle, flags & T.ZRAM_SIZE_MASK)))
-                z_prio.append((flags >> T.ZRAM_COMP_PRIORITY_BIT1) & T.ZRAM_COMP_PRIORITY_MASK)
-            if one_section:
-                saved.append((flags, tbl.ac_time[idx] if tbl.ac_time is not None else 0))
-                self.zram_accessed(idx)
-            tbl.slot_unlock(idx)
+            try:
+                flags = tbl.flags[idx]
+                handle = tbl.handle[idx]
+                if flags & T.WB:
+                    wb_rows.append((k, handle))  # read from the backing device after unlock
+                elif flags & T.SAME:
+                    if handle:
+                        outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = (
+                            handle.to_bytes(8, "little") * 512
+                        )
+                elif not handle:
+                    pass  # never written or freed: reads as zeros
+                elif flags & T.HUGE:
+                    outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = pool.zs_obj_read(handle, PAGE_SIZE)
+                else:
+                    z_rows.append(k)
+                    z_objs.append(pool.zs_obj_read(handle, flags & T.ZRAM_SIZE_MASK))
+                    z_prio.append((flags >> T.ZRAM_COMP_PRIORITY_BIT1) & T.ZRAM_COMP_PRIORITY_MASK)
+                if one_section:
+                    saved.append((flags, tbl.ac_time[idx] if tbl.ac_time is not None else 0))
+                    self.zram_accessed(idx)
+            finally:
+                tbl.slot_unlock(idx)
             if hook is not None:
                 hook("read_unlocked", idx)
         failed_at = n
@@ -568,8 +578,8 @@ class Zram:
         if flags & T.SAME or not handle:
             return handle.to_bytes(8, "little") * 512 if flags & T.SAME else bytes(PAGE_SIZE), None
         if flags & T.HUGE:
-            return bytes(self.mem_pool.zs_obj_read(handle, PAGE_SIZE)), None
-        obj = bytes(self.mem_pool.zs_obj_read(handle, flags & T.ZRAM_SIZE_MASK))
+            return self.mem_pool.zs_obj_read(handle, PAGE_SIZE), None
+        obj = self.mem_pool.zs_obj_read(handle, flags & T.ZRAM_SIZE_MASK)
         prio = (flags >> T.ZRAM_COMP_PRIORITY_BIT1) & T.ZRAM_COMP_PRIORITY_MASK
         try:
             page = self.comps[prio].backend.decompress(obj)
@@ -647,8 +657,10 @@ class Zram:
         freed = 0
         while n >= PAGE_SIZE:
             tbl.slot_lock(index)
-            self.zram_free_page(index)
-            tbl.slot_unlock(index)
+            try:
+                self.zram_free_page(index)
+            finally:
+                tbl.slot_unlock(index)
             freed += 1
             index += 1
             n -= PAGE_SIZE
@@ -668,8 +680,10 @@ class Zram:
             with self._stats_lock:
                 self.stats.miss_free += 1
             return
-        self.zram_free_page(index)
-        tbl.slot_unlock(index)
+        try:
+            self.zram_free_page(index)
+        finally:
+            tbl.slot_unlock(index)
 
     # -- block device entry points (O_DIRECT on /dev/zramN) --------------------
 
