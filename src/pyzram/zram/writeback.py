@@ -274,10 +274,11 @@ def zram_writeback_slots(zram: Zram, ctl: PpCtl) -> int:
     ret = 0
     while (index := ctl.select()) is not None:
         with zram._wb_limit_lock:
-            if zram.wb_limit_enable and not zram.bd_wb_limit:
-                ret = -errno.EIO
-                release_pp_slot(zram, index)
-                break
+            exhausted = zram.wb_limit_enable and not zram.bd_wb_limit
+        if exhausted:  # the slot lock is taken only after wb_limit_lock is dropped
+            ret = -errno.EIO
+            release_pp_slot(zram, index)
+            break
         if not blk_idx:
             blk_idx = alloc_block_bdev(zram)
             if not blk_idx:
