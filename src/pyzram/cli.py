@@ -183,6 +183,156 @@ def snapshot(
     console.print(f"wrote {len(pages)} pages ({len(pages) * 4096 / 2**20:.1f} MiB) to {output}")
 
 
+def _run_kwargs(
+    algo, mem_limit, disksize, pattern, accesses, write_ratio, seed, backing_dev
+) -> dict:
+    from pyzram.lib.cmdline import memparse
+
+    kw: dict = {
+        "algorithm": algo,
+        "pattern": pattern,
+        "accesses": accesses,
+        "write_ratio": write_ratio,
+        "seed": seed,
+        "backing_dev": str(backing_dev) if backing_dev else None,
+    }
+    for name, text in (("mem_limit_pages", mem_limit), ("disksize", disksize)):
+        if text is None:
+            continue
+        value, end = memparse(text)
+        if end != len(text) or not value:
+            raise ValueError(f"bad size {text!r} (e.g. 64M, 1G)")
+        kw[name] = value // 4096 if name == "mem_limit_pages" else value
+    return kw
+
+
+MemLimitOpt = Annotated[
+    str | None,
+    typer.Option("--mem-limit", help="memcg limit, e.g. 16M (default: 1/4 of the pages)"),
+]
+DisksizeOpt = Annotated[
+    str | None, typer.Option(help="zram disksize, e.g. 64M (default: the workload's size)")
+]
+PatternOpt = Annotated[
+    str, typer.Option(help="access pattern: sequential, random, zipf, phased, or trace:PATH")
+]
+
+
+def _report_table(reports) -> Table:
+    t = Table(title="swap on zram")
+    t.add_column("")
+    for r in reports:
+        t.add_column(r.io_path, justify="right")
+    rows = [
+        ("pages / accesses", lambda r: f"{r.pages:,} / {r.accesses:,}"),
+        ("mem limit (pages)", lambda r: f"{r.mem_limit_pages:,}"),
+        (
+            "pswpout / pswpin",
+            lambda r: f"{r.vmstat.get('pswpout', 0):,} / {r.vmstat.get('pswpin', 0):,}",
+        ),
+        (
+            "write / read batches",
+            lambda r: f"{r.vmstat.get('nrswpout', 0):,} / {r.vmstat.get('nrswpin', 0):,}",
+        ),
+        ("bios", lambda r: f"{r.bios:,}"),
+        ("major faults", lambda r: f"{r.vmstat.get('pgmajfault', 0):,}"),
+        (
+            "compression ratio",
+            lambda r: f"{r.compression_ratio:.2f}" if r.compression_ratio else "-",
+        ),
+        ("memory saved", lambda r: f"{r.memory_saved_bytes / 2**20:.1f} MiB"),
+        ("swap-out pages/s (device path)", lambda r: f"{r.swapout_pages_s:,.0f}"),
+        ("swap-in pages/s (device path)", lambda r: f"{r.swapin_pages_s:,.0f}"),
+        ("write batch p50/p99 µs", lambda r: _p(r.write_batch_latency_us)),
+        ("read batch p50/p99 µs", lambda r: _p(r.read_batch_latency_us)),
+        ("seconds", lambda r: f"{r.seconds:.2f}"),
+        ("intact", lambda r: "yes" if r.intact else "[red]NO[/red]"),
+    ]
+    for name, fmt in rows:
+        t.add_row(name, *(fmt(r) for r in reports))
+    return t
+
+
+def _p(lat: dict) -> str:
+    return f"{lat['p50']:.0f} / {lat['p99']:.0f}" if lat else "-"
+
+
+@app.command()
+def run(
+    pagefile: PageFileArg = None,
+    algo: Annotated[str, typer.Option("--algorithm", "-a", help=ALGO_HELP)] = "lzo-rle",
+    mem_limit: MemLimitOpt = None,
+    disksize: DisksizeOpt = None,
+    io_path: Annotated[str, typer.Option(help="swap_ops (the seed) or bio")] = "swap_ops",
+    backing_dev: Annotated[Path | None, typer.Option(help="a file as zram's backing_dev")] = None,
+    pattern: PatternOpt = "zipf",
+    accesses: Annotated[int | None, typer.Option(help="accesses after the fill (2x pages)")] = None,
+    write_ratio: Annotated[float, typer.Option(help="share of accesses that write")] = 0.1,
+    seed: Annotated[int, typer.Option(help="seed of the pattern and the writes")] = 0,
+    limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The main job: a workload under a memory limit swapping to zram, and its report."""
+    from rich.progress import Progress
+
+    from pyzram.run import run_workload
+
+    pages = _load_pages(pagefile, limit)
+    kw = _run_kwargs(algo, mem_limit, disksize, pattern, accesses, write_ratio, seed, backing_dev)
+    if as_json:
+        report = run_workload(pages, io_path=io_path, **kw)
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("running", total=None)
+            report = run_workload(
+                pages,
+                io_path=io_path,
+                progress=lambda d, t: bar.update(task, completed=d, total=t),
+                **kw,
+            )
+        console.print(_report_table([report]))
+        console.print(f"mm_stat: {report.mm_stat.rstrip()}", soft_wrap=True)
+        console.print(f"io_stat: {report.io_stat.rstrip()}", soft_wrap=True)
+        if report.bd_stat:
+            console.print(f"bd_stat: {report.bd_stat.rstrip()}", soft_wrap=True)
+    if not report.intact:
+        raise typer.Exit(1)
+
+
+@app.command()
+def compare(
+    pagefile: PageFileArg = None,
+    algo: Annotated[str, typer.Option("--algorithm", "-a", help=ALGO_HELP)] = "lzo-rle",
+    mem_limit: MemLimitOpt = None,
+    disksize: DisksizeOpt = None,
+    pattern: PatternOpt = "zipf",
+    accesses: Annotated[int | None, typer.Option(help="accesses after the fill (2x pages)")] = None,
+    write_ratio: Annotated[float, typer.Option(help="share of accesses that write")] = 0.1,
+    seed: Annotated[int, typer.Option(help="seed of the pattern and the writes")] = 0,
+    limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The same workload through zram's swap_ops path and through the bio path."""
+    from pyzram.run import run_workload
+
+    pages = _load_pages(pagefile, limit)
+    kw = _run_kwargs(algo, mem_limit, disksize, pattern, accesses, write_ratio, seed, None)
+    ops = run_workload(pages, io_path="swap_ops", **kw)
+    bio = run_workload(pages, io_path="bio", **kw)
+    speedup = bio.seconds / ops.seconds if ops.seconds else None
+    if as_json:
+        out = {
+            r.io_path: {**r.as_dict(), "speedup": speedup if r is ops else 1.0} for r in (ops, bio)
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        console.print(_report_table([ops, bio]))
+        console.print(f"speedup of swap_ops over bio (whole run): {speedup:.2f}x")
+    if not (ops.intact and bio.intact):
+        raise typer.Exit(1)
+
+
 def _runs(schedule: list[str]) -> str:
     """``["R","R","W"]`` -> ``"R×2 → W"``."""
     out: list[str] = []
