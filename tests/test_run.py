@@ -43,3 +43,15 @@ def test_run_cli_table_and_errors(capsys):
     assert "bad size" in capsys.readouterr().err
     assert main(["run", "--limit", "50", "--io-path", "nvme"]) == 1
     assert "io_path" in capsys.readouterr().err
+
+
+def test_run_plot_png(tmp_path, capsys):
+    png = tmp_path / "run.png"
+    argv = ["run", "--limit", "1500", "--mem-limit", "1M", "--accesses", "2000", "--plot", str(png)]
+    assert main(argv) == 0
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(data[16:20], "big") == 1200  # width
+    assert int.from_bytes(data[20:24], "big") == 900  # height
+    assert main(["run", "--limit", "100", "--accesses", "10", "--plot", str(png)]) == 1
+    assert "too short to plot" in capsys.readouterr().err

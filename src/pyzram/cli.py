@@ -270,6 +270,9 @@ def run(
     write_ratio: Annotated[float, typer.Option(help="share of accesses that write")] = 0.1,
     seed: Annotated[int, typer.Option(help="seed of the pattern and the writes")] = 0,
     limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="write a PNG time series (pool, ratio, swap rates)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """The main job: a workload under a memory limit swapping to zram, and its report."""
@@ -296,6 +299,12 @@ def run(
         console.print(f"io_stat: {report.io_stat.rstrip()}", soft_wrap=True)
         if report.bd_stat:
             console.print(f"bd_stat: {report.bd_stat.rstrip()}", soft_wrap=True)
+    if plot is not None:
+        from pyzram.plot import plot_run
+
+        plot_run(report, plot)
+        if not as_json:
+            console.print(f"plot: {plot}")
     if not report.intact:
         raise typer.Exit(1)
 

@@ -137,12 +137,28 @@ def run_workload(
     total = n + len(acc)
     t0 = time.perf_counter()
     try:
+
+        def sample(step: int) -> None:
+            st = dev.mm_stat()
+            timeline.append(
+                {
+                    "t": time.perf_counter() - t0,
+                    "mem_used_total": st.mem_used_total,
+                    "orig_data_size": st.orig_data_size,
+                    "compr_data_size": st.compr_data_size,
+                    "pswpout": vm_events["pswpout"],
+                    "pswpin": vm_events["pswpin"],
+                }
+            )
+            if progress:
+                progress(step, total)
+
         step = 0
         for vpn in range(n):  # the process builds its memory
             mm.touch(vpn)
             step += 1
-            if progress and step % 512 == 0:
-                progress(step, total)
+            if step % 512 == 0:
+                sample(step)
         for vpn, write in acc:
             if write:  # new contents from elsewhere in the workload
                 new = expected[int(rng.integers(0, n))]
@@ -152,19 +168,7 @@ def run_workload(
                 mm.touch(vpn)
             step += 1
             if step % 512 == 0:
-                st = dev.mm_stat()
-                timeline.append(
-                    {
-                        "t": time.perf_counter() - t0,
-                        "mem_used_total": st.mem_used_total,
-                        "orig_data_size": st.orig_data_size,
-                        "compr_data_size": st.compr_data_size,
-                        "pswpout": vm_events["pswpout"],
-                        "pswpin": vm_events["pswpin"],
-                    }
-                )
-                if progress:
-                    progress(step, total)
+                sample(step)
         seconds = time.perf_counter() - t0
         report_stat = dev.mm_stat()
         mm_text, io_text, bd_text = dev.sysfs["mm_stat"], dev.sysfs["io_stat"], dev.bd_stat()
