@@ -35,8 +35,8 @@ def test_store_default_corpus_table(capsys):
         (["store", "/nonexistent.pages"], "No such file"),
         (["store", "--algo", "bogus", "--limit", "10"], "not available (EINVAL)"),
         (["store", "--algo", "842", "--limit", "10"], "not available (EINVAL)"),
-        (["snapshot", "-o", "/tmp/x.pages"], "exactly one of --pid or --spawn"),
-        (["snapshot", "-o", "/tmp/x.pages", "--pid", "999999999"], "error"),
+        (["snapshot", "-o", "/tmp/x.pages"], "exactly one of PID or --spawn"),
+        (["snapshot", "999999999", "-o", "/tmp/x.pages"], "error"),
     ],
 )
 def test_errors_are_one_line(argv, needle, capsys):

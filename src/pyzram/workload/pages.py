@@ -34,7 +34,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -246,7 +246,9 @@ def _read_run(mem_fd: int, out: PageArray, pos: int, vpn: int, count: int) -> in
     return kept
 
 
-def snapshot_process(pid: int, limit: int | None = None) -> PageArray:
+def snapshot_process(
+    pid: int, limit: int | None = None, progress: Callable[[int, int], None] | None = None
+) -> PageArray:
     """The resident private writable anonymous pages of a live process, in address order.
 
     Parses ``/proc/PID/maps`` (:func:`anonymous_mappings`), reads each
@@ -254,6 +256,7 @@ def snapshot_process(pid: int, limit: int | None = None) -> PageArray:
     present ones), then reads each run of consecutive present pages from
     ``/proc/PID/mem`` with one ``preadv``; pages that fail with EIO are
     skipped.  ``limit`` caps the number of pages (the first ones by address).
+    ``progress(done, total)`` is called as the pages are read.
 
     Raises :class:`OSError` with ESRCH/ENOENT when the process is gone (or a
     zombie), EACCES/EPERM when we may not read it.
@@ -289,6 +292,8 @@ def snapshot_process(pid: int, limit: int | None = None) -> PageArray:
     try:
         for s, e_ in zip(starts.tolist(), ends.tolist(), strict=True):
             pos += _read_run(mem_fd, out, pos, int(all_vpns[s]), e_ - s)
+            if progress is not None:
+                progress(e_, total)
     except OSError as e:
         raise _proc_error(e, pid, "mem") from e
     finally:
