@@ -55,3 +55,16 @@ def test_run_plot_png(tmp_path, capsys):
     assert int.from_bytes(data[20:24], "big") == 900  # height
     assert main(["run", "--limit", "100", "--accesses", "10", "--plot", str(png)]) == 1
     assert "too short to plot" in capsys.readouterr().err
+
+
+def test_run_save_state_and_ctl(tmp_path, capsys):
+    state = tmp_path / "state.json"
+    argv = ["run", "--limit", "300", "--mem-limit", "300K", "--accesses", "100"]
+    assert main([*argv, "--save-state", str(state), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert main(["ctl", str(state), "--bytes", "--raw", "--noheadings", "-o", "NAME,DATA"]) == 0
+    name, data = capsys.readouterr().out.split()
+    assert name == "/dev/zram0"
+    assert int(data) == int(report["mm_stat"].split()[0])
+    assert main(["ctl", str(state), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["zram"][0]["mountpoint"] == "[SWAP]"

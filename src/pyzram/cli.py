@@ -284,6 +284,9 @@ def run(
     plot: Annotated[
         Path | None, typer.Option(help="write a PNG time series (pool, ratio, swap rates)")
     ] = None,
+    save_state: Annotated[
+        Path | None, typer.Option(help="save the device's state for `pyzram ctl`")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """The main job: a workload under a memory limit swapping to zram, and its report."""
@@ -310,6 +313,10 @@ def run(
         console.print(f"io_stat: {report.io_stat.rstrip()}", soft_wrap=True)
         if report.bd_stat:
             console.print(f"bd_stat: {report.bd_stat.rstrip()}", soft_wrap=True)
+    if save_state is not None:
+        from pyzram.ctl import save_state as save
+
+        save(save_state, [report.device])
     if plot is not None:
         from pyzram.plot import plot_run
 
@@ -351,6 +358,41 @@ def compare(
         console.print(f"speedup of swap_ops over bio (whole run): {speedup:.2f}x")
     if not (ops.intact and bio.intact):
         raise typer.Exit(1)
+
+
+@app.command()
+def ctl(
+    state: Annotated[
+        Path | None,
+        typer.Argument(help="a state file from `pyzram run --save-state`; default: host devices"),
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="columns, e.g. NAME,DATA (+LIST appends)")
+    ] = None,
+    output_all: Annotated[bool, typer.Option("--output-all", help="all columns")] = False,
+    bytes_: Annotated[bool, typer.Option("--bytes", "-b", help="sizes in bytes")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="raw output, no alignment")] = False,
+    noheadings: Annotated[bool, typer.Option("--noheadings", "-n", help="no header")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """zramctl's listing (same columns and options) for saved or host devices."""
+    import glob
+    import os
+
+    from pyzram import ctl as c
+
+    if state is not None:
+        states = c.load_state(state)
+    else:  # the host's zram devices, read-only
+        names = sorted(os.path.basename(p) for p in glob.glob("/sys/block/zram*"))
+        states = [c.host_device_state(n) for n in names]
+    cols = c.parse_columns(output, output_all)
+    if as_json:
+        print(c.format_json(states, cols, bytes_=bytes_))
+    else:
+        text = c.format_table(states, cols, bytes_=bytes_, raw=raw, noheadings=noheadings)
+        if text:
+            print(text, end="" if text.endswith("\n") else "\n")
 
 
 def _runs(schedule: list[str]) -> str:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from pyzram.block.bio import bio_stats
+from pyzram.ctl import device_state
 from pyzram.mm.folio import PAGE_SIZE
 from pyzram.mm.swap import vm_events
 from pyzram.mm.swapfile import mkswap, swapoff, swapon
@@ -54,6 +55,7 @@ class RunReport:
     intact: bool
     seconds: float
     bios: int
+    device: dict = field(default_factory=dict)  # pyzram.ctl.device_state at the end
     timeline: list[dict[str, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -174,6 +176,7 @@ def run_workload(
         mm_text, io_text, bd_text = dev.sysfs["mm_stat"], dev.sysfs["io_stat"], dev.bd_stat()
         counts = dict(vm_events.counts)
         intact = all(mm.read(vpn) == expected[vpn] for vpn in range(n))
+        device = device_state(dev, mountpoint="[SWAP]")
         bios = sum(bio_stats.values())
     finally:
         try:  # each swapped page has one reference, its PTE: the process exits
@@ -199,6 +202,7 @@ def run_workload(
         intact=intact,
         seconds=seconds,
         bios=bios,
+        device=device,
         timeline=timeline,
     )
 
