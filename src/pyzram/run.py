@@ -172,10 +172,12 @@ def run_workload(
             if step % 512 == 0:
                 sample(step)
         seconds = time.perf_counter() - t0
+        # The check reads every page once more (faulting the swapped ones back):
+        # the device's figures below are those at the end of it.
+        intact = all(mm.read(vpn) == expected[vpn] for vpn in range(n))
         report_stat = dev.mm_stat()
         mm_text, io_text, bd_text = dev.sysfs["mm_stat"], dev.sysfs["io_stat"], dev.bd_stat()
         counts = dict(vm_events.counts)
-        intact = all(mm.read(vpn) == expected[vpn] for vpn in range(n))
         device = device_state(dev, mountpoint="[SWAP]")
         bios = sum(bio_stats.values())
     finally:
