@@ -89,3 +89,38 @@ def test_referenced_pages_get_a_second_chance(zram_swap):
 def test_memcg_limit_too_small():
     with pytest.raises(ValueError):
         MemCgroup(limit_pages=8)
+
+
+def test_readahead_on_a_swap_file(tmp_path):
+    """Not SWP_SYNCHRONOUS_IO: faults read page_cluster windows, later faults hit them."""
+    from pyzram.mm import vmscan
+
+    path = tmp_path / "swapfile"
+    path.write_bytes(bytes(4 << 20))  # no holes
+    mkswap(str(path))
+    si = swapon(str(path))
+    vmscan.readahead.__init__()  # fresh global state: hits 4, page_cluster 3
+    try:
+        pages = synthetic_mix(400, seed=6)
+        memcg = MemCgroup(limit_pages=64)
+        mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
+        for vpn in range(len(pages)):
+            mm.touch(vpn)
+        vm_events.reset()
+        for vpn in range(len(pages)):  # sequential again: readahead pays off
+            assert mm.read(vpn) == pages[vpn].tobytes()
+        assert vm_events["swap_ra"] > 0 and vm_events["swap_ra_hit"] > 0
+        assert vm_events["nrswpin"] < vm_events["pswpin"]  # reads come in batches
+    finally:
+        swapoff(si, unuse=lambda entry, folio: 1)
+
+
+def test_swapin_nr_pages_window():
+    from pyzram.mm.vmscan import SwapReadahead
+
+    ra = SwapReadahead(page_cluster=3)
+    assert ra.swapin_nr_pages(100) == 8  # initial hits 4 -> 6 -> rounded up to 8
+    assert ra.swapin_nr_pages(500) == 4  # no hits: 2, not adjacent -> 1, but >= 8 // 2
+    assert ra.swapin_nr_pages(900) == 2
+    assert ra.swapin_nr_pages(901) == 2  # adjacent to the previous offset
+    assert SwapReadahead(page_cluster=0).swapin_nr_pages(5) == 1

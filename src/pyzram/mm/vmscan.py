@@ -33,9 +33,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from pyzram.mm.folio import PAGE_SIZE, Folio, PG_dirty, PG_uptodate, SwpEntry
+from pyzram.mm.folio import PAGE_SIZE, Folio, PG_dirty, PG_readahead, PG_uptodate, SwpEntry
 from pyzram.mm.page_io import swap_read_folio, swap_read_submit, swap_write_submit, swap_writeout
-from pyzram.mm.swap import SWAP_CLUSTER_MAX, SwapIoCtx, vm_events
+from pyzram.mm.swap import SWAP_CLUSTER_MAX, SWP_SYNCHRONOUS_IO, SwapIoCtx, vm_events
 from pyzram.mm.swapfile import (
     folio_alloc_swap,
     folio_free_swap,
@@ -44,6 +44,7 @@ from pyzram.mm.swapfile import (
     swap_cache_get_folio,
     swap_duplicate,
     swap_free,
+    swp_swap_info,
 )
 
 PTE_NONE = 0
@@ -52,6 +53,44 @@ PTE_SWAP = 2
 
 #: Our stand-in for the hardware accessed bit, tested by folio_check_references.
 PG_referenced = 1 << 8
+
+
+class SwapReadahead:
+    """The global readahead state of mm/swap_state.c: ``page_cluster`` (vm.page-cluster,
+    default 3: windows of up to 8 pages), ``swapin_readahead_hits`` (starts at 4), the
+    previous offset and window."""
+
+    def __init__(self, page_cluster: int = 3) -> None:
+        self.page_cluster = page_cluster
+        self.hits = 4
+        self.prev_offset = 0
+        self.last_pages = 0
+
+    def swapin_nr_pages(self, offset: int) -> int:
+        """``swapin_nr_pages`` / ``__swapin_nr_pages``: the next window size."""
+        max_pages = 1 << self.page_cluster
+        if max_pages <= 1:
+            return 1
+        hits, self.hits = self.hits, 0
+        pages = hits + 2
+        if pages == 2:
+            if offset not in (self.prev_offset + 1, self.prev_offset - 1):
+                pages = 1
+        else:
+            roundup = 4
+            while roundup < pages:
+                roundup <<= 1
+            pages = roundup
+        pages = min(pages, max_pages)
+        pages = max(pages, self.last_pages // 2)  # don't shrink readahead too fast
+        if not hits:
+            self.prev_offset = offset
+        self.last_pages = pages
+        return pages
+
+
+#: The global swap readahead state.
+readahead = SwapReadahead()
 
 
 class MemCgroup:
@@ -133,7 +172,9 @@ def shrink_folio_list(memcg: MemCgroup, nr: int) -> int:
             memcg.active[folio] = owner
             vm_events.count("pgactivate")
             continue
-        folio.lock()
+        if not folio.trylock():  # under I/O (a readahead not yet read): keep it
+            memcg.inactive[folio] = owner
+            continue
         if folio.swap is None:
             try:
                 folio_alloc_swap(folio)
@@ -145,7 +186,11 @@ def shrink_folio_list(memcg: MemCgroup, nr: int) -> int:
         if mm.pte_state[vpn] == PTE_PRESENT:  # try_to_unmap: the PTE takes the entry
             swap_duplicate(folio.swap)
             mm.unmap(vpn, folio.swap)
-        folio.mark_dirty()
+            folio.mark_dirty()  # the page may differ from any copy in swap
+        elif not folio.test(PG_dirty):  # clean swap cache (readahead): swap holds it
+            folio.unlock()
+            written.append((folio, owner))
+            continue
         swap_writeout(ctx, folio)  # unlocks
         written.append((folio, owner))
     swap_write_submit(ctx)
@@ -179,11 +224,14 @@ class AddressSpace:
         self.pte_state = np.zeros(nr_pages, dtype=np.uint8)
         self.pte_entry = np.zeros(nr_pages, dtype=np.int64)  # type << 48 | offset
         self.present: dict[int, Folio] = {}
+        self.swapped: dict[int, int] = {}  # raw entry -> vpn (the rmap of swap entries)
 
     def unmap(self, vpn: int, entry: SwpEntry) -> None:
         self.present.pop(vpn, None)
+        raw = entry.type << 48 | entry.offset
         self.pte_state[vpn] = PTE_SWAP
-        self.pte_entry[vpn] = entry.type << 48 | entry.offset
+        self.pte_entry[vpn] = raw
+        self.swapped[raw] = vpn
 
     def touch(self, vpn: int, write: bool = False, data: bytes | None = None) -> Folio:
         """An access to page ``vpn``: a hit, or a minor/major fault; returns the folio."""
@@ -219,12 +267,19 @@ class AddressSpace:
         folio = swap_cache_get_folio(entry)
         if folio is None:
             vm_events.count("pgmajfault")
-            self.memcg.try_charge()
-            folio = swap_cache_alloc_folio(entry)
-            ctx = SwapIoCtx()
-            swap_read_folio(ctx, folio)
-            swap_read_submit(ctx)  # SWP_SYNCHRONOUS_IO: never wait on our own ctx
-        else:  # still in memory (its write failed): already charged, maybe on the LRU
+            if swp_swap_info(entry).flags & SWP_SYNCHRONOUS_IO:
+                self.memcg.try_charge()
+                folio = swap_cache_alloc_folio(entry)
+                ctx = SwapIoCtx()
+                swap_read_folio(ctx, folio)
+                swap_read_submit(ctx)  # never wait on a folio of our own ctx
+            else:
+                folio = self.swap_cluster_readahead(entry)
+        else:  # still in memory (readahead, or its write failed): charged, on the LRU
+            if folio.test(PG_readahead):
+                folio.clear(PG_readahead)
+                vm_events.count("swap_ra_hit")
+                readahead.hits += 1
             self.memcg.inactive.pop(folio, None)
             self.memcg.active.pop(folio, None)
         folio.lock()
@@ -232,11 +287,40 @@ class AddressSpace:
             folio.unlock()
             self.memcg.uncharge()
             raise OSError(errno.EIO, f"SIGBUS: swap-in of page {vpn} failed")
+        self.swapped.pop(raw, None)
         swap_free(entry)  # the PTE drops its reference
         folio_free_swap(folio)  # no one else needs the slot: free it (and zram's copy)
         folio.unlock()
         self._map(vpn, folio)
         return folio
+
+    def swap_cluster_readahead(self, entry: SwpEntry) -> Folio:
+        """``swap_cluster_readahead``: the aligned window of ``swapin_nr_pages`` slots
+        around the target, read through one ctx; the others get ``PG_readahead``."""
+        si = swp_swap_info(entry)
+        win = readahead.swapin_nr_pages(entry.offset)
+        mask = win - 1
+        start, end = entry.offset & ~mask, (entry.offset | mask) + 1
+        ctx = SwapIoCtx()
+        target = None
+        for off in range(max(start, 1), min(end, si.max)):
+            vpn = self.swapped.get(entry.type << 48 | off)
+            if off != entry.offset and (vpn is None or si.swap_count(off) == 0):
+                continue  # free slot, or another process's page
+            e = SwpEntry(entry.type, off)
+            if swap_cache_get_folio(e) is not None:
+                continue
+            self.memcg.try_charge()
+            folio = swap_cache_alloc_folio(e)
+            if off == entry.offset:
+                target = folio
+            else:
+                folio.set(PG_readahead)
+                vm_events.count("swap_ra")
+                self.memcg.lru_add(folio, (self, vpn))
+            swap_read_folio(ctx, folio)
+        swap_read_submit(ctx)
+        return target
 
     def _map(self, vpn: int, folio: Folio) -> None:
         self.present[vpn] = folio
