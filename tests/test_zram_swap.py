@@ -294,15 +294,20 @@ def inject(fault: str, z, k: int, new: np.ndarray) -> None:
     if fault == "mem_limit":  # every new (random, huge) page costs one more pool page
         z.sysfs["mem_limit"] = str((z.mem_pool.pages_allocated + k) * P)
     elif fault == "zs_malloc":
-        real, calls = z.mem_pool.zs_malloc, [0]
+        # The (k+1)-th zs_malloc of the batch fails; a bulk call reports the handles of
+        # the objects before it in ``allocated``, as the calls one by one would.
+        real, calls = z.mem_pool.zs_malloc_bulk, [0]
 
-        def zs_malloc(size):
-            calls[0] += 1
-            if calls[0] == k + 1:
-                raise OSError(errno.ENOMEM, "injected allocation failure")
-            return real(size)
+        def zs_malloc_bulk(sizes):
+            first = calls[0]
+            calls[0] += len(sizes)
+            if not first <= k < first + len(sizes):
+                return real(sizes)
+            e = OSError(errno.ENOMEM, "injected allocation failure")
+            e.allocated = real(sizes[: k - first]) if k > first else []
+            raise e
 
-        z.mem_pool.zs_malloc = zs_malloc  # an instance attribute hides the method
+        z.mem_pool.zs_malloc_bulk = zs_malloc_bulk  # an instance attribute hides the method
     else:
         new[k, : len(MARK)] = np.frombuffer(MARK, dtype=np.uint8)
         z.comps[0].backend = FaultyCodec(z.comps[0].backend, fault.split("_")[1])
@@ -312,7 +317,7 @@ def clear_fault(fault: str, z) -> None:
     if fault == "mem_limit":
         z.sysfs["mem_limit"] = "0"
     elif fault == "zs_malloc":
-        del z.mem_pool.zs_malloc
+        del z.mem_pool.zs_malloc_bulk
     else:
         z.comps[0].backend = z.comps[0].backend.real
 

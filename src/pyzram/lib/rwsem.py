@@ -12,28 +12,35 @@ import threading
 
 
 class RWSemaphore:
+    """``struct rw_semaphore``: shared ``down_read``, exclusive ``down_write``.
+
+    The uncontended paths take only the internal mutex (a C lock); the
+    condition variable is touched only when someone must wait or be woken.
+    """
+
     def __init__(self) -> None:
-        self._cv = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
-        self._read_guard = _Guard(self.down_read, self.up_read)
-        self._write_guard = _Guard(self.down_write, self.up_write)
+        self._read_guard = _ReadGuard(self)
+        self._write_guard = _WriteGuard(self)
 
     def down_read(self) -> None:
-        with self._cv:
+        with self._lock:
             while self._writer or self._writers_waiting:
                 self._cv.wait()
             self._readers += 1
 
     def up_read(self) -> None:
-        with self._cv:
+        with self._lock:
             self._readers -= 1
-            if self._readers == 0:
+            if self._readers == 0 and self._writers_waiting:
                 self._cv.notify_all()
 
     def down_write(self) -> None:
-        with self._cv:
+        with self._lock:
             self._writers_waiting += 1
             while self._writer or self._readers:
                 self._cv.wait()
@@ -41,29 +48,44 @@ class RWSemaphore:
             self._writer = True
 
     def up_write(self) -> None:
-        with self._cv:
+        with self._lock:
             self._writer = False
             self._cv.notify_all()
 
-    def read(self) -> _Guard:
+    def read(self) -> _ReadGuard:
         """``guard(rwsem_read)``: ``with sem.read(): ...``."""
         return self._read_guard
 
-    def write(self) -> _Guard:
+    def write(self) -> _WriteGuard:
         """``guard(rwsem_write)``: ``with sem.write(): ...``."""
         return self._write_guard
 
 
-class _Guard:
-    """A reusable context manager calling one down/up pair (no generator per use)."""
+class _ReadGuard:
+    """A reusable ``with`` for ``down_read``/``up_read`` (no generator per use)."""
 
-    __slots__ = ("_down", "_up")
+    __slots__ = ("_sem",)
 
-    def __init__(self, down, up) -> None:
-        self._down, self._up = down, up
+    def __init__(self, sem: RWSemaphore) -> None:
+        self._sem = sem
 
     def __enter__(self) -> None:
-        self._down()
+        self._sem.down_read()
 
     def __exit__(self, *exc: object) -> None:
-        self._up()
+        self._sem.up_read()
+
+
+class _WriteGuard:
+    """A reusable ``with`` for ``down_write``/``up_write``."""
+
+    __slots__ = ("_sem",)
+
+    def __init__(self, sem: RWSemaphore) -> None:
+        self._sem = sem
+
+    def __enter__(self) -> None:
+        self._sem.down_write()
+
+    def __exit__(self, *exc: object) -> None:
+        self._sem.up_write()

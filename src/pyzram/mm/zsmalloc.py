@@ -25,9 +25,17 @@ All of this decides ``pages_allocated`` (zram's ``mem_used_total``), so it is
 modelled exactly; the objects' bytes are really stored, at their real
 offsets, so every page reads back.
 
+Storage: every zspage's pages are contiguous bytes of one *arena*, an
+anonymous mapping reserved when the pool is created (untouched pages cost
+nothing), and the handle table maps a handle to the arena offset of its
+object's data.  A batch of objects is then one buffer and an array of
+offsets, which a codec decodes in one C call (``obj_addrs``), and a batch of
+allocations is placed class by class (``zs_malloc_bulk``).
+
 What is simplified (see docs/architecture.md): handles are small integers
-from our own handle table rather than slab addresses; a zspage's pages are
-one ``bytearray``; the class lock is held across zspage allocation (the
+indexing our handle table rather than slab addresses; a zspage's pages are
+contiguous (the kernel chains separate pages and copies objects that
+straddle two of them); the class lock is held across zspage allocation (the
 kernel drops it, so concurrent writers there can create extra zspages);
 page migration and deferred zspage freeing are not modelled; the memory
 shrinker (which compacts behind the user's back) is not run.
@@ -36,9 +44,12 @@ shrinker (which compacts behind the user's back) is not run.
 from __future__ import annotations
 
 import errno
+import mmap
 import threading
 from array import array
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from pyzram.lib.rwsem import RWSemaphore
 
@@ -61,6 +72,11 @@ ZS_INUSE_RATIO_100 = 11
 NR_FULLNESS_GROUPS = 12
 
 _FIND_ORDER = tuple(range(ZS_INUSE_RATIO_99, ZS_INUSE_RATIO_0 - 1, -1))
+
+#: MAP_NORESERVE (linux/mman.h; not exported by Python's mmap module).
+_MAP_NORESERVE = 0x4000
+
+_ZEROS = array("i", [0] * 16)
 
 CHAIN_SIZE_MIN = 4
 CHAIN_SIZE_MAX = 16
@@ -116,18 +132,20 @@ class Zspage:
     ``freeobj`` is the free-object stack (top = end of the list, initially
     object 0); ``handles[i]`` is the handle stored in object ``i`` (0 = free),
     the model of the handle word the kernel keeps at the start of the object.
+    The pages are ``pages_per_zspage * 4096`` contiguous bytes of the pool's
+    arena from ``base``.
     """
 
-    __slots__ = ("id", "cls", "inuse", "fullness", "freeobj", "handles", "mem")
+    __slots__ = ("id", "cls", "inuse", "fullness", "freeobj", "handles", "base")
 
-    def __init__(self, zid: int, cls: SizeClass) -> None:
+    def __init__(self, zid: int, cls: SizeClass, base: int) -> None:
         self.id = zid
         self.cls = cls
         self.inuse = 0
         self.fullness = ZS_INUSE_RATIO_0
         self.freeobj = list(range(cls.objs_per_zspage - 1, -1, -1))
         self.handles = [0] * cls.objs_per_zspage
-        self.mem = bytearray(cls.pages_per_zspage * PAGE_SIZE)
+        self.base = base
 
 
 def get_fullness_group(cls: SizeClass, inuse: int) -> int:
@@ -143,9 +161,19 @@ class ZsPool:
     """``struct zs_pool``: the size classes, the zspages and the handle table.
 
     ``chain_size`` is ``CONFIG_ZSMALLOC_CHAIN_SIZE`` (4..16, default 8).
+    ``max_bytes`` bounds the arena (virtual memory, reserved but untouched
+    until used): zram passes twice its disksize, far above what its slots
+    can hold.  ``handles_hint`` sizes the handle table (it grows if needed).
     """
 
-    def __init__(self, name: str = "zram", chain_size: int = 8) -> None:
+    def __init__(
+        self,
+        name: str = "zram",
+        chain_size: int = 8,
+        *,
+        max_bytes: int = 1 << 30,
+        handles_hint: int = 1 << 16,
+    ) -> None:
         if not CHAIN_SIZE_MIN <= chain_size <= CHAIN_SIZE_MAX:
             raise ValueError(
                 f"ZSMALLOC_CHAIN_SIZE must be in {CHAIN_SIZE_MIN}..{CHAIN_SIZE_MAX}, "
@@ -162,9 +190,29 @@ class ZsPool:
         self.size_class: list[SizeClass] = [None] * ZS_SIZE_CLASSES  # type: ignore[list-item]
         self.huge_class_size = 0
         self._create_classes()
-        # Handle table: handle -> (zspage id << 16 | obj index); 0 is never a handle.
-        self._loc = array("q", [0])
-        self._free_handles = array("q")
+        #: ``class_of_len[n]``: the physical class of an n-byte object (0 < n <= 4096).
+        self.class_of_len: list[SizeClass] = [self.size_class[0]] + [
+            self.lookup_class(n) for n in range(1, ZS_MAX_ALLOC_SIZE + 1)
+        ]
+        # The arena: every zspage's pages, contiguous per zspage, in one anonymous
+        # mapping reserved up front (MAP_NORESERVE: untouched pages cost nothing), so a
+        # batch of objects is one buffer plus offsets for one codec call.
+        self._arena_size = (max(-(-max_bytes // PAGE_SIZE), CHAIN_SIZE_MAX) + 1) * PAGE_SIZE
+        self._arena = mmap.mmap(
+            -1, self._arena_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
+        )
+        #: The arena as a writable memoryview (codec calls take it as their source).
+        self.arena = memoryview(self._arena)
+        self._arena_top = PAGE_SIZE  # arena offset 0 stays unused: 0 means "no object"
+        self._free_extents: list[list[int]] = [[] for _ in range(CHAIN_SIZE_MAX + 1)]
+        #: ``page->zspage``: the id of the zspage owning each arena page (grows with
+        #: the arena's used part, so metadata stays proportional to the pool).
+        self._page_owner = array("i", [0])
+        # The handle table: handle -> arena offset of the object's data (0: free).
+        # 0 is never a handle.
+        self._obj_addr = np.zeros(max(handles_hint, 16), dtype=np.int64)
+        self._next_handle = 1
+        self._free_handles: list[int] = []
         self._zspages: dict[int, Zspage] = {}
         self._next_zspage_id = 1
 
@@ -234,76 +282,212 @@ class ZsPool:
 
     # -- handles -----------------------------------------------------------
 
-    def _alloc_handle(self) -> int:
-        """``cache_alloc_handle``: the handle table is shared by all classes."""
-        with self._stat_lock:
-            if self._free_handles:
-                return self._free_handles.pop()
-            self._loc.append(0)
-            return len(self._loc) - 1
+    def _alloc_handles(self, m: int) -> list[int] | None:
+        """``cache_alloc_handle`` x m (``_stat_lock`` and ``migrate_lock`` read held).
 
-    def _record_obj(self, handle: int, zspage: Zspage, obj_idx: int) -> None:
-        self._loc[handle] = zspage.id << 16 | obj_idx
+        ``None`` when the handle table must grow first: the caller drops its
+        locks and calls :meth:`_grow_handles`.
+        """
+        free = self._free_handles
+        take = min(m, len(free))
+        hs: list[int] = []
+        if take:
+            hs = free[len(free) - take :]
+            del free[len(free) - take :]
+            hs.reverse()
+        more = m - take
+        if more:
+            nxt = self._next_handle
+            if nxt + more > len(self._obj_addr):
+                hs.reverse()
+                free.extend(hs)
+                return None
+            hs.extend(range(nxt, nxt + more))
+            self._next_handle = nxt + more
+        return hs
+
+    def _grow_handles(self, m: int) -> None:
+        """Double the handle table while no lookup runs (``migrate_lock`` write)."""
+        with self._migrate_lock.write(), self._stat_lock:
+            need = self._next_handle + m
+            if need > len(self._obj_addr):
+                grown = np.zeros(max(need, 2 * len(self._obj_addr)), dtype=np.int64)
+                grown[: len(self._obj_addr)] = self._obj_addr
+                self._obj_addr = grown
 
     def _handle_to_obj(self, handle: int) -> tuple[Zspage, int]:
-        try:
-            loc = self._loc[handle] if handle > 0 else 0
-        except IndexError:
-            loc = 0
-        if not loc:
+        """``handle_to_obj`` + ``obj_to_location``: the zspage and the object index."""
+        addr = int(self._obj_addr[handle]) if 0 < handle < self._next_handle else 0
+        if not addr:
             raise ValueError(f"zsmalloc: invalid handle {handle}")
-        return self._zspages[loc >> 16], loc & 0xFFFF
+        zspage = self._zspages[self._page_owner[addr >> PAGE_SHIFT]]
+        cls = zspage.cls
+        return zspage, (addr - zspage.base - (0 if cls.huge else ZS_HANDLE_SIZE)) // cls.size
+
+    # -- zspages -----------------------------------------------------------
+
+    def _alloc_zspage(self, cls: SizeClass) -> Zspage:
+        """``alloc_zspage``: ``pages_per_zspage`` contiguous arena pages (stat lock held)."""
+        pages = cls.pages_per_zspage
+        extents = self._free_extents[pages]
+        if extents:
+            base = extents.pop()
+        elif self._arena_top + pages * PAGE_SIZE <= self._arena_size:
+            base = self._arena_top
+            self._arena_top = base + pages * PAGE_SIZE
+            self._page_owner.extend(_ZEROS[:pages])
+        else:
+            base = self._split_extent(pages)
+        zspage = Zspage(self._next_zspage_id, cls, base)
+        self._next_zspage_id += 1
+        self._zspages[zspage.id] = zspage
+        first = base >> PAGE_SHIFT
+        owner = self._page_owner
+        for p in range(first, first + pages):
+            owner[p] = zspage.id
+        self.pages_allocated += pages
+        cls.objs_allocated += cls.objs_per_zspage
+        return zspage
+
+    def _split_extent(self, pages: int) -> int:
+        """The arena is used up: carve the pages out of a larger free extent."""
+        for bigger in range(pages + 1, CHAIN_SIZE_MAX + 1):
+            if self._free_extents[bigger]:
+                base = self._free_extents[bigger].pop()
+                self._free_extents[bigger - pages].append(base + pages * PAGE_SIZE)
+                return base
+        raise OSError(errno.ENOMEM, f"zsmalloc: {self.name}: pool arena exhausted")
+
+    def _free_zspage(self, cls: SizeClass, zspage: Zspage) -> None:
+        """``free_zspage``: unlink it and give its pages back (class lock held)."""
+        self._remove_zspage(cls, zspage)
+        cls.objs_allocated -= cls.objs_per_zspage
+        with self._stat_lock:
+            del self._zspages[zspage.id]
+            self._free_extents[cls.pages_per_zspage].append(zspage.base)
+            self.pages_allocated -= cls.pages_per_zspage
 
     # -- allocation --------------------------------------------------------
-
-    @staticmethod
-    def _obj_malloc(zspage: Zspage, handle: int) -> int:
-        obj_idx = zspage.freeobj.pop()
-        zspage.handles[obj_idx] = handle
-        zspage.inuse += 1
-        return obj_idx
-
-    @staticmethod
-    def _obj_free(zspage: Zspage, obj_idx: int) -> None:
-        zspage.handles[obj_idx] = 0
-        zspage.freeobj.append(obj_idx)
-        zspage.inuse -= 1
 
     def zs_malloc(self, size: int) -> int:
         """``zs_malloc``: allocate a ``size``-byte object and return its handle.
 
         ``OSError(EINVAL)`` for 0 bytes, ``OSError(ENOSPC)`` above PAGE_SIZE.
         """
-        if size <= 0:
-            raise OSError(errno.EINVAL, "zs_malloc: zero-sized object")
-        if size > ZS_MAX_ALLOC_SIZE:
-            raise OSError(errno.ENOSPC, f"zs_malloc: {size} bytes exceeds {ZS_MAX_ALLOC_SIZE}")
-        cls = self.lookup_class(size)
-        with cls.lock:
-            handle = self._alloc_handle()
+        return self.zs_malloc_bulk([size])[0]
+
+    def zs_malloc_bulk(self, sizes: list[int]) -> list[int]:
+        """``zs_malloc`` of each size in turn, as one batch: returns the handles.
+
+        Placement is exactly that of the calls one by one.  Classes are
+        independent, and inside a class consecutive allocations fill the
+        head zspage of the fullest non-full group until it is full (an
+        allocation only raises its zspage's group, and a zspage that changes
+        group goes to the head of the new one), so a class's run of ``m``
+        objects is popped ``min(m, free)`` at a time off that zspage's LIFO
+        stack: the cost is per class and zspage, not per object.  An invalid
+        size fails the whole call before anything is allocated.
+        """
+        for size in sizes:
+            if not 0 < size <= ZS_MAX_ALLOC_SIZE:
+                e = OSError(errno.EINVAL, "zs_malloc: zero-sized object")
+                if size > 0:
+                    e = OSError(errno.ENOSPC, f"zs_malloc: {size} bytes > {ZS_MAX_ALLOC_SIZE}")
+                e.allocated = []  # type: ignore[attr-defined]
+                raise e
+        if len(sizes) == 1 or (
+            self._arena_top + len(sizes) * CHAIN_SIZE_MAX * PAGE_SIZE <= self._arena_size
+        ):
+            return self._malloc_run(sizes)
+        hs: list[int] = []  # near the end of the arena: one by one, to fail exactly
+        for size in sizes:
+            try:
+                hs += self._malloc_run([size])
+            except OSError as e:
+                e.allocated = hs  # type: ignore[attr-defined]
+                raise
+        return hs
+
+    def _malloc_run(self, sizes: list[int]) -> list[int]:
+        m = len(sizes)
+        class_of_len = self.class_of_len
+        by_class: dict[SizeClass, list[int]] = {}
+        for k, size in enumerate(sizes):
+            cls = class_of_len[size]
+            ks = by_class.get(cls)
+            if ks is None:
+                by_class[cls] = [k]
+            else:
+                ks.append(k)
+        migrate = self._migrate_lock
+        while True:
+            migrate.down_read()
+            with self._stat_lock:
+                hs = self._alloc_handles(m)
+            if hs is not None:
+                break
+            migrate.up_read()
+            self._grow_handles(m)
+        try:
+            addrs = [0] * m
+            for cls, ks in by_class.items():
+                with cls.lock:
+                    self._alloc_in_class(cls, ks, hs, addrs)
+            if m == 1:
+                self._obj_addr[hs[0]] = addrs[0]
+            else:
+                self._obj_addr[hs] = addrs
+        except OSError as e:  # only a single allocation can fail (arena exhausted)
+            with self._stat_lock:
+                self._free_handles.extend(hs)
+            e.allocated = []  # type: ignore[attr-defined]
+            raise
+        finally:
+            migrate.up_read()
+        return hs
+
+    def _alloc_in_class(
+        self, cls: SizeClass, ks: list[int], hs: list[int], addrs: list[int]
+    ) -> None:
+        """Place objects ``ks`` (handles ``hs[k]``) in ``cls``; the class lock is held."""
+        lists = cls.fullness_list
+        size = cls.size
+        hdr = 0 if cls.huge else ZS_HANDLE_SIZE
+        m, i = len(ks), 0
+        while i < m:
             zspage = None
-            lists = cls.fullness_list
             for fg in _FIND_ORDER:  # find_get_zspage: fullest non-full group first
                 lst = lists[fg]
                 if lst:
                     zspage = next(reversed(lst))
                     break
-            if zspage is not None:
-                obj_idx = self._obj_malloc(zspage, handle)
+            new = zspage is None
+            if new:
+                with self._stat_lock:
+                    zspage = self._alloc_zspage(cls)
+            free = zspage.freeobj
+            t = min(m - i, len(free))
+            objs = free[len(free) - t :]
+            del free[len(free) - t :]
+            base = zspage.base + hdr
+            handles = zspage.handles
+            for o in reversed(objs):  # obj_malloc: pop the LIFO stack
+                k = ks[i]
+                handles[o] = hs[k]
+                addrs[k] = base + o * size
+                i += 1
+            zspage.inuse += t
+            if new:
+                self._insert_zspage(cls, zspage, cls.fg_of[zspage.inuse])
+            else:
                 self._fix_fullness_group(cls, zspage)
-            else:  # alloc_zspage
-                with self._stat_lock:
-                    zspage = Zspage(self._next_zspage_id, cls)
-                    self._next_zspage_id += 1
-                    self._zspages[zspage.id] = zspage
-                obj_idx = self._obj_malloc(zspage, handle)
-                self._insert_zspage(cls, zspage, get_fullness_group(cls, zspage.inuse))
-                with self._stat_lock:
-                    self.pages_allocated += cls.pages_per_zspage
-                cls.objs_allocated += cls.objs_per_zspage
-            cls.objs_inuse += 1
-            self._record_obj(handle, zspage, obj_idx)
-        return handle
+        cls.objs_inuse += m
+
+    @staticmethod
+    def _obj_free(zspage: Zspage, obj_idx: int) -> None:
+        zspage.handles[obj_idx] = 0
+        zspage.freeobj.append(obj_idx)
+        zspage.inuse -= 1
 
     def zs_free(self, handle: int) -> None:
         """``zs_free``: free the object; an emptied zspage is released at once.
@@ -328,23 +512,28 @@ class ZsPool:
             if self._fix_fullness_group(cls, zspage) == ZS_INUSE_RATIO_0:
                 self._free_zspage(cls, zspage)
             with self._stat_lock:
-                self._loc[handle] = 0
+                self._obj_addr[handle] = 0
                 self._free_handles.append(handle)
         finally:
             cls.lock.release()
 
-    def _free_zspage(self, cls: SizeClass, zspage: Zspage) -> None:
-        self._remove_zspage(cls, zspage)
-        cls.objs_allocated -= cls.objs_per_zspage
-        with self._stat_lock:
-            del self._zspages[zspage.id]
-            self.pages_allocated -= cls.pages_per_zspage
-
     # -- object access -----------------------------------------------------
 
-    def _obj_offset(self, zspage: Zspage, obj_idx: int) -> int:
-        off = obj_idx * zspage.cls.size
-        return off if zspage.cls.huge else off + ZS_HANDLE_SIZE
+    def migrate_read(self):
+        """``migrate_read_lock`` as a context: no object moves inside it."""
+        return self._migrate_lock.read()
+
+    def obj_addrs(self, handles: np.ndarray) -> np.ndarray:
+        """Arena offsets of the objects' data, ``migrate_read`` held: the
+        ``zs_obj_read_begin`` of a whole batch, for one codec call."""
+        return self._obj_addr[handles]
+
+    def _obj_span(self, handle: int, length: int) -> int:
+        zspage, _ = self._handle_to_obj(handle)
+        cls = zspage.cls
+        if length > cls.size - (0 if cls.huge else ZS_HANDLE_SIZE):
+            raise ValueError(f"{length} bytes do not fit a {cls.size}-byte object")
+        return int(self._obj_addr[handle])
 
     def zs_obj_write(self, handle: int, data: bytes | memoryview) -> None:
         """``zs_obj_write``: copy ``data`` into the object (it must fit its class).
@@ -353,19 +542,15 @@ class ZsPool:
         while it is written.
         """
         with self._migrate_lock.read():
-            zspage, obj_idx = self._handle_to_obj(handle)
-            off = self._obj_offset(zspage, obj_idx)
-            if len(data) > zspage.cls.size - (0 if zspage.cls.huge else ZS_HANDLE_SIZE):
-                raise ValueError(f"{len(data)} bytes do not fit a {zspage.cls.size}-byte object")
-            zspage.mem[off : off + len(data)] = data
+            off = self._obj_span(handle, len(data))
+            self.arena[off : off + len(data)] = data
 
     def zs_obj_read(self, handle: int, length: int) -> bytes:
         """``zs_obj_read_begin`` + copy + ``zs_obj_read_end``: the object's first
         ``length`` bytes, copied under ``migrate_lock`` (read)."""
         with self._migrate_lock.read():
-            zspage, obj_idx = self._handle_to_obj(handle)
-            off = self._obj_offset(zspage, obj_idx)
-            return bytes(zspage.mem[off : off + length])
+            off = self._obj_span(handle, length)
+            return bytes(self.arena[off : off + length])
 
     def zs_get_total_pages(self) -> int:
         """``zs_get_total_pages``: pages held by live zspages (zram's mem_used_total)."""
@@ -397,15 +582,18 @@ class ZsPool:
         """``migrate_zspage``: move src's objects, lowest index first, until dst is full."""
         cls = src.cls
         objs, size = cls.objs_per_zspage, cls.size
+        hdr = 0 if cls.huge else ZS_HANDLE_SIZE
+        arena = self.arena
         for obj_idx in range(objs):
             handle = src.handles[obj_idx]
             if not handle:
                 continue
-            new_idx = self._obj_malloc(dst, handle)
-            dst.mem[new_idx * size : (new_idx + 1) * size] = src.mem[
-                obj_idx * size : (obj_idx + 1) * size
-            ]
-            self._record_obj(handle, dst, new_idx)
+            new_idx = dst.freeobj.pop()
+            dst.handles[new_idx] = handle
+            dst.inuse += 1
+            s0, d0 = src.base + obj_idx * size, dst.base + new_idx * size
+            arena[d0 : d0 + size] = arena[s0 : s0 + size]
+            self._obj_addr[handle] = d0 + hdr
             self._obj_free(src, obj_idx)
             if dst.inuse == objs or src.inuse == 0:
                 break
@@ -472,6 +660,6 @@ class ZsPool:
                 assert z.inuse + len(z.freeobj) == cls.objs_per_zspage
                 for idx, h in enumerate(z.handles):
                     if h:
-                        assert self._loc[h] == z.id << 16 | idx
+                        assert self._handle_to_obj(h) == (z, idx)
             pages += len(listed) * cls.pages_per_zspage
         assert pages == self.pages_allocated

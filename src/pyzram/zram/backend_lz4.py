@@ -46,7 +46,7 @@ class Backend(KernelCodecBackend):
             return super(KernelCodecBackend, self).compress_batch(pages)
         return super().compress_batch(pages)
 
-    def decompress_batch(self, src, offsets, lengths):
+    def decompress_batch(self, src, offsets, lengths, out=None):
         if self._dict:
-            return super(KernelCodecBackend, self).decompress_batch(src, offsets, lengths)
-        return super().decompress_batch(src, offsets, lengths)
+            return super(KernelCodecBackend, self).decompress_batch(src, offsets, lengths, out)
+        return super().decompress_batch(src, offsets, lengths, out)

@@ -63,6 +63,8 @@ FLAG_NAMES = {
 
 _U64 = (1 << 64) - 1
 _UNLOCK = _U64 ^ LOCK
+_LOCK_NP = np.uint64(LOCK)
+_UNLOCK_NP = np.uint64(_UNLOCK)
 
 
 class ZramTable:
@@ -124,6 +126,42 @@ class ZramTable:
                 self._cv.notify_all()
         if self.yield_point is not None:
             self.yield_point("unlock", index)
+
+    def lock_slots(self, slots: np.ndarray) -> None:
+        """``zram_slot_lock`` of every slot of a batch, taken together.
+
+        All or none, in one step under the table mutex: a batch never holds
+        some of its slots while waiting for others, so batches cannot
+        deadlock each other or a single-slot locker.  (The kernel locks a
+        batch's pages one at a time; only how long others wait differs.)
+        """
+        if len(slots) == 1:
+            self.slot_lock(int(slots[0]))
+            return
+        if self.yield_point is not None:
+            for index in slots.tolist():
+                self.yield_point("lock", index)
+        f = self.flags_np
+        with self._mutex:
+            while (f[slots] & _LOCK_NP).any():
+                self._waiters += 1
+                self._cv.wait()
+                self._waiters -= 1
+            f[slots] |= _LOCK_NP
+
+    def unlock_slots(self, slots: np.ndarray) -> None:
+        """``zram_slot_unlock`` of every slot of a batch."""
+        if len(slots) == 1:
+            self.slot_unlock(int(slots[0]))
+            return
+        f = self.flags_np
+        with self._mutex:
+            f[slots] &= _UNLOCK_NP
+            if self._waiters:
+                self._cv.notify_all()
+        if self.yield_point is not None:
+            for index in slots.tolist():
+                self.yield_point("unlock", index)
 
     # -- accessors (zram_get_obj_size, zram_test_flag, ...) -------------------
 

@@ -84,14 +84,16 @@ class ZcompBackend:
         return dst, sizes
 
     def decompress_batch(
-        self, src: bytes, offsets: np.ndarray, lengths: np.ndarray
+        self, src, offsets: np.ndarray, lengths: np.ndarray, out: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Decompress N objects of ``src``: returns (pages N x 4096, results).
+        """Decompress N objects of ``src`` (any buffer, e.g. the pool's arena) into
+        ``out`` (N x 4096 uint8, allocated if not given): returns (out, results).
 
-        ``results[i]`` is 0 or a negative errno; failed pages are left zero.
+        ``results[i]`` is 0 or a negative errno; failed pages are zero-filled.
         """
         n = len(offsets)
-        out = np.zeros((n, PAGE_SIZE), dtype=np.uint8)
+        if out is None:
+            out = np.empty((n, PAGE_SIZE), dtype=np.uint8)
         results = np.zeros(n, dtype=np.int32)
         view = memoryview(src)
         for i in range(n):
@@ -100,9 +102,11 @@ class ZcompBackend:
                 page = self.decompress(view[o : o + ln])
             except OSError as e:
                 results[i] = -(e.errno or errno.EINVAL)
+                out[i] = 0
                 continue
             if len(page) != PAGE_SIZE:
                 results[i] = -errno.EINVAL
+                out[i] = 0
                 continue
             out[i] = np.frombuffer(page, dtype=np.uint8)
         return out, results
@@ -135,10 +139,11 @@ class KernelCodecBackend(ZcompBackend):
         return dst, sizes
 
     def decompress_batch(
-        self, src: bytes, offsets: np.ndarray, lengths: np.ndarray
+        self, src, offsets: np.ndarray, lengths: np.ndarray, out: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         n = len(offsets)
-        out = np.empty((n, PAGE_SIZE), dtype=np.uint8)
+        if out is None:
+            out = np.empty((n, PAGE_SIZE), dtype=np.uint8)
         results = np.zeros(n, dtype=np.int32)
         if n:
             self._k.decompress_batch(

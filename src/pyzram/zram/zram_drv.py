@@ -53,7 +53,7 @@ from pyzram.block.blkdev import (
 )
 from pyzram.config import ZramConfig
 from pyzram.lib.rwsem import RWSemaphore
-from pyzram.mm.zsmalloc import ZsPool
+from pyzram.mm.zsmalloc import CHAIN_SIZE_MAX, ZsPool
 from pyzram.zram import table as T
 from pyzram.zram.stat import IoStat, MmStat, format_debug_stat
 from pyzram.zram.table import ZramTable
@@ -70,11 +70,19 @@ ZRAM_LOGICAL_BLOCK_SIZE = PAGE_SIZE
 #: BIO_MAX_VECS: the most pages one direct-I/O bio carries.
 BIO_MAX_VECS = 256
 ZRAM_PRIMARY_COMP = 0
-#: Batches up to this many pages skip numpy (its per-call cost exceeds the work).
-SMALL_BATCH = 4
 
 _U64 = (1 << 64) - 1
 _CLEAR_ON_ACCESS = _U64 ^ (T.IDLE | T.PP_SLOT)
+_CLEAR_ON_ACCESS_NP = np.uint64(_CLEAR_ON_ACCESS)
+# Batch classification masks (numpy scalars, built once).
+_KIND_BITS = np.uint64(T.SAME | T.WB | T.HUGE | T.PRIORITY_MASK)
+_SAME = np.uint64(T.SAME)
+_WB = np.uint64(T.WB)
+_SAME_WB = np.uint64(T.SAME | T.WB)
+_HUGE = np.uint64(T.HUGE)
+_SIZE_MASK = np.uint64(T.ZRAM_SIZE_MASK)
+_PRIO_SHIFT = np.uint64(T.ZRAM_COMP_PRIORITY_BIT1)
+_PRIO_MASK = np.uint64(T.ZRAM_COMP_PRIORITY_MASK)
 # zram_free_page keeps only the lock bit (the WARN_ON in the kernel checks this).
 _KEEP_ON_FREE = T.LOCK
 
@@ -227,17 +235,28 @@ class Zram:
         num_pages = disksize >> PAGE_SHIFT
         try:
             self.table = ZramTable(num_pages, self.config.track_entry_actime)
-        except (MemoryError, ValueError):
+            self.mem_pool = ZsPool(
+                self.disk_name,
+                self.config.zsmalloc_chain_size,
+                max_bytes=_arena_bytes(disksize),
+            )
+        except (MemoryError, ValueError, OSError):
+            self.table = None
             raise OSError(errno.ENOMEM, "cannot allocate the slot table") from None
-        self.mem_pool = ZsPool(self.disk_name, self.config.zsmalloc_chain_size)
         # zs_huge_class_size() is read once, when the first pool exists.
         self.huge_class_size = self.mem_pool.huge_class_size
 
     def zram_meta_free(self) -> None:
-        """``zram_meta_free``: free every slot, destroy the pool and the table."""
-        if self.table is not None and self.mem_pool is not None:
-            for index in np.flatnonzero(self.table.allocated_mask()).tolist():
-                self.zram_free_page(index)
+        """``zram_meta_free``: free every slot, destroy the pool and the table.
+
+        Only written-back slots need work one by one (their backing-device
+        blocks); everything else goes with the pool, and the counters are
+        reset by the caller, as ``zram_reset_device`` does.
+        """
+        tbl = self.table
+        if tbl is not None and self.backing_dev is not None:
+            for index in np.flatnonzero(tbl.flags_np & np.uint64(T.WB)).tolist():
+                free_block_bdev(self, tbl.handle[index])
         self.table = None
         self.mem_pool = None
 
@@ -355,24 +374,15 @@ class Zram:
     @staticmethod
     def _classify_and_compress(
         pages: np.ndarray, comp: Zcomp
-    ) -> tuple[list[bool], list[int], list[bytes | memoryview]]:
+    ) -> tuple[np.ndarray, np.ndarray, list[bytes | memoryview]]:
         """Same-filled test and compression of a whole batch.
 
         Returns, per page, whether it is same-filled and its first u64 word
         (the fill value), and the compressed objects of the other pages in
-        order.  Small batches stay in plain Python (``p == p[:8] * 512`` and
-        one codec call per page cost less than numpy's per-call overhead);
-        larger ones are one vectorised test and one batch codec call.
+        order (``b""`` where the codec failed): one vectorised test and one
+        codec call for the batch.
         """
         n = len(pages)
-        if n <= SMALL_BATCH:
-            blobs = [pages[k].tobytes() for k in range(n)]
-            same_l = [b == b[:8] * 512 for b in blobs]
-            elements = [int.from_bytes(b[:8], "little") for b in blobs]
-            objs = [
-                _compress_or_empty(comp, b) for b, s in zip(blobs, same_l, strict=True) if not s
-            ]
-            return same_l, elements, objs
         words = np.ascontiguousarray(pages).view(np.uint64).reshape(n, PAGE_SIZE // 8)
         same = page_same_filled(words)
         todo = np.flatnonzero(~same)
@@ -383,106 +393,139 @@ class Zram:
                 cbuf, csizes = comp.backend.compress_batch(src)
             except OSError:  # find the failing page: per-page calls, failures empty
                 objs = [_compress_or_empty(comp, src[i].data) for i in range(len(src))]
-                return same.tolist(), words[:, 0].tolist(), objs
+                return same, words[:, 0], objs
             cview = memoryview(cbuf)
             stride = 2 * PAGE_SIZE
             objs = [
                 cview[j * stride : j * stride + c] if c > 0 else b""  # c <= 0: codec error
                 for j, c in enumerate(csizes.tolist())
             ]
-        return same.tolist(), words[:, 0].tolist(), objs
+        return same, words[:, 0], objs
 
     def write_pages(self, pages: np.ndarray, index: int | Sequence[int]) -> OSError | None:
         """Store ``pages`` (N x 4096 uint8) in slots ``index..index+N-1`` (or the
         slots listed in ``index``), in order.
 
         The batch form of ``zram_write_page`` + ``zram_accessed``, as
-        ``zram_bio_write`` runs them: same-filled detection and compression
-        are done for the whole batch up front; placement, the mem_limit check
-        and freeing the old content run page by page in slot order, because
-        the pool's state depends on that order.  Stops at the first failing
-        page and returns its error (``ENOMEM`` past mem_limit); the slot
-        keeps its old content.
+        ``zram_bio_write`` and ``zram_swap_submit_write`` run them, with the
+        kernel's result: same-filled detection and compression run over the
+        whole batch, and objects are placed with ``zs_malloc_bulk``, whose
+        placement equals that of per-page calls.  The pool's state depends
+        on the order of allocations and frees, so a page whose slot held
+        something ends a run (its old content is freed after its own
+        allocation and before the next page's), and while ``mem_limit``
+        could be crossed every page is a run of its own, checked as the
+        kernel checks it.  Stops at the first failing page and returns its
+        error (codec failure ``EINVAL``; ``ENOMEM`` past mem_limit or from
+        the pool): the pages before it are stored, it and the rest keep
+        their old content.
         """
         n = len(pages)
         if n == 0:
             return None
         comp = self.comps[ZRAM_PRIMARY_COMP]
-        same_l, elements, objs = self._classify_and_compress(pages, comp)
-        slots = range(index, index + n) if isinstance(index, int) else index
-        pool, tbl = self.mem_pool, self.table
-        flags, handles = tbl.flags, tbl.handle
-        huge_class_size = self.huge_class_size
-        limit = self.limit_pages
-        free_slot, accessed = self._free_slot, self.zram_accessed
-        # Counter deltas, applied once for the batch (also when it stops early).
-        stored = compr = same_pages = huge_pages = huge_since = max_used = 0
+        same, elements, objs = self._classify_and_compress(pages, comp)
+        slots = (
+            np.arange(index, index + n, dtype=np.int64)
+            if isinstance(index, int)
+            else np.asarray(index, dtype=np.int64)
+        )
+        nz = np.flatnonzero(~same)  # nz[j]: the page of object j
+        lens = [len(o) for o in objs]
         err: OSError | None = None
-        j = 0
-        held = -1  # the slot whose lock we hold, released on any exception
+        stop = n
+        if lens and min(lens) <= 0:  # the codec failed: the batch ends before that page
+            stop = int(nz[lens.index(min(lens))])
+            err = OSError(errno.EINVAL, f"{comp.name}: compression failed")
+            if stop == 0:
+                return err
+        hcs = self.huge_class_size
+        sizes = [PAGE_SIZE if c >= hcs else c for c in lens]
+        objflags = np.array([T.HUGE | PAGE_SIZE if c == PAGE_SIZE else c for c in sizes], np.uint64)
+        # jcount[k]: objects of the pages before k.
+        jcount = np.concatenate(([0], np.cumsum(~same))).tolist()
+        pool, tbl = self.mem_pool, self.table
+        work = slots[:stop]
+        new_handle = elements[:stop].copy()
+        new_flags = np.where(same[:stop], np.uint64(T.SAME), np.uint64(0))
+        max_used = 0
+        done = 0  # pages [0, done) are stored
+        freed = [0, 0, 0, 0]
+        tbl.lock_slots(work)
         try:
-            for k, idx in enumerate(slots):
-                if same_l[k]:
-                    tbl.slot_lock(idx)
-                    held = idx
-                    d = free_slot(idx)
-                    flags[idx] |= T.SAME
-                    handles[idx] = elements[k]
-                    same_pages += 1
-                    stored += 1
-                else:
-                    obj = objs[j]
-                    comp_len = len(obj)
-                    j += 1
-                    if comp_len <= 0:
-                        err = OSError(errno.EINVAL, f"{comp.name}: compression failed")
-                        return err
-                    huge = comp_len >= huge_class_size
-                    if huge:
-                        comp_len = PAGE_SIZE
+            old = (tbl.flags_np[work] & np.uint64(T.ZRAM_SIZE_MASK | T.SAME | T.WB)).tolist()
+            limit = self.limit_pages
+            if limit and pool.pages_allocated + jcount[stop] * CHAIN_SIZE_MAX > limit:
+                ends = range(1, stop + 1)  # mem_limit may be crossed: page by page
+            else:
+                ends = [k + 1 for k in range(stop) if old[k]]
+                if not ends or ends[-1] != stop:
+                    ends.append(stop)
+            for end in ends:
+                j0, j1 = jcount[done], jcount[end]
+                if j1 > j0:
                     try:
-                        handle = pool.zs_malloc(comp_len)
+                        hs = pool.zs_malloc_bulk(sizes[j0:j1])
                     except OSError as e:
-                        err = e
-                        return err
+                        hs, err = list(getattr(e, "allocated", ())), e
                     alloced = pool.pages_allocated
-                    if alloced > max_used:  # update_used_max
-                        max_used = alloced
-                    if limit and alloced > limit:
-                        pool.zs_free(handle)
+                    max_used = max(max_used, alloced)  # update_used_max
+                    if limit and alloced > limit and err is None:
+                        pool.zs_free(hs.pop())
                         err = OSError(errno.ENOMEM, "zram: mem_limit reached")
-                        return err
-                    pool.zs_obj_write(handle, pages[k].data if huge else obj)
-                    tbl.slot_lock(idx)
-                    held = idx
-                    d = free_slot(idx)
-                    flags[idx] |= (T.HUGE | comp_len) if huge else comp_len
-                    handles[idx] = handle
-                    compr += comp_len
-                    stored += 1
-                    if huge:
-                        huge_pages += 1
-                        huge_since += 1
-                stored += d[0]
-                compr += d[1]
-                same_pages += d[2]
-                huge_pages += d[3]
-                accessed(idx)
-                held = -1
-                tbl.slot_unlock(idx)
-            return None
+                    j2 = j0 + len(hs)
+                    self._store_objects(pages, objs, sizes, hs, nz[j0:j2].tolist(), j0)
+                    new_handle[nz[j0:j2]] = hs
+                    new_flags[nz[j0:j2]] = objflags[j0:j2]
+                    if j2 < j1:  # the page of object j2 failed
+                        done = int(nz[j2])
+                        break
+                if old[end - 1]:  # free the old content once the new one is in the pool
+                    d = self._free_slot(int(work[end - 1]))
+                    for i in range(4):
+                        freed[i] += d[i]
+                done = end
+            if done:
+                w = work[:done]
+                tbl.handle_np[w] = new_handle[:done]
+                tbl.flags_np[w] = new_flags[:done] | np.uint64(T.LOCK)
+                if tbl.ac_time_np is not None:
+                    tbl.ac_time_np[w] = self.clock()  # zram_accessed
         finally:
-            if held >= 0:
-                tbl.slot_unlock(held)
-            st = self.stats
-            with self._stats_lock:
-                st.pages_stored += stored
-                st.compr_data_size += compr
-                st.same_pages += same_pages
-                st.huge_pages += huge_pages
-                st.huge_pages_since += huge_since
-                if max_used > st.max_used_pages:
-                    st.max_used_pages = max_used
+            tbl.unlock_slots(work)
+            self._account_write(new_flags[:done], freed, max_used)
+        return err
+
+    def _store_objects(self, pages, objs, sizes, hs, rows, j0) -> None:
+        """``zs_obj_write`` of the objects just allocated: object ``j0 + i`` (page
+        ``rows[i]``) goes to handle ``hs[i]``; a huge one is the page itself."""
+        if not hs:
+            return
+        pool = self.mem_pool
+        arena = pool.arena
+        with pool.migrate_read():
+            addrs = pool.obj_addrs(hs).tolist()
+            for i, a in enumerate(addrs):
+                j = j0 + i
+                size = sizes[j]
+                if size == PAGE_SIZE:
+                    arena[a : a + PAGE_SIZE] = pages[rows[i]].data
+                else:
+                    arena[a : a + size] = objs[j]
+
+    def _account_write(self, flags: np.ndarray, freed: list[int], max_used: int) -> None:
+        """Apply a batch's counter deltas once: what it stored and what it freed."""
+        size = flags & np.uint64(T.ZRAM_SIZE_MASK)
+        huge = int(np.count_nonzero(flags & np.uint64(T.HUGE)))
+        st = self.stats
+        with self._stats_lock:
+            st.pages_stored += len(flags) + freed[0]
+            st.compr_data_size += int(size.sum()) + freed[1]
+            st.same_pages += int(np.count_nonzero(flags & np.uint64(T.SAME))) + freed[2]
+            st.huge_pages += huge + freed[3]
+            st.huge_pages_since += huge
+            if max_used > st.max_used_pages:
+                st.max_used_pages = max_used
 
     # -- read -----------------------------------------------------------------
 
@@ -491,85 +534,155 @@ class Zram:
     ) -> tuple[bytearray, OSError | None]:
         """Read slots ``index..index+n-1`` (or the slots listed in ``index``).
 
-        The batch form of ``zram_read_page`` + ``zram_accessed``.  Each slot's
-        content is taken under its lock; decompression of the whole batch is
-        one backend call.  ``ordering`` is where the slot is marked accessed:
+        The batch form of ``zram_read_page`` + ``zram_accessed``: the batch's
+        slots are locked, same-filled pages filled, and every compressed
+        object decoded straight out of the pool's arena in one codec call
+        (per compression priority), under ``migrate_lock``.  ``ordering`` is
+        where the slots are marked accessed:
 
         * ``"legacy"`` (``zram_bio_read``, and the pre-series swap path): in a
           second critical section after the read — the window in which idle
           post-processing can take a slot that was just read;
         * ``"one_section"`` (the seed's ``zram_swap_submit_read``): in the same
-          critical section as the read.  A page that then fails to decompress
-          gets its previous IDLE/PP_SLOT/ac_time back, as if never marked, as
-          do the pages after it (the kernel stops the batch there).
+          critical section as the read and the decompression.
 
-        Returns the bytes and the error of the first failing page; pages
-        from it on are not valid and not marked accessed.
+        Slots written back (ZRAM_WB) are read from the backing device after
+        the section, as the kernel does.  Returns the bytes and the error of
+        the first failing page; pages from it on are not valid and not
+        marked accessed (the kernel stops the batch there).
         """
-        slots = range(index, index + n) if isinstance(index, int) else list(index)
+        slots = (
+            np.arange(index, index + n, dtype=np.int64)
+            if isinstance(index, int)
+            else np.asarray(index if isinstance(index, np.ndarray) else list(index), np.int64)
+        )
         n = len(slots)
         out = bytearray(n * PAGE_SIZE)
-        outb = memoryview(out)
-        tbl, pool = self.table, self.mem_pool
+        arr = np.frombuffer(out, dtype=np.uint8).reshape(n, PAGE_SIZE)
+        tbl = self.table
         one_section = ordering == "one_section"
-        saved: list[tuple[int, int]] = []
-        z_rows: list[int] = []
-        z_objs: list[bytes] = []
-        z_prio: list[int] = []
-        wb_rows: list[tuple[int, int]] = []
-        hook = self.yield_point
-        for k, idx in enumerate(slots):
-            tbl.slot_lock(idx)
-            try:
-                flags = tbl.flags[idx]
-                handle = tbl.handle[idx]
-                if flags & T.WB:
-                    wb_rows.append((k, handle))  # read from the backing device after unlock
-                elif flags & T.SAME:
-                    if handle:
-                        outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = (
-                            handle.to_bytes(8, "little") * 512
-                        )
-                elif not handle:
-                    pass  # never written or freed: reads as zeros
-                elif flags & T.HUGE:
-                    outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = pool.zs_obj_read(handle, PAGE_SIZE)
-                else:
-                    z_rows.append(k)
-                    z_objs.append(pool.zs_obj_read(handle, flags & T.ZRAM_SIZE_MASK))
-                    z_prio.append((flags >> T.ZRAM_COMP_PRIORITY_BIT1) & T.ZRAM_COMP_PRIORITY_MASK)
-                if one_section:
-                    saved.append((flags, tbl.ac_time[idx] if tbl.ac_time is not None else 0))
-                    self.zram_accessed(idx)
-            finally:
-                tbl.slot_unlock(idx)
-            if hook is not None:
-                hook("read_unlocked", idx)
         failed_at = n
-        for k, blk in wb_rows:
-            if read_from_bdev(self, blk, outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE]):
-                failed_at = min(failed_at, k)
-        if z_rows:
-            failed_at = min(failed_at, self._decompress_into(outb, z_rows, z_objs, z_prio, n))
-        if one_section:
-            for k in range(failed_at, n):  # undo the marks the kernel never made
-                idx = slots[k]
-                tbl.slot_lock(idx)
-                keep = T.IDLE | T.PP_SLOT
-                tbl.flags[idx] = (tbl.flags[idx] & ~keep & _U64) | (saved[k][0] & keep)
-                if tbl.ac_time is not None:
-                    tbl.ac_time[idx] = saved[k][1]
-                tbl.slot_unlock(idx)
-        else:
-            for k in range(failed_at):
-                idx = slots[k]
-                tbl.slot_lock(idx)
-                self.zram_accessed(idx)
-                tbl.slot_unlock(idx)
+        wb_rows: list[int] = []
+        saved = None
+        tbl.lock_slots(slots)
+        try:
+            flags = tbl.flags_np[slots]
+            handles = tbl.handle_np[slots]
+            kinds = flags & _KIND_BITS
+            if not np.count_nonzero(kinds):  # the common batch: compressed, primary algorithm
+                if np.count_nonzero(handles) == n:
+                    failed_at = self._decode(arr, None, flags, handles, 0)
+                elif np.count_nonzero(handles):
+                    rows = handles.nonzero()[0]
+                    failed_at = self._decode(arr, rows, flags[rows], handles[rows], 0)
+            else:
+                failed_at = self._read_mixed(arr, flags, kinds, handles)
+                wb_rows = (kinds & _WB).nonzero()[0].tolist()
+            if one_section:
+                if wb_rows:  # backing-device reads come later and may fail: keep the marks
+                    saved = (flags, tbl.ac_time_np[slots] if tbl.ac_time_np is not None else None)
+                self._mark_accessed(slots[:failed_at])
+        finally:
+            tbl.unlock_slots(slots)
+        hook = self.yield_point
+        if hook is not None:
+            for idx in slots.tolist():
+                hook("read_unlocked", idx)
+        if wb_rows:
+            outv = memoryview(out)
+            for k in wb_rows:
+                blk = int(handles[k])
+                if k < failed_at and read_from_bdev(self, blk, outv[k * PAGE_SIZE :][:PAGE_SIZE]):
+                    failed_at = k
+            if saved is not None and failed_at < n:
+                self._unmark_accessed(slots[failed_at:], saved[0][failed_at:], saved[1], failed_at)
+        if not one_section and failed_at:
+            marked = slots[:failed_at]
+            tbl.lock_slots(marked)
+            try:
+                self._mark_accessed(marked)
+            finally:
+                tbl.unlock_slots(marked)
         if failed_at < n:
-            msg = f"zram: decompression failed at slot {slots[failed_at]}"
+            msg = f"zram: decompression failed at slot {int(slots[failed_at])}"
             return out, OSError(errno.EIO, msg)
         return out, None
+
+    def _read_mixed(
+        self, arr: np.ndarray, flags: np.ndarray, kinds: np.ndarray, handles: np.ndarray
+    ) -> int:
+        """A batch with same-filled, huge, written-back or recompressed slots: fill
+        the same-filled pages, copy the huge ones, decode the rest per priority.
+        Returns the first failing row (written-back rows are read later)."""
+        n = len(arr)
+        same = (kinds & _SAME_WB) == _SAME
+        if np.count_nonzero(same):
+            rows = same.nonzero()[0]
+            arr.view(np.uint64)[rows] = handles[rows, None]  # zram_fill_page
+        stored = (handles != 0) & ((kinds & _SAME_WB) == 0)
+        huge = stored & ((kinds & _HUGE) != 0)
+        failed = n
+        if np.count_nonzero(huge):
+            pool = self.mem_pool
+            arena = pool.arena
+            rows = huge.nonzero()[0]
+            with pool.migrate_read():
+                addrs = pool.obj_addrs(handles[rows]).tolist()
+                for k, a in zip(rows.tolist(), addrs, strict=True):
+                    arr[k] = np.frombuffer(arena, dtype=np.uint8, count=PAGE_SIZE, offset=a)
+        comp = stored & ~huge
+        if np.count_nonzero(comp):
+            prios = (kinds >> _PRIO_SHIFT) & _PRIO_MASK
+            for prio in np.unique(prios[comp]).tolist():
+                rows = (comp & (prios == prio)).nonzero()[0]
+                failed = min(failed, self._decode(arr, rows, flags[rows], handles[rows], prio))
+        return failed
+
+    def _decode(
+        self, arr: np.ndarray, rows: np.ndarray | None, flags: np.ndarray, handles, prio: int
+    ) -> int:
+        """``zram_read_from_zspool`` for compressed objects of one priority (slot
+        locks held): one backend call decodes them out of the arena, into
+        ``arr`` directly when they are the whole batch (``rows`` None).
+        Returns the first failing row, or ``len(arr)``."""
+        pool = self.mem_pool
+        backend = self.comps[prio].backend
+        lengths = (flags & _SIZE_MASK).astype(np.int32)
+        with pool.migrate_read():
+            addrs = pool.obj_addrs(handles)
+            if rows is None:
+                _, res = backend.decompress_batch(pool.arena, addrs, lengths, arr)
+            else:
+                pages, res = backend.decompress_batch(pool.arena, addrs, lengths)
+                arr[rows] = pages
+        if not np.count_nonzero(res):
+            return len(arr)
+        first = int(res.nonzero()[0][0])
+        return first if rows is None else int(rows[first])
+
+    def _mark_accessed(self, slots: np.ndarray) -> None:
+        """``zram_accessed`` of a batch (slot locks held): clear IDLE and PP_SLOT,
+        stamp the access time."""
+        if not len(slots):
+            return
+        tbl = self.table
+        tbl.flags_np[slots] &= _CLEAR_ON_ACCESS_NP
+        if tbl.ac_time_np is not None:
+            tbl.ac_time_np[slots] = self.clock()
+
+    def _unmark_accessed(self, slots, old_flags, old_actime, first) -> None:
+        """Give slots whose read failed their IDLE/PP_SLOT bits and access time back:
+        the kernel, stopping the batch there, never marked them."""
+        tbl = self.table
+        keep = np.uint64(T.IDLE | T.PP_SLOT)
+        tbl.lock_slots(slots)
+        try:
+            cur = tbl.flags_np[slots]
+            tbl.flags_np[slots] = (cur & ~keep) | (old_flags & keep) | np.uint64(T.LOCK)
+            if old_actime is not None:
+                tbl.ac_time_np[slots] = old_actime[first:]
+        finally:
+            tbl.unlock_slots(slots)
 
     def read_from_zspool(self, index: int) -> tuple[bytes, OSError | None]:
         """``read_from_zspool`` (slot lock held): the page of a slot not written back."""
@@ -588,46 +701,6 @@ class Zram:
         if len(page) != PAGE_SIZE:
             return b"", OSError(errno.EINVAL, "short decompression")
         return page, None
-
-    def _decompress_into(
-        self, outb: memoryview, rows: list[int], objs: list[bytes], prios: list[int], n: int
-    ) -> int:
-        """Decompress ``objs`` into their ``rows`` of ``outb``; the first failing row, or n.
-
-        Objects are grouped by the priority of the algorithm that compressed
-        them (recompressed slots use a secondary one); each group is one
-        backend batch call.
-        """
-        failed = n
-        for prio in sorted(set(prios)):
-            sel = [i for i, p in enumerate(prios) if p == prio] if len(set(prios)) > 1 else None
-            g_rows = rows if sel is None else [rows[i] for i in sel]
-            g_objs = objs if sel is None else [objs[i] for i in sel]
-            failed = min(failed, self._decompress_group(outb, g_rows, g_objs, prio, n))
-        return failed
-
-    def _decompress_group(
-        self, outb: memoryview, rows: list[int], objs: list[bytes], prio: int, n: int
-    ) -> int:
-        backend = self.comps[prio].backend
-        if len(objs) <= SMALL_BATCH:
-            for k, obj in zip(rows, objs, strict=True):
-                try:
-                    page = backend.decompress(obj)
-                except OSError:
-                    return k
-                if len(page) != PAGE_SIZE:
-                    return k
-                outb[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = page
-            return n
-        lengths = np.fromiter((len(o) for o in objs), dtype=np.int32, count=len(objs))
-        offsets = np.zeros(len(objs), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=offsets[1:])
-        pages, results = backend.decompress_batch(b"".join(objs), offsets, lengths)
-        bad = np.flatnonzero(results)
-        ok = len(rows) if not bad.size else int(bad[0])
-        np.frombuffer(outb, dtype=np.uint8).reshape(n, PAGE_SIZE)[rows[:ok]] = pages[:ok]
-        return n if not bad.size else rows[ok]
 
     def zram_read_page(self, index: int) -> bytes:
         """``zram_read_page`` of one slot; ``OSError(EIO)`` if it cannot be decompressed."""
@@ -910,6 +983,18 @@ zram_devops = BlockDeviceOperations(
     open=zram_open,
     swap_slot_free_notify=zram_bdev_slot_free_notify,
 )
+
+
+def _arena_bytes(disksize: int) -> int:
+    """Address space to reserve for a pool serving ``disksize``: four times the
+    device (objects, zspage tails, free extents), at most eight times RAM."""
+    try:
+        import os
+
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        ram = 1 << 36
+    return min(4 * disksize + (64 << 20), 8 * ram)
 
 
 def _max_table_entries() -> int:
