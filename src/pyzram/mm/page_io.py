@@ -199,9 +199,16 @@ def _hand_over(ctx: SwapIoCtx, counter: str, rw: int) -> None:
 # -- swap-out --------------------------------------------------------------------------
 
 
+_ZERO_PAGE = bytes(PAGE_SIZE)
+
+
 def is_folio_zero_filled(folio: Folio) -> bool:
-    """``is_folio_zero_filled``."""
-    return folio.data.count(0) == folio.size
+    """``is_folio_zero_filled``: a memcmp against the zero page, page by page."""
+    data = folio.data
+    if folio.size == PAGE_SIZE:
+        return data == _ZERO_PAGE
+    view = memoryview(data)
+    return all(view[i : i + PAGE_SIZE] == _ZERO_PAGE for i in range(0, folio.size, PAGE_SIZE))
 
 
 def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:

@@ -61,6 +61,9 @@ def _zram_of(ctx_or_si) -> Zram:
 
 
 def _batch_slots(folios: list[Folio]) -> list[int]:
+    """The zram slot of every page of the batch: ``swp_offset(folio->swap) + j``."""
+    if all(f.order == 0 for f in folios):
+        return [f.swap.offset for f in folios]
     slots: list[int] = []
     for folio in folios:
         base = folio.swap.offset
@@ -97,9 +100,9 @@ def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
             with zram._stats_lock:
                 zram.stats.failed_reads += 1
     if err is None:
-        pos = 0
+        view, pos = memoryview(data), 0
         for folio in folios:
-            folio.data[:] = data[pos : pos + folio.size]
+            folio.data[:] = view[pos : pos + folio.size]
             pos += folio.size
     swap_read_end(sio, err is not None)
 

@@ -374,33 +374,32 @@ class Zram:
     @staticmethod
     def _classify_and_compress(
         pages: np.ndarray, comp: Zcomp
-    ) -> tuple[np.ndarray, np.ndarray, list[bytes | memoryview]]:
+    ) -> tuple[np.ndarray, np.ndarray, list[bytes | memoryview], list[int]]:
         """Same-filled test and compression of a whole batch.
 
         Returns, per page, whether it is same-filled and its first u64 word
-        (the fill value), and the compressed objects of the other pages in
-        order (``b""`` where the codec failed): one vectorised test and one
-        codec call for the batch.
+        (the fill value); and for the other pages, in order, the compressed
+        objects and their lengths (0 or less where the codec failed): one
+        vectorised test and one codec call for the batch.
         """
         n = len(pages)
         words = np.ascontiguousarray(pages).view(np.uint64).reshape(n, PAGE_SIZE // 8)
         same = page_same_filled(words)
         todo = np.flatnonzero(~same)
         objs: list[bytes | memoryview] = []
+        lens: list[int] = []
         if todo.size:
             src = pages[todo] if todo.size < n else pages
             try:
                 cbuf, csizes = comp.backend.compress_batch(src)
             except OSError:  # find the failing page: per-page calls, failures empty
                 objs = [_compress_or_empty(comp, src[i].data) for i in range(len(src))]
-                return same, words[:, 0], objs
+                return same, words[:, 0], objs, [len(o) for o in objs]
             cview = memoryview(cbuf)
             stride = 2 * PAGE_SIZE
-            objs = [
-                cview[j * stride : j * stride + c] if c > 0 else b""  # c <= 0: codec error
-                for j, c in enumerate(csizes.tolist())
-            ]
-        return same, words[:, 0], objs
+            lens = csizes.tolist()
+            objs = [cview[j * stride : j * stride + c] for j, c in enumerate(lens)]
+        return same, words[:, 0], objs, lens
 
     def write_pages(self, pages: np.ndarray, index: int | Sequence[int]) -> OSError | None:
         """Store ``pages`` (N x 4096 uint8) in slots ``index..index+N-1`` (or the
@@ -424,18 +423,18 @@ class Zram:
         if n == 0:
             return None
         comp = self.comps[ZRAM_PRIMARY_COMP]
-        same, elements, objs = self._classify_and_compress(pages, comp)
+        same, elements, objs, lens = self._classify_and_compress(pages, comp)
         slots = (
             np.arange(index, index + n, dtype=np.int64)
             if isinstance(index, int)
             else np.asarray(index, dtype=np.int64)
         )
-        nz = np.flatnonzero(~same)  # nz[j]: the page of object j
-        lens = [len(o) for o in objs]
+        nz = (~same).nonzero()[0]  # nz[j]: the page of object j
         err: OSError | None = None
         stop = n
         if lens and min(lens) <= 0:  # the codec failed: the batch ends before that page
-            stop = int(nz[lens.index(min(lens))])
+            first = next(j for j, c in enumerate(lens) if c <= 0)
+            stop, lens = int(nz[first]), lens[:first]
             err = OSError(errno.EINVAL, f"{comp.name}: compression failed")
             if stop == 0:
                 return err
@@ -493,7 +492,8 @@ class Zram:
                     tbl.ac_time_np[w] = self.clock()  # zram_accessed
         finally:
             tbl.unlock_slots(work)
-            self._account_write(new_flags[:done], freed, max_used)
+            j = jcount[done]
+            self._account_write(done, done - j, sizes[:j], freed, max_used)
         return err
 
     def _store_objects(self, pages, objs, sizes, hs, rows, j0) -> None:
@@ -513,15 +513,16 @@ class Zram:
                 else:
                     arena[a : a + size] = objs[j]
 
-    def _account_write(self, flags: np.ndarray, freed: list[int], max_used: int) -> None:
+    def _account_write(
+        self, stored: int, same: int, sizes: list[int], freed: list[int], max_used: int
+    ) -> None:
         """Apply a batch's counter deltas once: what it stored and what it freed."""
-        size = flags & np.uint64(T.ZRAM_SIZE_MASK)
-        huge = int(np.count_nonzero(flags & np.uint64(T.HUGE)))
+        huge = sizes.count(PAGE_SIZE)
         st = self.stats
         with self._stats_lock:
-            st.pages_stored += len(flags) + freed[0]
-            st.compr_data_size += int(size.sum()) + freed[1]
-            st.same_pages += int(np.count_nonzero(flags & np.uint64(T.SAME))) + freed[2]
+            st.pages_stored += stored + freed[0]
+            st.compr_data_size += sum(sizes) + freed[1]
+            st.same_pages += same + freed[2]
             st.huge_pages += huge + freed[3]
             st.huge_pages_since += huge
             if max_used > st.max_used_pages:
@@ -551,6 +552,10 @@ class Zram:
         the first failing page; pages from it on are not valid and not
         marked accessed (the kernel stops the batch there).
         """
+        if n == 1 or (not isinstance(index, int) and len(index) == 1):
+            one = self._read_one(index if n == 1 else int(index[0]), ordering)
+            if one is not None:
+                return one
         slots = (
             np.arange(index, index + n, dtype=np.int64)
             if isinstance(index, int)
@@ -607,6 +612,32 @@ class Zram:
             msg = f"zram: decompression failed at slot {int(slots[failed_at])}"
             return out, OSError(errno.EIO, msg)
         return out, None
+
+    def _read_one(self, index: int, ordering: str) -> tuple[bytearray, OSError | None] | None:
+        """A batch of one slot (the SWP_SYNCHRONOUS_IO fault, a 4 KiB pread): the
+        same steps in plain Python, which for one page costs less than numpy's
+        per-call overhead.  ``None`` for a written-back slot (the batch path
+        reads it from the backing device)."""
+        tbl = self.table
+        tbl.slot_lock(index)
+        try:
+            if tbl.flags[index] & T.WB:
+                return None
+            page, err = self.read_from_zspool(index)
+            if err is None and ordering == "one_section":
+                self.zram_accessed(index)
+        finally:
+            tbl.slot_unlock(index)
+        if self.yield_point is not None:
+            self.yield_point("read_unlocked", index)
+        if err is not None:
+            msg = f"zram: decompression failed at slot {index}"
+            return bytearray(PAGE_SIZE), OSError(errno.EIO, msg)
+        if ordering != "one_section":
+            tbl.slot_lock(index)
+            self.zram_accessed(index)
+            tbl.slot_unlock(index)
+        return bytearray(page), None
 
     def _read_mixed(
         self, arr: np.ndarray, flags: np.ndarray, kinds: np.ndarray, handles: np.ndarray
