@@ -63,8 +63,6 @@ FLAG_NAMES = {
 
 _U64 = (1 << 64) - 1
 _UNLOCK = _U64 ^ LOCK
-_LOCK_NP = np.uint64(LOCK)
-_UNLOCK_NP = np.uint64(_UNLOCK)
 
 
 class ZramTable:
@@ -134,33 +132,33 @@ class ZramTable:
         some of its slots while waiting for others, so batches cannot
         deadlock each other or a single-slot locker.  (The kernel locks a
         batch's pages one at a time; only how long others wait differs.)
+        The bits are tested and set in plain Python: numpy may drop the GIL
+        inside the mutex, and a second thread would then queue on it.
         """
-        if len(slots) == 1:
-            self.slot_lock(int(slots[0]))
-            return
+        idx = slots.tolist()
         if self.yield_point is not None:
-            for index in slots.tolist():
+            for index in idx:
                 self.yield_point("lock", index)
-        f = self.flags_np
+        flags = self.flags
         with self._mutex:
-            while (f[slots] & _LOCK_NP).any():
+            while any(flags[i] & LOCK for i in idx):
                 self._waiters += 1
                 self._cv.wait()
                 self._waiters -= 1
-            f[slots] |= _LOCK_NP
+            for i in idx:
+                flags[i] |= LOCK
 
     def unlock_slots(self, slots: np.ndarray) -> None:
         """``zram_slot_unlock`` of every slot of a batch."""
-        if len(slots) == 1:
-            self.slot_unlock(int(slots[0]))
-            return
-        f = self.flags_np
+        idx = slots.tolist()
+        flags = self.flags
         with self._mutex:
-            f[slots] &= _UNLOCK_NP
+            for i in idx:
+                flags[i] &= _UNLOCK
             if self._waiters:
                 self._cv.notify_all()
         if self.yield_point is not None:
-            for index in slots.tolist():
+            for index in idx:
                 self.yield_point("unlock", index)
 
     # -- accessors (zram_get_obj_size, zram_test_flag, ...) -------------------
