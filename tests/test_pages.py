@@ -13,11 +13,13 @@ import pytest
 
 from pyzram.workload import pages as P
 from pyzram.workload.pages import (
+    MIX_KINDS,
     PAGE_SIZE,
     SYNTHETIC_KINDS,
     anonymous_mappings,
     default_corpus,
     file_pages,
+    parse_mix,
     read_page_file,
     snapshot_process,
     spawn_workload,
@@ -172,6 +174,69 @@ def test_default_corpus():
     assert np.array_equal(a, default_corpus(512))
     same = same_filled(a)
     assert 0.15 < same.mean() < 0.35
+
+
+# -- configurable mixes ------------------------------------------------------------------
+
+
+def test_parse_mix():
+    text = "zero=0.1, same=0.05,text=0.3,random=0.1,binary=0.45"
+    assert parse_mix(text) == {
+        "zero": 0.1,
+        "same": 0.05,
+        "text": 0.3,
+        "random": 0.1,
+        "binary": 0.45,
+    }
+    assert parse_mix("near_huge=1") == {"near_huge": 1.0}
+    assert set(MIX_KINDS) == {*SYNTHETIC_KINDS, "near_same", "binary"}
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("", "empty page mix"),
+        ("zero", "want KIND=SHARE"),
+        ("=0.5,text=0.5", "want KIND=SHARE"),
+        ("zeros=1", "unknown page kind 'zeros'"),
+        ("zero=0.5,zero=0.5", "named twice"),
+        ("zero=x,text=1", "number from 0 to 1"),
+        ("zero=-0.5,text=1.5", "number from 0 to 1"),
+        ("zero=0.5,text=0.4", "add up to 0.9, not 1"),
+    ],
+)
+def test_parse_mix_errors(text, needle):
+    with pytest.raises(ValueError, match=needle):
+        parse_mix(text)
+
+
+def test_synthetic_custom_mix_counts_and_determinism():
+    mix = parse_mix("zero=0.1,same=0.05,text=0.3,random=0.1,binary=0.45")
+    pages, kinds = synthetic_mix_with_kinds(1001, seed=3, mix=mix)
+    counts = {k: int((kinds == k).sum()) for k in np.unique(kinds)}
+    # floor(n * share), the one page left over to the largest fractional part (binary .45)
+    assert counts == {"zero": 100, "same": 50, "text": 300, "random": 100, "binary": 451}
+    assert np.array_equal(pages, synthetic_mix(1001, seed=3, mix=mix))
+    assert not np.array_equal(pages, synthetic_mix(1001, seed=4, mix=mix))
+    assert np.array_equal(np.flatnonzero(~pages.any(axis=1)), np.flatnonzero(kinds == "zero"))
+    assert not same_filled(pages[kinds == "random"]).any()
+    # no mix is the default mix, unchanged
+    assert np.array_equal(synthetic_mix(300), synthetic_mix(300, mix=None))
+    with pytest.raises(ValueError, match="add up to 1"):
+        synthetic_mix(10, mix={"zero": 0.5})
+
+
+def test_binary_pages_are_pages_of_real_binaries():
+    pages, kinds = synthetic_mix_with_kinds(40, seed=1, mix={"binary": 1.0})
+    assert (kinds == "binary").all()
+    blob = P._binary_blob()
+    whole = blob[: len(blob) // PAGE_SIZE * PAGE_SIZE].reshape(-1, PAGE_SIZE)
+    index = {whole[i].tobytes(): i for i in range(len(whole))}
+    assert all(p.tobytes() in index for p in pages)
+    assert blob[:4].tobytes() == b"\x7fELF"  # the interpreter's executable comes first
+    lz4 = pytest.importorskip("lz4.block")
+    sizes = [len(lz4.compress(p.tobytes(), store_size=False)) for p in pages]
+    assert 100 < np.median(sizes) < 4000  # compressible, unlike random bytes
 
 
 # -- live processes ----------------------------------------------------------------------

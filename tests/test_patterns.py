@@ -20,6 +20,7 @@ from pyzram.workload.patterns import (
     read_trace,
     sequential,
     uniform_random,
+    write_sources,
     write_trace,
     zipfian,
 )
@@ -561,3 +562,21 @@ def test_make_pattern_trace_errors(tmp_path):
     assert ei.value.errno == errno.EINVAL and ":2:" in ei.value.strerror
     with pytest.raises(ValueError, match="no parameters"):
         make_pattern(f"trace:{bad}", 10, 10, s=1.0)
+
+
+# -- write sources -------------------------------------------------------------------------
+
+
+def test_write_sources():
+    a = make_pattern("zipf", 500, 4000, seed=3, write_ratio=0.3)
+    src = write_sources(a, 500, seed=3)
+    assert src.dtype == np.int64 and len(src) == len(a)
+    assert np.array_equal(src >= 0, a.write)  # a source exactly for each write
+    assert src.max() < 500 and len(np.unique(src[a.write])) > 400  # spread over the pages
+    assert np.array_equal(src, write_sources(a, 500, seed=3))
+    assert not np.array_equal(src, write_sources(a, 500, seed=4))
+    reads = make_pattern("random", 10, 50, seed=0)
+    assert (write_sources(reads, 10) == -1).all()
+    assert len(write_sources(Accesses.empty(), 10)) == 0
+    with pytest.raises(ValueError):
+        write_sources(a, 0)

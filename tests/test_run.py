@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import pytest
@@ -68,3 +69,71 @@ def test_run_save_state_and_ctl(tmp_path, capsys):
     assert int(data) == int(report["mm_stat"].split()[0])
     assert main(["ctl", str(state), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["zram"][0]["mountpoint"] == "[SWAP]"
+
+
+def test_run_large_folios_report_mthp_stats():
+    pages = synthetic_mix(512, seed=6)
+    r = run_workload(pages, mem_limit_pages=128, accesses=400, seed=2, folio_order=4)
+    assert r.intact and r.folio_order == 4
+    stats = r.mthp["hugepages-64kB"]
+    assert stats["anon_fault_alloc"] == 512 // 16
+    assert stats["swpout"] > 0 and stats["swpin"] > 0
+    assert r.vmstat["pswpout"] >= 16 * stats["swpout"]
+    assert r.vmstat["thp_swpout"] == 0  # not PMD-size
+
+
+def test_run_post_processing_writes_back_and_recompresses(tmp_path):
+    bd = tmp_path / "backing.img"
+    bd.write_bytes(bytes(4 << 20))
+    pages = synthetic_mix(600, seed=7)
+    r = run_workload(
+        pages,
+        mem_limit_pages=150,
+        accesses=600,
+        backing_dev=str(bd),
+        writeback="huge_idle",
+        recompress_algo="zstd",
+        pp_every=15,
+        seed=3,
+    )
+    assert r.intact
+    assert len(r.post_processing) >= 2
+    ev = r.post_processing[0]
+    assert ev["reclaim_batches"] >= 15 and ev["recompress"]["request"] == "type=idle"
+    assert ev["writeback"]["request"] == "huge_idle"
+    bd_count, bd_reads, bd_writes = (int(x) for x in r.bd_stat.split())
+    assert r.written_back_pages == bd_writes > 0
+    assert bd_reads > 0  # written-back pages came back through the backing device
+    assert r.recompressed_pages > 0
+    rec = [e["recompress"] for e in r.post_processing]
+    assert any(s["compr_data_size_after"] < s["compr_data_size_before"] for s in rec)
+
+
+def test_run_post_processing_once_at_the_end(tmp_path):
+    bd = tmp_path / "backing.img"
+    bd.write_bytes(bytes(4 << 20))
+    pages = synthetic_mix(300, seed=8)
+    r = run_workload(pages, mem_limit_pages=64, accesses=200, backing_dev=str(bd), writeback="huge")
+    (ev,) = r.post_processing
+    assert ev["access"] == 300 + 200 and "recompress" not in ev
+    assert ev["writeback"]["pages"] == r.written_back_pages > 0 and r.intact
+
+
+@pytest.mark.parametrize(
+    "kw,exc,needle",
+    [
+        ({"writeback": "idle"}, ValueError, "backing device"),
+        ({"writeback": "cold", "backing_dev": "/x"}, ValueError, "writeback mode"),
+        ({"recompress": "type=idle"}, ValueError, "secondary algorithm"),
+        ({"pp_every": -1}, ValueError, "negative"),
+        ({"folio_order": 10}, ValueError, "folio order"),
+        ({"recompress_algo": "nope"}, OSError, ""),
+        ({"recompress_algo": "zstd", "recompress": "threshold=x"}, OSError, ""),
+        ({"recompress_algo": "zstd", "idle_age": "soon"}, OSError, "idle"),
+    ],
+)
+def test_run_policy_errors(kw, exc, needle):
+    with pytest.raises(exc, match=needle or None) as e:
+        run_workload(synthetic_mix(64, seed=1), mem_limit_pages=32, accesses=10, **kw)
+    if exc is OSError:
+        assert e.value.errno == errno.EINVAL

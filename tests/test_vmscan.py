@@ -7,11 +7,12 @@ import pytest
 
 from pyzram import Zram
 from pyzram.mm.swap import vm_events
+from pyzram.mm.swap_ops import READ, WRITE
 from pyzram.mm.swapfile import mkswap, swapoff, swapon
 from pyzram.mm.vmscan import PTE_PRESENT, PTE_SWAP, AddressSpace, MemCgroup
 from pyzram.workload.pages import synthetic_mix
 from pyzram.zram.swap import zram_init
-from test_swap_core import swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
+from test_swap_core import OpsSpy, swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
 
 P = 4096
 
@@ -86,6 +87,17 @@ def test_referenced_pages_get_a_second_chance(zram_swap):
         assert mm.read(vpn) == pages[vpn].tobytes()
 
 
+def test_reclaim_gets_through_a_fully_referenced_lru(zram_swap):
+    """Every page referenced once (the fill) and a large limit: reclaim must keep going
+    until the second chances are used up, not declare OOM after a few batches."""
+    pages = synthetic_mix(2300, seed=5)
+    memcg = MemCgroup(limit_pages=2048)
+    mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn])
+    for vpn in range(len(pages)):
+        mm.touch(vpn)
+    assert memcg.usage <= 2048 and vm_events["pgsteal_anon"] >= 2300 - 2048
+
+
 def test_memcg_limit_too_small():
     with pytest.raises(ValueError):
         MemCgroup(limit_pages=8)
@@ -124,3 +136,163 @@ def test_swapin_nr_pages_window():
     assert ra.swapin_nr_pages(900) == 2
     assert ra.swapin_nr_pages(901) == 2  # adjacent to the previous offset
     assert SwapReadahead(page_cluster=0).swapin_nr_pages(5) == 1
+
+
+# -- large folios ------------------------------------------------------------------------------
+
+
+def _zram_area(disksize: str):
+    zram_init()
+    z = Zram()
+    z.sysfs["comp_algorithm"] = "lzo-rle"
+    z.sysfs["disksize"] = disksize
+    mkswap(z.disk)
+    return z, swapon(z.disk)
+
+
+def _fill(mm, n):
+    for vpn in range(n):
+        mm.touch(vpn)
+
+
+def test_mthp_folios_swap_out_whole_and_back_in_whole(zram_swap):
+    """Order-4 (64 KiB) folios: faulted whole, swapped out whole to aligned slots, and
+    (zram is SWP_SYNCHRONOUS_IO) swapped back in whole by alloc_swap_folio."""
+    z, si = zram_swap
+    spy = OpsSpy(si)
+    pages = synthetic_mix(512, seed=11)
+    memcg = MemCgroup(limit_pages=128)
+    mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn], folio_order=4)
+    _fill(mm, len(pages))
+    assert vm_events.mthp[(4, "anon_fault_alloc")] == 512 // 16
+    written = [b for batch in spy.batches[WRITE] for b in batch]
+    assert written and all(order == 4 and off % 16 == 0 for off, order in written)
+    assert vm_events.mthp[(4, "swpout")] == len(written)  # zero folios: swpout_zero only
+    swapped = np.flatnonzero(mm.pte_state == PTE_SWAP)
+    assert len(swapped) % 16 == 0 and len(swapped) >= 512 - 128
+    for base in swapped[::16].tolist():  # 16 PTEs, 16 consecutive slots
+        assert base % 16 == 0
+        assert np.array_equal(np.diff(mm.pte_entry[base : base + 16]), np.ones(15))
+    vpn = int(swapped[5])
+    assert mm.read(vpn) == pages[vpn].tobytes()
+    folio = mm.present[vpn]
+    assert folio.order == 4 and all(mm.present[vpn - 5 + j] is folio for j in range(16))
+    assert vm_events["pgmajfault"] == 1
+    assert vm_events.mthp[(4, "swpin")] + vm_events["swpin_zero"] // 16 == 1
+    for v in range(len(pages)):
+        assert mm.read(v) == pages[v].tobytes()
+    assert memcg.usage == int((mm.pte_state == PTE_PRESENT).sum())
+    z.check()
+
+
+def test_no_mthp_swapin_reads_order0():
+    z, si = _zram_area("8M")
+    try:
+        pages = synthetic_mix(256, seed=12)
+        memcg = MemCgroup(limit_pages=64)
+        mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn], folio_order=4)
+        mm.mthp_swapin = False
+        _fill(mm, len(pages))
+        vm_events.reset()
+        for v in range(len(pages)):
+            assert mm.read(v) == pages[v].tobytes()
+        assert vm_events["pswpin"] > 0 and not vm_events.mthp[(4, "swpin")]
+        assert vm_events["pswpin"] + vm_events["swpin_zero"] == vm_events["pgmajfault"]
+    finally:
+        swapoff(si, unuse=lambda entry, folio: 1)
+        z.sysfs["reset"] = "1"
+
+
+def test_pmd_thp_swaps_out_whole_and_in_as_order0_pages():
+    """Order 9: thp_fault_alloc, thp_swpout at reclaim; swap-in is order 0 (6.18 never
+    swaps a PMD-size folio in whole)."""
+    z, si = _zram_area("16M")
+    try:
+        pages = synthetic_mix(2048, seed=13)
+        memcg = MemCgroup(limit_pages=1100)
+        mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn], folio_order=9)
+        _fill(mm, len(pages))
+        assert vm_events["thp_fault_alloc"] == 4
+        assert vm_events["thp_swpout"] >= 2 and vm_events.mthp[(9, "swpout")] >= 2
+        assert memcg.usage <= 1100
+        swapped = np.flatnonzero(mm.pte_state == PTE_SWAP)
+        vpn, other = int(swapped[7]), int(swapped[8])
+        assert mm.read(vpn) == pages[vpn].tobytes()
+        assert mm.present[vpn].order == 0 and mm.pte_state[other] == PTE_SWAP
+        assert vm_events["pgmajfault"] == 1
+        assert vm_events.mthp[(9, "swpin")] == 0
+        for v in range(len(pages)):
+            assert mm.read(v) == pages[v].tobytes()
+        z.check()
+    finally:
+        swapoff(si, unuse=lambda entry, folio: 1)
+        z.sysfs["reset"] = "1"
+
+
+def test_large_folio_split_when_no_aligned_slots():
+    """A one-cluster area (slot 0 makes it an order-0 cluster) has no slots for an
+    order-4 folio: shrink_folio_list splits it and swaps the pages out one by one."""
+    z, si = _zram_area("2M")
+    try:
+        pages = synthetic_mix(256, seed=14)
+        memcg = MemCgroup(limit_pages=64)
+        mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn], folio_order=4)
+        _fill(mm, len(pages))
+        splits = vm_events.mthp[(4, "split")]
+        assert splits > 0 and vm_events.mthp[(4, "swpout_fallback")] == splits
+        assert vm_events.mthp[(4, "swpout")] == 0 and vm_events["thp_swpout_fallback"] == 0
+        assert vm_events["pswpout"] + vm_events["swpout_zero"] >= 256 - 64
+        for v in range(len(pages)):
+            assert mm.read(v) == pages[v].tobytes()
+        z.check()
+    finally:
+        swapoff(si, unuse=lambda entry, folio: 1)
+        z.sysfs["reset"] = "1"
+
+
+def test_thp_charge_larger_than_the_limit_falls_back_to_order0(zram_swap):
+    pages = synthetic_mix(600, seed=15)
+    memcg = MemCgroup(limit_pages=200)
+    mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn], folio_order=9)
+    _fill(mm, len(pages))
+    assert vm_events["thp_fault_fallback_charge"] == 1 and not vm_events["thp_fault_alloc"]
+    assert all(f.order == 0 for f in mm.present.values())
+    assert memcg.usage <= 200
+
+
+# -- the counters agree ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", [0, 4])
+def test_vmstat_equals_the_swap_core_and_zram(zram_swap, order):
+    """/proc/vmstat's swap counters against what the swap core handed to zram's ops,
+    what the swap area holds and what zram stores and was told to free."""
+    z, si = zram_swap
+    spy = OpsSpy(si)
+    pages = synthetic_mix(640, seed=16)
+    memcg = MemCgroup(limit_pages=160)
+    mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn], folio_order=order)
+    _fill(mm, len(pages))
+    rng = np.random.default_rng(3)
+    for vpn in rng.integers(0, len(pages), 800).tolist():
+        mm.touch(vpn, data=pages[(vpn * 7) % len(pages)] if vpn % 5 == 0 else None)
+    nr = 1 << order
+    written = [b for batch in spy.batches[WRITE] for b in batch]
+    read = [b for batch in spy.batches[READ] for b in batch]
+    assert vm_events["nrswpout"] == spy.nr(WRITE) and vm_events["nrswpin"] == spy.nr(READ)
+    assert vm_events["pswpout"] == sum(1 << o for _, o in written)
+    assert vm_events["pswpin"] == sum(1 << o for _, o in read)
+    large = sum(o == order for _, o in written) if order else 0  # order 0 has no mTHP stats
+    assert vm_events.mthp[(order, "swpout")] == large
+    # every slot ever taken was written or zero-mapped; those no longer in use were freed,
+    # and zram was told about each; zram stores exactly the in-use, non-zero-mapped slots
+    # and slot 0, the swap header mkswap wrote
+    allocated = vm_events["pswpout"] + vm_events["swpout_zero"]
+    assert si.inuse_pages == int((mm.pte_state == PTE_SWAP).sum())
+    assert allocated - si.inuse_pages == z.io_stat().notify_free
+    assert z.mm_stat().orig_data_size // P == si.inuse_pages - si.count_zero(0, si.max) + 1
+    faults = vm_events["pgmajfault"]
+    assert faults == vm_events["nrswpin"] + vm_events["swpin_zero"] // nr
+    assert vm_events["pgsteal_anon"] == allocated
+    assert memcg.usage == int((mm.pte_state == PTE_PRESENT).sum())
+    z.check()

@@ -112,7 +112,19 @@ class SwapBenchRow:
         return asdict(self)
 
 
-def _swap_run(pages: np.ndarray, algorithm: str, path: str) -> dict:
+def _swap_run(
+    pages: np.ndarray,
+    algorithm: str,
+    path: str,
+    fault: bool = True,
+    config: ZramConfig | None = None,
+) -> dict:
+    """Swap the pages out and back in through the swap core on a fresh device.
+
+    ``fault=False`` skips the one-folio-per-batch swap-in pass (``in_fault``
+    is then 0.0); ``config`` picks the device profile (default: the
+    experiment profile).  Shared by ``pyzram bench swap`` and ``pyzram bench``.
+    """
     from pyzram.block.bio import bio_stats
     from pyzram.mm.folio import Folio
     from pyzram.mm.page_io import (
@@ -136,7 +148,7 @@ def _swap_run(pages: np.ndarray, algorithm: str, path: str) -> dict:
 
     zram_init()
     n = len(pages)
-    dev = Zram()
+    dev = Zram(config)
     dev.sysfs["comp_algorithm"] = algorithm
     dev.sysfs["disksize"] = str((n + SWAP_CLUSTER_MAX * 16 + 1) * PAGE_SIZE)
     mkswap(dev.disk)
@@ -180,8 +192,10 @@ def _swap_run(pages: np.ndarray, algorithm: str, path: str) -> dict:
 
         dt_batched, got = swap_in(SWAP_CLUSTER_MAX)
         intact = all(bytes(g.data) == pages[i].tobytes() for i, g in enumerate(got))
-        dt_fault, got = swap_in(1)
-        intact = intact and all(bytes(g.data) == pages[i].tobytes() for i, g in enumerate(got))
+        dt_fault = 0.0
+        if fault:
+            dt_fault, got = swap_in(1)
+            intact = intact and all(bytes(g.data) == pages[i].tobytes() for i, g in enumerate(got))
         counts = dict(vm_events.counts)
         bios = sum(bio_stats.values())
         for e in entries:
@@ -305,16 +319,14 @@ def _kcodec_rows(algo: str, pages: np.ndarray, repeat: int) -> list[CodecBenchRo
     ]
 
 
-def bench_codecs(pages: np.ndarray, repeat: int = 3, kernel: bool = True) -> list[CodecBenchRow]:
-    """Our batch codecs (1 and 2 threads), python-lz4 / python-lzo loops, host zram."""
+def python_codec_rows(pages: np.ndarray, repeat: int = 3) -> list[CodecBenchRow]:
+    """python-lz4 and python-lzo loops (one call per page) on the pages: the references."""
     import lz4.block
 
     pages = np.ascontiguousarray(pages)
     n = len(pages)
     blobs = [pages[i].tobytes() for i in range(n)]
     rows: list[CodecBenchRow] = []
-    for algo in ("lz4", "lzo", "lzo-rle"):
-        rows += _kcodec_rows(algo, pages, repeat)
     comp = [lz4.block.compress(b, store_size=False) for b in blobs]
     rows.append(
         CodecBenchRow(
@@ -340,6 +352,16 @@ def bench_codecs(pages: np.ndarray, repeat: int = 3, kernel: bool = True) -> lis
         )
     except ImportError:
         rows.append(CodecBenchRow("python-lzo loop (not installed)", None, None))
+    return rows
+
+
+def bench_codecs(pages: np.ndarray, repeat: int = 3, kernel: bool = True) -> list[CodecBenchRow]:
+    """Our batch codecs (1 and 2 threads), python-lz4 / python-lzo loops, host zram."""
+    pages = np.ascontiguousarray(pages)
+    rows: list[CodecBenchRow] = []
+    for algo in ("lz4", "lzo", "lzo-rle"):
+        rows += _kcodec_rows(algo, pages, repeat)
+    rows += python_codec_rows(pages, repeat)
     if kernel:
         for r in bench_zram(pages, ["lz4", "lzo", "lzo-rle"], [131072], repeat, kernel=True):
             if r.target == "kernel":

@@ -25,7 +25,10 @@ app = typer.Typer(
     no_args_is_help=True,
     help="The Linux swap I/O path and zram, modelled in Python to the byte.",
 )
-bench_app = typer.Typer(no_args_is_help=True, help="Throughput figures (see README).")
+bench_app = typer.Typer(
+    invoke_without_command=True,
+    help="Throughput figures (see README); with no subcommand, the whole issue #7 table.",
+)
 app.add_typer(bench_app, name="bench")
 console = Console()
 
@@ -195,8 +198,24 @@ def snapshot(
 
 
 def _run_kwargs(
-    algo, mem_limit, disksize, pattern, accesses, write_ratio, seed, backing_dev
+    algo,
+    mem_limit,
+    disksize,
+    pattern,
+    accesses,
+    write_ratio,
+    seed,
+    backing_dev,
+    *,
+    folio_order: int = 0,
+    mthp_swapin: bool = True,
+    writeback: str | None = None,
+    idle_age: str = "all",
+    pp_every: int = 0,
+    recompress_algo: str | None = None,
+    recompress: str | None = None,
 ) -> dict:
+    """The keyword arguments of ``run_workload`` from the command line's options."""
     from pyzram.lib.cmdline import memparse
 
     kw: dict = {
@@ -206,6 +225,13 @@ def _run_kwargs(
         "write_ratio": write_ratio,
         "seed": seed,
         "backing_dev": str(backing_dev) if backing_dev else None,
+        "folio_order": folio_order,
+        "mthp_swapin": mthp_swapin,
+        "writeback": writeback,
+        "idle_age": idle_age,
+        "pp_every": pp_every,
+        "recompress_algo": recompress_algo,
+        "recompress": recompress,
     }
     for name, text in (("mem_limit_pages", mem_limit), ("disksize", disksize)):
         if text is None:
@@ -217,20 +243,69 @@ def _run_kwargs(
     return kw
 
 
+def _workload_pages(pagefile: Path | None, limit: int | None, mix: str | None, seed: int):
+    """The workload's page source and its description: the page file, the embedded
+    corpus, or (``--mix``) ``limit`` (default 4096) seeded synthetic pages of that mix."""
+    if mix is None:
+        pages = _load_pages(pagefile, limit)
+        return pages, str(pagefile) if pagefile else "embedded default corpus"
+    from pyzram.workload.pages import parse_mix, synthetic_mix
+
+    if pagefile is not None:
+        raise ValueError("give a PAGEFILE or --mix, not both")
+    n = 4096 if limit is None else limit
+    if n <= 0:
+        raise ValueError("no pages to process")
+    return synthetic_mix(n, seed=seed, mix=parse_mix(mix)), f"mix {mix} (seed {seed})"
+
+
 MemLimitOpt = Annotated[
     str | None,
     typer.Option("--mem-limit", help="memcg limit, e.g. 16M (default: 1/4 of the pages)"),
 ]
 DisksizeOpt = Annotated[
-    str | None, typer.Option(help="zram disksize, e.g. 64M (default: the workload's size)")
+    str | None,
+    typer.Option(
+        help="zram disksize, e.g. 64M (default: the workload's pages in whole swap clusters, "
+        "plus one)"
+    ),
 ]
 PatternOpt = Annotated[
     str, typer.Option(help="access pattern: sequential, random, zipf, phased, or trace:PATH")
 ]
+MixOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="instead of PAGEFILE: --limit (default 4096) seeded synthetic pages of this mix, "
+        "e.g. zero=0.1,same=0.05,text=0.3,random=0.1,binary=0.45 (kinds: zero, same, text, "
+        "text_tail, struct, near_same, random, near_huge, binary)"
+    ),
+]
+FolioOrderOpt = Annotated[
+    int,
+    typer.Option(
+        "--folio-order",
+        help="anonymous memory in folios of 2^K pages (mTHP 1..8, PMD THP 9); "
+        "split to order 0 when no aligned swap slots are free",
+    ),
+]
+MthpSwapinOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mthp-swapin/--no-mthp-swapin",
+        help="zram swap-in of whole mTHP folios (orders 1..8; PMD THP always comes back "
+        "as order 0)",
+    ),
+]
+SeedOpt = Annotated[int, typer.Option(help="seed of the pattern, the writes and --mix")]
+LimitOpt = Annotated[
+    int | None, typer.Option(help="use only the first N pages (with --mix: generate N)")
+]
 
 
 def _report_table(reports) -> Table:
-    t = Table(title="swap on zram")
+    """The run's figures, one column per report (``run``: one; ``compare``: two)."""
+    t = Table(title=f"swap on zram: {reports[0].source}" if reports[0].source else "swap on zram")
     t.add_column("")
     for r in reports:
         t.add_column(r.io_path, justify="right")
@@ -252,10 +327,33 @@ def _report_table(reports) -> Table:
             lambda r: f"{r.compression_ratio:.2f}" if r.compression_ratio else "-",
         ),
         ("memory saved", lambda r: f"{r.memory_saved_bytes / 2**20:.1f} MiB"),
+        ("swapped pages/s (whole run)", lambda r: f"{r.swapped_pages_s:,.0f}"),
         ("swap-out pages/s (device path)", lambda r: f"{r.swapout_pages_s:,.0f}"),
         ("swap-in pages/s (device path)", lambda r: f"{r.swapin_pages_s:,.0f}"),
         ("write batch p50/p99 µs", lambda r: _p(r.write_batch_latency_us)),
         ("read batch p50/p99 µs", lambda r: _p(r.read_batch_latency_us)),
+    ]
+    if any(r.folio_order for r in reports):
+        rows += [
+            ("folio order", lambda r: f"{r.folio_order} ({4 << r.folio_order} KiB)"),
+            (
+                "thp_swpout / thp_swpout_fallback",
+                lambda r: (
+                    f"{r.vmstat.get('thp_swpout', 0):,} / "
+                    f"{r.vmstat.get('thp_swpout_fallback', 0):,}"
+                ),
+            ),
+            ("mTHP swpout / swpout_fallback / swpin", _mthp_cell),
+        ]
+    if any(r.post_processing for r in reports):
+        rows += [
+            ("post-processing steps", lambda r: f"{len(r.post_processing):,}"),
+            (
+                "written back / recompressed pages",
+                lambda r: f"{r.written_back_pages:,} / {r.recompressed_pages:,}",
+            ),
+        ]
+    rows += [
         ("seconds", lambda r: f"{r.seconds:.2f}"),
         ("intact", lambda r: "yes" if r.intact else "[red]NO[/red]"),
     ]
@@ -264,8 +362,50 @@ def _report_table(reports) -> Table:
     return t
 
 
+def _mthp_cell(r) -> str:
+    from pyzram.mm.vmscan import mthp_size_name
+
+    stats = r.mthp.get(mthp_size_name(r.folio_order), {})
+    return " / ".join(f"{stats.get(k, 0):,}" for k in ("swpout", "swpout_fallback", "swpin"))
+
+
 def _p(lat: dict) -> str:
     return f"{lat['p50']:.0f} / {lat['p99']:.0f}" if lat else "-"
+
+
+def _print_report_details(report) -> None:
+    """The device's kernel-format lines, the vmstat deltas, the mTHP stats and the
+    post-processing steps of one run, as text."""
+    console.print(f"mm_stat: {report.mm_stat.rstrip()}", soft_wrap=True)
+    console.print(f"io_stat: {report.io_stat.rstrip()}", soft_wrap=True)
+    if report.bd_stat:
+        console.print(f"bd_stat: {report.bd_stat.rstrip()}", soft_wrap=True)
+    console.print(
+        "vmstat deltas: " + ", ".join(f"{k} {v:,}" for k, v in report.vmstat.items()),
+        soft_wrap=True,
+    )
+    for size, stats in report.mthp.items():
+        console.print(
+            f"{size}/stats: " + ", ".join(f"{k} {v:,}" for k, v in stats.items()), soft_wrap=True
+        )
+    if report.post_processing:
+        console.print(_pp_summary(report.post_processing), soft_wrap=True)
+
+
+def _pp_summary(events: list[dict]) -> str:
+    """One line for the run's post-processing steps (each step is in ``--json``)."""
+    parts = []
+    for what in ("recompress", "writeback"):
+        steps = [ev[what] for ev in events if what in ev]
+        if not steps:
+            continue
+        errors = sorted({st["error"] for st in steps if "error" in st})
+        pages = sum(st["pages"] for st in steps)
+        err = f" (errors: {', '.join(errors)})" if errors else ""
+        parts.append(f"{what} {steps[0]['request']!r} {pages:,} pages{err}")
+    when = ", ".join(f"{ev['reclaim_batches']:,}" for ev in events[:5])
+    more = f" ... ({len(events)} steps)" if len(events) > 5 else ""
+    return f"post-processing at reclaim batch {when}{more}: " + "; ".join(parts)
 
 
 @app.command()
@@ -279,8 +419,35 @@ def run(
     pattern: PatternOpt = "zipf",
     accesses: Annotated[int | None, typer.Option(help="accesses after the fill (2x pages)")] = None,
     write_ratio: Annotated[float, typer.Option(help="share of accesses that write")] = 0.1,
-    seed: Annotated[int, typer.Option(help="seed of the pattern and the writes")] = 0,
-    limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
+    seed: SeedOpt = 0,
+    limit: LimitOpt = None,
+    mix: MixOpt = None,
+    folio_order: FolioOrderOpt = 0,
+    mthp_swapin: MthpSwapinOpt = True,
+    writeback: Annotated[
+        str | None,
+        typer.Option(help="write back to --backing-dev: idle, huge, huge_idle or incompressible"),
+    ] = None,
+    recompress_algo: Annotated[
+        str | None, typer.Option(help="secondary algorithm (recomp_algorithm algo=ALGO)")
+    ] = None,
+    recompress: Annotated[
+        str | None,
+        typer.Option(
+            help="recompress request, e.g. 'type=idle threshold=1000' (default with "
+            "--recompress-algo: type=idle)"
+        ),
+    ] = None,
+    idle_age: Annotated[
+        str,
+        typer.Option(help="written to idle before an idle writeback/recompress: all or SECONDS"),
+    ] = "all",
+    pp_every: Annotated[
+        int,
+        typer.Option(
+            help="post-process every N reclaim batches (0: once, after the access pattern)"
+        ),
+    ] = 0,
     plot: Annotated[
         Path | None, typer.Option(help="write a PNG time series (pool, ratio, swap rates)")
     ] = None,
@@ -294,10 +461,26 @@ def run(
 
     from pyzram.run import run_workload
 
-    pages = _load_pages(pagefile, limit)
-    kw = _run_kwargs(algo, mem_limit, disksize, pattern, accesses, write_ratio, seed, backing_dev)
+    kw = _run_kwargs(
+        algo,
+        mem_limit,
+        disksize,
+        pattern,
+        accesses,
+        write_ratio,
+        seed,
+        backing_dev,
+        folio_order=folio_order,
+        mthp_swapin=mthp_swapin,
+        writeback=writeback,
+        idle_age=idle_age,
+        pp_every=pp_every,
+        recompress_algo=recompress_algo,
+        recompress=recompress,
+    )
+    pages, source = _workload_pages(pagefile, limit, mix, seed)
     if as_json:
-        report = run_workload(pages, io_path=io_path, **kw)
+        report = run_workload(pages, io_path=io_path, source=source, **kw)
         print(json.dumps(report.as_dict(), indent=2))
     else:
         with Progress(console=console, transient=True) as bar:
@@ -305,14 +488,12 @@ def run(
             report = run_workload(
                 pages,
                 io_path=io_path,
+                source=source,
                 progress=lambda d, t: bar.update(task, completed=d, total=t),
                 **kw,
             )
         console.print(_report_table([report]))
-        console.print(f"mm_stat: {report.mm_stat.rstrip()}", soft_wrap=True)
-        console.print(f"io_stat: {report.io_stat.rstrip()}", soft_wrap=True)
-        if report.bd_stat:
-            console.print(f"bd_stat: {report.bd_stat.rstrip()}", soft_wrap=True)
+        _print_report_details(report)
     if save_state is not None:
         from pyzram.ctl import save_state as save
 
@@ -336,17 +517,31 @@ def compare(
     pattern: PatternOpt = "zipf",
     accesses: Annotated[int | None, typer.Option(help="accesses after the fill (2x pages)")] = None,
     write_ratio: Annotated[float, typer.Option(help="share of accesses that write")] = 0.1,
-    seed: Annotated[int, typer.Option(help="seed of the pattern and the writes")] = 0,
-    limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
+    seed: SeedOpt = 0,
+    limit: LimitOpt = None,
+    mix: MixOpt = None,
+    folio_order: FolioOrderOpt = 0,
+    mthp_swapin: MthpSwapinOpt = True,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """The same workload through zram's swap_ops path and through the bio path."""
     from pyzram.run import run_workload
 
-    pages = _load_pages(pagefile, limit)
-    kw = _run_kwargs(algo, mem_limit, disksize, pattern, accesses, write_ratio, seed, None)
-    ops = run_workload(pages, io_path="swap_ops", **kw)
-    bio = run_workload(pages, io_path="bio", **kw)
+    kw = _run_kwargs(
+        algo,
+        mem_limit,
+        disksize,
+        pattern,
+        accesses,
+        write_ratio,
+        seed,
+        None,
+        folio_order=folio_order,
+        mthp_swapin=mthp_swapin,
+    )
+    pages, source = _workload_pages(pagefile, limit, mix, seed)
+    ops = run_workload(pages, io_path="swap_ops", source=source, **kw)
+    bio = run_workload(pages, io_path="bio", source=source, **kw)
     speedup = bio.seconds / ops.seconds if ops.seconds else None
     if as_json:
         out = {
@@ -374,13 +569,46 @@ def ctl(
     raw: Annotated[bool, typer.Option("--raw", help="raw output, no alignment")] = False,
     noheadings: Annotated[bool, typer.Option("--noheadings", "-n", help="no header")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    socket: Annotated[
+        Path | None,
+        typer.Option("--socket", help="a running `pyzram serve` (its NBD or .ctl socket)"),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="with --socket: export or zramN to read/write")
+    ] = None,
+    read: Annotated[
+        list[str] | None, typer.Option("--read", help="with --socket: print sysfs attribute ATTR")
+    ] = None,
+    write: Annotated[
+        list[str] | None,
+        typer.Option("--write", help="with --socket: write ATTR=VALUE (before any --read)"),
+    ] = None,
 ) -> None:
-    """zramctl's listing (same columns and options) for saved or host devices."""
+    """zramctl's listing (same columns and options) for saved, served or host devices."""
     import glob
     import os
 
     from pyzram import ctl as c
 
+    if socket is not None:
+        from pyzram.nbd.control import ctl_socket
+
+        text = ctl_socket(
+            socket,
+            device=device,
+            reads=read or [],
+            writes=write or [],
+            columns=c.parse_columns(output, output_all),
+            bytes_=bytes_,
+            raw=raw,
+            noheadings=noheadings,
+            as_json=as_json,
+        )
+        if text:
+            print(text, end="" if text.endswith("\n") else "\n")
+        return
+    if device is not None or read or write:
+        raise ValueError("--device, --read and --write need --socket")
     if state is not None:
         states = c.load_state(state)
     else:  # the host's zram devices, read-only
@@ -393,6 +621,65 @@ def ctl(
         text = c.format_table(states, cols, bytes_=bytes_, raw=raw, noheadings=noheadings)
         if text:
             print(text, end="" if text.endswith("\n") else "\n")
+
+
+@app.command()
+def serve(
+    socket: Annotated[
+        Path | None, typer.Option("--socket", help="listen on this Unix socket")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="listen on 127.0.0.1:PORT (0: any free port)")
+    ] = None,
+    size: Annotated[
+        str | None,
+        typer.Option("--size", help="serve one device of this disksize as the default export"),
+    ] = None,
+    algo: Annotated[
+        str | None, typer.Option("--algorithm", "-a", help="with --size: " + ALGO_HELP)
+    ] = None,
+    backing_dev: Annotated[
+        Path | None, typer.Option("--backing-dev", help="with --size: a file as zram's backing_dev")
+    ] = None,
+    export: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--export",
+            help="NAME:size=SIZE[,algorithm=A,backing_dev=PATH,mem_limit=M,description=D] "
+            "(repeatable; each export is its own device)",
+        ),
+    ] = None,
+    ctl_socket: Annotated[
+        Path | None, typer.Option("--ctl", help="control socket (default: SOCKET.ctl)")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="device I/O threads per export (default: min(4, CPUs))")
+    ] = None,
+) -> None:
+    """Serve pyzram devices over NBD (nbdcopy, qemu-img, fio ... can use them) until SIGINT."""
+    from pyzram.nbd.control import control_path
+    from pyzram.nbd.export import ExportSpec, parse_export_spec
+    from pyzram.nbd.server import serve as run_server
+
+    specs = []
+    if size is not None:
+        attrs = {"disksize": size}
+        if algo is not None:
+            attrs["comp_algorithm"] = algo
+        if backing_dev is not None:
+            attrs["backing_dev"] = str(backing_dev)
+        specs.append(ExportSpec("", attrs))
+    elif algo is not None or backing_dev is not None:
+        raise ValueError("--algorithm and --backing-dev go with --size (or use --export)")
+    specs += [parse_export_spec(text) for text in export or []]
+    ctl_path = ctl_socket if ctl_socket is not None else socket and control_path(socket)
+    run_server(
+        specs,
+        socket_path=str(socket) if socket is not None else None,
+        port=port,
+        ctl_path=str(ctl_path) if ctl_path is not None else None,
+        threads=threads,
+    )
 
 
 def _runs(schedule: list[str]) -> str:
@@ -454,6 +741,94 @@ def explore(
     console.print(t)
     for f in findings:
         console.print(f"[bold]{f.scenario}/{f.variant}[/bold]: {f.description}")
+
+
+@bench_app.callback()
+def bench_all(
+    ctx: typer.Context,
+    algo: Annotated[
+        str, typer.Option("--algo", "-a", help="lz4, lzo or lzo-rle (our kernel-exact codecs)")
+    ] = "lz4",
+    threads: Annotated[int, typer.Option(help="threads for the multi-thread rows")] = 2,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="smaller corpus and curve (10^4..10^5): < 90 s")
+    ] = False,
+    tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="a few pages (tests)")] = False,
+    no_kernel: Annotated[bool, typer.Option("--no-kernel", help="skip the host kernel")] = False,
+    as_json: Annotated[
+        str | None, typer.Option("--json", help="also write the rows as JSON to FILE (- : stdout)")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="write the linear-scaling curve as a PNG")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="also write the table as Markdown (README)")
+    ] = None,
+) -> None:
+    """Every figure in one run on one corpus: ours, the reference, the ratio, the goal."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from pyzram.bench_all import run_bench
+
+    if threads < 1:
+        raise ValueError("--threads must be at least 1")
+    err = Console(stderr=True)
+    plan = "tiny" if tiny else "quick" if quick else "full"
+    with err.status("pyzram bench") as status:
+        report = run_bench(
+            plan,
+            algo=algo,
+            threads=threads,
+            kernel=not no_kernel,
+            plot=plot,
+            progress=lambda msg: status.update(f"pyzram bench: {msg}"),
+        )
+    if markdown is not None:
+        markdown.write_text(report.markdown())
+    if as_json is not None:
+        if as_json == "-":
+            print(report.to_json())
+            return
+        Path(as_json).write_text(report.to_json() + "\n")
+    # Piped output gets a wide table rather than rich's 80 columns.
+    out = console if console.is_terminal else Console(width=220)
+    out.print(_bench_table(report))
+    if plot is not None:
+        out.print(f"wrote {plot}")
+
+
+def _bench_table(report) -> Table:
+    """The one table of ``pyzram bench``: row, ours, reference (what), ratio, goal, met?"""
+    from rich.markup import escape
+
+    from pyzram.bench_all import format_value as num
+
+    t = Table(
+        title=f"pyzram bench ({report.plan}), {report.algorithm}, {report.date}, "
+        f"{report.machine}; corpus: {report.corpus}; {report.seconds:.0f} s",
+        show_lines=False,
+    )
+    for c, j in (
+        ("row", "left"),
+        ("ours", "right"),
+        ("reference (what)", "left"),
+        ("ratio", "right"),
+        ("goal", "left"),
+        ("met?", "left"),
+    ):
+        t.add_column(c, justify=j, overflow="fold")
+    for r in report.rows:
+        name = escape(r.name) + (f" [dim]({escape(r.note)})[/dim]" if r.note else "")
+        if r.skipped:
+            skip = f"skipped: {escape(r.skipped)}"
+            t.add_row(name, num(r.ours, r.ours_unit), skip, "-", "-", "-")
+            continue
+        ref = f"{num(r.reference, r.ours_unit)} ({escape(r.reference_what)})"
+        met = "-" if r.met is None else "[green]yes[/green]" if r.met else "[red]no[/red]"
+        goal = r.goal_text or "-"
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
+        t.add_row(name, num(r.ours, r.ours_unit), ref, ratio, goal, met)
+    return t
 
 
 @bench_app.command("zram")
@@ -565,6 +940,150 @@ def bench_swap(
     )
 
 
+@bench_app.command("nbd")
+def bench_nbd(
+    runtime: Annotated[float, typer.Option(help="seconds per fio job")] = 5.0,
+    iodepth: Annotated[int, typer.Option(help="requests in flight for the 4 KiB jobs")] = 16,
+    size: Annotated[str, typer.Option(help="export size of both servers")] = "256M",
+    region: Annotated[str, typer.Option(help="bytes of the export fio uses")] = "128M",
+    algo: Annotated[str, typer.Option("--algo", "-a", help=ALGO_HELP)] = "lzo-rle",
+    compress: Annotated[int, typer.Option(help="fio buffer_compress_percentage")] = 50,
+    repeat: Annotated[int, typer.Option(help="alternate the servers N times, keep the best")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(help="pyzram serve --threads (default: its own)")
+    ] = None,
+    no_nbdkit: Annotated[bool, typer.Option("--no-nbdkit", help="skip nbdkit")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """fio (nbd engine) IOPS and MB/s: pyzram serve vs nbdkit memory allocator=zstd."""
+    from pyzram.nbd.bench import bench_nbd as run
+
+    def progress(text: str) -> None:
+        if not as_json:
+            console.print(f"[dim]{text}[/dim]")
+
+    rows, extra = run(
+        size=size,
+        region=region,
+        runtime=runtime,
+        iodepth=iodepth,
+        algorithm=algo,
+        compress=compress,
+        repeat=repeat,
+        threads=threads,
+        nbdkit=not no_nbdkit,
+        progress=progress,
+    )
+    if as_json:
+        print(json.dumps({"rows": [r.as_dict() for r in rows], **extra}, indent=2))
+        return
+    t = Table(title=f"fio over NBD, {runtime:g} s a job, best of {repeat}")
+    for c in ("target", "job", "bs", "iodepth", "IOPS", "MB/s", "server CPU µs/req"):
+        t.add_column(c, justify="left" if c in ("target", "job") else "right")
+    for r in rows:
+        cpu = "-" if r.server_cpu_us is None else f"{r.server_cpu_us:,.1f}"
+        t.add_row(r.target, r.job, r.bs, str(r.iodepth), f"{r.iops:,.0f}", f"{r.mb_s:,.1f}", cpu)
+    console.print(t)
+    targets = list(dict.fromkeys(r.target for r in rows))
+    if len(targets) == 2:
+        ours = {r.job: r for r in rows if r.target == targets[0]}
+        theirs = {r.job: r for r in rows if r.target == targets[1]}
+        console.print(
+            "pyzram / nbdkit: "
+            + ", ".join(f"{j} {ours[j].iops / theirs[j].iops:.2f}x" for j in ours if theirs[j].iops)
+        )
+    if "pyzram_mm_stat" in extra:
+        console.print(f"pyzram mm_stat: {extra['pyzram_mm_stat'].rstrip()}", soft_wrap=True)
+
+
+@bench_app.command("run")
+def bench_run(
+    pagefile: PageFileArg = None,
+    algo: Annotated[str, typer.Option("--algorithm", "-a", help=ALGO_HELP)] = "lzo-rle",
+    mem_limit: MemLimitOpt = None,
+    disksize: DisksizeOpt = None,
+    io_path: Annotated[str, typer.Option(help="pyzram's path: swap_ops or bio")] = "swap_ops",
+    pattern: PatternOpt = "zipf",
+    accesses: Annotated[int | None, typer.Option(help="accesses after the fill (2x pages)")] = None,
+    write_ratio: Annotated[float, typer.Option(help="share of accesses that write")] = 0.1,
+    seed: SeedOpt = 0,
+    limit: LimitOpt = None,
+    mix: MixOpt = None,
+    folio_order: FolioOrderOpt = 0,
+    timeout: Annotated[float, typer.Option(help="seconds the kernel-side child may take")] = 600,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The same workload on the host kernel (memcg limit, swap on a hot_added zram) and in
+    pyzram: swapped pages/s of each and their ratio (needs root, zram-control, cgroup v1)."""
+    from pyzram.host.kernel_swap import bench_run as run
+
+    # The workload itself (no device policy: the kernel side has no backing device).
+    workload = ("algorithm", "mem_limit_pages", "disksize", "pattern", "accesses")
+    workload += ("write_ratio", "seed", "folio_order")
+    kw = _run_kwargs(
+        algo,
+        mem_limit,
+        disksize,
+        pattern,
+        accesses,
+        write_ratio,
+        seed,
+        None,
+        folio_order=folio_order,
+    )
+    kw = {k: v for k, v in kw.items() if k in workload}
+    pages, source = _workload_pages(pagefile, limit, mix, seed)
+    err = Console(stderr=True)
+    with err.status("pyzram bench run") as status:
+        res = run(
+            pages,
+            io_path=io_path,
+            source=source,
+            timeout=timeout,
+            progress=lambda msg: status.update(f"pyzram bench run: {msg}"),
+            **kw,
+        )
+    if as_json:
+        print(json.dumps(res.as_dict(), indent=2))
+    else:
+        k, o = res.kernel, res.pyzram
+        t = Table(
+            title=f"swap on zram ({k.algorithm}), {source}: {k.pages:,} pages, "
+            f"{k.accesses:,} accesses, limit {k.mem_limit_pages:,} pages, folio order "
+            f"{k.folio_order}"
+        )
+        for c in ("target", "pswpout", "pswpin", "major faults", "seconds", "swapped pages/s"):
+            t.add_column(c, justify="left" if c == "target" else "right")
+        t.add_column("intact")
+        for name, vm, secs, rate, ok in (
+            (
+                f"kernel {k.kernel_release} ({k.device})",
+                k.vmstat,
+                k.seconds,
+                k.swapped_pages_s,
+                k.intact,
+            ),
+            (f"pyzram ({o.io_path})", o.vmstat, o.seconds, o.swapped_pages_s, o.intact),
+        ):
+            t.add_row(
+                name,
+                f"{vm.get('pswpout', 0):,}",
+                f"{vm.get('pswpin', 0):,}",
+                f"{vm.get('pgmajfault', 0):,}",
+                f"{secs:.3f}",
+                f"{rate:,.0f}",
+                "yes" if ok else "[red]NO[/red]",
+            )
+        console.print(t)
+        ratio = "-" if res.ratio is None else f"{res.ratio:.2f}x"
+        goal = "met" if res.ratio is not None and res.ratio >= 1 else "not met"
+        console.print(f"pyzram / kernel swapped pages/s: {ratio} (goal >= 1x: {goal})")
+        console.print(f"kernel mm_stat: {k.mm_stat.rstrip()}", soft_wrap=True)
+        console.print(f"pyzram mm_stat: {o.mm_stat.rstrip()}", soft_wrap=True)
+    if not (res.kernel.intact and res.pyzram.intact):
+        raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; turn expected errors into one line and exit 1."""
     import errno as _errno
@@ -586,14 +1105,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pyzram: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
-            return 1
+    except typer.Abort:
+        return 1
+    except Exception as e:
+        # Usage errors (a bad option value, an unknown option): click's ClickException,
+        # which typer >= 0.23 bundles instead of depending on click; matched by its
+        # interface so both work.  One line, click's exit code (2).
+        message = getattr(e, "format_message", None)
+        code = getattr(e, "exit_code", None)
+        if callable(message) and isinstance(code, int):
+            text = message()
+            if text:  # (no text: no arguments, and the help has been shown)
+                print(f"pyzram: error: {text}", file=sys.stderr)
+            return code
         raise
     return rc if isinstance(rc, int) else 0
 

@@ -2,20 +2,37 @@
 
 One process (:class:`~pyzram.mm.vmscan.AddressSpace`) whose pages hold the
 workload's real bytes runs under a memcg limit; its first touch of every
-page, then an access pattern, fault pages in; reclaim writes folios out
+page, then an access pattern, fault pages in (as folios of ``folio_order``
+where asked); a write stores another page's original bytes
+(:func:`~pyzram.workload.patterns.write_sources`); reclaim writes folios out
 through the swap core to a zram device — through zram's ``swap_ops`` (the
 seed) or through bios (``io_path="bio"``) — and faults read them back.
 At the end every page is read once more and compared with what the
 workload last wrote (``intact``).
 
+Post-processing policy, driven through the device's sysfs words as a user
+(or a daemon such as Android's) would: with ``recompress`` (and a
+``recompress_algo``, set as ``recomp_algorithm`` before ``disksize``) and/or
+``writeback`` (a mode of ``writeback``; needs ``backing_dev``), the run
+marks slots idle (``echo IDLE_AGE > idle``) before each step whose type
+involves idle slots, then writes ``recompress`` and then ``writeback``
+(recompression clears ZRAM_IDLE on the slots it touched, so idle is marked
+again before the writeback), every ``pp_every`` reclaim batches during the
+run, or once after the access pattern (before the final check) when
+``pp_every`` is 0.  Both requests are also written once to the empty
+device at setup, so a bad mode or parameter fails before the run.
+
 The report has the device's kernel-format ``mm_stat``/``io_stat``/``bd_stat``,
-the /proc/vmstat deltas, compression ratio and memory saved, swap-out and
-swap-in pages/s, and latency percentiles of the submitted batches.
+the /proc/vmstat deltas and the per-size mTHP stats, compression ratio and
+memory saved, swapped pages/s of the whole run, swap-out and swap-in
+pages/s of the device path and the latency percentiles of its batches,
+and what each post-processing step did.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,13 +41,34 @@ import numpy as np
 
 from pyzram.block.bio import bio_stats
 from pyzram.ctl import device_state
+from pyzram.lib.cmdline import parse_args
 from pyzram.mm.folio import PAGE_SIZE
-from pyzram.mm.swap import vm_events
+from pyzram.mm.swap import SWAPFILE_CLUSTER, vm_events
 from pyzram.mm.swapfile import mkswap, swapoff, swapon
-from pyzram.mm.vmscan import AddressSpace, MemCgroup
+from pyzram.mm.vmscan import AddressSpace, MemCgroup, mthp_size_name
+from pyzram.zram import table as T
 from pyzram.zram.stat import MmStat
 from pyzram.zram.swap import zram_init
 from pyzram.zram.zram_drv import Zram
+
+#: ``writeback`` modes (``echo MODE > /sys/block/zramN/writeback``).
+WRITEBACK_MODES = ("idle", "huge", "huge_idle", "incompressible")
+_IDLE_TYPES = ("idle", "huge_idle")
+#: /proc/vmstat counters always in the report (others appear when they moved).
+VMSTAT_KEYS = (
+    "pgfault",
+    "pgmajfault",
+    "pswpin",
+    "pswpout",
+    "swpin_zero",
+    "swpout_zero",
+    "pgscan_anon",
+    "pgsteal_anon",
+    "pgactivate",
+    "pgdeactivate",
+    "thp_swpout",
+    "thp_swpout_fallback",
+)
 
 
 @dataclass
@@ -45,7 +83,7 @@ class RunReport:
     mm_stat: str
     io_stat: str
     bd_stat: str | None
-    vmstat: dict[str, int]
+    vmstat: dict[str, int]  # /proc/vmstat deltas over the run (counters that moved)
     compression_ratio: float | None
     memory_saved_bytes: int
     swapout_pages_s: float  # pages / time spent in submit_write (the device path)
@@ -55,6 +93,17 @@ class RunReport:
     intact: bool
     seconds: float
     bios: int
+    source: str = ""
+    folio_order: int = 0
+    mthp_swapin: bool = True
+    #: (pswpout + pswpin) / seconds: every swapped page over the whole run, model included.
+    swapped_pages_s: float = 0.0
+    #: /sys/kernel/mm/transparent_hugepage/hugepages-<size>/stats deltas, per size.
+    mthp: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Post-processing: one dict per step (when, what was asked, what it did).
+    post_processing: list[dict] = field(default_factory=list)
+    written_back_pages: int = 0  # bd_writes over the run's writeback steps
+    recompressed_pages: int = 0  # slots a recompress step moved to a secondary algorithm
     device: dict = field(default_factory=dict)  # pyzram.ctl.device_state at the end
     timeline: list[dict[str, float]] = field(default_factory=list)
 
@@ -86,6 +135,77 @@ def _timed(fn: Callable, sink: list[float], pages: list[int]) -> Callable:
     return wrapper
 
 
+def _slot_counts(dev: Zram) -> tuple[int, int]:
+    """Slots stored by a secondary algorithm (priority > 0), and ZRAM_INCOMPRESSIBLE ones."""
+    f = dev.table.flags_np
+    prio = (f >> np.uint64(T.ZRAM_COMP_PRIORITY_BIT1)) & np.uint64(T.ZRAM_COMP_PRIORITY_MASK)
+    return int(np.count_nonzero(prio)), int(np.count_nonzero(f & np.uint64(T.INCOMPRESSIBLE)))
+
+
+def _bd_writes(dev: Zram) -> int:
+    return int(dev.sysfs["bd_stat"].split()[2])
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    """The run's post-processing policy (see the module docstring)."""
+
+    writeback: str | None = None
+    recompress: str | None = None
+    idle_age: str = "all"
+    every: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.writeback is not None or self.recompress is not None
+
+    def run(self, dev: Zram, access: int, batches: int) -> dict:
+        """One post-processing step; OSErrors of the device (EAGAIN, ENOSPC, EIO ...)
+        are recorded in the step, as a daemon would log them and go on."""
+        ev: dict = {"access": access, "reclaim_batches": batches}
+        t0 = time.perf_counter()
+        if self.recompress is not None:
+            rtype = dict(parse_args(self.recompress)).get("type")
+            if rtype in _IDLE_TYPES:
+                dev.sysfs["idle"] = self.idle_age
+            st0 = dev.mm_stat()
+            recomp0, incomp0 = _slot_counts(dev)
+            step: dict = {"request": self.recompress}
+            try:
+                dev.sysfs["recompress"] = self.recompress
+            except OSError as e:
+                step["error"] = errno.errorcode.get(e.errno, str(e.errno))
+            st1 = dev.mm_stat()
+            recomp1, incomp1 = _slot_counts(dev)
+            step.update(
+                pages=recomp1 - recomp0,
+                incompressible=incomp1 - incomp0,
+                compr_data_size_before=st0.compr_data_size,
+                compr_data_size_after=st1.compr_data_size,
+            )
+            ev["recompress"] = step
+        if self.writeback is not None:
+            if self.writeback in _IDLE_TYPES:
+                dev.sysfs["idle"] = self.idle_age
+            bd0 = _bd_writes(dev)
+            step = {"request": self.writeback}
+            try:
+                dev.sysfs["writeback"] = self.writeback
+            except OSError as e:
+                step["error"] = errno.errorcode.get(e.errno, str(e.errno))
+            step["pages"] = _bd_writes(dev) - bd0
+            ev["writeback"] = step
+        ev["seconds"] = time.perf_counter() - t0
+        return ev
+
+
+def default_disksize(nr_pages: int) -> int:
+    """The default ``disksize``: room for every page of the workload, in whole swap
+    clusters (512 slots), plus the cluster that slot 0 (the swap header) makes an
+    order-0 one, so that large folios find free clusters of their own."""
+    return (-(-nr_pages // SWAPFILE_CLUSTER) + 1) * SWAPFILE_CLUSTER * PAGE_SIZE
+
+
 def run_workload(
     pages: np.ndarray,
     *,
@@ -98,24 +218,73 @@ def run_workload(
     write_ratio: float = 0.1,
     seed: int = 0,
     backing_dev: str | None = None,
+    folio_order: int = 0,
+    mthp_swapin: bool = True,
+    writeback: str | None = None,
+    idle_age: str | int = "all",
+    pp_every: int = 0,
+    recompress_algo: str | None = None,
+    recompress: str | None = None,
+    source: str = "",
     progress: Callable[[int, int], None] | None = None,
 ) -> RunReport:
-    """Run the workload and return its report (see the module docstring)."""
-    from pyzram.workload.patterns import make_pattern
+    """Run the workload and return its report (see the module docstring).
+
+    ``pages`` is the page source (``(N, 4096)`` uint8); ``folio_order`` the
+    folio size anonymous faults try (0..9); ``writeback`` one of
+    :data:`WRITEBACK_MODES`; ``recompress`` the parameters written to
+    ``recompress`` (default ``type=idle`` when only ``recompress_algo`` is
+    given); ``idle_age`` what is written to ``idle`` first (``all`` or
+    seconds); ``pp_every`` the post-processing period in reclaim batches
+    (0: once, after the access pattern).  ``ValueError`` for inconsistent
+    options, the device's ``OSError`` for a bad sysfs word.
+    """
+    from pyzram.workload.patterns import make_pattern, write_sources
 
     if io_path not in ("swap_ops", "bio"):
         raise ValueError(f"io_path must be swap_ops or bio, not {io_path!r}")
+    if writeback is not None and writeback not in WRITEBACK_MODES:
+        raise ValueError(f"writeback mode must be one of {', '.join(WRITEBACK_MODES)}")
+    if writeback is not None and not backing_dev:
+        raise ValueError("writeback needs a backing device (--backing-dev FILE)")
+    if recompress is not None and not recompress_algo:
+        raise ValueError("recompress needs a secondary algorithm (--recompress-algo ALGO)")
+    if recompress_algo and recompress is None:
+        recompress = "type=idle"
+    if pp_every < 0:
+        raise ValueError(f"the post-processing period must not be negative, got {pp_every}")
     n = len(pages)
     if n == 0:
         raise ValueError("no pages to run")
     limit = mem_limit_pages if mem_limit_pages is not None else max(32, n // 4)
+    pp = PostProcessing(writeback, recompress, str(idle_age), pp_every)
+    memcg = MemCgroup(limit)
+    mm = AddressSpace(
+        n, memcg, lambda vpn: pages[vpn], folio_order=folio_order, mthp_swapin=mthp_swapin
+    )
+    acc = make_pattern(
+        pattern, n, accesses if accesses is not None else 2 * n, seed=seed, write_ratio=write_ratio
+    )
+    src = write_sources(acc, n, seed)
     zram_init()
     dev = Zram()
     if backing_dev:
         dev.sysfs["backing_dev"] = backing_dev
     dev.sysfs["comp_algorithm"] = algorithm
-    dev.sysfs["disksize"] = str(disksize if disksize else (n + 64) * PAGE_SIZE)
-    mkswap(dev.disk)
+    if recompress_algo:
+        dev.sysfs["recomp_algorithm"] = f"algo={recompress_algo}"
+    dev.sysfs["disksize"] = str(disksize if disksize else default_disksize(n))
+    try:
+        if pp.enabled:  # check the requests on the empty device: errors before the run
+            dev.sysfs["idle"] = pp.idle_age
+            if recompress is not None:
+                dev.sysfs["recompress"] = recompress
+            if writeback is not None:
+                dev.sysfs["writeback"] = writeback
+        mkswap(dev.disk)
+    except BaseException:
+        dev.sysfs["reset"] = "1"
+        raise
     si = swapon(dev.disk, use_block_ops=(io_path == "swap_ops"))
     wlat: list[float] = []
     rlat: list[float] = []
@@ -128,14 +297,10 @@ def run_workload(
     )
     vm_events.reset()
     bio_stats.clear()
-    memcg = MemCgroup(limit)
-    expected = [pages[i].tobytes() for i in range(n)]
-    mm = AddressSpace(n, memcg, lambda vpn: expected[vpn])
-    acc = make_pattern(
-        pattern, n, accesses if accesses is not None else 2 * n, seed=seed, write_ratio=write_ratio
-    )
-    rng = np.random.default_rng(seed)
+    # exp[vpn]: the page of the source whose original bytes page vpn holds now.
+    exp = np.arange(n, dtype=np.int64)
     timeline: list[dict[str, float]] = []
+    events: list[dict] = []
     total = n + len(acc)
     t0 = time.perf_counter()
     try:
@@ -155,29 +320,43 @@ def run_workload(
             if progress:
                 progress(step, total)
 
+        next_pp = pp.every if pp.enabled and pp.every else None
         step = 0
-        for vpn in range(n):  # the process builds its memory
-            mm.touch(vpn)
+        touch = mm.touch
+        for vpn in range(n):  # the process builds its memory, page by page
+            touch(vpn)
             step += 1
             if step % 512 == 0:
                 sample(step)
-        for vpn, write in acc:
-            if write:  # new contents from elsewhere in the workload
-                new = expected[int(rng.integers(0, n))]
-                expected[vpn] = new
-                mm.touch(vpn, data=new)
+            if next_pp is not None and memcg.nr_reclaim_batches >= next_pp:
+                events.append(pp.run(dev, step, memcg.nr_reclaim_batches))
+                next_pp = memcg.nr_reclaim_batches + pp.every
+        for vpn, s in zip(acc.vpn.tolist(), src.tolist(), strict=True):
+            if s >= 0:  # a write: the original bytes of page s
+                exp[vpn] = s
+                touch(vpn, data=pages[s])
             else:
-                mm.touch(vpn)
+                touch(vpn)
             step += 1
             if step % 512 == 0:
                 sample(step)
+            if next_pp is not None and memcg.nr_reclaim_batches >= next_pp:
+                events.append(pp.run(dev, step, memcg.nr_reclaim_batches))
+                next_pp = memcg.nr_reclaim_batches + pp.every
         seconds = time.perf_counter() - t0
+        if pp.enabled and not pp.every:
+            events.append(pp.run(dev, step, memcg.nr_reclaim_batches))
         # The check reads every page once more (faulting the swapped ones back):
         # the device's figures below are those at the end of it.
-        intact = all(mm.read(vpn) == expected[vpn] for vpn in range(n))
+        intact = all(mm.read(vpn) == pages[exp[vpn]].tobytes() for vpn in range(n))
         report_stat = dev.mm_stat()
         mm_text, io_text, bd_text = dev.sysfs["mm_stat"], dev.sysfs["io_stat"], dev.bd_stat()
-        counts = dict(vm_events.counts)
+        counts = dict.fromkeys(VMSTAT_KEYS, 0)
+        counts.update((k, v) for k, v in vm_events.counts.items() if v)
+        mthp: dict[str, dict[str, int]] = {}
+        for (order, name), v in sorted(vm_events.mthp.items()):
+            if v:
+                mthp.setdefault(mthp_size_name(order), {})[name] = v
         device = device_state(dev, mountpoint="[SWAP]")
         bios = sum(bio_stats.values())
     finally:
@@ -185,6 +364,7 @@ def run_workload(
             swapoff(si, unuse=lambda entry, folio: 1)
         finally:
             dev.sysfs["reset"] = "1"
+    swapped = counts.get("pswpout", 0) + counts.get("pswpin", 0)
     return RunReport(
         io_path=io_path,
         algorithm=algorithm,
@@ -204,6 +384,14 @@ def run_workload(
         intact=intact,
         seconds=seconds,
         bios=bios,
+        source=source,
+        folio_order=folio_order,
+        mthp_swapin=mthp_swapin,
+        swapped_pages_s=swapped / seconds if seconds else 0.0,
+        mthp=mthp,
+        post_processing=events,
+        written_back_pages=sum(e.get("writeback", {}).get("pages", 0) for e in events),
+        recompressed_pages=sum(e.get("recompress", {}).get("pages", 0) for e in events),
         device=device,
         timeline=timeline,
     )

@@ -1,39 +1,72 @@
 """Anonymous memory under a memcg limit: faults, LRU and reclaim through the swap core.
 
-A first model of mm/memory.c (``do_anonymous_page``, ``do_swap_page``),
-mm/memcontrol.c (the charge against ``memory.max``) and mm/vmscan.c
-(``shrink_folio_list``, active/inactive aging) — enough to drive real pages
-through swap on zram the way the kernel does:
+A model of mm/memory.c (``do_anonymous_page`` / ``alloc_anon_folio``,
+``do_swap_page`` / ``alloc_swap_folio``), mm/memcontrol.c (the charge
+against ``memory.max``), mm/vmscan.c (``shrink_folio_list``, active/inactive
+aging), mm/huge_memory.c (``split_folio_to_list``) and mm/swap_state.c
+(``swap_cluster_readahead``) — enough to drive real pages through swap on
+zram the way the kernel (6.12 .. 6.18) does:
 
 * a fault on a page never touched allocates a folio with the workload's
-  bytes and charges it; over the limit, reclaim runs first;
-* reclaim takes up to ``SWAP_CLUSTER_MAX`` folios from the inactive tail:
-  referenced ones are activated (second chance), the others get swap slots
-  (``folio_alloc_swap``), are unmapped (the PTE now holds the entry,
-  ``swap_duplicate``), written out through **one** ``SwapIoCtx`` with
-  ``swap_writeout`` and submitted once (``swap_write_submit``), then leave
-  memory (``swap_cache_del_folio``) — or, if the write failed and re-dirtied
-  them, stay in the swap cache and go back on the LRU;
-* a fault on a swapped page finds the folio in the swap cache or reads it
-  through a ctx submitted at once (``SWP_SYNCHRONOUS_IO``: no readahead),
-  maps it, drops the PTE's reference and frees the slot when no one else
-  holds it (zram then frees its copy through ``slot_free_notify``).
+  bytes and charges it; over the limit, reclaim runs first.  With
+  ``folio_order=K`` the fault allocates an order-K folio (2**K pages,
+  naturally aligned) when the whole aligned range is untouched and inside
+  the process, as ``alloc_anon_folio`` does for an enabled mTHP size (and
+  the PMD fault path for K = 9); otherwise, or when the charge cannot
+  succeed, an order-0 folio (``anon_fault_fallback``);
+* reclaim isolates folios from the inactive tail until ``SWAP_CLUSTER_MAX``
+  pages are taken (``isolate_lru_folios`` counts pages, so one 2 MiB folio
+  is a batch on its own): referenced ones are activated (second chance),
+  the others get swap slots (``folio_alloc_swap``), are unmapped (each PTE
+  now holds its entry, ``swap_duplicate``), written out through **one**
+  ``SwapIoCtx`` with ``swap_writeout`` and submitted once
+  (``swap_write_submit``), then leave memory (``swap_cache_del_folio``) —
+  or, if the write failed and re-dirtied them, stay in the swap cache and
+  go back on the LRU.  A large folio for which ``folio_alloc_swap`` finds
+  no free aligned run of 2**K slots in a cluster is split
+  (``split_folio_to_list``: its order-0 pieces join the list being
+  reclaimed, ``thp_swpout_fallback`` / mTHP ``swpout_fallback``) and the
+  first piece is retried, as shrink_folio_list does since 6.10;
+* a fault on a swapped page finds the folio in the swap cache (a large one
+  is mapped whole, as do_swap_page does when every PTE of its range still
+  holds its entries) or reads it: for ``SWP_SYNCHRONOUS_IO`` (zram) through
+  a ctx submitted at once, with no readahead, as an order-K folio when K is
+  an mTHP order (1..8), ``mthp_swapin`` is on and the aligned range is all
+  swap entries of consecutive, equally zero-mapped, uncached slots
+  (``alloc_swap_folio`` / ``can_swapin_thp``), else order 0 — PMD-size
+  folios (K = 9) are always swapped in as order 0 pages, as in 6.18; for
+  other devices through ``swap_cluster_readahead`` (order 0, page_cluster
+  windows).  The PTEs drop their references and the slots are freed when
+  no one else holds them (zram then frees its copies through
+  ``slot_free_notify``).
 
-Simplified: one memcg, order-0 folios, one mapping per folio (no fork, no
-shared memory), referenced bits set by :meth:`AddressSpace.touch` instead of
-the hardware, no MGLRU, no readahead for non-synchronous devices, no
-workingset refault detection.  Per-page state is numpy arrays
-(``pte_state``, ``pte_entry``); present folios are objects.
+Simplified: one memcg, one mapping per folio (no fork, no shared memory), a
+large folio is always mapped and unmapped as a whole (so no deferred split
+of partially mapped folios), referenced bits set by
+:meth:`AddressSpace.touch` instead of the hardware and kept per folio, no
+MGLRU, no VMA readahead, no workingset refault detection, no THP
+shrinker/khugepaged.  A charge larger than the whole limit fails at once
+(the kernel reclaims first, then fails the same way).  Per-page state is
+numpy arrays (``pte_state``, ``pte_entry``); present folios are objects.
 """
 
 from __future__ import annotations
 
 import errno
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from pyzram.mm.folio import PAGE_SIZE, Folio, PG_dirty, PG_readahead, PG_uptodate, SwpEntry
+from pyzram.mm.folio import (
+    PAGE_SIZE,
+    Folio,
+    PG_dirty,
+    PG_locked,
+    PG_readahead,
+    PG_uptodate,
+    SwpEntry,
+)
 from pyzram.mm.page_io import swap_read_folio, swap_read_submit, swap_write_submit, swap_writeout
 from pyzram.mm.swap import SWAP_CLUSTER_MAX, SWP_SYNCHRONOUS_IO, SwapIoCtx, vm_events
 from pyzram.mm.swapfile import (
@@ -53,6 +86,17 @@ PTE_SWAP = 2
 
 #: Our stand-in for the hardware accessed bit, tested by folio_check_references.
 PG_referenced = 1 << 8
+
+#: ``HPAGE_PMD_ORDER`` on x86-64 (2 MiB folios); orders 1..8 are mTHP sizes.
+HPAGE_PMD_ORDER = 9
+
+_ENTRY_SHIFT = 48
+_OFFSET_MASK = (1 << _ENTRY_SHIFT) - 1
+
+
+def mthp_size_name(order: int) -> str:
+    """The sysfs directory of an order's stats: ``hugepages-64kB`` for order 4."""
+    return f"hugepages-{(PAGE_SIZE << order) // 1024}kB"
 
 
 class SwapReadahead:
@@ -92,12 +136,53 @@ class SwapReadahead:
 #: The global swap readahead state.
 readahead = SwapReadahead()
 
+Owner = tuple["AddressSpace", int]  # (address space, first page of the folio)
+
+
+class LruList:
+    """One LRU list of a lruvec: folios in order, the *last* one the list head (most
+    recently added), and ``nr_pages``, the page count (``lruvec_page_state``) that the
+    inactive/active balance compares."""
+
+    __slots__ = ("_d", "nr_pages")
+
+    def __init__(self) -> None:
+        self._d: OrderedDict[Folio, Owner] = OrderedDict()
+        self.nr_pages = 0
+
+    def add(self, folio: Folio, owner: Owner) -> None:
+        """``lruvec_add_folio``: at the head."""
+        self._d[folio] = owner
+        self.nr_pages += folio.nr_pages
+
+    def remove(self, folio: Folio) -> Owner | None:
+        """``lruvec_del_folio`` if the folio is on this list; its owner or None."""
+        owner = self._d.pop(folio, None)
+        if owner is not None:
+            self.nr_pages -= folio.nr_pages
+        return owner
+
+    def pop_tail(self) -> tuple[Folio, Owner]:
+        """The oldest folio, taken off the list."""
+        folio, owner = self._d.popitem(last=False)
+        self.nr_pages -= folio.nr_pages
+        return folio, owner
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __contains__(self, folio: object) -> bool:
+        return folio in self._d
+
+    def __iter__(self) -> Iterator[Folio]:
+        return iter(self._d)
+
 
 class MemCgroup:
     """One memory cgroup: ``memory.max`` in pages, its usage and its anon LRU lists.
 
-    Each list is an ordered dict of folio -> (address space, page number);
-    the *last* entry is the list head (most recently added).
+    ``nr_reclaim_batches`` counts the ``shrink_folio_list`` calls (reclaim
+    batches), which callers use to pace periodic work.
     """
 
     def __init__(self, limit_pages: int) -> None:
@@ -105,18 +190,27 @@ class MemCgroup:
             raise ValueError(f"memcg limit below {SWAP_CLUSTER_MAX} pages cannot make progress")
         self.limit_pages = limit_pages
         self.usage = 0
-        self.inactive: OrderedDict[Folio, tuple[AddressSpace, int]] = OrderedDict()
-        self.active: OrderedDict[Folio, tuple[AddressSpace, int]] = OrderedDict()
+        self.inactive = LruList()
+        self.active = LruList()
+        self.nr_reclaim_batches = 0
 
     # -- charging ----------------------------------------------------------------
 
     def try_charge(self, nr: int = 1) -> None:
-        """``try_charge``: reclaim until ``nr`` more pages fit, else ``ENOMEM`` (OOM)."""
+        """``try_charge_memcg``: reclaim until ``nr`` more pages fit, else ``ENOMEM``.
+
+        Gives up after 5 reclaim rounds in a row that free nothing (the
+        kernel's retries, then OOM), and at once when ``nr`` exceeds the
+        whole limit.
+        """
+        if nr > self.limit_pages:
+            raise OSError(errno.ENOMEM, f"memcg charge of {nr} pages exceeds the limit")
         retries = 5
         while self.usage + nr > self.limit_pages:
-            if not shrink_lruvec(self, self.usage + nr - self.limit_pages) and not retries:
-                raise OSError(errno.ENOMEM, "memcg OOM: nothing left to reclaim")
-            retries -= 1
+            if not shrink_lruvec(self, self.usage + nr - self.limit_pages):
+                retries -= 1
+                if retries < 0:
+                    raise OSError(errno.ENOMEM, "memcg OOM: nothing left to reclaim")
         self.usage += nr
 
     def uncharge(self, nr: int = 1) -> None:
@@ -124,68 +218,144 @@ class MemCgroup:
 
     # -- LRU -------------------------------------------------------------------------
 
-    def lru_add(self, folio: Folio, owner: tuple[AddressSpace, int]) -> None:
+    def lru_add(self, folio: Folio, owner: Owner) -> None:
         """``folio_add_lru``: new anon folios start on the inactive list."""
-        self.inactive[folio] = owner
+        self.inactive.add(folio, owner)
+
+    def lru_del(self, folio: Folio) -> None:
+        """Take a folio off whichever list holds it (``folio_isolate_lru``)."""
+        if self.inactive.remove(folio) is None:
+            self.active.remove(folio)
 
     def inactive_is_low(self) -> bool:
-        """``inactive_is_low``: keep the inactive list at least as long as the active."""
-        return len(self.inactive) < len(self.active)
+        """``inactive_is_low``: keep the inactive list at least as long as the active
+        (in pages; ``inactive_ratio`` is 1 below 1 GiB)."""
+        return self.inactive.nr_pages < self.active.nr_pages
 
 
 def shrink_active_list(memcg: MemCgroup, nr: int) -> None:
-    """``shrink_active_list``: move ``nr`` folios from the active tail to inactive,
-    clearing their referenced bit."""
-    for _ in range(min(nr, len(memcg.active))):
-        folio, owner = memcg.active.popitem(last=False)
+    """``shrink_active_list``: move about ``nr`` pages of folios from the active tail to
+    inactive, clearing their referenced bit."""
+    moved = 0
+    while moved < nr and len(memcg.active):
+        folio, owner = memcg.active.pop_tail()
         folio.clear(PG_referenced)
-        memcg.inactive[folio] = owner
-        vm_events.count("pgdeactivate")
+        memcg.inactive.add(folio, owner)
+        vm_events.count("pgdeactivate", folio.nr_pages)
+        moved += folio.nr_pages
 
 
 def shrink_lruvec(memcg: MemCgroup, nr_to_reclaim: int) -> int:
-    """Reclaim at least ``nr_to_reclaim`` pages in ``SWAP_CLUSTER_MAX`` batches; pages freed."""
+    """Reclaim at least ``nr_to_reclaim`` pages in ``SWAP_CLUSTER_MAX`` batches; pages freed.
+
+    Gives up after scanning twice the pages on both lists (every folio has had
+    its second chance by then), as ``do_try_to_free_pages`` does once its
+    priority has come down to 0 (a scan of the whole LRU).
+    """
     freed = 0
-    passes = 0
-    while freed < nr_to_reclaim and passes < 8:
+    scanned = 0
+    budget = 2 * (memcg.inactive.nr_pages + memcg.active.nr_pages) + SWAP_CLUSTER_MAX
+    while freed < nr_to_reclaim and scanned < budget:
         if memcg.inactive_is_low():
             shrink_active_list(memcg, SWAP_CLUSTER_MAX)
-        if not memcg.inactive:
+        if not len(memcg.inactive):
             break
-        got = shrink_folio_list(memcg, SWAP_CLUSTER_MAX)
-        freed += got
-        passes = 0 if got else passes + 1
+        scanned += min(SWAP_CLUSTER_MAX, memcg.inactive.nr_pages)
+        freed += shrink_folio_list(memcg, SWAP_CLUSTER_MAX)
     return freed
 
 
+def split_folio_to_list(folio: Folio, owner: Owner) -> list[tuple[Folio, Owner]]:
+    """``split_folio_to_list`` of a locked, mapped, not-yet-swapped large folio.
+
+    Returns its order-0 pieces with their owners, the first one (the head)
+    still locked, the others unlocked; each PTE now maps its piece.  Counts
+    ``thp_split_page`` for a PMD-size folio and the mTHP ``split`` stat.
+    """
+    if not folio.test(PG_locked) or folio.swap is not None:
+        raise RuntimeError("split_folio_to_list needs a locked folio outside the swap cache")
+    mm, base = owner
+    flags = folio.flags & ~PG_locked
+    pieces: list[tuple[Folio, Owner]] = []
+    for j in range(folio.nr_pages):
+        piece = Folio(0, folio.page(j))
+        piece.flags = flags
+        piece.memcg = folio.memcg
+        mm.present[base + j] = piece
+        pieces.append((piece, (mm, base + j)))
+    pieces[0][0].lock()
+    if folio.order == HPAGE_PMD_ORDER:
+        vm_events.count("thp_split_page")
+    vm_events.count_mthp(folio.order, "split")
+    folio.unlock()
+    return pieces
+
+
+def _alloc_swap_or_split(
+    folio: Folio, owner: Owner, batch: list[tuple[Folio, Owner]]
+) -> tuple[Folio, Owner, bool]:
+    """The ``folio_alloc_swap`` step of shrink_folio_list for a locked folio.
+
+    A large folio that gets no slots is split (its tail pieces are appended
+    to ``batch``, to be reclaimed in this same pass) and its head retried.
+    Returns the folio now in hand (the head after a split, still locked)
+    and whether it got slots.
+    """
+    try:
+        folio_alloc_swap(folio)
+        return folio, owner, True
+    except OSError:
+        if folio.order == 0:
+            return folio, owner, False
+    order = folio.order
+    pieces = split_folio_to_list(folio, owner)
+    if order == HPAGE_PMD_ORDER:
+        vm_events.count("thp_swpout_fallback")
+    vm_events.count_mthp(order, "swpout_fallback")
+    batch.extend(pieces[1:])
+    head, head_owner = pieces[0]
+    try:
+        folio_alloc_swap(head)
+    except OSError:
+        return head, head_owner, False
+    return head, head_owner, True
+
+
 def shrink_folio_list(memcg: MemCgroup, nr: int) -> int:
-    """``shrink_folio_list`` on ``nr`` folios from the inactive tail; pages freed."""
-    batch = []
-    for _ in range(min(nr, len(memcg.inactive))):
-        batch.append(memcg.inactive.popitem(last=False))
-    vm_events.count("pgscan_anon", len(batch))
+    """``shrink_folio_list`` on folios of about ``nr`` pages from the inactive tail; pages
+    freed."""
+    memcg.nr_reclaim_batches += 1
+    batch: list[tuple[Folio, Owner]] = []
+    taken = 0
+    while taken < nr and len(memcg.inactive):
+        folio, owner = memcg.inactive.pop_tail()
+        batch.append((folio, owner))
+        taken += folio.nr_pages
+    vm_events.count("pgscan_anon", taken)
     ctx = SwapIoCtx()
-    written: list[tuple[Folio, tuple[AddressSpace, int]]] = []
-    for folio, owner in batch:
+    written: list[tuple[Folio, Owner]] = []
+    i = 0
+    while i < len(batch):  # split_folio_to_list appends to the batch as we go
+        folio, owner = batch[i]
+        i += 1
         if folio.test(PG_referenced):  # folio_check_references: FOLIOREF_ACTIVATE
             folio.clear(PG_referenced)
-            memcg.active[folio] = owner
-            vm_events.count("pgactivate")
+            memcg.active.add(folio, owner)
+            vm_events.count("pgactivate", folio.nr_pages)
             continue
         if not folio.trylock():  # under I/O (a readahead not yet read): keep it
-            memcg.inactive[folio] = owner
+            memcg.inactive.add(folio, owner)
             continue
         if folio.swap is None:
-            try:
-                folio_alloc_swap(folio)
-            except OSError:  # no swap space: keep it (activate_locked)
+            folio, owner, ok = _alloc_swap_or_split(folio, owner, batch)
+            if not ok:  # no swap space: keep it (activate_locked)
                 folio.unlock()
-                memcg.active[folio] = owner
+                memcg.active.add(folio, owner)
                 continue
         mm, vpn = owner
-        if mm.pte_state[vpn] == PTE_PRESENT:  # try_to_unmap: the PTE takes the entry
-            swap_duplicate(folio.swap)
-            mm.unmap(vpn, folio.swap)
+        if mm.pte[vpn] == PTE_PRESENT:  # try_to_unmap: the PTEs take the entries
+            swap_duplicate(folio.swap, folio.nr_pages)
+            mm.unmap(vpn, folio)
             folio.mark_dirty()  # the page may differ from any copy in swap
         elif not folio.test(PG_dirty):  # clean swap cache (readahead): swap holds it
             folio.unlock()
@@ -199,13 +369,13 @@ def shrink_folio_list(memcg: MemCgroup, nr: int) -> int:
         folio.lock()
         if folio.test(PG_dirty) and folio.swap is not None:  # the write failed: retry later
             folio.unlock()
-            memcg.inactive[folio] = owner
+            memcg.inactive.add(folio, owner)
             continue
         if folio.swap is not None:
             swap_cache_del_folio(folio)  # __remove_mapping
         folio.unlock()
-        memcg.uncharge()
-        freed += 1
+        memcg.uncharge(folio.nr_pages)
+        freed += folio.nr_pages
     vm_events.count("pgsteal_anon", freed)
     return freed
 
@@ -214,28 +384,62 @@ class AddressSpace:
     """``struct mm_struct`` of one process: ``nr_pages`` anonymous pages.
 
     ``source(vpn)`` gives the bytes a page holds when first touched (the
-    workload's memory contents).
+    workload's memory contents: 4096 bytes, any bytes-like object).
+    ``folio_order`` is the folio size anonymous faults try (the one enabled
+    mTHP/THP size); ``mthp_swapin`` lets synchronous swap-in bring an mTHP
+    order back whole (the 6.12+ ``alloc_swap_folio`` path; it uses the same
+    per-size ``enabled`` setting as faults, so it is on by default).
     """
 
-    def __init__(self, nr_pages: int, memcg: MemCgroup, source) -> None:
+    def __init__(
+        self,
+        nr_pages: int,
+        memcg: MemCgroup,
+        source: Callable[[int], bytes | bytearray | memoryview | np.ndarray],
+        *,
+        folio_order: int = 0,
+        mthp_swapin: bool = True,
+    ) -> None:
+        if not 0 <= folio_order <= HPAGE_PMD_ORDER:
+            raise ValueError(f"folio order {folio_order} out of range 0..{HPAGE_PMD_ORDER}")
         self.nr_pages = nr_pages
         self.memcg = memcg
         self.source = source
+        self.folio_order = folio_order
+        self.mthp_swapin = mthp_swapin
         self.pte_state = np.zeros(nr_pages, dtype=np.uint8)
         self.pte_entry = np.zeros(nr_pages, dtype=np.int64)  # type << 48 | offset
+        # memoryviews of the same arrays: one page at a time, Python ints, ~3x faster
+        self.pte = memoryview(self.pte_state)
+        self.pte_raw = memoryview(self.pte_entry)
         self.present: dict[int, Folio] = {}
         self.swapped: dict[int, int] = {}  # raw entry -> vpn (the rmap of swap entries)
 
-    def unmap(self, vpn: int, entry: SwpEntry) -> None:
-        self.present.pop(vpn, None)
-        raw = entry.type << 48 | entry.offset
-        self.pte_state[vpn] = PTE_SWAP
-        self.pte_entry[vpn] = raw
-        self.swapped[raw] = vpn
+    def unmap(self, base: int, folio: Folio) -> None:
+        """``try_to_unmap`` of a folio mapped at ``base``: each PTE takes its slot's entry."""
+        entry = folio.swap
+        nr = folio.nr_pages
+        raw = entry.type << _ENTRY_SHIFT | entry.offset
+        if nr == 1:
+            self.pte[base] = PTE_SWAP
+            self.pte_raw[base] = raw
+            del self.present[base]
+            self.swapped[raw] = base
+            return
+        self.pte_state[base : base + nr] = PTE_SWAP
+        self.pte_entry[base : base + nr] = np.arange(raw, raw + nr, dtype=np.int64)
+        for j in range(nr):
+            del self.present[base + j]
+            self.swapped[raw + j] = base + j
 
-    def touch(self, vpn: int, write: bool = False, data: bytes | None = None) -> Folio:
-        """An access to page ``vpn``: a hit, or a minor/major fault; returns the folio."""
-        state = self.pte_state[vpn]
+    def touch(
+        self, vpn: int, write: bool = False, data: bytes | memoryview | np.ndarray | None = None
+    ) -> Folio:
+        """An access to page ``vpn``: a hit, or a minor/major fault; returns the folio.
+
+        ``data`` (4096 bytes) is stored into the page (a write).
+        """
+        state = self.pte[vpn]
         if state == PTE_PRESENT:
             folio = self.present[vpn]
         elif state == PTE_NONE:
@@ -244,32 +448,118 @@ class AddressSpace:
             folio = self.do_swap_page(vpn)
         folio.set(PG_referenced)
         if data is not None:
-            folio.data[:] = data
+            if folio.order:
+                folio.page(vpn & (folio.nr_pages - 1))[:] = data
+            else:
+                memoryview(folio.data)[:] = data
         return folio
 
     def read(self, vpn: int) -> bytes:
-        return bytes(self.touch(vpn).data)
+        """The bytes of page ``vpn`` (faulting it in if needed)."""
+        folio = self.touch(vpn)
+        if folio.order:
+            return bytes(folio.page(vpn & (folio.nr_pages - 1)))
+        return bytes(folio.data)
+
+    # -- anonymous faults --------------------------------------------------------------
+
+    def _anon_order(self, vpn: int) -> int:
+        """``alloc_anon_folio``'s choice: the enabled order if its aligned range is all
+        ``pte_none`` and inside the process, else 0."""
+        order = self.folio_order
+        if not order:
+            return 0
+        nr = 1 << order
+        base = vpn & ~(nr - 1)
+        if base + nr > self.nr_pages or self.pte_state[base : base + nr].any():
+            return 0
+        return order
 
     def do_anonymous_page(self, vpn: int) -> Folio:
-        """``do_anonymous_page``: charge, then a new folio with the page's bytes."""
+        """``do_anonymous_page``: charge, then a new folio with the page's bytes.
+
+        A large folio whose charge fails falls back to order 0
+        (``anon_fault_fallback_charge``; ``thp_fault_fallback_charge`` at PMD size).
+        """
         vm_events.count("pgfault")
+        order = self._anon_order(vpn)
+        if order:
+            nr = 1 << order
+            base = vpn & ~(nr - 1)
+            try:
+                self.memcg.try_charge(nr)
+            except OSError:
+                thp = order == HPAGE_PMD_ORDER
+                if thp:
+                    vm_events.count("thp_fault_fallback")
+                    vm_events.count("thp_fault_fallback_charge")
+                vm_events.count_mthp(order, "anon_fault_fallback")
+                vm_events.count_mthp(order, "anon_fault_fallback_charge")
+            else:
+                data = b"".join(self.source(v) for v in range(base, base + nr))
+                folio = Folio(order, data)
+                folio.mark_uptodate()
+                if order == HPAGE_PMD_ORDER:
+                    vm_events.count("thp_fault_alloc")
+                vm_events.count_mthp(order, "anon_fault_alloc")
+                self._map(base, folio)
+                return folio
         self.memcg.try_charge()
         folio = Folio(0, self.source(vpn))
         folio.mark_uptodate()
         self._map(vpn, folio)
         return folio
 
+    # -- swap faults --------------------------------------------------------------------
+
+    def _entry(self, vpn: int) -> SwpEntry:
+        raw = self.pte_raw[vpn]
+        return SwpEntry(raw >> _ENTRY_SHIFT, raw & _OFFSET_MASK)
+
+    def _swapin_order(self, vpn: int, entry: SwpEntry) -> int:
+        """``alloc_swap_folio``: the mTHP order if the aligned range around ``vpn`` can
+        be swapped in whole (``thp_swap_suitable_orders`` + ``can_swapin_thp``), else 0."""
+        order = self.folio_order
+        if not self.mthp_swapin or not 0 < order < HPAGE_PMD_ORDER:
+            return 0
+        nr = 1 << order
+        base = vpn & ~(nr - 1)
+        first = entry.offset - (vpn - base)
+        if base + nr > self.nr_pages or first & (nr - 1):
+            return 0
+        raw = entry.type << _ENTRY_SHIFT | first
+        if not (self.pte_state[base : base + nr] == PTE_SWAP).all():
+            return 0
+        if not (self.pte_entry[base : base + nr] == np.arange(raw, raw + nr)).all():
+            return 0
+        si = swp_swap_info(entry)
+        if si.count_zero(first, nr) not in (0, nr):  # swap_zeromap_batch
+            return 0
+        if any(swap_cache_get_folio(SwpEntry(entry.type, first + j)) for j in range(nr)):
+            return 0
+        return order
+
     def do_swap_page(self, vpn: int) -> Folio:
-        """``do_swap_page``: swap cache hit, or a synchronous read of the slot."""
+        """``do_swap_page``: a swap cache hit, or a read of the slot(s); maps the folio."""
         vm_events.count("pgfault")
-        raw = int(self.pte_entry[vpn])
-        entry = SwpEntry(raw >> 48, raw & ((1 << 48) - 1))
+        entry = self._entry(vpn)
         folio = swap_cache_get_folio(entry)
         if folio is None:
             vm_events.count("pgmajfault")
             if swp_swap_info(entry).flags & SWP_SYNCHRONOUS_IO:
-                self.memcg.try_charge()
-                folio = swap_cache_alloc_folio(entry)
+                order = self._swapin_order(vpn, entry)
+                if order:
+                    try:
+                        self.memcg.try_charge(1 << order)
+                    except OSError:  # mem_cgroup_swapin_charge_folio failed: order 0
+                        vm_events.count_mthp(order, "swpin_fallback")
+                        vm_events.count_mthp(order, "swpin_fallback_charge")
+                        order = 0
+                    else:
+                        entry = SwpEntry(entry.type, entry.offset - (vpn & ((1 << order) - 1)))
+                if not order:
+                    self.memcg.try_charge()
+                folio = swap_cache_alloc_folio(entry, order)
                 ctx = SwapIoCtx()
                 swap_read_folio(ctx, folio)
                 swap_read_submit(ctx)  # never wait on a folio of our own ctx
@@ -280,18 +570,24 @@ class AddressSpace:
                 folio.clear(PG_readahead)
                 vm_events.count("swap_ra_hit")
                 readahead.hits += 1
-            self.memcg.inactive.pop(folio, None)
-            self.memcg.active.pop(folio, None)
+            self.memcg.lru_del(folio)
         folio.lock()
+        nr = folio.nr_pages
+        base = vpn & ~(nr - 1)
         if not folio.test(PG_uptodate):
             folio.unlock()
-            self.memcg.uncharge()
+            self.memcg.uncharge(nr)
             raise OSError(errno.EIO, f"SIGBUS: swap-in of page {vpn} failed")
-        self.swapped.pop(raw, None)
-        swap_free(entry)  # the PTE drops its reference
-        folio_free_swap(folio)  # no one else needs the slot: free it (and zram's copy)
+        first = folio.swap.type << _ENTRY_SHIFT | folio.swap.offset
+        if nr > 1 and not (self.pte_entry[base : base + nr] == np.arange(first, first + nr)).all():
+            folio.unlock()
+            raise RuntimeError(f"large folio at page {base} is only partly mapped by its PTEs")
+        for j in range(nr):
+            self.swapped.pop(first + j, None)
+        swap_free(folio.swap, nr)  # the PTEs drop their references
+        folio_free_swap(folio)  # no one else needs the slots: free them (and zram's copies)
         folio.unlock()
-        self._map(vpn, folio)
+        self._map(base, folio)
         return folio
 
     def swap_cluster_readahead(self, entry: SwpEntry) -> Folio:
@@ -304,7 +600,7 @@ class AddressSpace:
         ctx = SwapIoCtx()
         target = None
         for off in range(max(start, 1), min(end, si.max)):
-            vpn = self.swapped.get(entry.type << 48 | off)
+            vpn = self.swapped.get(entry.type << _ENTRY_SHIFT | off)
             if off != entry.offset and (vpn is None or si.swap_count(off) == 0):
                 continue  # free slot, or another process's page
             e = SwpEntry(entry.type, off)
@@ -322,10 +618,27 @@ class AddressSpace:
         swap_read_submit(ctx)
         return target
 
-    def _map(self, vpn: int, folio: Folio) -> None:
-        self.present[vpn] = folio
-        self.pte_state[vpn] = PTE_PRESENT
-        self.memcg.lru_add(folio, (self, vpn))
+    def _map(self, base: int, folio: Folio) -> None:
+        """Map every page of ``folio`` from page ``base`` and put it on the LRU."""
+        nr = folio.nr_pages
+        if nr == 1:
+            self.present[base] = folio
+            self.pte[base] = PTE_PRESENT
+        else:
+            for j in range(nr):
+                self.present[base + j] = folio
+            self.pte_state[base : base + nr] = PTE_PRESENT
+        self.memcg.lru_add(folio, (self, base))
 
 
-__all__ = ["AddressSpace", "MemCgroup", "PAGE_SIZE", "shrink_folio_list", "shrink_lruvec"]
+__all__ = [
+    "HPAGE_PMD_ORDER",
+    "AddressSpace",
+    "LruList",
+    "MemCgroup",
+    "PAGE_SIZE",
+    "mthp_size_name",
+    "shrink_folio_list",
+    "shrink_lruvec",
+    "split_folio_to_list",
+]

@@ -43,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "MIX_KINDS",
     "PAGE_SIZE",
     "SYNTHETIC_KINDS",
     "WORKLOAD_KINDS",
@@ -51,6 +52,7 @@ __all__ = [
     "capture",
     "default_corpus",
     "file_pages",
+    "parse_mix",
     "read_page_file",
     "snapshot_process",
     "spawn_workload",
@@ -434,22 +436,30 @@ CHILD_ENV = {
 }
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_ready(proc: subprocess.Popen[bytes], timeout: float, marker: bytes = b"READY\n") -> bytes:
+    """Read the child's stdout pipe until ``marker`` arrives, at most ``timeout`` s.
+
+    Returns what was read (the child writes nothing after the marker until
+    told to).  ``TimeoutError`` when the marker does not come,
+    ``RuntimeError`` when the child exits first.
+    """
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     got = b""
+    what = marker.strip().decode() or "its reply"
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
-        while b"READY\n" not in got:
+        while marker not in got:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"workload pid {proc.pid} not READY after {timeout:.0f} s")
+                raise TimeoutError(f"workload pid {proc.pid} not {what} after {timeout:.0f} s")
             if not sel.select(left):
                 continue
             chunk = os.read(proc.stdout.fileno(), 4096)
             if not chunk:
-                raise RuntimeError(f"workload pid {proc.pid} exited before READY")
+                raise RuntimeError(f"workload pid {proc.pid} exited before {what}")
             got += chunk
+    return got
 
 
 @contextmanager
@@ -495,7 +505,7 @@ def spawn_workload(
         )
         try:
             try:
-                _wait_ready(proc, timeout)
+                wait_ready(proc, timeout)
             except (TimeoutError, RuntimeError) as e:
                 err.seek(0)
                 tail = err.read()[-2000:].decode(errors="replace").strip()
@@ -698,51 +708,165 @@ def _near_huge_pages(count: int, rng: np.random.Generator) -> PageArray:
     return out
 
 
-def synthetic_mix_with_kinds(n: int, seed: int = 7) -> tuple[PageArray, npt.NDArray[np.str_]]:
+def _binary_files() -> list[Path]:
+    """Machine code and binary data: this interpreter's executable and numpy's and
+    pyzram's shared objects (``*.so``), sorted."""
+    files = [Path(sys.executable).resolve()]
+    for mod in ("numpy", "pyzram"):
+        try:
+            spec = __import__(mod).__file__
+        except ImportError:
+            continue
+        if spec:
+            files += sorted(Path(spec).parent.rglob("*.so"))
+    return files
+
+
+@functools.cache
+def _binary_blob(max_bytes: int = 8 << 20) -> npt.NDArray[np.uint8]:
+    """The bytes of :func:`_binary_files` concatenated (up to ``max_bytes``)."""
+    parts: list[bytes] = []
+    size = 0
+    for path in _binary_files():
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        parts.append(data[: max_bytes - size])
+        size += len(parts[-1])
+        if size >= max_bytes:
+            break
+    blob = np.frombuffer(b"".join(parts), dtype=np.uint8)
+    blob.flags.writeable = False
+    return blob
+
+
+def _binary_pages(count: int, rng: np.random.Generator) -> PageArray:
+    """Whole pages of real binaries (ELF code, symbol tables, data) at page-aligned
+    offsets; struct-like pages if no binary can be read."""
+    blob = _binary_blob()
+    npages = len(blob) // PAGE_SIZE
+    if npages < 4:
+        return _struct_pages(count, rng)
+    pages = blob[: npages * PAGE_SIZE].reshape(npages, PAGE_SIZE)
+    return pages[rng.integers(0, npages, size=count)]
+
+
+_MAKERS: dict[str, Callable[[int, np.random.Generator], PageArray]] = {
+    "zero": lambda c, r: _empty_pages(c),
+    "same": _same_pages,
+    "text": _text_pages,
+    "text_tail": _text_tail_pages,
+    "struct": _struct_pages,
+    "near_same": _near_same_pages,
+    "random": _random_pages,
+    "near_huge": _near_huge_pages,
+    "binary": _binary_pages,
+}
+
+#: The page kinds a mix may name (``synthetic_mix(mix=...)``, ``--mix``).
+MIX_KINDS: tuple[str, ...] = tuple(_MAKERS)
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """Parse a mix such as ``zero=0.1,same=0.05,text=0.3,random=0.1,binary=0.45``.
+
+    Each item is ``KIND=SHARE`` with a kind of :data:`MIX_KINDS` named once
+    and a share between 0 and 1; the shares must add up to 1 (within
+    1e-6).  Raises :class:`ValueError` naming the offending item.
+    """
+    mix: dict[str, float] = {}
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise ValueError("empty page mix; e.g. zero=0.25,text=0.5,random=0.25")
+    for item in items:
+        kind, eq, share_text = item.partition("=")
+        kind = kind.strip()
+        if not eq or not kind:
+            raise ValueError(f"bad page mix item {item!r}: want KIND=SHARE")
+        if kind not in _MAKERS:
+            raise ValueError(f"unknown page kind {kind!r} in mix; kinds: {', '.join(MIX_KINDS)}")
+        if kind in mix:
+            raise ValueError(f"page kind {kind!r} is named twice in the mix")
+        try:
+            share = float(share_text)
+        except ValueError:
+            share = -1.0
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"share of {kind!r} must be a number from 0 to 1, not {share_text!r}")
+        mix[kind] = share
+    total = sum(mix.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"page mix shares add up to {total:g}, not 1")
+    return mix
+
+
+def _mix_counts(n: int, mix: dict[str, float]) -> dict[str, int]:
+    """``floor(n * share)`` per kind, the remainder to the largest fractional parts
+    (ties: the kind named first)."""
+    exact = {k: n * share for k, share in mix.items()}
+    counts = {k: int(v) for k, v in exact.items()}
+    order = sorted(mix, key=lambda k: -(exact[k] - counts[k]))
+    for k in order[: n - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+def synthetic_mix_with_kinds(
+    n: int, seed: int = 7, mix: dict[str, float] | None = None
+) -> tuple[PageArray, npt.NDArray[np.str_]]:
     """:func:`synthetic_mix` and, for each page, the name of its category.
 
-    Categories are :data:`SYNTHETIC_KINDS` plus ``"near_same"`` (taken out of
-    the ``struct`` share).  Counts are ``floor(n * share)``; the remainder goes
-    to ``text``.
+    Without ``mix`` the categories are :data:`SYNTHETIC_KINDS` plus
+    ``"near_same"`` (taken out of the ``struct`` share); counts are
+    ``floor(n * share)`` and the remainder goes to ``text``.  With ``mix``
+    (kind -> share, see :func:`parse_mix`) each kind gets
+    ``floor(n * share)`` pages and the remainder goes one page each to the
+    kinds with the largest fractional parts.
     """
     if n < 0:
         raise ValueError("n must be >= 0")
     rng = np.random.default_rng(seed)
-    counts = {k: int(n * share) for k, share in SYNTHETIC_KINDS.items()}
-    counts["text"] += n - sum(counts.values())
-    near_same = min(counts["struct"], n // 100 if n >= 100 else int(n >= 10))
-    counts["struct"] -= near_same
-    counts["near_same"] = near_same
-    makers = {
-        "zero": lambda c, r: _empty_pages(c),
-        "same": _same_pages,
-        "text": _text_pages,
-        "text_tail": _text_tail_pages,
-        "struct": _struct_pages,
-        "near_same": _near_same_pages,
-        "random": _random_pages,
-        "near_huge": _near_huge_pages,
-    }
-    blocks = [makers[k](counts[k], rng) for k in makers if counts[k]]
+    if mix is None:
+        counts = {k: int(n * share) for k, share in SYNTHETIC_KINDS.items()}
+        counts["text"] += n - sum(counts.values())
+        near_same = min(counts["struct"], n // 100 if n >= 100 else int(n >= 10))
+        counts["struct"] -= near_same
+        counts["near_same"] = near_same
+    else:
+        unknown = sorted(set(mix) - set(_MAKERS))
+        if unknown:
+            raise ValueError(f"unknown page kind(s) {', '.join(unknown)}")
+        if abs(sum(mix.values()) - 1.0) > 1e-6 or min(mix.values(), default=0) < 0:
+            raise ValueError("page mix shares must be >= 0 and add up to 1")
+        counts = _mix_counts(n, mix)
+    kinds_in_order = [k for k in _MAKERS if counts.get(k)]
+    blocks = [_MAKERS[k](counts[k], rng) for k in kinds_in_order]
     pages = np.concatenate(blocks) if blocks else _empty_pages()
-    kinds = np.array([k for k in makers for _ in range(counts[k])], dtype="<U10")
+    kinds = np.array([k for k in kinds_in_order for _ in range(counts[k])], dtype="<U10")
     perm = rng.permutation(n)
     return np.ascontiguousarray(pages[perm]), kinds[perm]
 
 
-def synthetic_mix(n: int, seed: int = 7) -> PageArray:
+def synthetic_mix(n: int, seed: int = 7, mix: dict[str, float] | None = None) -> PageArray:
     """``n`` synthetic pages in a shuffled, seed-deterministic mix.
 
-    About 25% zero pages, 10% same-filled non-zero (0xff.., 0x01..,
-    0xdeadbeef, 1.0f, an 8-byte pattern), 25% real source text (stdlib
+    The default mix: about 25% zero pages, 10% same-filled non-zero (0xff..,
+    0x01.., 0xdeadbeef, 1.0f, an 8-byte pattern), 25% real source text (stdlib
     ``.py`` files at random offsets), 10% text with a zero tail, 10% struct-like
     u64 words (of which ~1% of all pages are "near-same": a 16-byte period, or
     one differing word, to exercise zram's same-filled test), 10% random bytes
     (incompressible, huge) and 10% near-huge pages (k random bytes then zeros,
     k in 3550..3700, compressing to about 3570-3730 bytes around the 3625
     huge threshold).
+
+    ``mix`` (kind -> share, e.g. ``parse_mix("zero=0.1,text=0.5,binary=0.4")``)
+    chooses other shares of :data:`MIX_KINDS`, which add ``binary``: whole
+    pages of this interpreter's executable and of numpy's and pyzram's shared
+    objects (machine code and binary data; identical on machines with the
+    same installation).
     """
-    return synthetic_mix_with_kinds(n, seed)[0]
+    return synthetic_mix_with_kinds(n, seed, mix)[0]
 
 
 def default_corpus(n: int = 4096) -> PageArray:

@@ -53,6 +53,7 @@ __all__ = [
     "read_trace",
     "sequential",
     "uniform_random",
+    "write_sources",
     "write_trace",
     "zipfian",
 ]
@@ -76,6 +77,7 @@ PATTERNS = ("sequential", "random", "zipf", "phased")
 _STREAM_VPN = 0
 _STREAM_WRITE = 1
 _STREAM_LAYOUT = 2
+_STREAM_WRITE_SOURCE = 3
 
 
 # ----------------------------------------------------------------------------------------
@@ -435,6 +437,26 @@ def write_trace(path: str | os.PathLike[str], accesses: Accesses, binary: bool =
         f.writelines(
             f"{op}{v}\n" for op, v in zip(ops.tolist(), accesses.vpn.tolist(), strict=True)
         )
+
+
+# ----------------------------------------------------------------------------------------
+# what writes store
+
+
+def write_sources(accesses: Accesses, nr_pages: int, seed: int = 0) -> VpnArray:
+    """For each access, the page whose *original* bytes a write stores; ``-1`` for reads.
+
+    A write in a workload replaces the page's contents with those of
+    another page of the page source, drawn uniformly from its own random
+    stream of ``seed``, so the new bytes are as compressible as the
+    workload's.  The original bytes (not the current ones) keep a replay
+    exact and stateless: ``pyzram run`` and the real-kernel child of
+    ``pyzram bench run`` store the same bytes for the same access.
+    """
+    if nr_pages <= 0:
+        raise ValueError(f"nr_pages must be positive, got {nr_pages}")
+    src = _rng(seed, _STREAM_WRITE_SOURCE).integers(0, nr_pages, size=len(accesses))
+    return np.where(accesses.write, src, -1).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------

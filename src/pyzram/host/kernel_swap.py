@@ -1,0 +1,481 @@
+"""``pyzram bench run``: the workload ``pyzram run`` simulates, on the host kernel's own swap.
+
+The same page contents, the same access pattern and the same writes, first
+through the real kernel — a memory cgroup limit and swap on a zram device —
+then through :func:`pyzram.run.run_workload`, so the swapped pages per
+second of both come from one run on one machine.
+
+On the kernel side, through the interfaces a user would use:
+
+* a fresh zram device from ``/sys/class/zram-control/hot_add``
+  (:class:`~pyzram.host.kernel_zram.KernelZram`, never ``zram0``):
+  ``comp_algorithm``, ``disksize``; a swap header
+  (:func:`pyzram.mm.swapfile.mkswap`) and ``swapon(2)`` with the highest
+  priority (``SWAP_FLAG_PREFER | 32767``), so the kernel swaps there first;
+* a cgroup-v1 memory cgroup below our own (``memory.swappiness`` 100);
+* a child process (this interpreter, standard library only) that reads the
+  page file and the access arrays, maps ``nr_pages`` of anonymous memory
+  (``MADV_NOHUGEPAGE`` for order-0 folios; ``MADV_HUGEPAGE`` and a 2 MiB
+  aligned start where the host's THP settings give exactly the asked folio
+  size), prints ``READY`` and waits.  We move it into the cgroup — its
+  interpreter and arrays stay charged where they were allocated (cgroup v1
+  does not move charges by default), so the cgroup charges only what it
+  touches from then on — and set ``memory.limit_in_bytes`` to its usage
+  plus the workload's limit.  The child then fills its memory page by page
+  from the page file (``preadv``; the page file is in the page cache,
+  charged to us), replays the pattern (a read touches one byte of the
+  page; a write ``preadv``s the original bytes of the page that
+  :func:`~pyzram.workload.patterns.write_sources` names) and compares every
+  page with what it last wrote, timing each phase and reading
+  ``/proc/vmstat`` at each boundary.
+
+Swapped pages per second on both sides = (``pswpout`` + ``pswpin``) over
+the fill and the pattern, divided by their wall time (the final check
+excluded).  ``/proc/vmstat`` is global: on a quiet host nothing else swaps
+(no other swap area should be active); the zram device's own read/write
+counts (``/sys/block/zramN/stat``) are reported beside it.
+
+Clean-up always runs, on errors and ``KeyboardInterrupt`` too: kill the
+child, ``swapoff``, ``reset`` and ``hot_remove`` the device, remove the
+cgroup.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pyzram.host.kernel_zram import KernelZram
+from pyzram.host.kernel_zram import unavailable_reason as zram_unavailable
+from pyzram.mm.swap import SWAP_FLAG_PREFER, SWAP_FLAG_PRIO_MASK
+from pyzram.mm.swapfile import mkswap
+from pyzram.run import VMSTAT_KEYS, RunReport, default_disksize, run_workload
+from pyzram.workload.pages import wait_ready, write_page_file
+from pyzram.workload.patterns import make_pattern, write_sources
+
+__all__ = [
+    "BenchRun",
+    "KernelSwapRun",
+    "bench_run",
+    "run_kernel_swap",
+    "unavailable_reason",
+]
+
+PAGE_SIZE = 4096
+CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
+THP_DIR = Path("/sys/kernel/mm/transparent_hugepage")
+#: swapon(2) priority: above anything an administrator sets by hand.
+SWAP_PRIO = 32767
+
+_CHILD = r"""
+import array, ctypes, json, mmap, os, sys, time
+
+pagefile, accfile, n, order = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+P = 4096
+
+def vmstat():
+    with open("/proc/vmstat") as f:
+        return f.read()
+
+with open(accfile, "rb") as f:
+    nacc = int.from_bytes(f.read(8), "little")
+    vpn = array.array("q")
+    vpn.fromfile(f, nacc)
+    src = array.array("q")
+    src.fromfile(f, nacc)
+exp = array.array("q", range(n))
+fd = os.open(pagefile, os.O_RDONLY)
+align = P << order if order else P
+m = mmap.mmap(-1, n * P + align - P, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+off = -addr % align
+m.madvise(mmap.MADV_HUGEPAGE if order else mmap.MADV_NOHUGEPAGE)
+mv = memoryview(m)[off : off + n * P]
+sys.stdout.write("READY\n")
+sys.stdout.flush()
+sys.stdin.readline()  # moved into the cgroup, limit set
+
+vm = [vmstat()]
+t = [time.monotonic()]
+for p in range(0, n, 64):  # the process builds its memory, page by page
+    c = min(64, n - p)
+    os.preadv(fd, [mv[p * P : (p + c) * P]], p * P)
+t.append(time.monotonic())
+vm.append(vmstat())
+for i in range(nacc):
+    v = vpn[i]
+    s = src[i]
+    if s >= 0:
+        os.preadv(fd, [mv[v * P : (v + 1) * P]], s * P)
+        exp[v] = s
+    else:
+        mv[v * P]
+t.append(time.monotonic())
+vm.append(vmstat())
+bad = 0
+for v in range(n):
+    if mv[v * P : (v + 1) * P] != os.pread(fd, P, exp[v] * P):
+        bad += 1
+t.append(time.monotonic())
+vm.append(vmstat())
+sys.stdout.write(json.dumps({"t": t, "vmstat": vm, "bad": bad}) + "\n")
+sys.stdout.flush()
+sys.stdin.readline()  # the parent has read the device's stats
+"""
+
+
+@dataclass
+class KernelSwapRun:
+    """The workload on the host kernel: swap on a hot_added zram under a memcg limit."""
+
+    kernel_release: str
+    device: str
+    algorithm: str
+    pages: int
+    accesses: int
+    mem_limit_pages: int
+    folio_order: int
+    seconds: float  # fill + pattern, wall time
+    fill_seconds: float
+    pattern_seconds: float
+    check_seconds: float
+    vmstat: dict[str, int]  # /proc/vmstat deltas over fill + pattern
+    swapped_pages_s: float  # (pswpout + pswpin) / seconds
+    intact: bool
+    mm_stat: str  # the device's, after the check
+    io_stat: str
+    device_read_pages: int  # /sys/block/zramN/stat: sectors read / 8
+    device_write_pages: int
+    cgroup_baseline_bytes: int
+    cgroup_limit_bytes: int
+    cgroup_failcnt: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class BenchRun:
+    """``pyzram bench run``: the kernel's and pyzram's figures for the same workload."""
+
+    kernel: KernelSwapRun
+    pyzram: RunReport
+    #: pyzram's swapped pages/s over the kernel's (the issue's goal: >= 1).
+    ratio: float | None
+
+    def as_dict(self) -> dict:
+        d = self.pyzram.as_dict()
+        for k in ("timeline", "device"):
+            d.pop(k, None)
+        return {"kernel": self.kernel.as_dict(), "pyzram": d, "ratio": self.ratio}
+
+
+def unavailable_reason() -> str | None:
+    """Why the kernel side cannot run here (one line), or ``None``."""
+    reason = zram_unavailable(probe=False)
+    if reason is not None:
+        return reason
+    if not (CGROUP_V1_MEMORY / "memory.limit_in_bytes").exists():
+        return f"no cgroup v1 memory controller at {CGROUP_V1_MEMORY} (cgroup v2 is not supported)"
+    return None
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _swapon(path: Path, prio: int) -> None:
+    """``swapon(2)`` with ``SWAP_FLAG_PREFER``."""
+    flags = SWAP_FLAG_PREFER | (prio & SWAP_FLAG_PRIO_MASK)
+    if _libc.swapon(os.fsencode(path), ctypes.c_int(flags)) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"swapon: {os.strerror(e)}", str(path))
+
+
+def _swapoff(path: Path) -> None:
+    """``swapoff(2)``."""
+    if _libc.swapoff(os.fsencode(path)) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"swapoff: {os.strerror(e)}", str(path))
+
+
+def _own_memcg() -> Path:
+    """Our memory cgroup's directory (cgroup v1), from ``/proc/self/cgroup``."""
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if "memory" in controllers.split(","):
+                return CGROUP_V1_MEMORY / path.lstrip("/")
+    return CGROUP_V1_MEMORY
+
+
+def _parse_vmstat(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if value:
+            out[name] = int(value)
+    return out
+
+
+def _vmstat_delta(before: str, after: str) -> dict[str, int]:
+    """Deltas of the counters ``pyzram run`` reports, and of any ``thp_`` counter that moved."""
+    a, b = _parse_vmstat(before), _parse_vmstat(after)
+    out = {k: b.get(k, 0) - a.get(k, 0) for k in VMSTAT_KEYS}
+    out.update((k, b[k] - a.get(k, 0)) for k in b if k.startswith("thp_") and b[k] != a.get(k, 0))
+    return out
+
+
+def _thp_setting(path: Path) -> str:
+    text = path.read_text()
+    return text[text.index("[") + 1 : text.index("]")]
+
+
+def _check_thp(order: int) -> None:
+    """For ``order`` > 0: the host must give a ``MADV_HUGEPAGE`` mapping exactly that
+    folio size (``hugepages-<size>/enabled``), or the two runs would differ."""
+    if not order:
+        return
+    want = (PAGE_SIZE << order) // 1024
+    top = _thp_setting(THP_DIR / "enabled")
+    sizes = set()
+    for d in THP_DIR.glob("hugepages-*kB"):
+        if not (d / "enabled").exists():  # a size only shmem or file folios use
+            continue
+        setting = _thp_setting(d / "enabled")
+        if setting == "inherit":
+            setting = top
+        if setting in ("always", "madvise"):
+            sizes.add(int(d.name[len("hugepages-") : -2]))
+    if sizes != {want}:
+        have = ", ".join(f"{s}kB" for s in sorted(sizes)) or "none"
+        raise ValueError(
+            f"--folio-order {order} needs the host to enable exactly hugepages-{want}kB "
+            f"for MADV_HUGEPAGE mappings ({THP_DIR}/hugepages-*/enabled); enabled: {have}"
+        )
+
+
+def _write_acc_file(path: Path, vpn: np.ndarray, src: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        f.write(len(vpn).to_bytes(8, "little"))
+        f.write(vpn.astype("<i8").tobytes())
+        f.write(src.astype("<i8").tobytes())
+
+
+def _device_pages(stat_text: str) -> tuple[int, int]:
+    """``/sys/block/zramN/stat``: sectors read (field 3) and written (field 7), in pages."""
+    f = stat_text.split()
+    return int(f[2]) // 8, int(f[6]) // 8
+
+
+# -- the kernel run ---------------------------------------------------------------------------
+
+
+def run_kernel_swap(
+    pages: np.ndarray,
+    *,
+    algorithm: str = "lzo-rle",
+    mem_limit_pages: int | None = None,
+    disksize: int | None = None,
+    pattern: str = "zipf",
+    accesses: int | None = None,
+    write_ratio: float = 0.1,
+    seed: int = 0,
+    folio_order: int = 0,
+    timeout: float = 600.0,
+    progress: Callable[[str], None] | None = None,
+) -> KernelSwapRun:
+    """Run the workload of :func:`pyzram.run.run_workload` (same arguments, same
+    defaults) in a child process on the host kernel's swap; see the module docstring.
+
+    ``OSError`` (EPERM, ENODEV) with a one-line reason where the host cannot
+    do it; the kernel's errors (an unknown algorithm: EINVAL) as they come.
+    """
+    reason = unavailable_reason()
+    if reason is not None:
+        raise OSError(errno.EPERM if os.geteuid() else errno.ENODEV, reason)
+    _check_thp(folio_order)
+    n = len(pages)
+    if n == 0:
+        raise ValueError("no pages to run")
+    limit = mem_limit_pages if mem_limit_pages is not None else max(32, n // 4)
+    acc = make_pattern(
+        pattern, n, accesses if accesses is not None else 2 * n, seed=seed, write_ratio=write_ratio
+    )
+    src = write_sources(acc, n, seed)
+    say = progress or (lambda msg: None)
+    zram = KernelZram()
+    cgroup: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    swapped_on = False
+    errors: list[BaseException] = []
+    with tempfile.TemporaryDirectory(prefix="pyzram-bench-") as tmp:
+        pagefile, accfile = Path(tmp) / "workload.pages", Path(tmp) / "accesses.bin"
+        write_page_file(pagefile, pages)  # in the page cache now, charged to us
+        _write_acc_file(accfile, acc.vpn, src)
+        try:
+            say("kernel: hot_add, swapon")
+            zram.create()
+            zram.setup(algorithm, disksize if disksize else default_disksize(n))
+            mkswap(str(zram.dev_path), pages=zram.disksize() // PAGE_SIZE)
+            _swapon(zram.dev_path, SWAP_PRIO)
+            swapped_on = True
+            cgroup = _own_memcg() / f"pyzram-bench-{os.getpid()}-zram{zram.id}"
+            cgroup.mkdir()
+            (cgroup / "memory.swappiness").write_text("100")
+            proc = subprocess.Popen(
+                [sys.executable, "-S", "-c", _CHILD, str(pagefile), str(accfile), str(n)]
+                + [str(folio_order)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd="/",
+                close_fds=True,
+            )
+            wait_ready(proc, timeout)
+            (cgroup / "cgroup.procs").write_text(str(proc.pid))
+            baseline = int((cgroup / "memory.usage_in_bytes").read_text())
+            limit_bytes = baseline + limit * PAGE_SIZE
+            (cgroup / "memory.limit_in_bytes").write_text(str(limit_bytes))
+            say(f"kernel: {n} pages, {len(acc)} accesses, limit {limit} pages")
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+            try:
+                line = wait_ready(proc, timeout, marker=b"\n")
+            except RuntimeError:
+                proc.wait(5)
+                assert proc.stderr is not None
+                tail = proc.stderr.read()[-500:].decode(errors="replace").strip()
+                failcnt = (cgroup / "memory.failcnt").read_text().strip()
+                raise RuntimeError(
+                    f"the kernel-side child died (exit {proc.returncode}, memcg failcnt "
+                    f"{failcnt}){': ' + tail.splitlines()[-1] if tail else ''}"
+                ) from None
+            res = json.loads(line)
+            mm_text, io_text = zram.read_attr("mm_stat"), zram.read_attr("io_stat")
+            reads, writes = _device_pages(zram.read_attr("stat"))
+            failcnt = int((cgroup / "memory.failcnt").read_text())
+            proc.stdin.write(b"done\n")
+            proc.stdin.flush()
+            proc.wait(timeout)
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            _cleanup(proc, zram, swapped_on, cgroup, errors)
+    if errors:
+        raise errors[0]
+    t, vm = res["t"], res["vmstat"]
+    seconds = t[2] - t[0]
+    delta = _vmstat_delta(vm[0], vm[2])
+    swapped = delta["pswpout"] + delta["pswpin"]
+    return KernelSwapRun(
+        kernel_release=os.uname().release,
+        device=f"zram{zram.id}",
+        algorithm=algorithm,
+        pages=n,
+        accesses=len(acc),
+        mem_limit_pages=limit,
+        folio_order=folio_order,
+        seconds=seconds,
+        fill_seconds=t[1] - t[0],
+        pattern_seconds=t[2] - t[1],
+        check_seconds=t[3] - t[2],
+        vmstat=delta,
+        swapped_pages_s=swapped / seconds if seconds else 0.0,
+        intact=res["bad"] == 0,
+        mm_stat=mm_text,
+        io_stat=io_text,
+        device_read_pages=reads,
+        device_write_pages=writes,
+        cgroup_baseline_bytes=baseline,
+        cgroup_limit_bytes=limit_bytes,
+        cgroup_failcnt=failcnt,
+    )
+
+
+def _cleanup(
+    proc: subprocess.Popen[bytes] | None,
+    zram: KernelZram,
+    swapped_on: bool,
+    cgroup: Path | None,
+    errors: list[BaseException],
+) -> None:
+    """Every step, whatever failed before; the first error is kept in ``errors``."""
+    if proc is not None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    if swapped_on:
+        try:
+            _swapoff(zram.dev_path)
+        except OSError as e:
+            errors.append(e)
+    try:
+        zram.close()  # reset + hot_remove (retried while busy)
+    except OSError as e:
+        errors.append(e)
+    if cgroup is not None and cgroup.exists():
+        for attempt in range(100):  # the exited child may take a moment to leave
+            try:
+                cgroup.rmdir()
+                break
+            except OSError as e:
+                if e.errno != errno.EBUSY or attempt == 99:
+                    errors.append(e)
+                    break
+                time.sleep(0.02)
+
+
+# -- both -------------------------------------------------------------------------------------
+
+
+def bench_run(
+    pages: np.ndarray,
+    *,
+    algorithm: str = "lzo-rle",
+    mem_limit_pages: int | None = None,
+    disksize: int | None = None,
+    pattern: str = "zipf",
+    accesses: int | None = None,
+    write_ratio: float = 0.1,
+    seed: int = 0,
+    folio_order: int = 0,
+    io_path: str = "swap_ops",
+    source: str = "",
+    timeout: float = 600.0,
+    progress: Callable[[str], None] | None = None,
+) -> BenchRun:
+    """The workload on the host kernel (:func:`run_kernel_swap`), then through
+    :func:`pyzram.run.run_workload`; the ratio of their swapped pages/s."""
+    kw = dict(
+        algorithm=algorithm,
+        mem_limit_pages=mem_limit_pages,
+        disksize=disksize,
+        pattern=pattern,
+        accesses=accesses,
+        write_ratio=write_ratio,
+        seed=seed,
+        folio_order=folio_order,
+    )
+    kernel = run_kernel_swap(pages, timeout=timeout, progress=progress, **kw)
+    if progress:
+        progress("pyzram: running the same workload")
+    ours = run_workload(pages, io_path=io_path, source=source, **kw)
+    ratio = ours.swapped_pages_s / kernel.swapped_pages_s if kernel.swapped_pages_s else None
+    return BenchRun(kernel, ours, ratio)

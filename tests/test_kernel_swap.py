@@ -1,0 +1,150 @@
+"""``pyzram bench run``: the workload on the host kernel's swap (zram + memcg) and in pyzram.
+
+The kernel tests need root, ``/sys/class/zram-control`` and a cgroup-v1 memory
+controller; elsewhere they are skipped with the reason.  Each creates its own
+zram device and cgroup and must leave nothing behind: no swap area, no
+cgroup, the device reset and removed — also when the run fails or is
+interrupted.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pyzram.cli import main
+from pyzram.host import kernel_swap as ks
+from pyzram.workload.pages import synthetic_mix
+from test_swap_core import swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
+
+REASON = ks.unavailable_reason()
+needs_kernel = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+
+
+@pytest.fixture
+def devices(monkeypatch):
+    """Every KernelZram the bench creates, to check that each was removed."""
+    made: list[ks.KernelZram] = []
+
+    class Spy(ks.KernelZram):
+        def create(self):
+            made.append(self)
+            return super().create()
+
+    monkeypatch.setattr(ks, "KernelZram", Spy)
+    return made
+
+
+def _swaps() -> str:
+    return Path("/proc/swaps").read_text()
+
+
+def _leftover_cgroups() -> list[Path]:
+    return list(ks._own_memcg().glob(f"pyzram-bench-{os.getpid()}-*"))
+
+
+def _assert_clean(devices) -> None:
+    assert devices and all(d.closed for d in devices)  # reset + hot_remove done
+    for d in devices:
+        assert f"/dev/zram{d.id} " not in _swaps()
+    assert not _leftover_cgroups()
+
+
+@pytest.mark.kernel
+@needs_kernel
+def test_bench_run_kernel_and_pyzram(devices):
+    pages = synthetic_mix(1024, seed=1)
+    res = ks.bench_run(pages, mem_limit_pages=256, accesses=1024, seed=2)
+    k, o = res.kernel, res.pyzram
+    _assert_clean(devices)
+    assert k.intact and o.intact
+    assert k.pages == o.pages == 1024 and k.accesses == o.accesses == 1024
+    assert k.mem_limit_pages == o.mem_limit_pages == 256
+    assert k.cgroup_limit_bytes == k.cgroup_baseline_bytes + 256 * 4096
+    assert k.vmstat["pswpout"] > 0 and k.device_write_pages > 0  # the kernel did swap
+    assert k.cgroup_failcnt > 0  # ... because the limit was hit
+    assert len(k.mm_stat.split()) == 9 and k.device == f"zram{devices[0].id}"
+    assert k.swapped_pages_s > 0 and o.swapped_pages_s > 0
+    assert res.ratio == pytest.approx(o.swapped_pages_s / k.swapped_pages_s)
+    d = res.as_dict()
+    assert set(d) == {"kernel", "pyzram", "ratio"} and "timeline" not in d["pyzram"]
+
+
+@pytest.mark.kernel
+@needs_kernel
+def test_bench_run_cli_json(devices, capsys):
+    argv = ["bench", "run", "--limit", "512", "--mem-limit", "512K", "--accesses", "512"]
+    assert main([*argv, "--mix", "zero=0.2,text=0.5,random=0.3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kernel"]["intact"] and out["pyzram"]["intact"]
+    assert out["pyzram"]["source"] == "mix zero=0.2,text=0.5,random=0.3 (seed 0)"
+    assert isinstance(out["ratio"], float) and out["ratio"] > 0
+    _assert_clean(devices)
+
+
+@pytest.mark.kernel
+@needs_kernel
+def test_bench_run_kernel_error_cleans_up(devices):
+    before = _swaps()
+    with pytest.raises(OSError) as e:
+        ks.run_kernel_swap(synthetic_mix(64, seed=1), algorithm="bogus", mem_limit_pages=32)
+    assert e.value.errno == errno.EINVAL  # comp_algorithm_store said so
+    _assert_clean(devices)
+    assert _swaps() == before
+
+
+@pytest.mark.kernel
+@needs_kernel
+def test_bench_run_interrupted_cleans_up(devices, monkeypatch):
+    """A KeyboardInterrupt while the child waits in its cgroup, swap on: all undone."""
+    real = ks.wait_ready
+    children = []
+
+    def interrupt(proc, timeout, marker=b"READY\n"):
+        got = real(proc, timeout, marker)
+        if marker == b"\n":  # the child has run: interrupt before reading its stats
+            raise KeyboardInterrupt
+        children.append(proc)
+        return got
+
+    monkeypatch.setattr(ks, "wait_ready", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        ks.run_kernel_swap(synthetic_mix(256, seed=1), mem_limit_pages=64, accesses=100)
+    _assert_clean(devices)
+    assert children and children[0].returncode is not None  # killed and reaped
+
+
+def test_not_root_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setattr(ks.os, "geteuid", lambda: 1000)
+    reason = ks.unavailable_reason()
+    assert reason and "\n" not in reason
+    with pytest.raises(OSError) as e:
+        ks.run_kernel_swap(synthetic_mix(8))
+    assert e.value.errno in (errno.EPERM, errno.ENODEV)
+    assert main(["bench", "run", "--limit", "40"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pyzram: error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_no_cgroup_v1_is_a_one_line_reason(monkeypatch, tmp_path):
+    monkeypatch.setattr(ks, "zram_unavailable", lambda probe=False: None)
+    monkeypatch.setattr(ks, "CGROUP_V1_MEMORY", tmp_path / "memory")
+    assert "no cgroup v1 memory controller" in ks.unavailable_reason()
+
+
+def test_thp_settings_must_give_exactly_the_folio_size(monkeypatch, tmp_path):
+    thp = tmp_path / "thp"
+    for name, setting in (("hugepages-64kB", "never"), ("hugepages-2048kB", "inherit")):
+        (thp / name).mkdir(parents=True)
+        (thp / name / "enabled").write_text(f"always inherit madvise [{setting}]\n")
+    (thp / "hugepages-8kB").mkdir()  # no enabled file: not an anonymous size
+    (thp / "enabled").write_text("always [madvise] never\n")
+    monkeypatch.setattr(ks, "THP_DIR", thp)
+    ks._check_thp(0)
+    ks._check_thp(9)  # 2048kB inherits madvise
+    with pytest.raises(ValueError, match="hugepages-64kB.*enabled: 2048kB"):
+        ks._check_thp(4)
