@@ -1,0 +1,178 @@
+"""``pyzram bench`` (no subcommand): the one-table harness of issue #7, in its tiny plan.
+
+The tiny plan (a few hundred synthetic pages, no live capture, a 64 MiB
+device for the memory rows, a 200 -> 2000 page curve) keeps these tests to
+a few seconds; the host kernel is left out (``--no-kernel``), so no device
+is created.  What is checked: the JSON schema, that every ratio is computed
+from the row's own measured numbers in the documented direction, that
+``met`` follows from ratio and goal, and that the figures move when a
+measurement does (nothing is hard-coded).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from pyzram import bench_all
+from pyzram.cli import main
+
+ROW_KEYS = {"name", "ours", "ours_unit", "reference", "reference_what", "ratio", "goal", "met"}
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """One tiny run through the CLI, with --json, --markdown and --plot."""
+    d = tmp_path_factory.mktemp("bench")
+    out, md, png = d / "bench.json", d / "bench.md", d / "scaling.png"
+    argv = ["bench", "--tiny", "--no-kernel", "--json", str(out), "--markdown", str(md)]
+    rc = main([*argv, "--plot", str(png)])
+    return rc, json.loads(out.read_text()), md.read_text(), png
+
+
+def _check_ratio(row: dict) -> None:
+    ours, ref, ratio = row["ours"], row["reference"], row["ratio"]
+    assert isinstance(ratio, float) and math.isfinite(ratio), row
+    if row["better"] == "higher":
+        assert ratio == pytest.approx(ours / ref), row
+    else:
+        want = ref / ours if ours > 0 else 1e6
+        assert ratio == pytest.approx(min(want, 1e6)), row
+
+
+def test_cli_json_schema(cli_run):
+    rc, doc, _md, _png = cli_run
+    assert rc == 0
+    for k in ("date", "machine", "corpus", "pages", "plan", "algorithm", "rows", "scaling"):
+        assert k in doc
+    assert doc["plan"] == "tiny" and doc["algorithm"] == "lz4"
+    rows = doc["rows"]
+    keys = [r["key"] for r in rows]
+    assert len(keys) == len(set(keys))
+    for want in ("ops_vs_bio_out", "ops_vs_bio_in", "beyond_codec_core", "codec_lz4_c"):
+        assert want in keys
+    for want in ("mem_per_slot", "create_16g", "scaling_200", "end_to_end", "write_1t", "read"):
+        assert want in keys
+    for r in rows:
+        assert ROW_KEYS <= set(r), r
+        assert isinstance(r["name"], str) and r["name"]
+        assert r["goal"] is None or isinstance(r["goal"], float)
+        assert r["met"] is None or isinstance(r["met"], bool)
+        if r["skipped"]:
+            assert r["ratio"] is None and r["met"] is None
+            continue
+        assert isinstance(r["ours"], float) and isinstance(r["reference"], float)
+        _check_ratio(r)
+        if r["goal"] is not None:
+            assert r["met"] == (r["ratio"] >= r["goal"])
+    # Without the kernel its rows are skipped with the reason, not faked.
+    by_key = {r["key"]: r for r in rows}
+    assert "--no-kernel" in by_key["write_1t"]["skipped"]
+    assert by_key["end_to_end"]["skipped"]
+
+
+def test_cli_goals_in_issue_terms(cli_run):
+    rows = {r["key"]: r for r in cli_run[1]["rows"]}
+    # "ours <= limit" rows: goal = reference / limit, so ratio >= goal <=> ours <= limit.
+    mem = rows["mem_per_slot"]
+    assert mem["goal"] == pytest.approx(mem["reference"] / 24.0)
+    assert mem["met"] == (mem["ours"] <= 24.0)
+    beyond = rows["beyond_codec_core"]
+    assert beyond["reference"] == 1.0 and beyond["goal"] == 1.0
+    assert beyond["met"] == (beyond["ours"] <= 1.0)
+    scale = rows["scaling_200"]
+    assert scale["goal"] == pytest.approx(1 / 1.1)
+    pts = cli_run[1]["scaling"]
+    assert [p["pages"] for p in pts] == [200, 2000]
+    assert all(p["intact"] for p in pts)
+    t = [p["write_s"] + p["read_s"] for p in pts]
+    assert scale["ours"] == pytest.approx(t[1] / (10 * t[0]))
+    for key in ("ops_vs_bio_out", "ops_vs_bio_in"):
+        assert rows[key]["goal"] == 1.5
+
+
+def test_cli_markdown_and_plot(cli_run):
+    _rc, doc, md, png = cli_run
+    assert doc["date"] in md and "| row | ours | reference (what) | ratio | goal | met? |" in md
+    assert md.count("\n| ") >= len(doc["rows"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_json_stdout(capsys):
+    assert main(["bench", "--tiny", "--no-kernel", "--json", "-"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["rows"]
+
+
+def test_ratios_follow_the_measurements(monkeypatch):
+    """Replace two measurements with known times: the rows built on them follow."""
+
+    def fake_submit(pages, algo, path, threads, config, repeat):
+        # swap_ops: 1 s write + 1 s read; bio: 3 s + 3 s -> 3x
+        t = 1.0 if path == "swap_ops" else 3.0
+        return {"write_s": t, "read_s": t, "intact": True}
+
+    monkeypatch.setattr(bench_all, "best_submit", fake_submit)
+    monkeypatch.setattr(bench_all, "codec_seconds", lambda *a, **k: 0.5)
+    report = bench_all.run_bench("tiny", kernel=False)
+    rows = {r.key: r for r in report.rows}
+    n = report.pages
+    sub = rows["ops_vs_bio_submit"]
+    assert sub.ours == pytest.approx(n / 2.0) and sub.reference == pytest.approx(n / 6.0)
+    assert sub.ratio == pytest.approx(3.0)
+    beyond = rows["beyond_codec_submit"]
+    assert beyond.ours == pytest.approx((2.0 - 0.5) / n * 1e6)
+    assert beyond.ratio == pytest.approx(1.0 / beyond.ours)
+    assert beyond.met is (beyond.ours <= 1.0)
+    # Every swap area the harness swapped on is off again.
+    from pyzram.mm.swapfile import active_areas
+
+    assert not active_areas()
+
+
+def test_bad_options_are_one_line_errors(capsys):
+    assert main(["bench", "--tiny", "--no-kernel", "-a", "zstd"]) == 1
+    assert "lz4, lzo, lzo-rle" in capsys.readouterr().err
+    assert main(["bench", "--tiny", "--no-kernel", "--threads", "0"]) == 1
+    assert "--threads" in capsys.readouterr().err
+
+
+def test_row_helpers():
+    r = bench_all.rate_row("k", "x", 150.0, "pages/s", 100.0, "ref", 1.5)
+    assert r.ratio == pytest.approx(1.5) and r.met is True
+    c = bench_all.cost_row("k", "x", 30.0, "B/slot", 16.0, "kernel", 24.0)
+    assert c.ratio == pytest.approx(16 / 30) and c.goal == pytest.approx(16 / 24)
+    assert c.met is False
+    assert bench_all.cost_row("k", "x", 20.0, "B/slot", 16.0, "kernel", 24.0).met is True
+    z = bench_all.cost_row("k", "x", -0.1, "µs/page", 1.0, "goal", 1.0)
+    assert z.ratio == 1e6 and z.met is True
+
+
+def test_subcommands_still_work(capsys):
+    assert main(["bench", "swap", "--limit", "64", "--repeat", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in rows] == ["swap_ops", "bio"]
+    assert all(r["intact"] for r in rows)
+
+
+@pytest.mark.kernel
+def test_kernel_measurements_small():
+    """The kernel-side measurements on a few pages: rates, intact data, bytes per slot.
+
+    Every device is a hot_added one of ours (KernelZram), reset and removed on exit.
+    """
+    from pyzram.host.kernel_zram import unavailable_reason
+    from pyzram.workload.pages import synthetic_mix
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    pages = synthetic_mix(512, seed=3)
+    rates = bench_all.kernel_odirect(pages, "lz4", 1)
+    assert rates["intact"] and rates["write_pages_s"] > 0 and rates["read_pages_s"] > 0
+    mem = bench_all.kernel_device_memory(1 << 30, "lz4")
+    assert 8 <= mem["per_slot"] <= 64 and 0 < mem["create_s"] < 5
+    stored = bench_all.kernel_stored_memory(pages, "lz4", 16)
+    assert stored["objects"] > 0 and stored["per_object"] >= 16
