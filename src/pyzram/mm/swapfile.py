@@ -137,7 +137,8 @@ class SwapInfo:
         self.cluster_count = np.zeros(0, dtype=np.int32)
         self.cluster_order = np.zeros(0, dtype=np.int8)
         self.free_clusters: deque[int] = deque()
-        self.nonfull_clusters: dict[int, list[int]] = {}
+        #: Per order, the non-full clusters in list order (a dict: O(1) membership).
+        self.nonfull_clusters: dict[int, dict[int, None]] = {}
         self.cluster_next: dict[int, int] = {}  # order -> its current cluster
         self.swap_cache: dict[int, Folio] = {}
         self.lock = threading.RLock()  # si->lock + cluster locks (see module doc)
@@ -331,7 +332,7 @@ def _setup_clusters(si: SwapInfo, bad: tuple[int, ...]) -> None:
     si.cluster_count[-1] += tail
     si.pages = n - len(unusable)
     si.free_clusters = deque(c for c in range(nclusters) if si.cluster_count[c] == 0)
-    si.nonfull_clusters = {0: [c for c in range(nclusters) if 0 < si.cluster_count[c]]}
+    si.nonfull_clusters = {0: dict.fromkeys(c for c in range(nclusters) if si.cluster_count[c])}
 
 
 def _release_area(si: SwapInfo) -> None:
@@ -436,9 +437,13 @@ def _alloc_in_cluster(si: SwapInfo, c: int, order: int) -> int | None:
 def _take_slots(si: SwapInfo, order: int) -> int | None:
     """``cluster_alloc_swap_entry``: the order's current cluster, a non-full one, a free one."""
     cur = si.cluster_next.get(order)
-    cands = [cur] if cur is not None else []
-    cands += [c for c in si.nonfull_clusters.get(order, []) if c != cur]
-    for c in cands:
+    if cur is not None:
+        off = _alloc_in_cluster(si, cur, order)
+        if off is not None:
+            return _claim(si, cur, order, off)
+    for c in si.nonfull_clusters.get(order, ()):
+        if c == cur:
+            continue
         off = _alloc_in_cluster(si, c, order)
         if off is not None:
             return _claim(si, c, order, off)
@@ -459,6 +464,7 @@ def _take_slots(si: SwapInfo, order: int) -> int | None:
     return None
 
 
+_COUNT_MASK = 0xFF & ~S.SWAP_HAS_CACHE
 _CACHE_ONLY = {1 << o: bytes([S.SWAP_HAS_CACHE]) * (1 << o) for o in range(10)}
 
 
@@ -470,12 +476,11 @@ def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None
     si._sm[off : off + nr] = _CACHE_ONLY[nr]
     si.cluster_count[c] += nr
     si.cluster_order[c] = corder
-    lst = si.nonfull_clusters.setdefault(corder, [])
+    lst = si.nonfull_clusters.setdefault(corder, {})
     if si.cluster_count[c] >= S.SWAPFILE_CLUSTER:
-        if c in lst:
-            lst.remove(c)
-    elif c not in lst:
-        lst.append(c)
+        lst.pop(c, None)
+    else:
+        lst.setdefault(c)
     si.cluster_next[corder] = c
     si.inuse_pages += nr
     return off
@@ -562,15 +567,14 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
         c = off // S.SWAPFILE_CLUSTER
         si.cluster_count[c] -= 1
         order = int(si.cluster_order[c])
-        lst = si.nonfull_clusters.setdefault(order, [])
+        lst = si.nonfull_clusters.setdefault(order, {})
         if si.cluster_count[c] == 0:
-            if c in lst:
-                lst.remove(c)
+            lst.pop(c, None)
             if si.cluster_next.get(order) == c:
                 del si.cluster_next[order]
             si.free_clusters.append(c)
-        elif c not in lst:
-            lst.append(c)
+        else:
+            lst.setdefault(c)
     si.inuse_pages -= nr
 
 
@@ -634,8 +638,8 @@ def folio_free_swap(folio: Folio) -> bool:
         return False
     si = swp_swap_info(folio.swap)
     with si.lock:
-        off = folio.swap.offset
-        if any(si.swap_count(o) for o in range(off, off + folio.nr_pages)):
+        off, sm = folio.swap.offset, si._sm
+        if any(sm[o] & _COUNT_MASK for o in range(off, off + folio.nr_pages)):
             return False
         swap_cache_del_folio(folio)
     folio.mark_dirty()
