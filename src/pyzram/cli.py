@@ -645,15 +645,16 @@ def serve(
         list[str] | None,
         typer.Option(
             "--export",
-            help="NAME:size=SIZE[,algorithm=A,backing_dev=PATH,mem_limit=M,description=D] "
-            "(repeatable; each export is its own device)",
+            help="NAME:size=SIZE[,key=value...], repeatable, one device each; keys: "
+            "algorithm, backing_dev, mem_limit, description, other sysfs attributes",
         ),
     ] = None,
     ctl_socket: Annotated[
         Path | None, typer.Option("--ctl", help="control socket (default: SOCKET.ctl)")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="device I/O threads per export (default: min(4, CPUs))")
+        int | None,
+        typer.Option(help="threads serving connections, and for large requests (min(4, CPUs))"),
     ] = None,
 ) -> None:
     """Serve pyzram devices over NBD (nbdcopy, qemu-img, fio ... can use them) until SIGINT."""

@@ -172,7 +172,7 @@ class ZsPool:
         chain_size: int = 8,
         *,
         max_bytes: int = 1 << 30,
-        handles_hint: int = 1 << 16,
+        handles_hint: int = 1 << 10,
     ) -> None:
         if not CHAIN_SIZE_MIN <= chain_size <= CHAIN_SIZE_MAX:
             raise ValueError(

@@ -1,0 +1,376 @@
+"""NBD exports: a pyzram device each, and the block-layer work between NBD requests and it.
+
+An NBD client may address any byte range; zram takes whole 4 KiB pages only
+(its logical block size).  The kernel's block layer bridges the two for a
+buffered write to ``/dev/zramN``: the page cache reads the page, patches the
+bytes and writes the whole page back, under the folio lock.  :class:`Export`
+does the same with the device's public entry points (``pread``, ``pwrite``,
+``discard``, ``write_zeroes``): a sub-page piece of a request is a
+read-modify-write of its page, the page-aligned middle goes to the device as
+it is.
+
+The folio lock becomes a small array of *stripe locks* per export (page
+index modulo :data:`NR_STRIPES`): every request that changes the device takes
+the stripes of the pages it touches, in ascending order, so a
+read-modify-write never interleaves with another change to the same page,
+while requests to other pages run side by side in the device's own slot
+locking.  Reads take no stripe lock; zram's slot lock already makes each page
+read atomic.
+
+Export options are sysfs attribute writes, with the same words and errors
+as sysfs: ``NAME:size=64M,algorithm=lz4,backing_dev=/path`` writes
+``comp_algorithm``, then ``backing_dev``, then ``disksize``.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pyzram.config import ZramConfig
+from pyzram.zram.zram_drv import PAGE_SIZE, Zram
+
+__all__ = [
+    "NR_STRIPES",
+    "Export",
+    "ExportSpec",
+    "find_export",
+    "parse_export_spec",
+]
+
+#: Stripe locks per export (page index modulo this).
+NR_STRIPES = 256
+_PAGE_MASK = PAGE_SIZE - 1
+#: Zero pages written at a time for WRITE_ZEROES with NBD_CMD_FLAG_NO_HOLE.
+_ZERO_CHUNK = bytes(256 * PAGE_SIZE)
+
+#: Short option names -> the sysfs attribute they write.
+ALIASES = {"size": "disksize", "algorithm": "comp_algorithm", "algo": "comp_algorithm"}
+
+#: The sysfs attributes an export may set, in the order they must be written:
+#: what zram accepts only before init, then ``disksize`` (init), then the rest.
+SETUP_ORDER: tuple[str, ...] = (
+    "comp_algorithm",
+    "algorithm_params",
+    "recomp_algorithm",
+    "backing_dev",
+    "disksize",
+    "mem_limit",
+    "writeback_limit_enable",
+    "writeback_limit",
+)
+
+
+@dataclass
+class ExportSpec:
+    """What ``--export NAME:key=value,...`` asks for: a name, sysfs writes, a description."""
+
+    name: str
+    attrs: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def ordered_attrs(self) -> list[tuple[str, str]]:
+        """The attribute writes in the order zram needs them."""
+        return [(a, self.attrs[a]) for a in SETUP_ORDER if a in self.attrs]
+
+
+def parse_export_spec(text: str) -> ExportSpec:
+    """Parse ``NAME:key=value,key=value`` (``NAME`` may be empty: the default export).
+
+    Keys are the sysfs attributes of :data:`SETUP_ORDER`, or ``size``,
+    ``algorithm`` (aliases of ``disksize``, ``comp_algorithm``) and
+    ``description``.  ``size`` is required.  Bad text is ``ValueError``; bad
+    values are found when the device is set up, with sysfs's errno.
+    """
+    name, sep, opts = text.partition(":")
+    if not sep:
+        raise ValueError(f"--export {text!r}: expected NAME:size=SIZE[,key=value...]")
+    _check_name(name)
+    spec = ExportSpec(name)
+    for item in filter(None, opts.split(",")):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq:
+            raise ValueError(f"--export {text!r}: {item!r} is not key=value")
+        if key == "description":
+            spec.description = value
+            continue
+        attr = ALIASES.get(key, key)
+        if attr not in SETUP_ORDER:
+            known = ", ".join(["size", "algorithm", "description", *SETUP_ORDER])
+            raise ValueError(f"--export {text!r}: unknown option {key!r} (known: {known})")
+        spec.attrs[attr] = value
+    if "disksize" not in spec.attrs:
+        raise ValueError(f"--export {text!r}: size= is required")
+    return spec
+
+
+def _check_name(name: str) -> None:
+    """Export names are NBD strings: UTF-8, no NUL, at most 4096 bytes."""
+    if "\0" in name or len(name.encode()) > 4096:
+        raise ValueError(f"export name {name[:40]!r}: NUL or longer than 4096 bytes")
+
+
+class Export:
+    """One named export: a :class:`~pyzram.zram.zram_drv.Zram` and its stripe locks.
+
+    The I/O methods run in worker threads; the server has checked the range
+    against :attr:`size` (``offset + length <= size``, ``length > 0``).
+    """
+
+    def __init__(self, spec: ExportSpec, dev_id: int, config: ZramConfig | None = None) -> None:
+        self.name = spec.name
+        self.description = spec.description
+        self.spec = spec
+        self.dev = Zram(config, dev_id=dev_id)
+        self._stripes = [threading.Lock() for _ in range(NR_STRIPES)]
+        self._clients_lock = threading.Lock()
+        #: Connections in the transmission phase (each holds the device open).
+        self.clients = 0
+        for attr, value in spec.ordered_attrs():
+            try:
+                self.dev.sysfs[attr] = value
+            except OSError as e:
+                label = repr(self.name) if self.name else "(default)"
+                raise OSError(e.errno, f"export {label}: {attr}={value}: {e.strerror}") from None
+
+    def attach(self) -> Any:
+        """A client enters the transmission phase: open the device, as a process
+        opening ``/dev/zramN`` would (so ``reset`` is ``EBUSY`` meanwhile)."""
+        bdev = self.dev.open()
+        with self._clients_lock:
+            self.clients += 1
+        return bdev
+
+    def detach(self, bdev: Any) -> None:
+        """The client is gone: release what :meth:`attach` opened."""
+        with self._clients_lock:
+            self.clients -= 1
+        self.dev.release(bdev)
+
+    @property
+    def size(self) -> int:
+        """The export's size: the device's ``disksize`` (0 after a ``reset``)."""
+        return self.dev.disksize
+
+    @property
+    def label(self) -> str:
+        """How listings show the export (``[NBD]`` for the default, like ``[SWAP]``)."""
+        return f"[NBD:{self.name}]" if self.name else "[NBD]"
+
+    # -- stripe locks -------------------------------------------------------------
+
+    def _lock(self, offset: int, length: int) -> list[threading.Lock]:
+        """Take the stripes of the pages in the range, in ascending index order."""
+        first = offset // PAGE_SIZE
+        last = (offset + length - 1) // PAGE_SIZE
+        if last - first + 1 >= NR_STRIPES:
+            locks = self._stripes
+        elif first % NR_STRIPES <= last % NR_STRIPES:
+            locks = self._stripes[first % NR_STRIPES : last % NR_STRIPES + 1]
+        else:  # wraps around the array: still in ascending index order
+            locks = self._stripes[: last % NR_STRIPES + 1] + self._stripes[first % NR_STRIPES :]
+        for lk in locks:
+            lk.acquire()
+        return locks
+
+    def _lock_pages(self, pages: list[int]) -> list[threading.Lock]:
+        """Take the stripes of scattered pages, in ascending index order."""
+        locks = [self._stripes[i] for i in sorted({p % NR_STRIPES for p in pages})]
+        for lk in locks:
+            lk.acquire()
+        return locks
+
+    @staticmethod
+    def _unlock(locks: list[threading.Lock]) -> None:
+        for lk in reversed(locks):
+            lk.release()
+
+    # -- I/O ------------------------------------------------------------------------
+
+    def read(self, offset: int, length: int) -> bytes | memoryview:
+        """``length`` bytes at ``offset``: the covering pages, cut to the request."""
+        dev = self.dev
+        if not (offset | length) & _PAGE_MASK:
+            return dev.pread(length, offset)
+        start = offset & ~_PAGE_MASK
+        end = (offset + length + _PAGE_MASK) & ~_PAGE_MASK
+        data = dev.pread(end - start, start)
+        return memoryview(data)[offset - start : offset - start + length]
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | memoryview | BaseException]:
+        """Page-aligned reads that arrived together, as one device batch.
+
+        All their slots go through one ``Zram.read_pages`` call (each slot
+        read under its own lock, decompression one codec call) under the
+        ``init_lock`` read side, as ``pread`` takes it.  If that batch fails
+        (a page that does not decompress), each read is redone on its own
+        with ``pread``, so the error lands on the right request and counts
+        in ``failed_reads`` once, as one bio's would.
+        """
+        dev = self.dev
+        slots: list[int] = []
+        for offset, length in ranges:
+            first = offset >> 12
+            slots.extend(range(first, first + (length >> 12)))
+        out = None
+        with dev.init_lock.read():
+            if dev.init_done() and all(o + n <= dev.disksize for o, n in ranges):
+                out, err = dev.read_pages(slots)
+                if err is not None:
+                    out = None
+        results: list[bytes | memoryview | BaseException] = []
+        if out is None:
+            for offset, length in ranges:
+                try:
+                    results.append(self.read(offset, length))
+                except OSError as e:
+                    results.append(e)
+            return results
+        view = memoryview(out)
+        pos = 0
+        for _, length in ranges:
+            results.append(view[pos : pos + length])
+            pos += length
+        return results
+
+    def write_many(self, items: list[tuple[int, bytes]]) -> list[None | BaseException]:
+        """Page-aligned writes to distinct pages that arrived together, as one batch.
+
+        One ``Zram.write_pages`` call over all their slots, in arrival order,
+        under the ``init_lock`` read side and the stripes of every page: the
+        pool ends up as per-request ``pwrite`` calls would leave it (zram's
+        batch placement equals per-page placement), with one codec call.
+        ``write_pages`` reports only that the batch failed, not which
+        request, so while a ``mem_limit`` is set (the one failure to
+        expect) each request is its own ``pwrite`` instead, and a batch
+        that fails anyway (a codec error) is redone request by request, so
+        the error reaches the right reply and ``failed_writes``.
+        """
+        dev = self.dev
+        if dev.limit_pages:
+            return [_attempt(self.write, o, d) for o, d in items]
+        slots: list[int] = []
+        for offset, data in items:
+            first = offset >> 12
+            slots.extend(range(first, first + (len(data) >> 12)))
+        pages = np.frombuffer(b"".join(d for _, d in items), dtype=np.uint8).reshape(-1, PAGE_SIZE)
+        locks = self._lock_pages(slots)
+        try:
+            with dev.init_lock.read():
+                ok = dev.init_done() and all(o + len(d) <= dev.disksize for o, d in items)
+                err = dev.write_pages(pages, slots) if ok else None
+        finally:
+            self._unlock(locks)
+        if ok and err is None:
+            return [None] * len(items)
+        return [_attempt(self.write, o, d) for o, d in items]
+
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Store ``data`` at ``offset``; partial pages are read, patched and written back."""
+        length = len(data)
+        locks = self._lock(offset, length)
+        try:
+            self._patch(offset, memoryview(data))
+        finally:
+            self._unlock(locks)
+
+    def trim(self, offset: int, length: int) -> None:
+        """NBD_CMD_TRIM: discard the whole pages inside the range (zram's ``discard``).
+
+        Trim is a hint; the partial pages at its edges keep their data, as
+        the block layer's discard granularity (one zram page) would leave them.
+        """
+        start = (offset + _PAGE_MASK) & ~_PAGE_MASK
+        end = (offset + length) & ~_PAGE_MASK
+        if end <= start:
+            return
+        locks = self._lock(start, end - start)
+        try:
+            self.dev.discard(start, end - start)
+        finally:
+            self._unlock(locks)
+
+    def zero(self, offset: int, length: int, may_trim: bool) -> None:
+        """NBD_CMD_WRITE_ZEROES: the range reads back as zeros.
+
+        Whole pages go down zram's write-zeroes path, which frees them like
+        a discard (``may_trim``, the default); with ``NBD_CMD_FLAG_NO_HOLE``
+        they are written as zero-filled pages instead, which zram keeps as
+        same-filled slots (``same_pages``) without compressing them.  Partial
+        pages at the edges are read-modify-written.
+        """
+        locks = self._lock(offset, length)
+        try:
+            end = offset + length
+            start_full = (offset + _PAGE_MASK) & ~_PAGE_MASK
+            end_full = end & ~_PAGE_MASK
+            if end_full <= start_full:  # inside one page, or two partial pages
+                self._patch(offset, memoryview(bytes(length)))
+                return
+            if offset < start_full:
+                self._patch(offset, memoryview(bytes(start_full - offset)))
+            if end_full < end:
+                self._patch(end_full, memoryview(bytes(end - end_full)))
+            if may_trim:
+                self.dev.write_zeroes(start_full, end_full - start_full)
+            else:
+                pos = start_full
+                while pos < end_full:
+                    n = min(len(_ZERO_CHUNK), end_full - pos)
+                    self.dev.pwrite(memoryview(_ZERO_CHUNK)[:n], pos)
+                    pos += n
+        finally:
+            self._unlock(locks)
+
+    def _patch(self, offset: int, data: memoryview) -> None:
+        """Write ``data`` at ``offset`` with the stripes held: RMW of partial edge pages."""
+        dev = self.dev
+        length = len(data)
+        if not (offset | length) & _PAGE_MASK:
+            dev.pwrite(data, offset)
+            return
+        end = offset + length
+        head = offset & ~_PAGE_MASK
+        if end <= head + PAGE_SIZE:  # within one page
+            page = bytearray(dev.pread(PAGE_SIZE, head))
+            page[offset - head : end - head] = data
+            dev.pwrite(page, head)
+            return
+        pos = 0
+        if offset != head:  # partial first page
+            n = head + PAGE_SIZE - offset
+            page = bytearray(dev.pread(PAGE_SIZE, head))
+            page[offset - head :] = data[:n]
+            dev.pwrite(page, head)
+            pos = n
+        tail = end & ~_PAGE_MASK
+        if tail > offset + pos:  # whole pages in the middle
+            dev.pwrite(data[pos : tail - offset], offset + pos)
+        if tail != end:  # partial last page
+            page = bytearray(dev.pread(PAGE_SIZE, tail))
+            page[: end - tail] = data[tail - offset :]
+            dev.pwrite(page, tail)
+
+
+def _attempt(fn: Any, *args: Any) -> Any:
+    """``fn(*args)``, or the OSError it raised (a per-request result of a batch)."""
+    try:
+        return fn(*args)
+    except OSError as e:
+        return e
+
+
+def find_export(exports: list[Export], name: str) -> Export:
+    """The export called ``name``, else the one whose device is ``name`` (``zramN``)."""
+    for e in exports:
+        if e.name == name:
+            return e
+    for e in exports:
+        if e.dev.disk_name == name:
+            return e
+    raise OSError(errno.ENOENT, f"no export or device {name!r}")

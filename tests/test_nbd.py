@@ -1,0 +1,771 @@
+"""``pyzram serve``: the NBD protocol, zram semantics behind it, concurrency, control, bad input.
+
+The server runs in this process (its own threads), so each test can look at
+the device it serves; the client is :class:`pyzram.nbd.client.NbdClient`,
+which sends exactly the bytes a test wants, malformed ones included.  The
+real tools (nbdinfo, nbdcopy, qemu, fio, libnbd) are in test_nbd_tools.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pyzram.cli import main
+from pyzram.nbd import protocol as P
+from pyzram.nbd.client import NbdClient, NbdOptionError
+from pyzram.nbd.control import ControlClient, control_path
+from pyzram.nbd.export import ExportSpec, parse_export_spec
+from pyzram.nbd.server import (
+    MAX_INFLIGHT,
+    MAX_PAYLOAD,
+    NbdServer,
+    ServerThread,
+    build_exports,
+)
+from pyzram.zram.stat import parse_io_stat, parse_mm_stat
+
+PAGE = 4096
+MiB = 1 << 20
+
+
+class Served(ServerThread):
+    """The server on a Unix socket (and its control socket) in a short temporary directory."""
+
+    def __init__(self, specs: list[ExportSpec], threads: int = 2, port: int | None = None) -> None:
+        self.dir = tempfile.mkdtemp(prefix="pyzram-nbd-")  # short: sun_path is 108 bytes
+        self.sock = os.path.join(self.dir, "nbd.sock")
+        try:
+            super().__init__(
+                build_exports(specs),
+                socket_path=self.sock,
+                ctl_path=control_path(self.sock),
+                threads=threads,
+                port=port,
+            )
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+
+    @property
+    def dev(self):
+        return self.exports[0].dev
+
+    def client(self, name: str = "", structured: bool = True) -> NbdClient:
+        return NbdClient.open(self.sock, name, structured)
+
+    def raw(self) -> NbdClient:
+        return NbdClient(self.sock)
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def spec(name: str = "", size: str = "16M", **attrs: str) -> ExportSpec:
+    return ExportSpec(name, {"disksize": size, **attrs})
+
+
+@pytest.fixture
+def served():
+    s = Served([spec()])
+    yield s
+    s.stop()
+
+
+def mm(dev):
+    return parse_mm_stat(dev.sysfs["mm_stat"])
+
+
+def text_page(seed: int) -> bytes:
+    """A compressible, not same-filled page."""
+    return (f"page {seed:05d} " * 400).encode()[:PAGE]  # 11-byte period: never same-filled
+
+
+# -- handshake ----------------------------------------------------------------------------
+
+
+def test_greeting_and_go_report_size_flags_and_block_sizes(served):
+    c = served.raw()
+    assert c.greet() == P.NBD_FLAG_FIXED_NEWSTYLE | P.NBD_FLAG_NO_ZEROES
+    info = c.go(
+        "",
+        (P.NBD_INFO_NAME, P.NBD_INFO_DESCRIPTION, P.NBD_INFO_BLOCK_SIZE),
+    )
+    assert info.size == 16 * MiB
+    want = (
+        P.NBD_FLAG_HAS_FLAGS
+        | P.NBD_FLAG_SEND_FLUSH
+        | P.NBD_FLAG_SEND_FUA
+        | P.NBD_FLAG_SEND_TRIM
+        | P.NBD_FLAG_SEND_WRITE_ZEROES
+        | P.NBD_FLAG_CAN_MULTI_CONN
+        | P.NBD_FLAG_SEND_CACHE
+        | P.NBD_FLAG_SEND_FAST_ZERO
+    )
+    assert info.flags == want  # no DF without structured replies, never READ_ONLY
+    assert info.name == ""
+    assert info.description == "pyzram zram0"
+    assert info.block_size == (1, 4096, MAX_PAYLOAD)
+    c.close()
+    d = served.client()  # structured replies: DF too
+    assert d.export_info.flags == want | P.NBD_FLAG_SEND_DF
+    d.close()
+
+
+def test_list_info_and_named_exports():
+    s = Served(
+        [
+            spec("fast", "8M", comp_algorithm="lz4"),
+            ExportSpec("big", {"disksize": "32M", "comp_algorithm": "zstd"}, "bulk data"),
+        ]
+    )
+    try:
+        c = s.raw()
+        c.greet()
+        assert c.list_exports() == ["fast", "big"]
+        assert c.info("big", (P.NBD_INFO_DESCRIPTION,)).description == "bulk data"
+        assert c.info("fast").size == 8 * MiB
+        with pytest.raises(NbdOptionError) as e:
+            c.info("")  # no default export here
+        assert e.value.reply == P.NBD_REP_ERR_UNKNOWN
+        info = c.go("big")
+        assert info.size == 32 * MiB and info.name == "big"
+        c.pwrite(b"x" * PAGE, 0)
+        assert s.exports[1].dev.sysfs["comp_algorithm"].count("[zstd]") == 1
+        assert mm(s.exports[1].dev).orig_data_size == PAGE
+        assert mm(s.exports[0].dev).orig_data_size == 0
+        c.close()
+    finally:
+        s.stop()
+
+
+def test_unknown_and_unsupported_options_get_err_unsup(served):
+    c = served.raw()
+    c.greet()
+    for opt in (P.NBD_OPT_STARTTLS, P.NBD_OPT_LIST_META_CONTEXT, P.NBD_OPT_SET_META_CONTEXT, 99):
+        with pytest.raises(NbdOptionError) as e:
+            c.option(opt, b"\0" * 8)
+        assert e.value.reply == P.NBD_REP_ERR_UNSUP
+    with pytest.raises(NbdOptionError) as e:
+        c.option(P.NBD_OPT_LIST, b"junk")
+    assert e.value.reply == P.NBD_REP_ERR_INVALID
+    with pytest.raises(NbdOptionError) as e:
+        c.option(P.NBD_OPT_STRUCTURED_REPLY, b"x")
+    assert e.value.reply == P.NBD_REP_ERR_INVALID
+    # Malformed INFO/GO data: too short, name past the end, count mismatch.
+    for data in (
+        b"\0\0",
+        struct.pack(">I", 50) + b"ab\0\0",
+        NbdClient.info_request("", (1,)) + b"x",
+    ):
+        with pytest.raises(NbdOptionError) as e:
+            c.option(P.NBD_OPT_GO, data)
+        assert e.value.reply == P.NBD_REP_ERR_INVALID
+    # Option data over 64 KiB is skipped and refused; the session goes on.
+    c.send_option(P.NBD_OPT_INFO, b"\0" * (70 << 10))
+    r = c.recv_option_reply()
+    assert r.reply == P.NBD_REP_ERR_TOO_BIG
+    assert c.go("").size == 16 * MiB
+    c.pwrite(b"still fine".ljust(PAGE, b"\0"), 0)
+    c.close()
+
+
+def test_abort_acks_then_closes(served):
+    c = served.raw()
+    c.greet()
+    r = c.abort()
+    assert (r.option, r.reply) == (P.NBD_OPT_ABORT, P.NBD_REP_ACK)
+    assert c.closed_by_server()
+
+
+def test_export_name_enters_transmission_with_or_without_zeroes(served):
+    for cflags, tail in ((P.NBD_FLAG_C_FIXED_NEWSTYLE | P.NBD_FLAG_C_NO_ZEROES, 0), (1, 124)):
+        c = served.raw()
+        c.greet(cflags)
+        c.send_option(P.NBD_OPT_EXPORT_NAME, b"")
+        raw = c.recv_exact(10 + tail)
+        size, flags = P.EXPORT_NAME_REPLY.unpack(raw[:10])
+        assert size == 16 * MiB and flags & P.NBD_FLAG_SEND_TRIM
+        assert raw[10:] == bytes(tail)
+        c.pwrite(text_page(1), PAGE)
+        assert c.pread(PAGE, PAGE) == text_page(1)
+        c.disconnect()
+
+
+@pytest.mark.parametrize(
+    "what",
+    ["client flags", "option magic", "export name", "export name utf8", "request magic"],
+)
+def test_protocol_violations_are_hard_disconnects(served, what):
+    c = served.raw()
+    if what == "client flags":
+        c.recv_exact(P.GREETING.size)
+        c.send(P.CLIENT_FLAGS.pack(1 | 4))
+    elif what == "option magic":
+        c.greet()
+        c.send(struct.pack(">QII", 0x1234, P.NBD_OPT_LIST, 0))
+    elif what == "export name":
+        c.greet()
+        c.send_option(P.NBD_OPT_EXPORT_NAME, b"nope")  # cannot be refused politely
+    elif what == "export name utf8":
+        c.greet()
+        c.send_option(P.NBD_OPT_EXPORT_NAME, b"\xff\xfe")
+    else:
+        c.greet()
+        c.go()
+        c.send(struct.pack(">IHHQQI", 0xDEADBEEF, 0, P.NBD_CMD_READ, 1, 0, PAGE))
+    assert c.closed_by_server()
+    c.close()
+    with served.client() as d:  # and the server serves on
+        d.pwrite(text_page(2), 0)
+        assert d.pread(PAGE, 0) == text_page(2)
+
+
+# -- transmission: requests and their errors ----------------------------------------------
+
+
+@pytest.mark.parametrize("structured", [False, True])
+def test_request_errors(served, structured):
+    c = served.client(structured=structured)
+    size = 16 * MiB
+
+    def err(cmd, offset, length, flags=0, data=None):
+        cookie = c.send_request(cmd, offset, length, flags, data)
+        r = c.recv_reply()
+        assert r.cookie == cookie
+        if structured and cmd == P.NBD_CMD_READ:
+            assert r.structured  # never a simple reply to READ once negotiated
+        return r.error
+
+    assert err(P.NBD_CMD_READ, size - PAGE, 2 * PAGE) == P.NBD_EINVAL
+    assert err(P.NBD_CMD_READ, 2**63, 1) == P.NBD_EINVAL
+    assert err(P.NBD_CMD_WRITE, size, PAGE, data=bytes(PAGE)) == P.NBD_ENOSPC
+    assert err(P.NBD_CMD_WRITE_ZEROES, size - 1, 2) == P.NBD_ENOSPC
+    assert err(P.NBD_CMD_TRIM, size, PAGE) == P.NBD_EINVAL
+    assert err(P.NBD_CMD_READ, 0, 0) == P.NBD_EINVAL
+    assert err(P.NBD_CMD_FLUSH, 0, 1) == P.NBD_EINVAL
+    assert err(17, 0, PAGE) == P.NBD_EINVAL  # unknown command
+    assert err(P.NBD_CMD_BLOCK_STATUS, 0, PAGE) == P.NBD_EINVAL  # no meta context
+    assert err(P.NBD_CMD_READ, 0, PAGE, flags=1 << 9) == P.NBD_EINVAL  # unknown flag
+    assert err(P.NBD_CMD_READ, 0, PAGE, flags=P.NBD_CMD_FLAG_NO_HOLE) == P.NBD_EINVAL
+    assert err(P.NBD_CMD_TRIM, 0, PAGE, flags=P.NBD_CMD_FLAG_FAST_ZERO) == P.NBD_EINVAL
+    assert err(P.NBD_CMD_READ, 0, MAX_PAYLOAD + PAGE) == P.NBD_EINVAL
+    if structured:
+        big = MAX_PAYLOAD + PAGE
+        assert err(P.NBD_CMD_READ, 0, big, flags=P.NBD_CMD_FLAG_DF) == P.NBD_EOVERFLOW
+        assert err(P.NBD_CMD_READ, 0, PAGE, flags=P.NBD_CMD_FLAG_DF) == 0
+    else:
+        assert err(P.NBD_CMD_READ, 0, PAGE, flags=P.NBD_CMD_FLAG_DF) == P.NBD_EINVAL
+    # An oversized WRITE is read past and refused; the stream stays in step.
+    assert err(P.NBD_CMD_WRITE, 0, MAX_PAYLOAD + 1, data=bytes(MAX_PAYLOAD + 1)) == P.NBD_EINVAL
+    assert err(P.NBD_CMD_CACHE, 0, PAGE) == 0
+    assert err(P.NBD_CMD_FLUSH, 0, 0) == 0
+    assert err(P.NBD_CMD_WRITE, 0, PAGE, flags=P.NBD_CMD_FLAG_FUA, data=text_page(3)) == 0
+    assert c.pread(PAGE, 0) == text_page(3)
+    assert parse_io_stat(served.dev.sysfs["io_stat"]).failed_writes == 0
+    c.disconnect()
+
+
+def test_structured_read_reply_is_one_offset_data_chunk(served):
+    c = served.client()
+    c.pwrite(b"abc" * 2000, 100)
+    cookie = c.send_request(P.NBD_CMD_READ, 100, 6000)
+    r = c.recv_reply()
+    assert r.cookie == cookie and r.error == 0
+    assert r.chunks == [(P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_OFFSET_DATA)]
+    assert r.data == b"abc" * 2000
+    cookie = c.send_request(P.NBD_CMD_READ, 16 * MiB, PAGE)
+    r = c.recv_reply()
+    assert r.chunks == [(P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_ERROR)]
+    assert r.error == P.NBD_EINVAL and "beyond" in r.message
+
+
+def test_a_huge_write_length_is_a_hard_disconnect(served):
+    c = served.client()
+    c.send(struct.pack(">IHHQQI", P.NBD_REQUEST_MAGIC, 0, P.NBD_CMD_WRITE, 1, 0, 0xFFFFFFFF))
+    assert c.closed_by_server()
+
+
+# -- zram semantics behind the commands ---------------------------------------------------
+
+
+def test_sub_page_requests_are_read_modify_writes(served):
+    """Random unaligned writes, zeroes and reads against a bytearray of the same size."""
+    rng = random.Random(5)
+    size = 256 * 1024
+    model = bytearray(size)
+    c = served.client()
+    for i in range(300):
+        off = rng.randrange(size - 1)
+        n = rng.randrange(1, min(3 * PAGE, size - off) + 1)
+        op = rng.random()
+        if op < 0.55:
+            data = rng.randbytes(n) if i % 3 else (text_page(i) * 3)[:n]
+            c.pwrite(data, off)
+            model[off : off + n] = data
+        elif op < 0.7:
+            flags = P.NBD_CMD_FLAG_NO_HOLE if i % 2 else 0
+            c.zero(n, off, flags)
+            model[off : off + n] = bytes(n)
+        else:
+            assert c.pread(n, off) == model[off : off + n], f"op {i}"
+    assert c.pread(size, 0) == model
+    served.dev.check()
+    st = mm(served.dev)
+    # zram stores whole pages only: what it holds is a whole number of pages.
+    assert st.orig_data_size % PAGE == 0 and st.orig_data_size <= size
+
+
+def test_trim_is_zram_discard(served):
+    dev = served.dev
+    c = served.client()
+    pages = b"".join(text_page(i) for i in range(8))
+    c.pwrite(pages, 0)
+    before, io0 = mm(dev), parse_io_stat(dev.sysfs["io_stat"])
+    assert before.orig_data_size == 8 * PAGE
+    c.trim(4 * PAGE, 2 * PAGE)  # whole pages 2..5
+    after, io1 = mm(dev), parse_io_stat(dev.sysfs["io_stat"])
+    assert after.orig_data_size == 4 * PAGE
+    assert after.compr_data_size < before.compr_data_size
+    assert io1.notify_free - io0.notify_free == 4  # zram_bio_discard counts freed pages
+    assert c.pread(4 * PAGE, 2 * PAGE) == bytes(4 * PAGE)
+    # An unaligned trim frees only the whole pages inside it; the edges keep data.
+    c.trim(PAGE + 2, 7 * PAGE - 1)  # covers whole page 7 only
+    assert mm(dev).orig_data_size == 3 * PAGE
+    assert c.pread(PAGE, 6 * PAGE) == text_page(6)
+    assert c.pread(PAGE, 0) == text_page(0)
+    dev.check()
+
+
+def test_write_zeroes_frees_pages_or_stores_same_filled_ones(served):
+    dev = served.dev
+    c = served.client()
+    c.pwrite(b"".join(text_page(i) for i in range(6)), 0)
+    io0 = parse_io_stat(dev.sysfs["io_stat"])
+    c.zero(3 * PAGE, 0)  # may punch holes: zram's write-zeroes path = discard
+    st = mm(dev)
+    assert st.orig_data_size == 3 * PAGE and st.same_pages == 0
+    assert parse_io_stat(dev.sysfs["io_stat"]).notify_free - io0.notify_free == 3
+    c.zero(3 * PAGE, 3 * PAGE, P.NBD_CMD_FLAG_NO_HOLE | P.NBD_CMD_FLAG_FAST_ZERO)
+    st = mm(dev)
+    assert st.orig_data_size == 3 * PAGE and st.same_pages == 3  # zero pages kept as SAME
+    assert c.pread(6 * PAGE, 0) == bytes(6 * PAGE)
+    # A partial page is read, zeroed in part and written back whole.
+    c.pwrite(text_page(9), 8 * PAGE)
+    c.zero(100, 8 * PAGE + 50)
+    assert c.pread(PAGE, 8 * PAGE) == text_page(9)[:50] + bytes(100) + text_page(9)[150:]
+    dev.check()
+
+
+def test_mem_limit_failure_is_eio_and_counted_like_a_failed_bio():
+    s = Served([spec(size="8M", mem_limit="64K")])
+    try:
+        c = s.client()
+        rnd = random.Random(1)
+        failed = 0
+        for i in range(64):
+            try:
+                c.pwrite(rnd.randbytes(PAGE), i * PAGE)
+            except OSError as e:
+                assert e.errno == P.NBD_EIO
+                failed += 1
+        assert failed > 0
+        assert parse_io_stat(s.dev.sysfs["io_stat"]).failed_writes == failed
+        st = mm(s.dev)
+        assert st.mem_used_total <= 64 << 10
+        s.dev.check()
+    finally:
+        s.stop()
+
+
+# -- concurrency --------------------------------------------------------------------------
+
+
+def test_many_requests_in_flight_on_one_connection(served):
+    c = served.client()
+    n = 3 * MAX_INFLIGHT  # more than the server reads ahead: it must push back, not drop
+    pages = {i: text_page(i) for i in range(n)}
+    cookies = {c.send_request(P.NBD_CMD_WRITE, i * PAGE, PAGE, data=p): i for i, p in pages.items()}
+    for _ in range(n):
+        r = c.recv_reply()
+        assert r.error == 0 and r.cookie in cookies
+    reads = {c.send_request(P.NBD_CMD_READ, i * PAGE, PAGE): i for i in range(n)}
+    for _ in range(n):
+        r = c.recv_reply()
+        assert r.data == pages[reads.pop(r.cookie)]
+    assert not reads
+    assert mm(served.dev).orig_data_size == n * PAGE
+
+
+def test_many_clients_share_pages_without_losing_updates():
+    """Eight clients write interleaved 512-byte pieces of the same pages at once.
+
+    Every piece is a read-modify-write of its page; without per-page
+    serialisation one client's update would overwrite another's.
+    """
+    s = Served([spec(size="4M")], threads=4)
+    try:
+        pages, clients, rounds = 16, 8, 6
+        piece = PAGE // clients
+        errors: list[BaseException] = []
+
+        def worker(k: int) -> None:
+            try:
+                with s.client() as c:
+                    for rnd in range(rounds):  # a round: one piece of every page, pipelined
+                        data = bytes([k * 16 + rnd + 1]) * piece
+                        for p in range(pages):
+                            c.send_request(P.NBD_CMD_WRITE, p * PAGE + k * piece, data=data)
+                        for _ in range(pages):
+                            assert c.recv_reply().error == 0
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        with s.client() as c:
+            data = c.pread(pages * PAGE, 0)
+        want = b"".join(bytes([k * 16 + rounds]) * piece for k in range(clients)) * pages
+        assert data == want
+        s.dev.check()
+    finally:
+        s.stop()
+
+
+def test_two_devices_are_served_side_by_side():
+    s = Served([spec("a", "8M"), spec("b", "8M", comp_algorithm="lz4")], threads=2)
+    try:
+        errors: list[BaseException] = []
+
+        def worker(name: str, seed: int) -> None:
+            try:
+                with s.client(name) as c:
+                    rng = random.Random(seed)
+                    model = {}
+                    for _ in range(200):
+                        i = seed * 512 + rng.randrange(512)  # each worker its own pages
+                        model[i] = text_page(seed * 1000 + i)
+                        c.pwrite(model[i], i * PAGE)
+                    for i, page in model.items():
+                        assert c.pread(PAGE, i * PAGE) == page
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(n, k)) for k, n in enumerate("abab")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        for e in s.exports:
+            e.dev.check()
+    finally:
+        s.stop()
+
+
+def test_a_client_vanishing_mid_write_loses_nothing_acknowledged(served):
+    c = served.client()
+    c.pwrite(text_page(1) * 4, 0)  # acknowledged
+    before = mm(served.dev)
+    half = struct.pack(">IHHQQI", P.NBD_REQUEST_MAGIC, 0, P.NBD_CMD_WRITE, 9, 0, 4 * PAGE)
+    c.send(half + b"\xee" * (2 * PAGE))  # header and half the payload, then gone
+    c.close()
+    with served.client() as d:
+        assert d.pread(4 * PAGE, 0) == text_page(1) * 4
+    assert mm(served.dev) == before
+    served.dev.check()
+    deadline = time.monotonic() + 5
+    while served.exports[0].clients and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert served.exports[0].clients == 0  # the device was released: reset works
+    served.dev.sysfs["reset"] = "1"
+
+
+# -- control socket -----------------------------------------------------------------------
+
+
+def test_control_lists_reads_and_writes_sysfs(served):
+    with served.client() as c:
+        c.pwrite(b"".join(text_page(i) for i in range(16)), 0)
+        with ControlClient(served.sock) as ctl:
+            (state,) = ctl.states()
+            assert state["name"] == "zram0" and state["export"] == ""
+            assert state["mountpoint"] == "[NBD]" and state["clients"] == 1
+            assert state["mm_stat"]["orig_data_size"] == 16 * PAGE
+            assert ctl.read("zram0", "mm_stat") == served.dev.sysfs["mm_stat"]
+            assert ctl.read("", "disksize") == f"{16 * MiB}\n"
+            assert ctl.write("zram0", "compact", "1") == 1
+            assert ctl.write("zram0", "idle", "all") == 3
+            assert ctl.write("zram0", "mem_used_max", "0") == 1
+            with pytest.raises(OSError) as e:
+                ctl.write("zram0", "reset", "1")  # a client has it open
+            assert e.value.errno == errno.EBUSY
+            with pytest.raises(OSError) as e:
+                ctl.read("zram0", "compact")  # write-only, as in sysfs
+            assert e.value.errno == errno.EACCES
+            with pytest.raises(OSError) as e:
+                ctl.read("zram0", "nope")
+            assert e.value.errno == errno.ENOENT
+            with pytest.raises(OSError) as e:
+                ctl.read("zram7", "mm_stat")
+            assert e.value.errno == errno.ENOENT
+            with pytest.raises(OSError) as e:
+                ctl.write("zram0", "idle", "soon")
+            assert e.value.errno == errno.EINVAL
+            with pytest.raises(OSError) as e:
+                ctl.request(op="explode")
+            assert e.value.errno == errno.EINVAL
+    with socket.socket(socket.AF_UNIX) as raw:  # not JSON: an error reply, not a hang-up
+        raw.connect(control_path(served.sock))
+        raw.sendall(b"{oops\n")
+        assert json.loads(raw.makefile().readline())["errno"] == errno.EINVAL
+
+
+def test_control_writeback_and_recompress(tmp_path):
+    bd = tmp_path / "backing"
+    bd.write_bytes(bytes(4 * MiB))
+    s = Served([spec(size="4M", backing_dev=str(bd), recomp_algorithm="algo=zstd")])
+    try:
+        with s.client() as c:
+            c.pwrite(b"".join(text_page(i) for i in range(32)), 0)
+        with ControlClient(s.sock) as ctl:
+            ctl.write("zram0", "idle", "all")
+            ctl.write("zram0", "recompress", "type=idle")
+            ctl.write("zram0", "idle", "all")
+            ctl.write("zram0", "writeback", "idle")
+            bd_count, _, bd_writes = map(int, ctl.read("zram0", "bd_stat").split())
+            assert bd_count == 32 and bd_writes == 32
+        with s.client() as c:  # written-back pages read back through the backing device
+            assert c.pread(32 * PAGE, 0) == b"".join(text_page(i) for i in range(32))
+        s.dev.check()
+    finally:
+        s.stop()
+
+
+def test_reset_then_reinit_through_control(served):
+    with ControlClient(served.sock) as ctl:
+        ctl.write("zram0", "reset", "1")
+        assert ctl.read("zram0", "disksize") == "0\n"
+        ctl.write("zram0", "comp_algorithm", "lz4")
+        ctl.write("zram0", "disksize", "8M")
+    with served.client() as c:
+        assert c.export_info.size == 8 * MiB
+        c.pwrite(text_page(4), 0)
+    assert "[lz4]" in served.dev.sysfs["comp_algorithm"]
+
+
+# -- command line -------------------------------------------------------------------------
+
+
+def test_cli_ctl_socket_listing_and_attributes(served, capsys):
+    with served.client() as c:
+        c.pwrite(b"".join(text_page(i) for i in range(4)), 0)
+    assert main(["ctl", "--socket", served.sock]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == "NAME ALGORITHM DISKSIZE DATA COMPR TOTAL STREAMS MOUNTPOINT".split()
+    assert out[1].split()[:4] == ["/dev/zram0", "lzo-rle", "16M", "16K"]
+    assert out[1].endswith("[NBD]")
+    assert main(["ctl", "--socket", served.sock, "--bytes", "-o", "NAME,DATA", "--raw", "-n"]) == 0
+    assert capsys.readouterr().out == f"/dev/zram0 {4 * PAGE}\n"
+    assert main(["ctl", "--socket", served.sock, "--write", "compact=1", "--read", "mm_stat"]) == 0
+    assert capsys.readouterr().out == served.dev.sysfs["mm_stat"]
+    assert main(["ctl", "--socket", served.sock + ".ctl", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["zram"][0]["name"] == "/dev/zram0"
+    assert main(["ctl", "--socket", served.sock, "--read", "bogus"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pyzram: error: ") and "(ENOENT)" in err and err.count("\n") == 1
+    assert main(["ctl", "--read", "mm_stat"]) == 1
+    assert "need --socket" in capsys.readouterr().err
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    sock = str(tmp_path / "s")
+    cases = [
+        (["serve", "--socket", sock], "nothing to serve"),
+        (["serve", "--size", "1M"], "--socket"),
+        (["serve", "--socket", sock, "--export", "x"], "NAME:size"),
+        (["serve", "--socket", sock, "--export", "x:colour=red"], "unknown option"),
+        (["serve", "--socket", sock, "--export", "x:algorithm=lz4"], "size= is required"),
+        (["serve", "--socket", sock, "--size", "8M", "-a", "nope"], "(EINVAL)"),
+        (["serve", "--socket", sock, "--algorithm", "lz4"], "go with --size"),
+        (["serve", "--socket", sock, "--export", "a:size=1M", "--export", "a:size=1M"], "twice"),
+        (["ctl", "--socket", str(tmp_path / "none")], "No such file"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.startswith("pyzram: error: ") and needle in err, (argv, err)
+        assert err.count("\n") == 1
+    Path(sock).write_text("not a socket")
+    assert main(["serve", "--socket", sock, "--size", "1M"]) == 1
+    assert "not a socket" in capsys.readouterr().err
+
+
+def test_parse_export_spec():
+    s = parse_export_spec("db:size=64M,algorithm=lz4,backing_dev=/x,mem_limit=8M,description=a b")
+    assert s.name == "db" and s.description == "a b"
+    assert s.ordered_attrs() == [
+        ("comp_algorithm", "lz4"),
+        ("backing_dev", "/x"),
+        ("disksize", "64M"),
+        ("mem_limit", "8M"),
+    ]
+    assert parse_export_spec(":size=1M").name == ""
+
+
+def test_a_second_server_on_a_live_socket_is_refused(served):
+    other = NbdServer(build_exports([spec()]), socket_path=served.sock)
+    with pytest.raises(OSError) as e:
+        asyncio.run(other.start())
+    assert e.value.errno == errno.EADDRINUSE
+    with served.client() as c:  # the first one still owns its socket
+        c.flush()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_process_stops_cleanly_on_signals(sig):
+    d = tempfile.mkdtemp(prefix="pyzram-nbd-")
+    sock = os.path.join(d, "s.sock")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyzram", "serve", "--socket", sock, "--size", "8M", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(60, proc.kill)  # a hung server must not hang the suite
+    watchdog.start()
+    try:
+        banner = [proc.stdout.readline() for _ in range(4)]
+        assert "zram0 (8 MiB, lzo-rle)" in banner[0]
+        assert banner[1].strip() == f"pyzram: serving nbd+unix:///?socket={sock}"
+        port = int(banner[2].rsplit(":", 1)[1].strip("/\n"))
+        with NbdClient(host="127.0.0.1", port=port) as c:  # TCP too
+            c.greet()
+            c.go()
+            c.pwrite(text_page(1), 0)
+            assert c.pread(PAGE, 0) == text_page(1)
+        assert os.path.exists(sock) and os.path.exists(sock + ".ctl")
+        proc.send_signal(sig)
+        assert proc.wait(30) == 0
+        assert not os.path.exists(sock) and not os.path.exists(sock + ".ctl")
+        assert "server stopped" in proc.stderr.read()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# -- fuzz ---------------------------------------------------------------------------------
+
+
+def _fuzz_handshake(sock: str, rng: random.Random) -> None:
+    c = NbdClient(sock, timeout=5)
+    try:
+        c.recv_exact(P.GREETING.size)
+        if rng.random() < 0.1:
+            c.send(rng.randbytes(rng.randrange(1, 4)))  # truncated client flags
+            return
+        c.send(P.CLIENT_FLAGS.pack(rng.choice([0, 1, 3, 3, 3, rng.getrandbits(32)])))
+        for _ in range(rng.randrange(1, 6)):
+            kind = rng.random()
+            if kind < 0.3:  # a known option with random data
+                opt = rng.choice(list(P.OPT_NAMES) + [0, 12, 2**31])
+                if opt in (P.NBD_OPT_EXPORT_NAME, P.NBD_OPT_ABORT):
+                    opt = P.NBD_OPT_INFO
+                c.send_option(opt, rng.randbytes(rng.randrange(0, 40)))
+            elif kind < 0.5:  # INFO/GO with plausible but wrong fields
+                name = rng.choice(["", "x", "\u00e9"]).encode()
+                body = struct.pack(">I", max(0, len(name) + rng.randrange(-1, 3))) + name
+                body += struct.pack(">H", rng.randrange(0, 5)) + rng.randbytes(rng.randrange(6))
+                c.send_option(rng.choice([P.NBD_OPT_INFO, P.NBD_OPT_GO]), body)
+            elif kind < 0.7:  # a header promising more than is sent
+                c.send(struct.pack(">QII", P.IHAVEOPT, rng.randrange(12), rng.randrange(1, 99)))
+                c.send(rng.randbytes(rng.randrange(0, 5)))
+                return
+            else:  # pure noise
+                c.send(rng.randbytes(rng.randrange(1, 64)))
+                return
+            try:  # read whatever comes back, briefly
+                c.sock.settimeout(0.05)
+                c.sock.recv(65536)
+            except (TimeoutError, OSError):
+                pass
+    except OSError:
+        pass
+    finally:
+        c.close()
+
+
+def _fuzz_transmission(sock: str, rng: random.Random) -> None:
+    try:
+        c = NbdClient.open(sock, structured=rng.random() < 0.5)
+    except OSError:
+        return
+    try:
+        for _ in range(rng.randrange(1, 12)):
+            cmd = rng.choice([0, 0, 1, 1, 3, 4, 5, 6, 7, rng.randrange(9, 2**16)])
+            flags = rng.choice([0, 0, 1, 2, 4, 8, 16, rng.getrandbits(16)])
+            # In-range writes stay below 4 MiB: the keeper's data at 8 MiB must survive.
+            offset = rng.choice([0, rng.randrange(4 * MiB), 16 * MiB - 1, rng.getrandbits(64)])
+            length = rng.choice([0, 1, rng.randrange(1, 3 * PAGE), PAGE, rng.getrandbits(32)])
+            magic = P.NBD_REQUEST_MAGIC if rng.random() < 0.95 else rng.getrandbits(32)
+            hdr = struct.pack(">IHHQQI", magic, flags, cmd, rng.getrandbits(64), offset, length)
+            if rng.random() < 0.1:
+                c.send(hdr[: rng.randrange(1, len(hdr))])  # truncated header, then gone
+                return
+            c.send(hdr)
+            if cmd == P.NBD_CMD_WRITE:
+                n = length if length <= 4 * PAGE else rng.randrange(0, 4 * PAGE)
+                c.send(rng.randbytes(n))
+                if n < length:
+                    return  # payload never completes: vanish
+            if cmd == P.NBD_CMD_DISC:
+                return
+        c.sock.settimeout(0.05)
+        while c.sock.recv(65536):  # replies, until the server closes or goes quiet
+            pass
+    except OSError:
+        pass
+    finally:
+        c.close()
+
+
+def test_fuzz_random_and_truncated_messages():
+    s = Served([spec(size="16M")], threads=2)
+    try:
+        rng = random.Random(20261126)
+        with s.client() as keeper:
+            keeper.pwrite(text_page(42) * 4, 8 * MiB)  # acknowledged before the storm
+            for i in range(120):
+                (_fuzz_handshake if i % 2 else _fuzz_transmission)(s.sock, rng)
+            # The server still serves, the first client included, and nothing
+            # acknowledged was lost.
+            assert keeper.pread(4 * PAGE, 8 * MiB) == text_page(42) * 4
+        with s.client() as c:
+            c.pwrite(text_page(7), 0)
+            assert c.pread(PAGE, 0) == text_page(7)
+        s.dev.check()
+    finally:
+        s.stop()
