@@ -246,6 +246,7 @@ def test_fio_verify_finds_no_corruption(tools, served, bs):
         "--verify_fatal=1",
         "--do_verify=1",
         "--buffer_compress_percentage=50",
+        "--verify_state_save=0",  # no local-*-verify.state left in the working directory
         "--output-format=json",
         timeout=120,
     )
