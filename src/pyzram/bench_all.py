@@ -627,7 +627,9 @@ def kernel_stored_memory(pages: np.ndarray, algo: str, entry_size: int) -> dict[
         raise OSError("cannot read the zsmalloc slab caches under /sys/kernel/slab")
     objs = n - mm.same_pages
     meta = sum((a[0] - b[0]) * a[1] for a, b in zip(after, before, strict=True))  # type: ignore[index]
-    return {"per_object": entry_size + meta / max(objs, 1), "objects": objs}
+    # A merged cache can shrink meanwhile (other users free objects): the growth is then
+    # unmeasurable, and 0 is the honest lower bound rather than a negative size.
+    return {"per_object": entry_size + max(meta, 0) / max(objs, 1), "objects": objs}
 
 
 # ----------------------------------------------------------------------------------------
