@@ -82,7 +82,7 @@ _SAME_WB = np.uint64(T.SAME | T.WB)
 _HUGE = np.uint64(T.HUGE)
 _SIZE_MASK = np.uint64(T.ZRAM_SIZE_MASK)
 _PRIO_SHIFT = np.uint64(T.ZRAM_COMP_PRIORITY_BIT1)
-_PRIO_MASK = np.uint64(T.ZRAM_COMP_PRIORITY_MASK)
+_PRIO_BITS = np.uint64(T.PRIORITY_MASK)
 # zram_free_page keeps only the lock bit (the WARN_ON in the kernel checks this).
 _KEEP_ON_FREE = T.LOCK
 
@@ -695,14 +695,16 @@ class Zram:
         the same-filled pages, copy the huge ones, decode the rest per priority.
         Returns the first failing row (written-back rows are read later)."""
         n = len(arr)
-        same = (kinds & _SAME_WB) == _SAME
+        sw = kinds & _SAME_WB
+        same = sw == _SAME
         if np.count_nonzero(same):
             rows = same.nonzero()[0]
             arr.view(np.uint64)[rows] = handles[rows, None]  # zram_fill_page
-        stored = (handles != 0) & ((kinds & _SAME_WB) == 0)
-        huge = stored & ((kinds & _HUGE) != 0)
+        stored = (sw == 0) & (handles != 0)  # holds a zsmalloc object
         failed = n
-        if np.count_nonzero(huge):
+        if np.count_nonzero(kinds & _HUGE):
+            huge = stored & ((kinds & _HUGE) != 0)
+            stored &= ~huge
             pool = self.mem_pool
             arena = pool.arena
             rows = huge.nonzero()[0]
@@ -710,11 +712,16 @@ class Zram:
                 addrs = pool.obj_addrs(handles[rows]).tolist()
                 for k, a in zip(rows.tolist(), addrs, strict=True):
                     arr[k] = np.frombuffer(arena, dtype=np.uint8, count=PAGE_SIZE, offset=a)
-        comp = stored & ~huge
-        if np.count_nonzero(comp):
-            prios = (kinds >> _PRIO_SHIFT) & _PRIO_MASK
-            for prio in np.unique(prios[comp]).tolist():
-                rows = (comp & (prios == prio)).nonzero()[0]
+        if not np.count_nonzero(stored):
+            return failed
+        prios = kinds & _PRIO_BITS
+        if not np.count_nonzero(prios):  # all compressed by the primary algorithm
+            rows = stored.nonzero()[0]
+            return self._decode(arr, rows, flags[rows], handles[rows], 0)
+        prios >>= _PRIO_SHIFT
+        for prio in range(T.ZRAM_COMP_PRIORITY_MASK + 1):
+            rows = (stored & (prios == prio)).nonzero()[0]
+            if len(rows):
                 failed = min(failed, self._decode(arr, rows, flags[rows], handles[rows], prio))
         return failed
 
