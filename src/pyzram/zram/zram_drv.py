@@ -258,6 +258,8 @@ class Zram:
             for index in np.flatnonzero(tbl.flags_np & np.uint64(T.WB)).tolist():
                 free_block_bdev(self, tbl.handle[index])
         self.table = None
+        if self.mem_pool is not None:
+            self.mem_pool.zs_destroy_pool()
         self.mem_pool = None
 
     def initialise(self, disksize: int) -> None:
