@@ -573,6 +573,10 @@ class ZsPool:
         ``zs_obj_read_begin`` of a whole batch, for one codec call."""
         return self._obj_addr[handles]
 
+    def obj_addr(self, handle: int) -> int:
+        """:meth:`obj_addrs` of one handle."""
+        return int(self._obj_addr[handle])
+
     def _obj_span(self, handle: int, length: int) -> int:
         zspage, _ = self._handle_to_obj(handle)
         cls = zspage.cls

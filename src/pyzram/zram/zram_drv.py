@@ -477,9 +477,14 @@ class Zram:
                         pool.zs_free(hs.pop())
                         err = OSError(errno.ENOMEM, "zram: mem_limit reached")
                     j2 = j0 + len(hs)
-                    self._store_objects(pages, objs, sizes, hs, nz[j0:j2].tolist(), j0)
-                    new_handle[nz[j0:j2]] = hs
-                    new_flags[nz[j0:j2]] = objflags[j0:j2]
+                    rows = nz[j0:j2].tolist()
+                    self._store_objects(pages, objs, sizes, hs, rows, j0)
+                    if len(rows) == 1:  # a run of one (overwrites): no numpy call
+                        new_handle[rows[0]] = hs[0]
+                        new_flags[rows[0]] = objflags[j0]
+                    elif rows:
+                        new_handle[rows] = hs
+                        new_flags[rows] = objflags[j0:j2]
                     if j2 < j1:  # the page of object j2 failed
                         done = int(nz[j2])
                         break
@@ -555,7 +560,7 @@ class Zram:
         pool = self.mem_pool
         arena = pool.arena
         with pool.migrate_read():
-            addrs = pool.obj_addrs(hs).tolist()
+            addrs = pool.obj_addrs(hs).tolist() if len(hs) > 1 else [pool.obj_addr(hs[0])]
             for i, a in enumerate(addrs):
                 j = j0 + i
                 size = sizes[j]
