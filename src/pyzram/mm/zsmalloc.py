@@ -492,9 +492,18 @@ class ZsPool:
         return hs
 
     def _alloc_in_class(
-        self, cls: SizeClass, ks: list[int], hs: list[int], addrs: list[int]
+        self,
+        cls: SizeClass,
+        ks: list[int],
+        hs: list[int],
+        addrs: list[int],
+        created: dict[int, int] | None = None,
     ) -> None:
-        """Place objects ``ks`` (handles ``hs[k]``) in ``cls``; the class lock is held."""
+        """Place objects ``ks`` (handles ``hs[k]``) in ``cls``; the class lock is held.
+
+        ``created[k]``, if given, gets the pages of a zspage that object ``k``
+        had to allocate.
+        """
         lists = cls.fullness_list
         size = cls.size
         hdr = 0 if cls.huge else ZS_HANDLE_SIZE
@@ -510,6 +519,8 @@ class ZsPool:
             if new:
                 with self._stat_lock:
                     zspage = self._alloc_zspage(cls)
+                if created is not None:
+                    created[ks[i]] = cls.pages_per_zspage
             free = zspage.freeobj
             t = min(m - i, len(free))
             objs = free[len(free) - t :]
@@ -561,6 +572,92 @@ class ZsPool:
                 self._free_handles.append(handle)
         finally:
             cls.lock.release()
+
+    def zs_malloc_free_bulk(
+        self, sizes: list[int | None], olds: list[int]
+    ) -> tuple[list[int], int] | None:
+        """For k in order: ``zs_malloc(sizes[k])``, then ``zs_free(olds[k])`` (a
+        ``None`` size or a 0 handle skips the step), as one batch.
+
+        This is zram writing over slots that held objects: each page's new
+        object is allocated before its old one is freed.  The result is that
+        of the calls one by one.  Classes are independent, so each class
+        replays its own allocations and frees in their order, allocations in
+        runs as in :meth:`zs_malloc_bulk`.  ``pages_allocated`` after every
+        allocation, what ``update_used_max`` sees, is rebuilt from the
+        classes' zspage allocations and frees merged in call order.
+
+        Returns the handles (0 where the size was ``None``) and the largest
+        ``pages_allocated`` seen after an allocation (0 with none), or ``None``
+        without doing anything when the arena might run out on the way (the
+        caller then goes one page at a time, which fails exactly).
+        """
+        m = len(sizes)
+        wanted = [sz for sz in sizes if sz is not None]
+        if wanted and (min(wanted) <= 0 or max(wanted) > ZS_MAX_ALLOC_SIZE):
+            return None
+        if self._arena_top + len(wanted) * CHAIN_SIZE_MAX * PAGE_SIZE > self._arena_size:
+            return None
+        class_of_len = self.class_of_len
+        migrate = self._migrate_lock
+        while True:
+            migrate.down_read()
+            with self._stat_lock:
+                hs = self._alloc_handles(len(wanted))
+            if hs is not None:
+                break
+            migrate.up_read()
+            self._grow_handles(len(wanted))
+        try:
+            handles = [0] * m
+            addrs = [0] * m
+            # Per class, its events in call order: ks to allocate, or a free (k, zspage, obj).
+            events: dict[SizeClass, list] = {}
+            it = iter(hs)
+            base = self.pages_allocated
+            for k in range(m):
+                size = sizes[k]
+                if size is not None:
+                    handles[k] = next(it)
+                    ev = events.setdefault(class_of_len[size], [])
+                    if ev and isinstance(ev[-1], list):
+                        ev[-1].append(k)
+                    else:
+                        ev.append([k])
+                if olds[k]:
+                    zspage, obj_idx = self._handle_to_obj(olds[k])
+                    events.setdefault(zspage.cls, []).append((k, zspage, obj_idx))
+            created: dict[int, int] = {}  # k -> pages its allocation added
+            released: dict[int, int] = {}  # k -> pages its free released
+            for cls, ev in events.items():
+                with cls.lock:
+                    for e in ev:
+                        if isinstance(e, list):
+                            self._alloc_in_class(cls, e, handles, addrs, created)
+                            continue
+                        k, zspage, obj_idx = e
+                        cls.objs_inuse -= 1
+                        self._obj_free(zspage, obj_idx)
+                        if self._fix_fullness_group(cls, zspage) == ZS_INUSE_RATIO_0:
+                            self._free_zspage(cls, zspage)
+                            released[k] = cls.pages_per_zspage
+            done = [h for h in olds if h]
+            with self._stat_lock:
+                for h in done:
+                    self._obj_addr[h] = 0
+                self._free_handles.extend(done)
+            live = [k for k in range(m) if handles[k]]
+            if live:
+                self._obj_addr[[handles[k] for k in live]] = [addrs[k] for k in live]
+        finally:
+            migrate.up_read()
+        peak, cur = 0, base
+        for k in range(m):
+            if sizes[k] is not None:
+                cur += created.get(k, 0)
+                peak = max(peak, cur)
+            cur -= released.get(k, 0)
+        return handles, peak
 
     # -- object access -----------------------------------------------------
 

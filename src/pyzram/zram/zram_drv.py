@@ -340,10 +340,11 @@ class Zram:
                 st.same_pages += same
                 st.huge_pages += huge
 
-    def _free_slot(self, index: int) -> tuple[int, int, int, int]:
+    def _free_slot(self, index: int, pool_free: bool = True) -> tuple[int, int, int, int]:
         """The table and pool side of ``zram_free_page``; returns the stat deltas
         (pages_stored, compr_data_size, same_pages, huge_pages) for the caller to
-        apply, so a batch updates the counters once."""
+        apply, so a batch updates the counters once.  ``pool_free=False``: the
+        caller has already freed the slot's zsmalloc object (in batch order)."""
         tbl = self.table
         flags = tbl.flags[index]
         if tbl.ac_time is not None:
@@ -359,7 +360,8 @@ class Zram:
             if not handle:
                 tbl.flags[index] = flags & _KEEP_ON_FREE
                 return (0, 0, 0, huge)
-            self.mem_pool.zs_free(handle)
+            if pool_free:
+                self.mem_pool.zs_free(handle)
             deltas = (-1, -(flags & T.ZRAM_SIZE_MASK), 0, huge)
         tbl.handle[index] = 0
         tbl.flags[index] = flags & _KEEP_ON_FREE
@@ -458,12 +460,25 @@ class Zram:
         try:
             old = (tbl.flags_np[work] & np.uint64(T.ZRAM_SIZE_MASK | T.SAME | T.WB)).tolist()
             limit = self.limit_pages
-            if limit and pool.pages_allocated + jcount[stop] * CHAIN_SIZE_MAX > limit:
+            risky = limit and pool.pages_allocated + jcount[stop] * CHAIN_SIZE_MAX > limit
+            # Old contents in the pool must be freed in page order between the allocations.
+            in_pool = [
+                k for k in range(stop) if old[k] and not tbl.flags[int(work[k])] & (T.SAME | T.WB)
+            ]
+            ends: Sequence[int] = ()
+            replayed = False
+            if risky:
                 ends = range(1, stop + 1)  # mem_limit may be crossed: page by page
+            elif in_pool:  # overwrites: each class replays its allocations and frees
+                peak = self._overwrite_batch(
+                    pages, objs, sizes, objflags, nz, work, old, in_pool, new_handle, new_flags
+                )
+                if peak is not None:
+                    max_used, done, replayed = peak, stop, True
+                else:  # near the end of the pool's arena: runs, one page at a time
+                    ends = range(1, stop + 1)
             else:
-                ends = [k + 1 for k in range(stop) if old[k]]
-                if not ends or ends[-1] != stop:
-                    ends.append(stop)
+                ends = [stop]
             for end in ends:
                 j0, j1 = jcount[done], jcount[end]
                 if j1 > j0:
@@ -485,14 +500,23 @@ class Zram:
                     elif rows:
                         new_handle[rows] = hs
                         new_flags[rows] = objflags[j0:j2]
-                    if j2 < j1:  # the page of object j2 failed
-                        done = int(nz[j2])
-                        break
-                if old[end - 1]:  # free the old content once the new one is in the pool
-                    d = self._free_slot(int(work[end - 1]))
-                    for i in range(4):
-                        freed[i] += d[i]
+                    if j2 < j1:  # the page of object j2 failed: the run ends before it
+                        end = int(nz[j2])
+                        stop = end
+                for k in range(done, end):  # old contents go once the new ones are stored
+                    if old[k]:
+                        d = self._free_slot(int(work[k]))
+                        for i in range(4):
+                            freed[i] += d[i]
                 done = end
+                if done == stop:
+                    break
+            if replayed:
+                for k in range(stop):  # the table side of zram_free_page (pool done)
+                    if old[k]:
+                        d = self._free_slot(int(work[k]), pool_free=False)
+                        for i in range(4):
+                            freed[i] += d[i]
             if done:
                 w = work[:done]
                 tbl.handle_np[w] = new_handle[:done]
@@ -551,6 +575,34 @@ class Zram:
             tbl.slot_unlock(index)
         self._account_write(1, 0, [comp_len], list(freed), alloced)
         return None
+
+    def _overwrite_batch(
+        self, pages, objs, sizes, objflags, nz, work, old, in_pool, new_handle, new_flags
+    ) -> int | None:
+        """Place a batch that writes over stored slots with ``zs_malloc_free_bulk``:
+        page k's new object is allocated, then its old one freed, in page order,
+        as ``zram_write_page`` does.  Returns the peak ``pages_allocated`` after an
+        allocation (for ``update_used_max``), or ``None`` if the pool asks the
+        caller to go page by page."""
+        tbl, pool = self.table, self.mem_pool
+        stop = len(old)
+        nzl = nz[: len(sizes)].tolist()
+        per_page: list[int | None] = [None] * stop
+        for j, k in enumerate(nzl):
+            per_page[k] = sizes[j]
+        olds = [0] * stop
+        for k in in_pool:
+            olds[k] = tbl.handle[int(work[k])]
+        res = pool.zs_malloc_free_bulk(per_page, olds)
+        if res is None:
+            return None
+        handles, peak = res
+        hs = [handles[k] for k in nzl]
+        self._store_objects(pages, objs, sizes, hs, nzl, 0)
+        if nzl:
+            new_handle[nzl] = hs
+            new_flags[nzl] = objflags[: len(nzl)]
+        return peak
 
     def _store_objects(self, pages, objs, sizes, hs, rows, j0) -> None:
         """``zs_obj_write`` of the objects just allocated: object ``j0 + i`` (page

@@ -1,0 +1,94 @@
+"""A batch is the per-page calls: ``write_pages`` of N pages leaves the pool exactly as
+N one-page writes in the same order would.
+
+zram's batch path places objects with ``zs_malloc_bulk`` in runs (``Zram.write_pages``);
+the kernel runs ``zram_write_page`` page by page.  These differential tests drive two
+devices with the same seeded operations, one in batches and one page by page, and
+compare everything placement decides: each class's fullness lists (order, in-use
+counts, free-object stacks), which zspage and object every slot's data sits in, and
+mm_stat, including mem_used_max and the mem_limit refusals.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from conftest import make_sized_zram, sized_page
+from pyzram.zram import table as T
+
+P = 4096
+NPAGES = 96
+
+
+def page_of(rng: random.Random) -> bytes:
+    """Mostly pages of a few neighbouring classes (so runs collide), some same-filled,
+    some huge."""
+    r = rng.random()
+    if r < 0.15:
+        return rng.randrange(256).to_bytes(1, "little") * P
+    if r < 0.25:
+        return sized_page(rng.randrange(3700, 4096), rng.randrange(1 << 20))
+    return sized_page(rng.choice((200, 210, 300, 500, 1000, 1500, 2100)), rng.randrange(1 << 20))
+
+
+def layout(z) -> tuple:
+    """Everything placement decides, with zspages named by where they sit."""
+    pool = z.mem_pool
+    where = {}
+    lists = []
+    for cls in pool.classes:
+        for fg, lst in enumerate(cls.fullness_list):
+            for pos, zspage in enumerate(lst):
+                where[zspage] = (cls.index, fg, pos)
+                lists.append((cls.index, fg, pos, zspage.inuse, tuple(zspage.freeobj)))
+    slots = []
+    for idx in range(z.table.nr_pages):
+        flags, handle = z.table.flags[idx], z.table.handle[idx]
+        if flags & (T.SAME | T.WB) or not handle:
+            slots.append((idx, flags, handle if flags & T.SAME else 0))
+            continue
+        zspage, obj = pool._handle_to_obj(handle)
+        slots.append((idx, flags, where[zspage], obj))
+    return tuple(lists), tuple(slots), tuple(z.mm_stat()), pool.pages_allocated
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_batches_place_like_single_pages(seed):
+    rng = random.Random(seed)
+    batch, single = make_sized_zram(NPAGES), make_sized_zram(NPAGES)
+    for step in range(40):
+        op = rng.random()
+        if op < 0.7:  # a write of n distinct slots, overwrites included
+            n = rng.randrange(2, 33)
+            slots = rng.sample(range(NPAGES), n)
+            if rng.random() < 0.5:
+                slots.sort()
+            data = np.frombuffer(b"".join(page_of(rng) for _ in slots), dtype=np.uint8)
+            pages = data.reshape(n, P)
+            err_b = batch.write_pages(pages, slots)
+            err_s = None
+            for k, idx in enumerate(slots):
+                err_s = single.write_pages(pages[k : k + 1], idx)
+                if err_s is not None:
+                    break
+            assert (err_b is None) == (err_s is None), (step, err_b, err_s)
+        elif op < 0.85:  # discard a range
+            a = rng.randrange(NPAGES)
+            b = min(NPAGES, a + rng.randrange(1, 9))
+            for z in (batch, single):
+                z.discard(a * P, (b - a) * P)
+        elif op < 0.95:  # a mem_limit just above what is used (or off)
+            limit = 0
+            if rng.random() < 0.7:
+                limit = batch.mem_pool.pages_allocated + rng.randrange(0, 6)
+            for z in (batch, single):
+                z.sysfs["mem_limit"] = str(limit * P)
+        else:
+            for z in (batch, single):
+                z.sysfs["compact"] = "1"
+        assert layout(batch) == layout(single), f"seed {seed}, step {step}"
+    batch.check()
+    single.check()
