@@ -838,12 +838,16 @@ class Zram:
             return handle.to_bytes(8, "little") * 512 if flags & T.SAME else bytes(PAGE_SIZE), None
         if flags & T.HUGE:
             return self.mem_pool.zs_obj_read(handle, PAGE_SIZE), None
-        obj = self.mem_pool.zs_obj_read(handle, flags & T.ZRAM_SIZE_MASK)
         prio = (flags >> T.ZRAM_COMP_PRIORITY_BIT1) & T.ZRAM_COMP_PRIORITY_MASK
-        try:
-            page = self.comps[prio].backend.decompress(obj)
-        except OSError as e:
-            return b"", e
+        pool = self.mem_pool
+        with pool.migrate_read():  # decode straight from the arena (zs_obj_read_begin)
+            off = pool.obj_addr(handle)
+            try:
+                page = self.comps[prio].backend.decompress(
+                    pool.arena[off : off + (flags & T.ZRAM_SIZE_MASK)]
+                )
+            except OSError as e:
+                return b"", e
         if len(page) != PAGE_SIZE:
             return b"", OSError(errno.EINVAL, "short decompression")
         return page, None
@@ -975,7 +979,7 @@ class Zram:
                 chunks.append(out)
         if failed is not None:
             raise OSError(errno.EIO, f"I/O error ({failed.strerror})")
-        return b"".join(chunks)
+        return bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)
 
     def discard(self, offset: int, length: int) -> None:
         """``ioctl(BLKDISCARD)``: a whole-block range inside the device.
