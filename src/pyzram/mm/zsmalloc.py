@@ -129,22 +129,23 @@ class SizeClass:
 class Zspage:
     """``struct zspage``: ``pages_per_zspage`` pages holding ``objs_per_zspage`` slots.
 
-    ``freeobj`` is the free-object stack (top = end of the list, initially
-    object 0); ``handles[i]`` is the handle stored in object ``i`` (0 = free),
-    the model of the handle word the kernel keeps at the start of the object.
-    The pages are ``pages_per_zspage * 4096`` contiguous bytes of the pool's
-    arena from ``base``.
+    ``freeobj`` is the free-object stack (top = end of the array, initially
+    object 0).  The pages are ``pages_per_zspage * 4096`` contiguous bytes of
+    the pool's arena from ``base``.  As in the kernel, an allocated object's
+    first word holds its handle, tagged ``OBJ_ALLOCATED_TAG`` (0 when free);
+    a huge zspage's one object has no header, and its handle is kept here
+    (``huge_handle``, the kernel's ``page->index``).
     """
 
-    __slots__ = ("id", "cls", "inuse", "fullness", "freeobj", "handles", "base")
+    __slots__ = ("id", "cls", "inuse", "fullness", "freeobj", "huge_handle", "base")
 
     def __init__(self, zid: int, cls: SizeClass, base: int) -> None:
         self.id = zid
         self.cls = cls
         self.inuse = 0
         self.fullness = ZS_INUSE_RATIO_0
-        self.freeobj = list(range(cls.objs_per_zspage - 1, -1, -1))
-        self.handles = [0] * cls.objs_per_zspage
+        self.freeobj = array("H", range(cls.objs_per_zspage - 1, -1, -1))
+        self.huge_handle = 0
         self.base = base
 
 
@@ -230,6 +231,9 @@ class ZsPool:
         # memory first, ~15 us per 4 KiB page on this VM against ~3 for a plain fault.)
         #: The arena as a writable memoryview (codec calls take it as their source).
         self.arena = memoryview(self._arena)
+        #: The arena as 64-bit words (object headers) and as a numpy view of them.
+        self._words = self.arena.cast("Q")
+        self._words_np = np.frombuffer(self._arena, dtype=np.uint64)
         self._arena_top = PAGE_SIZE  # arena offset 0 stays unused: 0 means "no object"
         self._free_extents: list[list[int]] = [[] for _ in range(CHAIN_SIZE_MAX + 1)]
         #: ``page->zspage``: the id of the zspage owning each arena page (grows with
@@ -298,7 +302,9 @@ class ZsPool:
         arena, self._arena = self._arena, None
         if arena is None:
             return
+        self._words_np = None
         try:
+            self._words.release()
             self.arena.release()  # any later use of this pool fails loudly
         except BufferError:  # a view of the arena is still alive: do not recycle it
             return
@@ -384,6 +390,10 @@ class ZsPool:
         else:
             base = self._split_extent(pages)
         zspage = Zspage(self._next_zspage_id, cls, base)
+        if not cls.huge:  # init_zspage: no object is allocated yet (arena pages are reused)
+            first_word = base >> 3
+            step = cls.size >> 3
+            self._words_np[first_word : first_word + cls.objs_per_zspage * step : step] = 0
         self._next_zspage_id += 1
         self._zspages[zspage.id] = zspage
         first = base >> PAGE_SHIFT
@@ -525,12 +535,19 @@ class ZsPool:
             t = min(m - i, len(free))
             objs = free[len(free) - t :]
             del free[len(free) - t :]
-            base = zspage.base + hdr
-            handles = zspage.handles
-            for o in reversed(objs):  # obj_malloc: pop the LIFO stack
+            start = zspage.base
+            if hdr:
+                words = self._words
+                for o in reversed(objs):  # obj_malloc: pop the LIFO stack, tag the header
+                    k = ks[i]
+                    a = start + o * size
+                    words[a >> 3] = hs[k] << OBJ_TAG_BITS | OBJ_ALLOCATED_TAG
+                    addrs[k] = a + hdr
+                    i += 1
+            else:  # huge: one object, no header
                 k = ks[i]
-                handles[o] = hs[k]
-                addrs[k] = base + o * size
+                zspage.huge_handle = hs[k]
+                addrs[k] = start
                 i += 1
             zspage.inuse += t
             if new:
@@ -539,9 +556,20 @@ class ZsPool:
                 self._fix_fullness_group(cls, zspage)
         cls.objs_inuse += m
 
-    @staticmethod
-    def _obj_free(zspage: Zspage, obj_idx: int) -> None:
-        zspage.handles[obj_idx] = 0
+    def _obj_handle(self, zspage: Zspage, obj_idx: int) -> int:
+        """The handle in object ``obj_idx``'s header, 0 if the object is free."""
+        cls = zspage.cls
+        if cls.huge:
+            return zspage.huge_handle
+        word = self._words[(zspage.base + obj_idx * cls.size) >> 3]
+        return word >> OBJ_TAG_BITS if word & OBJ_ALLOCATED_TAG else 0
+
+    def _obj_free(self, zspage: Zspage, obj_idx: int) -> None:
+        cls = zspage.cls
+        if cls.huge:
+            zspage.huge_handle = 0
+        else:
+            self._words[(zspage.base + obj_idx * cls.size) >> 3] = 0
         zspage.freeobj.append(obj_idx)
         zspage.inuse -= 1
 
@@ -731,14 +759,15 @@ class ZsPool:
         hdr = 0 if cls.huge else ZS_HANDLE_SIZE
         arena = self.arena
         for obj_idx in range(objs):
-            handle = src.handles[obj_idx]
+            handle = self._obj_handle(src, obj_idx)
             if not handle:
                 continue
             new_idx = dst.freeobj.pop()
-            dst.handles[new_idx] = handle
+            if cls.huge:
+                dst.huge_handle = handle
             dst.inuse += 1
             s0, d0 = src.base + obj_idx * size, dst.base + new_idx * size
-            arena[d0 : d0 + size] = arena[s0 : s0 + size]
+            arena[d0 : d0 + size] = arena[s0 : s0 + size]  # the tagged header comes along
             self._obj_addr[handle] = d0 + hdr
             self._obj_free(src, obj_idx)
             if dst.inuse == objs or src.inuse == 0:
@@ -804,7 +833,9 @@ class ZsPool:
                 assert z.fullness == get_fullness_group(cls, z.inuse), "misfiled zspage"
                 assert z.fullness != ZS_INUSE_RATIO_0, "empty zspage not freed"
                 assert z.inuse + len(z.freeobj) == cls.objs_per_zspage
-                for idx, h in enumerate(z.handles):
+                for idx in range(cls.objs_per_zspage):
+                    h = self._obj_handle(z, idx)
+                    assert bool(h) == (idx not in z.freeobj), "header disagrees with freeobj"
                     if h:
                         assert self._handle_to_obj(h) == (z, idx)
             pages += len(listed) * cls.pages_per_zspage
