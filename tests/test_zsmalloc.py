@@ -179,3 +179,27 @@ def test_compaction_many_classes_keeps_data():
     pool.check()
     for cls in pool.classes:
         assert pool.zs_can_compact(cls) == 0
+
+
+def test_destroyed_pool_gives_its_arena_to_the_next_and_refuses_use():
+    """``zs_destroy_pool``: the mapping goes to the next pool (its pages handed back with
+    MADV_FREE), and the dead pool cannot touch it any more."""
+    import pyzram.mm.zsmalloc as zsm
+
+    old = ZsPool(max_bytes=1 << 20)
+    h = old.zs_malloc(1000)
+    old.zs_obj_write(h, b"x" * 1000)
+    mapping = old._arena
+    old.zs_destroy_pool()
+    assert any(a is mapping for a in zsm._spare_arenas)
+    with pytest.raises(ValueError):
+        old.zs_obj_read(h, 1000)  # released: no write into the next pool's memory
+    new = ZsPool(max_bytes=1 << 20)
+    assert new._arena is mapping
+    hs = [new.zs_malloc(1000) for _ in range(8)]
+    for i, h2 in enumerate(hs):
+        new.zs_obj_write(h2, bytes([i]) * 1000)
+    assert [new.zs_obj_read(h2, 1000) for h2 in hs] == [bytes([i]) * 1000 for i in range(8)]
+    new.check()
+    new.zs_compact()
+    new.check()
