@@ -110,9 +110,9 @@ def test_ratios_follow_the_measurements(monkeypatch):
     """Replace two measurements with known times: the rows built on them follow."""
 
     def fake_submit(pages, algo, path, threads, config, repeat):
-        # swap_ops: 1 s write + 1 s read; bio: 3 s + 3 s -> 3x
-        t = 1.0 if path == "swap_ops" else 3.0
-        return {"write_s": t, "read_s": t, "intact": True}
+        # swap_ops: 1 s write + 1 s read; bio: 3 s + 3 s -> 3x; the null backend 0.25 + 0.25
+        t = {"swap_ops": 1.0, "bio": 3.0, "null": 0.25}[path]
+        return {"write_s": t, "read_s": t, "intact": None if path == "null" else True}
 
     monkeypatch.setattr(bench_all, "best_submit", fake_submit)
     monkeypatch.setattr(bench_all, "codec_seconds", lambda *a, **k: 0.5)
@@ -126,6 +126,8 @@ def test_ratios_follow_the_measurements(monkeypatch):
     assert beyond.ours == pytest.approx((2.0 - 0.5) / n * 1e6)
     assert beyond.ratio == pytest.approx(1.0 / beyond.ours)
     assert beyond.met is (beyond.ours <= 1.0)
+    floor = rows["swap_core_floor"]
+    assert floor.ours == pytest.approx(0.5 / n * 1e6) and floor.goal is None
     # Every swap area the harness swapped on is off again.
     from pyzram.mm.swapfile import active_areas
 
@@ -176,3 +178,36 @@ def test_kernel_measurements_small():
     assert 8 <= mem["per_slot"] <= 64 and 0 < mem["create_s"] < 5
     stored = bench_all.kernel_stored_memory(pages, "lz4", 16)
     assert stored["objects"] > 0 and stored["per_object"] >= 16
+
+
+def test_null_backend_measures_the_swap_core_alone(monkeypatch):
+    """``path="null"``: the batches reach a do-nothing swap_ops, so zram sees
+    only the swap header (mkswap's write, swapon's read); every batch still
+    ends exactly once and no area is left behind."""
+    from pyzram.mm.page_io import sio_pool
+    from pyzram.mm.swapfile import active_areas
+    from pyzram.workload.pages import synthetic_mix
+    from pyzram.zram.zram_drv import Zram
+
+    calls: list[str] = []
+
+    def counting(name, fn):
+        def wrapper(*a, **k):
+            calls.append(name)
+            return fn(*a, **k)
+
+        return wrapper
+
+    pages = synthetic_mix(100, seed=3)
+    with monkeypatch.context() as m:
+        m.setattr(Zram, "write_pages", counting("write", Zram.write_pages))
+        m.setattr(Zram, "read_pages", counting("read", Zram.read_pages))
+        before = sio_pool.allocated_total
+        r = bench_all.submit_batches(pages, "lz4", "null", 1, bench_all._host_config("lz4"))
+    assert calls == ["write", "read"]  # mkswap's header and swapon's read of it, no more
+    assert r["intact"] is None and r["write_s"] > 0 and r["read_s"] > 0
+    assert sio_pool.allocated_total - before == 2 * -(-100 // 32)  # write and read batches
+    assert sio_pool.outstanding == 0
+    assert not active_areas()
+    real = bench_all.submit_batches(pages, "lz4", "swap_ops", 1, bench_all._host_config("lz4"))
+    assert real["intact"] is True
