@@ -16,6 +16,7 @@ import dataclasses
 import errno
 import os
 import random
+import threading
 import warnings
 from collections import Counter
 
@@ -1021,3 +1022,44 @@ def test_real_pages_roundtrip(kind, real_pages, tmp_path):
         assert z.stats.miss_free == 0
         z.check()
         z.sysfs["reset"] = "1"
+
+
+def test_vm_events_are_per_thread_and_sum_exactly():
+    """``count_vm_events`` adds to the caller's own counters (per-CPU in the
+    kernel) with no lock; reads sum every thread's, those of threads that
+    have ended included, and nothing is lost to concurrent adds."""
+    from pyzram.mm.swap import VmEvents
+
+    ev = VmEvents()
+    threads, per = 8, 20_000
+    barrier = threading.Barrier(threads)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        for _ in range(per):
+            ev.count("pswpout")
+            ev.count_mthp(4, "swpout", 2)
+        ev.count("nrswpout", i)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert ev["pswpout"] == threads * per
+    assert ev.counts["nrswpout"] == sum(range(threads))
+    assert ev.mthp[(4, "swpout")] == 2 * threads * per
+    ev.count_mthp(0, "swpout")  # order 0 has no mTHP stat
+    assert (0, "swpout") not in ev.mthp
+    # A new thread registering folds the ended ones into the base: totals stay.
+    t = threading.Thread(target=ev.count, args=("pswpin", 3))
+    t.start()
+    t.join()
+    assert len(ev._threads) <= 2
+    assert ev["pswpout"] == threads * per and ev["pswpin"] == 3
+    ev.restore(Counter({"pswpin": 7}), Counter())
+    assert ev["pswpin"] == 7 and ev["pswpout"] == 0
+    ev.count("pswpin")
+    assert ev.counts == Counter({"pswpin": 8})
+    ev.reset()
+    assert not +ev.counts and not +ev.mthp

@@ -695,8 +695,7 @@ def _swap_core_sandbox() -> Iterator[None]:
             zram_init(ops)
         elif fops is not None and ops is not None:
             swap_register_block_ops(fops, ops)
-        with vm_events._lock:
-            vm_events.counts, vm_events.mthp = counts, mthp
+        vm_events.restore(counts, mthp)
         sio_pool.outstanding = outstanding
 
 

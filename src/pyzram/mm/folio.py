@@ -13,7 +13,7 @@ The folio lock is a real sleeping lock (``folio_lock`` / ``folio_trylock`` /
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
@@ -40,9 +40,12 @@ _NAMES = {
 }
 
 
-@dataclass(frozen=True, order=True)
-class SwpEntry:
-    """``swp_entry_t``: (swap type, offset)."""
+class SwpEntry(NamedTuple):
+    """``swp_entry_t``: (swap type, offset); immutable, hashable, ordered.
+
+    A named tuple, because entries are made for every folio swapped out and
+    every swapped PTE faulted in (a frozen dataclass costs three times as
+    much to build)."""
 
     type: int
     offset: int

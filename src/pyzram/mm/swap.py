@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -62,33 +62,92 @@ class SwapIoCtx:
     sis: SwapInfo | None = None
 
 
-@dataclass
 class VmEvents:
-    """/proc/vmstat swap counters and per-order mTHP stats (thread-safe adds)."""
+    """/proc/vmstat swap counters and per-order mTHP stats.
 
-    counts: Counter = field(default_factory=Counter)
-    mthp: Counter = field(default_factory=Counter)  # (order, name) -> n
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    Like the kernel's per-CPU ``vm_event_states``, each thread counts into
+    its own ``Counter`` with no lock (``count_vm_events`` is a plain per-CPU
+    add), and a read sums them all (``all_vm_events``).  A thread's counts
+    outlive it: when a new thread registers, the counters of threads that
+    have ended are folded into a common base.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()  # the registry, reads and reset
+        self._base: tuple[Counter, Counter] = (Counter(), Counter())
+        #: (thread, counts, mthp) of every thread that has counted: plain dicts,
+        #: which add faster than Counters.
+        self._threads: list[tuple[threading.Thread, dict, dict]] = []
+
+    def _mine(self) -> tuple[dict, dict]:
+        """This thread's counters, registering them on first use."""
+        mine: tuple[dict, dict] = ({}, {})
+        me = threading.current_thread()
+        with self._lock:
+            live = []
+            for t, c, m in self._threads:
+                if t.is_alive():
+                    live.append((t, c, m))
+                else:
+                    self._base[0].update(c)
+                    self._base[1].update(m)
+            live.append((me, *mine))
+            self._threads = live
+        self._local.c = mine
+        return mine
 
     def count(self, name: str, n: int = 1) -> None:
         """``count_vm_events``."""
-        with self._lock:
-            self.counts[name] += n
+        try:
+            c = self._local.c[0]
+        except AttributeError:
+            c = self._mine()[0]
+        c[name] = c.get(name, 0) + n
 
     def count_mthp(self, order: int, name: str, n: int = 1) -> None:
         """``count_mthp_stat``: only orders 1..PMD_ORDER have mTHP stats."""
         if not 0 < order <= 9:
             return
+        try:
+            m = self._local.c[1]
+        except AttributeError:
+            m = self._mine()[1]
+        key = (order, name)
+        m[key] = m.get(key, 0) + n
+
+    def _sum(self, which: int) -> Counter:
         with self._lock:
-            self.mthp[(order, name)] += n
+            total = Counter(self._base[which])
+            for entry in self._threads:
+                total.update(dict(entry[1 + which]))  # dict(): one atomic copy
+        return total
+
+    @property
+    def counts(self) -> Counter:
+        """Every vm event counter summed over the threads (a snapshot)."""
+        return self._sum(0)
+
+    @property
+    def mthp(self) -> Counter:
+        """Every mTHP counter, ``(order, name) -> n``, summed over the threads."""
+        return self._sum(1)
 
     def __getitem__(self, name: str) -> int:
-        return self.counts[name]
+        with self._lock:
+            return self._base[0][name] + sum(c.get(name, 0) for _, c, _ in self._threads)
 
     def reset(self) -> None:
+        """Zero every counter (callers reset while no swap I/O runs)."""
+        self.restore(Counter(), Counter())
+
+    def restore(self, counts: Counter, mthp: Counter) -> None:
+        """Set the totals to ``counts`` and ``mthp`` (quiescent callers only)."""
         with self._lock:
-            self.counts.clear()
-            self.mthp.clear()
+            for _, c, m in self._threads:
+                c.clear()
+                m.clear()
+            self._base = (Counter(counts), Counter(mthp))
 
 
 #: The global vm event counters (per boot, like /proc/vmstat).
