@@ -137,3 +137,18 @@ def test_run_policy_errors(kw, exc, needle):
         run_workload(synthetic_mix(64, seed=1), mem_limit_pages=32, accesses=10, **kw)
     if exc is OSError:
         assert e.value.errno == errno.EINVAL
+
+
+def test_vmstat_and_rate_cover_the_workload_not_the_check():
+    """The report's vmstat deltas and swapped pages/s are those of the fill and
+    the pattern, as on the kernel side of ``bench run``: with no pattern at
+    all, the final check still faults every swapped page back in, and none of
+    that is counted."""
+    pages = synthetic_mix(512, seed=5)
+    r = run_workload(pages, algorithm="lz4", mem_limit_pages=128, accesses=0)
+    assert r.intact and r.accesses == 0
+    assert r.vmstat["pswpout"] > 0  # the fill swapped out
+    assert r.vmstat["pgmajfault"] == 0 and r.vmstat["pswpin"] == 0  # the check did not count
+    swapped = r.vmstat["pswpout"] + r.vmstat["pswpin"]
+    assert r.swapped_pages_s == pytest.approx(swapped / r.seconds)
+    assert r.read_batch_latency_us == {} and r.swapin_pages_s == 0.0  # no read batch counted

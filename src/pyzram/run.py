@@ -23,8 +23,9 @@ run, or once after the access pattern (before the final check) when
 device at setup, so a bad mode or parameter fails before the run.
 
 The report has the device's kernel-format ``mm_stat``/``io_stat``/``bd_stat``,
-the /proc/vmstat deltas and the per-size mTHP stats, compression ratio and
-memory saved, swapped pages/s of the whole run, swap-out and swap-in
+the /proc/vmstat deltas and the per-size mTHP stats of the workload (fill
+and pattern; the final check is not part of it), compression ratio and
+memory saved, swapped pages/s of the workload, swap-out and swap-in
 pages/s of the device path and the latency percentiles of its batches,
 and what each post-processing step did.
 """
@@ -83,7 +84,7 @@ class RunReport:
     mm_stat: str
     io_stat: str
     bd_stat: str | None
-    vmstat: dict[str, int]  # /proc/vmstat deltas over the run (counters that moved)
+    vmstat: dict[str, int]  # /proc/vmstat deltas over fill + pattern (the check excluded)
     compression_ratio: float | None
     memory_saved_bytes: int
     swapout_pages_s: float  # pages / time spent in submit_write (the device path)
@@ -344,6 +345,17 @@ def run_workload(
                 events.append(pp.run(dev, step, memcg.nr_reclaim_batches))
                 next_pp = memcg.nr_reclaim_batches + pp.every
         seconds = time.perf_counter() - t0
+        # The vmstat deltas and swapped pages/s are those of the workload (fill +
+        # pattern), as on the kernel side of `bench run`: the check is ours.
+        # So are the device path's batch figures: the timers keep filling the
+        # original lists during the check, these copies stop here.
+        wlat, rlat, wpages, rpages = list(wlat), list(rlat), list(wpages), list(rpages)
+        counts = dict.fromkeys(VMSTAT_KEYS, 0)
+        counts.update((k, v) for k, v in vm_events.counts.items() if v)
+        mthp: dict[str, dict[str, int]] = {}
+        for (order, name), v in sorted(vm_events.mthp.items()):
+            if v:
+                mthp.setdefault(mthp_size_name(order), {})[name] = v
         if pp.enabled and not pp.every:
             events.append(pp.run(dev, step, memcg.nr_reclaim_batches))
         # The check reads every page once more (faulting the swapped ones back):
@@ -351,12 +363,6 @@ def run_workload(
         intact = all(mm.read(vpn) == pages[exp[vpn]].tobytes() for vpn in range(n))
         report_stat = dev.mm_stat()
         mm_text, io_text, bd_text = dev.sysfs["mm_stat"], dev.sysfs["io_stat"], dev.bd_stat()
-        counts = dict.fromkeys(VMSTAT_KEYS, 0)
-        counts.update((k, v) for k, v in vm_events.counts.items() if v)
-        mthp: dict[str, dict[str, int]] = {}
-        for (order, name), v in sorted(vm_events.mthp.items()):
-            if v:
-                mthp.setdefault(mthp_size_name(order), {})[name] = v
         device = device_state(dev, mountpoint="[SWAP]")
         bios = sum(bio_stats.values())
     finally:
