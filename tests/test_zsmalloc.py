@@ -191,7 +191,7 @@ def test_destroyed_pool_gives_its_arena_to_the_next_and_refuses_use():
     old.zs_obj_write(h, b"x" * 1000)
     mapping = old._arena
     old.zs_destroy_pool()
-    assert any(a is mapping for a in zsm._spare_arenas)
+    assert any(a is mapping for a, _ in zsm._spare_arenas)
     with pytest.raises(ValueError):
         old.zs_obj_read(h, 1000)  # released: no write into the next pool's memory
     new = ZsPool(max_bytes=1 << 20)
@@ -203,3 +203,39 @@ def test_destroyed_pool_gives_its_arena_to_the_next_and_refuses_use():
     new.check()
     new.zs_compact()
     new.check()
+
+
+def test_recycled_arena_headers_are_cleared_where_an_earlier_pool_wrote():
+    """A pool knows which of its arena's pages an earlier pool used (their
+    object headers may survive MADV_FREE) and clears a new zspage's headers
+    there; pages no pool touched are zero and need nothing.  Three pools in
+    a row: a large one, a small one, then one that reaches past the small
+    one's pages into the large one's."""
+    import pyzram.mm.zsmalloc as zsm
+
+    zsm._spare_arenas.clear()
+
+    def fill(pool: ZsPool, size: int, count: int) -> list[int]:
+        hs = pool.zs_malloc_bulk([size] * count)
+        for h in hs:
+            pool.zs_obj_write(h, b"\xff" * size)  # the headers around are tagged
+        return hs
+
+    big = ZsPool(max_bytes=4 << 20)
+    fill(big, 200, 2000)  # tagged headers every 208 bytes
+    top = big._arena_top
+    big.zs_destroy_pool()
+    small = ZsPool(max_bytes=4 << 20)
+    assert small._dirty_top == top
+    fill(small, 1000, 10)
+    small.zs_destroy_pool()
+    third = ZsPool(max_bytes=4 << 20)
+    assert third._dirty_top == top  # the large pool's pages are still dirty
+    # Two objects in each of many classes: mostly free zspages over the large
+    # pool's bytes, whose free objects' headers must read 0.
+    hs = third.zs_malloc_bulk([s for s in range(100, 3000, 37) for _ in range(2)])
+    third.check()  # every free object's header is 0, every live one its handle
+    for h in hs[::3]:
+        third.zs_free(h)
+    third.zs_compact()
+    third.check()

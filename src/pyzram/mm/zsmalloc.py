@@ -71,7 +71,8 @@ ZS_INUSE_RATIO_99 = 10
 ZS_INUSE_RATIO_100 = 11
 NR_FULLNESS_GROUPS = 12
 
-_FIND_ORDER = tuple(range(ZS_INUSE_RATIO_99, ZS_INUSE_RATIO_0 - 1, -1))
+#: Groups find_get_zspage searches, fullest first: ZS_INUSE_RATIO_99 .. ZS_INUSE_RATIO_0.
+_NONFULL_GROUPS = (1 << ZS_INUSE_RATIO_100) - 1
 
 #: MAP_NORESERVE (linux/mman.h; not exported by Python's mmap module).
 _MAP_NORESERVE = 0x4000
@@ -117,6 +118,11 @@ class SizeClass:
     )
     #: get_fullness_group() of every possible inuse count, precomputed.
     fg_of: tuple[int, ...] = ()
+    #: Bit g set while fullness list g is not empty: find_get_zspage reads the
+    #: fullest non-full group off it instead of testing the lists one by one.
+    nonempty: int = 0
+    #: A new zspage's free-object stack (object 0 on top), copied per zspage.
+    freeobj_init: array = field(default_factory=lambda: array("H"))
     objs_allocated: int = 0  # ZS_OBJS_ALLOCATED
     objs_inuse: int = 0  # ZS_OBJS_INUSE
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -144,7 +150,7 @@ class Zspage:
         self.cls = cls
         self.inuse = 0
         self.fullness = ZS_INUSE_RATIO_0
-        self.freeobj = array("H", range(cls.objs_per_zspage - 1, -1, -1))
+        self.freeobj = cls.freeobj_init[:]
         self.huge_handle = 0
         self.base = base
 
@@ -160,17 +166,21 @@ def get_fullness_group(cls: SizeClass, inuse: int) -> int:
 
 #: Arenas of destroyed pools, kept for the next pools (at most this many).
 _SPARE_ARENAS_MAX = 4
-_spare_arenas: list[mmap.mmap] = []
+#: (mapping, bytes its pool used: below that its pages may still hold old bytes).
+_spare_arenas: list[tuple[mmap.mmap, int]] = []
 _spare_lock = threading.Lock()
 
 
-def _take_arena(size: int) -> mmap.mmap:
-    """A reserved mapping of at least ``size`` bytes: a spare one, else a new one."""
+def _take_arena(size: int) -> tuple[mmap.mmap, int]:
+    """A reserved mapping of at least ``size`` bytes, a spare one or else a new
+    one, and how far from its start its pages may hold old bytes (0: all zero)."""
     with _spare_lock:
-        for i, arena in enumerate(_spare_arenas):
+        for i, (arena, used) in enumerate(_spare_arenas):
             if len(arena) >= size:
-                return _spare_arenas.pop(i)
-    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+                del _spare_arenas[i]
+                return arena, used
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
+    return mmap.mmap(-1, size, flags=flags), 0
 
 
 def _give_back_arena(arena: mmap.mmap, used: int) -> None:
@@ -180,7 +190,7 @@ def _give_back_arena(arena: mmap.mmap, used: int) -> None:
         arena.madvise(mmap.MADV_DONTNEED, 0, used)
     with _spare_lock:
         if len(_spare_arenas) < _SPARE_ARENAS_MAX:
-            _spare_arenas.append(arena)
+            _spare_arenas.append((arena, used))
             return
     arena.close()
 
@@ -226,7 +236,7 @@ class ZsPool:
         # mapping reserved up front (MAP_NORESERVE: untouched pages cost nothing), so a
         # batch of objects is one buffer plus offsets for one codec call.
         self._arena_size = (max(-(-max_bytes // PAGE_SIZE), CHAIN_SIZE_MAX) + 1) * PAGE_SIZE
-        self._arena = _take_arena(self._arena_size)
+        self._arena, self._dirty_top = _take_arena(self._arena_size)
         # (No MADV_HUGEPAGE: with THP defrag "madvise" each 2 MiB fault compacts
         # memory first, ~15 us per 4 KiB page on this VM against ~3 for a plain fault.)
         #: The arena as a writable memoryview (codec calls take it as their source).
@@ -264,6 +274,7 @@ class ZsPool:
                 continue
             prev = SizeClass(i, size, pages, objs, huge=(pages == 1 and objs == 1))
             prev.fg_of = tuple(get_fullness_group(prev, n) for n in range(objs + 1))
+            prev.freeobj_init = array("H", range(objs - 1, -1, -1))
             self.size_class[i] = prev
 
     @staticmethod
@@ -308,26 +319,37 @@ class ZsPool:
             self.arena.release()  # any later use of this pool fails loudly
         except BufferError:  # a view of the arena is still alive: do not recycle it
             return
-        _give_back_arena(arena, self._arena_top)
+        # Pages an earlier pool of this arena used may still hold its bytes too.
+        _give_back_arena(arena, max(self._arena_top, self._dirty_top))
 
     # -- fullness lists ----------------------------------------------------
 
     @staticmethod
     def _insert_zspage(cls: SizeClass, zspage: Zspage, fg: int) -> None:
         cls.fullness_list[fg][zspage] = None
+        cls.nonempty |= 1 << fg
         zspage.fullness = fg
 
     @staticmethod
     def _remove_zspage(cls: SizeClass, zspage: Zspage) -> None:
-        del cls.fullness_list[zspage.fullness][zspage]
+        fg = zspage.fullness
+        lst = cls.fullness_list[fg]
+        del lst[zspage]
+        if not lst:
+            cls.nonempty &= ~(1 << fg)
 
     @staticmethod
     def _fix_fullness_group(cls: SizeClass, zspage: Zspage) -> int:
         newfg = cls.fg_of[zspage.inuse]
-        if newfg != zspage.fullness:
+        fg = zspage.fullness
+        if newfg != fg:
             lists = cls.fullness_list
-            del lists[zspage.fullness][zspage]
+            lst = lists[fg]
+            del lst[zspage]
+            if not lst:
+                cls.nonempty &= ~(1 << fg)
             lists[newfg][zspage] = None
+            cls.nonempty |= 1 << newfg
             zspage.fullness = newfg
         return newfg
 
@@ -383,23 +405,30 @@ class ZsPool:
         extents = self._free_extents[pages]
         if extents:
             base = extents.pop()
+            used = True
         elif self._arena_top + pages * PAGE_SIZE <= self._arena_size:
             base = self._arena_top
             self._arena_top = base + pages * PAGE_SIZE
             self._page_owner.extend(_ZEROS[:pages])
+            used = base < self._dirty_top
         else:
             base = self._split_extent(pages)
-        zspage = Zspage(self._next_zspage_id, cls, base)
-        if not cls.huge:  # init_zspage: no object is allocated yet (arena pages are reused)
+            used = True
+        zid = self._next_zspage_id
+        zspage = Zspage(zid, cls, base)
+        if used and not cls.huge:
+            # init_zspage: no object is allocated yet.  Pages that held an
+            # earlier zspage keep its headers; pages never used are zero.
             first_word = base >> 3
             step = cls.size >> 3
             self._words_np[first_word : first_word + cls.objs_per_zspage * step : step] = 0
-        self._next_zspage_id += 1
-        self._zspages[zspage.id] = zspage
+        self._next_zspage_id = zid + 1
+        self._zspages[zid] = zspage
         first = base >> PAGE_SHIFT
-        owner = self._page_owner
-        for p in range(first, first + pages):
-            owner[p] = zspage.id
+        if pages == 1:
+            self._page_owner[first] = zid
+        else:
+            self._page_owner[first : first + pages] = array("i", (zid,)) * pages
         self.pages_allocated += pages
         cls.objs_allocated += cls.objs_per_zspage
         return zspage
@@ -520,11 +549,9 @@ class ZsPool:
         m, i = len(ks), 0
         while i < m:
             zspage = None
-            for fg in _FIND_ORDER:  # find_get_zspage: fullest non-full group first
-                lst = lists[fg]
-                if lst:
-                    zspage = next(reversed(lst))
-                    break
+            nonfull = cls.nonempty & _NONFULL_GROUPS
+            if nonfull:  # find_get_zspage: the head of the fullest non-full group
+                zspage = next(reversed(lists[nonfull.bit_length() - 1]))
             new = zspage is None
             if new:
                 with self._stat_lock:
@@ -827,6 +854,7 @@ class ZsPool:
         pages = 0
         for cls in self.classes:
             listed = [z for lst in cls.fullness_list for z in lst]
+            assert cls.nonempty == sum(1 << g for g, lst in enumerate(cls.fullness_list) if lst)
             assert cls.objs_allocated == len(listed) * cls.objs_per_zspage
             assert cls.objs_inuse == sum(z.inuse for z in listed)
             for z in listed:
