@@ -33,6 +33,7 @@ import errno
 import os
 import struct
 import threading
+from array import array
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -134,8 +135,10 @@ class SwapInfo:
         self._zm = bytearray()
         self.swap_map = np.zeros(0, dtype=np.uint8)
         self.zeromap = np.zeros(0, dtype=bool)
-        self.cluster_count = np.zeros(0, dtype=np.int32)
-        self.cluster_order = np.zeros(0, dtype=np.int8)
+        #: Per cluster: slots in use (or unusable), and the order it serves
+        #: (``array``: one slot at a time, Python ints, no numpy scalar cost).
+        self.cluster_count = array("i")
+        self.cluster_order = array("b")
         self.free_clusters: deque[int] = deque()
         #: Per order, the non-full clusters in list order (a dict: O(1) membership).
         self.nonfull_clusters: dict[int, dict[int, None]] = {}
@@ -321,8 +324,8 @@ def _setup_clusters(si: SwapInfo, bad: tuple[int, ...]) -> None:
     si.swap_map = np.frombuffer(si._sm, dtype=np.uint8)  # numpy views of the same bytes
     si.zeromap = np.frombuffer(si._zm, dtype=bool)
     nclusters = -(-n // S.SWAPFILE_CLUSTER)
-    si.cluster_count = np.zeros(nclusters, dtype=np.int32)
-    si.cluster_order = np.zeros(nclusters, dtype=np.int8)
+    si.cluster_count = array("i", bytes(4 * nclusters))
+    si.cluster_order = array("b", bytes(nclusters))
     unusable = {0, *(b for b in bad if 0 < b < n)}
     for off in unusable:
         si.swap_map[off] = S.SWAP_MAP_BAD
@@ -566,7 +569,7 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
             old_notify(si.bdev, off)
         c = off // S.SWAPFILE_CLUSTER
         si.cluster_count[c] -= 1
-        order = int(si.cluster_order[c])
+        order = si.cluster_order[c]
         lst = si.nonfull_clusters.setdefault(order, {})
         if si.cluster_count[c] == 0:
             lst.pop(c, None)
