@@ -492,6 +492,205 @@ def test_lzo_decoder_kernel_rules():
         kc.decompress("lzo", rle[2:], 100)  # v0: a far copy before the output start
 
 
+# --------------------------------------------------------------------------- wide-copy fast paths
+# The decoders copy literals and matches in whole 8/16/32-byte steps while the
+# buffers have room and fall back to exact copies near their ends; matches with
+# offsets below 8 repeat a pattern.  These tests drive each of those paths with
+# hand-built streams and compare against plain byte-by-byte decoding.
+
+
+def _lz4_ext(n: int) -> bytes:
+    """LZ4 length extension bytes for a length field value n >= 15."""
+    n -= 15
+    return b"\xff" * (n // 255) + bytes([n % 255])
+
+
+def lz4_stream(seqs: list[tuple[bytes, int, int]], last: bytes) -> tuple[bytes, bytes]:
+    """An LZ4 block from (literals, offset, match length) sequences and final
+    literals, with its byte-by-byte decoding."""
+    out, s = bytearray(), bytearray()
+    for lit, off, ml in seqs:
+        assert ml >= 4 and 1 <= off <= len(out) + len(lit)
+        ln, mf = len(lit), ml - 4
+        s.append((min(ln, 15) << 4) | min(mf, 15))
+        if ln >= 15:
+            s += _lz4_ext(ln)
+        s += lit + off.to_bytes(2, "little")
+        if mf >= 15:
+            s += _lz4_ext(mf)
+        out += lit
+        for _ in range(ml):
+            out.append(out[-off])
+    s.append(min(len(last), 15) << 4)
+    if len(last) >= 15:
+        s += _lz4_ext(len(last))
+    s += last
+    return bytes(s), bytes(out + last)
+
+
+MATCH_LENS = list(range(4, 41)) + [47, 48, 49, 63, 64, 65, 100, 270, 271, 1000]
+
+
+@pytest.mark.parametrize("off", range(1, 17))
+def test_lz4_overlapping_matches_every_offset(off):
+    r = random.Random(off)
+    for ml in MATCH_LENS:
+        for lit_len in (0, 1, 3, 14, 15, 16, 40):
+            head = r.randbytes(max(off, 8))
+            seqs = [(head, off, ml)]
+            if lit_len:
+                seqs.append((r.randbytes(lit_len), off, ml))
+            # a short match after it, then the last literals
+            seqs.append((r.randbytes(r.randint(0, 3)), r.randint(1, 8), r.randint(4, 18)))
+            stream, want = lz4_stream(seqs, r.randbytes(r.choice([12, 13, 16, 20, 40])))
+            n = len(want)
+            assert lz4.block.decompress(stream, uncompressed_size=n) == want
+            for extra in (0, 1, 5, 11, 12, 13, 17, 18, 19, 31, 32, 33, 64):
+                assert kc.decompress("lz4", stream, n + extra) == want
+            with pytest.raises(OSError):
+                kc.decompress("lz4", stream, n - 1)
+
+
+def test_lz4_shortcut_match_end_rule():
+    """The kernel's shortcut copies a match with offset >= 8 without checking
+    that it ends 5 bytes before the output end; offsets below 8 leave the
+    shortcut and get that check.  Our fast path for small offsets keeps it."""
+    lit = bytes(range(1, 15))
+    for off in range(1, 15):
+        stream = bytes([0xEE]) + lit + off.to_bytes(2, "little") + b"\x00"
+        want = bytearray(lit)
+        for _ in range(18):
+            want.append(want[-off])
+        if off >= 8:
+            assert kc.decompress("lz4", stream, 32) == bytes(want)
+        else:
+            with pytest.raises(OSError):
+                kc.decompress("lz4", stream, 32)
+        assert kc.decompress("lz4", stream, 37) == bytes(want)  # room for 5 more
+
+
+@pytest.mark.parametrize("ml", [4, 5, 8, 12, 16, 17, 18, 19, 24, 32, 33, 40, 100])
+def test_lz4_matches_near_the_end(ml):
+    """Matches that end 12..40 bytes before the end of the output: the copies
+    there must switch from wide to exact steps."""
+    r = random.Random(ml)
+    for off in list(range(1, 20)) + [24, 31, 32, 33, 64, 500]:
+        for tail in range(12, 41):
+            head = r.randbytes(max(off, 20))
+            stream, want = lz4_stream([(head, off, ml)], r.randbytes(tail))
+            assert kc.decompress("lz4", stream, len(want)) == want
+            assert lz4.block.decompress(stream, uncompressed_size=len(want)) == want
+            # and in the middle of a long output, after many short sequences
+            seqs = [
+                (r.randbytes(r.randint(0, 4)), r.randint(1, 16), r.randint(4, 18))
+                for _ in range(30)
+            ]
+            seqs[0] = (r.randbytes(20), 3, 7)
+            stream, want = lz4_stream(seqs + [(head, off, ml)], r.randbytes(tail))
+            assert kc.decompress("lz4", stream, len(want)) == want
+
+
+def test_lz4_literal_runs_near_the_end():
+    r = random.Random(5)
+    for lit_len in list(range(0, 70)) + [254, 255, 256, 269, 270, 271, 1000]:
+        for tail in (12, 13, 15, 16, 17, 31, 32, 33):
+            seqs = [(r.randbytes(20), 20, 8), (r.randbytes(lit_len), 9, 4)]
+            stream, want = lz4_stream(seqs, r.randbytes(tail))
+            for extra in (0, 1, 15, 16, 17, 40):
+                assert kc.decompress("lz4", stream, len(want) + extra) == want
+            # the whole output as the last literal run
+            stream, want = lz4_stream([], r.randbytes(lit_len + tail))
+            assert kc.decompress("lz4", stream, len(want)) == want
+            with pytest.raises(OSError):
+                kc.decompress("lz4", stream, len(want) - 1)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_periodic_data_every_offset(algo):
+    """Data with period 1..16 (the short-offset match copies) at many lengths,
+    decoded into exactly-sized and larger buffers, and by the other decoders."""
+    r = random.Random(7)
+    for period in range(1, 17):
+        for n in (13, 21, 31, 32, 33, 47, 64, 65, 100, 257, 1000, PAGE):
+            pat = r.randbytes(period)
+            data = r.randbytes(r.randint(0, 9)) + (pat * (n // period + 1))
+            data = (data[: n - 7] + r.randbytes(7))[:n]
+            c = kc.compress(algo, data)
+            for extra in (0, 1, 8, 15, 16, 17, 33):
+                assert kc.decompress(algo, c, n + extra) == data
+            if n > 0:
+                with pytest.raises(OSError):
+                    kc.decompress(algo, c, n - 1)
+            if algo == "lz4":
+                assert lz4.block.decompress(c, uncompressed_size=n) == data
+            else:
+                assert lzo_ref.decompress(c, n) == data
+                if python_lzo is not None and algo == "lzo":
+                    assert python_lzo.decompress(c, False, n) == data
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_short_inputs_every_buffer_size(algo):
+    """Objects of 0..300 bytes decoded into buffers of n-2 .. n+40 bytes: only
+    buffers of at least n bytes accept them, and nothing is written past the
+    buffer (the ASan test runs the same decoders with exact-size buffers)."""
+    r = random.Random(11)
+    for n in range(0, 301):
+        base = r.randbytes(r.randint(1, 12))
+        data = (base * (n // len(base) + 1))[:n]
+        if n > 8 and r.random() < 0.5:
+            data = data[: n // 2] + r.randbytes(n - n // 2)
+        c = kc.compress(algo, data)
+        for cap in range(max(0, n - 2), n + 41):
+            got = _check_decode(algo, c, cap)
+            if cap >= n:
+                assert got == data
+            else:
+                assert got is None
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_cut_point(algo, corpus):
+    """Every prefix of real and synthetic objects: an error or (when the cut
+    leaves a stream that ends properly) a prefix of the page, never anything else."""
+    picks = corpus[5::37]
+    for j, p in enumerate(picks):
+        c = kc.compress(algo, p)
+        for cut in range(len(c)):
+            got = _check_decode(algo, c[:cut])
+            assert got is None or p.startswith(got)
+            if algo != "lz4" and (cut < 8 or cut % 97 == 0) and j < 4:
+                assert got == _ref_decode(c[:cut], PAGE)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_live_process_pages_batch_roundtrip(algo):
+    """Pages of a live Python process through the batch calls, and (where the
+    library is there) through python-lz4 / python-lzo."""
+    pages_ = live_child_pages(21, 600)
+    n = len(pages_)
+    assert n > 50
+    src = np.frombuffer(b"".join(pages_), np.uint8)
+    dst = np.zeros(n * STRIDE, np.uint8)
+    sizes = np.zeros(n, np.int32)
+    kc.compress_batch(algo, src, n, dst, sizes)
+    offs = np.arange(n, dtype=np.int64) * STRIDE
+    out = np.zeros(n * PAGE, np.uint8)
+    res = np.ones(n, np.int32)
+    assert kc.decompress_batch(algo, dst.tobytes(), offs, sizes, n, out, res) == 0
+    assert out.tobytes() == src.tobytes()
+    for i in range(0, n, 5):
+        c = dst[i * STRIDE : i * STRIDE + sizes[i]].tobytes()
+        if algo == "lz4":
+            assert lz4.block.decompress(c, uncompressed_size=PAGE) == pages_[i]
+            assert kc.decompress(algo, lz4.block.compress(pages_[i], store_size=False)) == pages_[i]
+        elif python_lzo is not None:
+            if algo == "lzo":
+                assert python_lzo.decompress(c, False, PAGE) == pages_[i]
+            theirs = python_lzo.compress(pages_[i], 1, False)
+            assert kc.decompress(algo, theirs) == pages_[i]
+
+
 # --------------------------------------------------------------------------- argument checks
 
 

@@ -91,6 +91,24 @@ FUZZ = textwrap.dedent(
             decode(algo, r.randbytes(r.randint(0, 64)), r.choice([0, 1, 16, PAGE]))
             decode(algo, b"\\x11\\x01" + r.randbytes(r.randint(0, 64)), PAGE)
             decode(algo, c[: r.randrange(len(c))], PAGE)
+        # short objects (periodic: the small-offset copies) into buffers of
+        # exactly their size and a little more or less: the wide copies must
+        # switch to exact ones before the end of the buffer
+        for algo in kc.ALGORITHMS:
+            n = r.randint(0, 300)
+            base = r.randbytes(r.randint(1, 12))
+            data = (base * (n // len(base) + 1))[:n]
+            if n > 8 and r.random() < 0.5:
+                data = data[:n // 2] + r.randbytes(n - n // 2)
+            c = kc.compress(algo, data)
+            assert kc.decompress(algo, c, n) == data
+            for cap in (max(0, n - 1), n + r.randint(1, 40)):
+                decode(algo, c, cap)
+            for _ in range(4):
+                m = bytearray(c)
+                m[r.randrange(len(m))] = r.getrandbits(8)
+                decode(algo, bytes(m), n)
+                decode(algo, c[: r.randrange(len(c))], n)
         # batches over exact-size buffers
         for algo in kc.ALGORITHMS:
             k = r.randint(1, 8)

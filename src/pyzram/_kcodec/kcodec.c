@@ -96,6 +96,11 @@ KC_INLINE unsigned kc_ctz64(uint64_t v)
 #endif
 }
 
+KC_INLINE uint16_t kc_le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8)); /* compiles to one 16-bit load */
+}
+
 /* Copy 8 bytes at a time; may write up to 7 bytes past d + n and read up to
  * 7 bytes past s + n.  Callers guarantee both ends have that much room. */
 KC_INLINE void kc_copy_over(uint8_t *d, const uint8_t *s, size_t n)
@@ -108,36 +113,37 @@ KC_INLINE void kc_copy_over(uint8_t *d, const uint8_t *s, size_t n)
     } while (d < e);
 }
 
-/* LZ77 back-reference copy: `len` bytes from `dist` (>= 1) bytes behind `op`,
- * with byte-by-byte semantics (the source may overlap what is being written,
- * repeating the last `dist` bytes).  `room` is the space left at op
- * (>= len); when it allows, the copy runs in whole 8/16-byte steps and may
- * scribble up to 15 bytes past op + len, inside the room. */
-KC_INLINE void kc_backcopy(uint8_t *op, size_t dist, size_t len, size_t room)
+/* Copy 16 bytes at a time (fixed-size memcpy: one unaligned vector load and
+ * store); may read and write up to 15 bytes past s + n and d + n, so callers
+ * check that both buffers have n + 16 bytes left.  d and s must not overlap
+ * (literals: different buffers). */
+KC_INLINE void kc_copy16_over(uint8_t *d, const uint8_t *s, size_t n)
 {
-    const uint8_t *m;
-    uint8_t *e;
-    if (dist == 1) {
-        memset(op, op[-1], len);
-        return;
-    }
-    if (dist < 8) {
-        /* Write byte by byte until the output repeats with a period that is
-         * a multiple of dist and >= 8; from then on copy 8 bytes at a time. */
-        size_t wide = dist * ((8 + dist - 1) / dist);
-        size_t pre = wide - dist < len ? wide - dist : len;
-        m = op - dist;
-        len -= pre;
-        room -= pre;
-        while (pre--)
-            *op++ = *m++;
-        if (len == 0)
-            return; /* op - wide may lie before the buffer: stop here */
-        dist = wide;
-    }
-    m = op - dist;
-    e = op + len;
-    if (dist >= 16 && room >= len + 16) {
+    uint8_t *const e = d + n;
+    do {
+        memcpy(d, s, 16);
+        d += 16;
+        s += 16;
+    } while (d < e);
+}
+
+/* Byte distance of the first wide copy after the 8 leading bytes of a
+ * back-reference with distance 3, 5, 6 or 7: the smallest multiple of the
+ * distance that is >= 8 (the output repeats with that period too). */
+static const uint8_t kc_wide_dist[8] = {0, 8, 8, 9, 8, 10, 12, 14};
+
+/* LZ77 back-reference copy, `len` bytes from `dist` (>= 1) bytes behind op,
+ * with byte-by-byte semantics (the source may overlap what is written,
+ * repeating the last `dist` bytes).  WILD: the caller checked that
+ * len + 16 bytes are writable at op, so whole 8/16-byte steps may run past
+ * op + len by up to 15 bytes.  Every read is at >= op - dist (inside the
+ * output already written) and below the write position. */
+KC_INLINE void kc_backcopy_wild(uint8_t *op, size_t dist, size_t len)
+{
+    uint8_t *const e = op + len;
+    const uint8_t *m = op - dist;
+    if (KC_LIKELY(dist >= 16)) {
+        /* source and destination of each 16-byte step are disjoint */
         do {
             memcpy(op, m, 16);
             op += 16;
@@ -145,7 +151,7 @@ KC_INLINE void kc_backcopy(uint8_t *op, size_t dist, size_t len, size_t room)
         } while (op < e);
         return;
     }
-    if (room >= len + 8) {
+    if (dist >= 8) {
         do {
             memcpy(op, m, 8);
             op += 8;
@@ -153,14 +159,126 @@ KC_INLINE void kc_backcopy(uint8_t *op, size_t dist, size_t len, size_t room)
         } while (op < e);
         return;
     }
-    while (len >= 8) {
+    if (dist == 1 || dist == 2 || dist == 4) {
+        /* The period divides 8: every 8-byte step stores the same word.
+         * (Host byte order on both sides: the pattern is endian-neutral.) */
+        uint64_t v;
+        if (dist == 1) {
+            if (len > 32) {
+                memset(op, m[0], len); /* long runs (zero pages): libc is faster */
+                return;
+            }
+            v = 0x0101010101010101ull * m[0];
+        } else if (dist == 2) {
+            uint16_t x;
+            memcpy(&x, m, 2);
+            v = 0x0001000100010001ull * x;
+        } else {
+            uint32_t x;
+            memcpy(&x, m, 4);
+            v = 0x0000000100000001ull * x;
+        }
+        do {
+            memcpy(op, &v, 8);
+            op += 8;
+        } while (op < e);
+        return;
+    }
+    /* 3, 5, 6, 7: eight single bytes (a fixed count, unrolled), after which
+     * the output repeats with period kc_wide_dist[dist] >= 8, which lies
+     * inside what is written (op + 8 - wide > op - dist). */
+    for (int i = 0; i < 8; i++)
+        op[i] = m[i];
+    m = op + 8 - kc_wide_dist[dist];
+    op += 8;
+    while (op < e) {
         memcpy(op, m, 8);
         op += 8;
         m += 8;
-        len -= 8;
+    }
+}
+
+/* Exactly 18 bytes of a back-reference with distance 1..7 (the repeating
+ * pattern of the dist bytes before op). */
+KC_INLINE void kc_backcopy18_short(uint8_t *op, size_t dist)
+{
+    const uint8_t *m = op - dist;
+    if (dist == 1 || dist == 2 || dist == 4) {
+        /* period divides 8 (and 16): three stores of one 8-byte word */
+        uint64_t v;
+        if (dist == 1) {
+            v = 0x0101010101010101ull * m[0];
+        } else if (dist == 2) {
+            uint16_t x;
+            memcpy(&x, m, 2);
+            v = 0x0001000100010001ull * x;
+        } else {
+            uint32_t x;
+            memcpy(&x, m, 4);
+            v = 0x0000000100000001ull * x;
+        }
+        memcpy(op, &v, 8);
+        memcpy(op + 8, &v, 8);
+        memcpy(op + 16, &v, 2);
+        return;
+    }
+    for (int i = 0; i < 8; i++)
+        op[i] = m[i];
+    m = op + 8 - kc_wide_dist[dist]; /* >= op - dist: see kc_backcopy_wild */
+    memcpy(op + 8, m, 8);
+    memcpy(op + 16, m + 8, 2);
+}
+
+/* The same copy without writing past op + len (near the end of a buffer). */
+KC_INLINE void kc_backcopy_exact(uint8_t *op, size_t dist, size_t len)
+{
+    const uint8_t *m = op - dist;
+    if (dist >= 8) {
+        while (len >= 8) {
+            memcpy(op, m, 8);
+            op += 8;
+            m += 8;
+            len -= 8;
+        }
     }
     while (len--)
         *op++ = *m++;
+}
+
+/* Back-reference copy with `room` (>= len) writable bytes at op.  Near the
+ * end of the buffer all but the last 16 bytes still go the wide way (their
+ * overshoot ends before op + len); the exact tail continues with the same
+ * distance, reading only bytes that are already final. */
+KC_INLINE void kc_backcopy(uint8_t *op, size_t dist, size_t len, size_t room)
+{
+    if (KC_LIKELY(room - len >= 32 && dist >= 8)) {
+        /* Most matches are at most 32 bytes long: copy 32 bytes without a
+         * length-dependent branch (each step's source ends at or before its
+         * destination), and loop only for the rest. */
+        const uint8_t *m = op - dist;
+        if (dist >= 16) {
+            memcpy(op, m, 16);
+            memcpy(op + 16, m + 16, 16);
+        } else {
+            memcpy(op, m, 8);
+            memcpy(op + 8, m + 8, 8);
+            memcpy(op + 16, m + 16, 8);
+            memcpy(op + 24, m + 24, 8);
+        }
+        if (KC_UNLIKELY(len > 32))
+            kc_backcopy_wild(op + 32, dist, len - 32);
+        return;
+    }
+    if (KC_LIKELY(room - len >= 16)) {
+        kc_backcopy_wild(op, dist, len);
+        return;
+    }
+    if (len > 16) {
+        kc_backcopy_wild(op, dist, len - 16);
+        op += len - 16;
+        len = 16;
+    }
+    kc_backcopy_exact(op, dist, len);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -353,9 +471,16 @@ last_literals:
 
 static ptrdiff_t lz4k_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t cap)
 {
-    const ptrdiff_t in_n = (ptrdiff_t)n;
-    const ptrdiff_t out_n = (ptrdiff_t)cap;
-    ptrdiff_t ip = 0, op = 0;
+    const uint8_t *ip = src;
+    const uint8_t *const iend = src + n;
+    uint8_t *op = dst;
+    uint8_t *const oend = dst + cap;
+    /* The kernel's shortcut bounds as pointers that stay inside the buffers.
+     * With ip at the token: ip < ishort <=> ip + 1 < iend - 16 (the kernel
+     * tests the position after the token), op < oshort <=> op <= oend - 32.
+     * A too-small buffer gets its start: the test is then always false. */
+    const uint8_t *const ishort = n >= 17 ? iend - 17 : src;
+    uint8_t *const oshort = cap >= 31 ? oend - 31 : dst;
 
     if (cap == 0)
         return (n == 1 && src[0] == 0) ? 0 : -1;
@@ -363,70 +488,92 @@ static ptrdiff_t lz4k_decompress(const uint8_t *src, size_t n, uint8_t *dst, siz
         return -1;
 
     for (;;) {
-        unsigned token;
+        size_t token;
         size_t len, ml, off;
 
-        if (KC_UNLIKELY(ip >= in_n)) /* cannot happen for kernel-accepted input */
+        if (KC_UNLIKELY(ip >= iend)) /* cannot happen for kernel-accepted input */
             return -1;
-        token = src[ip++];
+    next_token:
+        token = *ip;
         len = token >> 4;
 
         /* Shortcut (kernel: literal length 0..14, ip < iend - 16 and
-         * op <= oend - 32): no end-of-block checks for this sequence. */
-        if (len != LZ4K_RUN_MASK && ip < in_n - 16 && op <= out_n - 32) {
-            memcpy(dst + op, src + ip, 16);
-            op += (ptrdiff_t)len;
-            ip += (ptrdiff_t)len;
+         * op <= oend - 32 after the token): no end-of-block checks for this
+         * sequence.  Offsets and the next token are addressed from the token
+         * so that the chain from one token to the next is a load, a shift
+         * and an add. */
+        if (KC_LIKELY(len != LZ4K_RUN_MASK && ip < ishort && op < oshort)) {
+            /* 16 bytes stay inside both buffers: ip + 17 < iend, op + 32 <= oend */
+            memcpy(op, ip + 1, 16);
+            off = kc_le16(ip + 1 + len); /* ip + 3 + len <= ip + 17 < iend */
+            ip += 3 + len;
+            op += len;
             ml = token & LZ4K_ML_MASK;
-            off = (size_t)src[ip] | ((size_t)src[ip + 1] << 8);
-            ip += 2;
-            if (ml != LZ4K_ML_MASK && off >= 8 && (ptrdiff_t)off <= op) {
-                /* 18 bytes fit: op <= oend - 18 here. */
-                kc_backcopy(dst + op, off, ml + LZ4K_MINMATCH, (size_t)(out_n - op));
-                op += (ptrdiff_t)(ml + LZ4K_MINMATCH);
-                continue;
+            if (KC_LIKELY(ml != LZ4K_ML_MASK && off - 1 < (size_t)(op - dst))) {
+                /* Match of 4..18 bytes, 1 <= off <= op - dst.  18 bytes are
+                 * written whatever the length: op <= oend - 18 here. */
+                const uint8_t *m = op - off;
+                if (KC_LIKELY(off >= 8)) {
+                    /* the kernel's copy: each 8-byte step reads only bytes
+                     * that are already final */
+                    memcpy(op, m, 8);
+                    memcpy(op + 8, m + 8, 8);
+                    memcpy(op + 16, m + 16, 2);
+                } else {
+                    /* off 1..7: the kernel leaves the shortcut for these and
+                     * then rejects a match that ends in the last 5 bytes */
+                    if (KC_UNLIKELY((size_t)(oend - op) < ml + LZ4K_MINMATCH + LZ4K_LASTLITERALS))
+                        return -1;
+                    kc_backcopy18_short(op, off);
+                }
+                op += ml + LZ4K_MINMATCH;
+                goto next_token; /* ip < old ip + 17 < iend: no check needed */
             }
             goto copy_match;
         }
+        ip++;
 
         if (len == LZ4K_RUN_MASK) {
             unsigned s;
-            if (ip >= in_n - (ptrdiff_t)LZ4K_RUN_MASK)
+            if (iend - ip <= (ptrdiff_t)LZ4K_RUN_MASK)
                 return -1;
             do {
-                s = src[ip++];
+                s = *ip++;
                 len += s;
-            } while (ip < in_n - (ptrdiff_t)LZ4K_RUN_MASK && s == 255);
+            } while (iend - ip > (ptrdiff_t)LZ4K_RUN_MASK && s == 255);
         }
 
         /* Literals.  len is at most 255 * n here, no overflow. */
-        if (op + (ptrdiff_t)len > out_n - LZ4K_MFLIMIT ||
-            ip + (ptrdiff_t)len > in_n - (2 + 1 + LZ4K_LASTLITERALS)) {
+        if ((size_t)(oend - op) < len + LZ4K_MFLIMIT ||
+            (size_t)(iend - ip) < len + (2 + 1 + LZ4K_LASTLITERALS)) {
             /* Must be the last sequence: input consumed exactly. */
-            if (ip + (ptrdiff_t)len != in_n || op + (ptrdiff_t)len > out_n)
+            if ((size_t)(iend - ip) != len || (size_t)(oend - op) < len)
                 return -1;
-            memcpy(dst + op, src + ip, len);
-            op += (ptrdiff_t)len;
+            memcpy(op, ip, len);
+            op += len;
             break;
         }
-        memcpy(dst + op, src + ip, len);
-        ip += (ptrdiff_t)len;
-        op += (ptrdiff_t)len;
+        if ((size_t)(oend - op) >= len + 16 && (size_t)(iend - ip) >= len + 16)
+            kc_copy16_over(op, ip, len); /* overshoot stays inside both */
+        else
+            memcpy(op, ip, len);
+        ip += len;
+        op += len;
 
-        off = (size_t)src[ip] | ((size_t)src[ip + 1] << 8);
+        off = kc_le16(ip); /* ip + len <= iend - 8 was checked */
         ip += 2;
         ml = token & LZ4K_ML_MASK;
 
     copy_match:
-        if ((ptrdiff_t)off > op)
+        if (KC_UNLIKELY(off > (size_t)(op - dst)))
             return -1; /* offset before the start of the output */
         if (ml == LZ4K_ML_MASK) {
             unsigned s;
             do {
-                if (ip >= in_n)
+                if (ip >= iend)
                     return -1;
-                s = src[ip++];
-                if (ip > in_n - LZ4K_LASTLITERALS)
+                s = *ip++;
+                if (iend - ip < LZ4K_LASTLITERALS)
                     return -1;
                 ml += s;
             } while (s == 255);
@@ -434,15 +581,15 @@ static ptrdiff_t lz4k_decompress(const uint8_t *src, size_t n, uint8_t *dst, siz
         ml += LZ4K_MINMATCH;
         /* The kernel copies 8 bytes before the end checks: op <= oend - 12
          * holds here on both paths. */
-        if (op + (ptrdiff_t)ml > out_n - LZ4K_LASTLITERALS)
+        if (KC_UNLIKELY((size_t)(oend - op) < ml + LZ4K_LASTLITERALS))
             return -1; /* the last 5 bytes must be literals */
-        if (off == 0)
-            memset(dst + op, 0, ml); /* kernel: offset 0 copies zeros */
+        if (KC_UNLIKELY(off == 0))
+            memset(op, 0, ml); /* kernel: offset 0 copies zeros */
         else
-            kc_backcopy(dst + op, off, ml, (size_t)(out_n - op));
-        op += (ptrdiff_t)ml;
+            kc_backcopy(op, off, ml, (size_t)(oend - op));
+        op += ml;
     }
-    return op;
+    return op - dst;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -790,7 +937,10 @@ static int lzok_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t ca
                     ret = LZOK_E_INPUT_OVERRUN;
                     goto out;
                 }
-                memcpy(dst + op, src + ip, t);
+                if (KC_LIKELY(cap - op >= t + 16 && n - ip >= t + 16))
+                    kc_copy16_over(dst + op, src + ip, t); /* overshoot inside both */
+                else
+                    memcpy(dst + op, src + ip, t);
                 op += t;
                 ip += t;
                 state = 4;
@@ -834,6 +984,13 @@ static int lzok_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t ca
             next = t & 3;
             dist = 1 + ((t >> 2) & 7) + ((size_t)src[ip++] << 3);
             t = (t >> 5) + 1;
+            if (KC_LIKELY(dist >= 8 && dist <= op && cap - op >= 16)) {
+                /* 3..8 bytes, the checks below pass: one 8-byte copy whose
+                 * source ends at or before op */
+                memcpy(dst + op, dst + op - dist, 8);
+                op += t;
+                goto match_next;
+            }
         } else if (t >= 32) {
             /* 001LLLLL + LE16: <= 16 KiB back */
             t = (t & 31) + 2;
@@ -933,9 +1090,17 @@ static int lzok_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t ca
             ret = LZOK_E_OUTPUT_OVERRUN;
             goto out;
         }
-        while (t > 0) {
-            dst[op++] = src[ip++];
-            t--;
+        if (KC_LIKELY(n - ip >= 4 && cap - op >= 4)) {
+            /* the kernel's COPY4: a whole word for the 0..3 literals; bytes
+             * past op + t lie inside the buffer and are written again later */
+            memcpy(dst + op, src + ip, 4);
+            op += t;
+            ip += t;
+        } else {
+            while (t > 0) {
+                dst[op++] = src[ip++];
+                t--;
+            }
         }
     }
 
