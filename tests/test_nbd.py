@@ -32,11 +32,14 @@ from pyzram.nbd.client import NbdClient, NbdOptionError
 from pyzram.nbd.control import ControlClient, control_path
 from pyzram.nbd.export import ExportSpec, parse_export_spec
 from pyzram.nbd.server import (
+    DEFAULT_LOOP,
+    LOOPS,
     MAX_INFLIGHT,
     MAX_PAYLOAD,
     NbdServer,
     ServerThread,
     build_exports,
+    loop_factory,
 )
 from pyzram.zram.stat import parse_io_stat, parse_mm_stat
 
@@ -47,7 +50,13 @@ MiB = 1 << 20
 class Served(ServerThread):
     """The server on a Unix socket (and its control socket) in a short temporary directory."""
 
-    def __init__(self, specs: list[ExportSpec], threads: int = 2, port: int | None = None) -> None:
+    def __init__(
+        self,
+        specs: list[ExportSpec],
+        threads: int = 2,
+        port: int | None = None,
+        loop: str = DEFAULT_LOOP,
+    ) -> None:
         self.dir = tempfile.mkdtemp(prefix="pyzram-nbd-")  # short: sun_path is 108 bytes
         self.sock = os.path.join(self.dir, "nbd.sock")
         try:
@@ -57,6 +66,7 @@ class Served(ServerThread):
                 ctl_path=control_path(self.sock),
                 threads=threads,
                 port=port,
+                loop=loop,
             )
         except BaseException:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -81,9 +91,10 @@ def spec(name: str = "", size: str = "16M", **attrs: str) -> ExportSpec:
     return ExportSpec(name, {"disksize": size, **attrs})
 
 
-@pytest.fixture
-def served():
-    s = Served([spec()])
+@pytest.fixture(params=LOOPS)
+def served(request):
+    """One 16 MiB device, served on each event loop (uvloop, asyncio)."""
+    s = Served([spec()], loop=request.param)
     yield s
     s.stop()
 
@@ -413,6 +424,64 @@ def test_many_requests_in_flight_on_one_connection(served):
     assert mm(served.dev).orig_data_size == n * PAGE
 
 
+def test_pipelined_large_and_half_closed(served):
+    """Requests sent right behind the option, in one burst with large payloads, then
+    a half-close: each is parsed where it lies (a 1 MiB WRITE payload straight into
+    a buffer of its own), runs, and its reply still arrives after the client's EOF.
+    (Requests in flight together may run in any order, as NBD allows, so the
+    reads go after the writes' replies.)"""
+    c = served.raw()
+    c.greet()
+    c.send_option(P.NBD_OPT_EXPORT_NAME, b"")
+    big = bytes(range(256)) * (MiB // 256)  # not same-filled
+    requests = {
+        1: (P.NBD_CMD_WRITE, 0, big),
+        2: (P.NBD_CMD_WRITE, 3 * MiB, text_page(9)),
+        3: (P.NBD_CMD_READ, 0, MiB),
+        4: (P.NBD_CMD_READ, MiB - 100, 2 * MiB),
+        5: (P.NBD_CMD_READ, 3 * MiB, PAGE),
+    }
+
+    def burst(cookies):
+        out = []
+        for cookie in cookies:
+            cmd, offset, what = requests[cookie]
+            length = what if cmd == P.NBD_CMD_READ else len(what)
+            c._requests[cookie] = (cmd, length)
+            out.append(P.REQUEST.pack(P.NBD_REQUEST_MAGIC, 0, cmd, cookie, offset, length))
+            if cmd == P.NBD_CMD_WRITE:
+                out.append(what)
+        c.send(b"".join(out))
+
+    def replies(n):
+        got = {}
+        for _ in range(n):
+            r = c.recv_reply()
+            assert r.error == 0, r
+            got[r.cookie] = r
+        return got
+
+    burst([1, 2])
+    size, _flags = P.EXPORT_NAME_REPLY.unpack(c.recv_exact(P.EXPORT_NAME_REPLY.size))
+    assert size == 16 * MiB
+    assert set(replies(2)) == {1, 2}
+    burst([3, 4, 5])
+    c.sock.shutdown(socket.SHUT_WR)
+    got = replies(3)
+    assert got[3].data == big
+    assert got[4].data == big[MiB - 100 :] + bytes(2 * MiB - 100)
+    assert got[5].data == text_page(9)
+    assert c.closed_by_server()
+    c.close()
+
+
+def test_loop_factory_names():
+    assert set(LOOPS) == {"asyncio", "uvloop"} and DEFAULT_LOOP in LOOPS
+    assert loop_factory("asyncio") is asyncio.new_event_loop
+    with pytest.raises(ValueError, match="expected one of"):
+        loop_factory("trio")
+
+
 def test_many_clients_share_pages_without_losing_updates():
     """Eight clients write interleaved 512-byte pieces of the same pages at once.
 
@@ -610,6 +679,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         (["serve", "--socket", sock, "--algorithm", "lz4"], "go with --size"),
         (["serve", "--socket", sock, "--export", "a:size=1M", "--export", "a:size=1M"], "twice"),
         (["ctl", "--socket", str(tmp_path / "none")], "No such file"),
+        (["serve", "--socket", sock, "--size", "1M", "--loop", "trio"], "--loop 'trio'"),
     ]
     for argv, needle in cases:
         assert main(argv) == 1, argv

@@ -656,6 +656,9 @@ def serve(
         int | None,
         typer.Option(help="threads serving connections, and for large requests (min(4, CPUs))"),
     ] = None,
+    loop: Annotated[
+        str, typer.Option(help="event loop: uvloop (libuv, the default) or asyncio (stdlib)")
+    ] = "uvloop",
 ) -> None:
     """Serve pyzram devices over NBD (nbdcopy, qemu-img, fio ... can use them) until SIGINT."""
     from pyzram.nbd.control import control_path
@@ -680,6 +683,7 @@ def serve(
         port=port,
         ctl_path=str(ctl_path) if ctl_path is not None else None,
         threads=threads,
+        loop=loop,
     )
 
 

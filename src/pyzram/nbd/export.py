@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from pyzram.config import ZramConfig
-from pyzram.zram.zram_drv import PAGE_SIZE, Zram
+from pyzram.zram.zram_drv import BIO_MAX_VECS, PAGE_SIZE, Zram
 
 __all__ = [
     "NR_STRIPES",
@@ -45,6 +45,8 @@ __all__ = [
 #: Stripe locks per export (page index modulo this).
 NR_STRIPES = 256
 _PAGE_MASK = PAGE_SIZE - 1
+#: Bytes of one bio of zram's reads (BIO_MAX_VECS pages).
+_BIO_MAX_BYTES = BIO_MAX_VECS * PAGE_SIZE
 #: Zero pages written at a time for WRITE_ZEROES with NBD_CMD_FLAG_NO_HOLE.
 _ZERO_CHUNK = bytes(256 * PAGE_SIZE)
 
@@ -201,6 +203,26 @@ class Export:
         end = (offset + length + _PAGE_MASK) & ~_PAGE_MASK
         data = dev.pread(end - start, start)
         return memoryview(data)[offset - start : offset - start + length]
+
+    def read_aligned(self, offset: int, length: int) -> bytes | bytearray | memoryview:
+        """:meth:`read`, without ``pread``'s copy for a page-aligned range of one bio.
+
+        ``Zram.pread`` reads its pages with ``read_pages`` (one call per
+        ``BIO_MAX_VECS`` pages) and then copies them into ``bytes``; for a
+        range of at most one bio this calls ``read_pages`` the same way,
+        under the ``init_lock`` read side, and returns its buffer as it is,
+        which the server sends without copying.  A failing page is redone
+        through ``pread``, so the error and ``failed_reads`` are the bio's.
+        """
+        if (offset | length) & _PAGE_MASK or length > _BIO_MAX_BYTES:
+            return self.read(offset, length)
+        dev = self.dev
+        with dev.init_lock.read():
+            if dev.init_done() and 0 < length and offset + length <= dev.disksize:
+                out, err = dev.read_pages(offset >> 12, length >> 12)
+                if err is None:
+                    return out
+        return self.read(offset, length)
 
     def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | memoryview | BaseException]:
         """Page-aligned reads that arrived together, as one device batch.
