@@ -766,6 +766,46 @@ def test_decompress_batch_validation():
         kc.decompress_batch("nope", src, offs, lens, 2, dst, res)
 
 
+def test_decompress_batch_into_page_buffers():
+    """``dst`` may be n page buffers (a batch of folios' pages): each object is
+    decoded into its own buffer, exactly as into the pages of one buffer;
+    failures zero their page; bad lists are refused before anything is
+    decoded."""
+    pages_ = [bytes(range(256)) * 16, bytes(PAGE), b"ab" * 2048, os.urandom(PAGE)]
+    comp = [kc.compress("lz4", p) for p in pages_]
+    comp[2] = comp[2][:-3]  # this one fails
+    src = b"".join(comp)
+    offs = np.cumsum([0] + [len(c) for c in comp[:-1]]).astype(np.int64)
+    lens = np.array([len(c) for c in comp], np.int32)
+    folio = bytearray(2 * PAGE)  # two pages of a large folio, as views
+    bufs = [bytearray(b"\x55" * PAGE), memoryview(folio)[:PAGE], memoryview(folio)[PAGE:]]
+    bufs.append(np.full(PAGE, 0x55, np.uint8))
+    res = np.ones(4, np.int32)
+    assert kc.decompress_batch("lz4", src, offs, lens, 4, bufs, res) == 1
+    assert list(res) == [0, 0, -errno.EINVAL, 0]
+    assert bytes(bufs[0]) == pages_[0] and folio[:PAGE] == pages_[1]
+    assert folio[PAGE:] == bytes(PAGE)  # the failed page is zero-filled
+    assert bufs[3].tobytes() == pages_[3]
+    assert kc.decompress_batch("lz4", src, offs, lens, 4, tuple(bufs), res) == 1  # a tuple too
+    bad = [
+        bufs[:3],  # one buffer short
+        [*bufs[:3], bytearray(PAGE - 1)],  # not a page
+        [*bufs[:3], bytes(PAGE)],  # read-only
+        [*bufs[:3], memoryview(bytearray(2 * PAGE))[::2]],  # not contiguous
+        [*bufs[:3], 42],  # not a buffer
+    ]
+    for dst in bad:
+        res[:] = 7
+        with pytest.raises((ValueError, TypeError, BufferError)):
+            kc.decompress_batch("lz4", src, offs, lens, 4, dst, res)
+        assert list(res) == [7] * 4
+    arena = bytearray(src) + bytearray(PAGE)  # a page buffer inside the source
+    with pytest.raises(ValueError):
+        kc.decompress_batch(
+            "lz4", arena, offs, lens, 4, [*bufs[:3], memoryview(arena)[-PAGE:]], res
+        )
+
+
 # --------------------------------------------------------------------------- batches and threads
 
 

@@ -131,6 +131,10 @@ FUZZ = textwrap.dedent(
             res = np.zeros(k, np.int32)
             fails = kc.decompress_batch(algo, packed, offs, lens, k, out, res)
             assert fails == int((res != 0).sum())
+            bufs = [bytearray(PAGE) for _ in range(k)]  # the same into page buffers
+            res2 = np.zeros(k, np.int32)
+            assert kc.decompress_batch(algo, packed, offs, lens, k, bufs, res2) == fails
+            assert (res2 == res).all() and b"".join(bufs) == out.tobytes()
             for i in range(k):
                 if i not in touched:
                     assert res[i] == 0

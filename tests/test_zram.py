@@ -325,3 +325,82 @@ def test_backing_dev_attribute(tmp_path):
     assert e.value.errno == errno.EBUSY
     dev.sysfs["reset"] = "1"  # reset releases the backing device
     assert dev.sysfs["backing_dev"] == "none\n" and dev.backing_dev is None
+
+
+def test_read_into_page_buffers_equals_read(tmp_path):
+    """``read_pages(into=...)`` fills the caller's page buffers (a folio's
+    pages) with what ``read_pages`` returns: a batch of compressed pages is
+    decoded straight into them, a mixed one (same-filled, huge, written back)
+    is copied; one slot alone takes the single-page path."""
+    from pyzram.workload.pages import synthetic_mix
+
+    img = tmp_path / "backing.img"
+    img.write_bytes(bytes(64 * P))
+    z = Zram()
+    z.sysfs["backing_dev"] = str(img)
+    z.sysfs["comp_algorithm"] = "lz4"
+    z.sysfs["disksize"] = str(64 * P)
+    pages = synthetic_mix(64, seed=4)
+    z.pwrite(pages.tobytes(), 0)
+    flags = z.table.flags_np
+    kinds = flags & np.uint64(T.SAME | T.HUGE | T.WB)
+    compressed = np.flatnonzero((kinds == 0) & (z.table.handle_np != 0)).tolist()
+    huge = np.flatnonzero(flags & np.uint64(T.HUGE)).tolist()
+    assert len(compressed) > 8 and huge and np.count_nonzero(flags & np.uint64(T.SAME))
+    z.sysfs["writeback"] = f"page_indexes={huge[0]}-{huge[0]}"  # one written back
+    assert z.table.flags[huge[0]] & T.WB
+    for slots in (compressed, compressed[::-1][:7], list(range(64)), [huge[0]], [compressed[3]]):
+        want, err = z.read_pages(slots)
+        assert err is None
+        bufs = [bytearray(P) for _ in slots]
+        got, err = z.read_pages(slots, into=bufs)
+        assert got is None and err is None
+        assert b"".join(bufs) == bytes(want) == pages[slots].tobytes()
+    folio = bytearray(2 * P)  # a large folio's pages are views of its data
+    z.read_pages(compressed[:2], into=[memoryview(folio)[j * P : (j + 1) * P] for j in (0, 1)])
+    assert folio == pages[compressed[:2]].tobytes()
+    with pytest.raises(ValueError):
+        z.read_pages([0, 1], into=[bytearray(P)])
+
+
+@pytest.mark.parametrize("batch", [32, 256])
+def test_batch_slot_locks_wait_for_a_held_slot(batch):
+    """``lock_slots`` takes a batch's slots all at once (a swap batch in
+    Python, a bio-sized one with numpy): it waits while another thread holds
+    one of them, then holds them all; ``unlock_slots`` gives them back and
+    wakes single-slot lockers."""
+    import threading
+    import time
+
+    from pyzram.zram.table import LOCK, ZramTable
+
+    tbl = ZramTable(1024, False)
+    slots = np.arange(100, 100 + batch, dtype=np.int64)
+    tbl.slot_lock(100 + batch // 2)  # someone holds one slot of the batch
+    got = threading.Event()
+
+    def batch_locker():
+        tbl.lock_slots(slots)
+        got.set()
+
+    t = threading.Thread(target=batch_locker)
+    t.start()
+    time.sleep(0.05)
+    assert not got.is_set()  # still waiting: nothing of the batch is taken
+    assert not tbl.flags_np[100] & np.uint64(LOCK)
+    tbl.slot_unlock(100 + batch // 2)
+    assert got.wait(5)
+    t.join()
+    assert (tbl.flags_np[slots] & np.uint64(LOCK) == LOCK).all()
+    outside = tbl.flags_np[[99, 100 + batch]] & np.uint64(LOCK)
+    assert not outside.any()
+    assert not tbl.slot_trylock(100)
+    woke = threading.Event()
+    t = threading.Thread(target=lambda: (tbl.slot_lock(101), woke.set()))
+    t.start()
+    time.sleep(0.05)
+    assert not woke.is_set()
+    tbl.unlock_slots(slots)
+    assert woke.wait(5)
+    t.join()
+    assert not (tbl.flags_np[slots[2:]] & np.uint64(LOCK)).any()

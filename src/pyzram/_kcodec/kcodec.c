@@ -1432,17 +1432,96 @@ done:
 PyDoc_STRVAR(kc_decompress_batch_doc,
              "decompress_batch(algo, src, offsets, lengths, n, dst, results) -> int\n\n"
              "Object i is src[offsets[i] : offsets[i] + lengths[i]] (offsets: int64,\n"
-             "lengths: int32); it is decoded into dst[i*4096 : (i+1)*4096].  results[i]\n"
-             "(int32) is 0, or -EINVAL when the object is malformed or does not decode\n"
-             "to exactly 4096 bytes (its dst slot is then zero-filled).  Returns the\n"
-             "number of failures.  Offsets and lengths outside src raise ValueError\n"
-             "before anything is decoded.  Runs without the GIL.");
+             "lengths: int32); it is decoded into dst[i*4096 : (i+1)*4096], or, when dst\n"
+             "is a list or tuple of n writable 4096-byte buffers (the pages of the\n"
+             "folios being read), into dst[i].  results[i] (int32) is 0, or -EINVAL when\n"
+             "the object is malformed or does not decode to exactly 4096 bytes (its\n"
+             "page is then zero-filled).  Returns the number of failures.  Offsets and\n"
+             "lengths outside src raise ValueError before anything is decoded.  Runs\n"
+             "without the GIL.");
+
+/* The destinations of a batch decode: n pages of one buffer, or n buffers of a
+ * list/tuple (each writable, C-contiguous, exactly one page).  *pages gets one
+ * pointer per object; *views (n entries, or NULL for one buffer) must be given
+ * back with kc_release_pages.  Every page is checked against the inputs. */
+static void kc_release_pages(Py_buffer *views, Py_ssize_t n)
+{
+    if (!views)
+        return;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (views[i].obj)
+            PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+}
+
+static int kc_get_pages(PyObject *dst_obj, Py_ssize_t n, Py_buffer *one, Py_buffer **views,
+                        uint8_t ***pages, const Py_buffer *const *inputs, int n_inputs)
+{
+    uint8_t **p = PyMem_Calloc(n ? (size_t)n : 1, sizeof(*p));
+    *views = NULL;
+    *pages = p;
+    if (!p) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (PyList_Check(dst_obj) || PyTuple_Check(dst_obj)) {
+        PyObject *seq = dst_obj;
+        if (PySequence_Fast_GET_SIZE(seq) != n) {
+            PyErr_Format(PyExc_ValueError, "dst has %zd buffers for %zd objects",
+                         PySequence_Fast_GET_SIZE(seq), n);
+            return -1;
+        }
+        Py_buffer *v = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Py_buffer));
+        if (!v) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *views = v;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+            if (PyObject_GetBuffer(item, &v[i], PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+                v[i].obj = NULL;
+                return -1;
+            }
+            if (v[i].len != KC_PAGE) {
+                PyErr_Format(PyExc_ValueError, "dst[%zd] has %zd bytes, not 4096", i, v[i].len);
+                return -1;
+            }
+            for (int k = 0; k < n_inputs; k++)
+                if (kc_overlap(&v[i], inputs[k])) {
+                    PyErr_SetString(PyExc_ValueError,
+                                    "dst and results must not overlap the inputs");
+                    return -1;
+                }
+            p[i] = v[i].buf;
+        }
+        return 0;
+    }
+    if (PyObject_GetBuffer(dst_obj, one, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+        one->obj = NULL;
+        return -1;
+    }
+    if (n > PY_SSIZE_T_MAX / KC_PAGE || one->len / KC_PAGE < n) {
+        PyErr_Format(PyExc_ValueError, "dst too small: %zd bytes, need %zd * 4096", one->len, n);
+        return -1;
+    }
+    for (int k = 0; k < n_inputs; k++)
+        if (kc_overlap(one, inputs[k])) {
+            PyErr_SetString(PyExc_ValueError, "dst and results must not overlap the inputs");
+            return -1;
+        }
+    for (Py_ssize_t i = 0; i < n; i++)
+        p[i] = (uint8_t *)one->buf + (size_t)i * KC_PAGE;
+    return 0;
+}
 
 static PyObject *kc_py_decompress_batch(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"algo", "src", "offsets", "lengths", "n", "dst", "results", NULL};
     PyObject *algo_obj, *off_obj, *len_obj, *dst_obj, *res_obj;
     Py_buffer src, offs = {0}, lens = {0}, dst = {0}, results = {0};
+    Py_buffer *views = NULL;
+    uint8_t **pages = NULL;
     Py_ssize_t n;
     int algo;
     PyObject *res = NULL;
@@ -1462,10 +1541,6 @@ static PyObject *kc_py_decompress_batch(PyObject *self, PyObject *args, PyObject
         lens.obj = NULL;
         goto done;
     }
-    if (PyObject_GetBuffer(dst_obj, &dst, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
-        dst.obj = NULL;
-        goto done;
-    }
     if (PyObject_GetBuffer(res_obj, &results,
                            PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         results.obj = NULL;
@@ -1479,15 +1554,15 @@ static PyObject *kc_py_decompress_batch(PyObject *self, PyObject *args, PyObject
         kc_check_int_buffer(&lens, "lengths", 4, n) < 0 ||
         kc_check_int_buffer(&results, "results", 4, n) < 0)
         goto done;
-    if (n > PY_SSIZE_T_MAX / KC_PAGE || dst.len / KC_PAGE < n) {
-        PyErr_Format(PyExc_ValueError, "dst too small: %zd bytes, need %zd * 4096", dst.len, n);
-        goto done;
-    }
-    if (kc_overlap(&dst, &src) || kc_overlap(&dst, &results) || kc_overlap(&dst, &offs) ||
-        kc_overlap(&dst, &lens) || kc_overlap(&results, &src) || kc_overlap(&results, &offs) ||
+    if (kc_overlap(&results, &src) || kc_overlap(&results, &offs) ||
         kc_overlap(&results, &lens)) {
         PyErr_SetString(PyExc_ValueError, "dst and results must not overlap the inputs");
         goto done;
+    }
+    {
+        const Py_buffer *inputs[] = {&src, &results, &offs, &lens};
+        if (kc_get_pages(dst_obj, n, &dst, &views, &pages, inputs, 4) < 0)
+            goto done;
     }
     /* Validate every object's extent before decoding anything. */
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -1505,14 +1580,14 @@ static PyObject *kc_py_decompress_batch(PyObject *self, PyObject *args, PyObject
     {
         const uint8_t *s = src.buf;
         const uint8_t *ob = offs.buf, *lb = lens.buf;
-        uint8_t *d = dst.buf, *rb = results.buf;
+        uint8_t *rb = results.buf;
         Py_ssize_t failures = 0;
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t i = 0; i < n; i++) {
             int64_t o;
             int32_t l, r32 = 0;
             ptrdiff_t r;
-            uint8_t *slot = d + (size_t)i * KC_PAGE;
+            uint8_t *slot = pages[i];
             memcpy(&o, ob + (size_t)i * 8, 8);
             memcpy(&l, lb + (size_t)i * 4, 4);
             r = kc_decompress(algo, s + o, (size_t)l, slot, KC_PAGE);
@@ -1536,6 +1611,8 @@ done:
         PyBuffer_Release(&dst);
     if (results.obj)
         PyBuffer_Release(&results);
+    kc_release_pages(views, n);
+    PyMem_Free(pages);
     return res;
 }
 

@@ -10,10 +10,11 @@ through bios:
   compressed in one go (one codec call), then stored page by page.  The
   first failing page stops the batch (``failed_writes`` + 1, pages already
   stored stay), and ``swap_write_end(sio, failed)`` re-dirties every page.
-* ``zram_swap_submit_read``: decompress and mark accessed in **one** slot
-  lock section per page, so idle post-processing cannot take a slot between
-  the read and the mark; a failure stops the batch (``failed_reads`` + 1) and
-  leaves every folio of it not uptodate.  With a backing device the read
+* ``zram_swap_submit_read``: decompress (straight into the folios' pages)
+  and mark accessed in **one** slot lock section per page, so idle
+  post-processing cannot take a slot between the read and the mark; a
+  failure stops the batch (``failed_reads`` + 1) and leaves every folio of
+  it not uptodate.  With a backing device the read
   falls back to the block path.
 * ``zram_swap_slot_free_notify``: ``notify_free`` + 1, then trylock the slot
   (``miss_free`` + 1 if it is busy) and free it.
@@ -71,6 +72,14 @@ def _batch_slots(folios: list[Folio]) -> list[int]:
     return slots
 
 
+def _batch_pages(folios: list[Folio]) -> list:
+    """The page buffers of the batch, in slot order: a read decodes into them,
+    as the kernel decompresses into the folio's pages."""
+    if all(f.order == 0 for f in folios):
+        return [f.data for f in folios]
+    return [f.page(j) for f in folios for j in range(f.nr_pages)]
+
+
 def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
     """``zram_swap_submit_write``: store every page of the batch in its slot."""
     zram = _zram_of(ctx)
@@ -95,15 +104,12 @@ def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
         return
     folios = sio.bvecs
     with zram.init_lock.read():
-        data, err = zram.read_pages(_batch_slots(folios), ordering=zram.swap_read_ordering)
+        _, err = zram.read_pages(
+            _batch_slots(folios), ordering=zram.swap_read_ordering, into=_batch_pages(folios)
+        )
         if err is not None:
             with zram._stats_lock:
                 zram.stats.failed_reads += 1
-    if err is None:
-        view, pos = memoryview(data), 0
-        for folio in folios:
-            folio.data[:] = view[pos : pos + folio.size]
-            pos += folio.size
     swap_read_end(sio, err is not None)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -84,31 +85,35 @@ class ZcompBackend:
         return dst, sizes
 
     def decompress_batch(
-        self, src, offsets: np.ndarray, lengths: np.ndarray, out: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, src, offsets: np.ndarray, lengths: np.ndarray, out: Any = None
+    ) -> tuple[Any, np.ndarray]:
         """Decompress N objects of ``src`` (any buffer, e.g. the pool's arena) into
-        ``out`` (N x 4096 uint8, allocated if not given): returns (out, results).
+        ``out``: an N x 4096 uint8 array (allocated if not given) or a list of
+        N writable 4096-byte buffers (the pages of the folios being read).
+        Returns (out, results).
 
         ``results[i]`` is 0 or a negative errno; failed pages are zero-filled.
         """
         n = len(offsets)
         if out is None:
             out = np.empty((n, PAGE_SIZE), dtype=np.uint8)
+        pages = [memoryview(b).cast("B") for b in out] if isinstance(out, list) else None
         results = np.zeros(n, dtype=np.int32)
         view = memoryview(src)
         for i in range(n):
+            dst = pages[i] if pages is not None else out[i].data
             o, ln = int(offsets[i]), int(lengths[i])
             try:
                 page = self.decompress(view[o : o + ln])
             except OSError as e:
                 results[i] = -(e.errno or errno.EINVAL)
-                out[i] = 0
+                dst[:] = bytes(PAGE_SIZE)
                 continue
             if len(page) != PAGE_SIZE:
                 results[i] = -errno.EINVAL
-                out[i] = 0
+                dst[:] = bytes(PAGE_SIZE)
                 continue
-            out[i] = np.frombuffer(page, dtype=np.uint8)
+            dst[:] = page
         return out, results
 
 
@@ -139,8 +144,8 @@ class KernelCodecBackend(ZcompBackend):
         return dst, sizes
 
     def decompress_batch(
-        self, src, offsets: np.ndarray, lengths: np.ndarray, out: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, src, offsets: np.ndarray, lengths: np.ndarray, out: Any = None
+    ) -> tuple[Any, np.ndarray]:
         n = len(offsets)
         if out is None:
             out = np.empty((n, PAGE_SIZE), dtype=np.uint8)
@@ -152,7 +157,7 @@ class KernelCodecBackend(ZcompBackend):
                 np.ascontiguousarray(offsets, dtype=np.int64),
                 np.ascontiguousarray(lengths, dtype=np.int32),
                 n,
-                out,
+                out,  # one buffer, or a list of page buffers: decoded into each
                 results,
             )
         return out, results

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -639,8 +640,13 @@ class Zram:
     # -- read -----------------------------------------------------------------
 
     def read_pages(
-        self, index: int | Sequence[int], n: int | None = None, *, ordering: str = "legacy"
-    ) -> tuple[bytearray, OSError | None]:
+        self,
+        index: int | Sequence[int],
+        n: int | None = None,
+        *,
+        ordering: str = "legacy",
+        into: Sequence[Any] | None = None,
+    ) -> tuple[bytearray | None, OSError | None]:
         """Read slots ``index..index+n-1`` (or the slots listed in ``index``).
 
         The batch form of ``zram_read_page`` + ``zram_accessed``: the batch's
@@ -659,11 +665,22 @@ class Zram:
         the section, as the kernel does.  Returns the bytes and the error of
         the first failing page; pages from it on are not valid and not
         marked accessed (the kernel stops the batch there).
+
+        ``into``, one writable 4096-byte buffer per slot (the pages of the
+        folios being read), receives the pages instead, and the bytes
+        returned are ``None``: a batch of compressed pages is decoded
+        straight into them, as the kernel decompresses into the folio's
+        pages, with no copy.
         """
+        if into is not None and len(into) != (n if isinstance(index, int) else len(index)):
+            raise ValueError("read_pages: one buffer per slot is needed")
         if n == 1 or (not isinstance(index, int) and len(index) == 1):
             one = self._read_one(index if n == 1 else int(index[0]), ordering)
             if one is not None:
-                return one
+                if into is None:
+                    return one
+                memoryview(into[0])[:] = one[0]
+                return None, one[1]
         slots = (
             np.arange(index, index + n, dtype=np.int64)
             if isinstance(index, int)
@@ -677,6 +694,7 @@ class Zram:
         failed_at = n
         wb_rows: list[int] = []
         saved = None
+        direct = False  # decoded straight into ``into``
         tbl.lock_slots(slots)
         try:
             flags = tbl.flags_np[slots]
@@ -684,7 +702,8 @@ class Zram:
             kinds = flags & _KIND_BITS
             if not np.count_nonzero(kinds):  # the common batch: compressed, primary algorithm
                 if np.count_nonzero(handles) == n:
-                    failed_at = self._decode(arr, None, flags, handles, 0)
+                    direct = into is not None
+                    failed_at = self._decode(arr if into is None else into, None, flags, handles, 0)
                 elif np.count_nonzero(handles):
                     rows = handles.nonzero()[0]
                     failed_at = self._decode(arr, rows, flags[rows], handles[rows], 0)
@@ -716,10 +735,16 @@ class Zram:
                 self._mark_accessed(marked)
             finally:
                 tbl.unlock_slots(marked)
+        err = None
         if failed_at < n:
             msg = f"zram: decompression failed at slot {int(slots[failed_at])}"
-            return out, OSError(errno.EIO, msg)
-        return out, None
+            err = OSError(errno.EIO, msg)
+        if into is None:
+            return out, err
+        if not direct:
+            for k, buf in enumerate(into):
+                memoryview(buf)[:] = arr[k]
+        return None, err
 
     def _read_one(self, index: int, ordering: str) -> tuple[bytearray, OSError | None] | None:
         """A batch of one slot (the SWP_SYNCHRONOUS_IO fault, a 4 KiB pread): the
@@ -785,12 +810,13 @@ class Zram:
         return failed
 
     def _decode(
-        self, arr: np.ndarray, rows: np.ndarray | None, flags: np.ndarray, handles, prio: int
+        self, arr: Any, rows: np.ndarray | None, flags: np.ndarray, handles, prio: int
     ) -> int:
         """``zram_read_from_zspool`` for compressed objects of one priority (slot
         locks held): one backend call decodes them out of the arena, into
-        ``arr`` directly when they are the whole batch (``rows`` None).
-        Returns the first failing row, or ``len(arr)``."""
+        ``arr`` directly when they are the whole batch (``rows`` None; ``arr``
+        is then the N x 4096 array or N page buffers).  Returns the first
+        failing row, or ``len(arr)``."""
         pool = self.mem_pool
         backend = self.comps[prio].backend
         lengths = (flags & _SIZE_MASK).astype(np.int32)
@@ -1082,11 +1108,12 @@ def zram_bio_read(zram: Zram, bio: Bio) -> None:
     """``zram_bio_read``: read, then mark accessed in a second critical section."""
     n = bio.size >> PAGE_SHIFT
     index = bio.sector >> (PAGE_SHIFT - SECTOR_SHIFT)
-    data, err = zram.read_pages(index, n, ordering="legacy")
-    pos = 0
-    for bv in bio.bvecs:
-        bv.view()[:] = data[pos : pos + bv.len]
-        pos += bv.len
+    pages = [
+        v[j : j + PAGE_SIZE]
+        for v in (bv.view() for bv in bio.bvecs)
+        for j in range(0, len(v), PAGE_SIZE)
+    ]
+    _, err = zram.read_pages(index, n, ordering="legacy", into=pages)
     if err is not None:
         with zram._stats_lock:
             zram.stats.failed_reads += 1
