@@ -120,6 +120,9 @@ _IOV_MAX = 1024
 _REQUEST_SIZE = P.REQUEST.size
 _REQUEST_UNPACK = P.REQUEST.unpack_from
 _SIMPLE_PACK = P.SIMPLE_REPLY.pack
+_DATA_PACK = P.OFFSET_DATA_REPLY.pack
+#: The fixed fields of a final OFFSET_DATA chunk (``P.offset_data_header``).
+_DATA_HEAD = (P.NBD_STRUCTURED_REPLY_MAGIC, P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_OFFSET_DATA)
 #: Event loops the server can run on (``--loop``).
 LOOPS = ("asyncio", "uvloop")
 DEFAULT_LOOP = "uvloop"
@@ -866,18 +869,21 @@ class Connection(asyncio.BufferedProtocol):
                 results = export.write_many([(o, d) for _, o, _, d in batch])
         except BaseException as e:
             results = [e] * len(batch)
-        if cmd == P.NBD_CMD_READ and not self.structured and not self.closing:
-            # The hot path of random reads: the replies built here, no call each.
+        if cmd == P.NBD_CMD_READ and not self.closing:
+            # The hot path of random reads: the replies built here, no call each
+            # (a simple reply, or the one OFFSET_DATA chunk of a structured one).
             out = self._out
-            pack = _SIMPLE_PACK
-            magic = P.NBD_SIMPLE_REPLY_MAGIC
+            structured = self.structured
             for (cookie, offset, length, _), res in zip(batch, results, strict=True):
                 if isinstance(res, BaseException):
                     complete(cookie, cmd, offset, length, None, res)
                     continue
                 self.inflight -= 1
                 self.inflight_bytes -= length
-                out.append(pack(magic, 0, cookie))
+                if structured:
+                    out.append(_DATA_PACK(*_DATA_HEAD, cookie, length + 8, offset))
+                else:
+                    out.append(_SIMPLE_PACK(P.NBD_SIMPLE_REPLY_MAGIC, 0, cookie))
                 out.append(res)
             idle = self._idle
             if idle is not None and not idle.done():
