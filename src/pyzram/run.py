@@ -97,7 +97,7 @@ class RunReport:
     source: str = ""
     folio_order: int = 0
     mthp_swapin: bool = True
-    #: (pswpout + pswpin) / seconds: every swapped page over the whole run, model included.
+    #: (pswpout + pswpin) / seconds of the fill and the pattern (the final check excluded).
     swapped_pages_s: float = 0.0
     #: /sys/kernel/mm/transparent_hugepage/hugepages-<size>/stats deltas, per size.
     mthp: dict[str, dict[str, int]] = field(default_factory=dict)
