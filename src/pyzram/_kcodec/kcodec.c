@@ -132,6 +132,23 @@ KC_INLINE void kc_copy16_over(uint8_t *d, const uint8_t *s, size_t n)
  * distance that is >= 8 (the output repeats with that period too). */
 static const uint8_t kc_wide_dist[8] = {0, 8, 8, 9, 8, 10, 12, 14};
 
+/* The 8-byte word that repeats the dist bytes before a back-reference, for a
+ * distance dividing 8 (1, 2 or 4).  Host byte order on both sides of the
+ * copy, so the pattern is endian-neutral. */
+KC_INLINE uint64_t kc_pattern_word(const uint8_t *m, size_t dist)
+{
+    if (dist == 1)
+        return 0x0101010101010101ull * m[0];
+    if (dist == 2) {
+        uint16_t x;
+        memcpy(&x, m, 2);
+        return 0x0001000100010001ull * x;
+    }
+    uint32_t x;
+    memcpy(&x, m, 4);
+    return 0x0000000100000001ull * x;
+}
+
 /* LZ77 back-reference copy, `len` bytes from `dist` (>= 1) bytes behind op,
  * with byte-by-byte semantics (the source may overlap what is written,
  * repeating the last `dist` bytes).  WILD: the caller checked that
@@ -163,21 +180,11 @@ KC_INLINE void kc_backcopy_wild(uint8_t *op, size_t dist, size_t len)
         /* The period divides 8: every 8-byte step stores the same word.
          * (Host byte order on both sides: the pattern is endian-neutral.) */
         uint64_t v;
-        if (dist == 1) {
-            if (len > 32) {
-                memset(op, m[0], len); /* long runs (zero pages): libc is faster */
-                return;
-            }
-            v = 0x0101010101010101ull * m[0];
-        } else if (dist == 2) {
-            uint16_t x;
-            memcpy(&x, m, 2);
-            v = 0x0001000100010001ull * x;
-        } else {
-            uint32_t x;
-            memcpy(&x, m, 4);
-            v = 0x0000000100000001ull * x;
+        if (dist == 1 && len > 32) {
+            memset(op, m[0], len); /* long runs (zero pages): libc is faster */
+            return;
         }
+        v = kc_pattern_word(m, dist);
         do {
             memcpy(op, &v, 8);
             op += 8;
@@ -205,18 +212,7 @@ KC_INLINE void kc_backcopy18_short(uint8_t *op, size_t dist)
     const uint8_t *m = op - dist;
     if (dist == 1 || dist == 2 || dist == 4) {
         /* period divides 8 (and 16): three stores of one 8-byte word */
-        uint64_t v;
-        if (dist == 1) {
-            v = 0x0101010101010101ull * m[0];
-        } else if (dist == 2) {
-            uint16_t x;
-            memcpy(&x, m, 2);
-            v = 0x0001000100010001ull * x;
-        } else {
-            uint32_t x;
-            memcpy(&x, m, 4);
-            v = 0x0000000100000001ull * x;
-        }
+        uint64_t v = kc_pattern_word(m, dist);
         memcpy(op, &v, 8);
         memcpy(op + 8, &v, 8);
         memcpy(op + 16, &v, 2);
