@@ -27,10 +27,11 @@ from pathlib import Path
 import pytest
 
 from pyzram.cli import main
+from pyzram.nbd import export as export_mod
 from pyzram.nbd import protocol as P
 from pyzram.nbd.client import NbdClient, NbdOptionError
 from pyzram.nbd.control import ControlClient, control_path
-from pyzram.nbd.export import ExportSpec, parse_export_spec
+from pyzram.nbd.export import Export, ExportSpec, parse_export_spec
 from pyzram.nbd.server import (
     DEFAULT_LOOP,
     LOOPS,
@@ -41,6 +42,7 @@ from pyzram.nbd.server import (
     build_exports,
     loop_factory,
 )
+from pyzram.zram import table as T
 from pyzram.zram.stat import parse_io_stat, parse_mm_stat
 
 PAGE = 4096
@@ -169,7 +171,7 @@ def test_list_info_and_named_exports():
 def test_unknown_and_unsupported_options_get_err_unsup(served):
     c = served.raw()
     c.greet()
-    for opt in (P.NBD_OPT_STARTTLS, P.NBD_OPT_LIST_META_CONTEXT, P.NBD_OPT_SET_META_CONTEXT, 99):
+    for opt in (P.NBD_OPT_STARTTLS, P.NBD_OPT_EXTENDED_HEADERS, 99):
         with pytest.raises(NbdOptionError) as e:
             c.option(opt, b"\0" * 8)
         assert e.value.reply == P.NBD_REP_ERR_UNSUP
@@ -305,6 +307,322 @@ def test_structured_read_reply_is_one_offset_data_chunk(served):
     r = c.recv_reply()
     assert r.chunks == [(P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_ERROR)]
     assert r.error == P.NBD_EINVAL and "beyond" in r.message
+
+
+# -- metadata contexts and NBD_CMD_BLOCK_STATUS ---------------------------------------------
+
+HOLE, ZERO = P.NBD_STATE_HOLE, P.NBD_STATE_ZERO
+ALLOC = (P.BASE_ALLOCATION,)
+
+
+def test_meta_context_list_and_set_replies():
+    s = Served([spec("a", "8M"), spec("b", "4M")])
+    try:
+        c = s.raw()
+        c.greet()
+        # Both need structured replies first.
+        for fn in (c.list_meta_context, c.set_meta_context):
+            with pytest.raises(NbdOptionError) as e:
+                fn("a", ALLOC)
+            assert e.value.reply == P.NBD_REP_ERR_INVALID
+        c.structured_reply()
+        # LIST: no query lists every context; "base:" every one of its namespace;
+        # the id is reserved (0); other namespaces and leaf names find nothing.
+        only = [(0, "base:allocation")]
+        assert c.list_meta_context("a") == only
+        assert c.list_meta_context("a", ("base:",)) == only
+        assert c.list_meta_context("b", ("x-other:foo", "base:allocation", "base:")) == only
+        assert c.list_meta_context("a", ("qemu:dirty-bitmap:x", "base:other", "nocolon")) == []
+        # SET: base:allocation only (no query, or "base:", selects nothing); its id.
+        assert c.set_meta_context("a", ("x-other:", "base:allocation")) == [(1, "base:allocation")]
+        assert c.set_meta_context("a", ()) == []
+        assert c.set_meta_context("a", ("base:",)) == []
+        # Malformed data; an unknown export.
+        good = P.meta_context_request("a", ALLOC)
+        for data in (
+            b"\0" * 7,  # too short
+            struct.pack(">I", 9) + b"a\0\0\0\0",  # name past the end
+            struct.pack(">II", 0, 2) + struct.pack(">I", 1) + b"x",  # fewer queries than said
+            struct.pack(">II", 0, 1) + struct.pack(">I", 5) + b"x",  # query past the end
+            good + b"!",  # trailing bytes
+            struct.pack(">II", 0, 1) + struct.pack(">I", 2) + b"\xff\xfe",  # not UTF-8
+        ):
+            for opt in (P.NBD_OPT_LIST_META_CONTEXT, P.NBD_OPT_SET_META_CONTEXT):
+                with pytest.raises(NbdOptionError) as e:
+                    c.option(opt, data)
+                assert e.value.reply == P.NBD_REP_ERR_INVALID, data
+        for fn in (c.list_meta_context, c.set_meta_context):
+            with pytest.raises(NbdOptionError) as e:
+                fn("nope", ALLOC)
+            assert e.value.reply == P.NBD_REP_ERR_UNKNOWN
+        # The transmission flags say nothing new.
+        assert (
+            c.info("a").flags
+            & ~(
+                P.NBD_FLAG_HAS_FLAGS
+                | P.NBD_FLAG_SEND_FLUSH
+                | P.NBD_FLAG_SEND_FUA
+                | P.NBD_FLAG_SEND_TRIM
+                | P.NBD_FLAG_SEND_WRITE_ZEROES
+                | P.NBD_FLAG_SEND_DF
+                | P.NBD_FLAG_CAN_MULTI_CONN
+                | P.NBD_FLAG_SEND_CACHE
+                | P.NBD_FLAG_SEND_FAST_ZERO
+            )
+            == 0
+        )
+        c.close()
+    finally:
+        s.stop()
+
+
+def _status_after(s, steps, go="a", export_name=False):
+    """Run option ``steps`` (callables on a client), enter ``go``; BLOCK_STATUS's error."""
+    c = s.raw()
+    c.greet()
+    c.structured_reply()
+    for step in steps:
+        try:
+            step(c)
+        except NbdOptionError:
+            pass
+    if export_name:
+        c.export_name(go)
+    else:
+        c.go(go)
+    cookie = c.send_request(P.NBD_CMD_BLOCK_STATUS, 0, PAGE)
+    r = c.recv_reply()
+    assert r.cookie == cookie
+    c.disconnect()
+    return r.error
+
+
+def test_block_status_needs_the_contexts_of_the_export_it_goes_to():
+    s = Served([spec("a", "8M"), spec("b", "4M")])
+    try:
+        sel_a = lambda c: c.set_meta_context("a", ALLOC)  # noqa: E731
+        sel_b = lambda c: c.set_meta_context("b", ALLOC)  # noqa: E731
+        assert _status_after(s, [sel_a]) == 0
+        assert _status_after(s, [sel_a], export_name=True) == 0
+        assert _status_after(s, [sel_b, lambda c: c.info("a"), sel_a]) == 0
+        assert _status_after(s, []) == P.NBD_EINVAL  # nothing selected
+        assert _status_after(s, [sel_a], go="b") == P.NBD_EINVAL  # selected for another export
+        assert _status_after(s, [sel_a], go="b", export_name=True) == P.NBD_EINVAL
+        assert _status_after(s, [sel_a, sel_b]) == P.NBD_EINVAL  # SET replaces
+        assert _status_after(s, [sel_a, lambda c: c.set_meta_context("a")]) == P.NBD_EINVAL
+        # A SET that fails replaces the selection too.
+        bad = lambda c: c.option(P.NBD_OPT_SET_META_CONTEXT, b"\0")  # noqa: E731
+        assert _status_after(s, [sel_a, bad]) == P.NBD_EINVAL
+        assert _status_after(s, [sel_b], go="b") == 0
+    finally:
+        s.stop()
+
+
+def test_block_status_reports_holes_zeros_and_data(served):
+    """Pages 0-2 text, 3 zeros written (SAME, fill 0), 4 same-filled 0xab, 5-6 zeroed with
+    NO_HOLE (SAME), 8-11 written then 9-10 trimmed, 12-13 WRITE_ZEROES (freed), the rest
+    untouched."""
+    c = NbdClient.open(served.sock, meta=ALLOC)
+    assert c.meta_contexts == {1: "base:allocation"}
+    c.pwrite(b"".join(text_page(i) for i in range(3)), 0)
+    c.pwrite(bytes(PAGE), 3 * PAGE)
+    c.pwrite(b"\xab" * PAGE, 4 * PAGE)
+    c.zero(2 * PAGE, 5 * PAGE, P.NBD_CMD_FLAG_NO_HOLE)
+    c.pwrite(b"".join(text_page(i) for i in range(4)), 8 * PAGE)
+    c.trim(2 * PAGE, 9 * PAGE)
+    c.pwrite(b"".join(text_page(i) for i in range(2)), 12 * PAGE)
+    c.zero(2 * PAGE, 12 * PAGE)
+    st = mm(served.dev)
+    assert st.same_pages == 4
+    size = 16 * MiB
+    want = [
+        (3 * PAGE, 0),
+        (PAGE, ZERO),
+        (PAGE, 0),
+        (2 * PAGE, ZERO),
+        (PAGE, HOLE | ZERO),
+        (PAGE, 0),
+        (2 * PAGE, HOLE | ZERO),
+        (PAGE, 0),
+        (size - 12 * PAGE, HOLE | ZERO),
+    ]
+    # One NBD_REPLY_TYPE_BLOCK_STATUS chunk, final, for context 1.
+    cookie = c.send_request(P.NBD_CMD_BLOCK_STATUS, 0, size)
+    r = c.recv_reply()
+    assert r.cookie == cookie and r.error == 0
+    assert r.chunks == [(P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_BLOCK_STATUS)]
+    assert r.extents == {1: want}
+    # Sub-page edges: whole pages reported, the first and last cut to the request.
+    # (block_status takes length, then offset, as pread does.)
+    assert c.block_status(7 * PAGE, 1000) == [
+        (3 * PAGE - 1000, 0),
+        (PAGE, ZERO),
+        (PAGE, 0),
+        (2 * PAGE, ZERO),
+        (1000, HOLE | ZERO),
+    ]
+    assert c.block_status(3 * PAGE + 10, 5) == [(3 * PAGE - 5, 0), (15, ZERO)]
+    assert c.block_status(1, 5 * PAGE + 1) == [(1, ZERO)]
+    assert c.block_status(100, size - 100) == [(100, HOLE | ZERO)]
+    hz = HOLE | ZERO
+    assert c.block_status(PAGE + 2, 11 * PAGE - 1) == [(1, hz), (PAGE, 0), (1, hz)]
+    # The untouched range alone; a range inside one run.
+    assert c.block_status(64 * PAGE, 20 * PAGE) == [(64 * PAGE, HOLE | ZERO)]
+    assert c.block_status(PAGE, 100) == [(PAGE, 0)]
+    # REQ_ONE: the first descriptor only, never past the request.
+    one = P.NBD_CMD_FLAG_REQ_ONE
+    assert c.block_status(size, 0, one) == [(3 * PAGE, 0)]
+    assert c.block_status(10 * PAGE, 5, one) == [(3 * PAGE - 5, 0)]
+    assert c.block_status(PAGE, 5, one) == [(PAGE, 0)]
+    assert c.block_status(8 * PAGE, 7 * PAGE, one) == [(PAGE, HOLE | ZERO)]
+    assert c.block_status(50, 12 * PAGE + 1, one | P.NBD_CMD_FLAG_FUA) == [(50, HOLE | ZERO)]
+    # What the statuses promise: ZERO pages read as zeros, HOLE pages hold nothing.
+    data = c.pread(16 * PAGE, 0)
+    tbl = served.dev.table
+    pos = 0
+    for length, flags in want[:-1]:
+        if flags & ZERO:
+            assert data[pos : pos + length] == bytes(length)
+        else:
+            assert data[pos : pos + length] != bytes(length)
+        for i in range(pos // PAGE, (pos + length) // PAGE):
+            assert tbl.allocated(i) == (not flags & HOLE)
+        pos += length
+    c.disconnect()
+    served.dev.check()
+
+
+def test_block_status_errors(served):
+    c = NbdClient.open(served.sock, meta=ALLOC)
+    size = 16 * MiB
+
+    def err(offset, length, flags=0):
+        cookie = c.send_request(P.NBD_CMD_BLOCK_STATUS, offset, length, flags)
+        r = c.recv_reply()
+        assert r.cookie == cookie and r.structured
+        return r.error
+
+    assert err(0, 0) == P.NBD_EINVAL  # zero length
+    assert err(size - PAGE, PAGE + 1) == P.NBD_EINVAL  # past the end
+    assert err(size, 1) == P.NBD_EINVAL
+    assert err(2**63, 1) == P.NBD_EINVAL
+    assert err(0, PAGE, P.NBD_CMD_FLAG_DF) == P.NBD_EINVAL  # DF is READ's
+    assert err(0, PAGE, P.NBD_CMD_FLAG_NO_HOLE) == P.NBD_EINVAL
+    assert err(0, PAGE, 1 << 9) == P.NBD_EINVAL
+    assert err(0, PAGE, P.NBD_CMD_FLAG_REQ_ONE) == 0
+    assert err(0, 0xFFFFFFFF) == P.NBD_EINVAL  # 4 GiB past a 16 MiB export
+    c.disconnect()
+    # Without structured replies no context can be selected: EINVAL, as a simple reply.
+    c = served.client(structured=False)
+    cookie = c.send_request(P.NBD_CMD_BLOCK_STATUS, 0, PAGE)
+    r = c.recv_reply()
+    assert (r.cookie, r.error, r.structured) == (cookie, P.NBD_EINVAL, False)
+    c.disconnect()
+
+
+def test_block_status_of_a_large_export_runs_on_the_pool():
+    """A 4 GiB export (its table is calloc'ed: no memory until touched); requests of
+    256 MiB and more are scanned on the thread pool, the rest in the shard."""
+    s = Served([spec(size="4G")])
+    try:
+        with NbdClient.open(s.sock, meta=ALLOC) as c:
+            size = 4 << 30
+            c.pwrite(text_page(1), size - 2 * PAGE)
+            c.pwrite(text_page(2), 100 * PAGE)
+            hz = HOLE | ZERO
+            # The most one request can ask (4 GiB - 1 page, from page 1 to the end).
+            assert c.block_status(0xFFFFF000, PAGE) == [
+                (99 * PAGE, hz),
+                (PAGE, 0),
+                (size - 103 * PAGE, hz),
+                (PAGE, 0),
+                (PAGE, hz),
+            ]
+            assert c.block_status(2 * PAGE, size - 2 * PAGE) == [(PAGE, 0), (PAGE, hz)]
+            assert c.block_status(512 * MiB, 0, P.NBD_CMD_FLAG_REQ_ONE) == [(100 * PAGE, hz)]
+            assert c.block_status(5, size - 2 * PAGE + 1) == [(5, 0)]
+    finally:
+        s.stop()
+
+
+def test_block_status_of_written_back_pages_is_data(tmp_path):
+    bd = tmp_path / "backing"
+    bd.write_bytes(bytes(4 * MiB))
+    s = Served([spec(size="4M", backing_dev=str(bd))])
+    try:
+        with NbdClient.open(s.sock, meta=ALLOC) as c:
+            c.pwrite(b"".join(text_page(i) for i in range(8)), 0)
+            c.pwrite(bytes(PAGE), 8 * PAGE)
+            s.dev.sysfs["idle"] = "all"
+            s.dev.sysfs["writeback"] = "idle"
+            assert int(s.dev.sysfs["bd_stat"].split()[0]) == 8
+            assert c.block_status(16 * PAGE, 0) == [
+                (8 * PAGE, 0),
+                (PAGE, ZERO),
+                (7 * PAGE, HOLE | ZERO),
+            ]
+    finally:
+        s.stop()
+
+
+def _reference_status(dev, offset, length, req_one):
+    """Per page, in plain Python from the slot table; merged and clipped."""
+    tbl = dev.table
+    runs: list[list[int]] = []
+    for i in range(offset // PAGE, (offset + length + PAGE - 1) // PAGE):
+        flags, handle = tbl.flags[i], tbl.handle[i]
+        if not flags & (T.ZRAM_SIZE_MASK | T.SAME | T.WB) and not handle:
+            st = HOLE | ZERO
+        elif flags & T.SAME and not flags & T.WB and not handle:
+            st = ZERO
+        else:
+            st = 0
+        lo, hi = max(offset, i * PAGE), min(offset + length, (i + 1) * PAGE)
+        if runs and runs[-1][1] == st:
+            runs[-1][0] += hi - lo
+        else:
+            runs.append([hi - lo, st])
+    return [tuple(r) for r in runs[: 1 if req_one else None]]
+
+
+def test_block_status_scan_matches_a_per_page_reference(monkeypatch):
+    """Random device contents and ranges, on the numpy path and the slot-by-slot one;
+    small scan steps, so runs cross step boundaries, and a small descriptor cap, so
+    long answers stop early (complete runs only)."""
+    ex = Export(spec(size="1M"), dev_id=0)
+    dev = ex.dev
+    rng = random.Random(7)
+    n = 256
+    for _ in range(300):
+        i = rng.randrange(n)
+        k = rng.randrange(1, 6)
+        k = min(k, n - i)
+        what = rng.random()
+        if what < 0.35:
+            dev.pwrite(b"".join(text_page(rng.randrange(99)) for _ in range(k)), i * PAGE)
+        elif what < 0.5:
+            dev.pwrite(bytes(k * PAGE), i * PAGE)
+        elif what < 0.6:
+            dev.pwrite(bytes([rng.randrange(1, 256)]) * (k * PAGE), i * PAGE)
+        else:
+            dev.discard(i * PAGE, k * PAGE)
+    monkeypatch.setattr(export_mod, "_STATUS_STEP", 7)
+    for cap, scalar in ((3, 0), (10**6, 0), (3, n), (10**6, n)):  # numpy, then plain Python
+        monkeypatch.setattr(export_mod, "MAX_EXTENTS", cap)
+        monkeypatch.setattr(export_mod, "_STATUS_SCALAR", scalar)
+        for _ in range(200):
+            offset = rng.randrange(n * PAGE)
+            length = rng.randrange(1, n * PAGE - offset + 1)
+            req_one = rng.random() < 0.2
+            raw = ex.block_status(offset, length, req_one)
+            got = [P.BLOCK_DESCRIPTOR.unpack_from(raw, p) for p in range(0, len(raw), 8)]
+            want = _reference_status(dev, offset, length, req_one)
+            assert got == want[:cap], (offset, length, req_one)
+            assert all(length > 0 for length, _ in got)
+    with pytest.raises(OSError) as e:
+        ex.block_status(n * PAGE - 1, 2)
+    assert e.value.errno == errno.EINVAL
+    dev.check()
 
 
 def test_a_huge_write_length_is_a_hard_disconnect(served):
@@ -790,7 +1108,9 @@ def _fuzz_handshake(sock: str, rng: random.Random) -> None:
 
 def _fuzz_transmission(sock: str, rng: random.Random) -> None:
     try:
-        c = NbdClient.open(sock, structured=rng.random() < 0.5)
+        structured = rng.random() < 0.5
+        meta = ALLOC if structured and rng.random() < 0.5 else ()
+        c = NbdClient.open(sock, structured=structured, meta=meta)
     except OSError:
         return
     try:

@@ -360,3 +360,124 @@ def test_nbdcopy_to_two_exports_at_once(tools, tmp_path):
             assert mm(e.dev).orig_data_size == 16 * MiB
     finally:
         s.stop()
+
+
+# -- base:allocation: holes, zeros and data as the tools see them ---------------------------
+
+HOLE, ZERO = 1, 2
+
+
+def _fill_known_content(s: Served) -> list[tuple[int, int, int]]:
+    """Data, zeros and holes at known places; the (offset, length, status) map expected.
+
+    Pages 0-15 data, 16-17 zeros written (same-filled, fill 0), 18 same-filled 0x5a
+    (data), 32-63 data then 40-47 trimmed, 64-65 zeroed with NO_HOLE; the rest untouched.
+    """
+    from pyzram.nbd.client import NbdClient
+    from pyzram.nbd.protocol import NBD_CMD_FLAG_NO_HOLE
+
+    def text(n: int) -> bytes:
+        return b"".join((f"page {i:05d} " * 400).encode()[:PAGE] for i in range(n))
+
+    with NbdClient.open(s.sock) as c:
+        c.pwrite(text(16), 0)
+        c.pwrite(bytes(2 * PAGE), 16 * PAGE)
+        c.pwrite(b"\x5a" * PAGE, 18 * PAGE)
+        c.pwrite(text(32), 32 * PAGE)
+        c.trim(8 * PAGE, 40 * PAGE)
+        c.zero(2 * PAGE, 64 * PAGE, NBD_CMD_FLAG_NO_HOLE)
+        c.disconnect()
+    size = s.exports[0].size
+    runs = [
+        (0, 16, 0),
+        (16, 2, ZERO),
+        (18, 1, 0),
+        (19, 13, HOLE | ZERO),
+        (32, 8, 0),
+        (40, 8, HOLE | ZERO),
+        (48, 16, 0),
+        (64, 2, ZERO),
+    ]
+    out = [(a * PAGE, n * PAGE, st) for a, n, st in runs]
+    return out + [(66 * PAGE, size - 66 * PAGE, HOLE | ZERO)]
+
+
+def test_nbdinfo_map_and_qemu_img_map_see_holes_zeros_and_data(tools, served):
+    need(tools, "libnbd-bin", "qemu-utils")
+    want = _fill_known_content(served)
+    doc = json.loads(run("nbdinfo", "--map", "--json", served.uri()).stdout)
+    assert [(e["offset"], e["length"], e["type"]) for e in doc] == want
+    assert {e["type"]: e["description"] for e in doc} == {0: "data", 2: "zero", 3: "hole,zero"}
+    totals = run("nbdinfo", "--map", "--totals", served.uri()).stdout.split("\n")
+    assert totals[0].split()[0] == str((16 + 1 + 8 + 16) * PAGE)  # bytes of data first
+    # qemu: data = not NBD_STATE_HOLE, zero = NBD_STATE_ZERO (the same extents).
+    qmap = json.loads(run("qemu-img", "map", "--output=json", "-f", "raw", served.uri()).stdout)
+    got = [(e["start"], e["length"], e["data"], e["zero"]) for e in qmap]
+    assert got == [(o, n, not st & HOLE, bool(st & ZERO)) for o, n, st in want]
+    served.dev.check()
+
+
+def test_nbdcopy_reads_only_the_data(tools, served, tmp_path):
+    """Copying the export out, nbdcopy reads the data extents only: holes and zero
+    pages are written as zeros without being read."""
+    need(tools, "libnbd-bin")
+    want = _fill_known_content(served)
+    export = served.exports[0]
+    read = []
+    for attr in ("read", "read_aligned"):
+        orig = getattr(export, attr)
+
+        def counted(offset, length, _orig=orig):
+            read.append(length)
+            return _orig(offset, length)
+
+        setattr(export, attr, counted)
+    orig_many = export.read_many
+
+    def counted_many(ranges):
+        read.extend(n for _, n in ranges)
+        return orig_many(ranges)
+
+    export.read_many = counted_many
+    out = tmp_path / "out"
+    run("nbdcopy", served.uri(), str(out))
+    raw = out.read_bytes()
+    assert len(raw) == 64 * MiB
+    data = sum(n for _, n, st in want if not st & ZERO)
+    for o, n, st in want:
+        if st & ZERO:
+            assert raw[o : o + n].count(0) == n
+    assert raw[: 16 * PAGE] == served.dev.pread(16 * PAGE, 0)
+    assert data <= sum(read) <= data + 2 * MiB, sum(read)  # not the 64 MiB
+
+
+LIBNBD_STATUS = r"""
+import json, sys, nbd
+h = nbd.NBD()
+h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
+h.connect_uri(sys.argv[1])
+assert h.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
+out = []
+def cb(meta, offset, entries, err):
+    assert meta == nbd.CONTEXT_BASE_ALLOCATION, meta
+    out.append([offset, list(entries)])
+    return 0
+size = h.get_size()
+h.block_status(size, 0, cb)
+h.block_status(3 * 4096, 4096 * 15 + 100, cb, nbd.CMD_FLAG_REQ_ONE)
+h.block_status(100, 4096 * 17 + 7, cb)
+print(json.dumps(out))
+h.shutdown()
+"""
+
+
+def test_libnbd_block_status(tools, served):
+    need(tools, "python3-libnbd")
+    want = _fill_known_content(served)
+    r = run(SYSTEM_PYTHON, "-c", LIBNBD_STATUS, served.uri())
+    whole, one, inside = json.loads(r.stdout)
+    assert whole[0] == 0
+    pairs = whole[1]
+    assert list(zip(pairs[::2], pairs[1::2], strict=True)) == [(n, st) for _, n, st in want]
+    assert one == [15 * PAGE + 100, [PAGE - 100, 0]]  # REQ_ONE: one descriptor
+    assert inside == [17 * PAGE + 7, [100, ZERO]]

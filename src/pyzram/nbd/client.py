@@ -1,4 +1,4 @@
-"""A small blocking NBD client: fixed newstyle, simple or structured replies.
+"""A small blocking NBD client: fixed newstyle, simple or structured replies, block status.
 
 Real tools (libnbd, qemu, fio) are the clients that matter; this one exists
 so that Python code without libnbd (the venv cannot import Debian's
@@ -59,6 +59,8 @@ class Reply:
     message: str = ""
     structured: bool = False
     chunks: list[tuple[int, int]] = field(default_factory=list)  # (flags, type) per chunk
+    #: NBD_REPLY_TYPE_BLOCK_STATUS: context id -> [(length, status flags), ...]
+    extents: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
 
 
 class NbdClient:
@@ -85,20 +87,28 @@ class NbdClient:
             self.sock.close()
             raise
         self.structured = False
+        self.meta_contexts: dict[int, str] = {}
         self.export_info: ExportInfo | None = None
         self._cookies = itertools.count(1)
         self._requests: dict[int, tuple[int, int]] = {}  # cookie -> (cmd, length)
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], name: str = "", structured: bool = True
+        cls,
+        path: str | os.PathLike[str],
+        name: str = "",
+        structured: bool = True,
+        meta: tuple[str, ...] = (),
     ) -> NbdClient:
-        """Connect, negotiate (structured replies if asked) and NBD_OPT_GO ``name``."""
+        """Connect, negotiate (structured replies if asked, then the metadata
+        contexts ``meta`` with NBD_OPT_SET_META_CONTEXT) and NBD_OPT_GO ``name``."""
         c = cls(path)
         try:
             c.greet()
             if structured:
                 c.structured_reply()
+            if meta:
+                c.set_meta_context(name, meta)
             c.go(name)
         except BaseException:
             c.close()
@@ -185,6 +195,27 @@ class NbdClient:
                 (n,) = P.U32.unpack_from(r.data)
                 out.append(r.data[4 : 4 + n].decode())
         return out
+
+    def _meta(self, option: int, name: str, queries: tuple[str, ...]) -> list[tuple[int, str]]:
+        out = []
+        for r in self.option(option, P.meta_context_request(name, queries)):
+            if r.reply == P.NBD_REP_META_CONTEXT:
+                (ctx_id,) = P.U32.unpack_from(r.data)
+                out.append((ctx_id, r.data[4:].decode()))
+        return out
+
+    def list_meta_context(
+        self, name: str = "", queries: tuple[str, ...] = ()
+    ) -> list[tuple[int, str]]:
+        """NBD_OPT_LIST_META_CONTEXT: the (id, name) of each context the queries find."""
+        return self._meta(P.NBD_OPT_LIST_META_CONTEXT, name, queries)
+
+    def set_meta_context(
+        self, name: str = "", queries: tuple[str, ...] = ()
+    ) -> list[tuple[int, str]]:
+        """NBD_OPT_SET_META_CONTEXT: the (id, name) of each context selected."""
+        self.meta_contexts = dict(self._meta(P.NBD_OPT_SET_META_CONTEXT, name, queries))
+        return list(self.meta_contexts.items())
 
     @staticmethod
     def info_request(name: str, requests: tuple[int, ...]) -> bytes:
@@ -286,6 +317,12 @@ class NbdClient:
                 (off,) = P.U64.unpack_from(payload)
                 base = off if base is None else base
                 buf[off - base : off - base + len(payload) - 8] = payload[8:]
+            elif kind == P.NBD_REPLY_TYPE_BLOCK_STATUS:
+                (ctx_id,) = P.U32.unpack_from(payload)
+                reply.extents[ctx_id] = [
+                    P.BLOCK_DESCRIPTOR.unpack_from(payload, pos)
+                    for pos in range(4, len(payload), P.BLOCK_DESCRIPTOR.size)
+                ]
             elif kind in (P.NBD_REPLY_TYPE_ERROR, P.NBD_REPLY_TYPE_ERROR_OFFSET):
                 err, mlen = P.REPLY_ERROR.unpack_from(payload)
                 reply.error = err
@@ -321,6 +358,12 @@ class NbdClient:
 
     def cache(self, length: int, offset: int) -> None:
         self._call(P.NBD_CMD_CACHE, offset, length, 0, None)
+
+    def block_status(self, length: int, offset: int, flags: int = 0) -> list[tuple[int, int]]:
+        """NBD_CMD_BLOCK_STATUS: the (length, status flags) descriptors of the one context."""
+        reply = self._call(P.NBD_CMD_BLOCK_STATUS, offset, length, flags, None)
+        (extents,) = reply.extents.values()
+        return extents
 
     def disconnect(self) -> None:
         """NBD_CMD_DISC, then close."""

@@ -5,6 +5,10 @@ so that a reader can grep either side.  Every field is big-endian on the
 wire.  Only what a fixed-newstyle server without TLS or extended headers
 needs is here; options and commands it does not implement are still named
 so that the server can answer them with the protocol's error replies.
+The one metadata context is the protocol's own ``base:allocation``
+(:data:`BASE_ALLOCATION`, statuses :data:`NBD_STATE_HOLE` and
+:data:`NBD_STATE_ZERO`), reported by ``NBD_CMD_BLOCK_STATUS`` in one
+``NBD_REPLY_TYPE_BLOCK_STATUS`` chunk (:func:`block_status_chunk`).
 """
 
 from __future__ import annotations
@@ -137,6 +141,14 @@ NBD_REPLY_TYPE_BLOCK_STATUS_EXT = 6
 NBD_REPLY_TYPE_ERROR = (1 << 15) | 1
 NBD_REPLY_TYPE_ERROR_OFFSET = (1 << 15) | 2
 
+#: The ``base:allocation`` metadata context and its status flags.
+BASE_NAMESPACE = "base:"
+BASE_ALLOCATION = "base:allocation"
+#: Not allocated in the backend: a write there may need new storage (and may fail for want of it).
+NBD_STATE_HOLE = 1 << 0
+#: Reads as zeros.
+NBD_STATE_ZERO = 1 << 1
+
 #: Error values of the protocol (a restricted set of errno numbers).
 NBD_SUCCESS = 0
 NBD_EPERM = 1
@@ -175,6 +187,10 @@ SIMPLE_REPLY = struct.Struct(">IIQ")
 STRUCTURED_REPLY = struct.Struct(">IHHQI")
 #: NBD_REPLY_TYPE_OFFSET_DATA header with its offset field (28 bytes, data follows).
 OFFSET_DATA_REPLY = struct.Struct(">IHHQIQ")
+#: NBD_REPLY_TYPE_BLOCK_STATUS header with its metadata context id (24 bytes; the
+#: descriptors follow: 32-bit length, 32-bit status flags each).
+BLOCK_STATUS_REPLY = struct.Struct(">IHHQII")
+BLOCK_DESCRIPTOR = struct.Struct(">II")
 #: NBD_REPLY_TYPE_ERROR payload head: error, message length (message follows).
 REPLY_ERROR = struct.Struct(">IH")
 
@@ -254,3 +270,32 @@ def offset_data_header(cookie: int, offset: int, length: int) -> bytes:
         length + 8,
         offset,
     )
+
+
+def block_status_chunk(cookie: int, context_id: int, descriptors: bytes | memoryview) -> bytes:
+    """A final ``NBD_REPLY_TYPE_BLOCK_STATUS`` chunk for one metadata context.
+
+    ``descriptors`` are already packed (big-endian 32-bit length, then
+    32-bit status flags, each); they follow the 24-byte header.
+    """
+    return (
+        BLOCK_STATUS_REPLY.pack(
+            NBD_STRUCTURED_REPLY_MAGIC,
+            NBD_REPLY_FLAG_DONE,
+            NBD_REPLY_TYPE_BLOCK_STATUS,
+            cookie,
+            4 + len(descriptors),
+            context_id,
+        )
+        + descriptors
+    )
+
+
+def meta_context_request(name: str, queries: list[str] | tuple[str, ...]) -> bytes:
+    """The data of NBD_OPT_LIST/SET_META_CONTEXT: the export name, then the queries."""
+    raw = name.encode()
+    out = [U32.pack(len(raw)), raw, U32.pack(len(queries))]
+    for q in queries:
+        b = q.encode()
+        out += [U32.pack(len(b)), b]
+    return b"".join(out)
