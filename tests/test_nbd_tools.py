@@ -481,3 +481,41 @@ def test_libnbd_block_status(tools, served):
     assert list(zip(pairs[::2], pairs[1::2], strict=True)) == [(n, st) for _, n, st in want]
     assert one == [15 * PAGE + 100, [PAGE - 100, 0]]  # REQ_ONE: one descriptor
     assert inside == [17 * PAGE + 7, [100, ZERO]]
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_bench_nbd_json(tools, loop, capsys):
+    """``pyzram bench nbd`` end to end, briefly: both servers (nbdkit where
+    installed; the bench needs no more than fio), the four fio jobs each,
+    measured figures (no row is empty or made up), the server's CPU per
+    request, and pyzram's mm_stat read back through the control socket; on
+    either event loop."""
+    from pyzram.cli import main
+
+    need(tools, "fio")
+    have_nbdkit = shutil.which("nbdkit") is not None
+    argv = ["bench", "nbd", "--runtime", "0.5", "--size", "32M", "--region", "8M", "--json"]
+    argv += ["--loop", loop]
+    if not have_nbdkit:
+        argv.append("--no-nbdkit")
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    targets = {r["target"] for r in doc["rows"]}
+    assert "pyzram lzo-rle" in targets and len(targets) == (2 if have_nbdkit else 1)
+    for target in targets:
+        jobs = {r["job"]: r for r in doc["rows"] if r["target"] == target}
+        assert set(jobs) == {"seqwrite", "seqread", "randwrite", "randread"}
+        for r in jobs.values():
+            assert r["iops"] > 0 and r["mb_s"] > 0 and r["runs"] == [r["iops"]]
+            assert r["server_cpu_us"] is None or r["server_cpu_us"] > 0
+        assert jobs["randread"]["bs"] == "4k" and jobs["seqread"]["bs"] == "1M"
+    mm = parse_mm_stat(doc["pyzram_mm_stat"])
+    assert mm.orig_data_size >= 8 << 20  # fio's sequential write filled the region
+
+
+def test_bench_nbd_bad_loop_is_one_line(capsys):
+    from pyzram.cli import main
+
+    assert main(["bench", "nbd", "--loop", "trio"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["pyzram: error: --loop must be one of asyncio, uvloop, not 'trio'"]

@@ -958,10 +958,17 @@ def bench_nbd(
         int | None, typer.Option(help="pyzram serve --threads (default: its own)")
     ] = None,
     no_nbdkit: Annotated[bool, typer.Option("--no-nbdkit", help="skip nbdkit")] = False,
+    loop: Annotated[str, typer.Option(help="pyzram serve's event loop: uvloop or asyncio")] = (
+        "uvloop"
+    ),
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """fio (nbd engine) IOPS and MB/s: pyzram serve vs nbdkit memory allocator=zstd."""
     from pyzram.nbd.bench import bench_nbd as run
+    from pyzram.nbd.server import LOOPS
+
+    if loop not in LOOPS:
+        raise ValueError(f"--loop must be one of {', '.join(LOOPS)}, not {loop!r}")
 
     def progress(text: str) -> None:
         if not as_json:
@@ -977,6 +984,7 @@ def bench_nbd(
         repeat=repeat,
         threads=threads,
         nbdkit=not no_nbdkit,
+        loop=loop,
         progress=progress,
     )
     if as_json:

@@ -144,10 +144,10 @@ def _fio(
 
 
 def _start_pyzram(
-    sock: str, size: str, algorithm: str, threads: int | None
+    sock: str, size: str, algorithm: str, threads: int | None, loop: str
 ) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "pyzram", "serve", "--socket", sock, "--size", size]
-    cmd += ["--algorithm", algorithm]
+    cmd += ["--algorithm", algorithm, "--loop", loop]
     if threads:
         cmd += ["--threads", str(threads)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -170,12 +170,14 @@ def bench_nbd(
     repeat: int = 1,
     threads: int | None = None,
     nbdkit: bool = True,
+    loop: str = "uvloop",
     progress: Any = None,
 ) -> tuple[list[NbdBenchRow], dict[str, Any]]:
     """Run the jobs against pyzram (and nbdkit); the rows and pyzram's last ``mm_stat``.
 
-    ``progress(text)`` is told what runs.  A missing fio (or nbdkit, when
-    asked for) is ``OSError(ENOENT)`` with the package to install.
+    ``loop`` is ``pyzram serve --loop``.  ``progress(text)`` is told what
+    runs.  A missing fio (or nbdkit, when asked for) is ``OSError(ENOENT)``
+    with the package to install.
     """
     why = unavailable_reason(nbdkit)
     if why:
@@ -188,7 +190,7 @@ def bench_nbd(
             for target in targets:
                 sock = os.path.join(tmp, "nbd.sock")
                 if target.startswith("pyzram"):
-                    proc = _start_pyzram(sock, size, algorithm, threads)
+                    proc = _start_pyzram(sock, size, algorithm, threads, loop)
                 else:
                     proc = _start_nbdkit(sock, size)
                 try:
