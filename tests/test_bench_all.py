@@ -211,3 +211,35 @@ def test_null_backend_measures_the_swap_core_alone(monkeypatch):
     assert not active_areas()
     real = bench_all.submit_batches(pages, "lz4", "swap_ops", 1, bench_all._host_config("lz4"))
     assert real["intact"] is True
+
+
+def test_bench_zram_cli_json(capsys):
+    """``pyzram bench zram``: pwrite/pread pages/s per algorithm and request size,
+    ours beside the host kernel's where it can be measured."""
+    from pyzram.host.kernel_zram import unavailable_reason
+
+    argv = ["bench", "zram", "--limit", "96", "--repeat", "1", "-a", "lz4", "--bs", "4096"]
+    assert main([*argv, "--bs", "16384", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    kernel = unavailable_reason() is None
+    assert {(r["target"], r["bs"]) for r in rows} >= {("pyzram", 4096), ("pyzram", 16384)}
+    assert {r["target"] for r in rows} == ({"pyzram", "kernel"} if kernel else {"pyzram"})
+    for r in rows:
+        assert r["algorithm"] == "lz4" and r["pages"] == 96
+        assert r["write_pages_s"] > 0 and r["read_pages_s"] > 0
+    assert main([*argv, "--bs", "1000"]) == 1  # not whole pages: one error line
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_bench_codecs_cli_json(capsys):
+    """``pyzram bench codecs``: every codec row has a measured figure (or ``None``
+    where that direction does not exist), no host kernel asked for."""
+    assert main(["bench", "codecs", "--limit", "64", "--repeat", "1", "--no-kernel", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    whats = [r["what"] for r in rows]
+    assert any("lz4" in w for w in whats) and any("lzo" in w for w in whats)
+    assert not any(w.startswith("host kernel") for w in whats)
+    for r in rows:
+        figures = [r["compress_pages_s"], r["decompress_pages_s"]]
+        assert any(f is not None for f in figures)
+        assert all(f is None or f > 0 for f in figures)
