@@ -507,7 +507,8 @@ def test_bench_nbd_json(tools, loop, capsys):
         assert set(jobs) == {"seqwrite", "seqread", "randwrite", "randread"}
         for r in jobs.values():
             assert r["iops"] > 0 and r["mb_s"] > 0 and r["runs"] == [r["iops"]]
-            assert r["server_cpu_us"] is None or r["server_cpu_us"] > 0
+            # /proc's CPU time ticks at 10 ms: a short job may read 0.
+            assert r["server_cpu_us"] is None or r["server_cpu_us"] >= 0
         assert jobs["randread"]["bs"] == "4k" and jobs["seqread"]["bs"] == "1M"
     mm = parse_mm_stat(doc["pyzram_mm_stat"])
     assert mm.orig_data_size >= 8 << 20  # fio's sequential write filled the region
