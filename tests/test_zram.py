@@ -404,3 +404,70 @@ def test_batch_slot_locks_wait_for_a_held_slot(batch):
     assert woke.wait(5)
     t.join()
     assert not (tbl.flags_np[slots[2:]] & np.uint64(LOCK)).any()
+
+
+@pytest.mark.parametrize("ordering", ["legacy", "one_section"])
+def test_small_read_path_equals_the_numpy_path(tmp_path, monkeypatch, ordering):
+    """``read_pages`` of up to 32 slots runs in plain Python (``_read_small``),
+    larger batches with numpy: for the same slots both give the same bytes,
+    the same error at the same slot, and leave the same flags and access
+    times (only the slots before a failing one are marked accessed).  The
+    slots mix compressed, same-filled, empty, huge, recompressed and
+    written-back pages, which the small path hands to the numpy path."""
+    from pyzram.workload.pages import synthetic_mix
+    from pyzram.zram import zram_drv
+
+    n = 96
+    img = tmp_path / "backing.img"
+    img.write_bytes(bytes(n * P))
+    now = [10**12]
+    z = Zram(clock=lambda: now[0])
+    z.sysfs["backing_dev"] = str(img)
+    z.sysfs["comp_algorithm"] = "lz4"
+    z.sysfs["recomp_algorithm"] = "algo=zstd priority=1"
+    z.sysfs["disksize"] = str(n * P)
+    pages = synthetic_mix(n - 8, seed=7)  # the last 8 slots are never written
+    z.pwrite(pages.tobytes(), 0)
+    want = pages.tobytes() + bytes(8 * P)
+    flags = z.table.flags_np
+    huge = np.flatnonzero(flags & np.uint64(T.HUGE)).tolist()
+    z.sysfs["writeback"] = f"page_index={huge[0]}"
+    z.sysfs["recompress"] = "threshold=1000"
+    assert np.count_nonzero(flags & np.uint64(T.WB)) == 1
+    assert np.count_nonzero(flags & np.uint64(T.PRIORITY_MASK))
+    assert np.count_nonzero(flags & np.uint64(T.SAME)) and len(huge) > 1
+
+    def read(slots, small):
+        now[0] += 10**9
+        z.sysfs["idle"] = "all"
+        monkeypatch.setattr(zram_drv, "_SMALL_READ", 32 if small else 0)
+        out, err = z.read_pages(slots, ordering=ordering)
+        state = (z.table.flags_np[:n].copy(), z.table.ac_time_np[:n] == now[0])  # stamped now
+        return bytes(out), None if err is None else str(err), state
+
+    rng = np.random.default_rng(3)
+    plain = np.flatnonzero((flags & np.uint64(T.SAME | T.HUGE | T.WB | T.PRIORITY_MASK)) == 0)
+    batches = [rng.choice(n, size=k, replace=False).tolist() for k in (2, 5, 8, 16, 32) * 4]
+    batches += [plain[:8].tolist(), huge[1:3] + plain[:3].tolist()]
+    for slots in batches:
+        got_small, err_small, st_small = read(slots, True)
+        got_np, err_np, st_np = read(slots, False)
+        assert err_small is None and err_np is None
+        assert got_small == got_np == b"".join(want[s * P : (s + 1) * P] for s in slots)
+        assert (st_small[0] == st_np[0]).all() and (st_small[1] == st_np[1]).all()
+    # A corrupt object in the middle: the same error, and only the slots
+    # before it marked accessed, on both paths.
+    bad = int(plain[4])
+    z.mem_pool.zs_obj_write(int(z.table.handle[bad]), b"\xff" * 16)
+    slots = plain[:8].tolist()
+    got_small, err_small, st_small = read(slots, True)
+    got_np, err_np, st_np = read(slots, False)
+    assert err_small == err_np == f"[Errno 5] zram: decompression failed at slot {bad}"
+    assert (
+        got_small[: 4 * P]
+        == got_np[: 4 * P]
+        == want[0:0] + b"".join(want[s * P : (s + 1) * P] for s in slots[:4])
+    )
+    assert (st_small[0] == st_np[0]).all() and (st_small[1] == st_np[1]).all()
+    marked = st_small[0][slots] & np.uint64(T.IDLE) == 0
+    assert marked.tolist() == [True] * 4 + [False] * 4

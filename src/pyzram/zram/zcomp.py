@@ -17,6 +17,7 @@ can differ from the kernel's by a few bytes per page.
 from __future__ import annotations
 
 import errno
+from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,20 +89,27 @@ class ZcompBackend:
         self, src, offsets: np.ndarray, lengths: np.ndarray, out: Any = None
     ) -> tuple[Any, np.ndarray]:
         """Decompress N objects of ``src`` (any buffer, e.g. the pool's arena) into
-        ``out``: an N x 4096 uint8 array (allocated if not given) or a list of
-        N writable 4096-byte buffers (the pages of the folios being read).
+        ``out``: one buffer of N pages (an N x 4096 uint8 array, allocated if
+        not given, or a bytearray) or a list of N writable 4096-byte buffers
+        (the pages of the folios being read).
         Returns (out, results).
 
         ``results[i]`` is 0 or a negative errno; failed pages are zero-filled.
+        ``lengths`` may be an ``array('i')`` (a small batch); ``results`` is then
+        one too where the backend decodes in C.
         """
         n = len(offsets)
         if out is None:
             out = np.empty((n, PAGE_SIZE), dtype=np.uint8)
-        pages = [memoryview(b).cast("B") for b in out] if isinstance(out, list) else None
+        if isinstance(out, (list, tuple)):
+            pages = [memoryview(b).cast("B") for b in out]
+        else:  # one buffer of N pages (an N x 4096 array, a bytearray)
+            flat = memoryview(out).cast("B")
+            pages = [flat[i * PAGE_SIZE : (i + 1) * PAGE_SIZE] for i in range(n)]
         results = np.zeros(n, dtype=np.int32)
         view = memoryview(src)
         for i in range(n):
-            dst = pages[i] if pages is not None else out[i].data
+            dst = pages[i]
             o, ln = int(offsets[i]), int(lengths[i])
             try:
                 page = self.decompress(view[o : o + ln])
@@ -149,13 +157,17 @@ class KernelCodecBackend(ZcompBackend):
         n = len(offsets)
         if out is None:
             out = np.empty((n, PAGE_SIZE), dtype=np.uint8)
-        results = np.zeros(n, dtype=np.int32)
+        if isinstance(lengths, array):  # a small batch (Zram._read_small): no numpy steps
+            results: Any = array("i", bytes(4 * n))
+        else:
+            lengths = np.ascontiguousarray(lengths, dtype=np.int32)
+            results = np.zeros(n, dtype=np.int32)
         if n:
             self._k.decompress_batch(
                 self.name,
                 src,
                 np.ascontiguousarray(offsets, dtype=np.int64),
-                np.ascontiguousarray(lengths, dtype=np.int32),
+                lengths,
                 n,
                 out,  # one buffer, or a list of page buffers: decoded into each
                 results,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import threading
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -86,6 +87,18 @@ _PRIO_SHIFT = np.uint64(T.ZRAM_COMP_PRIORITY_BIT1)
 _PRIO_BITS = np.uint64(T.PRIORITY_MASK)
 # zram_free_page keeps only the lock bit (the WARN_ON in the kernel checks this).
 _KEEP_ON_FREE = T.LOCK
+#: read_pages of up to this many slots runs in plain Python (:meth:`Zram._read_small`).
+_SMALL_READ = 32
+#: Slots the small read path leaves to the numpy path: written back, or recompressed.
+_RARE_KINDS = T.WB | T.PRIORITY_MASK
+#: Slots that are not a plain compressed object of the primary algorithm.
+_SMALL_SPECIAL = T.SAME | T.HUGE | _RARE_KINDS
+_ZERO_PAGE = bytes(PAGE_SIZE)
+
+
+def _put(page: Any, data: Any) -> None:
+    """Copy 4096 bytes into a page buffer of any kind (bytearray, memoryview, numpy row)."""
+    memoryview(page).cast("B")[:] = data
 
 
 @dataclass
@@ -671,6 +684,10 @@ class Zram:
         returned are ``None``: a batch of compressed pages is decoded
         straight into them, as the kernel decompresses into the folio's
         pages, with no copy.
+
+        One slot takes :meth:`_read_one`, up to :data:`_SMALL_READ` slots
+        :meth:`_read_small` (plain Python), larger batches numpy; all three
+        do the same steps in the same critical sections.
         """
         if into is not None and len(into) != (n if isinstance(index, int) else len(index)):
             raise ValueError("read_pages: one buffer per slot is needed")
@@ -681,6 +698,17 @@ class Zram:
                     return one
                 memoryview(into[0])[:] = one[0]
                 return None, one[1]
+        elif (n or len(index)) <= _SMALL_READ and self.yield_point is None:  # type: ignore[arg-type]
+            idx = (
+                list(range(index, index + n))  # type: ignore[arg-type]
+                if isinstance(index, int)
+                else index.tolist()
+                if isinstance(index, np.ndarray)
+                else list(index)
+            )
+            small = self._read_small(idx, ordering, into)
+            if small is not None:
+                return small
         slots = (
             np.arange(index, index + n, dtype=np.int64)
             if isinstance(index, int)
@@ -745,6 +773,121 @@ class Zram:
             for k, buf in enumerate(into):
                 memoryview(buf)[:] = arr[k]
         return None, err
+
+    def _read_small(
+        self, idx: list[int], ordering: str, into: Sequence[Any] | None
+    ) -> tuple[bytearray | None, OSError | None] | None:
+        """:meth:`read_pages` of a few slots (up to a swap_iocb's 32) in plain Python.
+
+        The same steps, in the same critical sections, as the numpy path,
+        which for a batch this small costs more in numpy's per-call overhead
+        than the work itself: lock the slots together, decode the compressed
+        ones with one codec call (:meth:`_fill_small` fills same-filled and
+        empty pages and copies huge ones when there are any), mark them
+        accessed (in this section for ``one_section``, in a second one for
+        ``legacy``).  ``None``, with nothing changed, when a slot is written
+        back or was recompressed: the numpy path handles those.
+        """
+        tbl = self.table
+        fl, hd = tbl.flags, tbl.handle
+        n = len(idx)
+        out = bytearray(n * PAGE_SIZE) if into is None else None
+        tbl.lock_slots(idx)
+        try:
+            handles: list[int] = []
+            lengths = array("i")
+            for i in idx:  # the common batch: every slot compressed by the primary algorithm
+                f = fl[i]
+                h = hd[i]
+                if f & _SMALL_SPECIAL or not h:
+                    break
+                handles.append(h)
+                lengths.append(f & T.ZRAM_SIZE_MASK)
+            else:
+                failed_at = self._decode_small(handles, lengths, out if into is None else into)
+                if failed_at is None:
+                    failed_at = n
+            if len(handles) < n:
+                flags = [fl[i] for i in idx]
+                for f in flags:
+                    if f & _RARE_KINDS:
+                        return None
+                failed_at = self._fill_small(flags, [hd[i] for i in idx], out, into)
+            if ordering == "one_section":
+                self._mark_accessed_list(idx[:failed_at])
+        finally:
+            tbl.unlock_slots(idx)
+        if ordering != "one_section" and failed_at:
+            marked = idx[:failed_at]
+            tbl.lock_slots(marked)
+            try:
+                self._mark_accessed_list(marked)
+            finally:
+                tbl.unlock_slots(marked)
+        err = None
+        if failed_at < n:
+            err = OSError(errno.EIO, f"zram: decompression failed at slot {idx[failed_at]}")
+        return out, err
+
+    def _decode_small(self, handles: list[int], lengths: array, dst: Any) -> int | None:
+        """One codec call over a few compressed objects (slot locks held): the
+        first failing one, or ``None``."""
+        pool = self.mem_pool
+        with pool.migrate_read():
+            _, res = self.comps[0].backend.decompress_batch(
+                pool.arena, pool.obj_addrs(handles), lengths, dst
+            )
+        if any(res):
+            for j, r in enumerate(res):
+                if r:
+                    return j
+        return None
+
+    def _fill_small(
+        self, flags: list[int], handles: list[int], out: bytearray | None, into: Any
+    ) -> int:
+        """The mixed small batch (slot locks held): fill same-filled and empty
+        pages, copy huge ones, decode the rest.  Returns the first failing row,
+        or ``len(flags)``."""
+        n = len(flags)
+        if into is None:
+            view = memoryview(out)  # type: ignore[arg-type]
+            pages: Sequence[Any] = [view[k << 12 : (k + 1) << 12] for k in range(n)]
+        else:
+            pages = into
+        rows: list[int] = []
+        for k, f in enumerate(flags):
+            h = handles[k]
+            if f & T.SAME:
+                _put(pages[k], h.to_bytes(8, "little") * 512)  # zram_fill_page
+            elif not h:
+                if out is None:
+                    _put(pages[k], _ZERO_PAGE)
+            elif f & T.HUGE:  # stored raw: copied, not decoded
+                pool = self.mem_pool
+                with pool.migrate_read():
+                    a = pool.obj_addr(h)
+                    _put(pages[k], pool.arena[a : a + PAGE_SIZE])
+            else:
+                rows.append(k)
+        if rows:
+            lengths = array("i", [flags[k] & T.ZRAM_SIZE_MASK for k in rows])
+            j = self._decode_small([handles[k] for k in rows], lengths, [pages[k] for k in rows])
+            if j is not None:
+                return rows[j]
+        return n
+
+    def _mark_accessed_list(self, idx: list[int]) -> None:
+        """:meth:`_mark_accessed` of a few slots, in plain Python."""
+        tbl = self.table
+        fl = tbl.flags
+        for i in idx:
+            fl[i] &= _CLEAR_ON_ACCESS
+        if tbl.ac_time is not None:
+            now = self.clock()
+            at = tbl.ac_time
+            for i in idx:
+                at[i] = now
 
     def _read_one(self, index: int, ordering: str) -> tuple[bytearray, OSError | None] | None:
         """A batch of one slot (the SWP_SYNCHRONOUS_IO fault, a 4 KiB pread): the
