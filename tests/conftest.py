@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pyzram import Zram, ZramConfig
+from pyzram.zram import table as T
 from pyzram.zram.zcomp import PAGE_SIZE, ZcompBackend
 
 
@@ -42,6 +43,14 @@ def sized_page(n: int, seed: int = 0) -> bytes:
     body = rng.integers(1, 256, size=n, dtype=np.uint8).tobytes()
     page = n.to_bytes(2, "little") + body[2:n] + bytes(PAGE_SIZE - n)
     return page
+
+
+def corrupt(z: Zram, slot: int) -> None:
+    """Overwrite the compressed object of ``slot`` so that it no longer decompresses
+    (cf. test_zram::test_corrupt_object_fails_read)."""
+    size = z.table.get_obj_size(slot)
+    assert size and not z.table.flags[slot] & (T.HUGE | T.SAME)
+    z.mem_pool.zs_obj_write(z.table.handle[slot], b"\xff" * size)
 
 
 def make_sized_zram(pages: int = 64, config: ZramConfig | None = None, **kw) -> Zram:

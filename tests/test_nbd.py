@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import corrupt
 from pyzram.cli import main
 from pyzram.nbd import export as export_mod
 from pyzram.nbd import protocol as P
@@ -33,6 +34,7 @@ from pyzram.nbd.client import NbdClient, NbdOptionError
 from pyzram.nbd.control import ControlClient, control_path
 from pyzram.nbd.export import Export, ExportSpec, parse_export_spec
 from pyzram.nbd.server import (
+    BATCH_PAGES,
     DEFAULT_LOOP,
     LOOPS,
     MAX_INFLIGHT,
@@ -740,6 +742,59 @@ def test_many_requests_in_flight_on_one_connection(served):
         assert r.data == pages[reads.pop(r.cookie)]
     assert not reads
     assert mm(served.dev).orig_data_size == n * PAGE
+
+
+@pytest.mark.parametrize("structured", [False, True])
+def test_a_burst_is_answered_as_requests_one_by_one(served, structured):
+    """Requests that arrive in one send are parsed together, and consecutive
+    small aligned READs become runs, each one device batch answered in one
+    buffer; anything else ends a run.  The replies must be what the requests
+    sent one at a time would get: a read behind a write to its page sees the
+    write, runs longer than BATCH_PAGES split, multi-page and sub-page reads
+    in between, and a page that does not decompress fails only the read that
+    covers it (EIO, one failed_reads), not the rest of its run."""
+    c = served.client(structured=structured)
+    dev = served.dev
+    n = 64
+    disk = bytearray(b"".join(text_page(i) for i in range(n)))
+    c.pwrite(bytes(disk), 0)
+    bad = 20
+    corrupt(dev, bad)
+    R, W = P.NBD_CMD_READ, P.NBD_CMD_WRITE
+    reqs = [(R, i * PAGE, PAGE) for i in range(10)] + [(R, 10 * PAGE, 4 * PAGE)]
+    reqs += [(W, 3 * PAGE, text_page(999)), (R, 3 * PAGE, PAGE), (R, 100, 200)]
+    reqs += [(R, p * PAGE, 4 * PAGE) for p in range(14, 62, 4)]  # page 20 in one of them
+    reqs += [(R, p * PAGE, PAGE) for p in range(30, 50)]
+    reqs += [(P.NBD_CMD_FLUSH, 0, 0), (R, 0, 2 * PAGE)]
+    assert sum(r[2] for r in reqs[14:-2]) // PAGE > BATCH_PAGES  # a run that splits
+    assert len(reqs) <= MAX_INFLIGHT
+    want = {}
+    out = []
+    for cookie, (cmd, offset, what) in enumerate(reqs, 1):
+        length = len(what) if cmd == W else what
+        c._requests[cookie] = (cmd, length)
+        out.append(P.REQUEST.pack(P.NBD_REQUEST_MAGIC, 0, cmd, cookie, offset, length))
+        if cmd == W:
+            out.append(what)
+            disk[offset : offset + length] = what
+            want[cookie] = (0, b"")
+        elif cmd == R:
+            covers_bad = offset // PAGE <= bad < (offset + length + PAGE - 1) // PAGE
+            data = bytes(disk[offset : offset + length])
+            want[cookie] = (P.NBD_EIO, b"") if covers_bad else (0, data)
+        else:
+            want[cookie] = (0, b"")
+    failed = parse_io_stat(dev.sysfs["io_stat"]).failed_reads
+    c.send(b"".join(out))
+    got = {}
+    for _ in reqs:
+        r = c.recv_reply()
+        got[r.cookie] = (r.error, r.data)
+        assert r.structured == (structured and reqs[r.cookie - 1][0] == R)
+    assert got == want
+    assert parse_io_stat(dev.sysfs["io_stat"]).failed_reads == failed + 1
+    assert sum(e == P.NBD_EIO for e, _ in got.values()) == 1
+    c.disconnect()
 
 
 def test_pipelined_large_and_half_closed(served):

@@ -17,6 +17,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from conftest import corrupt
 from pyzram.block.bio import bio_stats
 from pyzram.block.filedev import FileDisk
 from pyzram.mm.folio import (
@@ -377,13 +378,6 @@ def test_codec_negative_size_on_first_page_fails_the_write():
 
 
 # -- read failures -----------------------------------------------------------------------------
-
-
-def corrupt(z, slot: int) -> None:
-    """Overwrite a stored compressed object (cf. test_zram::test_corrupt_object_fails_read)."""
-    size = z.table.get_obj_size(slot)
-    assert size and not z.table.flags[slot] & (T.HUGE | T.SAME)
-    z.mem_pool.zs_obj_write(z.table.handle[slot], b"\xff" * size)
 
 
 @pytest.mark.parametrize("path", ["ops", "bio"])

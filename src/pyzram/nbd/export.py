@@ -251,41 +251,25 @@ class Export:
                     return out
         return self.read(offset, length)
 
-    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | memoryview | BaseException]:
-        """Page-aligned reads that arrived together, as one device batch.
+    def read_into(self, pages: list[int], into: list[Any]) -> bool:
+        """Read the device's ``pages`` into ``into`` (one 4096-byte buffer per
+        page, the reply's own memory): the page-aligned reads that arrived
+        together, as one device batch.
 
         All their slots go through one ``Zram.read_pages`` call (each slot
-        read under its own lock, decompression one codec call) under the
-        ``init_lock`` read side, as ``pread`` takes it.  If that batch fails
-        (a page that does not decompress), each read is redone on its own
-        with ``pread``, so the error lands on the right request and counts
-        in ``failed_reads`` once, as one bio's would.
+        read under its own lock, decompression one codec call, straight into
+        the buffers) under the ``init_lock`` read side, as ``pread`` takes
+        it.  False if the batch failed (a page that does not decompress) or
+        the device is gone: the caller then reads each request on its own
+        (:meth:`read`), so the error lands on the right request and counts in
+        ``failed_reads`` once, as one bio's would.
         """
         dev = self.dev
-        slots: list[int] = []
-        for offset, length in ranges:
-            first = offset >> 12
-            slots.extend(range(first, first + (length >> 12)))
-        out = None
         with dev.init_lock.read():
-            if dev.init_done() and all(o + n <= dev.disksize for o, n in ranges):
-                out, err = dev.read_pages(slots)
-                if err is not None:
-                    out = None
-        results: list[bytes | memoryview | BaseException] = []
-        if out is None:
-            for offset, length in ranges:
-                try:
-                    results.append(self.read(offset, length))
-                except OSError as e:
-                    results.append(e)
-            return results
-        view = memoryview(out)
-        pos = 0
-        for _, length in ranges:
-            results.append(view[pos : pos + length])
-            pos += length
-        return results
+            if dev.init_done() and max(pages) < dev.disksize >> 12:
+                _, err = dev.read_pages(pages, into=into)
+                return err is None
+        return False
 
     def write_many(self, items: list[tuple[int, bytes]]) -> list[None | BaseException]:
         """Page-aligned writes to distinct pages that arrived together, as one batch.

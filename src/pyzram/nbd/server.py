@@ -126,7 +126,13 @@ _IOV_MAX = 1024
 _REQUEST_SIZE = P.REQUEST.size
 _REQUEST_UNPACK = P.REQUEST.unpack_from
 _SIMPLE_PACK = P.SIMPLE_REPLY.pack
-_DATA_PACK = P.OFFSET_DATA_REPLY.pack
+_SIMPLE_PACK_INTO = P.SIMPLE_REPLY.pack_into
+_DATA_PACK_INTO = P.OFFSET_DATA_REPLY.pack_into
+#: A pending entry that is a run of small aligned reads (see Connection._parse).
+_READ_RUN = -1
+_SIMPLE_HEAD_SIZE = P.SIMPLE_REPLY.size
+_DATA_HEAD_SIZE = P.OFFSET_DATA_REPLY.size
+_PAGE = 4096
 #: The fixed fields of a final OFFSET_DATA chunk (``P.offset_data_header``).
 _DATA_HEAD = (P.NBD_STRUCTURED_REPLY_MAGIC, P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_OFFSET_DATA)
 #: Event loops the server can run on (``--loop``).
@@ -772,7 +778,14 @@ class Connection(asyncio.BufferedProtocol):
         self._pause(_P_ENDING)
 
     def _parse(self) -> bool:
-        """Queue the complete requests in the input; True if it stopped at the budget."""
+        """Queue the complete requests in the input; True if it stopped at the budget.
+
+        Consecutive plain page-aligned READs (each under :data:`OFFLOAD_BYTES`,
+        together up to :data:`BATCH_PAGES` pages) are queued as one *run*:
+        their cookies, offsets, lengths and pages in four lists, which
+        :meth:`_run_reads` reads as one device batch and answers in one
+        buffer.  Anything else ends the run, so requests keep their order.
+        """
         buf = self._rbuf
         view = self._rview
         pos = self._start
@@ -781,6 +794,8 @@ class Connection(asyncio.BufferedProtocol):
         pending = self._pending
         unpack = _REQUEST_UNPACK
         stopped = False
+        run: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
+        run_pages = BATCH_PAGES + 1  # no run open
         while end - pos >= _REQUEST_SIZE:
             if (
                 self.inflight >= MAX_INFLIGHT
@@ -829,6 +844,31 @@ class Connection(asyncio.BufferedProtocol):
             else:
                 data = None
                 pos += _REQUEST_SIZE
+                # A plain page-aligned READ under OFFLOAD_BYTES joins the run of reads.
+                if (
+                    cmd == P.NBD_CMD_READ
+                    and not flags
+                    and 0 < length < OFFLOAD_BYTES
+                    and not (offset | length) & _PAGE_MASK
+                    and offset + length <= size
+                ):
+                    count = length >> 12
+                    if run_pages + count > BATCH_PAGES:
+                        run = ([], [], [], [])
+                        pending.append((_READ_RUN, 0, 0, 0, 0, run))
+                        run_pages = 0
+                    run[0].append(cookie)
+                    run[1].append(offset)
+                    run[2].append(length)
+                    if count == 1:
+                        run[3].append(offset >> 12)
+                    else:
+                        run[3].extend(range(offset >> 12, (offset >> 12) + count))
+                    run_pages += count
+                    self.inflight += 1
+                    self.inflight_bytes += length
+                    continue
+            run_pages = BATCH_PAGES + 1  # anything else ends the run
             # The common case (a plain READ or WRITE inside the export) skips _validate.
             if cmd <= P.NBD_CMD_WRITE and not flags and 0 < length <= MAX_PAYLOAD:
                 if offset + length <= size:
@@ -875,23 +915,29 @@ class Connection(asyncio.BufferedProtocol):
     def _dispatch(self) -> None:
         """Run (or hand to the pool) the requests parsed in this round.
 
-        A run of consecutive small page-aligned reads (or writes) goes to
-        the device as one batch of up to :data:`BATCH_PAGES` pages: one
-        ``read_pages`` (``write_pages``) call over their slots, one codec
-        call, as the seed's swap_ops path batches a swap_iocb.  Requests
-        keep their order; large ones go to the thread pool, the rest run
-        here one by one.
+        A run of small aligned reads is one device batch (:meth:`_run_reads`);
+        consecutive small page-aligned writes to distinct pages are one
+        ``write_pages`` batch of up to :data:`BATCH_PAGES` pages
+        (:meth:`_run_writes`): one call over their slots, one codec call, as
+        the seed's swap_ops path batches a swap_iocb.  Requests keep their
+        order; large ones go to the thread pool, the rest run here one by one.
         """
         export = self.export
         assert export is not None
         pending, self._pending = self._pending, []
-        kind = 0  # the batch being built: NBD_CMD_READ, NBD_CMD_WRITE, or 0 for none
-        batch: list[tuple[int, int, int, Any]] = []
+        batch: list[tuple[int, int, int, Any]] = []  # writes
         npages = 0
         pages: set[int] = set()
         for cmd, flags, cookie, offset, length, data in pending:
+            if cmd == _READ_RUN:
+                if batch:
+                    self._run_writes(export, batch)
+                    batch, npages = [], 0
+                    pages.clear()
+                self._run_reads(export, *data)
+                continue
             if (
-                cmd <= P.NBD_CMD_WRITE
+                cmd == P.NBD_CMD_WRITE
                 and not (offset | length) & _PAGE_MASK
                 and length <= BATCH_PAGES << 12
             ):
@@ -899,21 +945,17 @@ class Connection(asyncio.BufferedProtocol):
                 count = length >> 12
                 last = first + count
                 if batch and (
-                    cmd != kind
-                    or npages + count > BATCH_PAGES
-                    or (cmd == P.NBD_CMD_WRITE and not pages.isdisjoint(range(first, last)))
+                    npages + count > BATCH_PAGES or not pages.isdisjoint(range(first, last))
                 ):
-                    self._run_batch(export, kind, batch)
+                    self._run_writes(export, batch)
                     batch, npages = [], 0
                     pages.clear()
-                kind = cmd
                 batch.append((cookie, offset, length, data))
                 npages += count
-                if cmd == P.NBD_CMD_WRITE:  # writes to one page must not share a batch
-                    pages.update(range(first, last))
+                pages.update(range(first, last))  # writes to one page must not share a batch
                 continue
             if batch:
-                self._run_batch(export, kind, batch)
+                self._run_writes(export, batch)
                 batch, npages = [], 0
                 pages.clear()
             nbytes = length if cmd <= P.NBD_CMD_WRITE else 0
@@ -934,49 +976,88 @@ class Connection(asyncio.BufferedProtocol):
                 else:
                     self._complete(cookie, cmd, offset, nbytes, result, None)
         if batch:
-            self._run_batch(export, kind, batch)
+            self._run_writes(export, batch)
 
-    def _run_batch(self, export: Export, cmd: int, batch: list[tuple[int, int, int, Any]]) -> None:
-        complete = self._complete
-        if len(batch) == 1:
-            cookie, offset, length, data = batch[0]
-            try:
-                if cmd == P.NBD_CMD_READ:
-                    result = export.read_aligned(offset, length)
-                else:
-                    result = export.write(offset, data)
-            except BaseException as e:
-                complete(cookie, cmd, offset, length, None, e)
+    def _run_reads(
+        self,
+        export: Export,
+        cookies: list[int],
+        offsets: list[int],
+        lengths: list[int],
+        pages: list[int],
+    ) -> None:
+        """A run of small aligned reads: one device batch, one reply buffer.
+
+        The replies are laid out in one buffer, each header followed by its
+        data (a simple reply, or the one ``OFFSET_DATA`` chunk of a
+        structured one), and the device decodes every page straight into
+        its place there (:meth:`Export.read_into`), so the replies leave in
+        one ``send`` with no copy.  If the batch fails, each read is redone
+        on its own and answered as it turns out (an error reply for the page
+        that does not decompress).
+        """
+        k = len(cookies)
+        nbytes = sum(lengths)
+        structured = self.structured
+        head = _DATA_HEAD_SIZE if structured else _SIMPLE_HEAD_SIZE
+        reply = bytearray(k * head + nbytes)
+        view = memoryview(reply)
+        into = []
+        pos = 0
+        for cookie, offset, length in zip(cookies, offsets, lengths, strict=True):
+            if structured:
+                _DATA_PACK_INTO(reply, pos, *_DATA_HEAD, cookie, length + 8, offset)
             else:
-                complete(cookie, cmd, offset, length, result, None)
-            return
+                _SIMPLE_PACK_INTO(reply, pos, P.NBD_SIMPLE_REPLY_MAGIC, 0, cookie)
+            pos += head
+            if length == _PAGE:
+                into.append(view[pos : pos + _PAGE])
+                pos += _PAGE
+            else:
+                for _ in range(length >> 12):
+                    into.append(view[pos : pos + _PAGE])
+                    pos += _PAGE
         try:
-            if cmd == P.NBD_CMD_READ:
-                results: list[Any] = export.read_many([(o, n) for _, o, n, _ in batch])
-            else:
-                results = export.write_many([(o, d) for _, o, _, d in batch])
-        except BaseException as e:
-            results = [e] * len(batch)
-        if cmd == P.NBD_CMD_READ and not self.closing:
-            # The hot path of random reads: the replies built here, no call each
-            # (a simple reply, or the one OFFSET_DATA chunk of a structured one).
-            out = self._out
-            structured = self.structured
-            for (cookie, offset, length, _), res in zip(batch, results, strict=True):
-                if isinstance(res, BaseException):
-                    complete(cookie, cmd, offset, length, None, res)
-                    continue
-                self.inflight -= 1
-                self.inflight_bytes -= length
-                if structured:
-                    out.append(_DATA_PACK(*_DATA_HEAD, cookie, length + 8, offset))
-                else:
-                    out.append(_SIMPLE_PACK(P.NBD_SIMPLE_REPLY_MAGIC, 0, cookie))
-                out.append(res)
+            ok = export.read_into(pages, into)
+        except BaseException as e:  # not a device error: the reads fail with it
+            log.error("read batch failed", exc_info=e)
+            ok = False
+        self.inflight -= k
+        self.inflight_bytes -= nbytes
+        if ok:
+            if not self.closing:
+                self._out.append(reply)
             idle = self._idle
             if idle is not None and not idle.done():
                 idle.set_result(None)
             return
+        for cookie, offset, length in zip(cookies, offsets, lengths, strict=True):
+            self.inflight += 1
+            self.inflight_bytes += length
+            try:
+                result = export.read(offset, length)
+            except BaseException as e:
+                self._complete(cookie, P.NBD_CMD_READ, offset, length, None, e)
+            else:
+                self._complete(cookie, P.NBD_CMD_READ, offset, length, result, None)
+
+    def _run_writes(self, export: Export, batch: list[tuple[int, int, int, Any]]) -> None:
+        """Small aligned writes to distinct pages: one ``write_pages`` batch."""
+        complete = self._complete
+        cmd = P.NBD_CMD_WRITE
+        if len(batch) == 1:
+            cookie, offset, length, data = batch[0]
+            try:
+                export.write(offset, data)
+            except BaseException as e:
+                complete(cookie, cmd, offset, length, None, e)
+            else:
+                complete(cookie, cmd, offset, length, None, None)
+            return
+        try:
+            results: list[Any] = export.write_many([(o, d) for _, o, _, d in batch])
+        except BaseException as e:
+            results = [e] * len(batch)
         for (cookie, offset, length, _), res in zip(batch, results, strict=True):
             if isinstance(res, BaseException):
                 complete(cookie, cmd, offset, length, None, res)
