@@ -1,19 +1,17 @@
-"""A batch is the per-page calls: ``write_pages`` of N pages leaves the pool exactly as
-N one-page writes in the same order would.
+"""A multi-page bio is its pages one by one: a ``pwrite`` of N pages (one bio, through
+``zram_bio_write``) leaves the pool exactly as N one-page writes in the same order.
 
-zram's batch path places objects with ``zs_malloc_bulk`` in runs (``Zram.write_pages``);
-the kernel runs ``zram_write_page`` page by page.  These differential tests drive two
-devices with the same seeded operations, one in batches and one page by page, and
-compare everything placement decides: each class's fullness lists (order, in-use
-counts, free-object stacks), which zspage and object every slot's data sits in, and
-mm_stat, including mem_used_max and the mem_limit refusals.
+These differential tests drive two devices with the same seeded operations, one in
+multi-page writes and one page by page, and compare everything placement decides:
+each class's fullness lists (order, in-use counts, free-object stacks), which zspage
+and object every slot's data sits in, and mm_stat, including mem_used_max and the
+mem_limit refusals (the bio stops at its first failing page, as the kernel's loop).
 """
 
 from __future__ import annotations
 
 import random
 
-import numpy as np
 import pytest
 
 from conftest import make_sized_zram, sized_page
@@ -61,18 +59,20 @@ def test_batches_place_like_single_pages(seed):
     batch, single = make_sized_zram(NPAGES), make_sized_zram(NPAGES)
     for step in range(40):
         op = rng.random()
-        if op < 0.7:  # a write of n distinct slots, overwrites included
+        if op < 0.7:  # a write of n pages, overwrites included
             n = rng.randrange(2, 33)
-            slots = rng.sample(range(NPAGES), n)
-            if rng.random() < 0.5:
-                slots.sort()
-            data = np.frombuffer(b"".join(page_of(rng) for _ in slots), dtype=np.uint8)
-            pages = data.reshape(n, P)
-            err_b = batch.write_pages(pages, slots)
-            err_s = None
-            for k, idx in enumerate(slots):
-                err_s = single.write_pages(pages[k : k + 1], idx)
-                if err_s is not None:
+            first = rng.randrange(NPAGES - n + 1)
+            pages = [page_of(rng) for _ in range(n)]
+            err_b = err_s = None
+            try:
+                batch.pwrite(b"".join(pages), first * P)
+            except OSError as e:
+                err_b = e
+            for k, page in enumerate(pages):
+                try:
+                    single.pwrite(page, (first + k) * P)
+                except OSError as e:
+                    err_s = e
                     break
             assert (err_b is None) == (err_s is None), (step, err_b, err_s)
         elif op < 0.85:  # discard a range

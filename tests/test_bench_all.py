@@ -200,8 +200,8 @@ def test_null_backend_measures_the_swap_core_alone(monkeypatch):
 
     pages = synthetic_mix(100, seed=3)
     with monkeypatch.context() as m:
-        m.setattr(Zram, "write_pages", counting("write", Zram.write_pages))
-        m.setattr(Zram, "read_pages", counting("read", Zram.read_pages))
+        m.setattr(Zram, "zram_write_page", counting("write", Zram.zram_write_page))
+        m.setattr(Zram, "zram_read_page", counting("read", Zram.zram_read_page))
         before = sio_pool.allocated_total
         r = bench_all.submit_batches(pages, "lz4", "null", 1, bench_all._host_config("lz4"))
     assert calls == ["write", "read"]  # mkswap's header and swapon's read of it, no more

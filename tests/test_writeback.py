@@ -817,7 +817,7 @@ def test_idle_errors(tmp_path):
     assert no_actime.table.flags[0] & T.IDLE and no_actime.table.ac_time is None
 
 
-@pytest.mark.parametrize("how", ["pread", "pwrite", "swap_read_pages", "bio"])
+@pytest.mark.parametrize("how", ["pread", "pwrite", "swap_read", "bio"])
 def test_any_access_clears_idle_and_pp_slot(dev, how):
     z = dev
     put(z, 0, pp_page(500))
@@ -832,8 +832,11 @@ def test_any_access_clears_idle_and_pp_slot(dev, how):
         get(z, 0)
     elif how == "pwrite":
         put(z, 0, pp_page(500, seed=5))
-    elif how == "swap_read_pages":
-        z.read_pages([0], ordering="one_section")
+    elif how == "swap_read":
+        from pyzram.zram.swap import zram_swap_read_page
+
+        z.swap_read_ordering = "one_section"
+        assert zram_swap_read_page(z, bytearray(P), 0) == 0
     else:
         from pyzram.block.bio import REQ_OP_READ, Bio, submit_bio_wait
         from pyzram.block.blkdev import BlockDevice

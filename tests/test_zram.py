@@ -327,147 +327,65 @@ def test_backing_dev_attribute(tmp_path):
     assert dev.sysfs["backing_dev"] == "none\n" and dev.backing_dev is None
 
 
-def test_read_into_page_buffers_equals_read(tmp_path):
-    """``read_pages(into=...)`` fills the caller's page buffers (a folio's
-    pages) with what ``read_pages`` returns: a batch of compressed pages is
-    decoded straight into them, a mixed one (same-filled, huge, written back)
-    is copied; one slot alone takes the single-page path."""
+def test_pread_into_reads_every_kind_of_slot(tmp_path):
+    """``pread_into`` (the block users' batch entry point) fills the caller's
+    buffer with what ``pread`` returns, for compressed, same-filled, huge,
+    written-back and never-written slots, in bios of up to 256 pages; a
+    large folio's pages are views of one buffer."""
     from pyzram.workload.pages import synthetic_mix
 
+    n = 300
     img = tmp_path / "backing.img"
-    img.write_bytes(bytes(64 * P))
+    img.write_bytes(bytes(n * P))
     z = Zram()
     z.sysfs["backing_dev"] = str(img)
     z.sysfs["comp_algorithm"] = "lz4"
-    z.sysfs["disksize"] = str(64 * P)
-    pages = synthetic_mix(64, seed=4)
+    z.sysfs["disksize"] = str(n * P)
+    pages = synthetic_mix(n - 4, seed=4)
     z.pwrite(pages.tobytes(), 0)
+    want = pages.tobytes() + bytes(4 * P)
     flags = z.table.flags_np
-    kinds = flags & np.uint64(T.SAME | T.HUGE | T.WB)
-    compressed = np.flatnonzero((kinds == 0) & (z.table.handle_np != 0)).tolist()
     huge = np.flatnonzero(flags & np.uint64(T.HUGE)).tolist()
-    assert len(compressed) > 8 and huge and np.count_nonzero(flags & np.uint64(T.SAME))
+    assert huge and np.count_nonzero(flags & np.uint64(T.SAME))
     z.sysfs["writeback"] = f"page_indexes={huge[0]}-{huge[0]}"  # one written back
     assert z.table.flags[huge[0]] & T.WB
-    for slots in (compressed, compressed[::-1][:7], list(range(64)), [huge[0]], [compressed[3]]):
-        want, err = z.read_pages(slots)
-        assert err is None
-        bufs = [bytearray(P) for _ in slots]
-        got, err = z.read_pages(slots, into=bufs)
-        assert got is None and err is None
-        assert b"".join(bufs) == bytes(want) == pages[slots].tobytes()
+    for first, count in ((0, n), (huge[0], 1), (3, 7), (n - 6, 6)):
+        buf = bytearray(count * P)
+        assert z.pread_into(buf, first * P) == count * P
+        assert buf == want[first * P : (first + count) * P] == z.pread(count * P, first * P)
     folio = bytearray(2 * P)  # a large folio's pages are views of its data
-    z.read_pages(compressed[:2], into=[memoryview(folio)[j * P : (j + 1) * P] for j in (0, 1)])
-    assert folio == pages[compressed[:2]].tobytes()
-    with pytest.raises(ValueError):
-        z.read_pages([0, 1], into=[bytearray(P)])
+    assert z.pread_into(memoryview(folio), 8 * P) == 2 * P
+    assert folio == want[8 * P : 10 * P]
+    assert z.pread_into(bytearray(2 * P), (n - 1) * P) == P  # cut at the end
+    assert z.pread_into(bytearray(P), n * P) == 0
+    with pytest.raises(OSError) as e:
+        z.pread_into(bytearray(100), 0)
+    assert e.value.errno == errno.EINVAL
 
 
-@pytest.mark.parametrize("batch", [32, 256])
-def test_batch_slot_locks_wait_for_a_held_slot(batch):
-    """``lock_slots`` takes a batch's slots all at once (a swap batch in
-    Python, a bio-sized one with numpy): it waits while another thread holds
-    one of them, then holds them all; ``unlock_slots`` gives them back and
-    wakes single-slot lockers."""
-    import threading
-    import time
-
-    from pyzram.zram.table import LOCK, ZramTable
-
-    tbl = ZramTable(1024, False)
-    slots = np.arange(100, 100 + batch, dtype=np.int64)
-    tbl.slot_lock(100 + batch // 2)  # someone holds one slot of the batch
-    got = threading.Event()
-
-    def batch_locker():
-        tbl.lock_slots(slots)
-        got.set()
-
-    t = threading.Thread(target=batch_locker)
-    t.start()
-    time.sleep(0.05)
-    assert not got.is_set()  # still waiting: nothing of the batch is taken
-    assert not tbl.flags_np[100] & np.uint64(LOCK)
-    tbl.slot_unlock(100 + batch // 2)
-    assert got.wait(5)
-    t.join()
-    assert (tbl.flags_np[slots] & np.uint64(LOCK) == LOCK).all()
-    outside = tbl.flags_np[[99, 100 + batch]] & np.uint64(LOCK)
-    assert not outside.any()
-    assert not tbl.slot_trylock(100)
-    woke = threading.Event()
-    t = threading.Thread(target=lambda: (tbl.slot_lock(101), woke.set()))
-    t.start()
-    time.sleep(0.05)
-    assert not woke.is_set()
-    tbl.unlock_slots(slots)
-    assert woke.wait(5)
-    t.join()
-    assert not (tbl.flags_np[slots[2:]] & np.uint64(LOCK)).any()
-
-
-@pytest.mark.parametrize("ordering", ["legacy", "one_section"])
-def test_small_read_path_equals_the_numpy_path(tmp_path, monkeypatch, ordering):
-    """``read_pages`` of up to 32 slots runs in plain Python (``_read_small``),
-    larger batches with numpy: for the same slots both give the same bytes,
-    the same error at the same slot, and leave the same flags and access
-    times (only the slots before a failing one are marked accessed).  The
-    slots mix compressed, same-filled, empty, huge, recompressed and
-    written-back pages, which the small path hands to the numpy path."""
-    from pyzram.workload.pages import synthetic_mix
-    from pyzram.zram import zram_drv
-
-    n = 96
-    img = tmp_path / "backing.img"
-    img.write_bytes(bytes(n * P))
+def test_a_failing_page_stops_a_bio_and_only_pages_before_it_are_marked():
+    """``zram_bio_read`` runs the bio's pages one by one and stops at the first
+    page that cannot be decompressed: the pages before it are marked accessed
+    (IDLE cleared, access time stamped), it and the ones after are not, and
+    ``failed_reads`` counts the one failed bio."""
     now = [10**12]
     z = Zram(clock=lambda: now[0])
-    z.sysfs["backing_dev"] = str(img)
     z.sysfs["comp_algorithm"] = "lz4"
-    z.sysfs["recomp_algorithm"] = "algo=zstd priority=1"
-    z.sysfs["disksize"] = str(n * P)
-    pages = synthetic_mix(n - 8, seed=7)  # the last 8 slots are never written
-    z.pwrite(pages.tobytes(), 0)
-    want = pages.tobytes() + bytes(8 * P)
-    flags = z.table.flags_np
-    huge = np.flatnonzero(flags & np.uint64(T.HUGE)).tolist()
-    z.sysfs["writeback"] = f"page_index={huge[0]}"
-    z.sysfs["recompress"] = "threshold=1000"
-    assert np.count_nonzero(flags & np.uint64(T.WB)) == 1
-    assert np.count_nonzero(flags & np.uint64(T.PRIORITY_MASK))
-    assert np.count_nonzero(flags & np.uint64(T.SAME)) and len(huge) > 1
-
-    def read(slots, small):
-        now[0] += 10**9
-        z.sysfs["idle"] = "all"
-        monkeypatch.setattr(zram_drv, "_SMALL_READ", 32 if small else 0)
-        out, err = z.read_pages(slots, ordering=ordering)
-        state = (z.table.flags_np[:n].copy(), z.table.ac_time_np[:n] == now[0])  # stamped now
-        return bytes(out), None if err is None else str(err), state
-
-    rng = np.random.default_rng(3)
-    plain = np.flatnonzero((flags & np.uint64(T.SAME | T.HUGE | T.WB | T.PRIORITY_MASK)) == 0)
-    batches = [rng.choice(n, size=k, replace=False).tolist() for k in (2, 5, 8, 16, 32) * 4]
-    batches += [plain[:8].tolist(), huge[1:3] + plain[:3].tolist()]
-    for slots in batches:
-        got_small, err_small, st_small = read(slots, True)
-        got_np, err_np, st_np = read(slots, False)
-        assert err_small is None and err_np is None
-        assert got_small == got_np == b"".join(want[s * P : (s + 1) * P] for s in slots)
-        assert (st_small[0] == st_np[0]).all() and (st_small[1] == st_np[1]).all()
-    # A corrupt object in the middle: the same error, and only the slots
-    # before it marked accessed, on both paths.
-    bad = int(plain[4])
+    z.sysfs["disksize"] = str(64 * P)
+    pages = [((b"page %03d " % i) * 600)[:P] for i in range(12)]  # 9-byte period: not same-filled
+    first = 16
+    z.pwrite(b"".join(pages), first * P)
+    z.sysfs["idle"] = "all"
+    now[0] += 10**9
+    bad = first + 5
     z.mem_pool.zs_obj_write(int(z.table.handle[bad]), b"\xff" * 16)
-    slots = plain[:8].tolist()
-    got_small, err_small, st_small = read(slots, True)
-    got_np, err_np, st_np = read(slots, False)
-    assert err_small == err_np == f"[Errno 5] zram: decompression failed at slot {bad}"
-    assert (
-        got_small[: 4 * P]
-        == got_np[: 4 * P]
-        == want[0:0] + b"".join(want[s * P : (s + 1) * P] for s in slots[:4])
-    )
-    assert (st_small[0] == st_np[0]).all() and (st_small[1] == st_np[1]).all()
-    marked = st_small[0][slots] & np.uint64(T.IDLE) == 0
-    assert marked.tolist() == [True] * 4 + [False] * 4
+    with pytest.raises(OSError) as e:
+        z.pread(12 * P, first * P)
+    assert e.value.errno == errno.EIO
+    assert z.stats.failed_reads == 1
+    for k in range(12):
+        marked = k < 5
+        assert (not z.table.flags[first + k] & T.IDLE) == marked, k
+        assert (z.table.ac_time[first + k] == now[0]) == marked, k
+
+

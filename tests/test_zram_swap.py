@@ -96,7 +96,9 @@ def same_pages(n: int, first: int = 1) -> np.ndarray:
 
 
 def zram_page(z, slot: int) -> bytes:
-    return z.zram_read_page(slot)
+    page = bytearray(P)
+    assert z.zram_read_page(page, slot) == 0
+    return bytes(page)
 
 
 # -- registration and areas --------------------------------------------------------------------
@@ -255,8 +257,8 @@ MARK = b"FAILPAGE"
 class FaultyCodec(ZcompBackend):
     """Wraps the device's codec; pages starting with MARK fail to compress.
 
-    ``mode``: "raise" (OSError), "empty" (size 0) or "negative" (compress_batch
-    reports a negative size; single-page compress returns nothing).
+    ``mode``: "raise" (OSError), "empty" (size 0) or "negative" (a negative
+    errno from the backend).
     """
 
     def __init__(self, real: ZcompBackend, mode: str) -> None:
@@ -277,17 +279,15 @@ class FaultyCodec(ZcompBackend):
     def decompress(self, data):
         return self.real.decompress(data)
 
-    def compress_batch(self, pages):
-        bad = [i for i in range(len(pages)) if self._bad(pages[i])]
-        if bad and self.mode == "raise":
-            raise OSError(errno.EINVAL, "injected codec error")
-        dst, sizes = self.real.compress_batch(pages)
-        for i in bad:
-            sizes[i] = 0 if self.mode == "empty" else -errno.EINVAL
-        return dst, sizes
+    def compress_into(self, page, dst):
+        if not self._bad(page):
+            return self.real.compress_into(page, dst)
+        if self.mode == "negative":
+            return -errno.EINVAL
+        return ZcompBackend.compress_into(self, page, dst)  # raises -> -EINVAL; empty -> 0
 
-    def decompress_batch(self, src, offsets, lengths):
-        return self.real.decompress_batch(src, offsets, lengths)
+    def decompress_into(self, src, offset, length, page):
+        return self.real.decompress_into(src, offset, length, page)
 
 
 def inject(fault: str, z, k: int, new: np.ndarray) -> None:
@@ -295,20 +295,15 @@ def inject(fault: str, z, k: int, new: np.ndarray) -> None:
     if fault == "mem_limit":  # every new (random, huge) page costs one more pool page
         z.sysfs["mem_limit"] = str((z.mem_pool.pages_allocated + k) * P)
     elif fault == "zs_malloc":
-        # The (k+1)-th zs_malloc of the batch fails; a bulk call reports the handles of
-        # the objects before it in ``allocated``, as the calls one by one would.
-        real, calls = z.mem_pool.zs_malloc_bulk, [0]
+        # The (k+1)-th zs_malloc of the batch fails with -ENOMEM, as the kernel's
+        # ERR_PTR value.
+        real, calls = z.mem_pool.zs_malloc, [0]
 
-        def zs_malloc_bulk(sizes):
-            first = calls[0]
-            calls[0] += len(sizes)
-            if not first <= k < first + len(sizes):
-                return real(sizes)
-            e = OSError(errno.ENOMEM, "injected allocation failure")
-            e.allocated = real(sizes[: k - first]) if k > first else []
-            raise e
+        def zs_malloc(size):
+            calls[0] += 1
+            return -errno.ENOMEM if calls[0] == k + 1 else real(size)
 
-        z.mem_pool.zs_malloc_bulk = zs_malloc_bulk  # an instance attribute hides the method
+        z.mem_pool.zs_malloc = zs_malloc  # an instance attribute hides the method
     else:
         new[k, : len(MARK)] = np.frombuffer(MARK, dtype=np.uint8)
         z.comps[0].backend = FaultyCodec(z.comps[0].backend, fault.split("_")[1])
@@ -318,13 +313,13 @@ def clear_fault(fault: str, z) -> None:
     if fault == "mem_limit":
         z.sysfs["mem_limit"] = "0"
     elif fault == "zs_malloc":
-        del z.mem_pool.zs_malloc_bulk
+        del z.mem_pool.zs_malloc
     else:
         z.comps[0].backend = z.comps[0].backend.real
 
 
 @pytest.mark.parametrize("path", ["ops", "bio"])
-@pytest.mark.parametrize("n,k", [(4, 2), (12, 7)])  # per-page codec calls / one batch call
+@pytest.mark.parametrize("n,k", [(4, 2), (12, 7)])
 @pytest.mark.parametrize(
     "fault", ["mem_limit", "zs_malloc", "codec_raise", "codec_empty", "codec_negative"]
 )
@@ -398,8 +393,14 @@ def test_read_failure_poisons_whole_batch(path, n, bad):
     assert all(ENDS[s] == 1 for s in ENDS)
 
 
-def test_read_failure_one_section_keeps_later_slots_idle():
-    si, z = zram_area()
+@pytest.mark.parametrize(
+    "path,ordering", [("ops", "one_section"), ("ops", "legacy"), ("bio", "one_section")]
+)
+def test_read_failure_keeps_later_slots_idle(path, ordering):
+    """Every read path and ordering stops at the failing page: only the pages
+    before it are marked accessed."""
+    si, z = zram_area(use_block_ops=path == "ops")
+    z.swap_read_ordering = ordering
     folios = folios_of(compressible_pages(6, seed=7))
     entries = swap_out(folios)
     evict(folios)

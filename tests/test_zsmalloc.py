@@ -6,6 +6,7 @@ import re
 import pytest
 
 from pyzram.mm.zsmalloc import (
+    IS_ERR_VALUE,
     ZS_INUSE_RATIO_100,
     ZsPool,
     calculate_zspage_chain_size,
@@ -80,13 +81,20 @@ def test_chain_size_range():
 
 
 def test_malloc_errors():
-    pool = ZsPool()
-    with pytest.raises(OSError) as e:
-        pool.zs_malloc(0)
-    assert e.value.errno == errno.EINVAL
-    with pytest.raises(OSError) as e:
-        pool.zs_malloc(4097)
-    assert e.value.errno == errno.ENOSPC
+    """``zs_malloc`` returns the kernel's ERR_PTR values, never a handle, for bad
+    sizes and an exhausted arena, and leaves the pool as it was."""
+    pool = ZsPool(max_bytes=4 * 4096)
+    assert pool.zs_malloc(0) == -errno.EINVAL
+    assert pool.zs_malloc(4097) == -errno.ENOSPC
+    assert IS_ERR_VALUE(-errno.EINVAL) and not IS_ERR_VALUE(pool.zs_malloc(4096))
+    hs = []
+    while not IS_ERR_VALUE(h := pool.zs_malloc(4096)):
+        hs.append(h)
+    assert h == -errno.ENOMEM and pool.pages_allocated == len(hs) + 1
+    pool.check()
+    pool.zs_free(hs.pop())
+    assert not IS_ERR_VALUE(pool.zs_malloc(4096))  # the freed zspage's pages come back
+    pool.check()
 
 
 def test_pages_order_independent_without_frees():
@@ -216,7 +224,7 @@ def test_recycled_arena_headers_are_cleared_where_an_earlier_pool_wrote():
     zsm._spare_arenas.clear()
 
     def fill(pool: ZsPool, size: int, count: int) -> list[int]:
-        hs = pool.zs_malloc_bulk([size] * count)
+        hs = [pool.zs_malloc(size) for _ in range(count)]
         for h in hs:
             pool.zs_obj_write(h, b"\xff" * size)  # the headers around are tagged
         return hs
@@ -233,7 +241,7 @@ def test_recycled_arena_headers_are_cleared_where_an_earlier_pool_wrote():
     assert third._dirty_top == top  # the large pool's pages are still dirty
     # Two objects in each of many classes: mostly free zspages over the large
     # pool's bytes, whose free objects' headers must read 0.
-    hs = third.zs_malloc_bulk([s for s in range(100, 3000, 37) for _ in range(2)])
+    hs = [third.zs_malloc(s) for s in range(100, 3000, 37) for _ in range(2)]
     third.check()  # every free object's header is 0, every live one its handle
     for h in hs[::3]:
         third.zs_free(h)

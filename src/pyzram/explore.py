@@ -13,7 +13,7 @@ real threads and a small scheduler of its own:
   *yield point*: before a slot lock attempt (``"lock"``, ``"trylock"``), after
   a slot unlock (``"unlock"``) — hooks of :class:`~pyzram.zram.table.ZramTable`
   — and at the named steps of the driver model: ``"read_unlocked"`` (after
-  each slot of :meth:`~pyzram.zram.zram_drv.Zram.read_pages` is unlocked) and
+  each slot's read section is unlocked, :meth:`~pyzram.zram.zram_drv.Zram.read_slot_unlocked`) and
   ``"writeback_read_done"`` (after ``zram_writeback_slots`` copied a slot and
   dropped its lock).  At every stop the scheduler picks who goes on.
 * An actor stopped before ``"lock"`` of a slot whose LOCK bit is set
@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import Any
 
 from pyzram.zram import table as T
+from pyzram.zram.swap import zram_swap_read_page
 from pyzram.zram.table import ZramTable
 
 __all__ = [
@@ -612,14 +613,15 @@ def _raise_errors(run: RunResult) -> None:
         raise ExploreError(f"actor {name} raised {e!r}", run.schedule) from e
 
 
-# -- scenarios 1 and 3: Zram.read_pages against post-processing ------------------------------------
+# -- scenarios 1 and 3: a swap read against post-processing ------------------------------------
 
 SLOT = 1
 
 
 @contextmanager
 def _read_vs_post_processing(variant: str, *, recompress: bool) -> Iterator[Instance]:
-    """R: ``read_pages([S], ordering=variant)``; W: ``writeback=idle`` or
+    """R: one page of ``zram_swap_submit_read`` in ``variant`` ordering
+    (:func:`~pyzram.zram.swap.zram_swap_read_page`); W: ``writeback=idle`` or
     ``recompress=type=idle``; S written, then ``idle=all``."""
     with tempfile.TemporaryDirectory(prefix="pyzram-explore-") as d:
         z = _new_zram(Path(d), backing=not recompress, recompress=recompress)
@@ -631,10 +633,13 @@ def _read_vs_post_processing(variant: str, *, recompress: bool) -> Iterator[Inst
             data: list[bytes] = []
 
             def reader() -> None:
-                out, err = z.read_pages([SLOT], ordering=variant)
-                if err is not None:
-                    raise err
+                out = bytearray(PAGE_SIZE)
+                err = zram_swap_read_page(z, out, SLOT)
+                if err:
+                    raise OSError(-err, f"read of slot {SLOT} failed")
                 data.append(bytes(out))
+
+            z.swap_read_ordering = variant
 
             watch = _Watch(z, SLOT)
             if recompress:

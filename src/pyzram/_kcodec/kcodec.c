@@ -1351,6 +1351,118 @@ done:
     return res;
 }
 
+PyDoc_STRVAR(kc_compress_into_doc,
+             "compress_into(algo, page, dst, acceleration=1) -> int\n\n"
+             "zcomp_compress of one page into a stream buffer: compress the 4096-byte\n"
+             "page into dst (a writable buffer of at least 8192 bytes, the zcomp_strm\n"
+             "buffer) and return the compressed length.  algo is 'lz4', 'lzo' or\n"
+             "'lzo-rle' or its index in ALGORITHMS.  Runs without the GIL.");
+
+/* The algorithm argument of the per-page calls: an index into ALGORITHMS or a name. */
+static int kc_algo_arg(PyObject *obj)
+{
+    if (PyLong_CheckExact(obj)) {
+        long a = PyLong_AsLong(obj);
+        if (a >= KC_LZ4 && a <= KC_LZORLE)
+            return (int)a;
+    }
+    return kc_parse_algo(obj);
+}
+
+static PyObject *kc_py_compress_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer page, dst;
+    uint32_t accel = 1;
+    int algo;
+    size_t clen;
+    PyObject *res = NULL;
+    (void)self;
+
+    if (nargs < 3 || nargs > 4) {
+        PyErr_SetString(PyExc_TypeError, "compress_into(algo, page, dst, acceleration=1)");
+        return NULL;
+    }
+    algo = kc_algo_arg(args[0]);
+    if (algo < 0 || kc_parse_accel(nargs == 4 ? args[3] : NULL, &accel) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &page, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[2], &dst, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&page);
+        return NULL;
+    }
+    if (page.len != KC_PAGE || dst.len < (Py_ssize_t)kc_capacity(algo, KC_PAGE) ||
+        kc_overlap(&page, &dst)) {
+        PyErr_Format(PyExc_ValueError,
+                     "compress_into: a %d-byte page and a separate buffer of at least %zu bytes",
+                     KC_PAGE, kc_capacity(algo, KC_PAGE));
+        goto done;
+    }
+    {
+        kc_work work;
+        Py_BEGIN_ALLOW_THREADS
+        clen = kc_compress(algo, page.buf, KC_PAGE, dst.buf, accel, &work);
+        Py_END_ALLOW_THREADS
+    }
+    res = PyLong_FromSize_t(clen);
+done:
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&page);
+    return res;
+}
+
+PyDoc_STRVAR(kc_decompress_into_doc,
+             "decompress_into(algo, src, offset, length, page) -> int\n\n"
+             "zcomp_decompress of one object: decode src[offset:offset+length] (the\n"
+             "pool's memory, read in place) into page (a writable 4096-byte buffer).\n"
+             "Returns 0, or -EINVAL when the input is malformed or does not decode to\n"
+             "exactly one page (zram's failed read).  Runs without the GIL.");
+
+static PyObject *kc_py_decompress_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer src, page;
+    Py_ssize_t off, len;
+    ptrdiff_t r = -1;
+    int algo;
+    PyObject *res = NULL;
+    (void)self;
+
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "decompress_into(algo, src, offset, length, page)");
+        return NULL;
+    }
+    algo = kc_algo_arg(args[0]);
+    if (algo < 0)
+        return NULL;
+    off = PyLong_AsSsize_t(args[2]);
+    len = PyLong_AsSsize_t(args[3]);
+    if ((off == -1 || len == -1) && PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &src, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[4], &page, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    if (off < 0 || len < 0 || off > src.len || len > src.len - off || page.len != KC_PAGE) {
+        PyErr_Format(PyExc_ValueError,
+                     "decompress_into: object %zd+%zd outside a %zd-byte source, or a "
+                     "destination of %zd bytes (not %d)",
+                     off, len, src.len, page.len, KC_PAGE);
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    r = kc_decompress(algo, (const uint8_t *)src.buf + off, (size_t)len, page.buf, KC_PAGE);
+    if (r != KC_PAGE)
+        memset(page.buf, 0, KC_PAGE);
+    Py_END_ALLOW_THREADS
+    res = PyLong_FromLong(r == KC_PAGE ? 0 : -EINVAL);
+done:
+    PyBuffer_Release(&page);
+    PyBuffer_Release(&src);
+    return res;
+}
+
 PyDoc_STRVAR(kc_compress_batch_doc,
              "compress_batch(algo, src, n, dst, sizes, acceleration=1) -> None\n\n"
              "Compress n contiguous 4096-byte pages of src.  Page i's output goes to\n"
@@ -1617,6 +1729,10 @@ static PyMethodDef kc_methods[] = {
      kc_compress_doc},
     {"decompress", (PyCFunction)(void (*)(void))kc_py_decompress, METH_VARARGS | METH_KEYWORDS,
      kc_decompress_doc},
+    {"compress_into", (PyCFunction)(void (*)(void))kc_py_compress_into, METH_FASTCALL,
+     kc_compress_into_doc},
+    {"decompress_into", (PyCFunction)(void (*)(void))kc_py_decompress_into, METH_FASTCALL,
+     kc_decompress_into_doc},
     {"compress_batch", (PyCFunction)(void (*)(void))kc_py_compress_batch,
      METH_VARARGS | METH_KEYWORDS, kc_compress_batch_doc},
     {"decompress_batch", (PyCFunction)(void (*)(void))kc_py_decompress_batch,
@@ -1635,6 +1751,8 @@ PyDoc_STRVAR(
     "The decoders model LZ4_decompress_safe() and lzo1x_decompress_safe() (which\n"
     "reads both lzo and lzo-rle streams), with every access bounds-checked.\n\n"
     "compress(algo, page, acceleration=1) -> bytes\n"
+    "compress_into(algo, page, dst, acceleration=1) -> int   (one page into a stream buffer)\n"
+    "decompress_into(algo, src, offset, length, page) -> int (0 or -EINVAL)\n"
     "decompress(algo, data, out_len=4096) -> bytes        (OSError EINVAL if corrupt)\n"
     "compress_batch(algo, src, n, dst, sizes, acceleration=1) -> None\n"
     "decompress_batch(algo, src, offsets, lengths, n, dst, results) -> int\n\n"

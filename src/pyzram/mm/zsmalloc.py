@@ -28,17 +28,17 @@ offsets, so every page reads back.
 Storage: every zspage's pages are contiguous bytes of one *arena*, an
 anonymous mapping reserved when the pool is created (untouched pages cost
 nothing), and the handle table maps a handle to the arena offset of its
-object's data.  A batch of objects is then one buffer and an array of
-offsets, which a codec decodes in one C call (``obj_addrs``), and a batch of
-allocations is placed class by class (``zs_malloc_bulk``).
+object's data, so a codec reads or writes an object in place.  There is one
+allocation path, ``zs_malloc``, and one free path, ``zs_free``, as in the
+kernel; a failed allocation returns a negative errno (``IS_ERR_VALUE``).
 
 What is simplified (see docs/architecture.md): handles are small integers
 indexing our handle table rather than slab addresses; a zspage's pages are
 contiguous (the kernel chains separate pages and copies objects that
-straddle two of them); the class lock is held across zspage allocation (the
-kernel drops it, so concurrent writers there can create extra zspages);
-page migration and deferred zspage freeing are not modelled; the memory
-shrinker (which compacts behind the user's back) is not run.
+straddle two of them); an object being read holds the pool's
+``migrate_lock`` (read) rather than its zspage's lock; page migration and
+deferred zspage freeing are not modelled; the memory shrinker (which
+compacts behind the user's back) is not run.
 """
 
 from __future__ import annotations
@@ -81,6 +81,11 @@ _ZEROS = array("i", [0] * 16)
 
 CHAIN_SIZE_MIN = 4
 CHAIN_SIZE_MAX = 16
+
+
+def IS_ERR_VALUE(handle: int) -> bool:
+    """``IS_ERR_VALUE``: a :meth:`ZsPool.zs_malloc` result that is an errno, not a handle."""
+    return handle < 0
 
 
 def calculate_zspage_chain_size(class_size: int, max_pages: int) -> int:
@@ -243,7 +248,6 @@ class ZsPool:
         self.arena = memoryview(self._arena)
         #: The arena as 64-bit words (object headers) and as a numpy view of them.
         self._words = self.arena.cast("Q")
-        self._words_np = np.frombuffer(self._arena, dtype=np.uint64)
         self._arena_top = PAGE_SIZE  # arena offset 0 stays unused: 0 means "no object"
         self._free_extents: list[list[int]] = [[] for _ in range(CHAIN_SIZE_MAX + 1)]
         #: ``page->zspage``: the id of the zspage owning each arena page (grows with
@@ -252,6 +256,7 @@ class ZsPool:
         # The handle table: handle -> arena offset of the object's data (0: free).
         # 0 is never a handle.
         self._obj_addr = np.zeros(max(handles_hint, 16), dtype=np.int64)
+        self._addr = memoryview(self._obj_addr)  # scalar access as Python ints
         self._next_handle = 1
         self._free_handles: list[int] = []
         self._zspages: dict[int, Zspage] = {}
@@ -313,7 +318,6 @@ class ZsPool:
         arena, self._arena = self._arena, None
         if arena is None:
             return
-        self._words_np = None
         try:
             self._words.release()
             self.arena.release()  # any later use of this pool fails loudly
@@ -355,42 +359,36 @@ class ZsPool:
 
     # -- handles -----------------------------------------------------------
 
-    def _alloc_handles(self, m: int) -> list[int] | None:
-        """``cache_alloc_handle`` x m (``_stat_lock`` and ``migrate_lock`` read held).
+    def cache_alloc_handle(self) -> int:
+        """``cache_alloc_handle``: a free slot of the handle table (0 never is one).
 
-        ``None`` when the handle table must grow first: the caller drops its
-        locks and calls :meth:`_grow_handles`.
+        The table grows (doubles) under ``migrate_lock`` held for write, so
+        no lookup runs while it is replaced.
         """
-        free = self._free_handles
-        take = min(m, len(free))
-        hs: list[int] = []
-        if take:
-            hs = free[len(free) - take :]
-            del free[len(free) - take :]
-            hs.reverse()
-        more = m - take
-        if more:
-            nxt = self._next_handle
-            if nxt + more > len(self._obj_addr):
-                hs.reverse()
-                free.extend(hs)
-                return None
-            hs.extend(range(nxt, nxt + more))
-            self._next_handle = nxt + more
-        return hs
+        while True:
+            with self._stat_lock:
+                if self._free_handles:
+                    return self._free_handles.pop()
+                handle = self._next_handle
+                if handle < len(self._addr):
+                    self._next_handle = handle + 1
+                    return handle
+            with self._migrate_lock.write(), self._stat_lock:
+                if self._next_handle >= len(self._addr):
+                    grown = np.zeros(2 * len(self._obj_addr), dtype=np.int64)
+                    grown[: len(self._obj_addr)] = self._obj_addr
+                    self._obj_addr = grown
+                    self._addr = memoryview(grown)
 
-    def _grow_handles(self, m: int) -> None:
-        """Double the handle table while no lookup runs (``migrate_lock`` write)."""
-        with self._migrate_lock.write(), self._stat_lock:
-            need = self._next_handle + m
-            if need > len(self._obj_addr):
-                grown = np.zeros(max(need, 2 * len(self._obj_addr)), dtype=np.int64)
-                grown[: len(self._obj_addr)] = self._obj_addr
-                self._obj_addr = grown
+    def cache_free_handle(self, handle: int) -> None:
+        """``cache_free_handle``."""
+        with self._stat_lock:
+            self._addr[handle] = 0
+            self._free_handles.append(handle)
 
     def _handle_to_obj(self, handle: int) -> tuple[Zspage, int]:
         """``handle_to_obj`` + ``obj_to_location``: the zspage and the object index."""
-        addr = int(self._obj_addr[handle]) if 0 < handle < self._next_handle else 0
+        addr = self._addr[handle] if 0 < handle < self._next_handle else 0
         if not addr:
             raise ValueError(f"zsmalloc: invalid handle {handle}")
         zspage = self._zspages[self._page_owner[addr >> PAGE_SHIFT]]
@@ -399,48 +397,51 @@ class ZsPool:
 
     # -- zspages -----------------------------------------------------------
 
-    def _alloc_zspage(self, cls: SizeClass) -> Zspage:
-        """``alloc_zspage``: ``pages_per_zspage`` contiguous arena pages (stat lock held)."""
+    def alloc_zspage(self, cls: SizeClass) -> Zspage | None:
+        """``alloc_zspage``: ``pages_per_zspage`` contiguous arena pages, or ``None``
+        when the arena is used up (the kernel's page allocation failing)."""
         pages = cls.pages_per_zspage
-        extents = self._free_extents[pages]
-        if extents:
-            base = extents.pop()
-            used = True
-        elif self._arena_top + pages * PAGE_SIZE <= self._arena_size:
-            base = self._arena_top
-            self._arena_top = base + pages * PAGE_SIZE
-            self._page_owner.extend(_ZEROS[:pages])
-            used = base < self._dirty_top
-        else:
-            base = self._split_extent(pages)
-            used = True
-        zid = self._next_zspage_id
-        zspage = Zspage(zid, cls, base)
+        with self._stat_lock:
+            extents = self._free_extents[pages]
+            if extents:
+                base = extents.pop()
+                used = True
+            elif self._arena_top + pages * PAGE_SIZE <= self._arena_size:
+                base = self._arena_top
+                self._arena_top = base + pages * PAGE_SIZE
+                self._page_owner.extend(_ZEROS[:pages])
+                used = base < self._dirty_top
+            else:
+                base = self._split_extent(pages)
+                if base < 0:
+                    return None
+                used = True
+            zid = self._next_zspage_id
+            self._next_zspage_id = zid + 1
+            zspage = Zspage(zid, cls, base)
+            self._zspages[zid] = zspage
+            first = base >> PAGE_SHIFT
+            for i in range(first, first + pages):
+                self._page_owner[i] = zid
         if used and not cls.huge:
             # init_zspage: no object is allocated yet.  Pages that held an
             # earlier zspage keep its headers; pages never used are zero.
-            first_word = base >> 3
+            words = self._words
             step = cls.size >> 3
-            self._words_np[first_word : first_word + cls.objs_per_zspage * step : step] = 0
-        self._next_zspage_id = zid + 1
-        self._zspages[zid] = zspage
-        first = base >> PAGE_SHIFT
-        if pages == 1:
-            self._page_owner[first] = zid
-        else:
-            self._page_owner[first : first + pages] = array("i", (zid,)) * pages
-        self.pages_allocated += pages
-        cls.objs_allocated += cls.objs_per_zspage
+            w = base >> 3
+            for _ in range(cls.objs_per_zspage):
+                words[w] = 0
+                w += step
         return zspage
 
     def _split_extent(self, pages: int) -> int:
-        """The arena is used up: carve the pages out of a larger free extent."""
+        """The arena is used up: carve the pages out of a larger free extent (-1: none)."""
         for bigger in range(pages + 1, CHAIN_SIZE_MAX + 1):
             if self._free_extents[bigger]:
                 base = self._free_extents[bigger].pop()
                 self._free_extents[bigger - pages].append(base + pages * PAGE_SIZE)
                 return base
-        raise OSError(errno.ENOMEM, f"zsmalloc: {self.name}: pool arena exhausted")
+        return -1
 
     def _free_zspage(self, cls: SizeClass, zspage: Zspage) -> None:
         """``free_zspage``: unlink it and give its pages back (class lock held)."""
@@ -453,135 +454,57 @@ class ZsPool:
 
     # -- allocation --------------------------------------------------------
 
+    def obj_malloc(self, zspage: Zspage, handle: int) -> None:
+        """``obj_malloc``: pop the zspage's free-object stack, tag the object's
+        header with the handle (a huge object has none) and record where the
+        handle's object lives (``record_obj``); class lock held."""
+        cls = zspage.cls
+        obj_idx = zspage.freeobj.pop()
+        zspage.inuse += 1
+        addr = zspage.base + obj_idx * cls.size
+        if cls.huge:
+            zspage.huge_handle = handle
+        else:
+            self._words[addr >> 3] = handle << OBJ_TAG_BITS | OBJ_ALLOCATED_TAG
+            addr += ZS_HANDLE_SIZE
+        self._addr[handle] = addr
+
     def zs_malloc(self, size: int) -> int:
-        """``zs_malloc``: allocate a ``size``-byte object and return its handle.
+        """``zs_malloc``: allocate a ``size``-byte object; its handle, or a negative
+        errno (the kernel's ``ERR_PTR`` value: test it with :func:`IS_ERR_VALUE`).
 
-        ``OSError(EINVAL)`` for 0 bytes, ``OSError(ENOSPC)`` above PAGE_SIZE.
+        ``-EINVAL`` for 0 bytes, ``-ENOSPC`` above PAGE_SIZE, ``-ENOMEM`` when
+        no zspage can be had.  The head zspage of the fullest non-full group
+        takes the object; with none, the class lock is dropped while a new
+        zspage is allocated, as in the kernel (so two writers of one class
+        can both create one).
         """
-        return self.zs_malloc_bulk([size])[0]
-
-    def zs_malloc_bulk(self, sizes: list[int]) -> list[int]:
-        """``zs_malloc`` of each size in turn, as one batch: returns the handles.
-
-        Placement is exactly that of the calls one by one.  Classes are
-        independent, and inside a class consecutive allocations fill the
-        head zspage of the fullest non-full group until it is full (an
-        allocation only raises its zspage's group, and a zspage that changes
-        group goes to the head of the new one), so a class's run of ``m``
-        objects is popped ``min(m, free)`` at a time off that zspage's LIFO
-        stack: the cost is per class and zspage, not per object.  An invalid
-        size fails the whole call before anything is allocated.
-        """
-        if sizes and (min(sizes) <= 0 or max(sizes) > ZS_MAX_ALLOC_SIZE):
-            size = min(sizes) if min(sizes) <= 0 else max(sizes)
-            e = OSError(errno.EINVAL, "zs_malloc: zero-sized object")
-            if size > 0:
-                e = OSError(errno.ENOSPC, f"zs_malloc: {size} bytes > {ZS_MAX_ALLOC_SIZE}")
-            e.allocated = []  # type: ignore[attr-defined]
-            raise e
-        if len(sizes) == 1 or (
-            self._arena_top + len(sizes) * CHAIN_SIZE_MAX * PAGE_SIZE <= self._arena_size
-        ):
-            return self._malloc_run(sizes)
-        hs: list[int] = []  # near the end of the arena: one by one, to fail exactly
-        for size in sizes:
-            try:
-                hs += self._malloc_run([size])
-            except OSError as e:
-                e.allocated = hs  # type: ignore[attr-defined]
-                raise
-        return hs
-
-    def _malloc_run(self, sizes: list[int]) -> list[int]:
-        m = len(sizes)
-        class_of_len = self.class_of_len
-        by_class: dict[SizeClass, list[int]] = {}
-        for k, size in enumerate(sizes):
-            cls = class_of_len[size]
-            ks = by_class.get(cls)
-            if ks is None:
-                by_class[cls] = [k]
-            else:
-                ks.append(k)
-        migrate = self._migrate_lock
-        while True:
-            migrate.down_read()
-            with self._stat_lock:
-                hs = self._alloc_handles(m)
-            if hs is not None:
-                break
-            migrate.up_read()
-            self._grow_handles(m)
-        try:
-            addrs = [0] * m
-            for cls, ks in by_class.items():
-                with cls.lock:
-                    self._alloc_in_class(cls, ks, hs, addrs)
-            if m == 1:
-                self._obj_addr[hs[0]] = addrs[0]
-            else:
-                self._obj_addr[hs] = addrs
-        except OSError as e:  # only a single allocation can fail (arena exhausted)
-            with self._stat_lock:
-                self._free_handles.extend(hs)
-            e.allocated = []  # type: ignore[attr-defined]
-            raise
-        finally:
-            migrate.up_read()
-        return hs
-
-    def _alloc_in_class(
-        self,
-        cls: SizeClass,
-        ks: list[int],
-        hs: list[int],
-        addrs: list[int],
-        created: dict[int, int] | None = None,
-    ) -> None:
-        """Place objects ``ks`` (handles ``hs[k]``) in ``cls``; the class lock is held.
-
-        ``created[k]``, if given, gets the pages of a zspage that object ``k``
-        had to allocate.
-        """
-        lists = cls.fullness_list
-        size = cls.size
-        hdr = 0 if cls.huge else ZS_HANDLE_SIZE
-        m, i = len(ks), 0
-        while i < m:
-            zspage = None
+        if size <= 0:
+            return -errno.EINVAL
+        if size > ZS_MAX_ALLOC_SIZE:
+            return -errno.ENOSPC
+        handle = self.cache_alloc_handle()
+        cls = self.class_of_len[size]  # size + ZS_HANDLE_SIZE -> its class
+        with cls.lock:
             nonfull = cls.nonempty & _NONFULL_GROUPS
             if nonfull:  # find_get_zspage: the head of the fullest non-full group
-                zspage = next(reversed(lists[nonfull.bit_length() - 1]))
-            new = zspage is None
-            if new:
-                with self._stat_lock:
-                    zspage = self._alloc_zspage(cls)
-                if created is not None:
-                    created[ks[i]] = cls.pages_per_zspage
-            free = zspage.freeobj
-            t = min(m - i, len(free))
-            objs = free[len(free) - t :]
-            del free[len(free) - t :]
-            start = zspage.base
-            if hdr:
-                words = self._words
-                for o in reversed(objs):  # obj_malloc: pop the LIFO stack, tag the header
-                    k = ks[i]
-                    a = start + o * size
-                    words[a >> 3] = hs[k] << OBJ_TAG_BITS | OBJ_ALLOCATED_TAG
-                    addrs[k] = a + hdr
-                    i += 1
-            else:  # huge: one object, no header
-                k = ks[i]
-                zspage.huge_handle = hs[k]
-                addrs[k] = start
-                i += 1
-            zspage.inuse += t
-            if new:
-                self._insert_zspage(cls, zspage, cls.fg_of[zspage.inuse])
-            else:
+                zspage = next(reversed(cls.fullness_list[nonfull.bit_length() - 1]))
+                self.obj_malloc(zspage, handle)
                 self._fix_fullness_group(cls, zspage)
-        cls.objs_inuse += m
+                cls.objs_inuse += 1
+                return handle
+        zspage = self.alloc_zspage(cls)
+        if zspage is None:
+            self.cache_free_handle(handle)
+            return -errno.ENOMEM
+        with cls.lock:
+            self.obj_malloc(zspage, handle)
+            self._insert_zspage(cls, zspage, cls.fg_of[zspage.inuse])
+            with self._stat_lock:  # atomic_long_add(pages_per_zspage, &pages_allocated)
+                self.pages_allocated += cls.pages_per_zspage
+            cls.objs_allocated += cls.objs_per_zspage
+            cls.objs_inuse += 1
+        return handle
 
     def _obj_handle(self, zspage: Zspage, obj_idx: int) -> int:
         """The handle in object ``obj_idx``'s header, 0 if the object is free."""
@@ -592,6 +515,7 @@ class ZsPool:
         return word >> OBJ_TAG_BITS if word & OBJ_ALLOCATED_TAG else 0
 
     def _obj_free(self, zspage: Zspage, obj_idx: int) -> None:
+        """``obj_free``: clear the header and push the object on the free stack."""
         cls = zspage.cls
         if cls.huge:
             zspage.huge_handle = 0
@@ -605,9 +529,10 @@ class ZsPool:
 
         The handle is resolved under ``migrate_lock`` (read) and the class
         lock taken before it is dropped, so compaction cannot move the
-        object in between.
+        object in between.  0 and error values are ignored, as the kernel's
+        ``IS_ERR_OR_NULL`` test does.
         """
-        if not handle:
+        if handle <= 0:
             return
         migrate = self._migrate_lock
         migrate.down_read()
@@ -622,97 +547,9 @@ class ZsPool:
             self._obj_free(zspage, obj_idx)
             if self._fix_fullness_group(cls, zspage) == ZS_INUSE_RATIO_0:
                 self._free_zspage(cls, zspage)
-            with self._stat_lock:
-                self._obj_addr[handle] = 0
-                self._free_handles.append(handle)
         finally:
             cls.lock.release()
-
-    def zs_malloc_free_bulk(
-        self, sizes: list[int | None], olds: list[int]
-    ) -> tuple[list[int], int] | None:
-        """For k in order: ``zs_malloc(sizes[k])``, then ``zs_free(olds[k])`` (a
-        ``None`` size or a 0 handle skips the step), as one batch.
-
-        This is zram writing over slots that held objects: each page's new
-        object is allocated before its old one is freed.  The result is that
-        of the calls one by one.  Classes are independent, so each class
-        replays its own allocations and frees in their order, allocations in
-        runs as in :meth:`zs_malloc_bulk`.  ``pages_allocated`` after every
-        allocation, what ``update_used_max`` sees, is rebuilt from the
-        classes' zspage allocations and frees merged in call order.
-
-        Returns the handles (0 where the size was ``None``) and the largest
-        ``pages_allocated`` seen after an allocation (0 with none), or ``None``
-        without doing anything when the arena might run out on the way (the
-        caller then goes one page at a time, which fails exactly).
-        """
-        m = len(sizes)
-        wanted = [sz for sz in sizes if sz is not None]
-        if wanted and (min(wanted) <= 0 or max(wanted) > ZS_MAX_ALLOC_SIZE):
-            return None
-        if self._arena_top + len(wanted) * CHAIN_SIZE_MAX * PAGE_SIZE > self._arena_size:
-            return None
-        class_of_len = self.class_of_len
-        migrate = self._migrate_lock
-        while True:
-            migrate.down_read()
-            with self._stat_lock:
-                hs = self._alloc_handles(len(wanted))
-            if hs is not None:
-                break
-            migrate.up_read()
-            self._grow_handles(len(wanted))
-        try:
-            handles = [0] * m
-            addrs = [0] * m
-            # Per class, its events in call order: ks to allocate, or a free (k, zspage, obj).
-            events: dict[SizeClass, list] = {}
-            it = iter(hs)
-            base = self.pages_allocated
-            for k in range(m):
-                size = sizes[k]
-                if size is not None:
-                    handles[k] = next(it)
-                    ev = events.setdefault(class_of_len[size], [])
-                    if ev and isinstance(ev[-1], list):
-                        ev[-1].append(k)
-                    else:
-                        ev.append([k])
-                if olds[k]:
-                    zspage, obj_idx = self._handle_to_obj(olds[k])
-                    events.setdefault(zspage.cls, []).append((k, zspage, obj_idx))
-            created: dict[int, int] = {}  # k -> pages its allocation added
-            released: dict[int, int] = {}  # k -> pages its free released
-            for cls, ev in events.items():
-                with cls.lock:
-                    for e in ev:
-                        if isinstance(e, list):
-                            self._alloc_in_class(cls, e, handles, addrs, created)
-                            continue
-                        k, zspage, obj_idx = e
-                        cls.objs_inuse -= 1
-                        self._obj_free(zspage, obj_idx)
-                        if self._fix_fullness_group(cls, zspage) == ZS_INUSE_RATIO_0:
-                            self._free_zspage(cls, zspage)
-                            released[k] = cls.pages_per_zspage
-            done = [h for h in olds if h]
-            with self._stat_lock:
-                for h in done:
-                    self._obj_addr[h] = 0
-                self._free_handles.extend(done)
-            live = [k for k in range(m) if handles[k]]
-            if live:
-                self._obj_addr[[handles[k] for k in live]] = [addrs[k] for k in live]
-        finally:
-            migrate.up_read()
-        peak, cur = 0, base
-        for k in range(m):
-            if sizes[k] is not None:
-                cur += created.get(k, 0)
-                peak = max(peak, cur)
-            cur -= released.get(k, 0)
-        return handles, peak
+        self.cache_free_handle(handle)
 
     # -- object access -----------------------------------------------------
 
@@ -720,21 +557,28 @@ class ZsPool:
         """``migrate_read_lock`` as a context: no object moves inside it."""
         return self._migrate_lock.read()
 
-    def obj_addrs(self, handles: np.ndarray) -> np.ndarray:
-        """Arena offsets of the objects' data, ``migrate_read`` held: the
-        ``zs_obj_read_begin`` of a whole batch, for one codec call."""
-        return self._obj_addr[handles]
+    def zs_obj_read_begin(self, handle: int) -> int:
+        """``zs_obj_read_begin``: the arena offset of the object's data, readable
+        until :meth:`zs_obj_read_end`.  The kernel holds the zspage's read lock
+        in between; pyzram holds the pool's ``migrate_lock`` (read), which keeps
+        compaction from moving any object meanwhile."""
+        self._migrate_lock.down_read()
+        return self._addr[handle]
+
+    def zs_obj_read_end(self, handle: int) -> None:
+        """``zs_obj_read_end``."""
+        self._migrate_lock.up_read()
 
     def obj_addr(self, handle: int) -> int:
-        """:meth:`obj_addrs` of one handle."""
-        return int(self._obj_addr[handle])
+        """The arena offset of a handle's object (``migrate_read`` held)."""
+        return self._addr[handle]
 
     def _obj_span(self, handle: int, length: int) -> int:
         zspage, _ = self._handle_to_obj(handle)
         cls = zspage.cls
         if length > cls.size - (0 if cls.huge else ZS_HANDLE_SIZE):
             raise ValueError(f"{length} bytes do not fit a {cls.size}-byte object")
-        return int(self._obj_addr[handle])
+        return self._addr[handle]
 
     def zs_obj_write(self, handle: int, data: bytes | memoryview) -> None:
         """``zs_obj_write``: copy ``data`` into the object (it must fit its class).
@@ -795,7 +639,7 @@ class ZsPool:
             dst.inuse += 1
             s0, d0 = src.base + obj_idx * size, dst.base + new_idx * size
             arena[d0 : d0 + size] = arena[s0 : s0 + size]  # the tagged header comes along
-            self._obj_addr[handle] = d0 + hdr
+            self._addr[handle] = d0 + hdr
             self._obj_free(src, obj_idx)
             if dst.inuse == objs or src.inuse == 0:
                 break

@@ -232,75 +232,41 @@ class Export:
         return memoryview(data)[offset - start : offset - start + length]
 
     def read_aligned(self, offset: int, length: int) -> bytes | bytearray | memoryview:
-        """:meth:`read`, without ``pread``'s copy for a page-aligned range of one bio.
-
-        ``Zram.pread`` reads its pages with ``read_pages`` (one call per
-        ``BIO_MAX_VECS`` pages) and then copies them into ``bytes``; for a
-        range of at most one bio this calls ``read_pages`` the same way,
-        under the ``init_lock`` read side, and returns its buffer as it is,
-        which the server sends without copying.  A failing page is redone
-        through ``pread``, so the error and ``failed_reads`` are the bio's.
-        """
+        """:meth:`read` of a page-aligned range: the device's pages straight into
+        one buffer (``Zram.pread_into``), which the server sends as it is."""
         if (offset | length) & _PAGE_MASK or length > _BIO_MAX_BYTES:
             return self.read(offset, length)
-        dev = self.dev
-        with dev.init_lock.read():
-            if dev.init_done() and 0 < length and offset + length <= dev.disksize:
-                out, err = dev.read_pages(offset >> 12, length >> 12)
-                if err is None:
-                    return out
-        return self.read(offset, length)
+        out = bytearray(length)
+        n = self.dev.pread_into(out, offset)
+        return out if n == length else memoryview(out)[:n]
 
-    def read_into(self, pages: list[int], into: list[Any]) -> bool:
-        """Read the device's ``pages`` into ``into`` (one 4096-byte buffer per
-        page, the reply's own memory): the page-aligned reads that arrived
-        together, as one device batch.
+    def read_into(self, reqs: list[tuple[int, memoryview]]) -> list[BaseException | None]:
+        """Page-aligned reads that arrived together, each into its own place in
+        the reply's memory (``buf``, as many bytes as it asks for).
 
-        All their slots go through one ``Zram.read_pages`` call (each slot
-        read under its own lock, decompression one codec call, straight into
-        the buffers) under the ``init_lock`` read side, as ``pread`` takes
-        it.  False if the batch failed (a page that does not decompress) or
-        the device is gone: the caller then reads each request on its own
-        (:meth:`read`), so the error lands on the right request and counts in
-        ``failed_reads`` once, as one bio's would.
+        Each read is one ``Zram.pread_into`` at its offset, as a server
+        issuing one ``preadv`` per request would: its pages are decoded
+        straight into ``buf``, and a page that does not decompress fails
+        that read alone (``EIO``, one ``failed_reads``).  Returns each
+        read's error, or ``None``.
         """
         dev = self.dev
-        with dev.init_lock.read():
-            if dev.init_done() and max(pages) < dev.disksize >> 12:
-                _, err = dev.read_pages(pages, into=into)
-                return err is None
-        return False
+        results: list[BaseException | None] = []
+        for offset, buf in reqs:
+            try:
+                n = dev.pread_into(buf, offset)
+                if n != len(buf):
+                    raise OSError(errno.EINVAL, "read past the end of the export")
+            except OSError as e:
+                results.append(e)
+            else:
+                results.append(None)
+        return results
 
     def write_many(self, items: list[tuple[int, bytes]]) -> list[None | BaseException]:
-        """Page-aligned writes to distinct pages that arrived together, as one batch.
-
-        One ``Zram.write_pages`` call over all their slots, in arrival order,
-        under the ``init_lock`` read side and the stripes of every page: the
-        pool ends up as per-request ``pwrite`` calls would leave it (zram's
-        batch placement equals per-page placement), with one codec call.
-        ``write_pages`` reports only that the batch failed, not which
-        request, so while a ``mem_limit`` is set (the one failure to
-        expect) each request is its own ``pwrite`` instead, and a batch
-        that fails anyway (a codec error) is redone request by request, so
-        the error reaches the right reply and ``failed_writes``.
-        """
-        dev = self.dev
-        if dev.limit_pages:
-            return [_attempt(self.write, o, d) for o, d in items]
-        slots: list[int] = []
-        for offset, data in items:
-            first = offset >> 12
-            slots.extend(range(first, first + (len(data) >> 12)))
-        pages = np.frombuffer(b"".join(d for _, d in items), dtype=np.uint8).reshape(-1, PAGE_SIZE)
-        locks = self._lock_pages(slots)
-        try:
-            with dev.init_lock.read():
-                ok = dev.init_done() and all(o + len(d) <= dev.disksize for o, d in items)
-                err = dev.write_pages(pages, slots) if ok else None
-        finally:
-            self._unlock(locks)
-        if ok and err is None:
-            return [None] * len(items)
+        """Page-aligned writes to distinct pages that arrived together: each is
+        its own :meth:`write` (one ``pwrite``), in arrival order, and gets its
+        own result."""
         return [_attempt(self.write, o, d) for o, d in items]
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:

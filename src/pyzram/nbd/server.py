@@ -34,8 +34,8 @@ any connection or thread, run concurrently under zram's own locks
 (``init_lock`` read side, slot locks) and the export's stripe locks; there
 is no server-wide lock.  A connection is an ``asyncio.BufferedProtocol``
 that parses requests where the socket put them (see :class:`Connection`).
-Small aligned reads that arrive together are read as one batch (one
-``read_pages``, one codec call).  Replies ready together leave in one
+Small aligned reads that arrive together are read straight into one reply
+buffer (one ``pread_into`` each).  Replies ready together leave in one
 ``send`` (large ones in one ``sendmsg``, without copying the data).  The
 loops are uvloop's by default (``loop="asyncio"`` for the standard one).
 Each connection may have :data:`MAX_INFLIGHT` requests (and
@@ -782,7 +782,7 @@ class Connection(asyncio.BufferedProtocol):
 
         Consecutive plain page-aligned READs (each under :data:`OFFLOAD_BYTES`,
         together up to :data:`BATCH_PAGES` pages) are queued as one *run*:
-        their cookies, offsets, lengths and pages in four lists, which
+        their cookies, offsets and lengths in three lists, which
         :meth:`_run_reads` reads as one device batch and answers in one
         buffer.  Anything else ends the run, so requests keep their order.
         """
@@ -794,7 +794,7 @@ class Connection(asyncio.BufferedProtocol):
         pending = self._pending
         unpack = _REQUEST_UNPACK
         stopped = False
-        run: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
+        run: tuple[list[int], list[int], list[int]] = ([], [], [])
         run_pages = BATCH_PAGES + 1  # no run open
         while end - pos >= _REQUEST_SIZE:
             if (
@@ -854,16 +854,12 @@ class Connection(asyncio.BufferedProtocol):
                 ):
                     count = length >> 12
                     if run_pages + count > BATCH_PAGES:
-                        run = ([], [], [], [])
+                        run = ([], [], [])
                         pending.append((_READ_RUN, 0, 0, 0, 0, run))
                         run_pages = 0
                     run[0].append(cookie)
                     run[1].append(offset)
                     run[2].append(length)
-                    if count == 1:
-                        run[3].append(offset >> 12)
-                    else:
-                        run[3].extend(range(offset >> 12, (offset >> 12) + count))
                     run_pages += count
                     self.inflight += 1
                     self.inflight_bytes += length
@@ -916,10 +912,9 @@ class Connection(asyncio.BufferedProtocol):
         """Run (or hand to the pool) the requests parsed in this round.
 
         A run of small aligned reads is one device batch (:meth:`_run_reads`);
-        consecutive small page-aligned writes to distinct pages are one
-        ``write_pages`` batch of up to :data:`BATCH_PAGES` pages
-        (:meth:`_run_writes`): one call over their slots, one codec call, as
-        the seed's swap_ops path batches a swap_iocb.  Requests keep their
+        consecutive small page-aligned writes to distinct pages are gathered
+        into one batch of up to :data:`BATCH_PAGES` pages (:meth:`_run_writes`),
+        each written with its own ``pwrite``.  Requests keep their
         order; large ones go to the thread pool, the rest run here one by one.
         """
         export = self.export
@@ -984,16 +979,15 @@ class Connection(asyncio.BufferedProtocol):
         cookies: list[int],
         offsets: list[int],
         lengths: list[int],
-        pages: list[int],
     ) -> None:
         """A run of small aligned reads: one device batch, one reply buffer.
 
         The replies are laid out in one buffer, each header followed by its
         data (a simple reply, or the one ``OFFSET_DATA`` chunk of a
-        structured one), and the device decodes every page straight into
+        structured one), and the device decodes every read straight into
         its place there (:meth:`Export.read_into`), so the replies leave in
-        one ``send`` with no copy.  If the batch fails, each read is redone
-        on its own and answered as it turns out (an error reply for the page
+        one ``send`` with no copy.  If a read fails, each read is answered
+        on its own as it turned out (an error reply for the read of a page
         that does not decompress).
         """
         k = len(cookies)
@@ -1002,7 +996,7 @@ class Connection(asyncio.BufferedProtocol):
         head = _DATA_HEAD_SIZE if structured else _SIMPLE_HEAD_SIZE
         reply = bytearray(k * head + nbytes)
         view = memoryview(reply)
-        into = []
+        reqs = []
         pos = 0
         for cookie, offset, length in zip(cookies, offsets, lengths, strict=True):
             if structured:
@@ -1010,39 +1004,31 @@ class Connection(asyncio.BufferedProtocol):
             else:
                 _SIMPLE_PACK_INTO(reply, pos, P.NBD_SIMPLE_REPLY_MAGIC, 0, cookie)
             pos += head
-            if length == _PAGE:
-                into.append(view[pos : pos + _PAGE])
-                pos += _PAGE
-            else:
-                for _ in range(length >> 12):
-                    into.append(view[pos : pos + _PAGE])
-                    pos += _PAGE
+            reqs.append((offset, view[pos : pos + length]))
+            pos += length
         try:
-            ok = export.read_into(pages, into)
+            results = export.read_into(reqs)
         except BaseException as e:  # not a device error: the reads fail with it
             log.error("read batch failed", exc_info=e)
-            ok = False
+            results = [e] * k
         self.inflight -= k
         self.inflight_bytes -= nbytes
-        if ok:
+        if not any(results):
             if not self.closing:
                 self._out.append(reply)
             idle = self._idle
             if idle is not None and not idle.done():
                 idle.set_result(None)
             return
-        for cookie, offset, length in zip(cookies, offsets, lengths, strict=True):
+        for (cookie, offset, length), (_, buf), err in zip(
+            zip(cookies, offsets, lengths, strict=True), reqs, results, strict=True
+        ):
             self.inflight += 1
             self.inflight_bytes += length
-            try:
-                result = export.read(offset, length)
-            except BaseException as e:
-                self._complete(cookie, P.NBD_CMD_READ, offset, length, None, e)
-            else:
-                self._complete(cookie, P.NBD_CMD_READ, offset, length, result, None)
+            self._complete(cookie, P.NBD_CMD_READ, offset, length, None if err else buf, err)
 
     def _run_writes(self, export: Export, batch: list[tuple[int, int, int, Any]]) -> None:
-        """Small aligned writes to distinct pages: one ``write_pages`` batch."""
+        """Small aligned writes to distinct pages: each its own ``pwrite``."""
         complete = self._complete
         cmd = P.NBD_CMD_WRITE
         if len(batch) == 1:

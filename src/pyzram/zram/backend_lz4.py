@@ -14,7 +14,7 @@ import errno
 
 import lz4.block
 
-from pyzram.zram.zcomp import PAGE_SIZE, KernelCodecBackend, ZcompParams
+from pyzram.zram.zcomp import PAGE_SIZE, KernelCodecBackend, ZcompBackend, ZcompParams
 
 
 class Backend(KernelCodecBackend):
@@ -41,12 +41,12 @@ class Backend(KernelCodecBackend):
                 raise OSError(errno.EINVAL, f"lz4: {e}") from None
         return super().decompress(data)
 
-    def compress_batch(self, pages):
+    def compress_into(self, page, dst):
         if self._dict:
-            return super(KernelCodecBackend, self).compress_batch(pages)
-        return super().compress_batch(pages)
+            return ZcompBackend.compress_into(self, page, dst)
+        return super().compress_into(page, dst)
 
-    def decompress_batch(self, src, offsets, lengths, out=None):
+    def decompress_into(self, src, offset, length, page):
         if self._dict:
-            return super(KernelCodecBackend, self).decompress_batch(src, offsets, lengths, out)
-        return super().decompress_batch(src, offsets, lengths, out)
+            return ZcompBackend.decompress_into(self, src, offset, length, page)
+        return super().decompress_into(src, offset, length, page)

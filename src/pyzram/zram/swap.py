@@ -6,10 +6,10 @@ init), so every zram area swapped on afterwards does its I/O here instead of
 through bios:
 
 * ``zram_swap_submit_write``: each page of each folio goes to slot
-  ``swp_offset(folio.swap) + j``; the whole batch is classified and
-  compressed in one go (one codec call), then stored page by page.  The
-  first failing page stops the batch (``failed_writes`` + 1, pages already
-  stored stay), and ``swap_write_end(sio, failed)`` re-dirties every page.
+  ``swp_offset(folio.swap) + j`` through ``zram_write_page``, then is marked
+  accessed in a section of its own.  The first failing page stops the
+  batch (``failed_writes`` + 1, pages already stored stay), and
+  ``swap_write_end(sio, failed)`` re-dirties every page.
 * ``zram_swap_submit_read``: decompress (straight into the folios' pages)
   and mark accessed in **one** slot lock section per page, so idle
   post-processing cannot take a slot between the read and the mark; a
@@ -37,8 +37,7 @@ difference:
 
 from __future__ import annotations
 
-import numpy as np
-
+from pyzram.lib.atomic import atomic64_inc
 from pyzram.mm.folio import PAGE_SIZE, Folio
 from pyzram.mm.page_io import (
     swap_bdev_submit_read,
@@ -53,6 +52,7 @@ from pyzram.mm.swap_ops import (
     swap_unregister_block_ops,
 )
 from pyzram.mm.swapfile import swp_swap_info
+from pyzram.zram.table import WB
 from pyzram.zram.zram_drv import Zram, zram_devops
 
 
@@ -61,56 +61,83 @@ def _zram_of(ctx_or_si) -> Zram:
     return si.bdev.disk.private_data
 
 
-def _batch_slots(folios: list[Folio]) -> list[int]:
-    """The zram slot of every page of the batch: ``swp_offset(folio->swap) + j``."""
-    if all(f.order == 0 for f in folios):
-        return [f.swap.offset for f in folios]
-    slots: list[int] = []
-    for folio in folios:
-        base = folio.swap.offset
-        slots.extend(range(base, base + folio.nr_pages))
-    return slots
-
-
-def _batch_pages(folios: list[Folio]) -> list:
-    """The page buffers of the batch, in slot order: a read decodes into them,
-    as the kernel decompresses into the folio's pages."""
-    if all(f.order == 0 for f in folios):
-        return [f.data for f in folios]
-    return [f.page(j) for f in folios for j in range(f.nr_pages)]
-
-
 def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
-    """``zram_swap_submit_write``: store every page of the batch in its slot."""
+    """``zram_swap_submit_write``: every page of every folio of the batch goes
+    to its slot through ``zram_write_page``, then is marked accessed in its
+    own slot-lock section; the first failing page stops the batch
+    (``failed_writes``), and ``swap_write_end`` runs once for the batch."""
     zram = _zram_of(ctx)
     sio = ctx.sio
-    folios = sio.bvecs
-    buf = folios[0].data if len(folios) == 1 else b"".join(f.data for f in folios)
-    pages = np.frombuffer(buf, dtype=np.uint8).reshape(-1, PAGE_SIZE)
+    failed = False
     with zram.init_lock.read():
-        err = zram.write_pages(pages, _batch_slots(folios))
-        if err is not None:
-            with zram._stats_lock:
-                zram.stats.failed_writes += 1
-    swap_write_end(sio, err is not None)
+        for folio in sio.bvecs:
+            base = folio.swap.offset
+            for j in range(folio.nr_pages):
+                index = base + j
+                if zram.zram_write_page(folio.page(j), index) < 0:
+                    atomic64_inc(zram.stats, "failed_writes")
+                    failed = True
+                    break
+                zram.zram_slot_lock(index)
+                zram.zram_accessed(index)
+                zram.zram_slot_unlock(index)
+            if failed:
+                break
+    swap_write_end(sio, failed)
+
+
+def zram_swap_read_page(zram: Zram, page, index: int) -> int:
+    """One page of ``zram_swap_submit_read``, in the device's read ordering.
+
+    ``"one_section"`` (the seed): lock the slot, read it from the pool and,
+    if that worked, mark it accessed, then unlock — one critical section.
+    ``"legacy"`` (the pre-series bio path): ``zram_read_page``, then lock,
+    mark, unlock in a second section.  A written-back slot, which the seed
+    never meets (with a backing device the batch takes the block path), is
+    read from the backing device outside the slot lock in either ordering,
+    as ``zram_read_page`` reads it, and then marked.
+    """
+    if zram.swap_read_ordering == "one_section":
+        zram.zram_slot_lock(index)
+        if not zram.table.flags[index] & WB:
+            ret = zram.zram_read_from_zspool(page, index)
+            if ret == 0:
+                zram.zram_accessed(index)
+            zram.zram_slot_unlock(index)
+            zram.read_slot_unlocked(index)
+            return ret
+        zram.zram_slot_unlock(index)
+    ret = zram.zram_read_page(page, index)
+    zram.read_slot_unlocked(index)
+    if ret == 0:
+        zram.zram_slot_lock(index)
+        zram.zram_accessed(index)
+        zram.zram_slot_unlock(index)
+    return ret
 
 
 def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
-    """``zram_swap_submit_read``: decompress + mark in one section; end the batch once."""
+    """``zram_swap_submit_read``: each page decompressed straight into the
+    folio's page (:func:`zram_swap_read_page`); the first failure stops the
+    batch (``failed_reads``); ``swap_read_end`` runs once.  With a backing
+    device the whole batch goes to the block path instead."""
     zram = _zram_of(ctx)
     sio = ctx.sio
     if zram.backing_dev is not None:
         swap_bdev_submit_read(ctx)  # its completion ends the batch
         return
-    folios = sio.bvecs
+    failed = False
     with zram.init_lock.read():
-        _, err = zram.read_pages(
-            _batch_slots(folios), ordering=zram.swap_read_ordering, into=_batch_pages(folios)
-        )
-        if err is not None:
-            with zram._stats_lock:
-                zram.stats.failed_reads += 1
-    swap_read_end(sio, err is not None)
+        for folio in sio.bvecs:
+            base = folio.swap.offset
+            for j in range(folio.nr_pages):
+                if zram_swap_read_page(zram, folio.page(j), base + j) < 0:
+                    atomic64_inc(zram.stats, "failed_reads")
+                    failed = True
+                    break
+            if failed:
+                break
+    swap_read_end(sio, failed)
 
 
 def zram_swap_can_merge(folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:

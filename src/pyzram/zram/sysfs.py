@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pyzram.lib.atomic import atomic64_set
 from pyzram.lib.cmdline import memparse, parse_args, sysfs_streq
 from pyzram.lib.kstrtox import U64_MASK, kstrtoint, kstrtou16, kstrtoul, kstrtoull
 from pyzram.zram import table as T
@@ -216,8 +217,7 @@ class ZramSysfs(Mapping[str, str]):
         z = self._zram
         with z.init_lock.read():
             if z.init_done():
-                with z._stats_lock:
-                    z.stats.max_used_pages = z.mem_pool.zs_get_total_pages()
+                atomic64_set(z.stats, "max_used_pages", z.mem_pool.zs_get_total_pages())
 
     def compact_store(self, buf: str) -> None:
         z = self._zram

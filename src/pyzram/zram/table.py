@@ -63,14 +63,6 @@ FLAG_NAMES = {
 
 _U64 = (1 << 64) - 1
 _UNLOCK = _U64 ^ LOCK
-_LOCK_NP = np.uint64(LOCK)
-_UNLOCK_NP = np.uint64(_UNLOCK)
-#: Batches up to this many slots lock in plain Python, larger ones with numpy.
-_PY_BATCH = 64
-
-
-def _as_list(slots: np.ndarray | list[int]) -> list[int]:
-    return slots if isinstance(slots, list) else slots.tolist()
 
 
 class ZramTable:
@@ -132,59 +124,6 @@ class ZramTable:
                 self._cv.notify_all()
         if self.yield_point is not None:
             self.yield_point("unlock", index)
-
-    def lock_slots(self, slots: np.ndarray | list[int]) -> None:
-        """``zram_slot_lock`` of every slot of a batch, taken together.
-
-        All or none, in one step under the table mutex: a batch never holds
-        some of its slots while waiting for others, so batches cannot
-        deadlock each other or a single-slot locker.  (The kernel locks a
-        batch's pages one at a time; only how long others wait differs.)
-        A swap batch (up to 32 slots) tests and sets its bits in plain
-        Python, cheaper than numpy's per-call cost at that size; a bio-sized
-        batch (up to 256) does it in three numpy operations.  ``slots`` is a
-        numpy array or, for a small batch, a list.
-        """
-        if self.yield_point is not None:
-            for index in _as_list(slots):
-                self.yield_point("lock", index)
-        with self._mutex:
-            if len(slots) > _PY_BATCH:
-                fl = self.flags_np
-                while np.count_nonzero(fl[slots] & _LOCK_NP):
-                    self._waiters += 1
-                    self._cv.wait()
-                    self._waiters -= 1
-                fl[slots] |= _LOCK_NP
-                return
-            idx = _as_list(slots)
-            flags = self.flags
-            while True:
-                for i in idx:
-                    if flags[i] & LOCK:
-                        break
-                else:
-                    for i in idx:
-                        flags[i] |= LOCK
-                    return
-                self._waiters += 1
-                self._cv.wait()
-                self._waiters -= 1
-
-    def unlock_slots(self, slots: np.ndarray | list[int]) -> None:
-        """``zram_slot_unlock`` of every slot of a batch."""
-        with self._mutex:
-            if len(slots) > _PY_BATCH:
-                self.flags_np[slots] &= _UNLOCK_NP
-            else:
-                flags = self.flags
-                for i in _as_list(slots):
-                    flags[i] &= _UNLOCK
-            if self._waiters:
-                self._cv.notify_all()
-        if self.yield_point is not None:
-            for index in _as_list(slots):
-                self.yield_point("unlock", index)
 
     # -- accessors (zram_get_obj_size, zram_test_flag, ...) -------------------
 

@@ -32,8 +32,10 @@ import numpy as np
 
 from pyzram.block.bio import REQ_OP_READ, REQ_OP_WRITE, REQ_SYNC, Bio, submit_bio_wait
 from pyzram.block.blkdev import BlockDevice
+from pyzram.lib.atomic import atomic64_add, atomic64_dec, atomic64_inc
 from pyzram.lib.cmdline import parse_args
 from pyzram.lib.kstrtox import kstrtouint, kstrtoul, kstrtoull
+from pyzram.mm.zsmalloc import IS_ERR_VALUE
 from pyzram.zram import table as T
 
 if TYPE_CHECKING:
@@ -84,8 +86,7 @@ def alloc_block_bdev(zram: Zram) -> int:
         return 0
     blk = int(free[0]) + 1
     bd.bitmap[blk] = True
-    with zram._stats_lock:
-        zram.stats.bd_count += 1
+    atomic64_inc(zram.stats, "bd_count")
     return blk
 
 
@@ -95,8 +96,7 @@ def free_block_bdev(zram: Zram, blk_idx: int) -> None:
     if not bd.bitmap[blk_idx]:
         raise AssertionError(f"backing block {blk_idx} freed twice")
     bd.bitmap[blk_idx] = False
-    with zram._stats_lock:
-        zram.stats.bd_count -= 1
+    atomic64_dec(zram.stats, "bd_count")
 
 
 def _bdev_io(zram: Zram, op: int, blk_idx: int, buf: bytearray | memoryview) -> int:
@@ -107,8 +107,7 @@ def _bdev_io(zram: Zram, op: int, blk_idx: int, buf: bytearray | memoryview) -> 
 
 def read_from_bdev(zram: Zram, blk_idx: int, out: memoryview) -> int:
     """``read_from_bdev`` (synchronous): ``bd_reads`` + 1; 0 or ``-EIO``."""
-    with zram._stats_lock:
-        zram.stats.bd_reads += 1
+    atomic64_inc(zram.stats, "bd_reads")
     return _bdev_io(zram, REQ_OP_READ, blk_idx, out)
 
 
@@ -290,28 +289,25 @@ def zram_writeback_slots(zram: Zram, ctl: PpCtl) -> int:
             tbl.slot_unlock(index)
             release_pp_slot(zram, index)
             continue
-        data, err = zram.read_from_zspool(index)
+        err = zram.zram_read_from_zspool(page, index)
         tbl.slot_unlock(index)
-        if err is not None:
+        if err:
             release_pp_slot(zram, index)
             continue
         _hook(zram, "writeback_read_done", index)
-        page[:] = data
         err = _bdev_io(zram, REQ_OP_WRITE, blk_idx, page)
         if err:
             release_pp_slot(zram, index)
             ret = err
             continue
-        with zram._stats_lock:
-            st.bd_writes += 1
+        atomic64_inc(st, "bd_writes")
         tbl.slot_lock(index)
         if tbl.flags[index] & T.PP_SLOT:
             zram.zram_free_page(index)
             tbl.flags[index] |= T.WB
             tbl.handle[index] = blk_idx
             blk_idx = 0
-            with zram._stats_lock:
-                st.pages_stored += 1
+            atomic64_inc(st, "pages_stored")
             with zram._wb_limit_lock:
                 if zram.wb_limit_enable and zram.bd_wb_limit > 0:
                     zram.bd_wb_limit -= 1 << (PAGE_SHIFT - 12)
@@ -354,9 +350,11 @@ def recompress_slot(
     comp_len_old = tbl.get_obj_size(index)
     if comp_len_old < threshold:
         return 0
-    data, err = zram.read_from_zspool(index)
-    if err is not None:
-        return -err.errno
+    page = bytearray(PAGE_SIZE)
+    err = zram.zram_read_from_zspool(page, index)
+    if err:
+        return err
+    data = bytes(page)
     # Touched: not idle any more, so no other post-processing picks it up.
     tbl.flags[index] &= ~T.IDLE & T._U64
     prio = max(prio, tbl.get_priority(index) + 1)
@@ -386,18 +384,16 @@ def recompress_slot(
             tbl.flags[index] |= T.INCOMPRESSIBLE
         return 0
     p, out = accepted
-    try:
-        handle_new = pool.zs_malloc(len(out))
-    except OSError as e:
-        return -e.errno
+    handle_new = pool.zs_malloc(len(out))
+    if IS_ERR_VALUE(handle_new):
+        return handle_new
     pool.zs_obj_write(handle_new, out)
     zram.zram_free_page(index)
     f = tbl.flags[index] & ~T.PRIORITY_MASK & T._U64
     tbl.flags[index] = f | len(out) | (p << T.ZRAM_COMP_PRIORITY_BIT1)
     tbl.handle[index] = handle_new
-    with zram._stats_lock:
-        zram.stats.compr_data_size += len(out)
-        zram.stats.pages_stored += 1
+    atomic64_add(zram.stats, "compr_data_size", len(out))
+    atomic64_inc(zram.stats, "pages_stored")
     return 0
 
 

@@ -2,9 +2,12 @@
 
 A backend is a ``struct zcomp_ops``: ``compress`` one 4096-byte page into a
 buffer of ``2 * PAGE_SIZE`` and ``decompress`` it back, configured once from
-``zcomp_params`` (level, dictionary) when the device is initialised.  pyzram
-adds batch entry points, because a ``swap_iocb`` or a multi-page ``pwrite``
-is processed as one unit: a backend may compress N pages in one C call.
+``zcomp_params`` (level, dictionary) when the device is initialised.  A
+``swap_iocb`` or a multi-page ``pwrite``
+is processed page by page, as the kernel does: zram takes this CPU's stream
+(``zcomp_stream_get``), compresses into its buffer (``zcomp_compress``) and
+decompresses straight from the pool's memory into the page being read
+(``zcomp_decompress``).
 
 Backends live in ``backend_<name>.py`` like the kernel's ``backend_<name>.c``
 and are listed in the kernel's fixed order (``lzo-rle lzo lz4 lz4hc zstd
@@ -17,11 +20,9 @@ can differ from the kernel's by a few bytes per page.
 from __future__ import annotations
 
 import errno
-from array import array
+import threading
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from pyzram.config import ALL_BACKENDS
 from pyzram.lib.cmdline import sysfs_streq
@@ -46,13 +47,24 @@ class ZcompParams:
         return default if self.level == ZCOMP_PARAM_NO_LEVEL else self.level
 
 
-class ZcompBackend:
-    """``struct zcomp_ops`` plus batch entry points.
+class ZcompStrm:
+    """``struct zcomp_strm``: a compression stream and its ``2 * PAGE_SIZE`` buffer."""
 
-    Subclasses implement :meth:`compress` and :meth:`decompress`; the batch
-    methods default to a loop and are overridden where one call can do a
-    whole batch.  ``decompress`` raises ``OSError(EINVAL)`` on corrupt input
-    (what zram counts as a failed read).
+    __slots__ = ("buffer",)
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(ZCOMP_BUFFER_SIZE)
+
+
+class ZcompBackend:
+    """``struct zcomp_ops``: one page in, one page out.
+
+    Subclasses implement :meth:`compress` and :meth:`decompress` (bytes in,
+    bytes out); :meth:`compress_into` and :meth:`decompress_into` are what
+    zram calls, writing into the stream's buffer and into the page being
+    read, and are overridden by backends that can do that in C.
+    ``decompress`` raises ``OSError(EINVAL)`` on corrupt input (what zram
+    counts as a failed read).
     """
 
     name: str = ""
@@ -68,65 +80,35 @@ class ZcompBackend:
     def decompress(self, data: bytes | memoryview) -> bytes:
         raise NotImplementedError
 
-    def compress_batch(self, pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Compress ``pages`` (N x 4096 uint8): returns (dst, sizes).
+    def compress_into(self, page: Any, dst: bytearray) -> int:
+        """``ops->compress``: compress ``page`` into ``dst``; its length or a negative errno."""
+        try:
+            out = self.compress(page)
+        except OSError as e:
+            return -(e.errno or errno.EINVAL)
+        n = len(out)
+        if n > len(dst):
+            return -errno.ENOSPC
+        dst[:n] = out
+        return n
 
-        Page i's output is ``dst[i*8192 : i*8192 + sizes[i]]``.
-        """
-        n = len(pages)
-        dst = np.empty(n * ZCOMP_BUFFER_SIZE, dtype=np.uint8)
-        sizes = np.empty(n, dtype=np.int32)
-        for i in range(n):
-            out = self.compress(pages[i].data)
-            if len(out) > ZCOMP_BUFFER_SIZE:
-                raise OSError(errno.ENOSPC, f"{self.name}: output exceeds the zcomp buffer")
-            base = i * ZCOMP_BUFFER_SIZE
-            dst[base : base + len(out)] = np.frombuffer(out, dtype=np.uint8)
-            sizes[i] = len(out)
-        return dst, sizes
-
-    def decompress_batch(
-        self, src, offsets: np.ndarray, lengths: np.ndarray, out: Any = None
-    ) -> tuple[Any, np.ndarray]:
-        """Decompress N objects of ``src`` (any buffer, e.g. the pool's arena) into
-        ``out``: one buffer of N pages (an N x 4096 uint8 array, allocated if
-        not given, or a bytearray) or a list of N writable 4096-byte buffers
-        (the pages of the folios being read).
-        Returns (out, results).
-
-        ``results[i]`` is 0 or a negative errno; failed pages are zero-filled.
-        ``lengths`` may be an ``array('i')`` (a small batch); ``results`` is then
-        one too where the backend decodes in C.
-        """
-        n = len(offsets)
-        if out is None:
-            out = np.empty((n, PAGE_SIZE), dtype=np.uint8)
-        if isinstance(out, (list, tuple)):
-            pages = [memoryview(b).cast("B") for b in out]
-        else:  # one buffer of N pages (an N x 4096 array, a bytearray)
-            flat = memoryview(out).cast("B")
-            pages = [flat[i * PAGE_SIZE : (i + 1) * PAGE_SIZE] for i in range(n)]
-        results = np.zeros(n, dtype=np.int32)
-        view = memoryview(src)
-        for i in range(n):
-            dst = pages[i]
-            o, ln = int(offsets[i]), int(lengths[i])
-            try:
-                page = self.decompress(view[o : o + ln])
-            except OSError as e:
-                results[i] = -(e.errno or errno.EINVAL)
-                dst[:] = bytes(PAGE_SIZE)
-                continue
-            if len(page) != PAGE_SIZE:
-                results[i] = -errno.EINVAL
-                dst[:] = bytes(PAGE_SIZE)
-                continue
-            dst[:] = page
-        return out, results
+    def decompress_into(self, src: Any, offset: int, length: int, page: Any) -> int:
+        """``ops->decompress``: decode ``src[offset:offset+length]`` into ``page``;
+        0, or ``-EINVAL`` (the page is then zero-filled)."""
+        dst = memoryview(page).cast("B")
+        try:
+            out = self.decompress(memoryview(src)[offset : offset + length])
+        except OSError:
+            out = b""
+        if len(out) != PAGE_SIZE:
+            dst[:] = bytes(PAGE_SIZE)
+            return -errno.EINVAL
+        dst[:] = out
+        return 0
 
 
 class KernelCodecBackend(ZcompBackend):
-    """A backend on pyzram's own C codecs (``pyzram._kcodec``): one C call per batch."""
+    """A backend on pyzram's own C codecs (``pyzram._kcodec``)."""
 
     level_default = 1
 
@@ -135,6 +117,7 @@ class KernelCodecBackend(ZcompBackend):
         from pyzram import _kcodec  # built by the package's own build
 
         self._k = _kcodec
+        self._algo = _kcodec.ALGORITHMS.index(self.name)
         self._arg = max(1, params.level_or(self.level_default))
 
     def compress(self, page: bytes | memoryview) -> bytes:
@@ -143,36 +126,11 @@ class KernelCodecBackend(ZcompBackend):
     def decompress(self, data: bytes | memoryview) -> bytes:
         return self._k.decompress(self.name, data, PAGE_SIZE)
 
-    def compress_batch(self, pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = len(pages)
-        dst = np.empty(n * ZCOMP_BUFFER_SIZE, dtype=np.uint8)
-        sizes = np.empty(n, dtype=np.int32)
-        if n:
-            self._k.compress_batch(self.name, np.ascontiguousarray(pages), n, dst, sizes, self._arg)
-        return dst, sizes
+    def compress_into(self, page: Any, dst: bytearray) -> int:
+        return self._k.compress_into(self._algo, page, dst, self._arg)
 
-    def decompress_batch(
-        self, src, offsets: np.ndarray, lengths: np.ndarray, out: Any = None
-    ) -> tuple[Any, np.ndarray]:
-        n = len(offsets)
-        if out is None:
-            out = np.empty((n, PAGE_SIZE), dtype=np.uint8)
-        if isinstance(lengths, array):  # a small batch (Zram._read_small): no numpy steps
-            results: Any = array("i", bytes(4 * n))
-        else:
-            lengths = np.ascontiguousarray(lengths, dtype=np.int32)
-            results = np.zeros(n, dtype=np.int32)
-        if n:
-            self._k.decompress_batch(
-                self.name,
-                src,
-                np.ascontiguousarray(offsets, dtype=np.int64),
-                lengths,
-                n,
-                out,  # one buffer, or a list of page buffers: decoded into each
-                results,
-            )
-        return out, results
+    def decompress_into(self, src: Any, offset: int, length: int, page: Any) -> int:
+        return self._k.decompress_into(self._algo, src, offset, length, page)
 
 
 def _registry() -> dict[str, type[ZcompBackend]]:
@@ -223,7 +181,33 @@ class Zcomp:
         self.params = params
         self.backend = registry[resolved](params)
 
+        self._streams = threading.local()
+
     @classmethod
     def create(cls, name: str, params: ZcompParams) -> Zcomp:
         """``zcomp_create``: errors surface as the ``disksize`` write's errno."""
         return cls(name, params)
+
+    def zcomp_stream_get(self) -> ZcompStrm:
+        """``zcomp_stream_get``: this CPU's stream.  pyzram's CPUs are threads, so
+        the stream is per thread and its mutex is never contended (not modelled)."""
+        try:
+            return self._streams.strm
+        except AttributeError:
+            strm = self._streams.strm = ZcompStrm()
+            return strm
+
+    def zcomp_stream_put(self, zstrm: ZcompStrm) -> None:
+        """``zcomp_stream_put``: nothing to release (see :meth:`zcomp_stream_get`)."""
+
+    def zcomp_compress(self, zstrm: ZcompStrm, src: Any) -> int:
+        """``zcomp_compress``: ``src`` (one page) into ``zstrm.buffer``; the
+        compressed length, or a negative errno."""
+        return self.backend.compress_into(src, zstrm.buffer)
+
+    def zcomp_decompress(
+        self, zstrm: ZcompStrm, src: Any, offset: int, length: int, dst: Any
+    ) -> int:
+        """``zcomp_decompress``: the object at ``src[offset:offset+length]`` into the
+        page ``dst``; 0 or ``-EINVAL``."""
+        return self.backend.decompress_into(src, offset, length, dst)
