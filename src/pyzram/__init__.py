@@ -8,11 +8,25 @@
     dev.sysfs["mm_stat"]                    # the kernel's exact text
 
 See docs/architecture.md for the map from kernel files to modules.
+``pyzram.COMPILED`` says whether the kernel model's hot modules run compiled
+(the default where they were built) or interpreted (``PYZRAM_INTERPRETED=1``).
 """
 
+from pyzram import _build  # noqa: I001  (first: it decides how the modules below load)
 from pyzram.config import ZramConfig
 from pyzram.zram.stat import IoStat, MmStat, parse_io_stat, parse_mm_stat
 from pyzram.zram.zram_drv import Zram
 
-__all__ = ["Zram", "ZramConfig", "MmStat", "IoStat", "parse_mm_stat", "parse_io_stat"]
+#: True where the kernel model's hot modules run as their compiled extensions.
+COMPILED = _build._compiled()
+
+__all__ = [
+    "COMPILED",
+    "Zram",
+    "ZramConfig",
+    "MmStat",
+    "IoStat",
+    "parse_mm_stat",
+    "parse_io_stat",
+]
 __version__ = "0.1.0"
