@@ -324,6 +324,8 @@ def test_api_catalogue_errors_and_json():
         "read_vs_idle_writeback": ("legacy", "one_section"),
         "seed_swap_read_vs_idle_writeback": ("backing_dev", "no_backing_dev"),
         "read_vs_idle_recompress": ("legacy", "one_section", "seed_swap"),
+        "batch_read_vs_idle_writeback": ("legacy", "one_section"),
+        "batch_read_vs_idle_recompress": ("legacy", "one_section"),
         "backing_batch_read": ("as_posted", "adjacent"),
     }
     with pytest.raises(ValueError, match="unknown scenario"):
@@ -362,3 +364,52 @@ def test_failed_run_cleans_up(monkeypatch):
         explore("seed_swap_read_vs_idle_writeback", "backing_dev")
     assert registered_block_ops() == (None, None)
     assert not swapfile.active_areas() and sio_pool.outstanding == 0
+
+
+def _runs(schedule: list[str]) -> str:
+    """``['R', 'R', 'W']`` as the findings doc writes it: ``R×2 → W×1``."""
+    from itertools import groupby
+
+    return " → ".join(f"{k}×{len(list(g))}" for k, g in groupby(schedule))
+
+
+def test_the_findings_doc_table_is_what_the_explorer_finds():
+    """Every row of docs/findings.md's summary (race, minimal schedule, context
+    switches, schedule count) against a fresh default exploration."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "findings.md").read_text()
+    row = re.compile(r"^\| `(\w+)` \| `(\w+)` \| ([^|]+) \| ([^|]+) \| ([^|]+) \| (\d+) \(")
+    rows = {(m[1], m[2]): m for line in doc.splitlines() if (m := row.match(line))}
+    found = {(f.scenario, f.variant): f for f in explore()}
+    assert set(rows) == set(found), "the table lists every scenario and variant"
+    for key, m in rows.items():
+        f = found[key]
+        assert f.race_found == m[3].startswith("**found**"), key
+        assert f.schedules_explored == int(m[6]), key
+        if key[0] == "backing_batch_read" or not f.race_found:
+            continue
+        assert m[4].strip() == f"`{_runs(f.minimal_schedule)}`", key
+        assert int(m[5]) == f.context_switches, key
+
+
+@pytest.mark.parametrize(
+    "scenario", ["batch_read_vs_idle_writeback", "batch_read_vs_idle_recompress"]
+)
+def test_a_read_batch_races_between_its_slots_only_in_the_legacy_ordering(scenario):
+    """The seed's per-slot loop over three slots: with the legacy ordering the
+    writer can take any slot of the batch in the gap after its read (the race
+    shows on slots before the last too); in one section per slot, never."""
+    legacy, one = explore(scenario)
+    assert legacy.variant == "legacy" and legacy.race_found and legacy.exhaustive
+    assert legacy.context_switches == 2
+    raced = {
+        label.split(":")[0]
+        for outcome in legacy.outcomes
+        for label in outcome.split("; ")
+        if "after being read" in label
+    }
+    assert raced == {"slot 1", "slot 2", "slot 3"}
+    assert one.variant == "one_section" and not one.race_found and one.exhaustive
+    assert one.schedules_explored > 200

@@ -5,7 +5,10 @@ own ``.py`` source, and the extension sits beside the source.  Python
 imports the extension when both are there.  ``PYZRAM_INTERPRETED=1`` in the
 environment makes every ``pyzram`` module load from its ``.py`` instead, in
 the same installation, so one checkout runs (and CI tests) both forms of the
-same code.  :data:`COMPILED` says which form this process runs.
+same code.  An extension older than its ``.py`` (the source was edited
+since the last build) is never loaded either: the source runs, with a
+warning to rebuild (``pip install -e .``).  ``pyzram.COMPILED`` says which
+form this process runs.
 """
 
 from __future__ import annotations
@@ -14,14 +17,20 @@ import importlib.abc
 import importlib.util
 import os
 import sys
-from importlib.machinery import ModuleSpec
+import warnings
+from importlib.machinery import EXTENSION_SUFFIXES, ModuleSpec
 
 ENV = "PYZRAM_INTERPRETED"
 
 
 class SourceFirstFinder(importlib.abc.MetaPathFinder):
-    """Finds ``pyzram.*`` modules as ``.py`` files even where an extension of the
-    same name sits beside them."""
+    """Finds a ``pyzram.*`` module as its ``.py`` file where an extension of the
+    same name sits beside it and the interpreted form is asked for, or the
+    extension is older than the source; otherwise leaves the search to the
+    normal finders."""
+
+    def __init__(self, interpreted: bool) -> None:
+        self.interpreted = interpreted
 
     def find_spec(self, name: str, path, target=None) -> ModuleSpec | None:  # noqa: ANN001
         if not name.startswith("pyzram.") or path is None:
@@ -29,18 +38,26 @@ class SourceFirstFinder(importlib.abc.MetaPathFinder):
         leaf = name.rpartition(".")[2]
         for entry in path:
             source = os.path.join(entry, leaf + ".py")
-            if os.path.isfile(source):
-                return importlib.util.spec_from_file_location(name, source)
+            if not os.path.isfile(source):
+                continue
+            if not self.interpreted:
+                built = [os.path.join(entry, leaf + s) for s in EXTENSION_SUFFIXES]
+                built = [b for b in built if os.path.isfile(b)]
+                if not built or os.path.getmtime(built[0]) >= os.path.getmtime(source):
+                    return None
+                warnings.warn(
+                    f"{built[0]} is older than {source}: running the source; "
+                    "rebuild with 'pip install -e .'",
+                    stacklevel=2,
+                )
+            return importlib.util.spec_from_file_location(name, source)
         return None
 
 
 def install() -> None:
-    """Put :class:`SourceFirstFinder` first on ``sys.meta_path`` if the
-    environment asks for the interpreted form."""
-    if os.environ.get(ENV) == "1" and not any(
-        isinstance(f, SourceFirstFinder) for f in sys.meta_path
-    ):
-        sys.meta_path.insert(0, SourceFirstFinder())
+    """Put :class:`SourceFirstFinder` first on ``sys.meta_path`` (once)."""
+    if not any(isinstance(f, SourceFirstFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, SourceFirstFinder(os.environ.get(ENV) == "1"))
 
 
 install()

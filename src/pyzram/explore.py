@@ -616,44 +616,65 @@ def _raise_errors(run: RunResult) -> None:
 # -- scenarios 1 and 3: a swap read against post-processing ------------------------------------
 
 SLOT = 1
+#: The slots of a read batch: the seed's loop reads them one after another.
+READ_BATCH = (1, 2, 3)
 
 
 @contextmanager
-def _read_vs_post_processing(variant: str, *, recompress: bool) -> Iterator[Instance]:
-    """R: one page of ``zram_swap_submit_read`` in ``variant`` ordering
-    (:func:`~pyzram.zram.swap.zram_swap_read_page`); W: ``writeback=idle`` or
-    ``recompress=type=idle``; S written, then ``idle=all``."""
+def _read_vs_post_processing(
+    variant: str, *, recompress: bool, slots: Sequence[int] = (SLOT,)
+) -> Iterator[Instance]:
+    """R: ``zram_swap_submit_read``'s per-slot loop over ``slots`` in ``variant``
+    ordering (:func:`~pyzram.zram.swap.zram_swap_read_page` for each, in
+    order, stopping at a failure); W: ``writeback=idle`` or
+    ``recompress=type=idle``; every slot written, then ``idle=all``.  With
+    several slots, the writer's steps can fall between the reader's slots
+    as well as inside one slot's read: a race on any slot is a race."""
     with tempfile.TemporaryDirectory(prefix="pyzram-explore-") as d:
         z = _new_zram(Path(d), backing=not recompress, recompress=recompress)
         try:
-            page = _page(SLOT)
-            z.pwrite(page, SLOT * PAGE_SIZE)
+            pages = {slot: _page(slot) for slot in slots}
+            for slot, page in pages.items():
+                z.pwrite(page, slot * PAGE_SIZE)
             z.sysfs["idle"] = "all"
-            assert z.table.flags[SLOT] & T.IDLE
-            data: list[bytes] = []
+            assert all(z.table.flags[slot] & T.IDLE for slot in slots)
+            data: dict[int, list[bytes]] = {slot: [] for slot in slots}
 
             def reader() -> None:
-                out = bytearray(PAGE_SIZE)
-                err = zram_swap_read_page(z, out, SLOT)
-                if err:
-                    raise OSError(-err, f"read of slot {SLOT} failed")
-                data.append(bytes(out))
+                z.swap_read_ordering = variant
+                for slot in slots:
+                    out = bytearray(PAGE_SIZE)
+                    err = zram_swap_read_page(z, out, slot)
+                    if err:
+                        raise OSError(-err, f"read of slot {slot} failed")
+                    data[slot].append(bytes(out))
 
-            z.swap_read_ordering = variant
+            watches = {slot: _Watch(z, slot) for slot in slots}
+            judge_of = _judge_recompress if recompress else _judge_writeback
+            judges = {s: judge_of(z, s, watches[s], pages[s], data[s]) for s in slots}
 
-            watch = _Watch(z, SLOT)
-            if recompress:
-                writer = _store_actor(z, "recompress", "type=idle")
-                judge = _judge_recompress(z, SLOT, watch, page, data)
-            else:
-                writer = _store_actor(z, "writeback", "idle")
-                judge = _judge_writeback(z, SLOT, watch, page, data)
+            def observe(actor: str, point: str, index: int | None) -> None:
+                for watch in watches.values():
+                    watch(actor, point, index)
+
+            def judge(run: RunResult) -> tuple[bool, str]:
+                verdicts = {s: j(run) for s, j in judges.items()}
+                race = any(r for r, _ in verdicts.values())
+                if len(slots) == 1:
+                    return race, verdicts[slots[0]][1]
+                return race, "; ".join(f"slot {s}: {label}" for s, (_, label) in verdicts.items())
+
             yield Instance(
-                actors={"R": reader, "W": writer},
+                actors={
+                    "R": reader,
+                    "W": _store_actor(
+                        z, *(("recompress", "type=idle") if recompress else ("writeback", "idle"))
+                    ),
+                },
                 judge=judge,
                 hooked=[(z, z.table), (z.table, z.table)],
-                watch={SLOT},
-                observe=watch,
+                watch=set(slots),
+                observe=observe,
             )
         finally:
             _close_zram(z)
@@ -893,6 +914,8 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "read_vs_idle_writeback": ("legacy", "one_section"),
     "seed_swap_read_vs_idle_writeback": ("backing_dev", "no_backing_dev"),
     "read_vs_idle_recompress": ("legacy", "one_section", "seed_swap"),
+    "batch_read_vs_idle_writeback": ("legacy", "one_section"),
+    "batch_read_vs_idle_recompress": ("legacy", "one_section"),
     "backing_batch_read": ("as_posted", "adjacent"),
 }
 
@@ -904,6 +927,9 @@ def _factory(scenario: str, variant: str) -> InstanceFactory:
         return lambda: _seed_swap_read_vs_post_processing(backing=False, recompress=True)
     if scenario == "read_vs_idle_recompress":
         return lambda: _read_vs_post_processing(variant, recompress=True)
+    if scenario.startswith("batch_read_vs_idle_"):
+        rec = scenario.endswith("recompress")
+        return lambda: _read_vs_post_processing(variant, recompress=rec, slots=READ_BATCH)
     if scenario == "seed_swap_read_vs_idle_writeback":
         backing = variant == "backing_dev"
         return lambda: _seed_swap_read_vs_post_processing(backing=backing, recompress=False)
@@ -989,6 +1015,24 @@ _TEXT = {
     ("read_vs_idle_recompress", "one_section"): (
         "The seed's single read+mark section closes the race for recompress type=idle: the "
         "slot is either not IDLE when scanned or loses PP_SLOT before recompress_slot."
+    ),
+    ("batch_read_vs_idle_writeback", "legacy"): (
+        "A read batch of three slots in the pre-series ordering, each slot read then marked in "
+        "a second section, against writeback=idle: the gap after any slot's read section lets "
+        "writeback evict that slot, also while the batch has later slots still to read."
+    ),
+    ("batch_read_vs_idle_writeback", "one_section"): (
+        "The seed's per-slot loop (read and mark in one section per slot) over a batch of "
+        "three: writeback's steps may fall between any two slots of the batch, but each slot "
+        "is either written back before its read or marked accessed in the read's own section."
+    ),
+    ("batch_read_vs_idle_recompress", "legacy"): (
+        "A three-slot read batch in the pre-series ordering against recompress type=idle: "
+        "any slot can be recompressed in the gap between its read and its mark."
+    ),
+    ("batch_read_vs_idle_recompress", "one_section"): (
+        "The seed's per-slot loop over three slots against recompress type=idle: closed for "
+        "every slot, wherever in the batch the recompression's steps fall."
     ),
     ("read_vs_idle_recompress", "seed_swap"): (
         "The real seed path without a backing device (zram_init, mkswap, swapon, swap-in "
