@@ -854,18 +854,16 @@ def test_mark_idle_rechecks_the_slot_under_its_lock(dev, monkeypatch):
     snapshot of the flags and ac_time.)"""
     z = dev
     put(z, 0, pp_page(500))
-    real_lock = z.table.slot_lock
     fired = []
 
-    def lock(index):
-        if index == 0 and not fired:
+    def before_lock(point, index):  # the table's hook before each slot lock attempt
+        if point == "lock" and index == 0 and not fired:
             fired.append(index)
             put(z, 0, same_page(9))  # "another CPU" rewrites slot 0 first
-        real_lock(index)
 
-    monkeypatch.setattr(z.table, "slot_lock", lock)
+    z.table.yield_point = before_lock
     z.sysfs["idle"] = "all"
-    monkeypatch.undo()
+    z.table.yield_point = None
     assert fired
     assert flags(z, 0) == T.SAME, "mark_idle set IDLE on a SAME slot"
 
@@ -875,18 +873,16 @@ def test_mark_idle_age_read_under_the_lock(tmp_path, monkeypatch):
     z = make_dev(tmp_path, clock=lambda: now[0])
     put(z, 0, pp_page(500))
     now[0] = 200 * NS
-    real_lock = z.table.slot_lock
     fired = []
 
-    def lock(index):
-        if index == 0 and not fired:
+    def before_lock(point, index):  # the table's hook before each slot lock attempt
+        if point == "lock" and index == 0 and not fired:
             fired.append(index)
             get(z, 0)  # accessed at 200 s, after the scan but before the lock
-        real_lock(index)
 
-    monkeypatch.setattr(z.table, "slot_lock", lock)
+    z.table.yield_point = before_lock
     z.sysfs["idle"] = "50"  # cutoff 150 s
-    monkeypatch.undo()
+    z.table.yield_point = None
     assert fired and z.table.ac_time[0] == 200 * NS
     assert not flags(z, 0) & T.IDLE, "slot accessed at 200 s marked idle with cutoff 150 s"
 

@@ -78,9 +78,9 @@ def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
                     atomic64_inc(zram.stats, "failed_writes")
                     failed = True
                     break
-                zram.zram_slot_lock(index)
+                zram.table.slot_lock(index)
                 zram.zram_accessed(index)
-                zram.zram_slot_unlock(index)
+                zram.table.slot_unlock(index)
             if failed:
                 break
     swap_write_end(sio, failed)
@@ -98,21 +98,21 @@ def zram_swap_read_page(zram: Zram, page, index: int) -> int:
     as ``zram_read_page`` reads it, and then marked.
     """
     if zram.swap_read_ordering == "one_section":
-        zram.zram_slot_lock(index)
+        zram.table.slot_lock(index)
         if not zram.table.flags[index] & WB:
             ret = zram.zram_read_from_zspool(page, index)
             if ret == 0:
                 zram.zram_accessed(index)
-            zram.zram_slot_unlock(index)
+            zram.table.slot_unlock(index)
             zram.read_slot_unlocked(index)
             return ret
-        zram.zram_slot_unlock(index)
+        zram.table.slot_unlock(index)
     ret = zram.zram_read_page(page, index)
     zram.read_slot_unlocked(index)
     if ret == 0:
-        zram.zram_slot_lock(index)
+        zram.table.slot_lock(index)
         zram.zram_accessed(index)
-        zram.zram_slot_unlock(index)
+        zram.table.slot_unlock(index)
     return ret
 
 

@@ -22,8 +22,8 @@ atomic, and waiters sleep on a condition variable.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
+import cython
 import numpy as np
 
 PAGE_SHIFT = 12
@@ -62,11 +62,20 @@ FLAG_NAMES = {
 }
 
 _U64 = (1 << 64) - 1
+# C-typed copies for the compiled slot lock (table.pxd).
+_LOCK_BIT = LOCK
 _UNLOCK = _U64 ^ LOCK
+_SIZE_MASK = ZRAM_SIZE_MASK
+_ALLOCATED = ZRAM_SIZE_MASK | SAME | WB
 
 
+@cython.cclass
 class ZramTable:
-    """``zram->table``: ``nr_pages`` entries of handle, flags (and ac_time)."""
+    """``zram->table``: ``nr_pages`` entries of handle, flags (and ac_time).
+
+    Compiled, this is an extension type whose arrays are typed memoryviews
+    (``table.pxd``): the slot lock and every flag test are C operations.
+    """
 
     def __init__(self, nr_pages: int, track_actime: bool) -> None:
         self.nr_pages = nr_pages
@@ -77,12 +86,13 @@ class ZramTable:
         self.handle = memoryview(self.handle_np)
         self.flags = memoryview(self.flags_np)
         self.ac_time = memoryview(self.ac_time_np) if track_actime else None
-        self._mutex = threading.Lock()
-        self._cv = threading.Condition(self._mutex)
+        if not cython.compiled:  # compiled, the mutex is a C lock in the object
+            self._mutex = cython.pymutex()
+        self._cv = threading.Condition()
         self._waiters = 0
         #: Interleaving-explorer hook (pyzram.explore): ``("lock"|"trylock", index)``
         #: before a slot lock attempt, ``("unlock", index)`` after a release.
-        self.yield_point: Callable[[str, int], None] | None = None
+        self.yield_point = None
 
     @property
     def nbytes(self) -> int:
@@ -93,34 +103,44 @@ class ZramTable:
     # -- slot locks (zram_slot_lock / zram_slot_trylock / zram_slot_unlock) --
 
     def slot_lock(self, index: int) -> None:
+        """``zram_slot_lock``: take the slot's ZRAM_ENTRY_LOCK bit, sleeping while
+        another task holds it (``wait_on_bit_lock``).
+
+        The test-and-set runs under a short mutex; a waiter counts itself
+        there and sleeps on a condition variable, which the unlocker signals
+        after clearing the bit, so no wake-up is lost.
+        """
         if self.yield_point is not None:
             self.yield_point("lock", index)
-        flags = self.flags
-        with self._mutex:
-            if not flags[index] & LOCK:  # uncontended: no condition variable
-                flags[index] |= LOCK
-                return
-            self._waiters += 1
-            while flags[index] & LOCK:
-                self._cv.wait()
-            self._waiters -= 1
-            flags[index] |= LOCK
+        while True:
+            with self._mutex:
+                if not self.flags[index] & _LOCK_BIT:  # uncontended: no condition variable
+                    self.flags[index] |= _LOCK_BIT
+                    return
+                self._waiters += 1
+            with self._cv:
+                while self.flags[index] & _LOCK_BIT:
+                    self._cv.wait()
+            with self._mutex:
+                self._waiters -= 1
 
     def slot_trylock(self, index: int) -> bool:
+        """``zram_slot_trylock``: take the bit if it is free; never sleeps."""
         if self.yield_point is not None:
             self.yield_point("trylock", index)
-        flags = self.flags
         with self._mutex:
-            if flags[index] & LOCK:
+            if self.flags[index] & _LOCK_BIT:
                 return False
-            flags[index] |= LOCK
+            self.flags[index] |= _LOCK_BIT
             return True
 
     def slot_unlock(self, index: int) -> None:
-        flags = self.flags
+        """``zram_slot_unlock``: clear the bit and wake whoever waits for a slot."""
         with self._mutex:
-            flags[index] &= _UNLOCK
-            if self._waiters:
+            self.flags[index] &= _UNLOCK
+            waiters = self._waiters
+        if waiters:
+            with self._cv:
                 self._cv.notify_all()
         if self.yield_point is not None:
             self.yield_point("unlock", index)
@@ -128,14 +148,14 @@ class ZramTable:
     # -- accessors (zram_get_obj_size, zram_test_flag, ...) -------------------
 
     def get_obj_size(self, index: int) -> int:
-        return self.flags[index] & ZRAM_SIZE_MASK
+        return self.flags[index] & _SIZE_MASK
 
     def get_priority(self, index: int) -> int:
         return (self.flags[index] >> ZRAM_COMP_PRIORITY_BIT1) & ZRAM_COMP_PRIORITY_MASK
 
     def allocated(self, index: int) -> bool:
         """``zram_allocated``: holds something (a size, or SAME, or WB)."""
-        return bool(self.flags[index] & (ZRAM_SIZE_MASK | SAME | WB))
+        return (self.flags[index] & _ALLOCATED) != 0
 
     def allocated_mask(self) -> np.ndarray:
         """Vectorised ``zram_allocated`` over the whole table."""

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import cython
 import numpy as np
 
 from pyzram.block.bio import (
@@ -82,6 +83,13 @@ BIO_MAX_VECS = 256
 ZRAM_PRIMARY_COMP = 0
 
 _U64 = (1 << 64) - 1
+# Flag bits as C-typed module constants of the compiled form (zram_drv.pxd).
+_SAME = T.SAME
+_WB = T.WB
+_HUGE = T.HUGE
+_SIZE_MASK = T.ZRAM_SIZE_MASK
+_PRIO_SHIFT = T.ZRAM_COMP_PRIORITY_BIT1
+_PRIO_MASK = T.ZRAM_COMP_PRIORITY_MASK
 #: zram_accessed clears these.
 _CLEAR_ON_ACCESS = _U64 ^ (T.IDLE | T.PP_SLOT)
 #: zram_free_page clears these first, whatever the slot holds.
@@ -320,20 +328,9 @@ class Zram:
             with self._open_lock:
                 self._claim = False
 
-    # -- slot locks and per-slot primitives ------------------------------------
+    # -- per-slot primitives (slot locks: ZramTable.slot_lock / slot_unlock) ----
 
-    def zram_slot_lock(self, index: int) -> None:
-        """``zram_slot_lock``: the slot's ZRAM_ENTRY_LOCK bit lock (may sleep)."""
-        self.table.slot_lock(index)
-
-    def zram_slot_trylock(self, index: int) -> bool:
-        """``zram_slot_trylock``."""
-        return self.table.slot_trylock(index)
-
-    def zram_slot_unlock(self, index: int) -> None:
-        """``zram_slot_unlock``."""
-        self.table.slot_unlock(index)
-
+    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t)
     def zram_accessed(self, index: int) -> None:
         """``zram_accessed`` (slot lock held): clear IDLE and PP_SLOT, stamp the
         access time."""
@@ -342,6 +339,7 @@ class Zram:
         if tbl.ac_time is not None:
             tbl.ac_time[index] = self.clock()
 
+    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t, flags=cython.ulong, handle=cython.ulong)
     def zram_free_page(self, index: int) -> None:
         """``zram_free_page`` (slot lock held): release whatever the slot holds."""
         tbl = self.table
@@ -349,14 +347,14 @@ class Zram:
         if tbl.ac_time is not None:
             tbl.ac_time[index] = 0
         flags = tbl.flags[index] & _CLEAR_ON_FREE  # IDLE, INCOMPRESSIBLE, PP_SLOT, priority
-        if flags & T.HUGE:
-            flags &= ~T.HUGE
+        if flags & _HUGE:
+            flags &= ~_HUGE
             atomic64_dec(st, "huge_pages")
-        if flags & T.WB:
-            tbl.flags[index] = flags & ~T.WB
+        if flags & _WB:
+            tbl.flags[index] = flags & ~_WB
             free_block_bdev(self, tbl.handle[index])
-        elif flags & T.SAME:
-            tbl.flags[index] = flags & ~T.SAME
+        elif flags & _SAME:
+            tbl.flags[index] = flags & ~_SAME
             atomic64_dec(st, "same_pages")
         else:
             tbl.flags[index] = flags
@@ -364,10 +362,10 @@ class Zram:
             if not handle:
                 return
             self.mem_pool.zs_free(handle)
-            atomic64_sub(st, "compr_data_size", flags & T.ZRAM_SIZE_MASK)
+            atomic64_sub(st, "compr_data_size", flags & _SIZE_MASK)
         atomic64_dec(st, "pages_stored")
         tbl.handle[index] = 0
-        tbl.flags[index] &= ~T.ZRAM_SIZE_MASK & _U64  # zram_set_obj_size(index, 0)
+        tbl.flags[index] &= ~_SIZE_MASK  # zram_set_obj_size(index, 0)
 
     # -- write ----------------------------------------------------------------
 
@@ -385,18 +383,20 @@ class Zram:
         self.update_used_max(alloced_pages)
         return not self.limit_pages or alloced_pages <= self.limit_pages
 
+    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t)
     def write_same_filled_page(self, fill: int, index: int) -> int:
         """``write_same_filled_page``: no pool object, only the fill word."""
-        self.zram_slot_lock(index)
-        self.zram_free_page(index)
         tbl = self.table
-        tbl.flags[index] |= T.SAME
+        tbl.slot_lock(index)
+        self.zram_free_page(index)
+        tbl.flags[index] |= _SAME
         tbl.handle[index] = fill
-        self.zram_slot_unlock(index)
+        tbl.slot_unlock(index)
         atomic64_inc(self.stats, "same_pages")
         atomic64_inc(self.stats, "pages_stored")
         return 0
 
+    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t)
     def write_incompressible_page(self, page: Any, index: int) -> int:
         """``write_incompressible_page``: the page stored raw in a huge-class object."""
         pool = self.mem_pool
@@ -407,12 +407,12 @@ class Zram:
             pool.zs_free(handle)
             return -errno.ENOMEM
         pool.zs_obj_write(handle, page)
-        self.zram_slot_lock(index)
-        self.zram_free_page(index)
         tbl = self.table
-        tbl.flags[index] |= T.HUGE | PAGE_SIZE  # zram_set_flag(HUGE), zram_set_obj_size
+        tbl.slot_lock(index)
+        self.zram_free_page(index)
+        tbl.flags[index] |= _HUGE | PAGE_SIZE  # zram_set_flag(HUGE), zram_set_obj_size
         tbl.handle[index] = handle
-        self.zram_slot_unlock(index)
+        tbl.slot_unlock(index)
         st = self.stats
         atomic64_add(st, "compr_data_size", PAGE_SIZE)
         atomic64_inc(st, "huge_pages")
@@ -420,6 +420,7 @@ class Zram:
         atomic64_inc(st, "pages_stored")
         return 0
 
+    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t, comp_len=cython.Py_ssize_t)
     def zram_write_page(self, page: Any, index: int) -> int:
         """``zram_write_page``: store one page (a 4096-byte buffer) in slot ``index``;
         0 or a negative errno.
@@ -454,74 +455,79 @@ class Zram:
             return -errno.ENOMEM
         pool.zs_obj_write(handle, memoryview(zstrm.buffer)[:comp_len])
         comp.zcomp_stream_put(zstrm)
-        self.zram_slot_lock(index)
-        self.zram_free_page(index)
         tbl = self.table
+        tbl.slot_lock(index)
+        self.zram_free_page(index)
         tbl.handle[index] = handle
         tbl.flags[index] |= comp_len  # zram_set_obj_size
-        self.zram_slot_unlock(index)
+        tbl.slot_unlock(index)
         atomic64_inc(self.stats, "pages_stored")
         atomic64_add(self.stats, "compr_data_size", comp_len)
         return 0
 
     # -- read -----------------------------------------------------------------
 
+    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t)
     def read_same_filled_page(self, page: Any, index: int) -> int:
         """``read_same_filled_page``: fill the page with the slot's word (0 if empty)."""
-        fill = self.table.handle[index]
+        tbl = self.table
+        fill = tbl.handle[index]
         memoryview(page).cast("B")[:] = fill.to_bytes(8, "little") * 512 if fill else _ZERO_PAGE
         return 0
 
+    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t)
     def read_incompressible_page(self, page: Any, index: int) -> int:
         """``read_incompressible_page``: copy the raw page out of its object."""
         pool = self.mem_pool
-        handle = self.table.handle[index]
+        tbl = self.table
+        handle = tbl.handle[index]
         src = pool.zs_obj_read_begin(handle)
         memoryview(page).cast("B")[:] = pool.arena[src : src + PAGE_SIZE]
         pool.zs_obj_read_end(handle)
         return 0
 
+    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t, flags=cython.ulong)
     def read_compressed_page(self, page: Any, index: int) -> int:
         """``read_compressed_page``: decompress the object with the algorithm of
         the slot's priority, straight from the pool's memory into the page."""
         tbl = self.table
         flags = tbl.flags[index]
         handle = tbl.handle[index]
-        size = flags & T.ZRAM_SIZE_MASK
-        prio = (flags >> T.ZRAM_COMP_PRIORITY_BIT1) & T.ZRAM_COMP_PRIORITY_MASK
-        comp = self.comps[prio]
+        comp = self.comps[(flags >> _PRIO_SHIFT) & _PRIO_MASK]
         zstrm = comp.zcomp_stream_get()
         pool = self.mem_pool
         src = pool.zs_obj_read_begin(handle)
-        ret = comp.zcomp_decompress(zstrm, pool.arena, src, size, page)
+        ret = comp.zcomp_decompress(zstrm, pool.arena, src, flags & _SIZE_MASK, page)
         pool.zs_obj_read_end(handle)
         comp.zcomp_stream_put(zstrm)
         return ret
 
+    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t, flags=cython.ulong)
     def zram_read_from_zspool(self, page: Any, index: int) -> int:
         """``zram_read_from_zspool`` (slot lock held): 0 or a negative errno."""
         tbl = self.table
         flags = tbl.flags[index]
-        if flags & T.SAME or not tbl.handle[index]:
+        if flags & _SAME or not tbl.handle[index]:
             return self.read_same_filled_page(page, index)
-        if not flags & T.HUGE:
+        if not flags & _HUGE:
             return self.read_compressed_page(page, index)
         return self.read_incompressible_page(page, index)
 
+    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t)
     def zram_read_page(self, page: Any, index: int) -> int:
         """``zram_read_page``: read slot ``index`` into ``page``; 0 or a negative errno.
 
         The slot lock is held while the pool is read; a written-back slot is
         read from the backing device after it is dropped.
         """
-        self.zram_slot_lock(index)
         tbl = self.table
-        if not tbl.flags[index] & T.WB:
+        tbl.slot_lock(index)
+        if not tbl.flags[index] & _WB:
             ret = self.zram_read_from_zspool(page, index)
-            self.zram_slot_unlock(index)
+            tbl.slot_unlock(index)
         else:
             blk_idx = tbl.handle[index]
-            self.zram_slot_unlock(index)
+            tbl.slot_unlock(index)
             ret = read_from_bdev(self, blk_idx, memoryview(page).cast("B"))
         return ret
 
@@ -551,9 +557,9 @@ class Zram:
             n -= PAGE_SIZE - offset
             index += 1
         while n >= PAGE_SIZE:
-            self.zram_slot_lock(index)
+            self.table.slot_lock(index)
             self.zram_free_page(index)
-            self.zram_slot_unlock(index)
+            self.table.slot_unlock(index)
             atomic64_inc(self.stats, "notify_free")
             index += 1
             n -= PAGE_SIZE
@@ -565,11 +571,11 @@ class Zram:
         tried: if it is held, ``miss_free`` counts a slot left allocated.
         """
         atomic64_inc(self.stats, "notify_free")
-        if not self.zram_slot_trylock(index):
+        if not self.table.slot_trylock(index):
             atomic64_inc(self.stats, "miss_free")
             return
         self.zram_free_page(index)
-        self.zram_slot_unlock(index)
+        self.table.slot_unlock(index)
 
     # -- block device entry points (O_DIRECT on /dev/zramN) --------------------
 
@@ -752,9 +758,9 @@ def zram_bio_write(zram: Zram, bio: Bio) -> None:
             atomic64_inc(zram.stats, "failed_writes")
             bio.status = BLK_STS_IOERR
             break
-        zram.zram_slot_lock(index)
+        zram.table.slot_lock(index)
         zram.zram_accessed(index)
-        zram.zram_slot_unlock(index)
+        zram.table.slot_unlock(index)
     bio_endio(bio)
 
 
@@ -767,9 +773,9 @@ def zram_bio_read(zram: Zram, bio: Bio) -> None:
             bio.status = BLK_STS_IOERR
             break
         zram.read_slot_unlocked(index)
-        zram.zram_slot_lock(index)
+        zram.table.slot_lock(index)
         zram.zram_accessed(index)
-        zram.zram_slot_unlock(index)
+        zram.table.slot_unlock(index)
     bio_endio(bio)
 
 
