@@ -37,8 +37,10 @@ import pytest
 
 from conftest import SizedBackend, sized_page
 from pyzram import Zram
+from pyzram.mm.zsmalloc import ZsPool
 from pyzram.workload.pages import synthetic_mix
 from pyzram.zram import table as T
+from pyzram.zram import zram_drv
 
 P = 4096
 OPS = int(os.environ.get("PYZRAM_STRESS_OPS", "1000"))
@@ -531,7 +533,19 @@ def test_stress_swap_path_with_post_processing(tmp_path, swap_state, backing):
 # -- minimised reproductions of what the stress found --------------------------------------------
 
 
-def test_zs_free_racing_compaction():
+class HookedPool(ZsPool):
+    """A pool whose handle lookups call ``on_lookup(handle)`` after resolving."""
+
+    on_lookup = None
+
+    def _handle_to_obj(self, handle):
+        found = super()._handle_to_obj(handle)
+        if self.on_lookup is not None:
+            self.on_lookup(handle)
+        return found
+
+
+def test_zs_free_racing_compaction(monkeypatch):
     """Minimised from the stress (it hung: a KeyError in zs_free leaked slot 10's lock).
 
     Interleaving: thread A (discard of slot 3) -> zram_free_page -> zs_free: handle lookup
@@ -540,6 +554,7 @@ def test_zs_free_racing_compaction():
     pool->migrate_lock (read) from the lookup until the class lock is taken, and compaction
     takes it for writing, so B must wait until A is done.
     """
+    monkeypatch.setattr(zram_drv, "ZsPool", HookedPool)
     z = Zram()
     z.sysfs["disksize"] = str(16 * P)
     z.comps[0].backend = SizedBackend(z.params[0])
@@ -550,27 +565,24 @@ def test_zs_free_racing_compaction():
     pool = z.mem_pool
     assert pool.live_zspages() == 2
     target = z.table.handle[3]
-    real = pool._handle_to_obj
     compactions: list[int] = []
     threads: list[threading.Thread] = []
 
     def lookup(handle):
-        found = real(handle)
         if handle == target and not threads:
             b = threading.Thread(target=lambda: compactions.append(pool.zs_compact()))
             threads.append(b)
             b.start()
             b.join(0.5)  # thread B runs in A's window, unless the locking makes it wait
-        return found
 
-    pool._handle_to_obj = lookup
+    pool.on_lookup = lookup
     raised = None
     try:
         z.discard(3 * P, P)
     except Exception as e:  # noqa: BLE001 - what the race does is the finding
         raised = e
     finally:
-        pool._handle_to_obj = real
+        pool.on_lookup = None
         for b in threads:
             b.join(10)
     assert threads and not threads[0].is_alive() and len(compactions) == 1

@@ -47,8 +47,10 @@ from pyzram.mm.swap_ops import (
     swap_unregister_block_ops,
 )
 from pyzram.mm.swapfile import swap_cache_del_folio, swap_free, swapoff, swapon
+from pyzram.mm.zsmalloc import ZsPool
 from pyzram.workload.pages import synthetic_mix
 from pyzram.zram import table as T
+from pyzram.zram import zram_drv
 from pyzram.zram.swap import (
     zram_exit,
     zram_init,
@@ -290,20 +292,28 @@ class FaultyCodec(ZcompBackend):
         return self.real.decompress_into(src, offset, length, page)
 
 
+class FailingPool(ZsPool):
+    """A pool whose ``fail_at``-th ``zs_malloc`` returns ``-ENOMEM``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fail_at, self.calls = 0, 0
+
+    def zs_malloc(self, size: int) -> int:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            return -errno.ENOMEM
+        return super().zs_malloc(size)
+
+
 def inject(fault: str, z, k: int, new: np.ndarray) -> None:
     """Make page ``k`` of the next write batch fail (pages before it succeed)."""
     if fault == "mem_limit":  # every new (random, huge) page costs one more pool page
         z.sysfs["mem_limit"] = str((z.mem_pool.pages_allocated + k) * P)
     elif fault == "zs_malloc":
         # The (k+1)-th zs_malloc of the batch fails with -ENOMEM, as the kernel's
-        # ERR_PTR value.
-        real, calls = z.mem_pool.zs_malloc, [0]
-
-        def zs_malloc(size):
-            calls[0] += 1
-            return -errno.ENOMEM if calls[0] == k + 1 else real(size)
-
-        z.mem_pool.zs_malloc = zs_malloc  # an instance attribute hides the method
+        # ERR_PTR value (the device's pool is a FailingPool, see the test).
+        z.mem_pool.fail_at = z.mem_pool.calls + k + 1
     else:
         new[k, : len(MARK)] = np.frombuffer(MARK, dtype=np.uint8)
         z.comps[0].backend = FaultyCodec(z.comps[0].backend, fault.split("_")[1])
@@ -313,7 +323,7 @@ def clear_fault(fault: str, z) -> None:
     if fault == "mem_limit":
         z.sysfs["mem_limit"] = "0"
     elif fault == "zs_malloc":
-        del z.mem_pool.zs_malloc
+        z.mem_pool.fail_at = 0
     else:
         z.comps[0].backend = z.comps[0].backend.real
 
@@ -323,7 +333,9 @@ def clear_fault(fault: str, z) -> None:
 @pytest.mark.parametrize(
     "fault", ["mem_limit", "zs_malloc", "codec_raise", "codec_empty", "codec_negative"]
 )
-def test_write_failure_mid_batch(fault, n, k, path):
+def test_write_failure_mid_batch(fault, n, k, path, monkeypatch):
+    if fault == "zs_malloc":  # devices get pools that can fail on cue
+        monkeypatch.setattr(zram_drv, "ZsPool", FailingPool)
     si, z = zram_area(use_block_ops=path == "ops")
     spy = OpsSpy(si)
     folios = folios_of(np.ascontiguousarray(same_pages(n)))

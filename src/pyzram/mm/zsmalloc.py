@@ -47,8 +47,8 @@ import errno
 import mmap
 import threading
 from array import array
-from dataclasses import dataclass, field
 
+import cython
 import numpy as np
 
 from pyzram.lib.rwsem import RWSemaphore
@@ -73,6 +73,16 @@ NR_FULLNESS_GROUPS = 12
 
 #: Groups find_get_zspage searches, fullest first: ZS_INUSE_RATIO_99 .. ZS_INUSE_RATIO_0.
 _NONFULL_GROUPS = (1 << ZS_INUSE_RATIO_100) - 1
+#: ``_FULLEST[mask]``: the highest group set in a mask of non-full groups.
+_FULLEST = tuple(
+    max((g for g in range(ZS_INUSE_RATIO_100) if m >> g & 1), default=-1)
+    for m in range(_NONFULL_GROUPS + 1)
+)
+# C-typed copies for the compiled form (zsmalloc.pxd).
+_HDR = ZS_HANDLE_SIZE
+_TAG = OBJ_ALLOCATED_TAG
+_TAG_BITS = OBJ_TAG_BITS
+_PG_SHIFT = PAGE_SHIFT
 
 #: MAP_NORESERVE (linux/mman.h; not exported by Python's mmap module).
 _MAP_NORESERVE = 0x4000
@@ -104,39 +114,39 @@ def calculate_zspage_chain_size(class_size: int, max_pages: int) -> int:
     return best
 
 
-@dataclass(eq=False)
+@cython.cclass
 class SizeClass:
     """``struct size_class``: one physical class and its fullness lists.
 
     Each fullness list is a dict used as an ordered set of zspages; the
     *last* key is the list head (``list_add`` inserts there), which gives
-    O(1) insert-at-head, unlink and head lookup.
+    O(1) insert-at-head, unlink and head lookup.  ``nonempty`` has bit g set
+    while list g is not empty: ``find_get_zspage`` reads the fullest
+    non-full group off it instead of testing the lists one by one.
+    ``fg_of[n]`` is ``get_fullness_group`` of n objects in use, precomputed;
+    ``freeobj_init`` a new zspage's free-object stack (object 0 on top).
     """
 
-    index: int
-    size: int
-    pages_per_zspage: int
-    objs_per_zspage: int
-    huge: bool
-    fullness_list: list[dict[Zspage, None]] = field(
-        default_factory=lambda: [{} for _ in range(NR_FULLNESS_GROUPS)]
-    )
-    #: get_fullness_group() of every possible inuse count, precomputed.
-    fg_of: tuple[int, ...] = ()
-    #: Bit g set while fullness list g is not empty: find_get_zspage reads the
-    #: fullest non-full group off it instead of testing the lists one by one.
-    nonempty: int = 0
-    #: A new zspage's free-object stack (object 0 on top), copied per zspage.
-    freeobj_init: array = field(default_factory=lambda: array("H"))
-    objs_allocated: int = 0  # ZS_OBJS_ALLOCATED
-    objs_inuse: int = 0  # ZS_OBJS_INUSE
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, index: int, size: int, pages: int, objs: int, huge: bool) -> None:
+        self.index = index
+        self.size = size
+        self.pages_per_zspage = pages
+        self.objs_per_zspage = objs
+        self.huge = huge
+        self.fullness_list = [{} for _ in range(NR_FULLNESS_GROUPS)]
+        self.nonempty = 0
+        self.fg_of = tuple(_fullness_group(objs, n) for n in range(objs + 1))
+        self.freeobj_init = array("H", range(objs - 1, -1, -1))
+        self.objs_allocated = 0  # ZS_OBJS_ALLOCATED
+        self.objs_inuse = 0  # ZS_OBJS_INUSE
+        self.lock = threading.Lock()
 
     def head(self, fg: int) -> Zspage | None:
         lst = self.fullness_list[fg]
         return next(reversed(lst)) if lst else None
 
 
+@cython.cclass
 class Zspage:
     """``struct zspage``: ``pages_per_zspage`` pages holding ``objs_per_zspage`` slots.
 
@@ -148,8 +158,6 @@ class Zspage:
     (``huge_handle``, the kernel's ``page->index``).
     """
 
-    __slots__ = ("id", "cls", "inuse", "fullness", "freeobj", "huge_handle", "base")
-
     def __init__(self, zid: int, cls: SizeClass, base: int) -> None:
         self.id = zid
         self.cls = cls
@@ -160,13 +168,47 @@ class Zspage:
         self.base = base
 
 
-def get_fullness_group(cls: SizeClass, inuse: int) -> int:
-    """``get_fullness_group``: 0 empty, 11 full, else ``100*inuse/objs // 10 + 1``."""
+def _fullness_group(objs: int, inuse: int) -> int:
     if inuse == 0:
         return ZS_INUSE_RATIO_0
-    if inuse == cls.objs_per_zspage:
+    if inuse == objs:
         return ZS_INUSE_RATIO_100
-    return (100 * inuse // cls.objs_per_zspage) // 10 + 1
+    return (100 * inuse // objs) // 10 + 1
+
+
+def get_fullness_group(cls: SizeClass, inuse: int) -> int:
+    """``get_fullness_group``: 0 empty, 11 full, else ``100*inuse/objs // 10 + 1``."""
+    return _fullness_group(cls.objs_per_zspage, inuse)
+
+
+@cython.locals(fg=cython.int)
+def insert_zspage(cls: SizeClass, zspage: Zspage, fg: int) -> None:
+    """``insert_zspage``: at the head of fullness list ``fg``."""
+    cls.fullness_list[fg][zspage] = None
+    cls.nonempty |= 1 << fg
+    zspage.fullness = fg
+
+
+@cython.locals(fg=cython.int)
+def remove_zspage(cls: SizeClass, zspage: Zspage) -> None:
+    """``remove_zspage``: unlink it from its fullness list."""
+    fg = zspage.fullness
+    lst = cls.fullness_list[fg]
+    del lst[zspage]
+    if not lst:
+        cls.nonempty &= ~(1 << fg)
+
+
+@cython.locals(fg=cython.int, newfg=cython.int)
+def fix_fullness_group(cls: SizeClass, zspage: Zspage) -> int:
+    """``fix_fullness_group``: move the zspage to the list its in-use count
+    belongs to (at that list's head); returns its group."""
+    newfg = cls.fg_of[zspage.inuse]
+    fg = zspage.fullness
+    if newfg != fg:
+        remove_zspage(cls, zspage)
+        insert_zspage(cls, zspage, newfg)
+    return newfg
 
 
 #: Arenas of destroyed pools, kept for the next pools (at most this many).
@@ -200,6 +242,7 @@ def _give_back_arena(arena: mmap.mmap, used: int) -> None:
     arena.close()
 
 
+@cython.cclass
 class ZsPool:
     """``struct zs_pool``: the size classes, the zspages and the handle table.
 
@@ -277,9 +320,7 @@ class ZsPool:
             if prev is not None and prev.pages_per_zspage == pages and prev.objs_per_zspage == objs:
                 self.size_class[i] = prev  # can_merge()
                 continue
-            prev = SizeClass(i, size, pages, objs, huge=(pages == 1 and objs == 1))
-            prev.fg_of = tuple(get_fullness_group(prev, n) for n in range(objs + 1))
-            prev.freeobj_init = array("H", range(objs - 1, -1, -1))
+            prev = SizeClass(i, size, pages, objs, pages == 1 and objs == 1)
             self.size_class[i] = prev
 
     @staticmethod
@@ -318,44 +359,13 @@ class ZsPool:
         arena, self._arena = self._arena, None
         if arena is None:
             return
+        self._words = None
         try:
-            self._words.release()
             self.arena.release()  # any later use of this pool fails loudly
         except BufferError:  # a view of the arena is still alive: do not recycle it
             return
         # Pages an earlier pool of this arena used may still hold its bytes too.
         _give_back_arena(arena, max(self._arena_top, self._dirty_top))
-
-    # -- fullness lists ----------------------------------------------------
-
-    @staticmethod
-    def _insert_zspage(cls: SizeClass, zspage: Zspage, fg: int) -> None:
-        cls.fullness_list[fg][zspage] = None
-        cls.nonempty |= 1 << fg
-        zspage.fullness = fg
-
-    @staticmethod
-    def _remove_zspage(cls: SizeClass, zspage: Zspage) -> None:
-        fg = zspage.fullness
-        lst = cls.fullness_list[fg]
-        del lst[zspage]
-        if not lst:
-            cls.nonempty &= ~(1 << fg)
-
-    @staticmethod
-    def _fix_fullness_group(cls: SizeClass, zspage: Zspage) -> int:
-        newfg = cls.fg_of[zspage.inuse]
-        fg = zspage.fullness
-        if newfg != fg:
-            lists = cls.fullness_list
-            lst = lists[fg]
-            del lst[zspage]
-            if not lst:
-                cls.nonempty &= ~(1 << fg)
-            lists[newfg][zspage] = None
-            cls.nonempty |= 1 << newfg
-            zspage.fullness = newfg
-        return newfg
 
     # -- handles -----------------------------------------------------------
 
@@ -386,14 +396,15 @@ class ZsPool:
             self._addr[handle] = 0
             self._free_handles.append(handle)
 
+    @cython.locals(addr=cython.Py_ssize_t, zspage=Zspage, cls=SizeClass)
     def _handle_to_obj(self, handle: int) -> tuple[Zspage, int]:
         """``handle_to_obj`` + ``obj_to_location``: the zspage and the object index."""
         addr = self._addr[handle] if 0 < handle < self._next_handle else 0
         if not addr:
             raise ValueError(f"zsmalloc: invalid handle {handle}")
-        zspage = self._zspages[self._page_owner[addr >> PAGE_SHIFT]]
+        zspage = self._zspages[self._page_owner[addr >> _PG_SHIFT]]
         cls = zspage.cls
-        return zspage, (addr - zspage.base - (0 if cls.huge else ZS_HANDLE_SIZE)) // cls.size
+        return zspage, (addr - zspage.base - (0 if cls.huge else _HDR)) // cls.size
 
     # -- zspages -----------------------------------------------------------
 
@@ -445,7 +456,7 @@ class ZsPool:
 
     def _free_zspage(self, cls: SizeClass, zspage: Zspage) -> None:
         """``free_zspage``: unlink it and give its pages back (class lock held)."""
-        self._remove_zspage(cls, zspage)
+        remove_zspage(cls, zspage)
         cls.objs_allocated -= cls.objs_per_zspage
         with self._stat_lock:
             del self._zspages[zspage.id]
@@ -454,6 +465,7 @@ class ZsPool:
 
     # -- allocation --------------------------------------------------------
 
+    @cython.locals(cls=SizeClass, obj_idx=cython.int, addr=cython.Py_ssize_t)
     def obj_malloc(self, zspage: Zspage, handle: int) -> None:
         """``obj_malloc``: pop the zspage's free-object stack, tag the object's
         header with the handle (a huge object has none) and record where the
@@ -465,10 +477,11 @@ class ZsPool:
         if cls.huge:
             zspage.huge_handle = handle
         else:
-            self._words[addr >> 3] = handle << OBJ_TAG_BITS | OBJ_ALLOCATED_TAG
-            addr += ZS_HANDLE_SIZE
+            self._words[addr >> 3] = handle << _TAG_BITS | _TAG
+            addr += _HDR
         self._addr[handle] = addr
 
+    @cython.locals(cls=SizeClass, zspage=Zspage, handle=cython.long, fg=cython.int)
     def zs_malloc(self, size: int) -> int:
         """``zs_malloc``: allocate a ``size``-byte object; its handle, or a negative
         errno (the kernel's ``ERR_PTR`` value: test it with :func:`IS_ERR_VALUE`).
@@ -486,11 +499,11 @@ class ZsPool:
         handle = self.cache_alloc_handle()
         cls = self.class_of_len[size]  # size + ZS_HANDLE_SIZE -> its class
         with cls.lock:
-            nonfull = cls.nonempty & _NONFULL_GROUPS
-            if nonfull:  # find_get_zspage: the head of the fullest non-full group
-                zspage = next(reversed(cls.fullness_list[nonfull.bit_length() - 1]))
+            fg = _FULLEST[cls.nonempty & _NONFULL_GROUPS]
+            if fg >= 0:  # find_get_zspage: the head of the fullest non-full group
+                zspage = next(reversed(cls.fullness_list[fg]))
                 self.obj_malloc(zspage, handle)
-                self._fix_fullness_group(cls, zspage)
+                fix_fullness_group(cls, zspage)
                 cls.objs_inuse += 1
                 return handle
         zspage = self.alloc_zspage(cls)
@@ -499,7 +512,7 @@ class ZsPool:
             return -errno.ENOMEM
         with cls.lock:
             self.obj_malloc(zspage, handle)
-            self._insert_zspage(cls, zspage, cls.fg_of[zspage.inuse])
+            insert_zspage(cls, zspage, cls.fg_of[zspage.inuse])
             with self._stat_lock:  # atomic_long_add(pages_per_zspage, &pages_allocated)
                 self.pages_allocated += cls.pages_per_zspage
             cls.objs_allocated += cls.objs_per_zspage
@@ -514,6 +527,7 @@ class ZsPool:
         word = self._words[(zspage.base + obj_idx * cls.size) >> 3]
         return word >> OBJ_TAG_BITS if word & OBJ_ALLOCATED_TAG else 0
 
+    @cython.locals(cls=SizeClass)
     def _obj_free(self, zspage: Zspage, obj_idx: int) -> None:
         """``obj_free``: clear the header and push the object on the free stack."""
         cls = zspage.cls
@@ -524,6 +538,7 @@ class ZsPool:
         zspage.freeobj.append(obj_idx)
         zspage.inuse -= 1
 
+    @cython.locals(cls=SizeClass, zspage=Zspage, obj_idx=cython.int)
     def zs_free(self, handle: int) -> None:
         """``zs_free``: free the object; an emptied zspage is released at once.
 
@@ -545,7 +560,7 @@ class ZsPool:
         try:
             cls.objs_inuse -= 1
             self._obj_free(zspage, obj_idx)
-            if self._fix_fullness_group(cls, zspage) == ZS_INUSE_RATIO_0:
+            if fix_fullness_group(cls, zspage) == ZS_INUSE_RATIO_0:
                 self._free_zspage(cls, zspage)
         finally:
             cls.lock.release()
@@ -614,13 +629,13 @@ class ZsPool:
         for fg in groups:
             zspage = cls.head(fg)
             if zspage is not None:
-                self._remove_zspage(cls, zspage)
+                remove_zspage(cls, zspage)
                 return zspage
         return None
 
     def _putback_zspage(self, cls: SizeClass, zspage: Zspage) -> int:
         fg = get_fullness_group(cls, zspage.inuse)
-        self._insert_zspage(cls, zspage, fg)
+        insert_zspage(cls, zspage, fg)
         return fg
 
     def _migrate_zspage(self, src: Zspage, dst: Zspage) -> None:
