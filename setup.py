@@ -10,7 +10,8 @@ setup(
     ext_modules=[
         Extension(
             "pyzram._kcodec",
-            sources=["src/pyzram/_kcodec/kcodec.c"],
+            sources=["src/pyzram/_kcodec/kcodec.c", "src/pyzram/_kcodec/lz4hc.c"],
+            depends=["src/pyzram/_kcodec/lz4hc.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
         )
     ]

@@ -33,8 +33,8 @@ app.add_typer(bench_app, name="bench")
 console = Console()
 
 ALGO_HELP = (
-    "zram backend: lzo-rle (default), lzo, lz4 (pyzram's kernel-identical C codecs), "
-    "lz4hc, zstd, deflate (library codecs: the kernel's format, sizes may differ)"
+    "zram backend: lzo-rle (default), lzo, lz4, lz4hc (pyzram's kernel-identical C codecs), "
+    "zstd, deflate (library codecs: the kernel's format and, on the pages checked, its sizes)"
 )
 PageFileArg = Annotated[
     Path | None,

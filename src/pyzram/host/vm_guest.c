@@ -259,14 +259,14 @@ static void cmd(char *line)
         if (e)
             return out_err(-e);
         unsigned char *res = malloc((size_t)n * 2 + 1);
-        long before = mm_field(1), same0 = mm_field(4), huge0 = mm_field(7);
+        long before = mm_field(1), same0 = mm_field(5), huge0 = mm_field(7);
         for (long i = 0; i < n; i++) {
             if (pread(srcfd, bounce, PAGE, src + i * PAGE) != PAGE ||
                 pwrite(devfd, bounce, PAGE, (slot + i) * PAGE) != PAGE) {
                 free(res);
                 return out_err(EIO);
             }
-            long after = mm_field(1), same = mm_field(4), huge = mm_field(7);
+            long after = mm_field(1), same = mm_field(5), huge = mm_field(7);
             int v = same > same0 ? -1 : huge > huge0 ? PAGE : (int)(after - before);
             res[2 * i] = (unsigned char)(v & 0xff);
             res[2 * i + 1] = (unsigned char)((v >> 8) & 0xff);
