@@ -437,6 +437,64 @@ def vm_dictionary(pages: np.ndarray, size: int = 8192) -> bytes:
         return b"".join(samples)[:size]  # too few samples: a raw-content dictionary
 
 
+def record_vm_scenarios(
+    pages: np.ndarray,
+    script,
+    config: ZramConfig,
+    tmp: str,
+    algorithms: list[str] | None = None,
+    *,
+    levels: bool = True,
+    features: bool = True,
+) -> list[ScenarioResult]:
+    """Record the VM scenarios into ``script`` (a VmScript) while pyzram runs its side.
+
+    ``tmp`` is a directory for pyzram's backing file and the zstd dictionary
+    (which the guest gets at the same path).  The results are complete once
+    the script has run and each result's ``resolve()`` was called.
+    """
+    from pyzram.host.kernel_vm import VmZram
+
+    algos = algorithms or list(config.backends)
+    missing = [a for a in algos if a not in config.backends]
+    if missing:
+        raise ValueError(
+            f"the VM kernel has no {', '.join(missing)} backend "
+            f"(it has {' '.join(config.backends)})"
+        )
+    results: list[ScenarioResult] = []
+
+    def one(algo: str, params: str | None = None, label: str | None = None) -> None:
+        dev = VmZram(script)
+        results.append(run_scenario(pages, algo, dev, config=config, params=params, label=label))
+        dev.remove()
+
+    for algo in algos:
+        one(algo)
+    if levels:
+        for algo, params in VM_LEVELS:
+            if algo in algos:
+                one(algo, params, f"{algo} {params.split(' ', 1)[1]}")
+        if "zstd" in algos:
+            path = f"{tmp}/zstd.dict"
+            data = vm_dictionary(pages)
+            with open(path, "wb") as f:
+                f.write(data)
+            script.add_file(path, data)
+            one("zstd", f"algo=zstd dict={path}", f"zstd dict ({len(data)} B)")
+    if features:
+        backing = f"{tmp}/backing"
+        with open(backing, "wb") as f:
+            f.truncate(script.backing_size)
+        dev = VmZram(script)
+        algo = "lz4" if "lz4" in algos else algos[0]
+        results.append(
+            feature_scenario(pages, dev, config, backing, script.backing_size, algorithm=algo)
+        )
+        dev.remove()
+    return results
+
+
 def validate_vm(
     pages: np.ndarray,
     algorithms: list[str] | None = None,
@@ -455,7 +513,7 @@ def validate_vm(
     """
     import tempfile
 
-    from pyzram.host.kernel_vm import VmOracle, VmScript, VmZram, unavailable_reason
+    from pyzram.host.kernel_vm import VmOracle, VmScript, unavailable_reason
 
     if oracle is None:
         reason = unavailable_reason()
@@ -463,46 +521,17 @@ def validate_vm(
             raise OSError(reason)
         oracle = VmOracle()
     cfg = ZramConfig.from_kconfig_text(oracle.config_text())
-    algos = algorithms or list(cfg.backends)
-    missing = [a for a in algos if a not in cfg.backends]
-    if missing:
-        raise ValueError(
-            f"the VM kernel has no {', '.join(missing)} backend (it has {' '.join(cfg.backends)})"
-        )
-    levels = algorithms is None if levels is None else levels
-    features = algorithms is None if features is None else features
     script = VmScript()
-    results: list[ScenarioResult] = []
     with tempfile.TemporaryDirectory(prefix="pyzram-vm-") as tmp:
-
-        def one(algo: str, params: str | None = None, label: str | None = None) -> None:
-            dev = VmZram(script)
-            results.append(run_scenario(pages, algo, dev, config=cfg, params=params, label=label))
-            dev.remove()
-
-        for algo in algos:
-            one(algo)
-        if levels:
-            for algo, params in VM_LEVELS:
-                if algo in algos:
-                    one(algo, params, f"{algo} {params.split(' ', 1)[1]}")
-            if "zstd" in algos:
-                path = f"{tmp}/zstd.dict"
-                data = vm_dictionary(pages)
-                with open(path, "wb") as f:
-                    f.write(data)
-                script.add_file(path, data)
-                one("zstd", f"algo=zstd dict={path}", f"zstd dict ({len(data)} B)")
-        if features:
-            backing = f"{tmp}/backing"
-            with open(backing, "wb") as f:
-                f.truncate(script.backing_size)
-            dev = VmZram(script)
-            algo = "lz4" if "lz4" in algos else algos[0]
-            results.append(
-                feature_scenario(pages, dev, cfg, backing, script.backing_size, algorithm=algo)
-            )
-            dev.remove()
+        results = record_vm_scenarios(
+            pages,
+            script,
+            cfg,
+            tmp,
+            algorithms,
+            levels=algorithms is None if levels is None else levels,
+            features=algorithms is None if features is None else features,
+        )
         run = oracle.run(script)
     name = f"vm {oracle.kernel.release} (qemu {run.accel}, {run.seconds:.1f} s)"
     for r in results:
