@@ -25,7 +25,9 @@ every algorithm that kernel has (lz4, lz4hc, zstd, deflate; it has no lzo),
 the same with ``algorithm_params`` levels and a zstd dictionary, and a
 feature scenario (:func:`feature_scenario`) for writeback in each mode,
 ``writeback_limit``, idle marking with ages, ``bd_stat``, ``io_stat``,
-``debug_stat``, ``mem_limit`` and ``compact``.  There the guest's results
+``debug_stat``, ``mem_limit`` and ``compact``, and, on a kernel built with
+``CONFIG_ZRAM_MULTI_COMP`` (``scripts/build-vm-kernel``), recompression
+(:func:`recompress_scenario`).  There the guest's results
 are known only after the boot, so both sides record their results first
 (:class:`~pyzram.host.kernel_vm.Pending`) and are compared afterwards.
 """
@@ -426,6 +428,76 @@ def feature_scenario(
     return result
 
 
+def recompress_scenario(
+    pages: np.ndarray,
+    vm,
+    config: ZramConfig,
+    backing_file: str,
+    backing_size: int,
+) -> ScenarioResult:
+    """Recompression (``CONFIG_ZRAM_MULTI_COMP``): ``recomp_algorithm``, ``recompress``.
+
+    lz4 primary, zstd / deflate / lz4hc (level 12) as priorities 1-3, then
+    ``recompress`` by type (idle, huge, huge_idle), ``threshold``,
+    ``max_pages``, ``algo`` and ``priority``, good and bad requests, and
+    ``writeback incompressible`` of what could not be recompressed.  Every
+    outcome, ``recomp_algorithm`` / ``bd_stat`` / ``io_stat`` / ``debug_stat``
+    text and ``mm_stat`` after each step is compared.
+    """
+    pages = pages[:FEATURE_PAGES]
+    n = len(pages)
+    clock = VirtualClock()
+    ours = Zram(config, clock=clock)
+    result = ScenarioResult("lz4 + recompress", n)
+    t = _Twin(ours, vm, result, clock)
+    disksize = (n + 64) * PAGE_SIZE
+    assert backing_size >= disksize
+    t.write("comp_algorithm", "lz4")
+    for value in (
+        "algo=zstd priority=1",
+        "algo=deflate priority=2",
+        "algo=lz4hc priority=3",
+        "algo=nope priority=1",
+        "algo=zstd priority=0",
+        "algo=zstd priority=4",
+        "algo=zstd",
+    ):
+        t.write("recomp_algorithm", value)
+    t.write("algorithm_params", "priority=3 level=12")
+    t.write("recompress", "type=idle")  # not initialised
+    t.write("backing_dev", backing_file, vm_value="/dev/vdb")
+    t.write("disksize", str(disksize))
+    t.read("recomp_algorithm")
+    t.snap("setup")
+    t.pwrite(pages.tobytes(), 0)
+    t.snap("write")
+    for value in ("type=bogus", "threshold=5000", "algo=nope", "priority=9", "max_pages=x"):
+        t.write("recompress", value)
+    t.write("idle", "all")
+    t.write("recompress", "type=idle max_pages=40")
+    t.snap("idle, 40")
+    t.write("recompress", "type=huge")
+    t.snap("huge")
+    t.write("recompress", "type=huge_idle algo=deflate")
+    t.snap("huge_idle deflate")
+    t.write("idle", "all")
+    t.write("recompress", "type=idle threshold=1000 priority=3")
+    t.snap("threshold 1000 prio 3")
+    t.write("idle", "all")
+    t.write("recompress", "type=idle")
+    t.snap("idle")
+    t.write("writeback", "incompressible")
+    t.snap("wb incompressible")
+    got, k = ours.pread(n * PAGE_SIZE, 0), vm.pread(n * PAGE_SIZE, 0)
+    result._deferred.append(lambda: setattr(result, "read_back_equal", got == _value(k)))
+    t.discard(0, 32 * PAGE_SIZE)
+    t.write("compact", "1")
+    t.read("debug_stat")
+    t.snap("read, discard, compact")
+    ours.check()
+    return result
+
+
 def vm_dictionary(pages: np.ndarray, size: int = 8192) -> bytes:
     """A zstd dictionary trained on ``pages`` (python-zstandard's ``train_dictionary``)."""
     import zstandard
@@ -492,6 +564,13 @@ def record_vm_scenarios(
             feature_scenario(pages, dev, config, backing, script.backing_size, algorithm=algo)
         )
         dev.remove()
+        if config.multi_comp:
+            backing = f"{tmp}/backing-recomp"
+            with open(backing, "wb") as f:
+                f.truncate(script.backing_size)
+            dev = VmZram(script)
+            results.append(recompress_scenario(pages, dev, config, backing, script.backing_size))
+            dev.remove()
     return results
 
 

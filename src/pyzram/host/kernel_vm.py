@@ -97,6 +97,8 @@ def _apt_options(root: Path) -> list[str]:
         "-o", f"Dir::Etc::Preferences={root / 'preferences'}",
         "-o", f"Dir::Etc::PreferencesParts={root / 'preferences.d'}",
         "-o", "Acquire::Languages=none",
+        "-o", "Acquire::http::Timeout=30",
+        "-o", "Acquire::Retries=1",
     ] + (["-o", "APT::Sandbox::User=root"] if os.geteuid() == 0 else [])  # fmt: skip
 
 
@@ -128,7 +130,7 @@ def apt_update() -> Path:
 
 
 def _version_key(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split("."))
+    return tuple(int(x) for x in re.findall(r"\d+", v.split("-")[0]))
 
 
 def newest_package() -> str:
@@ -143,13 +145,21 @@ def newest_package() -> str:
 
 @dataclass(frozen=True)
 class KernelImage:
-    """An unpacked kernel package: ``vmlinuz``, its ``config`` and its module tree."""
+    """An unpacked kernel package: ``vmlinuz``, its ``config`` and its module tree.
 
-    version: str  # e.g. "6.18.15"
+    ``version`` is the cache directory's name: ``6.18.15`` for Debian's
+    package, ``6.18.15-multicomp`` for ``scripts/build-vm-kernel``'s build.
+    """
+
+    version: str
     root: Path
 
     @property
     def release(self) -> str:
+        """The kernel release (``uname -r``), from ``boot/vmlinuz-RELEASE``."""
+        found = sorted((self.root / "boot").glob("vmlinuz-*"))
+        if found:
+            return found[0].name[len("vmlinuz-") :]
         return f"{self.version}+deb13-amd64"
 
     @property
@@ -194,8 +204,9 @@ def ensure_kernel(version: str | None = None) -> KernelImage:
     cached = {k.version: k for k in cached_kernels()}
     if version and version in cached:
         return cached[version]
-    if not version and cached:
-        return cached[max(cached, key=_version_key)]
+    debian = [v for v in cached if re.fullmatch(r"[\d.]+", v)]
+    if not version and debian:
+        return cached[max(debian, key=_version_key)]
     if version:
         package = f"linux-image-{version}+deb13-amd64"
         root = apt_update()
@@ -267,11 +278,21 @@ def module_load_order(
     order: list[tuple[str, bytes]] = []
     seen: set[str] = set()
 
+    builtin_file = k.modules / "modules.builtin"
+    builtin = set()
+    if builtin_file.exists():
+        builtin = {
+            Path(line).name.split(".ko")[0].replace("-", "_")
+            for line in builtin_file.read_text().split()
+        }
+
     def visit(name: str) -> None:
         if name in seen:
             return
         seen.add(name)
         if name not in files:
+            if name in builtin:
+                return  # built into this kernel
             raise FileNotFoundError(f"module {name} not in {k.modules}")
         ko = _read_module(files[name])
         for dep in _depends(ko):
@@ -372,7 +393,13 @@ def unavailable_reason(fetch: bool = True) -> str | None:
         return str(e)
     if shutil.which(os.environ.get("CC", "gcc")) is None:
         return "gcc not found (needed to build the guest helper)"
-    if cached_kernels():
+    if os.environ.get("PYZRAM_VM_KERNEL"):
+        want = os.environ["PYZRAM_VM_KERNEL"]
+        if any(k.version == want for k in cached_kernels()):
+            return None
+        if not re.fullmatch(r"[\d.]+", want):
+            return f"kernel {want} is not in the cache (scripts/build-vm-kernel builds it)"
+    elif any(re.fullmatch(r"[\d.]+", k.version) for k in cached_kernels()):
         return None
     if not fetch:
         return "no kernel in the cache"
