@@ -293,3 +293,57 @@ def test_writeback_idle_ages_and_limits_equal_kernel(vm):
 def test_live_process_pages_equal_kernel(vm):
     assert len(vm.live) >= 300
     _assert_equal(vm.validate_live)
+
+
+# -- opt-in: a kernel with CONFIG_ZRAM_MULTI_COMP (scripts/build-vm-kernel) -----------------
+
+
+def _multicomp_kernel():
+    found = [k for k in kernel_vm.cached_kernels() if k.version.endswith("-multicomp")]
+    return found[-1] if found else None
+
+
+@pytest.fixture(scope="module")
+def recompress():
+    k = _multicomp_kernel()
+    if k is None:
+        pytest.skip("no CONFIG_ZRAM_MULTI_COMP kernel in the cache (run scripts/build-vm-kernel)")
+    from pyzram.validate import recompress_scenario
+
+    oracle = kernel_vm.VmOracle(k)
+    cfg = ZramConfig.from_kconfig_text(oracle.config_text())
+    assert cfg.multi_comp
+    script = kernel_vm.VmScript()
+    with tempfile.TemporaryDirectory(prefix="pyzram-vmtest-") as tmp:
+        backing = f"{tmp}/backing"
+        with open(backing, "wb") as f:
+            f.truncate(script.backing_size)
+        dev = kernel_vm.VmZram(script)
+        result = recompress_scenario(
+            synthetic_mix(300, seed=21), dev, cfg, backing, script.backing_size
+        )
+        dev.remove()
+        run = oracle.run(script, timeout=600)
+    assert run.completed
+    result.resolve()
+    return result
+
+
+def test_recompress_outcomes_and_recomp_algorithm_equal_kernel(recompress):
+    checks = [c for c in recompress.checks if "bd_stat" not in c.what]
+    assert any(c.what == "read recomp_algorithm" for c in checks)
+    assert {"ok", "EINVAL"} <= {c.kernel for c in checks if c.what.startswith("write ")}
+    bad = [f"{c.step}: {c.what}: {c.ours!r} vs {c.kernel!r}" for c in checks if not c.equal]
+    assert not bad, "\n".join(bad)
+    assert recompress.read_back_equal
+
+
+@pytest.mark.xfail(
+    reason="after recompress type=idle max_pages=40 the kernel has one huge page fewer "
+    "and a different compr_data_size (docs/architecture.md)",
+    strict=False,
+)
+def test_recompress_mm_stat_equals_kernel(recompress):
+    bad = [f"{s.step}: {s.mismatches()}" for s in recompress.steps if not s.equal]
+    bad += [f"{c.step}: {c.what}" for c in recompress.checks if not c.equal]
+    assert not bad, "\n".join(bad)
