@@ -195,8 +195,9 @@ static size_t hc_compress(struct hc_state *st, const uint8_t *src, size_t n, uin
 {
     const uint8_t *ip = src, *anchor = src;
     const uint8_t *end = src + n;
-    const uint8_t *mflimit = end - HC_MFLIMIT;
-    const uint8_t *mlimit = end - HC_LASTLITERALS;
+    /* Inputs of 12 bytes or less are all literals (no pointer before src). */
+    const uint8_t *mflimit = n > HC_MFLIMIT ? end - HC_MFLIMIT : src;
+    const uint8_t *mlimit = n > HC_MFLIMIT ? end - HC_LASTLITERALS : src;
     uint8_t *op = dst;
     int tries, ml, ml0, ml2, ml3;
     const uint8_t *ref = NULL, *ref0, *start0, *ref2 = NULL, *start2 = NULL;
@@ -214,9 +215,9 @@ static size_t hc_compress(struct hc_state *st, const uint8_t *src, size_t n, uin
     st->next_insert = HC_WINDOW;
     st->low = HC_WINDOW;
 
-    if (n >= HC_MFLIMIT + 1)
+    if (n > HC_MFLIMIT)
         ip++;
-    while (n >= HC_MFLIMIT + 1 && ip < mflimit) {
+    while (ip < mflimit) {
         ml = hc_best(st, ip, mlimit, &ref, tries);
         if (!ml) {
             ip++;
