@@ -44,7 +44,8 @@ def extensions() -> list[Extension]:
     exts = [
         Extension(
             "pyzram._kcodec",
-            sources=["src/pyzram/_kcodec/kcodec.c"],
+            sources=["src/pyzram/_kcodec/kcodec.c", "src/pyzram/_kcodec/lz4hc.c"],
+            depends=["src/pyzram/_kcodec/lz4hc.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
         )
     ]

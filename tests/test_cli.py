@@ -87,3 +87,23 @@ def test_explore_json(capsys):
     assert finding["race_found"] and finding["minimal_schedule"]
     assert main(["explore", "--scenario", "nope"]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def _vm_reason() -> str | None:
+    from pyzram.host import kernel_vm
+
+    return kernel_vm.unavailable_reason()
+
+
+@pytest.mark.vm
+def test_validate_kernel_vm_json(capsys):
+    reason = _vm_reason()
+    if reason:
+        pytest.skip(reason)
+    assert main(["validate", "--kernel", "vm", "--limit", "120", "--algo", "zstd", "--json"]) == 0
+    (out,) = json.loads(capsys.readouterr().out)
+    assert out["equal"] and out["algorithm"] == "zstd" and out["pages"] == 120
+    assert [s["step"] for s in out["steps"]][0] == "write"
+    assert out["steps"][0]["kernel"]["orig_data_size"] > 0
+    assert main(["validate", "--kernel", "vm", "--limit", "10", "--algo", "lzo"]) == 1
+    assert "no lzo backend" in capsys.readouterr().err

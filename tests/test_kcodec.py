@@ -222,7 +222,7 @@ HSET = settings(max_examples=150, deadline=None, suppress_health_check=list(Heal
 
 
 def test_module_surface():
-    assert kc.ALGORITHMS == ALGOS
+    assert kc.ALGORITHMS == (*ALGOS, "lz4hc")
     assert kc.PAGE_SIZE == PAGE and kc.DST_STRIDE == STRIDE
     for name in ("compress", "decompress", "compress_batch", "decompress_batch"):
         assert getattr(kc, name).__doc__
@@ -1008,3 +1008,30 @@ def test_sizes_match_host_kernel(algo, kernel_pages):
     assert not mismatches, (
         f"seed {seed}: {len(mismatches)} of {checked} pages differ: {mismatches[:10]}"
     )
+
+
+@pytest.mark.parametrize("algo", (*ALGOS, "lz4hc"))
+def test_per_page_calls_into_buffers(algo):
+    """``compress_into`` (a page into a stream buffer) and ``decompress_into`` (an
+    object read in place out of a larger buffer, into a page) give what
+    ``compress`` and ``decompress`` give; a malformed object is -EINVAL and
+    leaves the page zeroed; bad buffers are a ValueError."""
+    idx = kc.ALGORITHMS.index(algo)
+    page = (b"per-page calls " * 300)[:PAGE]
+    dst = bytearray(STRIDE)
+    n = kc.compress_into(algo, page, dst)
+    assert kc.compress_into(idx, page, dst) == n
+    assert bytes(dst[:n]) == kc.compress(algo, page)
+    arena = bytearray(100) + dst[:n] + bytearray(50)
+    out = bytearray(PAGE)
+    assert kc.decompress_into(idx, arena, 100, n, out) == 0 and out == page
+    assert kc.decompress_into(algo, arena, 100, n - 7, out) == -errno.EINVAL
+    assert out == bytes(PAGE)
+    with pytest.raises(ValueError):
+        kc.decompress_into(idx, arena, len(arena) - 3, n, out)  # runs past the source
+    with pytest.raises(ValueError):
+        kc.decompress_into(idx, arena, 100, n, bytearray(PAGE - 1))
+    with pytest.raises(ValueError):
+        kc.compress_into(idx, page, bytearray(100))
+    with pytest.raises(ValueError):
+        kc.compress_into(idx, page[:100], dst)

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.asan
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "src" / "pyzram" / "_kcodec" / "kcodec.c"
+LZ4HC_SOURCE = SOURCE.with_name("lz4hc.c")
 
 FUZZ = textwrap.dedent(
     """
@@ -67,7 +68,12 @@ FUZZ = textwrap.dedent(
         rounds += 1
         for algo in kc.ALGORITHMS:
             p = page()
-            c = kc.compress(algo, p, r.choice([1, 1, 2, 17, 1000]) if algo == "lz4" else 1)
+            arg = 1
+            if algo == "lz4":
+                arg = r.choice([1, 1, 2, 17, 1000])
+            elif algo == "lz4hc":
+                arg = r.choice([1, 2, 4, 9, 12, 16, 17])
+            c = kc.compress(algo, p, arg)
             assert kc.decompress(algo, c) == p
             # odd lengths, including the multi-block LZO path (> 48 KiB)
             n = r.choice([0, 1, 12, 13, 20, 21, r.randint(0, 65536)])
@@ -187,6 +193,7 @@ def asan_module(tmp_path_factory) -> tuple[Path, str]:
         "-Werror",
         f"-I{sysconfig.get_paths()['include']}",
         str(SOURCE),
+        str(LZ4HC_SOURCE),
         "-o",
         str(target),
     ]

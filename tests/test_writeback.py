@@ -896,18 +896,32 @@ def listing(selected: str) -> str:
     return "".join(f"[{b}] " if b == selected else f"{b} " for b in LISTING) + "\n"
 
 
+def shown(*entries: tuple[int, str]) -> str:
+    """recomp_algorithm_show's bytes: each listing's end offset is added to sz (6.18)."""
+    buf, sz = bytearray(4096), 0
+    for prio, selected in entries:
+        head, body = f"#{prio}: ".encode(), listing(selected).encode()
+        buf[sz : sz + len(head)] = head
+        sz += len(head)
+        buf[sz : sz + len(body)] = body
+        sz += sz + len(body)
+    return buf[:sz].decode()
+
+
 def test_recomp_algorithm_show_and_store():
     z = Zram()
     assert z.sysfs["recomp_algorithm"] == ""
     z.sysfs["recomp_algorithm"] = "algo=zstd"  # priority 1 by default
-    assert z.sysfs["recomp_algorithm"] == "#1: " + listing("zstd")
+    one = "#1: " + listing("zstd")
+    assert z.sysfs["recomp_algorithm"] == one + "\0" * 4  # the kernel's gap of 4 NULs
     z.sysfs["recomp_algorithm"] = 'priority=3 algo="lz4"\n'
-    assert z.sysfs["recomp_algorithm"] == "#1: " + listing("zstd") + "#3: " + listing("lz4")
+    assert z.sysfs["recomp_algorithm"] == shown((1, "zstd"), (3, "lz4"))
+    assert z.sysfs["recomp_algorithm"].replace("\0", "") == one + "#3: " + listing("lz4")
     z.sysfs["recomp_algorithm"] = "algo=deflate priority=1"  # replaces priority 1
-    assert z.sysfs["recomp_algorithm"] == "#1: " + listing("deflate") + "#3: " + listing("lz4")
+    assert z.sysfs["recomp_algorithm"] == shown((1, "deflate"), (3, "lz4"))
     z.sysfs["disksize"] = "1M"
     assert z.num_active_comps == 3 and [c is not None for c in z.comps] == [1, 1, 0, 1]
-    assert z.sysfs["recomp_algorithm"] == "#1: " + listing("deflate") + "#3: " + listing("lz4")
+    assert z.sysfs["recomp_algorithm"] == shown((1, "deflate"), (3, "lz4"))
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,18 @@
 7. ``read``: every slot read back on both; the bytes must be equal.
 
 This is what ``pyzram validate`` prints and what the kernel tests assert.
+
+``kernel="vm"`` runs the same scenarios against Debian's 6.18 kernel booted
+under qemu (:mod:`pyzram.host.kernel_vm`), all in one boot: the scenario for
+every algorithm that kernel has (lz4, lz4hc, zstd, deflate; it has no lzo),
+the same with ``algorithm_params`` levels and a zstd dictionary, and a
+feature scenario (:func:`feature_scenario`) for writeback in each mode,
+``writeback_limit``, idle marking with ages, ``bd_stat``, ``io_stat``,
+``debug_stat``, ``mem_limit`` and ``compact``, and, on a kernel built with
+``CONFIG_ZRAM_MULTI_COMP`` (``scripts/build-vm-kernel``), recompression
+(:func:`recompress_scenario`).  There the guest's results
+are known only after the boot, so both sides record their results first
+(:class:`~pyzram.host.kernel_vm.Pending`) and are compared afterwards.
 """
 
 from __future__ import annotations
@@ -33,6 +45,11 @@ from pyzram.zram.stat import MmStat
 from pyzram.zram.zram_drv import PAGE_SIZE, Zram
 
 
+def _value(x):
+    """A VM result (``Pending``) once the script has run, or the value itself."""
+    return x.value if hasattr(x, "script") and hasattr(x, "seq") else x
+
+
 @dataclass
 class StepResult:
     """One step of a scenario: both devices' mm_stat after it."""
@@ -40,6 +57,9 @@ class StepResult:
     step: str
     ours: MmStat
     kernel: MmStat
+
+    def resolve(self) -> None:
+        self.kernel = _value(self.kernel)
 
     @property
     def equal(self) -> bool:
@@ -54,6 +74,28 @@ class StepResult:
 
 
 @dataclass
+class Check:
+    """One more comparison: a write's outcome (``ok`` or the errno's name) or a sysfs text."""
+
+    step: str
+    what: str
+    ours: str
+    kernel: object  # str, or a Pending until resolved
+
+    @property
+    def equal(self) -> bool:
+        return self.ours == self.kernel
+
+    def resolve(self) -> None:
+        k = self.kernel
+        if hasattr(k, "outcome") and hasattr(k, "raw"):
+            if self.what.startswith(("write ", "writeback", "pwrite", "discard")):
+                self.kernel = k.outcome
+            else:
+                self.kernel = k.outcome if k.raw and k.raw[0] == "err" else k.value
+
+
+@dataclass
 class ScenarioResult:
     """All steps of one algorithm's scenario."""
 
@@ -62,10 +104,28 @@ class ScenarioResult:
     steps: list[StepResult] = field(default_factory=list)
     read_back_equal: bool = True
     io_stat_equal: bool = True
+    checks: list[Check] = field(default_factory=list)
+    kernel_name: str = "host"
+    _deferred: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property
     def equal(self) -> bool:
-        return self.read_back_equal and self.io_stat_equal and all(s.equal for s in self.steps)
+        return (
+            self.read_back_equal
+            and self.io_stat_equal
+            and all(s.equal for s in self.steps)
+            and all(c.equal for c in self.checks)
+        )
+
+    def resolve(self) -> None:
+        """Fill in the kernel's side where it was recorded for later (the VM)."""
+        for s in self.steps:
+            s.resolve()
+        for c in self.checks:
+            c.resolve()
+        for f in self._deferred:
+            f()
+        self._deferred.clear()
 
 
 class _Both:
@@ -85,18 +145,27 @@ def run_scenario(
     algorithm: str,
     kernel,
     after_init: Callable[[Zram], None] | None = None,
+    *,
+    config: ZramConfig | None = None,
+    params: str | None = None,
+    label: str | None = None,
 ) -> ScenarioResult:
-    """Run the scenario on ``kernel`` (a KernelZram already entered) and on pyzram.
+    """Run the scenario on ``kernel`` (a KernelZram already entered, or a VmZram) and on pyzram.
 
     ``after_init`` is called with our device once it is initialised (tests
     use it to swap in a compressor that replays the kernel's own sizes).
+    ``config`` is the kernel's (default: the running kernel's); ``params``
+    is written to ``algorithm_params`` before ``disksize``.  With a VmZram
+    the result is complete only after the VM ran and ``resolve()`` was called.
     """
     n = len(pages)
     disksize = max(2 * n, 64) * PAGE_SIZE
-    ours = Zram(ZramConfig.from_running_kernel())
-    result = ScenarioResult(algorithm, n)
+    ours = Zram(config or ZramConfig.from_running_kernel())
+    result = ScenarioResult(label or algorithm, n)
     for dev in (ours, kernel):
         _write_attr(dev, "comp_algorithm", algorithm)
+        if params:
+            _write_attr(dev, "algorithm_params", params)
         _write_attr(dev, "disksize", str(disksize))
     if after_init is not None:
         after_init(ours)
@@ -135,10 +204,18 @@ def run_scenario(
                     raise
 
     both.step("mem_limit", fill_to_limit)
-    result.io_stat_equal = ours.io_stat() == kernel.io_stat()
+    io_ours, io_kernel = ours.io_stat(), kernel.io_stat()
     length = 2 * n * PAGE_SIZE
-    result.read_back_equal = ours.pread(length, 0) == kernel.pread(length, 0)
+    read_ours, read_kernel = ours.pread(length, 0), kernel.pread(length, 0)
     ours.check()
+
+    def compare() -> None:
+        result.io_stat_equal = io_ours == _value(io_kernel)
+        result.read_back_equal = read_ours == _value(read_kernel)
+
+    result._deferred.append(compare)
+    if not hasattr(kernel, "script"):
+        result.resolve()
     return result
 
 
@@ -149,8 +226,18 @@ def _write_attr(dev, name: str, value: str) -> None:
         dev.write_attr(name, value)
 
 
-def validate(pages: np.ndarray, algorithms: list[str] | None = None) -> list[ScenarioResult]:
-    """Run the scenario for each algorithm the host kernel has (or those given)."""
+def validate(
+    pages: np.ndarray, algorithms: list[str] | None = None, kernel: str = "host"
+) -> list[ScenarioResult]:
+    """Run the scenario for each algorithm the kernel has (or those given).
+
+    ``kernel`` is ``"host"`` (the running kernel's zram, ``hot_add``) or
+    ``"vm"`` (:func:`validate_vm`: Debian's 6.18 under qemu).
+    """
+    if kernel == "vm":
+        return validate_vm(pages, algorithms)
+    if kernel != "host":
+        raise ValueError(f"kernel must be 'host' or 'vm', not {kernel!r}")
     from pyzram.host.kernel_zram import KernelZram, unavailable_reason
 
     reason = unavailable_reason()
@@ -162,4 +249,371 @@ def validate(pages: np.ndarray, algorithms: list[str] | None = None) -> list[Sce
     for algo in algos:
         with KernelZram() as k:
             results.append(run_scenario(pages, algo, k))
+    return results
+
+
+# -- against the VM's kernel --------------------------------------------------------------
+
+#: ``algorithm_params`` variants run by ``validate --kernel vm`` (besides each default level).
+VM_LEVELS: tuple[tuple[str, str], ...] = (
+    ("lz4", "algo=lz4 level=8"),
+    ("lz4hc", "algo=lz4hc level=4"),
+    ("lz4hc", "algo=lz4hc level=12"),
+    ("zstd", "algo=zstd level=1"),
+    ("zstd", "algo=zstd level=-3"),
+    ("zstd", "algo=zstd level=9"),
+    ("deflate", "algo=deflate level=1"),
+    ("deflate", "algo=deflate level=9"),
+)
+
+#: Pages the feature scenario uses at most (TCG is slow).
+FEATURE_PAGES = 2048
+
+
+def _outcome(fn: Callable[[], object]) -> str:
+    try:
+        fn()
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno)) if e.errno else "error"
+    return "ok"
+
+
+class VirtualClock:
+    """``ktime_get_boottime`` for the model: moves only when the script sleeps."""
+
+    def __init__(self, start_ns: int = 10**12) -> None:
+        self.now = start_ns
+
+    def __call__(self) -> int:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += int(seconds * 1e9)
+
+
+class _Twin:
+    """Each operation on pyzram at once and on the VM's device (recorded), compared later."""
+
+    def __init__(self, ours: Zram, vm, result: ScenarioResult, clock: VirtualClock) -> None:
+        self.ours, self.vm, self.result, self.clock = ours, vm, result, clock
+        self.step_name = "setup"
+        self._mark = 0
+
+    def write(self, attr: str, value: str, vm_value: str | None = None) -> None:
+        got = _outcome(lambda: self.ours.sysfs.write(attr, value))
+        k = self.vm.write_attr(attr, value if vm_value is None else vm_value)
+        self.result.checks.append(Check(self.step_name, f"write {attr}={value!r}", got, k))
+
+    def read(self, attr: str) -> None:
+        try:
+            got = self.ours.sysfs[attr]
+        except OSError as e:
+            got = errno.errorcode.get(e.errno or 0, str(e.errno))
+        self.result.checks.append(
+            Check(self.step_name, f"read {attr}", got, self.vm.read_attr(attr))
+        )
+
+    def pwrite(self, data: bytes, offset: int) -> None:
+        got = _outcome(lambda: self.ours.pwrite(data, offset))
+        what = f"pwrite {len(data) // PAGE_SIZE} pages at slot {offset // PAGE_SIZE}"
+        self.result.checks.append(Check(self.step_name, what, got, self.vm.pwrite(data, offset)))
+
+    def discard(self, offset: int, length: int) -> None:
+        got = _outcome(lambda: self.ours.discard(offset, length))
+        what = f"discard slots {offset // PAGE_SIZE}..{(offset + length) // PAGE_SIZE - 1}"
+        self.result.checks.append(Check(self.step_name, what, got, self.vm.discard(offset, length)))
+
+    def sleep(self, seconds: float) -> None:
+        self.clock.sleep(seconds)
+        self.vm.script.sleep(seconds)
+
+    def snap(self, step: str) -> None:
+        """End of a step: mm_stat into the table, bd_stat and io_stat texts compared.
+
+        The checks recorded since the previous step are labelled ``step``.
+        """
+        self.result.steps.append(StepResult(step, self.ours.mm_stat(), self.vm.mm_stat()))
+        for attr in ("bd_stat", "io_stat"):
+            self.read(attr)
+        for c in self.result.checks[self._mark :]:
+            c.step = step
+        self._mark = len(self.result.checks)
+
+
+def feature_scenario(
+    pages: np.ndarray,
+    vm,
+    config: ZramConfig,
+    backing_file: str,
+    backing_size: int,
+    algorithm: str = "lz4",
+) -> ScenarioResult:
+    """Writeback, limits, idle ages, bd_stat, io_stat, compact, mem_limit: pyzram and ``vm``.
+
+    ``vm`` is a VmZram whose guest has its backing device at ``/dev/vdb``
+    (``backing_size`` bytes); pyzram's is ``backing_file``, of the same size,
+    so block allocation (``alloc_block_bdev``) sees the same bitmap.  Every
+    sysfs write's outcome (``ok`` or errno), every ``bd_stat``/``io_stat``
+    text and ``mm_stat`` after each step are compared.
+    """
+    pages = pages[:FEATURE_PAGES]
+    n = len(pages)
+    half = max(n // 2, 1)
+    clock = VirtualClock()
+    ours = Zram(config, clock=clock)
+    result = ScenarioResult(f"{algorithm} + writeback", n)
+    t = _Twin(ours, vm, result, clock)
+    disksize = (2 * n + 256) * PAGE_SIZE
+    assert backing_size >= disksize
+    t.write("comp_algorithm", algorithm)
+    t.write("backing_dev", backing_file, vm_value="/dev/vdb")
+    t.write("writeback", "idle")  # not initialised: EINVAL
+    t.write("disksize", str(disksize))
+    t.write("backing_dev", backing_file, vm_value="/dev/vdb")  # initialised: EBUSY
+    for attr in ("writeback_limit_enable", "writeback_limit", "bd_stat", "debug_stat"):
+        t.read(attr)
+    t.snap("setup")
+    t.pwrite(pages[:half].tobytes(), 0)
+    t.snap("write")
+    t.write("writeback", "huge")
+    t.snap("wb huge")
+    t.write("idle", "all")
+    t.write("writeback", "huge_idle")
+    t.snap("wb huge_idle")
+    t.write("writeback_limit_enable", "1")
+    t.write("writeback_limit", "8")
+    t.read("writeback_limit")
+    t.write("writeback", "idle")  # stops when the limit is spent
+    t.read("writeback_limit")
+    t.read("writeback_limit_enable")
+    t.snap("wb limit 8")
+    t.write("writeback_limit_enable", "0")
+    t.write("writeback", "type=idle")
+    t.snap("wb idle")
+    t.pwrite(pages[half:].tobytes(), half * PAGE_SIZE)
+    t.write("writeback", f"page_index={half + 1}")
+    t.write("writeback", f"page_indexes={half + 2}-{half + 20}")
+    t.write("writeback", f"page_index={disksize // PAGE_SIZE}")
+    t.write("writeback", "page_indexes=20-10")
+    t.write("writeback", "bogus")
+    t.write("writeback", "incompressible")
+    t.snap("wb index")
+    base = n + 8
+    group = min(64, half)
+    t.pwrite(pages[:group].tobytes(), base * PAGE_SIZE)
+    t.sleep(3.0)
+    t.pwrite(pages[group : 2 * group].tobytes(), (base + group) * PAGE_SIZE)
+    t.write("idle", "2")
+    t.write("writeback", "idle")
+    t.snap("idle 2 s")
+    length = (base + 2 * group) * PAGE_SIZE
+    got, k = ours.pread(length, 0), vm.pread(length, 0)
+    result._deferred.append(lambda: setattr(result, "read_back_equal", got == _value(k)))
+    t.snap("read")
+    t.discard(0, 16 * PAGE_SIZE)
+    t.discard((half + 1) * PAGE_SIZE, 4 * PAGE_SIZE)
+    t.snap("discard")
+    t.write("compact", "1")
+    t.snap("compact")
+    t.write("mem_used_max", "0")
+    limit = ours.mm_stat().mem_used_total + 4 * PAGE_SIZE
+    t.write("mem_limit", str(limit))
+    fill = base + 2 * group
+    for i in range(min(n, 64)):
+        t.pwrite(pages[i].tobytes(), (fill + i) * PAGE_SIZE)
+    t.snap("mem_limit")
+    t.read("debug_stat")
+    t.snap("end")
+    ours.check()
+    return result
+
+
+def recompress_scenario(
+    pages: np.ndarray,
+    vm,
+    config: ZramConfig,
+    backing_file: str,
+    backing_size: int,
+) -> ScenarioResult:
+    """Recompression (``CONFIG_ZRAM_MULTI_COMP``): ``recomp_algorithm``, ``recompress``.
+
+    lz4 primary, zstd / deflate / lz4hc (level 12) as priorities 1-3, then
+    ``recompress`` by type (idle, huge, huge_idle), ``threshold``,
+    ``max_pages``, ``algo`` and ``priority``, good and bad requests, and
+    ``writeback incompressible`` of what could not be recompressed.  Every
+    outcome, ``recomp_algorithm`` / ``bd_stat`` / ``io_stat`` / ``debug_stat``
+    text and ``mm_stat`` after each step is compared.
+    """
+    pages = pages[:FEATURE_PAGES]
+    n = len(pages)
+    clock = VirtualClock()
+    ours = Zram(config, clock=clock)
+    result = ScenarioResult("lz4 + recompress", n)
+    t = _Twin(ours, vm, result, clock)
+    disksize = (n + 64) * PAGE_SIZE
+    assert backing_size >= disksize
+    t.write("comp_algorithm", "lz4")
+    for value in (
+        "algo=zstd priority=1",
+        "algo=deflate priority=2",
+        "algo=lz4hc priority=3",
+        "algo=nope priority=1",
+        "algo=zstd priority=0",
+        "algo=zstd priority=4",
+        "algo=zstd",
+    ):
+        t.write("recomp_algorithm", value)
+    t.write("algorithm_params", "priority=3 level=12")
+    t.write("recompress", "type=idle")  # not initialised
+    t.write("backing_dev", backing_file, vm_value="/dev/vdb")
+    t.write("disksize", str(disksize))
+    t.read("recomp_algorithm")
+    t.snap("setup")
+    t.pwrite(pages.tobytes(), 0)
+    t.snap("write")
+    for value in ("type=bogus", "threshold=5000", "algo=nope", "priority=9", "max_pages=x"):
+        t.write("recompress", value)
+    t.write("idle", "all")
+    t.write("recompress", "type=idle max_pages=40")
+    t.snap("idle, 40")
+    t.write("recompress", "type=huge")
+    t.snap("huge")
+    t.write("recompress", "type=huge_idle algo=deflate")
+    t.snap("huge_idle deflate")
+    t.write("idle", "all")
+    t.write("recompress", "type=idle threshold=1000 priority=3")
+    t.snap("threshold 1000 prio 3")
+    t.write("idle", "all")
+    t.write("recompress", "type=idle")
+    t.snap("idle")
+    t.write("writeback", "incompressible")
+    t.snap("wb incompressible")
+    got, k = ours.pread(n * PAGE_SIZE, 0), vm.pread(n * PAGE_SIZE, 0)
+    result._deferred.append(lambda: setattr(result, "read_back_equal", got == _value(k)))
+    t.discard(0, 32 * PAGE_SIZE)
+    t.write("compact", "1")
+    t.read("debug_stat")
+    t.snap("read, discard, compact")
+    ours.check()
+    return result
+
+
+def vm_dictionary(pages: np.ndarray, size: int = 8192) -> bytes:
+    """A zstd dictionary trained on ``pages`` (python-zstandard's ``train_dictionary``)."""
+    import zstandard
+
+    samples = [p.tobytes() for p in pages[: min(len(pages), 2000)]]
+    try:
+        return zstandard.train_dictionary(size, samples).as_bytes()
+    except zstandard.ZstdError:
+        return b"".join(samples)[:size]  # too few samples: a raw-content dictionary
+
+
+def record_vm_scenarios(
+    pages: np.ndarray,
+    script,
+    config: ZramConfig,
+    tmp: str,
+    algorithms: list[str] | None = None,
+    *,
+    levels: bool = True,
+    features: bool = True,
+) -> list[ScenarioResult]:
+    """Record the VM scenarios into ``script`` (a VmScript) while pyzram runs its side.
+
+    ``tmp`` is a directory for pyzram's backing file and the zstd dictionary
+    (which the guest gets at the same path).  The results are complete once
+    the script has run and each result's ``resolve()`` was called.
+    """
+    from pyzram.host.kernel_vm import VmZram
+
+    algos = algorithms or list(config.backends)
+    missing = [a for a in algos if a not in config.backends]
+    if missing:
+        raise ValueError(
+            f"the VM kernel has no {', '.join(missing)} backend "
+            f"(it has {' '.join(config.backends)})"
+        )
+    results: list[ScenarioResult] = []
+
+    def one(algo: str, params: str | None = None, label: str | None = None) -> None:
+        dev = VmZram(script)
+        results.append(run_scenario(pages, algo, dev, config=config, params=params, label=label))
+        dev.remove()
+
+    for algo in algos:
+        one(algo)
+    if levels:
+        for algo, params in VM_LEVELS:
+            if algo in algos:
+                one(algo, params, f"{algo} {params.split(' ', 1)[1]}")
+        if "zstd" in algos:
+            path = f"{tmp}/zstd.dict"
+            data = vm_dictionary(pages)
+            with open(path, "wb") as f:
+                f.write(data)
+            script.add_file(path, data)
+            one("zstd", f"algo=zstd dict={path}", f"zstd dict ({len(data)} B)")
+    if features:
+        backing = f"{tmp}/backing"
+        with open(backing, "wb") as f:
+            f.truncate(script.backing_size)
+        dev = VmZram(script)
+        algo = "lz4" if "lz4" in algos else algos[0]
+        results.append(
+            feature_scenario(pages, dev, config, backing, script.backing_size, algorithm=algo)
+        )
+        dev.remove()
+        if config.multi_comp:
+            backing = f"{tmp}/backing-recomp"
+            with open(backing, "wb") as f:
+                f.truncate(script.backing_size)
+            dev = VmZram(script)
+            results.append(recompress_scenario(pages, dev, config, backing, script.backing_size))
+            dev.remove()
+    return results
+
+
+def validate_vm(
+    pages: np.ndarray,
+    algorithms: list[str] | None = None,
+    *,
+    levels: bool | None = None,
+    features: bool | None = None,
+    oracle=None,
+) -> list[ScenarioResult]:
+    """The scenarios against Debian's 6.18 kernel under qemu, in one boot.
+
+    Without ``algorithms``: every backend of that kernel, the ``VM_LEVELS``
+    variants, a zstd dictionary and the feature scenario (``levels`` and
+    ``features`` default to that).  Raises :class:`OSError` with the reason
+    where the VM cannot run, :class:`ValueError` for an algorithm the VM
+    kernel lacks.
+    """
+    import tempfile
+
+    from pyzram.host.kernel_vm import VmOracle, VmScript, unavailable_reason
+
+    if oracle is None:
+        reason = unavailable_reason()
+        if reason:
+            raise OSError(reason)
+        oracle = VmOracle()
+    cfg = ZramConfig.from_kconfig_text(oracle.config_text())
+    script = VmScript()
+    with tempfile.TemporaryDirectory(prefix="pyzram-vm-") as tmp:
+        results = record_vm_scenarios(
+            pages,
+            script,
+            cfg,
+            tmp,
+            algorithms,
+            levels=algorithms is None if levels is None else levels,
+            features=algorithms is None if features is None else features,
+        )
+        run = oracle.run(script)
+    name = f"vm {oracle.kernel.release} (qemu {run.accel}, {run.seconds:.1f} s)"
+    for r in results:
+        r.kernel_name = name
+        r.resolve()
     return results

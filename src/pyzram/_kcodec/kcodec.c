@@ -37,6 +37,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "lz4hc.h" /* lz4hc: the kernel's LZ4-HC, in lz4hc.c */
+
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -1109,7 +1111,7 @@ out:
 /* Dispatch                                                                  */
 /* ------------------------------------------------------------------------ */
 
-enum kc_algo { KC_LZ4 = 0, KC_LZO = 1, KC_LZORLE = 2 };
+enum kc_algo { KC_LZ4 = 0, KC_LZO = 1, KC_LZORLE = 2, KC_LZ4HC = 3 };
 
 typedef union {
     lz4k_work lz4;
@@ -1118,7 +1120,7 @@ typedef union {
 
 static size_t kc_bound(int algo, size_t n)
 {
-    size_t b = algo == KC_LZ4 ? lz4k_bound(n) : lzok_bound(n);
+    size_t b = algo == KC_LZ4 || algo == KC_LZ4HC ? lz4k_bound(n) : lzok_bound(n);
     return b + 16; /* 8-byte copy slack */
 }
 
@@ -1135,13 +1137,15 @@ static size_t kc_compress(int algo, const uint8_t *src, size_t n, uint8_t *dst, 
 {
     if (algo == KC_LZ4)
         return lz4k_compress(src, n, dst, accel, &w->lz4);
+    if (algo == KC_LZ4HC) /* accel is the level here */
+        return lz4hck_compress(src, n, dst, (int)accel);
     return lzok_compress(src, n, dst, algo == KC_LZORLE, &w->lzo);
 }
 
 /* Returns the decoded size, or a negative value on malformed input. */
 static ptrdiff_t kc_decompress(int algo, const uint8_t *src, size_t n, uint8_t *dst, size_t cap)
 {
-    if (algo == KC_LZ4)
+    if (algo == KC_LZ4 || algo == KC_LZ4HC)
         return lz4k_decompress(src, n, dst, cap);
     {
         size_t out_len = 0;
@@ -1170,6 +1174,8 @@ static int kc_parse_algo(PyObject *obj)
         return KC_LZO;
     if (strcmp(s, "lzo-rle") == 0)
         return KC_LZORLE;
+    if (strcmp(s, "lz4hc") == 0)
+        return KC_LZ4HC;
     PyErr_Format(PyExc_ValueError, "unknown algorithm %R (expected 'lz4', 'lzo' or 'lzo-rle')",
                  obj);
     return -1;
@@ -1355,15 +1361,15 @@ PyDoc_STRVAR(kc_compress_into_doc,
              "compress_into(algo, page, dst, acceleration=1) -> int\n\n"
              "zcomp_compress of one page into a stream buffer: compress the 4096-byte\n"
              "page into dst (a writable buffer of at least 8192 bytes, the zcomp_strm\n"
-             "buffer) and return the compressed length.  algo is 'lz4', 'lzo' or\n"
-             "'lzo-rle' or its index in ALGORITHMS.  Runs without the GIL.");
+             "buffer) and return the compressed length.  algo is a name or its index\n"
+             "in ALGORITHMS; for lz4hc acceleration is the level.  Runs without the GIL.");
 
 /* The algorithm argument of the per-page calls: an index into ALGORITHMS or a name. */
 static int kc_algo_arg(PyObject *obj)
 {
     if (PyLong_CheckExact(obj)) {
         long a = PyLong_AsLong(obj);
-        if (a >= KC_LZ4 && a <= KC_LZORLE)
+        if (a >= KC_LZ4 && a <= KC_LZ4HC)
             return (int)a;
     }
     return kc_parse_algo(obj);
@@ -1761,7 +1767,7 @@ PyDoc_STRVAR(
 
 static int kc_exec(PyObject *m)
 {
-    PyObject *algos = Py_BuildValue("(sss)", "lz4", "lzo", "lzo-rle");
+    PyObject *algos = Py_BuildValue("(ssss)", "lz4", "lzo", "lzo-rle", "lz4hc");
     if (algos == NULL || PyModule_AddObject(m, "ALGORITHMS", algos) < 0) {
         Py_XDECREF(algos);
         return -1;

@@ -176,13 +176,30 @@ class ZramSysfs(Mapping[str, str]):
             return f"{int(z.wb_limit_enable)}\n"
 
     def recomp_algorithm_show(self) -> str:
+        """``recomp_algorithm_show``, with its offset arithmetic as 6.18 has it.
+
+        ``zcomp_available_show(comp, buf, at)`` returns the *end offset*
+        (``at`` plus what it wrote) and the caller adds that to ``sz``, so
+        each listing after the first starts past a gap the page buffer
+        leaves as NUL bytes, and the read returns them (``"#1: … \n"``,
+        4 NULs, ``"#2: … \n"``, 38 NULs, …; seen on a 6.18.15 kernel built
+        with ``CONFIG_ZRAM_MULTI_COMP``).
+        """
         z = self._zram
+        buf = bytearray(PAGE_SIZE)
+        sz = 0
         with z.init_lock.read():
-            return "".join(
-                f"#{p}: " + zcomp_available_show(z.comp_algs[p], z.config.backends)
-                for p in range(1, z.config.max_comps)
-                if z.comp_algs[p] is not None
-            )
+            for p in range(1, z.config.max_comps):
+                if z.comp_algs[p] is None:
+                    continue
+                for text, gives_end in (
+                    (f"#{p}: ", False),
+                    (zcomp_available_show(z.comp_algs[p], z.config.backends), True),
+                ):
+                    data = text.encode()[: max(0, PAGE_SIZE - 1 - sz)] if sz < PAGE_SIZE else b""
+                    buf[sz : sz + len(data)] = data
+                    sz += sz + len(data) if gives_end else len(data)
+        return buf[: min(sz, PAGE_SIZE)].decode()
 
     # -- store handlers ---------------------------------------------------------------
 

@@ -11,10 +11,11 @@ decompresses straight from the pool's memory into the page being read
 
 Backends live in ``backend_<name>.py`` like the kernel's ``backend_<name>.c``
 and are listed in the kernel's fixed order (``lzo-rle lzo lz4 lz4hc zstd
-deflate 842``).  ``lz4``, ``lzo`` and ``lzo-rle`` run on pyzram's own C
-codecs (``pyzram._kcodec``), written to produce the kernel's bytes;
-``lz4hc``, ``zstd`` and ``deflate`` use the Python libraries, whose output
-can differ from the kernel's by a few bytes per page.
+deflate 842``).  ``lz4``, ``lz4hc``, ``lzo`` and ``lzo-rle`` run on
+pyzram's own C codecs (``pyzram._kcodec``), written to produce the kernel's
+bytes; ``zstd`` and ``deflate`` use python-zstandard and zlib (their sizes
+equal the kernel's on the pages checked under qemu; see
+``docs/architecture.md``).
 """
 
 from __future__ import annotations
