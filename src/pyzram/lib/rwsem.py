@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import threading
 
+import cython
 
+
+@cython.cclass
 class RWSemaphore:
     """``struct rw_semaphore``: shared ``down_read``, exclusive ``down_write``.
 
@@ -61,10 +64,9 @@ class RWSemaphore:
         return self._write_guard
 
 
+@cython.cclass
 class _ReadGuard:
     """A reusable ``with`` for ``down_read``/``up_read`` (no generator per use)."""
-
-    __slots__ = ("_sem",)
 
     def __init__(self, sem: RWSemaphore) -> None:
         self._sem = sem
@@ -76,10 +78,9 @@ class _ReadGuard:
         self._sem.up_read()
 
 
+@cython.cclass
 class _WriteGuard:
     """A reusable ``with`` for ``down_write``/``up_write``."""
-
-    __slots__ = ("_sem",)
 
     def __init__(self, sem: RWSemaphore) -> None:
         self._sem = sem

@@ -14,7 +14,7 @@ cdef class SizeClass:
     cdef public unsigned int nonempty
     cdef public object freeobj_init
     cdef public Py_ssize_t objs_allocated, objs_inuse
-    cdef public object lock
+    cdef cython.pymutex lock
 
 cdef class Zspage:
     cdef public Py_ssize_t id
@@ -32,7 +32,8 @@ cdef class ZsPool:
     cdef public str name
     cdef public int chain_size
     cdef public Py_ssize_t pages_allocated, pages_compacted
-    cdef public object _stat_lock, _compaction_in_progress, _migrate_lock
+    cdef cython.pymutex _stat_lock
+    cdef public object _compaction_in_progress, _migrate_lock
     cdef public list size_class
     cdef public Py_ssize_t huge_class_size
     cdef public list class_of_len

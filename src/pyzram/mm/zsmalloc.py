@@ -139,7 +139,8 @@ class SizeClass:
         self.freeobj_init = array("H", range(objs - 1, -1, -1))
         self.objs_allocated = 0  # ZS_OBJS_ALLOCATED
         self.objs_inuse = 0  # ZS_OBJS_INUSE
-        self.lock = threading.Lock()
+        if not cython.compiled:  # compiled, the class lock is a C mutex in the object
+            self.lock = cython.pymutex()
 
     def head(self, fg: int) -> Zspage | None:
         lst = self.fullness_list[fg]
@@ -269,7 +270,8 @@ class ZsPool:
         self.chain_size = chain_size
         self.pages_allocated = 0
         self.pages_compacted = 0  # zs_pool_stats.pages_compacted
-        self._stat_lock = threading.Lock()
+        if not cython.compiled:  # compiled, a C mutex in the object
+            self._stat_lock = cython.pymutex()
         self._compaction_in_progress = threading.Lock()
         #: ``pool->migrate_lock``: handle lookups (read) against object moves (write).
         self._migrate_lock = RWSemaphore()
@@ -595,15 +597,18 @@ class ZsPool:
             raise ValueError(f"{length} bytes do not fit a {cls.size}-byte object")
         return self._addr[handle]
 
+    @cython.locals(off=cython.Py_ssize_t)
     def zs_obj_write(self, handle: int, data: bytes | memoryview) -> None:
-        """``zs_obj_write``: copy ``data`` into the object (it must fit its class).
+        """``zs_obj_write``: copy ``data`` into the object.
 
         Under ``migrate_lock`` (read), so compaction cannot move the object
-        while it is written.
+        while it is written.  As in the kernel, the length is the caller's
+        to get right (zram writes at most the object's size).
         """
-        with self._migrate_lock.read():
-            off = self._obj_span(handle, len(data))
-            self.arena[off : off + len(data)] = data
+        self._migrate_lock.down_read()
+        off = self._addr[handle]
+        self.arena[off : off + len(data)] = data
+        self._migrate_lock.up_read()
 
     def zs_obj_read(self, handle: int, length: int) -> bytes:
         """``zs_obj_read_begin`` + copy + ``zs_obj_read_end``: the object's first
@@ -659,6 +664,7 @@ class ZsPool:
             if dst.inuse == objs or src.inuse == 0:
                 break
 
+    @cython.locals(cls=SizeClass)
     def _zs_compact_class(self, cls: SizeClass) -> int:
         """``__zs_compact``: one class, from the fullest destination down."""
         pages_freed = 0

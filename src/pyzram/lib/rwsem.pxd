@@ -1,0 +1,23 @@
+# Types of pyzram/lib/rwsem.py when it is compiled (Cython pure-Python mode).
+cdef class _ReadGuard
+cdef class _WriteGuard
+
+cdef class RWSemaphore:
+    cdef object _lock, _cv
+    cdef Py_ssize_t _readers, _writers_waiting
+    cdef bint _writer
+    cdef _ReadGuard _read_guard
+    cdef _WriteGuard _write_guard
+
+    cpdef void down_read(self)
+    cpdef void up_read(self)
+    cpdef void down_write(self)
+    cpdef void up_write(self)
+    cpdef _ReadGuard read(self)
+    cpdef _WriteGuard write(self)
+
+cdef class _ReadGuard:
+    cdef RWSemaphore _sem
+
+cdef class _WriteGuard:
+    cdef RWSemaphore _sem
