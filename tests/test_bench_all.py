@@ -51,7 +51,13 @@ def test_cli_json_schema(cli_run):
     rows = doc["rows"]
     keys = [r["key"] for r in rows]
     assert len(keys) == len(set(keys))
-    for want in ("ops_vs_bio_out", "ops_vs_bio_in", "beyond_codec_core", "codec_lz4_c"):
+    for want in (
+        "ops_vs_bio_out",
+        "ops_vs_bio_in",
+        "beyond_codec_core",
+        "beyond_codec_submit_interpreted",
+        "codec_lz4_c",
+    ):
         assert want in keys
     for want in ("mem_per_slot", "create_16g", "scaling_200", "end_to_end", "write_1t", "read"):
         assert want in keys
@@ -70,6 +76,7 @@ def test_cli_json_schema(cli_run):
     # Without the kernel its rows are skipped with the reason, not faked.
     by_key = {r["key"]: r for r in rows}
     assert "--no-kernel" in by_key["write_1t"]["skipped"]
+    assert "--no-kernel" in by_key["read_interpreted"]["skipped"]
     assert by_key["end_to_end"]["skipped"]
 
 
@@ -115,6 +122,9 @@ def test_ratios_follow_the_measurements(monkeypatch):
         return {"write_s": t, "read_s": t, "intact": None if path == "null" else True}
 
     monkeypatch.setattr(bench_all, "best_submit", fake_submit)
+    monkeypatch.setattr(
+        bench_all, "interpreted_submit", lambda *a: {"write_s": 2.5, "read_s": 2.5}
+    )
     monkeypatch.setattr(bench_all, "codec_seconds", lambda *a, **k: 0.5)
     report = bench_all.run_bench("tiny", kernel=False)
     rows = {r.key: r for r in report.rows}
@@ -126,6 +136,8 @@ def test_ratios_follow_the_measurements(monkeypatch):
     assert beyond.ours == pytest.approx((2.0 - 0.5) / n * 1e6)
     assert beyond.ratio == pytest.approx(1.0 / beyond.ours)
     assert beyond.met is (beyond.ours <= 1.0)
+    interp = rows["beyond_codec_submit_interpreted"]
+    assert interp.ours == pytest.approx((5.0 - 0.5) / n * 1e6) and interp.goal is None
     floor = rows["swap_core_floor"]
     assert floor.ours == pytest.approx(0.5 / n * 1e6) and floor.goal is None
     # Every swap area the harness swapped on is off again.
@@ -241,5 +253,8 @@ def test_bench_codecs_cli_json(capsys):
     assert not any(w.startswith("host kernel") for w in whats)
     for r in rows:
         figures = [r["compress_pages_s"], r["decompress_pages_s"]]
+        if r["what"].endswith("(not installed)"):  # a peer library this machine lacks
+            assert figures == [None, None]
+            continue
         assert any(f is not None for f in figures)
         assert all(f is None or f > 0 for f in figures)

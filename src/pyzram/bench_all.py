@@ -1,4 +1,4 @@
-"""``pyzram bench`` with no subcommand: every figure of issue #7 in one run, one table.
+"""``pyzram bench`` with no subcommand: every speed and memory figure in one run, one table.
 
 Why one harness: the VM these figures come from is shared and noisy, so a
 ratio is only meaningful when both of its numbers come from the same run on
@@ -16,8 +16,8 @@ Ratio convention: ``ratio >= goal`` always means the goal is met.  For rates
 (pages/s) the ratio is ours / reference; for costs (seconds, bytes,
 microseconds) it is reference / ours, and an absolute goal ("< 1 µs",
 "<= 24 B/slot", "<= 1.1x") becomes ``goal = reference / limit``, so the row
-still reads "bigger is better".  ``goal_text`` gives the goal in the words
-of the issue.
+still reads "bigger is better".  ``goal_text`` gives the goal in its own
+terms.
 
 Rows are documented in ``docs/perf.md`` ("Benchmark harness").
 """
@@ -47,7 +47,7 @@ Progress = Callable[[str], None]
 
 #: Pages per swap_iocb batch (SWAP_CLUSTER_MAX).
 BATCH = 32
-#: Disksize of the memory rows: 16 GiB, i.e. 4 Mi slots (issue #7).
+#: Disksize of the memory rows: 16 GiB, i.e. 4 Mi slots.
 MEM_DISKSIZE = 16 << 30
 #: The algorithms with kernel-exact C codecs (``_kcodec``), which the codec floor needs.
 KCODEC_ALGOS = ("lz4", "lzo", "lzo-rle")
@@ -436,6 +436,38 @@ def submit_batches(
             swap_free(e)
     intact = None if null else bool(ok and not failed_writes)
     return {"write_s": t_write, "read_s": t_read, "intact": intact}
+
+
+def interpreted_submit(pages: np.ndarray, algo: str, repeat: int) -> dict[str, Any]:
+    """:func:`best_submit` of the swap_ops path, 1 thread, run by the same source
+    interpreted (a child process with ``PYZRAM_INTERPRETED=1``), plus its
+    codec floor: what compilation buys, from the same run."""
+    import subprocess
+    import sys
+    import tempfile
+
+    code = (
+        "import json, sys, numpy as np, pyzram\n"
+        "from pyzram import bench_all as B\n"
+        "pages = np.load(sys.argv[1]); algo = sys.argv[2]; rep = int(sys.argv[3])\n"
+        "cfg = B._host_config(algo)\n"
+        "r = B.best_submit(pages, algo, 'swap_ops', 1, cfg, rep)\n"
+        "r['compiled'] = pyzram.COMPILED\n"
+        "print(json.dumps(r))\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="pyzram-bench-") as d:
+        path = os.path.join(d, "pages.npy")
+        np.save(path, pages)
+        out = subprocess.run(
+            [sys.executable, "-c", code, path, algo, str(repeat)],
+            env={**os.environ, "PYZRAM_INTERPRETED": "1"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    res = json.loads(out.stdout.splitlines()[-1])
+    assert res["compiled"] is False
+    return res
 
 
 def best_submit(
@@ -885,7 +917,8 @@ def format_value(x: float | None, unit: str) -> str:
 
 
 def machine_description() -> str:
-    """e.g. ``2 vCPU AMD EPYC 7R13, 23.4 GiB, Linux 6.18.44, Python 3.11.7``."""
+    """e.g. ``2 vCPU AMD EPYC 7R13, 23.4 GiB, Linux 6.18.44, Python 3.11.7 (pyzram
+    compiled)``."""
     model = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
@@ -899,9 +932,12 @@ def machine_description() -> str:
         mem = f", {_meminfo()['MemTotal'] / 2**30:.1f} GiB"
     except (OSError, KeyError):
         mem = ""
+    import pyzram
+
+    form = "compiled" if pyzram.COMPILED else "interpreted"
     return (
         f"{os.cpu_count()} vCPU {model}{mem}, Linux {platform.release()}, "
-        f"Python {platform.python_version()}"
+        f"Python {platform.python_version()} (pyzram {form})"
     )
 
 
@@ -913,7 +949,7 @@ def run_bench(
     plot: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
 ) -> Report:
-    """Measure every row of issue #7 on one corpus, in this process; return the report."""
+    """Measure every row on one corpus, in this process; return the report."""
     from pyzram.bench import _swap_run
 
     if algo not in KCODEC_ALGOS:
@@ -966,6 +1002,8 @@ def run_bench(
     one = best_submit(pages, algo, "swap_ops", 1, config, rep)
     say(f"swap_ops submit, {threads} threads")
     many = best_submit(pages, algo, "swap_ops", threads, config, rep) if threads > 1 else one
+    say("swap_ops submit, interpreted")
+    interp = interpreted_submit(pages, algo, rep)
     say("bio path submit")
     bio_submit = best_submit(pages, algo, "bio", 1, config, rep)
     say("swap core alone (null swap_ops)")
@@ -1020,6 +1058,21 @@ def run_bench(
                 f"best: {which} (1 thread {r1:,.0f}, {threads} threads {rt:,.0f} pages/s)",
             )
         )  # fmt: skip
+        iw, ir = n / interp["write_s"], n / interp["read_s"]
+        rows.append(
+            rate_row(
+                "write_1t_interpreted", "zram writes, swap_ops submit, 1 thread, interpreted "
+                "(the same source, PYZRAM_INTERPRETED=1)", iw, "pages/s", kw, kw_what, None,
+                f"compiled: {w1:,.0f} pages/s ({w1 / iw:.2f}x)",
+            )
+        )  # fmt: skip
+        rows.append(
+            rate_row(
+                "read_interpreted", "zram reads, swap_ops submit, 1 thread, interpreted",
+                ir, "pages/s", kr, kr_what, None,
+                f"compiled: {r1:,.0f} pages/s ({r1 / ir:.2f}x)",
+            )
+        )  # fmt: skip
         rows.append(
             rate_row(
                 "read_core",
@@ -1033,6 +1086,8 @@ def run_bench(
             ("write_nt", f"zram writes, swap_ops submit, {algo}, {threads} threads", kw_what),
             ("write_core", f"zram writes through the swap core, {algo}", kw_what),
             ("read", f"zram reads, swap_ops submit, {algo}", kr_what),
+            ("write_1t_interpreted", "zram writes, swap_ops submit, interpreted", kw_what),
+            ("read_interpreted", "zram reads, swap_ops submit, interpreted", kr_what),
             ("read_core", f"zram reads through the swap core, {algo}", kr_what),
         ):
             rows.append(skipped_row(key, name, "pages/s", what, f"kernel: {reason}"))
@@ -1080,6 +1135,17 @@ def run_bench(
                 f"write + read {total / n * 1e6:.2f} µs/page, codec {codec_s / n * 1e6:.2f}",
             )
         )  # fmt: skip
+    interp_t = interp["write_s"] + interp["read_s"]
+    us = (interp_t - codec_s) / n * 1e6
+    rows.append(
+        cost_row(
+            "beyond_codec_submit_interpreted",
+            "the same, interpreted: the same source without compilation",
+            us, "µs/page", 1.0, "the < 1 µs/page threshold above", None, None,
+            f"write + read {interp_t / n * 1e6:.2f} µs/page (PYZRAM_INTERPRETED=1); "
+            f"compiled {ops_t / n * 1e6:.2f}",
+        )
+    )  # fmt: skip
     null_us = (null_submit["write_s"] + null_submit["read_s"]) / n * 1e6
     rows.append(
         cost_row(
