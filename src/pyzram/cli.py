@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(
     invoke_without_command=True,
-    help="Throughput figures (see README); with no subcommand, the whole issue #7 table.",
+    help="Throughput figures (see README); with no subcommand, every figure in one table.",
 )
 app.add_typer(bench_app, name="bench")
 console = Console()
