@@ -420,6 +420,36 @@ class KernelZram:
                     break
         return bytes(out)
 
+    def pwrite_once(self, data: bytes | bytearray | memoryview, offset: int) -> int:
+        """One ``pwrite(2)`` of ``data`` (at most the bounce buffer's 1 MiB) at
+        ``offset`` on the O_DIRECT descriptor: what the syscall returns, or its
+        error as :class:`OSError`, unaligned and out-of-range requests included."""
+        fd = self._fd()
+        n = len(data)
+        with memoryview(self._bounce()) as mv:
+            mv[:n] = data
+            return os.pwrite(fd, mv[:n], offset)
+
+    def pread_once(self, length: int, offset: int) -> bytes:
+        """One ``pread(2)`` of ``length`` bytes (at most 1 MiB) at ``offset`` into the
+        page-aligned bounce buffer on the O_DIRECT descriptor: the bytes it
+        returned, or its error.  (libc's ``pread`` itself: Python's ``os.preadv``
+        reads at the file position when the offset is -1.)"""
+        import ctypes
+
+        fd = self._fd()
+        buf = self._bounce()
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.pread.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64]
+        libc.pread.restype = ctypes.c_ssize_t
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        n = libc.pread(fd, addr, length, offset)
+        if n < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e), self.dev_path)
+        with memoryview(buf) as mv:
+            return bytes(mv[:n])
+
     def discard(self, offset: int, length: int) -> None:
         """``ioctl(BLKDISCARD, {offset, length})`` on ``/dev/zramN``.
 

@@ -5,8 +5,9 @@ with what the kernel would do for the same ``read(2)``/``write(2)``:
 
 * the file modes of Linux 6.18 (``0200`` write-only files refuse reads with
   ``EACCES``, even for root, because kernfs checks the mode at open);
-* kernfs's write rules: more than PAGE_SIZE bytes is ``E2BIG``, an empty
-  write does nothing, the store sees a NUL-terminated string;
+* kernfs's write rules: one write(2) takes at most PAGE_SIZE bytes (the
+  rest is not written), an empty write does nothing, the store sees a
+  NUL-terminated string;
 * each store's own parser (``memparse``, ``kstrto*``, ``sysfs_streq``,
   ``next_arg``) and errnos, in the kernel's order of checks.
 
@@ -122,9 +123,9 @@ class ZramSysfs(Mapping[str, str]):
         mode = self._mode(name)
         if not mode & 0o222:
             raise OSError(errno.EACCES, f"{name}: Permission denied (mode {mode:04o})")
-        raw = value.encode() if isinstance(value, str) else bytes(value)
-        if len(raw) > PAGE_SIZE:  # kernfs atomic_write_len
-            raise OSError(errno.E2BIG, f"{name}: write of {len(raw)} bytes exceeds a page")
+        # kernfs_fop_write_iter: a sysfs file (no atomic_write_len) takes at most a
+        # page per write(2); the rest is not written.
+        raw = (value.encode() if isinstance(value, str) else bytes(value))[:PAGE_SIZE]
         if not raw:  # sysfs_kf_write: nothing to do
             return 0
         buf = raw.split(b"\0", 1)[0].decode("latin-1")

@@ -80,6 +80,10 @@ SECTORS_PER_PAGE = PAGE_SIZE >> SECTOR_SHIFT
 ZRAM_LOGICAL_BLOCK_SIZE = PAGE_SIZE
 #: BIO_MAX_VECS: the most pages one direct-I/O bio carries.
 BIO_MAX_VECS = 256
+#: MAX_RW_COUNT: the most one read(2)/write(2) moves (INT_MAX rounded down to a page).
+MAX_RW_COUNT = 0x7FFFFFFF & ~(PAGE_SIZE - 1)
+#: The largest file offset (loff_t).
+LLONG_MAX = (1 << 63) - 1
 ZRAM_PRIMARY_COMP = 0
 
 _U64 = (1 << 64) - 1
@@ -579,28 +583,86 @@ class Zram:
 
     # -- block device entry points (O_DIRECT on /dev/zramN) --------------------
 
-    def _check_dio(self, offset: int, length: int) -> None:
-        """``blkdev_dio_invalid``: offset and length must be logical-block aligned."""
-        if offset < 0 or length < 0:
-            raise OSError(errno.EINVAL, "negative offset or length")
-        if (offset | length) & (ZRAM_LOGICAL_BLOCK_SIZE - 1):
+    def pwrite(self, data: bytes | bytearray | memoryview | np.ndarray, offset: int) -> int:
+        """``pwrite(2)`` on ``/dev/zramN`` opened ``O_DIRECT``: the bytes written.
+
+        The kernel's path, step by step: ``ksys_pwrite64`` and
+        ``rw_verify_area`` (a negative offset, or one whose end overflows the
+        file offset, is ``EINVAL``), ``vfs_write`` (at most ``MAX_RW_COUNT``
+        bytes), :meth:`blkdev_write_iter` (nothing to write returns 0, a
+        start at or past the end is ``ENOSPC``, a write across the end is cut
+        there) and :meth:`blkdev_direct_IO` (offset and length must be
+        multiples of the 4096-byte logical block, else ``EINVAL``; then bios
+        of up to ``BIO_MAX_VECS`` pages).  A bio that fails counts in
+        ``failed_writes``, and the write fails with ``EIO``.
+        """
+        buf = memoryview(data).cast("B")
+        rw_verify_area(offset, len(buf))
+        return self.blkdev_write_iter(buf[:MAX_RW_COUNT], offset)
+
+    def pread_into(self, buf: bytearray | memoryview, offset: int) -> int:
+        """``preadv(2)`` of one buffer on ``/dev/zramN`` opened ``O_DIRECT``: fill
+        ``buf`` with the device's bytes at ``offset``; the bytes read.
+
+        The device's batch entry point for block users: the pages are read
+        in bios straight into ``buf``.  The kernel's path: ``rw_verify_area``
+        (``EINVAL`` as for :meth:`pwrite`), ``vfs_read`` (at most
+        ``MAX_RW_COUNT`` bytes), :meth:`blkdev_read_iter` (0 at or past the
+        end, cut at the end) and :meth:`blkdev_direct_IO` (block alignment,
+        ``EINVAL``).  A page that cannot be decompressed fails its bio
+        (``failed_reads``) and the read with ``EIO``.
+        """
+        view = memoryview(buf).cast("B")
+        rw_verify_area(offset, len(view))
+        return self.blkdev_read_iter(view[:MAX_RW_COUNT], offset)
+
+    def pread(self, length: int, offset: int) -> bytes:
+        """``pread(2)`` on ``/dev/zramN`` opened ``O_DIRECT`` (see :meth:`pread_into`).
+
+        Reads at or past the end return ``b""``; reads across it are cut short.
+        """
+        rw_verify_area(offset, length)
+        out = bytearray(max(0, min(length, MAX_RW_COUNT, self.disksize - offset)))
+        n = self.blkdev_read_iter(memoryview(out), offset)
+        return bytes(out) if n == len(out) else bytes(out[:n])
+
+    def blkdev_write_iter(self, buf: memoryview, pos: int) -> int:
+        """``blkdev_write_iter``: the size rules of a write to a block device."""
+        if not len(buf):
+            return 0
+        size = self.disksize  # bdev_nr_bytes
+        if pos >= size:
+            raise OSError(errno.ENOSPC, f"{self.disk_name}: write at or past the end")
+        return self.blkdev_direct_IO(REQ_OP_WRITE, buf[: size - pos], pos)
+
+    def blkdev_read_iter(self, buf: memoryview, pos: int) -> int:
+        """``blkdev_read_iter``: the size rules of a read from a block device."""
+        size = self.disksize
+        if pos >= size:
+            return 0
+        buf = buf[: size - pos]
+        if not len(buf):
+            return 0
+        return self.blkdev_direct_IO(REQ_OP_READ, buf, pos)
+
+    def blkdev_direct_IO(self, op: int, buf: memoryview, pos: int) -> int:
+        """``blkdev_direct_IO``: alignment (``blkdev_dio_invalid``), then the
+        user's pages in bios of up to ``BIO_MAX_VECS`` pages, each submitted
+        and waited for (``__blkdev_direct_IO``); ``EIO`` if any failed."""
+        if not len(buf):
+            return 0
+        if (pos | len(buf)) & (ZRAM_LOGICAL_BLOCK_SIZE - 1):
             raise OSError(
                 errno.EINVAL,
                 f"O_DIRECT I/O must be {ZRAM_LOGICAL_BLOCK_SIZE}-byte aligned "
-                f"(offset {offset}, length {length})",
+                f"(offset {pos}, length {len(buf)})",
             )
-
-    def _direct_io(self, op: int, buf: memoryview, offset: int) -> int:
-        """``__blkdev_direct_IO``: the user's pages in bios of up to
-        ``BIO_MAX_VECS`` pages, each submitted and waited for; ``EIO`` if any
-        of them failed (each failed bio counts in ``failed_reads`` or
-        ``failed_writes``, as zram ends it)."""
         bdev = BlockDevice(self.disk)
         failed = False
         step = BIO_MAX_VECS * PAGE_SIZE
         for start in range(0, len(buf), step):
             chunk = buf[start : start + step]
-            bio = Bio(bdev, op, (offset + start) >> SECTOR_SHIFT)
+            bio = Bio(bdev, op, (pos + start) >> SECTOR_SHIFT)
             bio.add_page(chunk, len(chunk))
             if submit_bio_wait(bio):
                 failed = True
@@ -608,56 +670,6 @@ class Zram:
             what = "read" if op == REQ_OP_READ else "write"
             raise OSError(errno.EIO, f"{self.disk_name}: I/O error on {what}")
         return len(buf)
-
-    def pwrite(self, data: bytes | bytearray | memoryview | np.ndarray, offset: int) -> int:
-        """Like ``os.pwrite`` on ``/dev/zramN`` opened ``O_DIRECT``.
-
-        Returns the bytes written: a write that runs past the end is cut
-        short at the end (``blkdev_write_iter``), one that starts at or past
-        the end fails with ``ENOSPC``; misaligned offsets or lengths are
-        ``EINVAL``.  The pages go to the device in bios of up to
-        ``BIO_MAX_VECS`` pages (``submit_bio``); a bio that fails counts in
-        ``failed_writes``, and the write then fails with ``EIO``.
-        """
-        buf = memoryview(data).cast("B")
-        length = len(buf)
-        self._check_dio(offset, length)
-        if length == 0:
-            return 0
-        if offset >= self.disksize:
-            raise OSError(errno.ENOSPC, "write starts at or past the end of the device")
-        length = min(length, self.disksize - offset)
-        return self._direct_io(REQ_OP_WRITE, buf[:length], offset)
-
-    def pread_into(self, buf: bytearray | memoryview, offset: int) -> int:
-        """Like ``os.preadv(fd, [buf], offset)`` on ``/dev/zramN`` opened ``O_DIRECT``:
-        fill ``buf`` (whole pages) with the device's bytes at ``offset``.
-
-        The device's batch entry point for block users: the pages are read
-        in bios of up to ``BIO_MAX_VECS`` pages straight into ``buf``.
-        Returns the bytes read: 0 at or past the end, fewer across it.  A
-        page that cannot be decompressed fails its bio (``failed_reads``)
-        and the read with ``EIO``.
-        """
-        view = memoryview(buf).cast("B")
-        length = len(view)
-        self._check_dio(offset, length)
-        if offset >= self.disksize or length == 0:
-            return 0
-        length = min(length, self.disksize - offset)
-        return self._direct_io(REQ_OP_READ, view[:length], offset)
-
-    def pread(self, length: int, offset: int) -> bytes:
-        """Like ``os.pread`` on ``/dev/zramN`` opened ``O_DIRECT`` (see :meth:`pread_into`).
-
-        Reads at or past the end return ``b""``; reads across it are cut short.
-        """
-        self._check_dio(offset, length)
-        out = bytearray(max(0, min(length, self.disksize - offset)))
-        if not out:
-            return b""
-        self.pread_into(out, offset)
-        return bytes(out)
 
     def discard(self, offset: int, length: int) -> None:
         """``ioctl(BLKDISCARD)``: a whole-block range inside the device.
@@ -818,6 +830,13 @@ zram_devops = BlockDeviceOperations(
     open=zram_open,
     swap_slot_free_notify=zram_bdev_slot_free_notify,
 )
+
+
+def rw_verify_area(pos: int, count: int) -> None:
+    """``rw_verify_area`` (with ``ksys_pread64``/``ksys_pwrite64``'s own test): a
+    negative offset, or one whose end does not fit ``loff_t``, is ``EINVAL``."""
+    if pos < 0 or count < 0 or pos + count > LLONG_MAX:
+        raise OSError(errno.EINVAL, f"invalid offset {pos} for {count} bytes")
 
 
 def _arena_bytes(disksize: int) -> int:
