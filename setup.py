@@ -32,6 +32,12 @@ COMPILED = [
     "src/pyzram/zram/zram_drv.py",
     "src/pyzram/zram/swap.py",
     "src/pyzram/block/bio.py",
+    "src/pyzram/mm/folio.py",
+    "src/pyzram/mm/swap.py",
+    "src/pyzram/mm/swap_ops.py",
+    "src/pyzram/mm/swapfile.py",
+    "src/pyzram/mm/page_io.py",
+    "src/pyzram/mm/vmscan.py",
 ]
 
 
