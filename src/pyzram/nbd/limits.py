@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["INPUT_BUFFER", "STREAM_BYTES", "STREAM_CHUNK", "Limits"]
+__all__ = ["INPUT_BUFFER", "STREAM_BYTES", "STREAM_CHUNK", "Limits", "parse_size"]
 
 #: A READ or WRITE longer than this is streamed in pieces of STREAM_CHUNK.
 STREAM_BYTES = 1 << 20
@@ -91,3 +91,13 @@ class Limits:
             + 2 * STREAM_CHUNK
             + min(self.max_block_size, STREAM_BYTES)
         )
+
+
+def parse_size(text: str, option: str) -> int:
+    """``<number>[KMGTPE]`` (powers of 1024, as zram's ``disksize``) for ``option``."""
+    from pyzram.lib.cmdline import memparse
+
+    value, end = memparse(text)
+    if not text or end != len(text):
+        raise ValueError(f"{option} {text!r}: expected a size such as 4096, 64K or 32M")
+    return value
