@@ -328,10 +328,12 @@ def test_stalled_and_greedy_clients_cannot_exhaust_the_server():
             peak = max(peak, _rss(proc.pid))
         during.sort()
         grown = peak - base
-        print(f"RSS {base >> 20} MiB -> peak {peak >> 20} MiB (+{grown >> 20} MiB); "
-              f"write+read median {before[len(before) // 2] * 1e3:.2f} ms before, "
-              f"{during[len(during) // 2] * 1e3:.2f} ms during; p99 during "
-              f"{during[int(len(during) * 0.99)] * 1e3:.2f} ms")
+        print(
+            f"RSS {base >> 20} MiB -> peak {peak >> 20} MiB (+{grown >> 20} MiB); "
+            f"write+read median {before[len(before) // 2] * 1e3:.2f} ms before, "
+            f"{during[len(during) // 2] * 1e3:.2f} ms during; p99 during "
+            f"{during[int(len(during) * 0.99)] * 1e3:.2f} ms"
+        )
         assert grown < 160 * MiB
         assert during[len(during) // 2] < max(10 * before[len(before) // 2], 0.005)
         assert during[int(len(during) * 0.99)] < 0.25
