@@ -94,15 +94,16 @@ def closed(sock: socket.socket, timeout: float) -> bool:
 
 
 @pytest.mark.parametrize("structured", [False, True])
-def test_max_block_size_is_advertised_and_enforced(structured):
-    s = Served(limits=Limits(max_block_size=MiB))
+@pytest.mark.parametrize("max_block", [64 << 10, MiB])
+def test_max_block_size_is_advertised_and_enforced(structured, max_block):
+    s = Served(limits=Limits(max_block_size=max_block))
     try:
         c = NbdClient(s.sock)
         c.greet()
         if structured:
             c.structured_reply()
         info = c.go("")
-        assert info.block_size == (1, PAGE, MiB)
+        assert info.block_size == (1, PAGE, max_block)
 
         def err(cmd, length, flags=0, data=None):
             cookie = c.send_request(cmd, 0, length, flags, data)
@@ -110,17 +111,17 @@ def test_max_block_size_is_advertised_and_enforced(structured):
             assert r.cookie == cookie
             return r.error
 
-        assert err(P.NBD_CMD_READ, MiB) == 0
-        assert err(P.NBD_CMD_READ, MiB + PAGE) == P.NBD_EINVAL
+        assert err(P.NBD_CMD_READ, max_block) == 0
+        assert err(P.NBD_CMD_READ, max_block + PAGE) == P.NBD_EINVAL
         if structured:
             df = P.NBD_CMD_FLAG_DF
-            assert err(P.NBD_CMD_READ, MiB + PAGE, flags=df) == P.NBD_EOVERFLOW
+            assert err(P.NBD_CMD_READ, max_block + PAGE, flags=df) == P.NBD_EOVERFLOW
         # A WRITE over the maximum: its payload is read past, then EINVAL; in step after.
-        assert err(P.NBD_CMD_WRITE, MiB + 1, data=bytes(MiB + 1)) == P.NBD_EINVAL
-        assert err(P.NBD_CMD_WRITE, MiB, data=pattern(MiB)) == 0
-        assert c.pread(MiB, 0) == pattern(MiB)
+        assert err(P.NBD_CMD_WRITE, max_block + 1, data=bytes(max_block + 1)) == P.NBD_EINVAL
+        assert err(P.NBD_CMD_WRITE, max_block, data=pattern(max_block)) == 0
+        assert c.pread(max_block, 0) == pattern(max_block)
         # Over twice the maximum: a hard disconnect (nbdkit's answer).
-        c.send(request(P.NBD_CMD_WRITE, 99, 0, 2 * MiB + PAGE))
+        c.send(request(P.NBD_CMD_WRITE, 99, 0, 2 * max_block + PAGE))
         assert c.closed_by_server()
         c.close()
         assert parse_io_stat(s.dev.sysfs["io_stat"]).failed_writes == 0

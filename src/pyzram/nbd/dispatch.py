@@ -90,6 +90,9 @@ class Transmission:
         self.meta_allocation = negotiated.meta_allocation
         self.pool = pool
         self.max_block = limits.max_block_size
+        #: Plain READs and WRITEs up to this skip validate (within both the maximum
+        #: block size and what is held whole rather than streamed).
+        self.fast_max = min(limits.max_block_size, STREAM_BYTES)
         self.max_inflight = limits.max_inflight
         self.max_inflight_bytes = limits.max_inflight_bytes
         self.inflight = 0
@@ -211,7 +214,7 @@ class Transmission:
         if (
             cmd <= P.NBD_CMD_WRITE
             and not flags
-            and 0 < length <= STREAM_BYTES
+            and 0 < length <= self.fast_max
             and offset + length <= self.size
         ):
             bad = None

@@ -139,6 +139,7 @@ def parse(tx: Transmission) -> bool:
     end = chan.end
     size = tx.size
     max_block = tx.max_block
+    fast_max = tx.fast_max
     max_inflight = tx.max_inflight
     max_bytes = tx.max_inflight_bytes
     pending = tx.pending
@@ -212,6 +213,7 @@ def parse(tx: Transmission) -> bool:
                 cmd == P.NBD_CMD_READ
                 and not flags
                 and 0 < length < OFFLOAD_BYTES
+                and length <= fast_max
                 and not (offset | length) & _PAGE_MASK
                 and offset + length <= size
             ):
@@ -233,7 +235,7 @@ def parse(tx: Transmission) -> bool:
                 continue
         run_pages = BATCH_PAGES + 1  # anything else ends the run
         # The common case (a plain READ or WRITE inside the export) skips validate.
-        if cmd <= P.NBD_CMD_WRITE and not flags and 0 < length <= STREAM_BYTES:
+        if cmd <= P.NBD_CMD_WRITE and not flags and 0 < length <= fast_max:
             if offset + length <= size:
                 tx.inflight += 1
                 tx.inflight_bytes += length
@@ -355,12 +357,14 @@ class WriteStream:
         self.storing = False
         if error is not None and self.error is None:
             self.error = error
-        tx.chan.unpause(P_STREAM)
-        if not self.left:
+        if not self.left:  # that was the last piece (decided before reading resumes)
+            tx.chan.unpause(P_STREAM)
             tx.complete(self.cookie, P.NBD_CMD_WRITE, self.offset, STREAM_CHUNK, None, self.error)
         elif tx.chan.lost or not tx.transmitting:
+            tx.chan.unpause(P_STREAM)
             self.abandon()
         else:
+            tx.chan.unpause(P_STREAM)  # the next piece may be taken right here
             tx.process()
 
     def abandon(self) -> None:
