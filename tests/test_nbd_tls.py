@@ -26,7 +26,7 @@ from pyzram.nbd import protocol as P
 from pyzram.nbd.client import NbdClient, NbdOptionError
 from pyzram.nbd.control import control_path
 from pyzram.nbd.export import ExportSpec
-from pyzram.nbd.server import NbdServer, ServerThread, build_exports
+from pyzram.nbd.server import DEFAULT_LOOP, LOOPS, NbdServer, ServerThread, build_exports
 from pyzram.nbd.tls import TlsConfig, check_bind, is_loopback, server_context
 from test_nbd_tools import need, tools  # noqa: F401  (the fixture)
 
@@ -137,6 +137,7 @@ class Served(ServerThread):
         require: bool = True,
         verify_peer: bool = False,
         host: str = "127.0.0.1",
+        loop: str = DEFAULT_LOOP,
     ) -> None:
         self.dir = tempfile.mkdtemp(prefix="pyzram-nbd-")
         self.sock = os.path.join(self.dir, "nbd.sock")
@@ -152,6 +153,7 @@ class Served(ServerThread):
                 host=host,
                 threads=2,
                 tls=tls,
+                loop=loop,
             )
         except BaseException:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -187,8 +189,9 @@ def tls_client(port: int, cafile: Path, certdir: Path | None = None) -> NbdClien
     return c
 
 
-def test_starttls_then_io_inside_tls(pki):
-    s = Served(pki["server"])
+@pytest.mark.parametrize("loop", LOOPS)
+def test_starttls_then_io_inside_tls(pki, loop):
+    s = Served(pki["server"], loop=loop)
     try:
         c = tls_client(s.port, pki["anon"] / "ca-cert.pem")
         assert c.list_exports() == [""]
@@ -406,3 +409,63 @@ def test_sockets_are_created_owner_only():
         assert os.umask(old) == old  # the server restored the process's umask
     finally:
         s.stop()
+
+
+def test_serve_command_with_tls(tools, pki):  # noqa: F811
+    """``pyzram serve --tls-certificates``: the banner's nbds URIs, nbdinfo over TLS."""
+    need(tools, "libnbd-bin")
+    d = tempfile.mkdtemp(prefix="pyzram-nbd-")
+    sock = os.path.join(d, "s.sock")
+    cmd = [sys.executable, "-m", "pyzram", "serve", "--socket", sock, "--size", "8M"]
+    cmd += ["--port", "0", "--tls-certificates", str(pki["server"]), "--tls-verify-peer"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = [proc.stdout.readline() for _ in range(4)]
+        assert banner[1].strip() == f"pyzram: serving nbds+unix:///?socket={sock}"
+        uri = banner[2].split()[-1]
+        assert uri.startswith("nbds://127.0.0.1:")
+        for u in (uri, f"nbds+unix:///?socket={sock}"):
+            sep = "&" if "?" in u else "?"
+            r = subprocess.run(
+                ["nbdinfo", "--size", f"{u}{sep}tls-certificates={pki['client']}"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert r.returncode == 0, r.stderr
+            assert r.stdout.strip() == str(8 * MiB)
+        r = subprocess.run(
+            ["nbdinfo", "--size", f"nbd+unix:///?socket={sock}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode != 0 and not r.stdout.strip()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_serve_command_option_errors_are_one_line(tmp_path, pki):
+    def serve(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "pyzram", "serve", "--socket", str(tmp_path / "s")]
+        return subprocess.run(
+            [*cmd, "--size", "1M", *args], capture_output=True, text=True, timeout=60
+        )
+
+    for args, words in (
+        (("--max-block-size", "1000"), "--max-block-size must be a multiple of 4096"),
+        (("--max-inflight-bytes", "lots"), "--max-inflight-bytes 'lots'"),
+        (("--tls", "maybe"), "--tls 'maybe'"),
+        (("--tls", "off", "--tls-certificates", str(pki["server"])), "--tls off"),
+        (("--tls-certificates", str(tmp_path)), "server-cert.pem"),
+    ):
+        r = serve(*args)
+        assert r.returncode != 0
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], r.stderr

@@ -29,9 +29,11 @@ another reply inside one.
 from __future__ import annotations
 
 import asyncio
+import mmap
 import socket
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "Channel",
@@ -54,6 +56,8 @@ HANDSHAKE_BUFFER = 4096
 #: Free space kept at the end of the transmission buffer (the unparsed tail is
 #: moved to the front when less is left); more than the largest WRITE kept inline.
 MIN_FREE = 128 << 10
+#: Input buffers of this size or more are anonymous mappings (see Channel.resize).
+_MMAP_BUFFER = 64 << 10
 #: Replies of at least this many bytes in all leave with one sendmsg (no join).
 _SENDMSG_BYTES = 64 << 10
 #: Most buffers one sendmsg takes (IOV_MAX is 1024 on Linux).
@@ -98,7 +102,7 @@ class Channel(asyncio.BufferedProtocol):
         self.on_eof: Callable[[], bool] = _no_eof
         self.on_lost: Callable[[], None] = _nothing
         self.on_writable: Callable[[], None] = _nothing
-        self.buf = bytearray(HANDSHAKE_BUFFER)
+        self.buf: Any = bytearray(HANDSHAKE_BUFFER)
         self.view = memoryview(self.buf)
         self.start = 0  # unparsed input is buf[start:end]
         self.end = 0
@@ -221,9 +225,16 @@ class Channel(asyncio.BufferedProtocol):
         self.start, self.end = 0, n
 
     def resize(self, size: int) -> None:
-        """Give the input buffer ``size`` bytes (at least what is unparsed in it)."""
+        """Give the input buffer ``size`` bytes (at least what is unparsed in it).
+
+        A large buffer is an anonymous mapping, whose pages cost memory only
+        once input has reached them (a ``bytearray`` is zeroed, so touched,
+        whole): an idle connection holds the few pages its requests use,
+        not the whole buffer.
+        """
         n = self.end - self.start
-        buf = bytearray(max(size, n))
+        size = max(size, n)
+        buf: Any = mmap.mmap(-1, size) if size >= _MMAP_BUFFER else bytearray(size)
         buf[:n] = self.view[self.start : self.end]
         self.view.release()
         self.buf, self.view = buf, memoryview(buf)

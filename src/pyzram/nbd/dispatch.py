@@ -411,12 +411,16 @@ class Transmission:
         result: Any,
         error: BaseException | None,
     ) -> None:
-        """A request is done: account for it and queue its reply."""
+        """A request is done: account for it and queue its reply (the hot path of
+        every request but batched reads: no call it does not need)."""
         self.inflight -= 1
         self.inflight_bytes -= nbytes
-        self._wake_idle()
+        idle = self._idle
+        if idle is not None and not idle.done():
+            idle.set_result(None)
         chan = self.chan
         if not chan.lost:
+            out = chan.out
             if error is not None:
                 if isinstance(error, OSError):
                     err = P.nbd_errno(error.errno)
@@ -424,17 +428,20 @@ class Transmission:
                     log.error("request failed", exc_info=error)
                     err = P.NBD_EIO
                 self.send_error(cookie, err, str(error))
-            elif cmd == P.NBD_CMD_BLOCK_STATUS:
-                chan.queue(P.block_status_chunk(cookie, BASE_ALLOCATION_ID, result))
             elif cmd != P.NBD_CMD_READ:
-                chan.queue(_SIMPLE_PACK(P.NBD_SIMPLE_REPLY_MAGIC, 0, cookie))
+                if cmd == P.NBD_CMD_BLOCK_STATUS:
+                    out.append(P.block_status_chunk(cookie, BASE_ALLOCATION_ID, result))
+                else:
+                    out.append(_SIMPLE_PACK(P.NBD_SIMPLE_REPLY_MAGIC, 0, cookie))
             else:
                 if self.structured:
-                    chan.queue(P.offset_data_header(cookie, offset, len(result)))
+                    out.append(P.offset_data_header(cookie, offset, len(result)))
                 else:
-                    chan.queue(_SIMPLE_PACK(P.NBD_SIMPLE_REPLY_MAGIC, 0, cookie))
-                chan.queue(result)
-        self._schedule_settle()
+                    out.append(_SIMPLE_PACK(P.NBD_SIMPLE_REPLY_MAGIC, 0, cookie))
+                out.append(result)
+        if not self._in_io and not self._settle_scheduled:
+            self._settle_scheduled = True
+            self._loop.call_soon(self.settle)
 
     # -- streamed reads -----------------------------------------------------------------
 

@@ -417,10 +417,10 @@ class NbdServer:
         """NBD URIs of the first export, for the banner."""
         name = self.exports[0].name
         out = []
+        scheme = "nbds" if self.tls is not None and self.tls.require else "nbd"
         if self.socket_path is not None:
-            out.append(f"nbd+unix:///{name}?socket={self.socket_path}")
+            out.append(f"{scheme}+unix:///{name}?socket={self.socket_path}")
         if self.port is not None:
-            scheme = "nbds" if self.tls is not None and self.tls.require else "nbd"
             host = f"[{self.host}]" if ":" in self.host else self.host
             out.append(f"{scheme}://{host}:{self.port}/{name}")
         return out
