@@ -28,8 +28,9 @@ A READ or WRITE larger than :data:`STREAM_BYTES` is never held whole: its
 data moves in pieces of :data:`STREAM_CHUNK` (read from the device as the
 socket drains; written to the device as the payload arrives).  So one
 connection holds at most about ``max_inflight_bytes + send_buffer +
-2 * STREAM_CHUNK`` of request data besides its 256 KiB input buffer, and the
-server ``max_connections`` times that (:meth:`Limits.connection_bound`).
+2 * STREAM_CHUNK`` of request data, one more request of up to
+:data:`STREAM_BYTES` let in past the budget, and its 256 KiB input buffer;
+the server ``max_connections`` times that (:meth:`Limits.connection_bound`).
 """
 
 from __future__ import annotations
