@@ -26,6 +26,7 @@ from pyzram.nbd import protocol as P
 from pyzram.nbd.client import NbdClient, NbdOptionError
 from pyzram.nbd.control import control_path
 from pyzram.nbd.export import ExportSpec
+from pyzram.nbd.limits import Limits
 from pyzram.nbd.server import DEFAULT_LOOP, LOOPS, NbdServer, ServerThread, build_exports
 from pyzram.nbd.tls import TlsConfig, check_bind, is_loopback, server_context
 from test_nbd_tools import need, tools  # noqa: F401  (the fixture)
@@ -138,6 +139,7 @@ class Served(ServerThread):
         verify_peer: bool = False,
         host: str = "127.0.0.1",
         loop: str = DEFAULT_LOOP,
+        limits: Limits | None = None,
     ) -> None:
         self.dir = tempfile.mkdtemp(prefix="pyzram-nbd-")
         self.sock = os.path.join(self.dir, "nbd.sock")
@@ -154,6 +156,7 @@ class Served(ServerThread):
                 threads=2,
                 tls=tls,
                 loop=loop,
+                limits=limits,
             )
         except BaseException:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -240,6 +243,19 @@ def test_a_client_without_tls_gets_nothing(pki):
         assert c.closed_by_server()
         c.close()
         assert s.exports[0].clients == 0
+    finally:
+        s.stop()
+
+
+def test_a_client_stalled_in_the_tls_handshake_is_dropped(pki):
+    s = Served(pki["server"], limits=Limits(handshake_timeout=0.5))
+    try:
+        c = NbdClient(host="127.0.0.1", port=s.port)
+        c.greet()
+        (reply,) = c.option(P.NBD_OPT_STARTTLS)
+        assert reply.reply == P.NBD_REP_ACK  # and then no ClientHello
+        assert c.closed_by_server(5)
+        c.close()
     finally:
         s.stop()
 
