@@ -480,6 +480,7 @@ def test_serve_command_option_errors_are_one_line(tmp_path, pki):
         (("--tls", "maybe"), "--tls 'maybe'"),
         (("--tls", "off", "--tls-certificates", str(pki["server"])), "--tls off"),
         (("--tls-certificates", str(tmp_path)), "server-cert.pem"),
+        (("--bind", "::1"), "--bind goes with --port"),
     ):
         r = serve(*args)
         assert r.returncode != 0

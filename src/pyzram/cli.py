@@ -709,7 +709,8 @@ def serve(
     max_inflight_bytes: Annotated[
         str,
         typer.Option(
-            help="bytes of READ/WRITE data one connection may have in flight before it is not read"
+            help="bytes of READ/WRITE data (and BLOCK_STATUS replies) one connection may have "
+            "in flight before it is not read"
         ),
     ] = "8M",
     send_buffer: Annotated[
@@ -738,6 +739,8 @@ def serve(
         max_inflight_bytes=parse_size(max_inflight_bytes, "--max-inflight-bytes"),
         send_buffer=parse_size(send_buffer, "--send-buffer"),
     )
+    if port is None and bind != "127.0.0.1":
+        raise ValueError("--bind goes with --port (it is the TCP address)")
     mode = tls if tls is not None else ("require" if tls_certificates is not None else "off")
     if mode not in TLS_MODES:
         raise ValueError(f"--tls {mode!r}: expected one of {', '.join(TLS_MODES)}")

@@ -39,7 +39,7 @@ from typing import Any
 
 from pyzram.nbd import protocol as P
 from pyzram.nbd.channel import P_BUDGET, P_ENDING, Channel
-from pyzram.nbd.export import Export
+from pyzram.nbd.export import MAX_EXTENTS, Export
 from pyzram.nbd.handshake import BASE_ALLOCATION_ID, Negotiated
 from pyzram.nbd.limits import INPUT_BUFFER, STREAM_BYTES, STREAM_CHUNK, Limits
 from pyzram.nbd.requests import BATCH_PAGES, OFFLOAD_BYTES, READ_RUN, WriteStream, parse, validate
@@ -237,8 +237,7 @@ class Transmission:
                 self._loop.create_task(self._stream_reads())
         else:
             self.inflight += 1
-            if cmd == P.NBD_CMD_READ or cmd == P.NBD_CMD_WRITE:
-                self.inflight_bytes += length
+            self.inflight_bytes += _held_bytes(cmd, length)
             self.pending.append((cmd, flags, cookie, offset, length, data))
 
     def dispatch(self) -> None:
@@ -278,9 +277,9 @@ class Transmission:
                 self.run_writes(export, batch)
                 batch, npages = [], 0
                 pages.clear()
-            nbytes = length if cmd <= P.NBD_CMD_WRITE else 0
+            nbytes = _held_bytes(cmd, length)
             fn, args = _work(export, cmd, flags, offset, length, data)
-            if nbytes:
+            if cmd <= P.NBD_CMD_WRITE:
                 big = length >= OFFLOAD_BYTES
             elif cmd == P.NBD_CMD_BLOCK_STATUS:
                 big = length >= OFFLOAD_STATUS_BYTES
@@ -522,6 +521,17 @@ class Transmission:
                 await self._idle
             finally:
                 self._idle = None
+
+
+def _held_bytes(cmd: int, length: int) -> int:
+    """Bytes a request makes the server hold until its reply is sent: its data
+    for READ and WRITE, the largest reply for BLOCK_STATUS (8 bytes a 4 KiB
+    page, at most :data:`MAX_EXTENTS` descriptors), nothing else."""
+    if cmd <= P.NBD_CMD_WRITE:
+        return length
+    if cmd == P.NBD_CMD_BLOCK_STATUS:
+        return min((length >> 9) + 8, MAX_EXTENTS * 8)
+    return 0
 
 
 def _work(

@@ -15,9 +15,10 @@ Each bound follows what nbdkit and qemu-nbd do and is an option of
   ``handshake-max-seconds``): a client that has not entered the
   transmission phase by then is disconnected (0: never).
 * ``max_inflight`` (``--max-inflight``, 64) and ``max_inflight_bytes``
-  (``--max-inflight-bytes``, 8 MiB): requests, and bytes of READ/WRITE data,
-  one connection may have in the server before it stops reading that
-  connection; one request is always let in, however large.
+  (``--max-inflight-bytes``, 8 MiB): requests, and bytes of READ/WRITE data
+  (a BLOCK_STATUS counts its largest reply), one connection may have in the
+  server before it stops reading that connection; one request is always let
+  in, however large.
 * ``send_buffer`` (``--send-buffer``, 2 MiB): the transport's write-buffer
   high-water mark; while more of a connection's replies wait unsent, the
   server reads no more requests from it (asyncio's ``pause_writing``), and
