@@ -26,7 +26,7 @@ from pyzram.nbd.client import NbdClient
 from pyzram.nbd.control import control_path
 from pyzram.nbd.export import ExportSpec
 from pyzram.nbd.limits import STREAM_CHUNK, Limits
-from pyzram.nbd.server import ServerThread, build_exports
+from pyzram.nbd.server import LOOPS, ServerThread, build_exports
 from pyzram.zram.stat import parse_io_stat
 
 PAGE = 4096
@@ -270,7 +270,8 @@ def _latencies(c: NbdClient, n: int, base: int) -> list[float]:
     return sorted(out)
 
 
-def test_stalled_and_greedy_clients_cannot_exhaust_the_server():
+@pytest.mark.parametrize("loop", LOOPS)
+def test_stalled_and_greedy_clients_cannot_exhaust_the_server(loop):
     """20 clients announce a 32 MiB WRITE and send one byte; 10 pipeline 8 READs of
     32 MiB and never read; 200 connect and say nothing.  The server's RSS grows by
     less than 160 MiB (~1 GB if large requests are held whole), a well-behaved client
@@ -280,6 +281,7 @@ def test_stalled_and_greedy_clients_cannot_exhaust_the_server():
     sock = os.path.join(d, "s.sock")
     cmd = [sys.executable, "-m", "pyzram", "serve", "--socket", sock, "--size", "64M"]
     cmd += ["--threads", "2", "--max-connections", "256", "--handshake-timeout", "4"]
+    cmd += ["--loop", loop]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(90, proc.kill)  # a hung server must not hang the suite
     watchdog.start()
