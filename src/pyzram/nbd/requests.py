@@ -16,8 +16,9 @@ maximum block size (:attr:`Limits.max_block_size`):
   once it is whole;
 * larger, up to the maximum: *streamed* (:class:`WriteStream`): received in
   pieces of :data:`~pyzram.nbd.limits.STREAM_CHUNK`, each stored to the
-  device as it completes while reading waits, so a client that announces
-  32 MiB and sends one byte costs one piece, not 32 MiB.  The reply follows
+  device as it completes while the next is received (two at most), so a
+  client that announces 32 MiB and sends one byte costs one piece, not
+  32 MiB.  The reply follows
   the last piece (the first error of any piece, else success).  A client
   that vanishes mid-way leaves the pieces received stored, as a kernel bio
   split in several would, and was told nothing;
@@ -56,6 +57,8 @@ READ_RUN = -1
 #: A WRITE payload up to this size is received into the input buffer; a larger
 #: one straight into a buffer of its own (no copy out of the input buffer).
 INLINE_MAX = 64 << 10
+#: Pieces of one streamed WRITE stored at once (one more cannot be received meanwhile).
+MAX_STORING = 2
 _REQUEST_SIZE = P.REQUEST.size
 _REQUEST_UNPACK = P.REQUEST.unpack_from
 _PAGE_MASK = 4095
@@ -287,9 +290,11 @@ class WriteStream:
     """A WRITE over :data:`STREAM_BYTES`: its payload received and stored piece by piece.
 
     Pieces end on :data:`STREAM_CHUNK` boundaries of the device (the first
-    may be shorter), so all but the edges are whole pages.  While a piece
-    is being stored (on the pool), reading the connection waits
-    (``P_STREAM``): one piece at a time is all the connection holds.
+    may be shorter), so all but the edges are whole pages.  Each whole piece
+    is stored on the pool while the next one is received; while
+    :data:`MAX_STORING` pieces are being stored, reading the connection
+    waits (``P_STREAM``).  So the connection holds at most two pieces, and
+    receiving overlaps compression as a pipelined write would.
     """
 
     def __init__(self, tx: Transmission, cookie: int, offset: int, length: int) -> None:
@@ -298,9 +303,12 @@ class WriteStream:
         self.offset = offset
         self.length = length
         self.pos = offset  # where the next piece goes
-        self.left = length  # payload bytes not yet received
-        self.storing = False
+        self.left = length  # payload bytes not yet taken
+        self.storing = 0  # pieces on the pool
         self.receiving = False
+        #: This stream holds the channel's P_STREAM pause (a later stream may take
+        #: the bit once this one let it go; only the holder lets it go again).
+        self.pausing = False
         self.error: BaseException | None = None
 
     def _piece(self) -> int:
@@ -310,7 +318,7 @@ class WriteStream:
         """Take what the input holds; True once the whole payload is taken."""
         chan = self.tx.chan
         while self.left:
-            if self.storing or self.receiving:
+            if self.receiving or self.storing >= MAX_STORING:
                 return False
             n = self._piece()
             have = chan.end - chan.start
@@ -341,8 +349,10 @@ class WriteStream:
         pos = self.pos
         self.pos += len(data)
         self.left -= len(data)
-        self.storing = True
-        tx.chan.pause(P_STREAM)
+        self.storing += 1
+        if self.storing >= MAX_STORING and not self.pausing:
+            self.pausing = True
+            tx.chan.pause(P_STREAM)
         fut = tx.pool.submit(tx.export.write, pos, data)
         loop = tx.chan.loop
 
@@ -354,17 +364,21 @@ class WriteStream:
 
     def _stored(self, error: BaseException | None) -> None:
         tx = self.tx
-        self.storing = False
+        self.storing -= 1
         if error is not None and self.error is None:
             self.error = error
-        if not self.left:  # that was the last piece (decided before reading resumes)
+        if self.pausing:  # below MAX_STORING now
+            self.pausing = False
             tx.chan.unpause(P_STREAM)
+        if self.storing:
+            if self.left and tx.transmitting and not tx.chan.lost:
+                tx.process()  # the next piece may be taken right here
+            return  # the other piece's _stored decides
+        if not self.left:  # every piece taken and stored: the reply
             tx.complete(self.cookie, P.NBD_CMD_WRITE, self.offset, STREAM_CHUNK, None, self.error)
         elif tx.chan.lost or not tx.transmitting:
-            tx.chan.unpause(P_STREAM)
             self.abandon()
         else:
-            tx.chan.unpause(P_STREAM)  # the next piece may be taken right here
             tx.process()
 
     def abandon(self) -> None:
@@ -377,7 +391,7 @@ class WriteStream:
         if tx.wstream is self:
             tx.wstream = None
         if self.storing:
-            return  # _stored calls again
+            return  # the last _stored calls again
         log.debug(
             "streamed write abandoned after %d of %d bytes", self.length - self.left, self.length
         )
