@@ -11,6 +11,7 @@ server.  Every wait is bounded.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -370,3 +371,84 @@ def test_limits_reject_nonsense():
         Limits(max_connections=0)
     assert Limits().connection_bound() < 16 * MiB
     assert STREAM_CHUNK == MiB
+
+
+def test_a_streamed_write_completes_however_tight_the_budget():
+    """A streamed WRITE counts in its connection's budget; its payload must still be
+    read when that alone fills the budget (else it waits for itself forever)."""
+    for limits in (Limits(max_inflight=1), Limits(max_inflight_bytes=4096, send_buffer=4096)):
+        s = Served(limits=limits)
+        try:
+            with s.client() as c:
+                c.sock.settimeout(5)
+                data = pattern(3 * MiB + 5, seed=6)
+                c.pwrite(data, 7)
+                assert c.pread(len(data), 7) == data
+        finally:
+            s.stop()
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        Limits(),
+        Limits(max_block_size=2 * MiB, max_inflight=1, max_inflight_bytes=MiB),
+        Limits(max_block_size=64 << 10, max_inflight_bytes=4096, send_buffer=4096),
+    ],
+    ids=["defaults", "one-in-flight", "tiny-buffers"],
+)
+def test_fuzz_large_and_cut_off_requests_under_limits(limits):
+    """Random READs, WRITEs (up to 5 MiB, some cut off, some half-closed), trims and
+    zeroes on many short connections: afterwards nothing acknowledged is lost, every
+    connection has ended (none waits on input it will never read), the device is
+    released and consistent, and the server serves."""
+    rng = random.Random(20261205)
+    s = Served(size="32M", limits=limits)
+    try:
+        keeper = s.client()
+        keep = pattern(64 << 10, seed=9)
+        keeper.pwrite(keep, 24 * MiB)
+        for _ in range(40):
+            try:
+                c = NbdClient.open(s.sock, "", rng.random() < 0.5)
+            except OSError:
+                continue
+            c.sock.settimeout(2)
+            try:
+                for _ in range(rng.randrange(1, 6)):
+                    cmd = rng.choice([0, 0, 1, 1, 1, 3, 4, 6, 2])
+                    length = rng.choice(
+                        [PAGE, rng.randrange(1, 3 * MiB), rng.randrange(MiB, 5 * MiB), 70 << 10]
+                    )
+                    offset = rng.randrange(0, 24 * MiB - length)  # the keeper's data stays
+                    flags = rng.choice([0, 0, 0, P.NBD_CMD_FLAG_FUA])
+                    c.send(request(cmd, rng.getrandbits(64), offset, length, flags))
+                    if cmd == P.NBD_CMD_WRITE:
+                        k = length if rng.random() < 0.85 else rng.randrange(0, length)
+                        c.send(bytes(k))
+                        if k < length:
+                            if rng.random() < 0.5:
+                                c.sock.shutdown(socket.SHUT_WR)
+                            break
+                    if cmd == P.NBD_CMD_DISC:
+                        break
+                if rng.random() < 0.5:
+                    c.sock.settimeout(0.05)
+                    while c.sock.recv(1 << 20):
+                        pass
+            except OSError:
+                pass
+            finally:
+                c.close()
+        assert keeper.pread(len(keep), 24 * MiB) == keep
+        keeper.close()
+        deadline = time.monotonic() + 20
+        while (s.exports[0].clients or s.server.connections) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert s.exports[0].clients == 0 and s.server.connections == 0
+        with s.client() as c:
+            c.pwrite(pattern(PAGE), 0)
+            assert c.pread(PAGE, 0) == pattern(PAGE)
+        s.dev.check()
+    finally:
+        s.stop()

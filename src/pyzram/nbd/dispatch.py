@@ -176,7 +176,10 @@ class Transmission:
             if not self.inflight:
                 chan.close()  # the replies written leave first
             return
-        if self.over_budget():
+        # Over budget, no new request is read; but the payload of a streamed WRITE
+        # already let in still is (it counts in the budget itself, and only its
+        # payload can complete it: it paces itself with P_STREAM).
+        if self.over_budget() and self.wstream is None:
             chan.pause(P_BUDGET)
         elif chan.paused & P_BUDGET:
             chan.unpause(P_BUDGET)
