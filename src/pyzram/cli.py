@@ -629,7 +629,8 @@ def serve(
         Path | None, typer.Option("--socket", help="listen on this Unix socket")
     ] = None,
     port: Annotated[
-        int | None, typer.Option("--port", help="listen on 127.0.0.1:PORT (0: any free port)")
+        int | None,
+        typer.Option("--port", help="listen on TCP PORT of --bind (0: any free port)"),
     ] = None,
     size: Annotated[
         str | None,
@@ -723,7 +724,9 @@ def serve(
     Every bound on what a client can make the server hold is an option: one
     connection holds at most about its 256 KiB input buffer,
     --max-inflight-bytes, --send-buffer and two 1 MiB pieces of a large
-    request (READs and WRITEs over 1 MiB are streamed in pieces).
+    request (READs and WRITEs over 1 MiB are streamed in pieces): about
+    13 MiB at the defaults. TLS, once required, is required on every
+    listener, the Unix socket included.
     """
     from pyzram.nbd.control import control_path
     from pyzram.nbd.export import ExportSpec, parse_export_spec
