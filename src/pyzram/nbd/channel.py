@@ -243,16 +243,12 @@ class Channel(asyncio.BufferedProtocol):
     def receive_into(self, sink: memoryview, done: Callable[[], None]) -> None:
         """Receive the next ``len(sink)`` bytes straight into ``sink``, then call ``done``.
 
-        The unparsed input (from :attr:`start`) is consumed first; the caller
-        moves :attr:`start` past what it took before calling this.
+        The caller first copies what the input buffer already holds of them
+        and empties it (:attr:`start` = :attr:`end`).
         """
         self._sink = sink
         self._sink_fill = 0
         self._sink_done = done
-
-    def sink_filled(self, n: int) -> None:
-        """``n`` bytes of the sink were copied from the input buffer by the caller."""
-        self._sink_fill += n
 
     def skip(self, n: int, done: Callable[[], None]) -> None:
         """Drop the next ``n`` bytes of input (an oversized payload), then call ``done``."""
@@ -400,12 +396,6 @@ class Channel(asyncio.BufferedProtocol):
         """Write a piece of the streamed reply that holds the output."""
         if not self.lost and not self.transport.is_closing():
             self.transport.write(data)
-
-    def buffered(self) -> int:
-        """Reply bytes the transport holds unsent."""
-        if self.lost:
-            return 0
-        return self.transport.get_write_buffer_size()
 
     def close(self) -> None:
         """Close once what was written has left."""
