@@ -23,7 +23,7 @@ import time
 import pytest
 
 from pyzram.nbd import protocol as P
-from pyzram.nbd.client import NbdClient
+from pyzram.nbd.client import NbdClient, NbdOptionError
 from pyzram.nbd.control import control_path
 from pyzram.nbd.export import ExportSpec
 from pyzram.nbd.limits import STREAM_CHUNK, Limits
@@ -249,6 +249,31 @@ def test_a_client_stalled_in_the_handshake_is_dropped():
         s.stop()
 
 
+def test_the_handshake_buffer_grows_for_long_options_and_bursts():
+    """A negotiating connection starts with a 4 KiB buffer: a 64 KiB option (the
+    most the server reads) and 1,000 options sent in one burst still get their
+    replies, in order, and the session goes on to transmission."""
+    s = Served()
+    try:
+        c = NbdClient(s.sock)
+        c.greet()
+        name = "n" * ((64 << 10) - 6)
+        with pytest.raises(NbdOptionError) as e:
+            c.option(P.NBD_OPT_INFO, NbdClient.info_request(name, ()))
+        assert e.value.reply == P.NBD_REP_ERR_UNKNOWN
+        burst = P.OPTION.pack(P.IHAVEOPT, P.NBD_OPT_LIST, 0) * 1000
+        c.send(burst)
+        for _ in range(1000):
+            assert c.recv_option_reply().reply == P.NBD_REP_SERVER
+            assert c.recv_option_reply().reply == P.NBD_REP_ACK
+        assert c.go("").size == 64 * MiB
+        c.pwrite(pattern(PAGE), 0)
+        assert c.pread(PAGE, 0) == pattern(PAGE)
+        c.close()
+    finally:
+        s.stop()
+
+
 # -- a server process under stalled and greedy clients -------------------------------
 
 
@@ -317,7 +342,7 @@ def test_stalled_and_greedy_clients_cannot_exhaust_the_server(loop):
             transmitting().sendall(
                 b"".join(request(P.NBD_CMD_READ, j, 0, 32 * MiB) for j in range(8))
             )
-        for _ in range(200):
+        for _ in range(1000):
             s = socket.socket(socket.AF_UNIX)
             s.connect(sock)
             opened.append(s)
