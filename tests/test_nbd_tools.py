@@ -256,6 +256,36 @@ def test_fio_verify_finds_no_corruption(tools, served, bs):
     served.dev.check()
 
 
+@pytest.mark.parametrize("bs", ["8M", "1536k"])
+def test_fio_large_requests_are_streamed_and_verified(tools, served, bs):
+    """Requests over 1 MiB, 4 in flight, written then read back and checksummed:
+    each WRITE stored and each READ sent in pieces while the next request's
+    payload is already arriving (1.5 MiB blocks: pieces that start mid-way)."""
+    need(tools, "fio")
+    r = run(
+        "fio",
+        "--name=large",
+        "--ioengine=nbd",
+        f"--uri={served.uri()}",
+        "--rw=write",
+        f"--bs={bs}",
+        "--iodepth=4",
+        "--size=48M",
+        "--loops=10",
+        "--verify=crc32c",
+        "--verify_fatal=1",
+        "--do_verify=1",
+        "--buffer_compress_percentage=50",
+        "--verify_state_save=0",
+        "--output-format=json",
+        timeout=120,
+    )
+    job = json.loads(r.stdout[r.stdout.index("{") :])["jobs"][0]
+    assert job["error"] == 0
+    assert job["write"]["total_ios"] > 0 and job["read"]["total_ios"] > 0
+    served.dev.check()
+
+
 LIBNBD_DRIVER = r"""
 import sys, nbd
 h = nbd.NBD()

@@ -76,16 +76,14 @@ class NbdClient:
     ) -> None:
         if path is not None:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            addr: object = os.fspath(path)
-        else:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            addr = (host or "127.0.0.1", port)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(addr)
-        except OSError:
-            self.sock.close()
-            raise
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect(os.fspath(path))
+            except OSError:
+                self.sock.close()
+                raise
+        else:  # TCP, IPv4 or IPv6
+            self.sock = socket.create_connection((host or "127.0.0.1", port), timeout=timeout)
         self.structured = False
         self.meta_contexts: dict[int, str] = {}
         self.export_info: ExportInfo | None = None
