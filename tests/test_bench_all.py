@@ -199,7 +199,7 @@ def test_null_backend_measures_the_swap_core_alone(monkeypatch):
     from pyzram.mm.page_io import sio_pool
     from pyzram.mm.swapfile import active_areas
     from pyzram.workload.pages import synthetic_mix
-    from pyzram.zram.zram_drv import Zram
+    from pyzram.zram import zram_drv
 
     calls: list[str] = []
 
@@ -212,8 +212,8 @@ def test_null_backend_measures_the_swap_core_alone(monkeypatch):
 
     pages = synthetic_mix(100, seed=3)
     with monkeypatch.context() as m:
-        m.setattr(Zram, "zram_write_page", counting("write", Zram.zram_write_page))
-        m.setattr(Zram, "zram_read_page", counting("read", Zram.zram_read_page))
+        m.setattr(zram_drv, "zram_bio_write", counting("write", zram_drv.zram_bio_write))
+        m.setattr(zram_drv, "zram_bio_read", counting("read", zram_drv.zram_bio_read))
         before = sio_pool.allocated_total
         r = bench_all.submit_batches(pages, "lz4", "null", 1, bench_all._host_config("lz4"))
     assert calls == ["write", "read"]  # mkswap's header and swapon's read of it, no more

@@ -40,7 +40,6 @@ from pyzram import Zram
 from pyzram.mm.zsmalloc import ZsPool
 from pyzram.workload.pages import synthetic_mix
 from pyzram.zram import table as T
-from pyzram.zram import zram_drv
 
 P = 4096
 OPS = int(os.environ.get("PYZRAM_STRESS_OPS", "1000"))
@@ -545,7 +544,7 @@ class HookedPool(ZsPool):
         return found
 
 
-def test_zs_free_racing_compaction(monkeypatch):
+def test_zs_free_racing_compaction():
     """Minimised from the stress (it hung: a KeyError in zs_free leaked slot 10's lock).
 
     Interleaving: thread A (discard of slot 3) -> zram_free_page -> zs_free: handle lookup
@@ -554,9 +553,11 @@ def test_zs_free_racing_compaction(monkeypatch):
     pool->migrate_lock (read) from the lookup until the class lock is taken, and compaction
     takes it for writing, so B must wait until A is done.
     """
-    monkeypatch.setattr(zram_drv, "ZsPool", HookedPool)
     z = Zram()
     z.sysfs["disksize"] = str(16 * P)
+    fresh = z.mem_pool  # nothing stored yet: the device can take a hooked pool instead
+    z.mem_pool = HookedPool(fresh.name, fresh.chain_size, max_bytes=fresh._arena_size)
+    fresh.zs_destroy_pool()
     z.comps[0].backend = SizedBackend(z.params[0])
     for i in range(8):  # class 1024: 4 objects in a 1-page zspage -> X = slots 0-3, Y = 4-7
         z.pwrite(sized_page(1000, seed=i), i * P)

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 from conftest import SizedBackend
-from pyzram import Zram, ZramConfig
+from pyzram import Zram as _Zram
+from pyzram import ZramConfig
 from pyzram.zram import table as T
 from pyzram.zram.writeback import PpCtl
 from pyzram.zram.zcomp import ZcompBackend
@@ -224,8 +225,37 @@ def check_after_every_operation(monkeypatch):
         return wrapped
 
     monkeypatch.setattr(ZramSysfs, "write", after(ZramSysfs.write, lambda s: s._zram))
-    for name in ("pwrite", "discard", "zram_slot_free_notify"):
-        monkeypatch.setattr(Zram, name, after(getattr(Zram, name), lambda s: s))
+
+
+class CheckedZram(_Zram):
+    """Every device of this module: ``consistent`` after each write, discard and
+    free notification, whenever no post-processing is in flight (with the
+    sysfs stores of ``check_after_every_operation``)."""
+
+    def _checked(self) -> None:
+        if not self._pp_lock.locked():
+            consistent(self)
+
+    def pwrite(self, data, offset):
+        try:
+            return super().pwrite(data, offset)
+        finally:
+            self._checked()
+
+    def discard(self, offset, length):
+        try:
+            return super().discard(offset, length)
+        finally:
+            self._checked()
+
+    def zram_slot_free_notify(self, index):
+        try:
+            return super().zram_slot_free_notify(index)
+        finally:
+            self._checked()
+
+
+Zram = CheckedZram
 
 
 # -- writeback: modes --------------------------------------------------------------------------

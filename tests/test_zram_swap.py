@@ -47,10 +47,8 @@ from pyzram.mm.swap_ops import (
     swap_unregister_block_ops,
 )
 from pyzram.mm.swapfile import swap_cache_del_folio, swap_free, swapoff, swapon
-from pyzram.mm.zsmalloc import ZsPool
 from pyzram.workload.pages import synthetic_mix
 from pyzram.zram import table as T
-from pyzram.zram import zram_drv
 from pyzram.zram.swap import (
     zram_exit,
     zram_init,
@@ -292,18 +290,15 @@ class FaultyCodec(ZcompBackend):
         return self.real.decompress_into(src, offset, length, page)
 
 
-class FailingPool(ZsPool):
-    """A pool whose ``fail_at``-th ``zs_malloc`` returns ``-ENOMEM``."""
+def arena_free_pages(pool) -> int:
+    """Pages the pool can still make zspages of: its arena's untouched tail plus
+    the extents of freed zspages."""
+    tail = (pool._arena_size - pool._arena_top) // P
+    return tail + sum(n * len(ext) for n, ext in enumerate(pool._free_extents))
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.fail_at, self.calls = 0, 0
 
-    def zs_malloc(self, size: int) -> int:
-        self.calls += 1
-        if self.calls == self.fail_at:
-            return -errno.ENOMEM
-        return super().zs_malloc(size)
+#: Objects that fill a pool's arena for the zs_malloc fault, by device.
+FILLERS: dict[int, list[int]] = {}
 
 
 def inject(fault: str, z, k: int, new: np.ndarray) -> None:
@@ -311,9 +306,13 @@ def inject(fault: str, z, k: int, new: np.ndarray) -> None:
     if fault == "mem_limit":  # every new (random, huge) page costs one more pool page
         z.sysfs["mem_limit"] = str((z.mem_pool.pages_allocated + k) * P)
     elif fault == "zs_malloc":
-        # The (k+1)-th zs_malloc of the batch fails with -ENOMEM, as the kernel's
-        # ERR_PTR value (the device's pool is a FailingPool, see the test).
-        z.mem_pool.fail_at = z.mem_pool.calls + k + 1
+        # The (k+1)-th zs_malloc of the batch fails with -ENOMEM (the kernel's
+        # ERR_PTR value): the new pages are incompressible, each needs a zspage
+        # of its own, and the pool's arena is filled until only k are left.
+        pool, fillers = z.mem_pool, FILLERS.setdefault(id(z), [])
+        while arena_free_pages(pool) > k:
+            fillers.append(pool.zs_malloc(P))
+        assert arena_free_pages(pool) == k and fillers[-1] > 0
     else:
         new[k, : len(MARK)] = np.frombuffer(MARK, dtype=np.uint8)
         z.comps[0].backend = FaultyCodec(z.comps[0].backend, fault.split("_")[1])
@@ -323,7 +322,8 @@ def clear_fault(fault: str, z) -> None:
     if fault == "mem_limit":
         z.sysfs["mem_limit"] = "0"
     elif fault == "zs_malloc":
-        z.mem_pool.fail_at = 0
+        for h in FILLERS.pop(id(z)):
+            z.mem_pool.zs_free(h)
     else:
         z.comps[0].backend = z.comps[0].backend.real
 
@@ -333,9 +333,7 @@ def clear_fault(fault: str, z) -> None:
 @pytest.mark.parametrize(
     "fault", ["mem_limit", "zs_malloc", "codec_raise", "codec_empty", "codec_negative"]
 )
-def test_write_failure_mid_batch(fault, n, k, path, monkeypatch):
-    if fault == "zs_malloc":  # devices get pools that can fail on cue
-        monkeypatch.setattr(zram_drv, "ZsPool", FailingPool)
+def test_write_failure_mid_batch(fault, n, k, path):
     si, z = zram_area(use_block_ops=path == "ops")
     spy = OpsSpy(si)
     folios = folios_of(np.ascontiguousarray(same_pages(n)))

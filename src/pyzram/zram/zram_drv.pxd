@@ -1,5 +1,35 @@
 # Types of pyzram/zram/zram_drv.py when it is compiled (Cython pure-Python mode).
+from pyzram.mm.zsmalloc cimport ZsPool
 from pyzram.zram.table cimport ZramTable
 
 cdef unsigned long _SAME, _WB, _HUGE, _SIZE_MASK, _PRIO_MASK, _CLEAR_ON_ACCESS, _CLEAR_ON_FREE
 cdef int _PRIO_SHIFT
+
+cdef class Zram:
+    cdef public object config, clock, init_lock, stats, comps, comp_algs, params
+    cdef public object disk, sysfs, backing_dev, yield_point
+    cdef public object _open_lock, _wb_limit_lock, _pp_lock
+    cdef public int dev_id
+    cdef public str disk_name, swap_read_ordering, backing_read_fallback
+    cdef public Py_ssize_t disksize, limit_pages, num_active_comps, huge_class_size
+    cdef public object bd_wb_limit
+    cdef public bint _claim, wb_limit_enable
+    cdef public ZramTable table
+    cdef public ZsPool mem_pool
+    cdef dict __dict__
+
+    cpdef bint init_done(self)
+    cpdef void zram_accessed(self, Py_ssize_t index)
+    cpdef void zram_free_page(self, Py_ssize_t index)
+    cpdef void update_used_max(self, Py_ssize_t pages)
+    cpdef bint zram_can_store_page(self)
+    cpdef int write_same_filled_page(self, unsigned long fill, Py_ssize_t index)
+    cpdef int write_incompressible_page(self, object page, Py_ssize_t index)
+    cpdef int zram_write_page(self, object page, Py_ssize_t index)
+    cpdef int read_same_filled_page(self, object page, Py_ssize_t index)
+    cpdef int read_incompressible_page(self, object page, Py_ssize_t index)
+    cpdef int read_compressed_page(self, object page, Py_ssize_t index)
+    cpdef int zram_read_from_zspool(self, object page, Py_ssize_t index)
+    cpdef int zram_read_page(self, object page, Py_ssize_t index)
+    cpdef void read_slot_unlocked(self, Py_ssize_t index)
+    cpdef void zram_slot_free_notify(self, Py_ssize_t index)

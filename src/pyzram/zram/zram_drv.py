@@ -68,7 +68,7 @@ from pyzram.mm.zsmalloc import IS_ERR_VALUE, ZsPool
 from pyzram.zram import table as T
 from pyzram.zram.stat import IoStat, MmStat, format_debug_stat
 from pyzram.zram.table import ZramTable
-from pyzram.zram.writeback import BackingDev, free_block_bdev, read_from_bdev
+from pyzram.zram.writeback import free_block_bdev, read_from_bdev
 from pyzram.zram.zcomp import Zcomp, ZcompParams
 
 PAGE_SIZE = 4096
@@ -151,6 +151,7 @@ def page_same_filled(page: Any) -> int | None:
     return val
 
 
+@cython.cclass
 class Zram:
     """A zram device: ``pyzram.Zram(config)`` is what ``hot_add`` gives.
 
@@ -175,10 +176,10 @@ class Zram:
         self.disksize = 0
         self.limit_pages = 0
         self.stats = ZramStats()
-        self.table: ZramTable | None = None
-        self.mem_pool: ZsPool | None = None
-        self.comps: list[Zcomp | None] = [None] * self.config.max_comps
-        self.comp_algs: list[str | None] = [None] * self.config.max_comps
+        self.table = None  # ZramTable, from disksize on
+        self.mem_pool = None  # ZsPool, from disksize on
+        self.comps = [None] * self.config.max_comps  # Zcomp per priority
+        self.comp_algs = [None] * self.config.max_comps
         self.comp_algs[ZRAM_PRIMARY_COMP] = self.config.default_comp
         self.params = [ZcompParams() for _ in range(self.config.max_comps)]
         self.num_active_comps = 0
@@ -190,13 +191,13 @@ class Zram:
         self.swap_read_ordering = "one_section"  # or "legacy"
         self.backing_read_fallback = "adjacent"  # or "as_posted"
         #: The backing device (CONFIG_ZRAM_WRITEBACK ``backing_dev``).
-        self.backing_dev: BackingDev | None = None
+        self.backing_dev = None  # BackingDev
         self.wb_limit_enable = False
         self.bd_wb_limit = 0
         self._wb_limit_lock = threading.Lock()
         self._pp_lock = threading.Lock()  # pp_in_progress
         #: Called at the interleaving points of the read path (race exploration).
-        self.yield_point: Callable[[str, int], None] | None = None
+        self.yield_point = None  # (point name, slot index) -> None
         self.disk = Gendisk(
             self.disk_name,
             zram_devops,
@@ -334,7 +335,7 @@ class Zram:
 
     # -- per-slot primitives (slot locks: ZramTable.slot_lock / slot_unlock) ----
 
-    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t)
+    @cython.locals(tbl=ZramTable)
     def zram_accessed(self, index: int) -> None:
         """``zram_accessed`` (slot lock held): clear IDLE and PP_SLOT, stamp the
         access time."""
@@ -343,7 +344,7 @@ class Zram:
         if tbl.ac_time is not None:
             tbl.ac_time[index] = self.clock()
 
-    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t, flags=cython.ulong, handle=cython.ulong)
+    @cython.locals(tbl=ZramTable, flags=cython.ulong, handle=cython.ulong)
     def zram_free_page(self, index: int) -> None:
         """``zram_free_page`` (slot lock held): release whatever the slot holds."""
         tbl = self.table
@@ -387,7 +388,7 @@ class Zram:
         self.update_used_max(alloced_pages)
         return not self.limit_pages or alloced_pages <= self.limit_pages
 
-    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t)
+    @cython.locals(tbl=ZramTable)
     def write_same_filled_page(self, fill: int, index: int) -> int:
         """``write_same_filled_page``: no pool object, only the fill word."""
         tbl = self.table
@@ -400,7 +401,7 @@ class Zram:
         atomic64_inc(self.stats, "pages_stored")
         return 0
 
-    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t)
+    @cython.locals(tbl=ZramTable)
     def write_incompressible_page(self, page: Any, index: int) -> int:
         """``write_incompressible_page``: the page stored raw in a huge-class object."""
         pool = self.mem_pool
@@ -424,7 +425,7 @@ class Zram:
         atomic64_inc(st, "pages_stored")
         return 0
 
-    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t, comp_len=cython.Py_ssize_t)
+    @cython.locals(tbl=ZramTable, comp_len=cython.Py_ssize_t)
     def zram_write_page(self, page: Any, index: int) -> int:
         """``zram_write_page``: store one page (a 4096-byte buffer) in slot ``index``;
         0 or a negative errno.
@@ -471,7 +472,7 @@ class Zram:
 
     # -- read -----------------------------------------------------------------
 
-    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t)
+    @cython.locals(tbl=ZramTable)
     def read_same_filled_page(self, page: Any, index: int) -> int:
         """``read_same_filled_page``: fill the page with the slot's word (0 if empty)."""
         tbl = self.table
@@ -479,7 +480,7 @@ class Zram:
         memoryview(page).cast("B")[:] = fill.to_bytes(8, "little") * 512 if fill else _ZERO_PAGE
         return 0
 
-    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t)
+    @cython.locals(tbl=ZramTable)
     def read_incompressible_page(self, page: Any, index: int) -> int:
         """``read_incompressible_page``: copy the raw page out of its object."""
         pool = self.mem_pool
@@ -490,7 +491,7 @@ class Zram:
         pool.zs_obj_read_end(handle)
         return 0
 
-    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t, flags=cython.ulong)
+    @cython.locals(tbl=ZramTable, flags=cython.ulong)
     def read_compressed_page(self, page: Any, index: int) -> int:
         """``read_compressed_page``: decompress the object with the algorithm of
         the slot's priority, straight from the pool's memory into the page."""
@@ -506,7 +507,7 @@ class Zram:
         comp.zcomp_stream_put(zstrm)
         return ret
 
-    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t, flags=cython.ulong)
+    @cython.locals(tbl=ZramTable, flags=cython.ulong)
     def zram_read_from_zspool(self, page: Any, index: int) -> int:
         """``zram_read_from_zspool`` (slot lock held): 0 or a negative errno."""
         tbl = self.table
@@ -517,7 +518,7 @@ class Zram:
             return self.read_compressed_page(page, index)
         return self.read_incompressible_page(page, index)
 
-    @cython.locals(tbl=ZramTable, index=cython.Py_ssize_t)
+    @cython.locals(tbl=ZramTable)
     def zram_read_page(self, page: Any, index: int) -> int:
         """``zram_read_page``: read slot ``index`` into ``page``; 0 or a negative errno.
 
