@@ -338,11 +338,6 @@ def test_recompress_outcomes_and_recomp_algorithm_equal_kernel(recompress):
     assert recompress.read_back_equal
 
 
-@pytest.mark.xfail(
-    reason="after recompress type=idle max_pages=40 the kernel has one huge page fewer "
-    "and a different compr_data_size (docs/architecture.md)",
-    strict=False,
-)
 def test_recompress_mm_stat_equals_kernel(recompress):
     bad = [f"{s.step}: {s.mismatches()}" for s in recompress.steps if not s.equal]
     bad += [f"{c.step}: {c.what}" for c in recompress.checks if not c.equal]

@@ -16,7 +16,8 @@ drivers/block/zram/zram_drv.c as of Linux 6.18:
   survived — free the zspool copy and make the slot ZRAM_WB (handle = block);
 * ``recompress``: per slot, under the slot lock, decompress and try the
   secondary algorithms in priority order; accept the first result that lands
-  in a smaller zsmalloc class (and under ``threshold``); mark the slot
+  in a smaller zsmalloc class as ``zs_lookup_class_index`` sees it (the size
+  without the handle) and is under ``threshold``; mark the slot
   INCOMPRESSIBLE when the highest active priority was tried and failed.
 
 Only one post-processing run at a time (``pp_in_progress``: ``EAGAIN``).
@@ -35,7 +36,7 @@ from pyzram.block.blkdev import BlockDevice
 from pyzram.lib.atomic import atomic64_add, atomic64_dec, atomic64_inc
 from pyzram.lib.cmdline import parse_args
 from pyzram.lib.kstrtox import kstrtouint, kstrtoul, kstrtoull
-from pyzram.mm.zsmalloc import IS_ERR_VALUE
+from pyzram.mm.zsmalloc import IS_ERR_VALUE, ZsPool
 from pyzram.zram import table as T
 
 if TYPE_CHECKING:
@@ -321,6 +322,20 @@ def zram_writeback_slots(zram: Zram, ctl: PpCtl) -> int:
 # -- recompression ------------------------------------------------------------------------------
 
 
+def zs_lookup_class_index(pool: ZsPool, size: int) -> int:
+    """``zs_lookup_class_index`` (mm/zsmalloc.c) as ``recompress_slot`` calls it.
+
+    The index of the class at ``get_size_class_index(size)`` for the size *as
+    given*: unlike ``zs_malloc``, it does not first grow the request by
+    ``ZS_HANDLE_SIZE``.  Sizes from ``huge_class_size`` up to the largest
+    normal class's size (3625-3632 bytes with 4 KiB pages and a chain of 8)
+    look like that normal class here, though ``zs_malloc`` then stores them in
+    the huge class: a huge slot recompressed to such a size is accepted, and
+    the slot stops being ZRAM_HUGE.
+    """
+    return pool.size_class[ZsPool.class_index(size)].index
+
+
 def scan_slots_for_recompress(zram: Zram, mode: int, prio_max: int, ctl: PpCtl) -> None:
     """``scan_slots_for_recompress``."""
     tbl = zram.table
@@ -360,7 +375,7 @@ def recompress_slot(
     prio = max(prio, tbl.get_priority(index) + 1)
     if prio >= prio_max:
         return 0
-    class_index_old = pool.zs_lookup_class_index(comp_len_old)
+    class_index_old = zs_lookup_class_index(pool, comp_len_old)
     accepted: tuple[int, bytes] | None = None
     for p in range(prio, prio_max):
         comp = zram.comps[p]
@@ -370,7 +385,7 @@ def recompress_slot(
             out = comp.backend.compress(data)
         except OSError as e:
             return -(e.errno or errno.EINVAL)
-        if pool.zs_lookup_class_index(len(out)) >= class_index_old or (
+        if zs_lookup_class_index(pool, len(out)) >= class_index_old or (
             threshold and len(out) >= threshold
         ):
             continue
