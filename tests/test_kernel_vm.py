@@ -41,6 +41,8 @@ SIZE_CASES = [
     ("zstd", "algo=zstd level=12"),
     ("zstd", "algo=zstd level=19"),
     ("zstd", "dict"),
+    ("zstd", "dict level=12"),
+    ("zstd", "dict level=19"),
     ("deflate", None),
     ("deflate", "algo=deflate level=1"),
     ("deflate", "algo=deflate level=9"),
@@ -162,7 +164,10 @@ class Session:
         # Per-page sizes, one page at a time.
         self.sizes = {}
         for algo, params in SIZE_CASES:
-            p = f"algo=zstd dict={self.dict_path}" if params == "dict" else params
+            if params and params.startswith("dict"):  # "dict [level=N]": the trained dictionary
+                p = f"algo=zstd dict={self.dict_path}{params[4:]}"
+            else:
+                p = params
             z = kernel_vm.VmZram(script)
             z.write_attr("comp_algorithm", algo)
             if p:
