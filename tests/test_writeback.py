@@ -1232,22 +1232,68 @@ def test_recompress_does_not_check_mem_limit_or_update_max(tmp_path):
 
 
 def kernel_class_index(z: Zram, n: int) -> int:
-    """Kernel ``zs_lookup_class_index``: ``lookup_size_class(pool, size)->index``, which
-    looks up ``size + ZS_HANDLE_SIZE`` (mm/zsmalloc.c of 6.12, lines 518-521 and 1160-1166;
-    zram-spec 6.3 says the same)."""
+    """Kernel ``zs_lookup_class_index``: ``pool->size_class[get_size_class_index(size)]->index``
+    for the size as given (mm/zsmalloc.c of 6.18), *not* grown by ``ZS_HANDLE_SIZE``
+    as ``zs_malloc`` grows a request."""
     pool = z.mem_pool
-    return pool.size_class[pool.class_index(n + 8)].index
+    return pool.size_class[pool.class_index(n)].index
 
 
 @pytest.mark.parametrize("old, new", [(1024, 1010), (1000, 990), (1016, 1008), (1017, 1000)])
 def test_recompress_class_index_as_the_kernel(tmp_path, old, new):
-    """Accepted only into a strictly smaller class, looked up with the handle size."""
+    """Accepted only into a strictly smaller class, looked up without the handle size."""
     z = make_dev(tmp_path, secondaries=1)
     put(z, 0, pp_page(old, m1=new))
     z.sysfs["recompress"] = "\n"
     accept = kernel_class_index(z, new) < kernel_class_index(z, old)
     assert (prio(z, 0), size(z, 0)) == ((1, new) if accept else (0, old))
-    assert z.mem_pool.zs_lookup_class_index(old) == kernel_class_index(z, old)
+    # Sizes 993-1024 share the 1024-byte class (62), 977-992 the 992-byte one (60)
+    # as the kernel looks them up; grown by the handle, 1017-1024 would be class 64
+    # and 990 class 62: each case here would go the other way.
+    assert accept == ((old, new) == (1000, 990))
+
+
+@pytest.mark.parametrize(
+    "new, accepted, in_huge_class",
+    [
+        (3616, True, False),
+        (3624, True, False),
+        (3625, True, True),
+        (3632, True, True),
+        (3633, False, True),
+        (4000, False, True),
+    ],
+)
+def test_recompress_huge_slot_to_the_largest_normal_class_size(
+    tmp_path, new, accepted, in_huge_class
+):
+    """A huge slot recompressed to ``huge_class_size``..3632 bytes is accepted.
+
+    ``recompress_slot`` compares ``zs_lookup_class_index`` of the old size (4096:
+    the huge class, 254) and the new one, looked up without the handle: 3617-3632
+    is class 225, the largest normal class.  ``zs_malloc`` then adds the handle,
+    so 3625-3632 bytes still land in the huge class (one page each) but the
+    slot is no longer ZRAM_HUGE and ``huge_pages`` drops.  3633 bytes and more
+    stay huge and the slot is marked INCOMPRESSIBLE.
+    """
+    z = make_dev(tmp_path, secondaries=1)
+    put(z, 0, pp_page(P, m1=new, seed=5))
+    put(z, 1, pp_page(P, seed=6))  # the shrinker cannot shrink it: stays huge
+    assert flags(z, 0) == T.HUGE and mm(z)[7] == 2 and mm(z)[2] == 2 * P
+    z.sysfs["idle"] = "all"
+    z.sysfs["recompress"] = "type=idle max_pages=1"  # the most recently placed: slot 1
+    assert flags(z, 1) == T.HUGE | T.INCOMPRESSIBLE and flags(z, 0) == T.HUGE | T.IDLE
+    z.sysfs["recompress"] = "type=huge"
+    if accepted:
+        assert (prio(z, 0), size(z, 0), flags(z, 0)) == (1, new, 1 << T.ZRAM_COMP_PRIORITY_BIT1)
+        assert mm(z)[1] == P + new and mm(z)[7:] == (1, 2)
+        # 3625-3632 bytes: still one object per page; smaller: a 3632-byte class zspage
+        assert mm(z)[2] == (2 * P if in_huge_class else P + 8 * P)
+    else:
+        assert (prio(z, 0), size(z, 0), flags(z, 0)) == (0, P, T.HUGE | T.INCOMPRESSIBLE)
+        assert mm(z)[1] == 2 * P and mm(z)[7:] == (2, 2)
+    assert get(z, 0) == pp_page(P, m1=new, seed=5)
+    consistent(z)
 
 
 def test_recompress_real_codecs(tmp_path):
@@ -1264,7 +1310,6 @@ def test_recompress_real_codecs(tmp_path):
     z.sysfs["idle"] = "all"
     z.sysfs["recompress"] = "type=idle"
     consistent(z)
-    pool = z.mem_pool
     n_prio = [0, 0, 0]
     for i in range(200):
         old_size, old_flags = before[i]
@@ -1278,7 +1323,7 @@ def test_recompress_real_codecs(tmp_path):
         else:
             new = len(z.comps[p].backend.compress(pages[i].tobytes()))
             assert size(z, i) == new
-            assert pool.zs_lookup_class_index(new) < pool.zs_lookup_class_index(old_size)
+            assert kernel_class_index(z, new) < kernel_class_index(z, old_size)
             assert not flags(z, i) & (T.HUGE | T.IDLE | T.INCOMPRESSIBLE)
     assert n_prio[1] > 0
     assert z.pread(200 * P, 0) == pages.tobytes()

@@ -247,3 +247,18 @@ def test_recycled_arena_headers_are_cleared_where_an_earlier_pool_wrote():
         third.zs_free(h)
     third.zs_compact()
     third.check()
+
+
+def test_zs_lookup_class_index_takes_the_size_as_given():
+    """``zs_lookup_class_index`` (what ``recompress_slot`` compares) does not grow
+    the size by the handle as ``zs_malloc`` does: 3625-3632 bytes are the largest
+    normal class there, though ``zs_malloc`` puts them in the huge class."""
+    pool = ZsPool()
+    largest_normal = pool.size_class[ZsPool.class_index(3632)].index
+    assert pool.huge_class_size == 3625
+    for size in (3625, 3632):
+        assert pool.zs_lookup_class_index(size) == largest_normal
+        assert pool.lookup_class(size).huge  # where zs_malloc stores it
+    huge = pool.zs_lookup_class_index(3633)
+    assert huge == pool.size_class[ZsPool.class_index(3633)].index != largest_normal
+    assert pool.zs_lookup_class_index(1000) == pool.size_class[ZsPool.class_index(1000)].index

@@ -337,8 +337,16 @@ class ZsPool:
         return self.size_class[self.class_index(size + ZS_HANDLE_SIZE)]
 
     def zs_lookup_class_index(self, size: int) -> int:
-        """``zs_lookup_class_index``: index of the class that holds ``size``-byte objects."""
-        return self.lookup_class(size).index
+        """``zs_lookup_class_index``: the index of the class at
+        ``get_size_class_index(size)`` for the size *as given*.
+
+        Unlike ``zs_malloc`` it does not first grow the request by
+        ``ZS_HANDLE_SIZE``: sizes from ``huge_class_size`` up to the largest
+        normal class's size (3625-3632 bytes with 4 KiB pages and a chain of
+        8) look like that normal class here, though ``zs_malloc`` stores them
+        in the huge class (``recompress_slot`` compares classes with it).
+        """
+        return self.size_class[self.class_index(size)].index
 
     @property
     def classes(self) -> list[SizeClass]:

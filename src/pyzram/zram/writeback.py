@@ -16,7 +16,8 @@ drivers/block/zram/zram_drv.c as of Linux 6.18:
   survived — free the zspool copy and make the slot ZRAM_WB (handle = block);
 * ``recompress``: per slot, under the slot lock, decompress and try the
   secondary algorithms in priority order; accept the first result that lands
-  in a smaller zsmalloc class (and under ``threshold``); mark the slot
+  in a smaller zsmalloc class as ``zs_lookup_class_index`` sees it (the size
+  without the handle) and is under ``threshold``; mark the slot
   INCOMPRESSIBLE when the highest active priority was tried and failed.
 
 Only one post-processing run at a time (``pp_in_progress``: ``EAGAIN``).
