@@ -16,8 +16,8 @@ import math
 
 import pytest
 
-from pyzram import bench_all
-from pyzram.cli import main
+from pyzram.tools.bench import table as bench_all
+from pyzram.tools.cli import main
 
 ROW_KEYS = {"name", "ours", "ours_unit", "reference", "reference_what", "ratio", "goal", "met"}
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from pyzram.cli import main
 from pyzram.host.kernel_zram import unavailable_reason
+from pyzram.tools.cli import main
 from pyzram.workload.pages import synthetic_mix, write_page_file
 
 

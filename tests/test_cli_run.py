@@ -15,8 +15,8 @@ from types import NoneType
 import pytest
 from typer.testing import CliRunner
 
-from pyzram.cli import app, main
-from pyzram.run import VMSTAT_KEYS
+from pyzram.tools.cli import app, main
+from pyzram.tools.commands.run import VMSTAT_KEYS
 from pyzram.workload.pages import synthetic_mix, write_page_file
 from test_swap_core import swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
 

@@ -27,7 +27,6 @@ from pathlib import Path
 import pytest
 
 from conftest import corrupt
-from pyzram.cli import main
 from pyzram.nbd import export as export_mod
 from pyzram.nbd import protocol as P
 from pyzram.nbd.client import NbdClient, NbdOptionError
@@ -44,6 +43,7 @@ from pyzram.nbd.server import (
     build_exports,
     loop_factory,
 )
+from pyzram.tools.cli import main
 from pyzram.zram import table as T
 from pyzram.zram.stat import parse_io_stat, parse_mm_stat
 

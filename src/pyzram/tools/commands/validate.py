@@ -35,12 +35,17 @@ are known only after the boot, so both sides record their results first
 from __future__ import annotations
 
 import errno
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
+import typer
+from rich.table import Table
 
 from pyzram.config import ZramConfig
+from pyzram.tools.common import PageFileArg, console, load_pages
 from pyzram.zram.stat import MmStat
 from pyzram.zram.zram_drv import PAGE_SIZE, Zram
 
@@ -617,3 +622,93 @@ def validate_vm(
         r.kernel_name = name
         r.resolve()
     return results
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def command(
+    pagefile: PageFileArg = None,
+    algo: Annotated[
+        list[str] | None,
+        typer.Option("--algo", "-a", help="algorithm(s); default: all the host has"),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
+    kernel: Annotated[
+        str,
+        typer.Option(
+            help="host: the running kernel's zram (hot_add); vm: Debian's 6.18 kernel under "
+            "qemu, every backend it has, algorithm_params levels, a zstd dictionary and "
+            "writeback, idle ages, bd_stat, writeback_limit, mem_limit, compact"
+        ),
+    ] = "host",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The same pages through pyzram and a real kernel's zram: mm_stat must be equal."""
+    if kernel not in ("host", "vm"):
+        raise ValueError(f"--kernel must be host or vm, not {kernel!r}")
+    pages = load_pages(pagefile, limit)
+    results = validate(pages, algo, kernel=kernel)
+    if as_json:
+        out = [
+            {
+                "algorithm": r.algorithm,
+                "pages": r.pages,
+                "equal": r.equal,
+                "read_back_equal": r.read_back_equal,
+                "io_stat_equal": r.io_stat_equal,
+                "steps": [
+                    {
+                        "step": s.step,
+                        "equal": s.equal,
+                        "pyzram": s.ours._asdict(),
+                        "kernel": s.kernel._asdict(),
+                    }
+                    for s in r.steps
+                ],
+            }
+            for r in results
+        ]
+        for d, r in zip(out, results, strict=True):
+            if r.checks:
+                d["kernel"] = r.kernel_name
+                d["checks"] = [
+                    {"step": c.step, "what": c.what, "pyzram": c.ours, "kernel": c.kernel}
+                    for c in r.checks
+                ]
+        print(json.dumps(out, indent=2))
+    else:
+        for r in results:
+            t = Table(title=f"{r.algorithm}: {r.pages} pages, mm_stat of pyzram (= kernel)")
+            t.add_column("field")
+            for s in r.steps:
+                t.add_column(s.step, justify="right")
+            for i, name in enumerate(MmStat._fields):
+                cells = []
+                for s in r.steps:
+                    a, b = s.ours[i], s.kernel[i]
+                    cells.append(f"{a}" if a == b else f"[red]{a} (kernel {b})[/red]")
+                t.add_row(name, *cells)
+            t.add_row("equal", *("yes" if s.equal else "[red]NO[/red]" for s in r.steps))
+            console.print(t)
+            console.print(
+                f"read-back equal: {'yes' if r.read_back_equal else 'NO'}; "
+                f"io_stat equal: {'yes' if r.io_stat_equal else 'NO'}"
+            )
+            if r.checks:
+                same = sum(c.equal for c in r.checks)
+                console.print(
+                    f"{same} of {len(r.checks)} write outcomes and sysfs texts "
+                    "(bd_stat, io_stat, writeback_limit, debug_stat) equal"
+                )
+                for c in r.checks:
+                    if not c.equal:
+                        console.print(
+                            f"[red]{c.step}: {c.what}: pyzram {c.ours!r}, kernel {c.kernel!r}[/red]"
+                        )
+        ok = sum(r.equal for r in results)
+        what = "scenarios" if kernel == "vm" else "algorithms"
+        against = results[0].kernel_name if kernel == "vm" and results else "the kernel"
+        console.print(f"{ok} of {len(results)} {what} equal {against} in every field")
+    if not all(r.equal for r in results):
+        raise typer.Exit(1)
