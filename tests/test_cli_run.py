@@ -197,7 +197,11 @@ def test_subprocess_errors_are_one_line(tmp_path):
         (["run", "--limit", "50", "--folio-order", "12"], 1, "folio order 12 out of range"),
         (["run", "--limit", "50", "--writeback", "idle"], 1, "backing device"),
         (["run", "--limit", "50", "--recompress", "type=idle"], 1, "secondary algorithm"),
-        (["run", "--limit", "50", "--recompress-algo", "zstd", "--idle-age", "soon"], 1, "EINVAL"),
+        (
+            ["run", "--limit", "50", "--recompress-algorithm", "zstd", "--idle-age", "soon"],
+            1,
+            "EINVAL",
+        ),
         (["run", "--limit", "50", "--pattern", "bogus"], 1, "unknown access pattern"),
         (["run", "--no-such-option"], 2, "No such option"),
     ],

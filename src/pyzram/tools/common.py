@@ -146,3 +146,7 @@ SeedOpt = Annotated[int, typer.Option(help="seed of the pattern, the writes and 
 LimitOpt = Annotated[
     int | None, typer.Option(help="use only the first N pages (with --mix: generate N)")
 ]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="print the result as JSON on stdout instead of the table"),
+]

@@ -14,6 +14,7 @@ from pyzram.tools.common import (
     ALGO_HELP,
     DisksizeOpt,
     FolioOrderOpt,
+    JsonOpt,
     LimitOpt,
     MemLimitOpt,
     MixOpt,
@@ -30,7 +31,7 @@ from pyzram.tools.common import (
 def command(
     ctx: typer.Context,
     algo: Annotated[
-        str, typer.Option("--algo", "-a", help="lz4, lzo or lzo-rle (our kernel-exact codecs)")
+        str, typer.Option("--algorithm", "-a", help="lz4, lzo or lzo-rle (our kernel-exact codecs)")
     ] = "lz4",
     threads: Annotated[int, typer.Option(help="threads for the multi-thread rows")] = 2,
     quick: Annotated[
@@ -38,9 +39,7 @@ def command(
     ] = False,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="a few pages (tests)")] = False,
     no_kernel: Annotated[bool, typer.Option("--no-kernel", help="skip the host kernel")] = False,
-    as_json: Annotated[
-        str | None, typer.Option("--json", help="also write the rows as JSON to FILE (- : stdout)")
-    ] = None,
+    as_json: JsonOpt = False,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="write the linear-scaling curve as a PNG")
     ] = None,
@@ -68,11 +67,9 @@ def command(
         )
     if markdown is not None:
         markdown.write_text(report.markdown())
-    if as_json is not None:
-        if as_json == "-":
-            print(report.to_json())
-            return
-        Path(as_json).write_text(report.to_json() + "\n")
+    if as_json:
+        print(report.to_json())
+        return
     # Piped output gets a wide table rather than rich's 80 columns.
     out = console if console.is_terminal else Console(width=220)
     out.print(_bench_table(report))
@@ -116,14 +113,14 @@ def _bench_table(report) -> Table:
 
 def zram_command(
     pagefile: PageFileArg = None,
-    algo: Annotated[list[str] | None, typer.Option("--algo", "-a", help=ALGO_HELP)] = None,
+    algo: Annotated[list[str] | None, typer.Option("--algorithm", "-a", help=ALGO_HELP)] = None,
     bs: Annotated[
         list[int] | None, typer.Option(help="request size in bytes (multiple of 4096)")
     ] = None,
     repeat: Annotated[int, typer.Option(help="best of N runs")] = 3,
     limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
     no_kernel: Annotated[bool, typer.Option("--no-kernel", help="skip the host kernel")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """pwrite/pread pages/s through Zram, beside the host kernel's zram (O_DIRECT)."""
     from pyzram.tools.bench.device import bench_zram as run
@@ -148,7 +145,7 @@ def codecs_command(
     repeat: Annotated[int, typer.Option(help="best of N runs")] = 5,
     limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
     no_kernel: Annotated[bool, typer.Option("--no-kernel", help="skip the host kernel")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Codec pages/s: our batch C codecs, python-lz4/python-lzo loops, the host's zram."""
     from pyzram.tools.bench.device import bench_codecs as run
@@ -173,10 +170,10 @@ def codecs_command(
 
 def swap_command(
     pagefile: PageFileArg = None,
-    algo: Annotated[str, typer.Option("--algo", "-a", help=ALGO_HELP)] = "lzo-rle",
+    algo: Annotated[str, typer.Option("--algorithm", "-a", help=ALGO_HELP)] = "lzo-rle",
     repeat: Annotated[int, typer.Option(help="best of N runs")] = 3,
     limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Swap-out and swap-in pages/s: zram's swap_ops path vs the bio path."""
     from pyzram.tools.bench.device import bench_swap as run
@@ -225,7 +222,7 @@ def nbd_command(
     iodepth: Annotated[int, typer.Option(help="requests in flight for the 4 KiB jobs")] = 16,
     size: Annotated[str, typer.Option(help="export size of both servers")] = "256M",
     region: Annotated[str, typer.Option(help="bytes of the export fio uses")] = "128M",
-    algo: Annotated[str, typer.Option("--algo", "-a", help=ALGO_HELP)] = "lzo-rle",
+    algo: Annotated[str, typer.Option("--algorithm", "-a", help=ALGO_HELP)] = "lzo-rle",
     compress: Annotated[int, typer.Option(help="fio buffer_compress_percentage")] = 50,
     repeat: Annotated[int, typer.Option(help="alternate the servers N times, keep the best")] = 1,
     threads: Annotated[
@@ -235,7 +232,7 @@ def nbd_command(
     loop: Annotated[str, typer.Option(help="pyzram serve's event loop: uvloop or asyncio")] = (
         "uvloop"
     ),
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """fio (nbd engine) IOPS and MB/s: pyzram serve vs nbdkit memory allocator=zstd."""
     from pyzram.nbd.bench import bench_nbd as run
@@ -297,7 +294,7 @@ def run_command(
     mix: MixOpt = None,
     folio_order: FolioOrderOpt = 0,
     timeout: Annotated[float, typer.Option(help="seconds the kernel-side child may take")] = 600,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """The same workload on the host kernel (memcg limit, swap on a hot_added zram) and in
     pyzram: swapped pages/s of each and their ratio (needs root, zram-control, cgroup v1)."""

@@ -12,6 +12,7 @@ from pyzram.tools.common import (
     ALGO_HELP,
     DisksizeOpt,
     FolioOrderOpt,
+    JsonOpt,
     LimitOpt,
     MemLimitOpt,
     MixOpt,
@@ -38,7 +39,7 @@ def command(
     mix: MixOpt = None,
     folio_order: FolioOrderOpt = 0,
     mthp_swapin: MthpSwapinOpt = True,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """The same workload through zram's swap_ops path and through the bio path."""
     from pyzram.tools.commands.run import run_workload

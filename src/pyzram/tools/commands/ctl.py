@@ -35,6 +35,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pyzram.tools.common import JsonOpt
 from pyzram.zram.stat import IoStat, MmStat, parse_io_stat, parse_mm_stat
 from pyzram.zram.zram_drv import Zram
 
@@ -477,7 +478,7 @@ def command(
     bytes_: Annotated[bool, typer.Option("--bytes", "-b", help="sizes in bytes")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="raw output, no alignment")] = False,
     noheadings: Annotated[bool, typer.Option("--noheadings", "-n", help="no header")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
     socket: Annotated[
         Path | None,
         typer.Option("--socket", help="a running `pyzram serve` (its NBD or .ctl socket)"),

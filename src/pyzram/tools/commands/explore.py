@@ -79,7 +79,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pyzram.tools.common import console
+from pyzram.tools.common import JsonOpt, console
 from pyzram.zram import table as T
 from pyzram.zram.swap import zram_swap_read_page
 from pyzram.zram.table import ZramTable
@@ -1190,7 +1190,7 @@ def command(
         int, typer.Option(help="most preemptions a schedule may contain (enumeration)")
     ] = 2,
     list_: Annotated[bool, typer.Option("--list", help="list scenarios and variants")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Explore interleavings of zram's locking: which variants let a race through."""
     if list_:

@@ -56,6 +56,7 @@ from pyzram.tools.common import (
     ALGO_HELP,
     DisksizeOpt,
     FolioOrderOpt,
+    JsonOpt,
     LimitOpt,
     MemLimitOpt,
     MixOpt,
@@ -269,7 +270,7 @@ def run_workload(
     if writeback is not None and not backing_dev:
         raise ValueError("writeback needs a backing device (--backing-dev FILE)")
     if recompress is not None and not recompress_algo:
-        raise ValueError("recompress needs a secondary algorithm (--recompress-algo ALGO)")
+        raise ValueError("recompress needs a secondary algorithm (--recompress-algorithm ALGO)")
     if recompress_algo and recompress is None:
         recompress = "type=idle"
     if pp_every < 0:
@@ -555,13 +556,16 @@ def command(
         typer.Option(help="write back to --backing-dev: idle, huge, huge_idle or incompressible"),
     ] = None,
     recompress_algo: Annotated[
-        str | None, typer.Option(help="secondary algorithm (recomp_algorithm algo=ALGO)")
+        str | None,
+        typer.Option(
+            "--recompress-algorithm", help="secondary algorithm (recomp_algorithm algo=ALGO)"
+        ),
     ] = None,
     recompress: Annotated[
         str | None,
         typer.Option(
             help="recompress request, e.g. 'type=idle threshold=1000' (default with "
-            "--recompress-algo: type=idle)"
+            "--recompress-algorithm: type=idle)"
         ),
     ] = None,
     idle_age: Annotated[
@@ -580,7 +584,7 @@ def command(
     save_state: Annotated[
         Path | None, typer.Option(help="save the device's state for `pyzram ctl`")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """The main job: a workload under a memory limit swapping to zram, and its report."""
     from rich.progress import Progress

@@ -8,15 +8,15 @@ from typing import Annotated
 import typer
 
 from pyzram.config import ZramConfig
-from pyzram.tools.common import ALGO_HELP, PageFileArg, console, load_pages, mm_table
+from pyzram.tools.common import ALGO_HELP, JsonOpt, PageFileArg, console, load_pages, mm_table
 
 
 def command(
     pagefile: PageFileArg = None,
-    algo: Annotated[str, typer.Option("--algo", "-a", help=ALGO_HELP)] = "lzo-rle",
+    algo: Annotated[str, typer.Option("--algorithm", "-a", help=ALGO_HELP)] = "lzo-rle",
     chain: Annotated[int, typer.Option(help="CONFIG_ZSMALLOC_CHAIN_SIZE (4..16)")] = 8,
     limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """What zram would do with these pages: mm_stat, ratios, same/huge pages."""
     from pyzram.zram.zram_drv import PAGE_SIZE, Zram

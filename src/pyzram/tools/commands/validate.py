@@ -45,7 +45,7 @@ import typer
 from rich.table import Table
 
 from pyzram.config import ZramConfig
-from pyzram.tools.common import PageFileArg, console, load_pages
+from pyzram.tools.common import JsonOpt, PageFileArg, console, load_pages
 from pyzram.zram.stat import MmStat
 from pyzram.zram.zram_drv import PAGE_SIZE, Zram
 
@@ -631,7 +631,7 @@ def command(
     pagefile: PageFileArg = None,
     algo: Annotated[
         list[str] | None,
-        typer.Option("--algo", "-a", help="algorithm(s); default: all the host has"),
+        typer.Option("--algorithm", "-a", help="algorithm(s); default: all the host has"),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
     kernel: Annotated[
@@ -642,7 +642,7 @@ def command(
             "writeback, idle ages, bd_stat, writeback_limit, mem_limit, compact"
         ),
     ] = "host",
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """The same pages through pyzram and a real kernel's zram: mm_stat must be equal."""
     if kernel not in ("host", "vm"):
