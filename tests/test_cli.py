@@ -33,7 +33,7 @@ def test_store_default_corpus_table(capsys):
     "argv,needle",
     [
         (["store", "/nonexistent.pages"], "No such file"),
-        (["store", "--algorithm", "bogus", "--limit", "10"], "not available (EINVAL)"),
+        (["store", "--algorithm", "bogus", "--limit", "10"], "unknown algorithm 'bogus'"),
         (["store", "--algorithm", "842", "--limit", "10"], "not available (EINVAL)"),
         (["snapshot", "-o", "/tmp/x.pages"], "exactly one of PID or --spawn"),
         (["snapshot", "999999999", "-o", "/tmp/x.pages"], "error"),
@@ -85,7 +85,7 @@ def test_explore_json(capsys):
     assert main(argv) == 0
     (finding,) = json.loads(capsys.readouterr().out)
     assert finding["race_found"] and finding["minimal_schedule"]
-    assert main(["explore", "--scenario", "nope"]) == 1
+    assert main(["explore", "--scenario", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
 
 

@@ -1036,7 +1036,7 @@ def test_cli_ctl_socket_listing_and_attributes(served, capsys):
     assert main(["ctl", "--socket", served.sock, "--read", "bogus"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("pyzram: error: ") and "(ENOENT)" in err and err.count("\n") == 1
-    assert main(["ctl", "--read", "mm_stat"]) == 1
+    assert main(["ctl", "--read", "mm_stat"]) == 2  # a usage error
     assert "need --socket" in capsys.readouterr().err
 
 

@@ -10,10 +10,15 @@ writes) or, without one, the embedded default corpus
 
 from __future__ import annotations
 
+import errno
+import signal
 import sys
+import threading
+from typing import Annotated
 
 import typer
 
+from pyzram import __version__
 from pyzram.tools.commands import (
     bench,
     compare,
@@ -25,11 +30,14 @@ from pyzram.tools.commands import (
     store,
     validate,
 )
+from pyzram.tools.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="The Linux swap I/O path and zram, modelled in Python to the byte.",
+    help="The Linux swap I/O path and zram, modelled in Python to the byte.\n\n"
+    "Exit status: 0 success, 1 failure, 2 usage error (an unknown option, a bad option "
+    "value), 130 interrupted (Ctrl-C). Errors are one line: pyzram: error: ...",
 )
 bench_app = typer.Typer(
     invoke_without_command=True,
@@ -53,29 +61,86 @@ bench_app.command("nbd")(bench.nbd_command)
 bench_app.command("run")(bench.run_command)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; turn expected errors into one line and exit 1."""
-    import errno as _errno
+def _version(value: bool) -> None:
+    if value:
+        print(f"pyzram {__version__}")
+        raise typer.Exit()
 
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """The Linux swap I/O path and zram, modelled in Python to the byte.
+
+    Exit status: 0 success, 1 failure, 2 usage error (a bad option or option value),
+    130 interrupted (Ctrl-C).  Errors are one line, ``pyzram: error: ...``.
+    """
+
+
+def _error_text(e: BaseException) -> str:
+    """One line for an expected error: the file, the kernel's words and its errno name."""
+    msg = str(e)
+    if isinstance(e, OSError) and e.strerror:
+        msg = e.strerror
+        if e.errno in errno.errorcode:
+            msg += f" ({errno.errorcode[e.errno]})"
+        if e.filename:
+            msg = f"{e.filename}: {msg}"
+    return msg
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the command; errors as one line; exit 0, 1, 2 or 130.
+
+    Ctrl-C ends any command with ``pyzram: interrupted`` and 130, after the
+    command's own clean-up (host devices, swaps, cgroups) has run, whatever
+    that clean-up raised on the way out.
+    """
+    interrupted = False
+
+    def on_sigint(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+        raise KeyboardInterrupt
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # (a SIGINT the parent told us to ignore stays ignored)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        rc = _run(argv)
+    except KeyboardInterrupt:
+        interrupted = True
+        rc = EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        print("pyzram: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if isinstance(rc, BaseException):
+        print(f"pyzram: error: {_error_text(rc)}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(rc, UsageError) else EXIT_FAILURE
+    return rc
+
+
+def _run(argv: list[str] | None) -> int | BaseException:
+    """Run the app: its exit code, or the expected error to report."""
     try:
         rc = app(args=argv, standalone_mode=False)
     except (OSError, ValueError) as e:
-        msg = str(e)
-        if isinstance(e, OSError) and e.strerror:
-            msg = e.strerror
-            if e.errno in _errno.errorcode:
-                msg += f" ({_errno.errorcode[e.errno]})"
-            if e.filename:
-                msg = f"{e.filename}: {msg}"
-        print(f"pyzram: error: {msg}", file=sys.stderr)
-        return 1
+        return e
     except typer.Exit as e:
         return e.exit_code
-    except KeyboardInterrupt:
-        print("pyzram: interrupted", file=sys.stderr)
-        return 130
     except typer.Abort:
-        return 1
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        raise
     except Exception as e:
         # Usage errors (a bad option value, an unknown option): click's ClickException,
         # which typer >= 0.23 bundles instead of depending on click; matched by its

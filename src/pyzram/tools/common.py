@@ -11,6 +11,40 @@ from rich.table import Table
 
 console = Console()
 
+#: Exit codes, the same in every command: a failure (the command ran and something
+#: failed: a file, the kernel, a check), a usage error (the command line cannot be
+#: run as given: an unknown option, a bad option value), and an interrupt (Ctrl-C).
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(ValueError):
+    """A command line that cannot be run as given; ``pyzram: error: OPTION: WHY``, exit 2."""
+
+    def __init__(self, option: str | None, why: str) -> None:
+        super().__init__(f"{option}: {why}" if option else why)
+        self.option = option
+
+
+def check_algorithm(name: str | None, option: str = "--algorithm") -> None:
+    """A usage error unless ``name`` is one of zram's compression backends (whether this
+    build or kernel has it is the device's to say, with the kernel's EINVAL)."""
+    from pyzram.config import ALL_BACKENDS
+
+    if name is not None and name not in ALL_BACKENDS:
+        known = ", ".join(ALL_BACKENDS)
+        raise UsageError(option, f"unknown algorithm {name!r} (zram has {known})")
+
+
+def check_count(option: str, value: int | None, least: int = 0) -> None:
+    """A usage error if the option's number is below ``least`` (0: not negative)."""
+    if value is not None and value < least:
+        raise UsageError(
+            option, "must not be negative" if least == 0 else f"must be at least {least}"
+        )
+
+
 ALGO_HELP = (
     "zram backend: lzo-rle (default), lzo, lz4, lz4hc (pyzram's kernel-identical C codecs), "
     "zstd, deflate (library codecs: the kernel's format and, on the pages checked, its sizes)"
@@ -22,13 +56,16 @@ PageFileArg = Annotated[
 
 
 def load_pages(path: Path | None, limit: int | None = None):
+    """The pages of the page file ``path`` (default: the embedded corpus), the first
+    ``limit`` of them; an empty file is a failure that names the file."""
     from pyzram.workload.pages import default_corpus, read_page_file
 
+    check_count("--limit", limit, 1)
     pages = default_corpus() if path is None else read_page_file(path)
     if limit is not None:
         pages = pages[:limit]
     if len(pages) == 0:
-        raise ValueError("no pages to process")
+        raise ValueError(f"{path}: no pages in the page file (it is empty)")
     return pages
 
 
@@ -60,8 +97,29 @@ def run_kwargs(
     recompress_algo: str | None = None,
     recompress: str | None = None,
 ) -> dict:
-    """The keyword arguments of ``run_workload`` from the command line's options."""
+    """The keyword arguments of ``run_workload`` from the command line's options; a bad
+    option value is a :class:`UsageError` naming the option."""
     from pyzram.lib.cmdline import memparse
+    from pyzram.mm.vmscan import HPAGE_PMD_ORDER
+    from pyzram.workload.patterns import PATTERNS
+
+    check_algorithm(algo)
+    check_algorithm(recompress_algo, "--recompress-algorithm")
+    check_count("--accesses", accesses)
+    check_count("--pp-every", pp_every)
+    if not 0 <= write_ratio <= 1:
+        raise UsageError("--write-ratio", f"must be between 0 and 1, not {write_ratio:g}")
+    if not 0 <= folio_order <= HPAGE_PMD_ORDER:
+        raise UsageError("--folio-order", f"{folio_order} out of range 0..{HPAGE_PMD_ORDER}")
+    if pattern not in PATTERNS and not pattern.startswith("trace:"):
+        known = ", ".join(PATTERNS)
+        raise UsageError("--pattern", f"unknown access pattern {pattern!r} ({known}, trace:PATH)")
+    if writeback is not None and backing_dev is None:
+        raise UsageError("--writeback", "needs a backing device (--backing-dev FILE)")
+    if recompress is not None and not recompress_algo:
+        raise UsageError("--recompress", "needs a secondary algorithm (--recompress-algorithm)")
+    if idle_age != "all" and not idle_age.isdigit():
+        raise UsageError("--idle-age", f"must be all or a number of seconds, not {idle_age!r}")
 
     kw: dict = {
         "algorithm": algo,
@@ -78,12 +136,15 @@ def run_kwargs(
         "recompress_algo": recompress_algo,
         "recompress": recompress,
     }
-    for name, text in (("mem_limit_pages", mem_limit), ("disksize", disksize)):
+    for name, option, text in (
+        ("mem_limit_pages", "--mem-limit", mem_limit),
+        ("disksize", "--disksize", disksize),
+    ):
         if text is None:
             continue
         value, end = memparse(text)
         if end != len(text) or not value:
-            raise ValueError(f"bad size {text!r} (e.g. 64M, 1G)")
+            raise UsageError(option, f"bad size {text!r} (e.g. 64M, 1G)")
         kw[name] = value // 4096 if name == "mem_limit_pages" else value
     return kw
 
@@ -97,11 +158,14 @@ def workload_pages(pagefile: Path | None, limit: int | None, mix: str | None, se
     from pyzram.workload.pages import parse_mix, synthetic_mix
 
     if pagefile is not None:
-        raise ValueError("give a PAGEFILE or --mix, not both")
+        raise UsageError("--mix", "give a PAGEFILE or --mix, not both")
+    check_count("--limit", limit, 1)
     n = 4096 if limit is None else limit
-    if n <= 0:
-        raise ValueError("no pages to process")
-    return synthetic_mix(n, seed=seed, mix=parse_mix(mix)), f"mix {mix} (seed {seed})"
+    try:
+        kinds = parse_mix(mix)
+    except ValueError as e:
+        raise UsageError("--mix", str(e)) from None
+    return synthetic_mix(n, seed=seed, mix=kinds), f"mix {mix} (seed {seed})"
 
 
 MemLimitOpt = Annotated[

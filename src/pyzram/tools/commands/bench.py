@@ -21,6 +21,9 @@ from pyzram.tools.common import (
     PageFileArg,
     PatternOpt,
     SeedOpt,
+    UsageError,
+    check_algorithm,
+    check_count,
     console,
     load_pages,
     run_kwargs,
@@ -53,7 +56,9 @@ def command(
     from pyzram.tools.bench.table import run_bench
 
     if threads < 1:
-        raise ValueError("--threads must be at least 1")
+        raise UsageError("--threads", "must be at least 1")
+    if algo not in ("lz4", "lzo", "lzo-rle"):
+        raise UsageError("--algorithm", f"must be lz4, lzo or lzo-rle, not {algo!r}")
     err = Console(stderr=True)
     plan = "tiny" if tiny else "quick" if quick else "full"
     with err.status("pyzram bench") as status:
@@ -125,6 +130,12 @@ def zram_command(
     """pwrite/pread pages/s through Zram, beside the host kernel's zram (O_DIRECT)."""
     from pyzram.tools.bench.device import bench_zram as run
 
+    for a in algo or []:
+        check_algorithm(a)
+    for b in bs or []:
+        if b <= 0 or b % 4096:
+            raise UsageError("--bs", f"must be a positive multiple of 4096, not {b}")
+    check_count("--repeat", repeat, 1)
     pages = load_pages(pagefile, limit)
     rows = run(pages, algo or ["lzo-rle", "lz4"], bs or [4096, 131072], repeat, not no_kernel)
     if as_json:
@@ -150,6 +161,7 @@ def codecs_command(
     """Codec pages/s: our batch C codecs, python-lz4/python-lzo loops, the host's zram."""
     from pyzram.tools.bench.device import bench_codecs as run
 
+    check_count("--repeat", repeat, 1)
     pages = load_pages(pagefile, limit)
     rows = run(pages, repeat, not no_kernel)
     if as_json:
@@ -178,6 +190,8 @@ def swap_command(
     """Swap-out and swap-in pages/s: zram's swap_ops path vs the bio path."""
     from pyzram.tools.bench.device import bench_swap as run
 
+    check_algorithm(algo)
+    check_count("--repeat", repeat, 1)
     pages = load_pages(pagefile, limit)
     rows = run(pages, algo, repeat)
     if as_json:
@@ -238,8 +252,9 @@ def nbd_command(
     from pyzram.nbd.bench import bench_nbd as run
     from pyzram.nbd.server import LOOPS
 
+    check_algorithm(algo)
     if loop not in LOOPS:
-        raise ValueError(f"--loop must be one of {', '.join(LOOPS)}, not {loop!r}")
+        raise UsageError("--loop", f"must be one of {', '.join(LOOPS)}, not {loop!r}")
 
     def progress(text: str) -> None:
         if not as_json:
@@ -315,6 +330,8 @@ def run_command(
         folio_order=folio_order,
     )
     kw = {k: v for k, v in kw.items() if k in workload}
+    if io_path not in ("swap_ops", "bio"):
+        raise UsageError("--io-path", f"must be swap_ops or bio, not {io_path!r}")
     pages, source = workload_pages(pagefile, limit, mix, seed)
     err = Console(stderr=True)
     with err.status("pyzram bench run") as status:

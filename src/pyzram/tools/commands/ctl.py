@@ -35,7 +35,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pyzram.tools.common import JsonOpt
+from pyzram.tools.common import JsonOpt, UsageError
 from pyzram.zram.stat import IoStat, MmStat, parse_io_stat, parse_mm_stat
 from pyzram.zram.zram_drv import Zram
 
@@ -498,6 +498,10 @@ def command(
     import glob
     import os
 
+    try:
+        parse_columns(output, output_all)
+    except ValueError as e:
+        raise UsageError("--output", str(e)) from None
     if socket is not None:
         from pyzram.nbd.control import ctl_socket
 
@@ -516,7 +520,7 @@ def command(
             print(text, end="" if text.endswith("\n") else "\n")
         return
     if device is not None or read or write:
-        raise ValueError("--device, --read and --write need --socket")
+        raise UsageError(None, "--device, --read and --write need --socket")
     if state is not None:
         states = load_state(state)
     else:  # the host's zram devices, read-only

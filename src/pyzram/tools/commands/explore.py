@@ -79,7 +79,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pyzram.tools.common import JsonOpt, console
+from pyzram.tools.common import JsonOpt, UsageError, check_count, console
 from pyzram.zram import table as T
 from pyzram.zram.swap import zram_swap_read_page
 from pyzram.zram.table import ZramTable
@@ -1193,6 +1193,15 @@ def command(
     as_json: JsonOpt = False,
 ) -> None:
     """Explore interleavings of zram's locking: which variants let a race through."""
+    if scenario is not None and scenario not in SCENARIOS:
+        known = ", ".join(SCENARIOS)
+        raise UsageError("--scenario", f"unknown scenario {scenario!r} ({known}; see --list)")
+    if variant is not None and all(
+        variant not in v for s, v in SCENARIOS.items() if scenario in (None, s)
+    ):
+        raise UsageError("--variant", f"no variant {variant!r} in {scenario or 'any scenario'}")
+    check_count("--max-schedules", max_schedules, 1)
+    check_count("--preemption-bound", preemption_bound)
     if list_:
         for name, variants in SCENARIOS.items():
             console.print(f"{name}: {', '.join(variants)}")

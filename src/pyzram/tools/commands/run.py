@@ -64,6 +64,7 @@ from pyzram.tools.common import (
     PageFileArg,
     PatternOpt,
     SeedOpt,
+    UsageError,
     console,
     run_kwargs,
     workload_pages,
@@ -589,6 +590,10 @@ def command(
     """The main job: a workload under a memory limit swapping to zram, and its report."""
     from rich.progress import Progress
 
+    if io_path not in ("swap_ops", "bio"):
+        raise UsageError("--io-path", f"must be swap_ops or bio, not {io_path!r}")
+    if writeback is not None and writeback not in WRITEBACK_MODES:
+        raise UsageError("--writeback", f"must be one of {', '.join(WRITEBACK_MODES)}")
     kw = run_kwargs(
         algo,
         mem_limit,

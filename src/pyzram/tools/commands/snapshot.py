@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pyzram.tools.common import console
+from pyzram.tools.common import UsageError, console
 
 
 def command(
@@ -25,7 +25,7 @@ def command(
     from pyzram.workload.pages import capture, snapshot_process, write_page_file
 
     if (pid is None) == (spawn is None):
-        raise ValueError("give exactly one of PID or --spawn")
+        raise UsageError(None, "give exactly one of PID or --spawn")
     if pid is not None:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"reading pid {pid}", total=None)

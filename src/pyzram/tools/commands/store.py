@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from pyzram.config import ZramConfig
-from pyzram.tools.common import ALGO_HELP, JsonOpt, PageFileArg, console, load_pages, mm_table
+from pyzram.tools.common import (
+    ALGO_HELP,
+    JsonOpt,
+    PageFileArg,
+    UsageError,
+    check_algorithm,
+    console,
+    load_pages,
+    mm_table,
+)
 
 
 def command(
@@ -21,6 +30,9 @@ def command(
     """What zram would do with these pages: mm_stat, ratios, same/huge pages."""
     from pyzram.zram.zram_drv import PAGE_SIZE, Zram
 
+    check_algorithm(algo)
+    if not 4 <= chain <= 16:
+        raise UsageError("--chain", f"must be 4..16, not {chain}")
     pages = load_pages(pagefile, limit)
     dev = Zram(ZramConfig(zsmalloc_chain_size=chain))
     dev.sysfs["comp_algorithm"] = algo

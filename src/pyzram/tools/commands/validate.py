@@ -45,7 +45,14 @@ import typer
 from rich.table import Table
 
 from pyzram.config import ZramConfig
-from pyzram.tools.common import JsonOpt, PageFileArg, console, load_pages
+from pyzram.tools.common import (
+    JsonOpt,
+    PageFileArg,
+    UsageError,
+    check_algorithm,
+    console,
+    load_pages,
+)
 from pyzram.zram.stat import MmStat
 from pyzram.zram.zram_drv import PAGE_SIZE, Zram
 
@@ -646,7 +653,9 @@ def command(
 ) -> None:
     """The same pages through pyzram and a real kernel's zram: mm_stat must be equal."""
     if kernel not in ("host", "vm"):
-        raise ValueError(f"--kernel must be host or vm, not {kernel!r}")
+        raise UsageError("--kernel", f"must be host or vm, not {kernel!r}")
+    for a in algo or []:
+        check_algorithm(a)
     pages = load_pages(pagefile, limit)
     results = validate(pages, algo, kernel=kernel)
     if as_json:
