@@ -3,6 +3,7 @@ one-line errors naming the option or file, output that fits 80 columns, Ctrl-C."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,8 +16,10 @@ import typer.main
 
 import pyzram
 from pyzram.host import kernel_swap as ks
+from pyzram.host.kernel_zram import unavailable_reason
 from pyzram.tools.cli import app
 from pyzram.tools.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
+from pyzram.zram.stat import MmStat
 
 
 def _commands():
@@ -131,3 +134,47 @@ def test_ctrl_c_bench_run_cleans_up_the_host():
     assert sorted(Path("/sys/block").glob("zram*")) == devices
     assert Path("/proc/swaps").read_text() == swaps
     assert not list(ks._own_memcg().glob(f"pyzram-bench-{p.pid}-*"))
+
+
+def _narrow(*argv: str) -> str:
+    """``pyzram ARGV`` piped, at 80 columns: its stdout."""
+    r = _pyzram(*argv, env={**os.environ, "COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def _fits(out: str) -> None:
+    assert "…" not in out, out
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+
+
+def test_store_fits_80_columns():
+    """Full field names, and the kernel's mm_stat line whole on a line of its own."""
+    out = _narrow("store", "--limit", "200")
+    _fits(out)
+    doc = json.loads(_narrow("store", "--limit", "200", "--json"))
+    assert doc["mm_stat_text"].rstrip("\n") in out.splitlines()
+    for name in MmStat._fields:
+        assert f" {name} " in out, name
+    assert "data ratio (orig_data_size / compr_data_size): " in out
+    assert "memory ratio (orig_data_size / mem_used_total): " in out
+
+
+def test_run_fits_80_columns_and_names_its_ratios():
+    out = _narrow("run", "--limit", "300", "--mem-limit", "300K", "--accesses", "300")
+    assert "data ratio (orig_data_size / compr_data_size)" in out
+    assert "memory ratio (orig_data_size / mem_used_total)" in out
+    lines = out.splitlines()
+    mm = lines[lines.index("mm_stat:") + 1] if "mm_stat:" in lines else None
+    mm = mm or next(line for line in lines if line.startswith("mm_stat: "))[9:]
+    assert len(mm.split()) == 9
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(unavailable_reason() is not None, reason=unavailable_reason() or "")
+def test_validate_fits_80_columns():
+    """Six steps do not fit 80 columns: the table splits, every name in full."""
+    out = _narrow("validate", "--limit", "200", "-a", "lz4")
+    _fits(out)
+    for name in (*MmStat._fields, "mem_used_max", "mem_limit", "overwrite", "compact"):
+        assert f" {name} " in out, name

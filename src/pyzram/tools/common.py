@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 
@@ -214,3 +215,42 @@ JsonOpt = Annotated[
     bool,
     typer.Option("--json", help="print the result as JSON on stdout instead of the table"),
 ]
+
+
+def print_kernel_line(name: str, text: str) -> None:
+    """``NAME: TEXT`` for a line of the kernel's (mm_stat, io_stat ...), never cut or
+    wrapped inside: on one line where it fits the console, else the name on its own
+    line and the kernel's text on the next."""
+    text = text.rstrip("\n")
+    if len(name) + 2 + len(text) <= console.width:
+        console.print(f"{name}: {text}", soft_wrap=True, markup=False, highlight=False)
+    else:
+        console.print(f"{name}:", soft_wrap=True, markup=False, highlight=False)
+        console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def print_field_table(
+    title: str, fields: list[str], columns: list[tuple[str, list[str]]], header: str = "field"
+) -> None:
+    """A table of named rows (``fields``) and value columns that never cuts a name:
+    where all the columns do not fit the console's width, as many as fit go in one
+    table and the rest follow in the next ones, each with the field names in full."""
+    name_width = max(len(header), *(len(f) for f in fields))
+    chunks: list[list[tuple[str, list[str]]]] = [[]]
+    used = name_width + 4  # the name column and the table's borders
+    for col in columns:
+        width = max(len(col[0]), *(len(Text.from_markup(c).plain) for c in col[1])) + 3
+        if chunks[-1] and used + width > console.width:
+            chunks.append([])
+            used = name_width + 4
+        chunks[-1].append(col)
+        used += width
+    for i, chunk in enumerate(chunks):
+        more = f" ({i + 1} of {len(chunks)})" if len(chunks) > 1 else ""
+        t = Table(title=title + more)
+        t.add_column(header, no_wrap=True, min_width=name_width)
+        for name, _ in chunk:
+            t.add_column(name, justify="right", no_wrap=True)
+        for r, field in enumerate(fields):
+            t.add_row(field, *(cells[r] for _, cells in chunk))
+        console.print(t)

@@ -472,7 +472,14 @@ def command(
         typer.Argument(help="a state file from `pyzram run --save-state`; default: host devices"),
     ] = None,
     output: Annotated[
-        str | None, typer.Option("--output", "-o", help="columns, e.g. NAME,DATA (+LIST appends)")
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="columns, e.g. NAME,DATA (+LIST appends); COMP-RATIO is the memory ratio "
+            "DATA / TOTAL (orig_data_size / mem_used_total), not the codec's "
+            "orig_data_size / compr_data_size",
+        ),
     ] = None,
     output_all: Annotated[bool, typer.Option("--output-all", help="all columns")] = False,
     bytes_: Annotated[bool, typer.Option("--bytes", "-b", help="sizes in bytes")] = False,

@@ -66,6 +66,7 @@ from pyzram.tools.common import (
     SeedOpt,
     UsageError,
     console,
+    print_kernel_line,
     run_kwargs,
     workload_pages,
 )
@@ -107,7 +108,12 @@ class RunReport:
     io_stat: str
     bd_stat: str | None
     vmstat: dict[str, int]  # /proc/vmstat deltas over fill + pattern (the check excluded)
+    #: The data ratio: orig_data_size / compr_data_size, what the codec achieved
+    #: (``mm_stat`` fields 1 / 2; None when nothing is stored).
     compression_ratio: float | None
+    #: The memory ratio: orig_data_size / mem_used_total, what the memory holding the
+    #: data achieved, zsmalloc's overhead included (zramctl's COMP-RATIO, DATA / TOTAL).
+    memory_ratio: float | None
     memory_saved_bytes: int
     swapout_pages_s: float  # pages / time spent in submit_write (the device path)
     swapin_pages_s: float  # pages / time spent in submit_read
@@ -404,6 +410,7 @@ def run_workload(
         bd_stat=bd_text if backing_dev else None,
         vmstat=counts,
         compression_ratio=_ratio(report_stat),
+        memory_ratio=_memory_ratio(report_stat),
         memory_saved_bytes=max(0, report_stat.orig_data_size - report_stat.mem_used_total),
         swapout_pages_s=sum(wpages) / sum(wlat) if wlat else 0.0,
         swapin_pages_s=sum(rpages) / sum(rlat) if rlat else 0.0,
@@ -426,7 +433,13 @@ def run_workload(
 
 
 def _ratio(st: MmStat) -> float | None:
+    """The data ratio: orig_data_size / compr_data_size."""
     return st.orig_data_size / st.compr_data_size if st.compr_data_size else None
+
+
+def _memory_ratio(st: MmStat) -> float | None:
+    """The memory ratio: orig_data_size / mem_used_total (zramctl's COMP-RATIO)."""
+    return st.orig_data_size / st.mem_used_total if st.mem_used_total else None
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -452,8 +465,12 @@ def _report_table(reports) -> Table:
         ("bios", lambda r: f"{r.bios:,}"),
         ("major faults", lambda r: f"{r.vmstat.get('pgmajfault', 0):,}"),
         (
-            "compression ratio",
+            "data ratio (orig_data_size / compr_data_size)",
             lambda r: f"{r.compression_ratio:.2f}" if r.compression_ratio else "-",
+        ),
+        (
+            "memory ratio (orig_data_size / mem_used_total)",
+            lambda r: f"{r.memory_ratio:.2f}" if r.memory_ratio else "-",
         ),
         ("memory saved", lambda r: f"{r.memory_saved_bytes / 2**20:.1f} MiB"),
         ("swapped pages/s (fill + pattern)", lambda r: f"{r.swapped_pages_s:,.0f}"),
@@ -505,10 +522,10 @@ def _p(lat: dict) -> str:
 def _print_report_details(report) -> None:
     """The device's kernel-format lines, the vmstat deltas, the mTHP stats and the
     post-processing steps of one run, as text."""
-    console.print(f"mm_stat: {report.mm_stat.rstrip()}", soft_wrap=True)
-    console.print(f"io_stat: {report.io_stat.rstrip()}", soft_wrap=True)
+    print_kernel_line("mm_stat", report.mm_stat)
+    print_kernel_line("io_stat", report.io_stat)
     if report.bd_stat:
-        console.print(f"bd_stat: {report.bd_stat.rstrip()}", soft_wrap=True)
+        print_kernel_line("bd_stat", report.bd_stat)
     console.print(
         "vmstat deltas: " + ", ".join(f"{k} {v:,}" for k, v in report.vmstat.items()),
         soft_wrap=True,

@@ -17,6 +17,15 @@ from pyzram.tools.common import (
     console,
     load_pages,
     mm_table,
+    print_kernel_line,
+)
+
+#: The three ratios ``store`` prints: its JSON key and the name it prints, which says
+#: how each is computed from the mm_stat fields.
+RATIOS = (
+    ("ratio_orig_to_compr", "data ratio (orig_data_size / compr_data_size)"),
+    ("ratio_orig_to_mem_used", "memory ratio (orig_data_size / mem_used_total)"),
+    ("zsmalloc_overhead", "zsmalloc overhead (mem_used_total / compr_data_size)"),
 )
 
 
@@ -61,7 +70,7 @@ def command(
     for name, v in mm._asdict().items():
         t.add_row(name, f"{v:,}")
     console.print(t)
-    console.print(f"mm_stat: {text.rstrip()}")
-    for key in ("ratio_orig_to_compr", "ratio_orig_to_mem_used", "zsmalloc_overhead"):
+    print_kernel_line("mm_stat", text)
+    for key, name in RATIOS:
         if summary[key] is not None:
-            console.print(f"{key}: {summary[key]:.3f}")
+            console.print(f"{name}: {summary[key]:.3f}")

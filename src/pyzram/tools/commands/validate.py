@@ -42,7 +42,6 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from rich.table import Table
 
 from pyzram.config import ZramConfig
 from pyzram.tools.common import (
@@ -52,6 +51,7 @@ from pyzram.tools.common import (
     check_algorithm,
     console,
     load_pages,
+    print_field_table,
 )
 from pyzram.zram.stat import MmStat
 from pyzram.zram.zram_drv import PAGE_SIZE, Zram
@@ -688,18 +688,19 @@ def command(
         print(json.dumps(out, indent=2))
     else:
         for r in results:
-            t = Table(title=f"{r.algorithm}: {r.pages} pages, mm_stat of pyzram (= kernel)")
-            t.add_column("field")
+            columns = []
             for s in r.steps:
-                t.add_column(s.step, justify="right")
-            for i, name in enumerate(MmStat._fields):
-                cells = []
-                for s in r.steps:
-                    a, b = s.ours[i], s.kernel[i]
-                    cells.append(f"{a}" if a == b else f"[red]{a} (kernel {b})[/red]")
-                t.add_row(name, *cells)
-            t.add_row("equal", *("yes" if s.equal else "[red]NO[/red]" for s in r.steps))
-            console.print(t)
+                cells = [
+                    f"{a}" if a == b else f"[red]{a} (kernel {b})[/red]"
+                    for a, b in zip(s.ours, s.kernel, strict=True)
+                ]
+                cells.append("yes" if s.equal else "[red]NO[/red]")
+                columns.append((s.step, cells))
+            print_field_table(
+                f"{r.algorithm}: {r.pages} pages, mm_stat of pyzram (= kernel)",
+                [*MmStat._fields, "equal"],
+                columns,
+            )
             console.print(
                 f"read-back equal: {'yes' if r.read_back_equal else 'NO'}; "
                 f"io_stat equal: {'yes' if r.io_stat_equal else 'NO'}"
