@@ -171,7 +171,7 @@ class BenchRun:
 
     kernel: KernelSwapRun
     pyzram: RunReport
-    #: pyzram's swapped pages/s over the kernel's (the issue's goal: >= 1).
+    #: pyzram's swapped pages/s over the kernel's (the goal: >= 1).
     ratio: float | None
 
     def as_dict(self) -> dict:
