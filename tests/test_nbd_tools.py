@@ -517,6 +517,6 @@ def test_bench_nbd_json(tools, loop, capsys):
 def test_bench_nbd_bad_loop_is_one_line(capsys):
     from pyzram.tools.cli import main
 
-    assert main(["bench", "nbd", "--loop", "trio"]) == 1
+    assert main(["bench", "nbd", "--loop", "trio"]) == 2  # a usage error
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["pyzram: error: --loop must be one of asyncio, uvloop, not 'trio'"]
+    assert err == ["pyzram: error: --loop: must be one of asyncio, uvloop, not 'trio'"]
