@@ -1,4 +1,4 @@
-"""``pyzram bench`` (no subcommand): the one-table harness of issue #7, in its tiny plan.
+"""``pyzram bench`` (no subcommand): the one-table harness, in its tiny plan.
 
 The tiny plan (a few hundred synthetic pages, no live capture, a 64 MiB
 device for the memory rows, a 200 -> 2000 page curve) keeps these tests to
@@ -11,13 +11,15 @@ measurement does (nothing is hard-coded).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 
 import pytest
 
-from pyzram import bench_all
-from pyzram.cli import main
+from pyzram.tools.bench import table as bench_all
+from pyzram.tools.cli import main
 
 ROW_KEYS = {"name", "ours", "ours_unit", "reference", "reference_what", "ratio", "goal", "met"}
 
@@ -26,10 +28,12 @@ ROW_KEYS = {"name", "ours", "ours_unit", "reference", "reference_what", "ratio",
 def cli_run(tmp_path_factory):
     """One tiny run through the CLI, with --json, --markdown and --plot."""
     d = tmp_path_factory.mktemp("bench")
-    out, md, png = d / "bench.json", d / "bench.md", d / "scaling.png"
-    argv = ["bench", "--tiny", "--no-kernel", "--json", str(out), "--markdown", str(md)]
-    rc = main([*argv, "--plot", str(png)])
-    return rc, json.loads(out.read_text()), md.read_text(), png
+    md, png = d / "bench.md", d / "scaling.png"
+    argv = ["bench", "--tiny", "--no-kernel", "--json", "--markdown", str(md)]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main([*argv, "--plot", str(png)])
+    return rc, json.loads(out.getvalue()), md.read_text(), png
 
 
 def _check_ratio(row: dict) -> None:
@@ -108,9 +112,12 @@ def test_cli_markdown_and_plot(cli_run):
 
 
 def test_cli_json_stdout(capsys):
-    assert main(["bench", "--tiny", "--no-kernel", "--json", "-"]) == 0
+    """``--json`` means what it means in every command: JSON on stdout, no table."""
+    assert main(["bench", "--tiny", "--no-kernel", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["rows"]
+    # The option takes no value: a file name after it is an extra argument, a usage error.
+    assert main(["bench", "--tiny", "--no-kernel", "--json", "-"]) == 2
 
 
 def test_ratios_follow_the_measurements(monkeypatch):
@@ -122,9 +129,7 @@ def test_ratios_follow_the_measurements(monkeypatch):
         return {"write_s": t, "read_s": t, "intact": None if path == "null" else True}
 
     monkeypatch.setattr(bench_all, "best_submit", fake_submit)
-    monkeypatch.setattr(
-        bench_all, "interpreted_submit", lambda *a: {"write_s": 2.5, "read_s": 2.5}
-    )
+    monkeypatch.setattr(bench_all, "interpreted_submit", lambda *a: {"write_s": 2.5, "read_s": 2.5})
     monkeypatch.setattr(bench_all, "codec_seconds", lambda *a, **k: 0.5)
     report = bench_all.run_bench("tiny", kernel=False)
     rows = {r.key: r for r in report.rows}
@@ -147,9 +152,9 @@ def test_ratios_follow_the_measurements(monkeypatch):
 
 
 def test_bad_options_are_one_line_errors(capsys):
-    assert main(["bench", "--tiny", "--no-kernel", "-a", "zstd"]) == 1
-    assert "lz4, lzo, lzo-rle" in capsys.readouterr().err
-    assert main(["bench", "--tiny", "--no-kernel", "--threads", "0"]) == 1
+    assert main(["bench", "--tiny", "--no-kernel", "-a", "zstd"]) == 2
+    assert "--algorithm: must be lz4, lzo or lzo-rle" in capsys.readouterr().err
+    assert main(["bench", "--tiny", "--no-kernel", "--threads", "0"]) == 2
     assert "--threads" in capsys.readouterr().err
 
 
@@ -239,7 +244,7 @@ def test_bench_zram_cli_json(capsys):
     for r in rows:
         assert r["algorithm"] == "lz4" and r["pages"] == 96
         assert r["write_pages_s"] > 0 and r["read_pages_s"] > 0
-    assert main([*argv, "--bs", "1000"]) == 1  # not whole pages: one error line
+    assert main([*argv, "--bs", "1000"]) == 2  # not whole pages: a usage error, one line
     assert capsys.readouterr().err.count("\n") == 1
 
 

@@ -8,15 +8,15 @@ import sys
 
 import pytest
 
-from pyzram.cli import main
 from pyzram.host.kernel_zram import unavailable_reason
+from pyzram.tools.cli import main
 from pyzram.workload.pages import synthetic_mix, write_page_file
 
 
 def test_store_json(tmp_path, capsys):
     f = tmp_path / "mix.pages"
     write_page_file(f, synthetic_mix(300, seed=2))
-    assert main(["store", str(f), "--algo", "lz4", "--json"]) == 0
+    assert main(["store", str(f), "--algorithm", "lz4", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["pages"] == 300
     assert out["mm_stat"]["orig_data_size"] == 300 * 4096
@@ -33,8 +33,8 @@ def test_store_default_corpus_table(capsys):
     "argv,needle",
     [
         (["store", "/nonexistent.pages"], "No such file"),
-        (["store", "--algo", "bogus", "--limit", "10"], "not available (EINVAL)"),
-        (["store", "--algo", "842", "--limit", "10"], "not available (EINVAL)"),
+        (["store", "--algorithm", "bogus", "--limit", "10"], "unknown algorithm 'bogus'"),
+        (["store", "--algorithm", "842", "--limit", "10"], "not available (EINVAL)"),
         (["snapshot", "-o", "/tmp/x.pages"], "exactly one of PID or --spawn"),
         (["snapshot", "999999999", "-o", "/tmp/x.pages"], "error"),
     ],
@@ -66,7 +66,7 @@ def test_python_dash_m():
 @pytest.mark.kernel
 @pytest.mark.skipif(unavailable_reason() is not None, reason=unavailable_reason() or "")
 def test_validate_json(capsys):
-    assert main(["validate", "--limit", "300", "--algo", "lz4", "--json"]) == 0
+    assert main(["validate", "--limit", "300", "--algorithm", "lz4", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out[0]["equal"] and out[0]["algorithm"] == "lz4"
     assert [s["step"] for s in out[0]["steps"]][0] == "write"
@@ -85,7 +85,7 @@ def test_explore_json(capsys):
     assert main(argv) == 0
     (finding,) = json.loads(capsys.readouterr().out)
     assert finding["race_found"] and finding["minimal_schedule"]
-    assert main(["explore", "--scenario", "nope"]) == 1
+    assert main(["explore", "--scenario", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
 
 
@@ -100,10 +100,12 @@ def test_validate_kernel_vm_json(capsys):
     reason = _vm_reason()
     if reason:
         pytest.skip(reason)
-    assert main(["validate", "--kernel", "vm", "--limit", "120", "--algo", "zstd", "--json"]) == 0
+    assert (
+        main(["validate", "--kernel", "vm", "--limit", "120", "--algorithm", "zstd", "--json"]) == 0
+    )
     (out,) = json.loads(capsys.readouterr().out)
     assert out["equal"] and out["algorithm"] == "zstd" and out["pages"] == 120
     assert [s["step"] for s in out["steps"]][0] == "write"
     assert out["steps"][0]["kernel"]["orig_data_size"] > 0
-    assert main(["validate", "--kernel", "vm", "--limit", "10", "--algo", "lzo"]) == 1
+    assert main(["validate", "--kernel", "vm", "--limit", "10", "--algorithm", "lzo"]) == 1
     assert "no lzo backend" in capsys.readouterr().err

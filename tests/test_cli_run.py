@@ -15,8 +15,8 @@ from types import NoneType
 import pytest
 from typer.testing import CliRunner
 
-from pyzram.cli import app, main
-from pyzram.run import VMSTAT_KEYS
+from pyzram.tools.cli import app, main
+from pyzram.tools.commands.run import VMSTAT_KEYS
 from pyzram.workload.pages import synthetic_mix, write_page_file
 from test_swap_core import swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
 
@@ -32,6 +32,7 @@ RUN_SCHEMA: dict[str, type | tuple[type, ...]] = {
     "bd_stat": (str, NoneType),
     "vmstat": dict,
     "compression_ratio": (float, NoneType),
+    "memory_ratio": (float, NoneType),
     "memory_saved_bytes": int,
     "swapout_pages_s": float,
     "swapin_pages_s": float,
@@ -118,7 +119,7 @@ def test_runner_run_text_report():
         "mix zero=0.2,text=0.5,random=0.3 (seed 0)",
         "swapped pages/s",
         "thp_swpout / thp_swpout_fallback",
-        "mm_stat: ",
+        "mm_stat:",
         "io_stat: ",
         "vmstat deltas: pgfault",
         "hugepages-64kB/stats: anon_fault_alloc 32",
@@ -163,8 +164,8 @@ def test_subprocess_errors_are_one_line(tmp_path):
     """Bad input of each kind as a real process: a bad size, an unknown algorithm, an
     unreadable page file, a PID that does not exist, a bad option value (side by side)."""
     cases = [
-        (["run", "--mem-limit", "lots"], 1, "bad size 'lots'"),
-        (["compare", "--limit", "50", "-a", "lz5"], 1, "(EINVAL)"),
+        (["run", "--mem-limit", "lots"], 2, "--mem-limit: bad size 'lots'"),
+        (["compare", "--limit", "50", "-a", "lz5"], 2, "--algorithm: unknown algorithm 'lz5'"),
         (["run", str(tmp_path)], 1, "Is a directory (EISDIR)"),
         (["snapshot", "999999999", "-o", str(tmp_path / "x.pages")], 1, "no such process"),
         (["run", "--accesses", "many"], 2, "Invalid value for '--accesses'"),
@@ -187,24 +188,54 @@ def test_subprocess_errors_are_one_line(tmp_path):
 @pytest.mark.parametrize(
     "argv,code,needle",
     [
-        (["run", "--disksize", "12Q"], 1, "bad size '12Q'"),
-        (["compare", "--mem-limit", "0"], 1, "bad size '0'"),
-        (["run", "--limit", "50", "-a", "bogus"], 1, "(EINVAL)"),
-        (["run", "/nonexistent/w.pages"], 1, "No such file or directory (ENOENT)"),
-        (["run", "--mix", "zeros=1"], 1, "unknown page kind 'zeros'"),
-        (["compare", "--mix", "zero=0.5", "--limit", "10"], 1, "add up to 0.5, not 1"),
-        (["run", "x.pages", "--mix", "zero=1"], 1, "not both"),
-        (["run", "--limit", "50", "--folio-order", "12"], 1, "folio order 12 out of range"),
-        (["run", "--limit", "50", "--writeback", "idle"], 1, "backing device"),
-        (["run", "--limit", "50", "--recompress", "type=idle"], 1, "secondary algorithm"),
-        (["run", "--limit", "50", "--recompress-algo", "zstd", "--idle-age", "soon"], 1, "EINVAL"),
-        (["run", "--limit", "50", "--pattern", "bogus"], 1, "unknown access pattern"),
+        (["run", "--disksize", "12Q"], 2, "--disksize: bad size '12Q'"),
+        (["compare", "--mem-limit", "0"], 2, "--mem-limit: bad size '0'"),
+        (["run", "--limit", "50", "-a", "bogus"], 2, "--algorithm: unknown algorithm 'bogus'"),
+        (
+            ["run", "/nonexistent/w.pages"],
+            1,
+            "/nonexistent/w.pages: No such file or directory (ENOENT)",
+        ),
+        (["run", "--mix", "zeros=1"], 2, "--mix: unknown page kind 'zeros'"),
+        (
+            ["compare", "--mix", "zero=0.5", "--limit", "10"],
+            2,
+            "--mix: page mix shares add up to 0.5, not 1",
+        ),
+        (["run", "x.pages", "--mix", "zero=1"], 2, "--mix: give a PAGEFILE or --mix, not both"),
+        (["run", "--limit", "50", "--folio-order", "12"], 2, "--folio-order: 12 out of range"),
+        (["run", "--limit", "50", "--writeback", "idle"], 2, "--writeback: needs a backing device"),
+        (["run", "--limit", "50", "--recompress", "type=idle"], 2, "--recompress: needs a"),
+        (
+            ["run", "--limit", "50", "--recompress-algorithm", "zstd", "--idle-age", "soon"],
+            2,
+            "--idle-age: must be all or a number of seconds, not 'soon'",
+        ),
+        (["run", "--limit", "50", "--pattern", "bogus"], 2, "--pattern: unknown access pattern"),
+        (["run", "--accesses", "-5"], 2, "--accesses: must not be negative"),
+        (["run", "--limit", "0"], 2, "--limit: must be at least 1"),
+        (["run", "--write-ratio", "1.5"], 2, "--write-ratio: must be between 0 and 1"),
+        (["run", "--io-path", "nvme"], 2, "--io-path: must be swap_ops or bio"),
+        (["store", "-a", "lz5"], 2, "--algorithm: unknown algorithm 'lz5'"),
+        (["validate", "--kernel", "qemu"], 2, "--kernel: must be host or vm"),
+        (["explore", "--scenario", "nope"], 2, "--scenario: unknown scenario 'nope'"),
+        (["ctl", "-o", "NAME,BOGUS"], 2, "--output: unknown column: BOGUS"),
+        (["bench", "--threads", "0"], 2, "--threads: must be at least 1"),
+        (["bench", "swap", "--repeat", "0"], 2, "--repeat: must be at least 1"),
         (["run", "--no-such-option"], 2, "No such option"),
     ],
 )
 def test_errors_are_one_line(argv, code, needle, capsys):
+    """Usage errors exit 2 and name the option; failures exit 1 and name the file."""
     assert main(argv) == code
     _one_line(capsys.readouterr().err, needle)
+
+
+def test_empty_page_file_names_the_file(tmp_path, capsys):
+    f = tmp_path / "empty.pages"
+    f.write_bytes(b"")
+    assert main(["store", str(f)]) == 1
+    _one_line(capsys.readouterr().err, f"{f}: no pages in the page file")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")

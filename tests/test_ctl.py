@@ -1,4 +1,4 @@
-"""``pyzram.ctl``: zramctl's status listing, from model devices, saved states and the host."""
+"""``pyzram.tools.commands.ctl``: zramctl's listing of model, saved and host devices."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import subprocess
 
 import pytest
 
-from pyzram import Zram, ctl
-from pyzram.ctl import (
+from pyzram import Zram
+from pyzram.tools.commands import ctl
+from pyzram.tools.commands.ctl import (
     ALL_COLUMNS,
     DEFAULT_COLUMNS,
     device_state,

@@ -1,4 +1,4 @@
-"""The interleaving explorer (pyzram.explore): its scheduler, and each finding as a test.
+"""The interleaving explorer (pyzram.tools.commands.explore): its scheduler, and each finding.
 
 Findings (docs/findings.md): the pre-series read ordering (zram_bio_read: read,
 unlock, lock, mark) lets idle writeback and idle recompression take a slot that was
@@ -18,8 +18,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from pyzram import explore as ex
-from pyzram.explore import (
+from pyzram.mm import swapfile
+from pyzram.mm.page_io import sio_pool
+from pyzram.mm.swap_ops import registered_block_ops
+from pyzram.tools.commands import explore as ex
+from pyzram.tools.commands.explore import (
     SCENARIOS,
     DeadlockError,
     ExploreError,
@@ -31,9 +34,6 @@ from pyzram.explore import (
     replay_chooser,
     run_schedule,
 )
-from pyzram.mm import swapfile
-from pyzram.mm.page_io import sio_pool
-from pyzram.mm.swap_ops import registered_block_ops
 from pyzram.zram import table as T
 from pyzram.zram.table import ZramTable
 

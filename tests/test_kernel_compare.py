@@ -16,7 +16,7 @@ import pytest
 
 from pyzram import Zram, ZramConfig
 from pyzram.host.kernel_zram import KernelZram, unavailable_reason
-from pyzram.validate import run_scenario
+from pyzram.tools.commands.validate import run_scenario
 from pyzram.workload.pages import capture, synthetic_mix
 from pyzram.zram.zcomp import PAGE_SIZE, ZcompBackend
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pyzram.cli import main
 from pyzram.host import kernel_swap as ks
+from pyzram.tools.cli import main
 from pyzram.workload.pages import synthetic_mix
 from test_swap_core import swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
 

@@ -146,7 +146,7 @@ class Session:
     """Everything the module asks the guest, and pyzram's answers beside it."""
 
     def __init__(self, tmp: str) -> None:
-        from pyzram.validate import record_vm_scenarios, vm_dictionary
+        from pyzram.tools.commands.validate import record_vm_scenarios, vm_dictionary
 
         self.oracle = kernel_vm.VmOracle()
         self.cfg = ZramConfig.from_kconfig_text(self.oracle.config_text())
@@ -313,7 +313,7 @@ def recompress():
     k = _multicomp_kernel()
     if k is None:
         pytest.skip("no CONFIG_ZRAM_MULTI_COMP kernel in the cache (run scripts/build-vm-kernel)")
-    from pyzram.validate import recompress_scenario
+    from pyzram.tools.commands.validate import recompress_scenario
 
     oracle = kernel_vm.VmOracle(k)
     cfg = ZramConfig.from_kconfig_text(oracle.config_text())

@@ -27,7 +27,6 @@ from pathlib import Path
 import pytest
 
 from conftest import corrupt
-from pyzram.cli import main
 from pyzram.nbd import export as export_mod
 from pyzram.nbd import protocol as P
 from pyzram.nbd.client import NbdClient, NbdOptionError
@@ -44,6 +43,7 @@ from pyzram.nbd.server import (
     build_exports,
     loop_factory,
 )
+from pyzram.tools.cli import main
 from pyzram.zram import table as T
 from pyzram.zram.stat import parse_io_stat, parse_mm_stat
 
@@ -1036,26 +1036,26 @@ def test_cli_ctl_socket_listing_and_attributes(served, capsys):
     assert main(["ctl", "--socket", served.sock, "--read", "bogus"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("pyzram: error: ") and "(ENOENT)" in err and err.count("\n") == 1
-    assert main(["ctl", "--read", "mm_stat"]) == 1
+    assert main(["ctl", "--read", "mm_stat"]) == 2  # a usage error
     assert "need --socket" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     sock = str(tmp_path / "s")
-    cases = [
-        (["serve", "--socket", sock], "nothing to serve"),
-        (["serve", "--size", "1M"], "--socket"),
-        (["serve", "--socket", sock, "--export", "x"], "NAME:size"),
-        (["serve", "--socket", sock, "--export", "x:colour=red"], "unknown option"),
-        (["serve", "--socket", sock, "--export", "x:algorithm=lz4"], "size= is required"),
-        (["serve", "--socket", sock, "--size", "8M", "-a", "nope"], "(EINVAL)"),
-        (["serve", "--socket", sock, "--algorithm", "lz4"], "go with --size"),
-        (["serve", "--socket", sock, "--export", "a:size=1M", "--export", "a:size=1M"], "twice"),
-        (["ctl", "--socket", str(tmp_path / "none")], "No such file"),
-        (["serve", "--socket", sock, "--size", "1M", "--loop", "trio"], "--loop 'trio'"),
+    cases = [  # usage errors exit 2, failures (the device's EINVAL, a missing socket) 1
+        (["serve", "--socket", sock], "nothing to serve", 2),
+        (["serve", "--size", "1M"], "--socket", 2),
+        (["serve", "--socket", sock, "--export", "x"], "NAME:size", 2),
+        (["serve", "--socket", sock, "--export", "x:colour=red"], "unknown option", 2),
+        (["serve", "--socket", sock, "--export", "x:algorithm=lz4"], "size= is required", 2),
+        (["serve", "--socket", sock, "--size", "8M", "-a", "nope"], "(EINVAL)", 1),
+        (["serve", "--socket", sock, "--algorithm", "lz4"], "go with --size", 2),
+        (["serve", "--socket", sock, "--export", "a:size=1M", "--export", "a:size=1M"], "twice", 2),
+        (["ctl", "--socket", str(tmp_path / "none")], "No such file", 1),
+        (["serve", "--socket", sock, "--size", "1M", "--loop", "trio"], "--loop 'trio'", 2),
     ]
-    for argv, needle in cases:
-        assert main(argv) == 1, argv
+    for argv, needle, code in cases:
+        assert main(argv) == code, argv
         err = capsys.readouterr().err
         assert err.startswith("pyzram: error: ") and needle in err, (argv, err)
         assert err.count("\n") == 1

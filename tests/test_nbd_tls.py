@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from pyzram.cli import main
 from pyzram.nbd import protocol as P
 from pyzram.nbd.client import NbdClient, NbdOptionError
 from pyzram.nbd.control import control_path
@@ -30,6 +29,7 @@ from pyzram.nbd.export import ExportSpec
 from pyzram.nbd.limits import Limits
 from pyzram.nbd.server import DEFAULT_LOOP, LOOPS, NbdServer, ServerThread, build_exports
 from pyzram.nbd.tls import TlsConfig, check_bind, is_loopback, server_context
+from pyzram.tools.cli import main
 from test_nbd_tools import need, tools  # noqa: F401  (the fixture)
 
 PAGE = 4096
@@ -470,17 +470,17 @@ def test_serve_command_with_tls(tools, pki):  # noqa: F811
 
 def test_serve_command_option_errors_are_one_line(tmp_path, pki, capsys):
     sock = str(tmp_path / "s")
-    for args, words in (
-        (("--max-block-size", "1000"), "--max-block-size must be a multiple of 4096"),
-        (("--max-inflight-bytes", "lots"), "--max-inflight-bytes 'lots'"),
-        (("--max-connections", "0"), "--max-connections must be at least 1"),
-        (("--tls", "maybe"), "--tls 'maybe'"),
-        (("--tls", "off", "--tls-certificates", str(pki["server"])), "--tls off"),
-        (("--tls-certificates", str(tmp_path)), "server-cert.pem"),
-        (("--bind", "::1"), "--bind goes with --port"),
-        (("--port", "0", "--bind", "0.0.0.0"), "needs TLS"),
+    for args, words, code in (  # usage errors exit 2, failures (a missing file) 1
+        (("--max-block-size", "1000"), "--max-block-size must be a multiple of 4096", 2),
+        (("--max-inflight-bytes", "lots"), "--max-inflight-bytes 'lots'", 2),
+        (("--max-connections", "0"), "--max-connections must be at least 1", 2),
+        (("--tls", "maybe"), "--tls 'maybe'", 2),
+        (("--tls", "off", "--tls-certificates", str(pki["server"])), "--tls off", 2),
+        (("--tls-certificates", str(tmp_path)), "server-cert.pem", 1),
+        (("--bind", "::1"), "--bind goes with --port", 2),
+        (("--port", "0", "--bind", "0.0.0.0"), "needs TLS", 2),
     ):
-        assert main(["serve", "--socket", sock, "--size", "1M", *args]) == 1, args
+        assert main(["serve", "--socket", sock, "--size", "1M", *args]) == code, args
         err = capsys.readouterr().err
         assert err.startswith("pyzram: error: ") and words in err, (args, err)
         assert err.count("\n") == 1

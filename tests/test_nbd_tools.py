@@ -520,7 +520,7 @@ def test_bench_nbd_json(tools, loop, capsys):
     measured figures (no row is empty or made up), the server's CPU per
     request, and pyzram's mm_stat read back through the control socket; on
     either event loop."""
-    from pyzram.cli import main
+    from pyzram.tools.cli import main
 
     need(tools, "fio")
     have_nbdkit = shutil.which("nbdkit") is not None
@@ -545,8 +545,8 @@ def test_bench_nbd_json(tools, loop, capsys):
 
 
 def test_bench_nbd_bad_loop_is_one_line(capsys):
-    from pyzram.cli import main
+    from pyzram.tools.cli import main
 
-    assert main(["bench", "nbd", "--loop", "trio"]) == 1
+    assert main(["bench", "nbd", "--loop", "trio"]) == 2  # a usage error
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["pyzram: error: --loop must be one of asyncio, uvloop, not 'trio'"]
+    assert err == ["pyzram: error: --loop: must be one of asyncio, uvloop, not 'trio'"]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from pyzram.cli import main
-from pyzram.run import run_workload
+from pyzram.tools.cli import main
+from pyzram.tools.commands.run import run_workload
 from pyzram.workload.pages import synthetic_mix, write_page_file
 from test_swap_core import swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
 
@@ -40,10 +40,10 @@ def test_compare_json(tmp_path, capsys):
 def test_run_cli_table_and_errors(capsys):
     assert main(["run", "--limit", "200", "--mem-limit", "200K", "--accesses", "100"]) == 0
     assert "intact" in capsys.readouterr().out
-    assert main(["run", "--limit", "50", "--mem-limit", "lots"]) == 1
+    assert main(["run", "--limit", "50", "--mem-limit", "lots"]) == 2  # a usage error
     assert "bad size" in capsys.readouterr().err
-    assert main(["run", "--limit", "50", "--io-path", "nvme"]) == 1
-    assert "io_path" in capsys.readouterr().err
+    assert main(["run", "--limit", "50", "--io-path", "nvme"]) == 2
+    assert "--io-path: must be swap_ops or bio" in capsys.readouterr().err
 
 
 def test_run_plot_png(tmp_path, capsys):

@@ -422,5 +422,3 @@ def test_a_failing_page_stops_a_bio_and_only_pages_before_it_are_marked():
         marked = k < 5
         assert (not z.table.flags[first + k] & T.IDLE) == marked, k
         assert (z.table.ac_time[first + k] == now[0]) == marked, k
-
-

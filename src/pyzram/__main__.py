@@ -2,6 +2,6 @@
 
 import sys
 
-from pyzram.cli import main
+from pyzram.tools.cli import main
 
 sys.exit(main())

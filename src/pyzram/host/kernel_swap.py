@@ -2,7 +2,7 @@
 
 The same page contents, the same access pattern and the same writes, first
 through the real kernel — a memory cgroup limit and swap on a zram device —
-then through :func:`pyzram.run.run_workload`, so the swapped pages per
+then through :func:`pyzram.tools.commands.run.run_workload`, so the swapped pages per
 second of both come from one run on one machine.
 
 On the kernel side, through the interfaces a user would use:
@@ -60,7 +60,7 @@ from pyzram.host.kernel_zram import KernelZram
 from pyzram.host.kernel_zram import unavailable_reason as zram_unavailable
 from pyzram.mm.swap import SWAP_FLAG_PREFER, SWAP_FLAG_PRIO_MASK
 from pyzram.mm.swapfile import mkswap
-from pyzram.run import VMSTAT_KEYS, RunReport, default_disksize, run_workload
+from pyzram.tools.commands.run import VMSTAT_KEYS, RunReport, default_disksize, run_workload
 from pyzram.workload.pages import wait_ready, write_page_file
 from pyzram.workload.patterns import make_pattern, write_sources
 
@@ -171,7 +171,7 @@ class BenchRun:
 
     kernel: KernelSwapRun
     pyzram: RunReport
-    #: pyzram's swapped pages/s over the kernel's (the issue's goal: >= 1).
+    #: pyzram's swapped pages/s over the kernel's (the goal: >= 1).
     ratio: float | None
 
     def as_dict(self) -> dict:
@@ -297,7 +297,7 @@ def run_kernel_swap(
     timeout: float = 600.0,
     progress: Callable[[str], None] | None = None,
 ) -> KernelSwapRun:
-    """Run the workload of :func:`pyzram.run.run_workload` (same arguments, same
+    """Run the workload of :func:`pyzram.tools.commands.run.run_workload` (same arguments, same
     defaults) in a child process on the host kernel's swap; see the module docstring.
 
     ``OSError`` (EPERM, ENODEV) with a one-line reason where the host cannot
@@ -462,7 +462,7 @@ def bench_run(
     progress: Callable[[str], None] | None = None,
 ) -> BenchRun:
     """The workload on the host kernel (:func:`run_kernel_swap`), then through
-    :func:`pyzram.run.run_workload`; the ratio of their swapped pages/s."""
+    :func:`pyzram.tools.commands.run.run_workload`; the ratio of their swapped pages/s."""
     kw = dict(
         algorithm=algorithm,
         mem_limit_pages=mem_limit_pages,

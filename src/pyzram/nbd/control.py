@@ -9,8 +9,8 @@ collide with a future one, hence the side channel.
 The protocol is one JSON object per line, each way:
 
 * ``{"op": "list"}`` -> ``{"ok": true, "devices": [STATE, ...]}``, each
-  ``STATE`` a :func:`pyzram.ctl.device_state` dict (so
-  :func:`pyzram.ctl.format_table` prints it as zramctl would) with its
+  ``STATE`` a :func:`pyzram.tools.commands.ctl.device_state` dict (so
+  :func:`pyzram.tools.commands.ctl.format_table` prints it as zramctl would) with its
   ``mountpoint`` set to the export (``[NBD]`` for the default one, ``[NBD:NAME]``),
   plus ``export`` (the name) and ``clients`` (connections using it);
 * ``{"op": "read", "device": D, "attr": A}`` -> ``{"ok": true, "value": TEXT}``;
@@ -56,7 +56,7 @@ def control_path(path: str | os.PathLike[str]) -> str:
 
 def device_states(exports: list[Export]) -> list[dict[str, Any]]:
     """zramctl states of the exports' devices, in device order."""
-    from pyzram.ctl import device_state
+    from pyzram.tools.commands.ctl import device_state
 
     out = []
     for e in exports:
@@ -223,7 +223,7 @@ def ctl_socket(
     ``writes`` are ``ATTR=VALUE``; without ``device`` they go to the only
     device, and more than one device is an error (``EINVAL``) naming them.
     """
-    from pyzram import ctl as c
+    from pyzram.tools.commands import ctl as c
 
     with ControlClient(path) as client:
         if not reads and not writes:

@@ -332,7 +332,10 @@ class NbdServer:
                 lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 self._listeners.append(lsock)
                 with owner_only():
-                    lsock.bind(self.socket_path)
+                    try:
+                        lsock.bind(self.socket_path)
+                    except OSError as e:  # say which socket: bind(2)'s errors name no path
+                        raise OSError(e.errno, e.strerror, self.socket_path) from None
                 self._created.append(self.socket_path)
             if self.port is not None:
                 family = socket.AF_INET6 if ":" in self.host else socket.AF_INET

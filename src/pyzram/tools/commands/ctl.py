@@ -31,8 +31,11 @@ import errno
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
+
+from pyzram.tools.common import JsonOpt, UsageError
 from pyzram.zram.stat import IoStat, MmStat, parse_io_stat, parse_mm_stat
 from pyzram.zram.zram_drv import Zram
 
@@ -458,3 +461,82 @@ def format_json(
     cols = _columns(columns)
     doc = {"zram": [{c.lower(): _json_value(s, c, bytes_) for c in cols} for s in _listed(states)]}
     return json.dumps(doc, indent=3) + "\n"
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def command(
+    state: Annotated[
+        Path | None,
+        typer.Argument(help="a state file from `pyzram run --save-state`; default: host devices"),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="columns, e.g. NAME,DATA (+LIST appends); COMP-RATIO is the memory ratio "
+            "DATA / TOTAL (orig_data_size / mem_used_total), not the codec's "
+            "orig_data_size / compr_data_size",
+        ),
+    ] = None,
+    output_all: Annotated[bool, typer.Option("--output-all", help="all columns")] = False,
+    bytes_: Annotated[bool, typer.Option("--bytes", "-b", help="sizes in bytes")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="raw output, no alignment")] = False,
+    noheadings: Annotated[bool, typer.Option("--noheadings", "-n", help="no header")] = False,
+    as_json: JsonOpt = False,
+    socket: Annotated[
+        Path | None,
+        typer.Option("--socket", help="a running `pyzram serve` (its NBD or .ctl socket)"),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="with --socket: export or zramN to read/write")
+    ] = None,
+    read: Annotated[
+        list[str] | None, typer.Option("--read", help="with --socket: print sysfs attribute ATTR")
+    ] = None,
+    write: Annotated[
+        list[str] | None,
+        typer.Option("--write", help="with --socket: write ATTR=VALUE (before any --read)"),
+    ] = None,
+) -> None:
+    """zramctl's listing (same columns and options) for saved, served or host devices."""
+    import glob
+    import os
+
+    try:
+        parse_columns(output, output_all)
+    except ValueError as e:
+        raise UsageError("--output", str(e)) from None
+    if socket is not None:
+        from pyzram.nbd.control import ctl_socket
+
+        text = ctl_socket(
+            socket,
+            device=device,
+            reads=read or [],
+            writes=write or [],
+            columns=parse_columns(output, output_all),
+            bytes_=bytes_,
+            raw=raw,
+            noheadings=noheadings,
+            as_json=as_json,
+        )
+        if text:
+            print(text, end="" if text.endswith("\n") else "\n")
+        return
+    if device is not None or read or write:
+        raise UsageError(None, "--device, --read and --write need --socket")
+    if state is not None:
+        states = load_state(state)
+    else:  # the host's zram devices, read-only
+        names = sorted(os.path.basename(p) for p in glob.glob("/sys/block/zram*"))
+        states = [host_device_state(n) for n in names]
+    cols = parse_columns(output, output_all)
+    if as_json:
+        print(format_json(states, cols, bytes_=bytes_))
+    else:
+        text = format_table(states, cols, bytes_=bytes_, raw=raw, noheadings=noheadings)
+        if text:
+            print(text, end="" if text.endswith("\n") else "\n")

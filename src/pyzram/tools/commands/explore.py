@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import errno
 import heapq
+import json
 import random
 import tempfile
 import threading
@@ -73,8 +74,12 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
+from rich.table import Table
+
+from pyzram.tools.common import JsonOpt, UsageError, check_count, console
 from pyzram.zram import table as T
 from pyzram.zram.swap import zram_swap_read_page
 from pyzram.zram.table import ZramTable
@@ -1156,3 +1161,73 @@ def explore(
         )
         for s, v in todo
     ]
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def _runs(schedule: list[str]) -> str:
+    """``["R","R","W"]`` -> ``"R×2 → W"``."""
+    out: list[str] = []
+    for name in schedule:
+        if out and out[-1][0] == name:
+            out[-1] = (name, out[-1][1] + 1)
+        else:
+            out.append((name, 1))
+    return " → ".join(n if c == 1 else f"{n}×{c}" for n, c in out)
+
+
+def command(
+    scenario: Annotated[
+        str | None, typer.Option(help="one scenario (default: all); see --list")
+    ] = None,
+    variant: Annotated[str | None, typer.Option(help="one variant of it (default: all)")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="sample schedules with this seed (default: enumerate)")
+    ] = None,
+    max_schedules: Annotated[int, typer.Option(help="bound on schedules per scenario")] = 2000,
+    preemption_bound: Annotated[
+        int, typer.Option(help="most preemptions a schedule may contain (enumeration)")
+    ] = 2,
+    list_: Annotated[bool, typer.Option("--list", help="list scenarios and variants")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Explore interleavings of zram's locking: which variants let a race through."""
+    if scenario is not None and scenario not in SCENARIOS:
+        known = ", ".join(SCENARIOS)
+        raise UsageError("--scenario", f"unknown scenario {scenario!r} ({known}; see --list)")
+    if variant is not None and all(
+        variant not in v for s, v in SCENARIOS.items() if scenario in (None, s)
+    ):
+        raise UsageError("--variant", f"no variant {variant!r} in {scenario or 'any scenario'}")
+    check_count("--max-schedules", max_schedules, 1)
+    check_count("--preemption-bound", preemption_bound)
+    if list_:
+        for name, variants in SCENARIOS.items():
+            console.print(f"{name}: {', '.join(variants)}")
+        return
+    findings = explore(
+        scenario,
+        variant,
+        max_schedules=max_schedules,
+        seed=seed,
+        preemption_bound=preemption_bound,
+    )
+    if as_json:
+        print(json.dumps([f.as_dict() for f in findings], indent=2))
+        return
+    t = Table(title="zram interleaving explorer")
+    for c in ("scenario", "variant", "race", "minimal schedule", "schedules"):
+        t.add_column(c)
+    for f in findings:
+        sched = _runs(f.minimal_schedule) if f.minimal_schedule else "-"
+        t.add_row(
+            f.scenario,
+            f.variant,
+            "[red]found[/red]" if f.race_found else "none",
+            sched,
+            str(f.schedules_explored),
+        )
+    console.print(t)
+    for f in findings:
+        console.print(f"[bold]{f.scenario}/{f.variant}[/bold]: {f.description}")

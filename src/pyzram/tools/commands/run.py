@@ -34,19 +34,42 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+import typer
+from rich.table import Table
 
 from pyzram.block.bio import bio_stats
-from pyzram.ctl import device_state
 from pyzram.lib.cmdline import parse_args
 from pyzram.mm.folio import PAGE_SIZE
 from pyzram.mm.swap import SWAPFILE_CLUSTER, vm_events
 from pyzram.mm.swapfile import mkswap, swapoff, swapon
 from pyzram.mm.vmscan import AddressSpace, MemCgroup, mthp_size_name
+from pyzram.tools.commands.ctl import device_state
+from pyzram.tools.common import (
+    ALGO_HELP,
+    DisksizeOpt,
+    FolioOrderOpt,
+    JsonOpt,
+    LimitOpt,
+    MemLimitOpt,
+    MixOpt,
+    MthpSwapinOpt,
+    PageFileArg,
+    PatternOpt,
+    SeedOpt,
+    UsageError,
+    console,
+    print_kernel_line,
+    run_kwargs,
+    workload_pages,
+)
 from pyzram.zram import table as T
 from pyzram.zram.stat import MmStat
 from pyzram.zram.swap import zram_init
@@ -85,7 +108,12 @@ class RunReport:
     io_stat: str
     bd_stat: str | None
     vmstat: dict[str, int]  # /proc/vmstat deltas over fill + pattern (the check excluded)
+    #: The data ratio: orig_data_size / compr_data_size, what the codec achieved
+    #: (``mm_stat`` fields 1 / 2; None when nothing is stored).
     compression_ratio: float | None
+    #: The memory ratio: orig_data_size / mem_used_total, what the memory holding the
+    #: data achieved, zsmalloc's overhead included (zramctl's COMP-RATIO, DATA / TOTAL).
+    memory_ratio: float | None
     memory_saved_bytes: int
     swapout_pages_s: float  # pages / time spent in submit_write (the device path)
     swapin_pages_s: float  # pages / time spent in submit_read
@@ -105,7 +133,7 @@ class RunReport:
     post_processing: list[dict] = field(default_factory=list)
     written_back_pages: int = 0  # bd_writes over the run's writeback steps
     recompressed_pages: int = 0  # slots a recompress step moved to a secondary algorithm
-    device: dict = field(default_factory=dict)  # pyzram.ctl.device_state at the end
+    device: dict = field(default_factory=dict)  # pyzram.tools.commands.ctl.device_state at the end
     timeline: list[dict[str, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -249,7 +277,7 @@ def run_workload(
     if writeback is not None and not backing_dev:
         raise ValueError("writeback needs a backing device (--backing-dev FILE)")
     if recompress is not None and not recompress_algo:
-        raise ValueError("recompress needs a secondary algorithm (--recompress-algo ALGO)")
+        raise ValueError("recompress needs a secondary algorithm (--recompress-algorithm ALGO)")
     if recompress_algo and recompress is None:
         recompress = "type=idle"
     if pp_every < 0:
@@ -382,6 +410,7 @@ def run_workload(
         bd_stat=bd_text if backing_dev else None,
         vmstat=counts,
         compression_ratio=_ratio(report_stat),
+        memory_ratio=_memory_ratio(report_stat),
         memory_saved_bytes=max(0, report_stat.orig_data_size - report_stat.mem_used_total),
         swapout_pages_s=sum(wpages) / sum(wlat) if wlat else 0.0,
         swapin_pages_s=sum(rpages) / sum(rlat) if rlat else 0.0,
@@ -404,4 +433,226 @@ def run_workload(
 
 
 def _ratio(st: MmStat) -> float | None:
+    """The data ratio: orig_data_size / compr_data_size."""
     return st.orig_data_size / st.compr_data_size if st.compr_data_size else None
+
+
+def _memory_ratio(st: MmStat) -> float | None:
+    """The memory ratio: orig_data_size / mem_used_total (zramctl's COMP-RATIO)."""
+    return st.orig_data_size / st.mem_used_total if st.mem_used_total else None
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def _report_table(reports) -> Table:
+    """The run's figures, one column per report (``run``: one; ``compare``: two)."""
+    t = Table(title=f"swap on zram: {reports[0].source}" if reports[0].source else "swap on zram")
+    t.add_column("")
+    for r in reports:
+        t.add_column(r.io_path, justify="right")
+    rows = [
+        ("pages / accesses", lambda r: f"{r.pages:,} / {r.accesses:,}"),
+        ("mem limit (pages)", lambda r: f"{r.mem_limit_pages:,}"),
+        (
+            "pswpout / pswpin",
+            lambda r: f"{r.vmstat.get('pswpout', 0):,} / {r.vmstat.get('pswpin', 0):,}",
+        ),
+        (
+            "write / read batches",
+            lambda r: f"{r.vmstat.get('nrswpout', 0):,} / {r.vmstat.get('nrswpin', 0):,}",
+        ),
+        ("bios", lambda r: f"{r.bios:,}"),
+        ("major faults", lambda r: f"{r.vmstat.get('pgmajfault', 0):,}"),
+        (
+            "data ratio (orig_data_size / compr_data_size)",
+            lambda r: f"{r.compression_ratio:.2f}" if r.compression_ratio else "-",
+        ),
+        (
+            "memory ratio (orig_data_size / mem_used_total)",
+            lambda r: f"{r.memory_ratio:.2f}" if r.memory_ratio else "-",
+        ),
+        ("memory saved", lambda r: f"{r.memory_saved_bytes / 2**20:.1f} MiB"),
+        ("swapped pages/s (fill + pattern)", lambda r: f"{r.swapped_pages_s:,.0f}"),
+        ("swap-out pages/s (device path)", lambda r: f"{r.swapout_pages_s:,.0f}"),
+        ("swap-in pages/s (device path)", lambda r: f"{r.swapin_pages_s:,.0f}"),
+        ("write batch p50/p99 µs", lambda r: _p(r.write_batch_latency_us)),
+        ("read batch p50/p99 µs", lambda r: _p(r.read_batch_latency_us)),
+    ]
+    if any(r.folio_order for r in reports):
+        rows += [
+            ("folio order", lambda r: f"{r.folio_order} ({4 << r.folio_order} KiB)"),
+            (
+                "thp_swpout / thp_swpout_fallback",
+                lambda r: (
+                    f"{r.vmstat.get('thp_swpout', 0):,} / "
+                    f"{r.vmstat.get('thp_swpout_fallback', 0):,}"
+                ),
+            ),
+            ("mTHP swpout / swpout_fallback / swpin", _mthp_cell),
+        ]
+    if any(r.post_processing for r in reports):
+        rows += [
+            ("post-processing steps", lambda r: f"{len(r.post_processing):,}"),
+            (
+                "written back / recompressed pages",
+                lambda r: f"{r.written_back_pages:,} / {r.recompressed_pages:,}",
+            ),
+        ]
+    rows += [
+        ("seconds", lambda r: f"{r.seconds:.2f}"),
+        ("intact", lambda r: "yes" if r.intact else "[red]NO[/red]"),
+    ]
+    for name, fmt in rows:
+        t.add_row(name, *(fmt(r) for r in reports))
+    return t
+
+
+def _mthp_cell(r) -> str:
+    from pyzram.mm.vmscan import mthp_size_name
+
+    stats = r.mthp.get(mthp_size_name(r.folio_order), {})
+    return " / ".join(f"{stats.get(k, 0):,}" for k in ("swpout", "swpout_fallback", "swpin"))
+
+
+def _p(lat: dict) -> str:
+    return f"{lat['p50']:.0f} / {lat['p99']:.0f}" if lat else "-"
+
+
+def _print_report_details(report) -> None:
+    """The device's kernel-format lines, the vmstat deltas, the mTHP stats and the
+    post-processing steps of one run, as text."""
+    print_kernel_line("mm_stat", report.mm_stat)
+    print_kernel_line("io_stat", report.io_stat)
+    if report.bd_stat:
+        print_kernel_line("bd_stat", report.bd_stat)
+    console.print(
+        "vmstat deltas: " + ", ".join(f"{k} {v:,}" for k, v in report.vmstat.items()),
+        soft_wrap=True,
+    )
+    for size, stats in report.mthp.items():
+        console.print(
+            f"{size}/stats: " + ", ".join(f"{k} {v:,}" for k, v in stats.items()), soft_wrap=True
+        )
+    if report.post_processing:
+        console.print(_pp_summary(report.post_processing), soft_wrap=True)
+
+
+def _pp_summary(events: list[dict]) -> str:
+    """One line for the run's post-processing steps (each step is in ``--json``)."""
+    parts = []
+    for what in ("recompress", "writeback"):
+        steps = [ev[what] for ev in events if what in ev]
+        if not steps:
+            continue
+        errors = sorted({st["error"] for st in steps if "error" in st})
+        pages = sum(st["pages"] for st in steps)
+        err = f" (errors: {', '.join(errors)})" if errors else ""
+        parts.append(f"{what} {steps[0]['request']!r} {pages:,} pages{err}")
+    when = ", ".join(f"{ev['reclaim_batches']:,}" for ev in events[:5])
+    more = f" ... ({len(events)} steps)" if len(events) > 5 else ""
+    return f"post-processing at reclaim batch {when}{more}: " + "; ".join(parts)
+
+
+def command(
+    pagefile: PageFileArg = None,
+    algo: Annotated[str, typer.Option("--algorithm", "-a", help=ALGO_HELP)] = "lzo-rle",
+    mem_limit: MemLimitOpt = None,
+    disksize: DisksizeOpt = None,
+    io_path: Annotated[str, typer.Option(help="swap_ops (the seed) or bio")] = "swap_ops",
+    backing_dev: Annotated[Path | None, typer.Option(help="a file as zram's backing_dev")] = None,
+    pattern: PatternOpt = "zipf",
+    accesses: Annotated[int | None, typer.Option(help="accesses after the fill (2x pages)")] = None,
+    write_ratio: Annotated[float, typer.Option(help="share of accesses that write")] = 0.1,
+    seed: SeedOpt = 0,
+    limit: LimitOpt = None,
+    mix: MixOpt = None,
+    folio_order: FolioOrderOpt = 0,
+    mthp_swapin: MthpSwapinOpt = True,
+    writeback: Annotated[
+        str | None,
+        typer.Option(help="write back to --backing-dev: idle, huge, huge_idle or incompressible"),
+    ] = None,
+    recompress_algo: Annotated[
+        str | None,
+        typer.Option(
+            "--recompress-algorithm", help="secondary algorithm (recomp_algorithm algo=ALGO)"
+        ),
+    ] = None,
+    recompress: Annotated[
+        str | None,
+        typer.Option(
+            help="recompress request, e.g. 'type=idle threshold=1000' (default with "
+            "--recompress-algorithm: type=idle)"
+        ),
+    ] = None,
+    idle_age: Annotated[
+        str,
+        typer.Option(help="written to idle before an idle writeback/recompress: all or SECONDS"),
+    ] = "all",
+    pp_every: Annotated[
+        int,
+        typer.Option(
+            help="post-process every N reclaim batches (0: once, after the access pattern)"
+        ),
+    ] = 0,
+    plot: Annotated[
+        Path | None, typer.Option(help="write a PNG time series (pool, ratio, swap rates)")
+    ] = None,
+    save_state: Annotated[
+        Path | None, typer.Option(help="save the device's state for `pyzram ctl`")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The main job: a workload under a memory limit swapping to zram, and its report."""
+    from rich.progress import Progress
+
+    if io_path not in ("swap_ops", "bio"):
+        raise UsageError("--io-path", f"must be swap_ops or bio, not {io_path!r}")
+    if writeback is not None and writeback not in WRITEBACK_MODES:
+        raise UsageError("--writeback", f"must be one of {', '.join(WRITEBACK_MODES)}")
+    kw = run_kwargs(
+        algo,
+        mem_limit,
+        disksize,
+        pattern,
+        accesses,
+        write_ratio,
+        seed,
+        backing_dev,
+        folio_order=folio_order,
+        mthp_swapin=mthp_swapin,
+        writeback=writeback,
+        idle_age=idle_age,
+        pp_every=pp_every,
+        recompress_algo=recompress_algo,
+        recompress=recompress,
+    )
+    pages, source = workload_pages(pagefile, limit, mix, seed)
+    if as_json:
+        report = run_workload(pages, io_path=io_path, source=source, **kw)
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("running", total=None)
+            report = run_workload(
+                pages,
+                io_path=io_path,
+                source=source,
+                progress=lambda d, t: bar.update(task, completed=d, total=t),
+                **kw,
+            )
+        console.print(_report_table([report]))
+        _print_report_details(report)
+    if save_state is not None:
+        from pyzram.tools.commands.ctl import save_state as save
+
+        save(save_state, [report.device])
+    if plot is not None:
+        from pyzram.tools.plot import plot_run
+
+        plot_run(report, plot)
+        if not as_json:
+            console.print(f"plot: {plot}")
+    if not report.intact:
+        raise typer.Exit(1)

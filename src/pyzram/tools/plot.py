@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from pyzram.run import RunReport
+from pyzram.tools.commands.run import RunReport
 
 
 def plot_run(report: RunReport, path: str | os.PathLike[str]) -> None:

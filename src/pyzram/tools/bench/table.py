@@ -448,7 +448,7 @@ def interpreted_submit(pages: np.ndarray, algo: str, repeat: int) -> dict[str, A
 
     code = (
         "import json, sys, numpy as np, pyzram\n"
-        "from pyzram import bench_all as B\n"
+        "from pyzram.tools.bench import table as B\n"
         "pages = np.load(sys.argv[1]); algo = sys.argv[2]; rep = int(sys.argv[3])\n"
         "cfg = B._host_config(algo)\n"
         "r = B.best_submit(pages, algo, 'swap_ops', 1, cfg, rep)\n"
@@ -818,7 +818,7 @@ def end_to_end_rows(
     """The row of ``pyzram bench run`` (:func:`pyzram.host.kernel_swap.bench_run`).
 
     The same workload (these pages, its default zipf pattern and limit)
-    runs on the host kernel's swap and through :func:`pyzram.run.run_workload`;
+    runs on the host kernel's swap and through :func:`pyzram.tools.commands.run.run_workload`;
     the figure is swapped pages per second, (pswpout + pswpin) / seconds,
     on each side.  Skipped with the reason when the module is missing, the
     kernel side cannot run here, or the run fails (the rest of the table
@@ -950,7 +950,7 @@ def run_bench(
     progress: Progress | None = None,
 ) -> Report:
     """Measure every row on one corpus, in this process; return the report."""
-    from pyzram.bench import _swap_run
+    from pyzram.tools.bench.device import _swap_run
 
     if algo not in KCODEC_ALGOS:
         # The codec floor and the codec rows need our kernel-exact C codecs.
@@ -1212,7 +1212,7 @@ def run_bench(
 
 def codec_rows(pages: np.ndarray, repeat: int) -> list[Row]:
     """Our batch C codecs against python-lz4 / python-lzo loops on the same pages."""
-    from pyzram.bench import _kcodec_rows, python_codec_rows
+    from pyzram.tools.bench.device import _kcodec_rows, python_codec_rows
 
     ours = {r.what: r for algo in ("lz4", "lzo") for r in _kcodec_rows(algo, pages, repeat)}
     refs = {r.what: r for r in python_codec_rows(pages, repeat)}

@@ -35,12 +35,24 @@ are known only after the boot, so both sides record their results first
 from __future__ import annotations
 
 import errno
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
+import typer
 
 from pyzram.config import ZramConfig
+from pyzram.tools.common import (
+    JsonOpt,
+    PageFileArg,
+    UsageError,
+    check_algorithm,
+    console,
+    load_pages,
+    print_field_table,
+)
 from pyzram.zram.stat import MmStat
 from pyzram.zram.zram_drv import PAGE_SIZE, Zram
 
@@ -617,3 +629,96 @@ def validate_vm(
         r.kernel_name = name
         r.resolve()
     return results
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def command(
+    pagefile: PageFileArg = None,
+    algo: Annotated[
+        list[str] | None,
+        typer.Option("--algorithm", "-a", help="algorithm(s); default: all the host has"),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
+    kernel: Annotated[
+        str,
+        typer.Option(
+            help="host: the running kernel's zram (hot_add); vm: Debian's 6.18 kernel under "
+            "qemu, every backend it has, algorithm_params levels, a zstd dictionary and "
+            "writeback, idle ages, bd_stat, writeback_limit, mem_limit, compact"
+        ),
+    ] = "host",
+    as_json: JsonOpt = False,
+) -> None:
+    """The same pages through pyzram and a real kernel's zram: mm_stat must be equal."""
+    if kernel not in ("host", "vm"):
+        raise UsageError("--kernel", f"must be host or vm, not {kernel!r}")
+    for a in algo or []:
+        check_algorithm(a)
+    pages = load_pages(pagefile, limit)
+    results = validate(pages, algo, kernel=kernel)
+    if as_json:
+        out = [
+            {
+                "algorithm": r.algorithm,
+                "pages": r.pages,
+                "equal": r.equal,
+                "read_back_equal": r.read_back_equal,
+                "io_stat_equal": r.io_stat_equal,
+                "steps": [
+                    {
+                        "step": s.step,
+                        "equal": s.equal,
+                        "pyzram": s.ours._asdict(),
+                        "kernel": s.kernel._asdict(),
+                    }
+                    for s in r.steps
+                ],
+            }
+            for r in results
+        ]
+        for d, r in zip(out, results, strict=True):
+            if r.checks:
+                d["kernel"] = r.kernel_name
+                d["checks"] = [
+                    {"step": c.step, "what": c.what, "pyzram": c.ours, "kernel": c.kernel}
+                    for c in r.checks
+                ]
+        print(json.dumps(out, indent=2))
+    else:
+        for r in results:
+            columns = []
+            for s in r.steps:
+                cells = [
+                    f"{a}" if a == b else f"[red]{a} (kernel {b})[/red]"
+                    for a, b in zip(s.ours, s.kernel, strict=True)
+                ]
+                cells.append("yes" if s.equal else "[red]NO[/red]")
+                columns.append((s.step, cells))
+            print_field_table(
+                f"{r.algorithm}: {r.pages} pages, mm_stat of pyzram (= kernel)",
+                [*MmStat._fields, "equal"],
+                columns,
+            )
+            console.print(
+                f"read-back equal: {'yes' if r.read_back_equal else 'NO'}; "
+                f"io_stat equal: {'yes' if r.io_stat_equal else 'NO'}"
+            )
+            if r.checks:
+                same = sum(c.equal for c in r.checks)
+                console.print(
+                    f"{same} of {len(r.checks)} write outcomes and sysfs texts "
+                    "(bd_stat, io_stat, writeback_limit, debug_stat) equal"
+                )
+                for c in r.checks:
+                    if not c.equal:
+                        console.print(
+                            f"[red]{c.step}: {c.what}: pyzram {c.ours!r}, kernel {c.kernel!r}[/red]"
+                        )
+        ok = sum(r.equal for r in results)
+        what = "scenarios" if kernel == "vm" else "algorithms"
+        against = results[0].kernel_name if kernel == "vm" and results else "the kernel"
+        console.print(f"{ok} of {len(results)} {what} equal {against} in every field")
+    if not all(r.equal for r in results):
+        raise typer.Exit(1)

@@ -1,0 +1,2 @@
+"""One module per ``pyzram`` command; each exports ``command``, which :mod:`pyzram.tools.cli`
+registers under the command's name."""

@@ -1,0 +1,256 @@
+"""What the commands share: the console, the page sources, the workload's options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+console = Console()
+
+#: Exit codes, the same in every command: a failure (the command ran and something
+#: failed: a file, the kernel, a check), a usage error (the command line cannot be
+#: run as given: an unknown option, a bad option value), and an interrupt (Ctrl-C).
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(ValueError):
+    """A command line that cannot be run as given; ``pyzram: error: OPTION: WHY``, exit 2."""
+
+    def __init__(self, option: str | None, why: str) -> None:
+        super().__init__(f"{option}: {why}" if option else why)
+        self.option = option
+
+
+def check_algorithm(name: str | None, option: str = "--algorithm") -> None:
+    """A usage error unless ``name`` is one of zram's compression backends (whether this
+    build or kernel has it is the device's to say, with the kernel's EINVAL)."""
+    from pyzram.config import ALL_BACKENDS
+
+    if name is not None and name not in ALL_BACKENDS:
+        known = ", ".join(ALL_BACKENDS)
+        raise UsageError(option, f"unknown algorithm {name!r} (zram has {known})")
+
+
+def check_count(option: str, value: int | None, least: int = 0) -> None:
+    """A usage error if the option's number is below ``least`` (0: not negative)."""
+    if value is not None and value < least:
+        raise UsageError(
+            option, "must not be negative" if least == 0 else f"must be at least {least}"
+        )
+
+
+ALGO_HELP = (
+    "zram backend: lzo-rle (default), lzo, lz4, lz4hc (pyzram's kernel-identical C codecs), "
+    "zstd, deflate (library codecs: the kernel's format and, on the pages checked, its sizes)"
+)
+PageFileArg = Annotated[
+    Path | None,
+    typer.Argument(help="page file (raw 4096-byte pages); default: the embedded corpus"),
+]
+
+
+def load_pages(path: Path | None, limit: int | None = None):
+    """The pages of the page file ``path`` (default: the embedded corpus), the first
+    ``limit`` of them; an empty file is a failure that names the file."""
+    from pyzram.workload.pages import default_corpus, read_page_file
+
+    check_count("--limit", limit, 1)
+    pages = default_corpus() if path is None else read_page_file(path)
+    if limit is not None:
+        pages = pages[:limit]
+    if len(pages) == 0:
+        raise ValueError(f"{path}: no pages in the page file (it is empty)")
+    return pages
+
+
+def mm_table(title: str, columns: list[str], rows: list[tuple[str, ...]]) -> Table:
+    t = Table(title=title)
+    t.add_column("field")
+    for c in columns:
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+def run_kwargs(
+    algo,
+    mem_limit,
+    disksize,
+    pattern,
+    accesses,
+    write_ratio,
+    seed,
+    backing_dev,
+    *,
+    folio_order: int = 0,
+    mthp_swapin: bool = True,
+    writeback: str | None = None,
+    idle_age: str = "all",
+    pp_every: int = 0,
+    recompress_algo: str | None = None,
+    recompress: str | None = None,
+) -> dict:
+    """The keyword arguments of ``run_workload`` from the command line's options; a bad
+    option value is a :class:`UsageError` naming the option."""
+    from pyzram.lib.cmdline import memparse
+    from pyzram.mm.vmscan import HPAGE_PMD_ORDER
+    from pyzram.workload.patterns import PATTERNS
+
+    check_algorithm(algo)
+    check_algorithm(recompress_algo, "--recompress-algorithm")
+    check_count("--accesses", accesses)
+    check_count("--pp-every", pp_every)
+    if not 0 <= write_ratio <= 1:
+        raise UsageError("--write-ratio", f"must be between 0 and 1, not {write_ratio:g}")
+    if not 0 <= folio_order <= HPAGE_PMD_ORDER:
+        raise UsageError("--folio-order", f"{folio_order} out of range 0..{HPAGE_PMD_ORDER}")
+    if pattern not in PATTERNS and not pattern.startswith("trace:"):
+        known = ", ".join(PATTERNS)
+        raise UsageError("--pattern", f"unknown access pattern {pattern!r} ({known}, trace:PATH)")
+    if writeback is not None and backing_dev is None:
+        raise UsageError("--writeback", "needs a backing device (--backing-dev FILE)")
+    if recompress is not None and not recompress_algo:
+        raise UsageError("--recompress", "needs a secondary algorithm (--recompress-algorithm)")
+    if idle_age != "all" and not idle_age.isdigit():
+        raise UsageError("--idle-age", f"must be all or a number of seconds, not {idle_age!r}")
+
+    kw: dict = {
+        "algorithm": algo,
+        "pattern": pattern,
+        "accesses": accesses,
+        "write_ratio": write_ratio,
+        "seed": seed,
+        "backing_dev": str(backing_dev) if backing_dev else None,
+        "folio_order": folio_order,
+        "mthp_swapin": mthp_swapin,
+        "writeback": writeback,
+        "idle_age": idle_age,
+        "pp_every": pp_every,
+        "recompress_algo": recompress_algo,
+        "recompress": recompress,
+    }
+    for name, option, text in (
+        ("mem_limit_pages", "--mem-limit", mem_limit),
+        ("disksize", "--disksize", disksize),
+    ):
+        if text is None:
+            continue
+        value, end = memparse(text)
+        if end != len(text) or not value:
+            raise UsageError(option, f"bad size {text!r} (e.g. 64M, 1G)")
+        kw[name] = value // 4096 if name == "mem_limit_pages" else value
+    return kw
+
+
+def workload_pages(pagefile: Path | None, limit: int | None, mix: str | None, seed: int):
+    """The workload's page source and its description: the page file, the embedded
+    corpus, or (``--mix``) ``limit`` (default 4096) seeded synthetic pages of that mix."""
+    if mix is None:
+        pages = load_pages(pagefile, limit)
+        return pages, str(pagefile) if pagefile else "embedded default corpus"
+    from pyzram.workload.pages import parse_mix, synthetic_mix
+
+    if pagefile is not None:
+        raise UsageError("--mix", "give a PAGEFILE or --mix, not both")
+    check_count("--limit", limit, 1)
+    n = 4096 if limit is None else limit
+    try:
+        kinds = parse_mix(mix)
+    except ValueError as e:
+        raise UsageError("--mix", str(e)) from None
+    return synthetic_mix(n, seed=seed, mix=kinds), f"mix {mix} (seed {seed})"
+
+
+MemLimitOpt = Annotated[
+    str | None,
+    typer.Option("--mem-limit", help="memcg limit, e.g. 16M (default: 1/4 of the pages)"),
+]
+DisksizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="zram disksize, e.g. 64M (default: the workload's pages in whole swap clusters, "
+        "plus one)"
+    ),
+]
+PatternOpt = Annotated[
+    str, typer.Option(help="access pattern: sequential, random, zipf, phased, or trace:PATH")
+]
+MixOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="instead of PAGEFILE: --limit (default 4096) seeded synthetic pages of this mix, "
+        "e.g. zero=0.1,same=0.05,text=0.3,random=0.1,binary=0.45 (kinds: zero, same, text, "
+        "text_tail, struct, near_same, random, near_huge, binary)"
+    ),
+]
+FolioOrderOpt = Annotated[
+    int,
+    typer.Option(
+        "--folio-order",
+        help="anonymous memory in folios of 2^K pages (mTHP 1..8, PMD THP 9); "
+        "split to order 0 when no aligned swap slots are free",
+    ),
+]
+MthpSwapinOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mthp-swapin/--no-mthp-swapin",
+        help="zram swap-in of whole mTHP folios (orders 1..8; PMD THP always comes back "
+        "as order 0)",
+    ),
+]
+SeedOpt = Annotated[int, typer.Option(help="seed of the pattern, the writes and --mix")]
+LimitOpt = Annotated[
+    int | None, typer.Option(help="use only the first N pages (with --mix: generate N)")
+]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="print the result as JSON on stdout instead of the table"),
+]
+
+
+def print_kernel_line(name: str, text: str) -> None:
+    """``NAME: TEXT`` for a line of the kernel's (mm_stat, io_stat ...), never cut or
+    wrapped inside: on one line where it fits the console, else the name on its own
+    line and the kernel's text on the next."""
+    text = text.rstrip("\n")
+    if len(name) + 2 + len(text) <= console.width:
+        console.print(f"{name}: {text}", soft_wrap=True, markup=False, highlight=False)
+    else:
+        console.print(f"{name}:", soft_wrap=True, markup=False, highlight=False)
+        console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def print_field_table(
+    title: str, fields: list[str], columns: list[tuple[str, list[str]]], header: str = "field"
+) -> None:
+    """A table of named rows (``fields``) and value columns that never cuts a name:
+    where all the columns do not fit the console's width, as many as fit go in one
+    table and the rest follow in the next ones, each with the field names in full."""
+    name_width = max(len(header), *(len(f) for f in fields))
+    chunks: list[list[tuple[str, list[str]]]] = [[]]
+    used = name_width + 4  # the name column and the table's borders
+    for col in columns:
+        width = max(len(col[0]), *(len(Text.from_markup(c).plain) for c in col[1])) + 3
+        if chunks[-1] and used + width > console.width:
+            chunks.append([])
+            used = name_width + 4
+        chunks[-1].append(col)
+        used += width
+    for i, chunk in enumerate(chunks):
+        more = f" ({i + 1} of {len(chunks)})" if len(chunks) > 1 else ""
+        t = Table(title=title + more)
+        t.add_column(header, no_wrap=True, min_width=name_width)
+        for name, _ in chunk:
+            t.add_column(name, justify="right", no_wrap=True)
+        for r, field in enumerate(fields):
+            t.add_row(field, *(cells[r] for _, cells in chunk))
+        console.print(t)
