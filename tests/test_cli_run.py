@@ -53,7 +53,9 @@ RUN_SCHEMA: dict[str, type | tuple[type, ...]] = {
     "timeline": list,
 }
 LATENCY_KEYS = {"n", "p50", "p90", "p99", "max"}
-TIMELINE_KEYS = {"t", "mem_used_total", "orig_data_size", "compr_data_size", "pswpout", "pswpin"}
+TIMELINE_KEYS = {
+    "t", "phase", "mem_used_total", "orig_data_size", "compr_data_size", "pswpout", "pswpin"
+}  # fmt: skip
 
 SMALL = ["--limit", "300", "--mem-limit", "300K", "--accesses", "300"]
 

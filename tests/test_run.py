@@ -54,7 +54,7 @@ def test_run_plot_png(tmp_path, capsys):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(data[16:20], "big") == 1200  # width
     assert int.from_bytes(data[20:24], "big") == 900  # height
-    assert main(["run", "--limit", "100", "--accesses", "10", "--plot", str(png)]) == 1
+    assert main(["run", "--limit", "1", "--accesses", "0", "--plot", str(png)]) == 1
     assert "too short to plot" in capsys.readouterr().err
 
 

@@ -1,10 +1,13 @@
 """``pyzram run --plot FILE.png``: the run's time series as one PNG.
 
 Three panels over the run's wall-clock time, from the report's ``timeline``
-(sampled every 512 accesses): the pool (``mem_used_total``) against the data
-it holds (``orig_data_size``), the compression ratio
-(``orig_data_size / compr_data_size``), and the swap-out and swap-in rates
-(pages/s between samples, from ``pswpout``/``pswpin``).
+(about 256 samples over the fill and 256 over the pattern): the pool
+(``mem_used_total``) against the data it holds (``orig_data_size``) and the
+memcg limit of the process's resident pages, the data ratio
+(``orig_data_size / compr_data_size``, drawn once at least 64 pages are
+stored: over the first few pages it is noise), and the swap-out and swap-in
+rates (pages/s between samples, from ``pswpout``/``pswpin``).  A dashed line
+marks where the fill ends and the access pattern begins.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ def plot_run(report: RunReport, path: str | os.PathLike[str]) -> None:
     used = np.array([s["mem_used_total"] for s in tl]) * mib
     orig = np.array([s["orig_data_size"] for s in tl]) * mib
     compr = np.array([s["compr_data_size"] for s in tl])
-    ratio = np.divide(orig / mib, compr, out=np.zeros_like(orig), where=compr > 0)
+    stored = orig / mib >= 64 * 4096  # at least 64 pages: below that the ratio is noise
+    ratio = np.divide(orig / mib, compr, out=np.full_like(orig, np.nan), where=stored & (compr > 0))
+    pattern = [s["t"] for s in tl if s.get("phase") == "pattern"]
     dt = np.diff(t)
     out_rate = np.diff([s["pswpout"] for s in tl]) / dt
     in_rate = np.diff([s["pswpin"] for s in tl]) / dt
@@ -43,10 +48,21 @@ def plot_run(report: RunReport, path: str | os.PathLike[str]) -> None:
     )
     axes[0].plot(t, orig, label="data stored (orig_data_size)")
     axes[0].plot(t, used, label="pool (mem_used_total)")
+    axes[0].axhline(
+        report.mem_limit_pages * 4096 * mib, color="tab:red", linestyle=":", linewidth=1,
+        label="memcg limit (resident pages)",
+    )  # fmt: skip
     axes[0].set_ylabel("MiB")
     axes[0].legend(loc="upper left", fontsize="small")
     axes[1].plot(t, ratio, color="tab:green")
-    axes[1].set_ylabel("compression ratio")
+    axes[1].set_ylabel("data ratio\n(orig / compr)")
+    if pattern:
+        for ax in axes:
+            ax.axvline(pattern[0], color="grey", linestyle="--", linewidth=1)
+        axes[0].annotate(
+            "fill | pattern", (pattern[0], 1), xycoords=("data", "axes fraction"),
+            xytext=(3, -12), textcoords="offset points", fontsize="small", color="grey",
+        )  # fmt: skip
     axes[2].plot(t[1:], out_rate, label="swap-out")
     axes[2].plot(t[1:], in_rate, label="swap-in")
     axes[2].set_ylabel("pages/s")

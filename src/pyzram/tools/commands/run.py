@@ -334,11 +334,17 @@ def run_workload(
     t0 = time.perf_counter()
     try:
 
-        def sample(step: int) -> None:
+        # Samples: about 256 over the fill and 256 over the pattern (at most every
+        # 512 steps), so a short fill is not one or two points.
+        fill_every = max(1, min(512, n // 256))
+        pattern_every = max(1, min(512, len(acc) // 256))
+
+        def sample(step: int, phase: str) -> None:
             st = dev.mm_stat()
             timeline.append(
                 {
                     "t": time.perf_counter() - t0,
+                    "phase": phase,
                     "mem_used_total": st.mem_used_total,
                     "orig_data_size": st.orig_data_size,
                     "compr_data_size": st.compr_data_size,
@@ -355,8 +361,8 @@ def run_workload(
         for vpn in range(n):  # the process builds its memory, page by page
             touch(vpn)
             step += 1
-            if step % 512 == 0:
-                sample(step)
+            if step % fill_every == 0 or step == n:
+                sample(step, "fill")
             if next_pp is not None and memcg.nr_reclaim_batches >= next_pp:
                 events.append(pp.run(dev, step, memcg.nr_reclaim_batches))
                 next_pp = memcg.nr_reclaim_batches + pp.every
@@ -367,8 +373,8 @@ def run_workload(
             else:
                 touch(vpn)
             step += 1
-            if step % 512 == 0:
-                sample(step)
+            if (step - n) % pattern_every == 0:
+                sample(step, "pattern")
             if next_pp is not None and memcg.nr_reclaim_batches >= next_pp:
                 events.append(pp.run(dev, step, memcg.nr_reclaim_batches))
                 next_pp = memcg.nr_reclaim_batches + pp.every
