@@ -38,6 +38,7 @@ PROGRAMS = {
     "qemu-img": "qemu-utils",
     "qemu-io": "qemu-utils",
     "fio": "fio",
+    "nbdkit": "nbdkit",  # the comparison server of `pyzram bench nbd`
 }
 SYSTEM_PYTHON = "/usr/bin/python3"
 
