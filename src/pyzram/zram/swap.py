@@ -37,6 +37,8 @@ difference:
 
 from __future__ import annotations
 
+import cython
+
 from pyzram.lib.atomic import atomic64_inc
 from pyzram.mm.folio import PAGE_SIZE, Folio
 from pyzram.mm.page_io import (
@@ -61,6 +63,7 @@ def _zram_of(ctx_or_si) -> Zram:
     return si.bdev.disk.private_data
 
 
+@cython.locals(zram=Zram, index=cython.Py_ssize_t, base=cython.Py_ssize_t, j=cython.Py_ssize_t)
 def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
     """``zram_swap_submit_write``: every page of every folio of the batch goes
     to its slot through ``zram_write_page``, then is marked accessed in its
@@ -86,6 +89,7 @@ def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
     swap_write_end(sio, failed)
 
 
+@cython.locals(zram=Zram, index=cython.Py_ssize_t)
 def zram_swap_read_page(zram: Zram, page, index: int) -> int:
     """One page of ``zram_swap_submit_read``, in the device's read ordering.
 
@@ -116,6 +120,7 @@ def zram_swap_read_page(zram: Zram, page, index: int) -> int:
     return ret
 
 
+@cython.locals(zram=Zram, base=cython.Py_ssize_t, j=cython.Py_ssize_t)
 def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
     """``zram_swap_submit_read``: each page decompressed straight into the
     folio's page (:func:`zram_swap_read_page`); the first failure stops the

@@ -763,32 +763,36 @@ def bio_pages(bio: Bio):
             index += 1
 
 
+@cython.locals(zram=Zram, tbl=ZramTable, index=cython.Py_ssize_t)
 def zram_bio_write(zram: Zram, bio: Bio) -> None:
     """``zram_bio_write``: each page in order, then marked accessed in its own
     section; the first failing page fails the bio (``failed_writes``)."""
+    tbl = zram.table
     for index, page in bio_pages(bio):
         if zram.zram_write_page(page, index) < 0:
             atomic64_inc(zram.stats, "failed_writes")
             bio.status = BLK_STS_IOERR
             break
-        zram.table.slot_lock(index)
+        tbl.slot_lock(index)
         zram.zram_accessed(index)
-        zram.table.slot_unlock(index)
+        tbl.slot_unlock(index)
     bio_endio(bio)
 
 
+@cython.locals(zram=Zram, tbl=ZramTable, index=cython.Py_ssize_t)
 def zram_bio_read(zram: Zram, bio: Bio) -> None:
     """``zram_bio_read``: each page read, then marked accessed in a second
     critical section; the first failing page fails the bio (``failed_reads``)."""
+    tbl = zram.table
     for index, page in bio_pages(bio):
         if zram.zram_read_page(page, index) < 0:
             atomic64_inc(zram.stats, "failed_reads")
             bio.status = BLK_STS_IOERR
             break
         zram.read_slot_unlocked(index)
-        zram.table.slot_lock(index)
+        tbl.slot_lock(index)
         zram.zram_accessed(index)
-        zram.table.slot_unlock(index)
+        tbl.slot_unlock(index)
     bio_endio(bio)
 
 

@@ -1,0 +1,2 @@
+# Types of pyzram/zram/swap.py when it is compiled (Cython pure-Python mode).
+from pyzram.zram.zram_drv cimport Zram
