@@ -14,7 +14,7 @@ import errno
 
 import lz4.block
 
-from pyzram.zram.zcomp import PAGE_SIZE, KernelCodecBackend, ZcompBackend, ZcompParams
+from pyzram.zram.zcomp import PAGE_SIZE, KernelCodecBackend, ZcompParams
 
 
 class Backend(KernelCodecBackend):
@@ -40,13 +40,3 @@ class Backend(KernelCodecBackend):
             except lz4.block.LZ4BlockError as e:
                 raise OSError(errno.EINVAL, f"lz4: {e}") from None
         return super().decompress(data)
-
-    def compress_into(self, page, dst):
-        if self._dict:
-            return ZcompBackend.compress_into(self, page, dst)
-        return super().compress_into(page, dst)
-
-    def decompress_into(self, src, offset, length, page):
-        if self._dict:
-            return ZcompBackend.decompress_into(self, src, offset, length, page)
-        return super().decompress_into(src, offset, length, page)

@@ -109,9 +109,14 @@ class ZcompBackend:
 
 
 class KernelCodecBackend(ZcompBackend):
-    """A backend on pyzram's own C codecs (``pyzram._kcodec``)."""
+    """A backend on pyzram's own C codecs (``pyzram._kcodec``).
+
+    A subclass that takes a dictionary sets ``_dict``; with one, pages go
+    through its ``compress``/``decompress`` (a library's dictionary mode)
+    instead of the C codec."""
 
     level_default = 1
+    _dict: bytes | None = None
 
     def __init__(self, params: ZcompParams) -> None:
         super().__init__(params)
@@ -128,9 +133,13 @@ class KernelCodecBackend(ZcompBackend):
         return self._k.decompress(self.name, data, PAGE_SIZE)
 
     def compress_into(self, page: Any, dst: bytearray) -> int:
+        if self._dict:
+            return ZcompBackend.compress_into(self, page, dst)
         return self._k.compress_into(self._algo, page, dst, self._arg)
 
     def decompress_into(self, src: Any, offset: int, length: int, page: Any) -> int:
+        if self._dict:
+            return ZcompBackend.decompress_into(self, src, offset, length, page)
         return self._k.decompress_into(self._algo, src, offset, length, page)
 
 
