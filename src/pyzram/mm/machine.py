@@ -1,0 +1,105 @@
+"""One booted kernel's global state, as one object.
+
+The kernel keeps the state of swap in globals: the ``swap_info[]`` array and
+``swap_lock``, the priority list of areas (``swap_avail_heads``) and
+``least_priority``, the ``sio_pool`` mempool, the per-CPU vm event counters
+behind ``/proc/vmstat``, the one-slot registry of block-driver ``swap_ops``
+(``swap_block_ops_lock``), the swap readahead state of mm/swap_state.c and,
+once enabled, zswap's pool and parameters.  pyzram holds all of it in one
+:class:`Machine`, so a model is created and torn down as a unit, two models
+share a process without seeing each other, and nothing ever resets a module
+global by hand.
+
+How kernel functions reach it (the one rule)
+--------------------------------------------
+
+A kernel function reaches the machine through its arguments:
+
+* a kernel *object* that belongs to a machine carries it as ``.machine``:
+  a swap area (``SwapInfo``), a swap I/O context (``SwapIoCtx``, created by
+  its caller as ``SwapIoCtx(m)``, as the kernel's caller zero-initialises
+  its ``swap_io_ctx`` on the stack), a ``swap_iocb``, a memory cgroup
+  (``MemCgroup(m, limit)``) and an address space (through its memcg);
+* a function that is given only *values* (a swap entry, a folio, a path)
+  takes the machine as its first argument, named ``m``:
+  ``swapon(m, disk)``, ``folio_alloc_swap(m, folio)``,
+  ``swap_free(m, entry)``.
+
+Kernel names are unchanged; only that first argument is added.  Objects
+outside the swap core (a zram device, a block device, a zsmalloc pool) do
+not belong to a machine: a device can be swapped on by one machine at a
+time, as a disk belongs to one booted kernel.
+
+Simplified: ``vm_events`` has no per-CPU arrays (per-thread counters instead,
+see :class:`~pyzram.mm.swap.VmEvents`); the machine has no notion of CPUs or
+NUMA nodes.  zsmalloc's spare arenas are the host's memory (mmaps kept for
+reuse by any pool), not kernel state, and stay process-wide.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from pyzram.mm.swap import MAX_SWAPFILES, VmEvents
+
+if TYPE_CHECKING:
+    from pyzram.mm.page_io import SioPool
+    from pyzram.mm.swap_ops import SwapBlockOps
+    from pyzram.mm.swapfile import SwapInfo
+    from pyzram.mm.vmscan import SwapReadahead
+
+
+class Machine:
+    """The globals of one kernel: swap areas, registries, vm events, pools.
+
+    Create one per model (``m = Machine()``); ``close()`` swaps off every
+    area still on and leaves the registry empty, so the devices it used can
+    be reset or reused by another machine.  It is also a context manager.
+    """
+
+    def __init__(self, *, page_cluster: int = 3) -> None:
+        from pyzram.mm.page_io import SioPool
+        from pyzram.mm.swap_ops import SwapBlockOps
+        from pyzram.mm.vmscan import SwapReadahead
+
+        #: ``swap_info[]``: active areas by type.
+        self.swap_info: list[SwapInfo | None] = [None] * MAX_SWAPFILES
+        #: ``swap_lock``: guards ``swap_info``, ``least_priority`` and the avail list.
+        self.swap_lock = threading.Lock()
+        #: ``least_priority``: the priority of the last area swapped on without one.
+        self.least_priority = 0
+        #: ``swap_avail_heads``: active areas, highest priority first.
+        self.swap_avail: list[SwapInfo] = []
+        #: ``sio_pool``: the mempool of swap_iocbs.
+        self.sio_pool: SioPool = SioPool()
+        #: ``vm_event_states``: the /proc/vmstat swap counters and mTHP stats.
+        self.vm_events = VmEvents()
+        #: The one-slot registry of block-driver swap_ops (``swap_block_ops``).
+        self.swap_block_ops: SwapBlockOps = SwapBlockOps()
+        #: mm/swap_state.c's readahead state (``page_cluster``, hits, window).
+        self.swap_readahead: SwapReadahead = SwapReadahead(page_cluster)
+
+    def active_areas(self) -> list[SwapInfo]:
+        """The areas swapped on, by type."""
+        return [si for si in self.swap_info if si is not None]
+
+    def close(self) -> None:
+        """Swap off every area (folios still in the swap cache are dropped)."""
+        from pyzram.mm.swapfile import swapoff
+
+        for si in self.active_areas():
+            swapoff(self, si)
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        areas = ", ".join(f"{si.type}" for si in self.active_areas())
+        return f"<Machine areas=[{areas}]>"
+
+
+__all__ = ["Machine"]
