@@ -50,6 +50,8 @@ RUN_SCHEMA: dict[str, type | tuple[type, ...]] = {
     "written_back_pages": int,
     "recompressed_pages": int,
     "device": dict,
+    "predicted_kernel_cpu_s": float,
+    "kernel_cpu": dict,
     "timeline": list,
 }
 LATENCY_KEYS = {"n", "p50", "p90", "p99", "max"}

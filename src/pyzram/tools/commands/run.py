@@ -51,6 +51,7 @@ from pyzram.mm.folio import PAGE_SIZE
 from pyzram.mm.swap import SWAPFILE_CLUSTER, vm_events
 from pyzram.mm.swapfile import mkswap, swapoff, swapon
 from pyzram.mm.vmscan import AddressSpace, MemCgroup, mthp_size_name
+from pyzram.tools import kcost
 from pyzram.tools.commands.ctl import device_state
 from pyzram.tools.common import (
     ALGO_HELP,
@@ -134,6 +135,10 @@ class RunReport:
     written_back_pages: int = 0  # bd_writes over the run's writeback steps
     recompressed_pages: int = 0  # slots a recompress step moved to a secondary algorithm
     device: dict = field(default_factory=dict)  # pyzram.tools.commands.ctl.device_state at the end
+    #: The kernel's predicted CPU seconds for the run's swapping (pyzram.tools.kcost), and
+    #: what it is made of.
+    predicted_kernel_cpu_s: float = 0.0
+    kernel_cpu: dict = field(default_factory=dict)
     timeline: list[dict[str, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -153,13 +158,23 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def _timed(fn: Callable, sink: list[float], pages: list[int]) -> Callable:
+def _timed(
+    fn: Callable, sink: list[float], pages: list[int], before=None, after=None
+) -> Callable:
+    """``fn`` timed into ``sink``; its pages counted into ``pages`` and given to the
+    :class:`~pyzram.tools.kcost.PageSampler` ``before`` (writes) or ``after`` (reads)."""
+
     def wrapper(ctx) -> None:
-        n = ctx.sio.len // PAGE_SIZE
+        sio = ctx.sio
+        n = sio.len // PAGE_SIZE
+        if before is not None:
+            before.add_batch(sio)
         t = time.perf_counter()
         fn(ctx)
         sink.append(time.perf_counter() - t)
         pages.append(n)
+        if after is not None:
+            after.add_batch(sio)
 
     return wrapper
 
@@ -319,10 +334,11 @@ def run_workload(
     rlat: list[float] = []
     wpages: list[int] = []
     rpages: list[int] = []
+    wsample, rsample = kcost.PageSampler(seed), kcost.PageSampler(seed + 1)
     si.ops = dataclasses.replace(
         si.ops,
-        submit_write=_timed(si.ops.submit_write, wlat, wpages),
-        submit_read=_timed(si.ops.submit_read, rlat, rpages),
+        submit_write=_timed(si.ops.submit_write, wlat, wpages, before=wsample),
+        submit_read=_timed(si.ops.submit_read, rlat, rpages, after=rsample),
     )
     vm_events.reset()
     bio_stats.clear()
@@ -384,6 +400,7 @@ def run_workload(
         # So are the device path's batch figures: the timers keep filling the
         # original lists during the check, these copies stop here.
         wlat, rlat, wpages, rpages = list(wlat), list(rlat), list(wpages), list(rpages)
+        wsample.active = rsample.active = False
         counts = dict.fromkeys(VMSTAT_KEYS, 0)
         counts.update((k, v) for k, v in vm_events.counts.items() if v)
         mthp: dict[str, dict[str, int]] = {}
@@ -405,6 +422,16 @@ def run_workload(
         finally:
             dev.sysfs["reset"] = "1"
     swapped = counts.get("pswpout", 0) + counts.get("pswpin", 0)
+    recompressed = sum(e.get("recompress", {}).get("pages", 0) for e in events)
+    cpu = kcost.predict(
+        writes=wsample,
+        reads=rsample,
+        algorithm=algorithm,
+        huge_class_size=dev.huge_class_size,
+        major_faults=counts.get("pgmajfault", 0),
+        recompressed_pages=recompressed,
+        recompress_algo=recompress_algo,
+    )
     return RunReport(
         io_path=io_path,
         algorithm=algorithm,
@@ -432,8 +459,10 @@ def run_workload(
         mthp=mthp,
         post_processing=events,
         written_back_pages=sum(e.get("writeback", {}).get("pages", 0) for e in events),
-        recompressed_pages=sum(e.get("recompress", {}).get("pages", 0) for e in events),
+        recompressed_pages=recompressed,
         device=device,
+        predicted_kernel_cpu_s=cpu["seconds"],
+        kernel_cpu=cpu,
         timeline=timeline,
     )
 
@@ -507,6 +536,7 @@ def _report_table(reports) -> Table:
         ]
     rows += [
         ("seconds", lambda r: f"{r.seconds:.2f}"),
+        ("kernel CPU, predicted (ms)", lambda r: f"{r.predicted_kernel_cpu_s * 1e3:,.1f}"),
         ("intact", lambda r: "yes" if r.intact else "[red]NO[/red]"),
     ]
     for name, fmt in rows:

@@ -1,0 +1,153 @@
+"""What the kernel would spend on a run's swapping: its predicted CPU cost.
+
+pyzram's own wall time says how fast Python simulated the run, not what the
+kernel would have paid.  The prediction counts the kernel's work instead:
+
+* every page that reached zram on swap-out was compressed once (zram's
+  same-filled pages are detected, not compressed: they cost nothing here);
+* every page read back from zram was decompressed once (same-filled and
+  huge pages, which zram stores raw, are filled or copied, not decompressed);
+* every page a post-processing step recompressed was decompressed with the
+  primary algorithm and compressed again with the secondary one;
+* every major fault pays the kernel's fault path around the read
+  (``do_swap_page``: swap cache lookup, folio allocation and memcg charge,
+  PTE install), :data:`FAULT_US` each.
+
+The per-page times are those of the codec zram uses (``Zcomp``: pyzram's
+kernel-identical C codecs for lzo-rle, lzo, lz4 and lz4hc, the libraries
+for zstd and deflate), timed on this CPU on a sample of the very pages the
+run wrote and read (a seeded reservoir of :data:`SAMPLE` pages each, taken
+at the device's ``submit_write`` / ``submit_read``), best of three.  What
+is not counted: reclaim's LRU scan, rmap walk and TLB flushes, the swap
+slot allocation and the swap core's own bookkeeping; ``pyzram bench run``
+shows the prediction beside the host kernel's measured system time.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+
+from pyzram.mm.folio import PAGE_SIZE
+
+#: Pages kept per direction for timing the codec.
+SAMPLE = 512
+#: The kernel's major-fault path beyond the decompression, µs per fault (do_swap_page,
+#: swap cache, folio allocation and memcg charge, PTE install; a 6.18 kernel on the
+#: 2-vCPU EPYC of docs/perf.md).
+FAULT_US = 1.0
+#: Timing repeats (best of).
+REPEAT = 3
+
+
+class PageSampler:
+    """A seeded reservoir of the pages passing one direction of the device, and their
+    count (algorithm R: every page seen has the same chance to be kept)."""
+
+    __slots__ = ("pages", "seen", "active", "_rng")
+
+    def __init__(self, seed: int = 0) -> None:
+        self.pages: list[bytes] = []
+        self.seen = 0
+        self.active = True  # (cleared when the workload ends: its final check is not counted)
+        self._rng = random.Random(seed)
+
+    def add(self, data) -> None:
+        """Count the pages of one folio's ``data`` and keep some of them."""
+        mv = memoryview(data)
+        for off in range(0, len(mv), PAGE_SIZE):
+            self.seen += 1
+            if len(self.pages) < SAMPLE:
+                self.pages.append(bytes(mv[off : off + PAGE_SIZE]))
+            else:
+                j = self._rng.randrange(self.seen)
+                if j < SAMPLE:
+                    self.pages[j] = bytes(mv[off : off + PAGE_SIZE])
+
+    def add_batch(self, sio) -> None:
+        """Every folio of a swap_iocb (a write's before its submit, a read's after)."""
+        if self.active and sio is not None:
+            for folio in sio.bvecs:
+                self.add(folio.data)
+
+
+def _same_filled(page: bytes) -> bool:
+    words = np.frombuffer(page, dtype=np.uint64)
+    return bool((words == words[0]).all())
+
+
+def _backend(algorithm: str):
+    from pyzram.zram.zcomp import Zcomp, ZcompParams
+
+    return Zcomp(algorithm, ZcompParams()).backend
+
+
+def _best(fn, items) -> float:
+    best = float("inf")
+    for _ in range(REPEAT):
+        t = time.perf_counter()
+        for x in items:
+            fn(x)
+        best = min(best, time.perf_counter() - t)
+    return best if items else 0.0
+
+
+def codec_us_per_page(
+    sample: list[bytes], algorithm: str, huge_class_size: int
+) -> tuple[float, float]:
+    """(compress, decompress) µs per page of ``sample``, as zram pays them: a
+    same-filled page costs neither, a page that compresses to ``huge_class_size``
+    or more is compressed but read back with a copy (no decompression)."""
+    if not sample:
+        return 0.0, 0.0
+    be = _backend(algorithm)
+    todo = [p for p in sample if not _same_filled(p)]
+    comp = [be.compress(p) for p in todo]
+    stored = [c for c in comp if len(c) < huge_class_size]
+    c_s = _best(be.compress, todo)
+    d_s = _best(be.decompress, stored)
+    return c_s / len(sample) * 1e6, d_s / len(sample) * 1e6
+
+
+def predict(
+    *,
+    writes: PageSampler,
+    reads: PageSampler,
+    algorithm: str,
+    huge_class_size: int,
+    major_faults: int,
+    recompressed_pages: int = 0,
+    recompress_algo: str | None = None,
+) -> dict:
+    """The prediction as the report's ``kernel_cpu`` dict (see the module docstring);
+    ``seconds`` is the total."""
+    c_us, _ = codec_us_per_page(writes.pages, algorithm, huge_class_size)
+    _, d_us = codec_us_per_page(reads.pages, algorithm, huge_class_size)
+    r_us = 0.0
+    if recompressed_pages and recompress_algo:
+        # Recompression decompresses (primary) and compresses (secondary) the pages it
+        # moves; timed on the written sample's pages.
+        _, dw_us = codec_us_per_page(writes.pages, algorithm, huge_class_size)
+        rc_us, _ = codec_us_per_page(writes.pages, recompress_algo, huge_class_size)
+        r_us = dw_us + rc_us
+    compress_s = writes.seen * c_us * 1e-6
+    decompress_s = reads.seen * d_us * 1e-6
+    recompress_s = recompressed_pages * r_us * 1e-6
+    fault_s = major_faults * FAULT_US * 1e-6
+    return {
+        "compressed_pages": writes.seen,
+        "decompressed_pages": reads.seen,
+        "recompressed_pages": recompressed_pages,
+        "major_faults": major_faults,
+        "compress_us_per_page": c_us,
+        "decompress_us_per_page": d_us,
+        "recompress_us_per_page": r_us,
+        "fault_us": FAULT_US,
+        "compress_s": compress_s,
+        "decompress_s": decompress_s,
+        "recompress_s": recompress_s,
+        "fault_s": fault_s,
+        "seconds": compress_s + decompress_s + recompress_s + fault_s,
+    }

@@ -1,0 +1,50 @@
+"""The kernel's predicted CPU cost of a run (``pyzram.tools.kcost``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pyzram.tools import kcost
+from pyzram.tools.commands.run import run_workload
+from pyzram.workload.pages import synthetic_mix
+from test_swap_core import swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
+
+SMALL = dict(mem_limit_pages=64, accesses=600)
+
+
+def test_counts_are_the_pages_through_the_device_and_the_major_faults():
+    pages = synthetic_mix(400, seed=3)
+    r = run_workload(pages, algorithm="lz4", **SMALL)
+    cpu = r.kernel_cpu
+    assert cpu["compressed_pages"] == r.vmstat["pswpout"] > 0
+    assert cpu["decompressed_pages"] == r.vmstat["pswpin"] > 0
+    assert cpu["major_faults"] == r.vmstat["pgmajfault"]
+    assert cpu["compress_us_per_page"] > 0 and cpu["decompress_us_per_page"] > 0
+    parts = cpu["compress_s"] + cpu["decompress_s"] + cpu["recompress_s"] + cpu["fault_s"]
+    assert r.predicted_kernel_cpu_s == cpu["seconds"] == parts
+
+
+def test_same_filled_pages_cost_no_codec_time():
+    pages = np.zeros((300, 4096), dtype=np.uint8)
+    pages[:, :] = np.arange(300, dtype=np.uint8)[:, None]  # each page one repeated byte
+    r = run_workload(pages, algorithm="lz4", **SMALL)
+    cpu = r.kernel_cpu
+    assert cpu["compressed_pages"] > 0
+    assert cpu["compress_us_per_page"] == cpu["decompress_us_per_page"] == 0.0
+    assert r.predicted_kernel_cpu_s == cpu["fault_s"]
+
+
+def test_a_slower_codec_is_predicted_slower():
+    pages = synthetic_mix(300, seed=5, mix={"text": 1.0})
+    fast = run_workload(pages, algorithm="lz4", **SMALL).kernel_cpu
+    slow = run_workload(pages, algorithm="lz4hc", **SMALL).kernel_cpu
+    assert slow["compressed_pages"] == fast["compressed_pages"]
+    assert slow["compress_us_per_page"] > 2 * fast["compress_us_per_page"]
+
+
+def test_sampler_keeps_a_bounded_sample_and_counts_every_page():
+    s = kcost.PageSampler(1)
+    for i in range(kcost.SAMPLE * 3):
+        s.add(bytes([i % 251]) * 4096)
+    assert s.seen == kcost.SAMPLE * 3 and len(s.pages) == kcost.SAMPLE
+    assert {p[0] for p in s.pages} != {p[0] for p in s.pages[:1]}
