@@ -158,9 +158,7 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def _timed(
-    fn: Callable, sink: list[float], pages: list[int], before=None, after=None
-) -> Callable:
+def _timed(fn: Callable, sink: list[float], pages: list[int], before=None, after=None) -> Callable:
     """``fn`` timed into ``sink``; its pages counted into ``pages`` and given to the
     :class:`~pyzram.tools.kcost.PageSampler` ``before`` (writes) or ``after`` (reads)."""
 
@@ -349,7 +347,6 @@ def run_workload(
     total = n + len(acc)
     t0 = time.perf_counter()
     try:
-
         # Samples: about 256 over the fill and 256 over the pattern (at most every
         # 512 steps), so a short fill is not one or two points.
         fill_every = max(1, min(512, n // 256))
