@@ -587,6 +587,52 @@ def _pp_summary(events: list[dict]) -> str:
     return f"post-processing at reclaim batch {when}{more}: " + "; ".join(parts)
 
 
+def workload_options(
+    *,
+    algo,
+    mem_limit,
+    disksize,
+    io_path,
+    backing_dev,
+    pattern,
+    accesses,
+    write_ratio,
+    seed,
+    folio_order,
+    mthp_swapin,
+    writeback,
+    recompress_algo,
+    recompress,
+    idle_age,
+    pp_every,
+    **_others,
+) -> dict:
+    """``run_workload``'s keyword arguments but ``io_path`` from ``command``'s options
+    (by its parameter names; the page source and the output options are ignored); a
+    bad value is a :class:`UsageError` naming the option."""
+    if io_path not in ("swap_ops", "bio"):
+        raise UsageError("--io-path", f"must be swap_ops or bio, not {io_path!r}")
+    if writeback is not None and writeback not in WRITEBACK_MODES:
+        raise UsageError("--writeback", f"must be one of {', '.join(WRITEBACK_MODES)}")
+    return run_kwargs(
+        algo,
+        mem_limit,
+        disksize,
+        pattern,
+        accesses,
+        write_ratio,
+        seed,
+        backing_dev,
+        folio_order=folio_order,
+        mthp_swapin=mthp_swapin,
+        writeback=writeback,
+        idle_age=idle_age,
+        pp_every=pp_every,
+        recompress_algo=recompress_algo,
+        recompress=recompress,
+    )
+
+
 def command(
     pagefile: PageFileArg = None,
     algo: Annotated[str, typer.Option("--algorithm", "-a", help=ALGO_HELP)] = "lzo-rle",
@@ -640,27 +686,7 @@ def command(
     """The main job: a workload under a memory limit swapping to zram, and its report."""
     from rich.progress import Progress
 
-    if io_path not in ("swap_ops", "bio"):
-        raise UsageError("--io-path", f"must be swap_ops or bio, not {io_path!r}")
-    if writeback is not None and writeback not in WRITEBACK_MODES:
-        raise UsageError("--writeback", f"must be one of {', '.join(WRITEBACK_MODES)}")
-    kw = run_kwargs(
-        algo,
-        mem_limit,
-        disksize,
-        pattern,
-        accesses,
-        write_ratio,
-        seed,
-        backing_dev,
-        folio_order=folio_order,
-        mthp_swapin=mthp_swapin,
-        writeback=writeback,
-        idle_age=idle_age,
-        pp_every=pp_every,
-        recompress_algo=recompress_algo,
-        recompress=recompress,
-    )
+    kw = workload_options(**locals())
     pages, source = workload_pages(pagefile, limit, mix, seed)
     if as_json:
         report = run_workload(pages, io_path=io_path, source=source, **kw)
