@@ -28,6 +28,7 @@ from pyzram.tools.commands import (
     serve,
     snapshot,
     store,
+    sweep,
     validate,
 )
 from pyzram.tools.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
@@ -53,6 +54,7 @@ app.command("compare")(compare.command)
 app.command("ctl")(ctl.command)
 app.command("serve")(serve.command)
 app.command("explore")(explore.command)
+app.command("sweep")(sweep.command)
 bench_app.callback()(bench.command)
 bench_app.command("zram")(bench.zram_command)
 bench_app.command("codecs")(bench.codecs_command)

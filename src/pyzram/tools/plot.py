@@ -71,3 +71,36 @@ def plot_run(report: RunReport, path: str | os.PathLike[str]) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_pareto(report: dict, path: str | os.PathLike[str]) -> None:
+    """``pyzram sweep report``'s PNG (1200 x 900 pixels): every cell's memory saved
+    against the kernel's predicted CPU cost, the Pareto front joined and labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = report["cells"]
+    by_id = {c["cell_id"]: c for c in cells}
+    fig, ax = plt.subplots(figsize=(12, 9), dpi=100)
+    ax.scatter(
+        [c["predicted_kernel_cpu_s"] * 1e3 for c in cells],
+        [c["memory_saved_bytes"] / 2**20 for c in cells],
+        color="0.6",
+        label="cell",
+    )
+    front = [by_id[i] for i in report["pareto_front"]]
+    xs = [c["predicted_kernel_cpu_s"] * 1e3 for c in front]
+    ys = [c["memory_saved_bytes"] / 2**20 for c in front]
+    ax.plot(xs, ys, "o-", color="C3", label="Pareto front")
+    for c, x, y in zip(front, xs, ys, strict=True):
+        ax.annotate(c["label"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("kernel CPU for the swapping, predicted (ms)")
+    ax.set_ylabel("memory saved (MiB): orig_data_size - mem_used_total")
+    ax.set_title(f"pyzram sweep: {len(cells)} cells")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
