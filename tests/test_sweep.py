@@ -247,3 +247,30 @@ def test_report_ranks_and_plots(tmp_path):
     assert p.returncode == 0, p.stderr
     assert max(len(line) for line in p.stdout.splitlines()) <= 80
     assert "Pareto front" in p.stdout and "algorithm=lz4" in p.stdout
+
+
+def test_ctrl_c_ends_the_sweep_with_one_line_and_keeps_what_is_done(tmp_path):
+    """Ctrl-C reaches the whole process group (the sweep and its local workers): one
+    line, exit 130, the cells done so far in results.parquet, and a rerun goes on."""
+    out = tmp_path / "sweep"
+    grid = ["--param", "seed=0,1,2,3,4,5,6,7", "--param", "limit=4096"]
+    argv = [sys.executable, "-m", "pyzram", "sweep", *grid, "-o", str(out), "--workers", "1"]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _wait_for(lambda: (out / "results.parquet").exists(), 240, "no cell finished")
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "pyzram: interrupted", err
+    assert "Traceback" not in err and "error" not in err
+    done = len(rows(out))
+    assert 1 <= done < 8
+    p = pyzram("sweep", *grid, "-o", str(out), "--workers", "1", "--json")
+    res = json.loads(p.stdout)
+    assert (res["skipped"], res["ran"], res["failed"]) == (done, 8 - done, 0)

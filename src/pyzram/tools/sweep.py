@@ -29,6 +29,7 @@ import hashlib
 import itertools
 import json
 import os
+import signal
 import socket
 import tempfile
 import threading
@@ -434,13 +435,21 @@ def dask_client(scheduler: str | None, workers: int | None):
             client.close()
         return
     n = workers or os.cpu_count() or 1
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
+    # The worker processes ignore SIGINT (inherited): Ctrl-C reaches the whole
+    # process group, and it is this process that ends the sweep and shuts them down.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        )
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     try:
         client = Client(cluster)
         try:
