@@ -61,6 +61,7 @@ bench_app.command("codecs")(bench.codecs_command)
 bench_app.command("swap")(bench.swap_command)
 bench_app.command("nbd")(bench.nbd_command)
 bench_app.command("run")(bench.run_command)
+bench_app.command("sweep")(bench.sweep_command)
 
 
 def _version(value: bool) -> None:

@@ -19,7 +19,9 @@ hash of its options, the sha256 of its pages and the pyzram version; a rerun
 into the same directory skips the cells whose identity has a result.
 
 Results: ``DIR/results.parquet``, one row per cell (``docs/sweep.md`` has the
-schema), rewritten (write to a temporary file, then rename) as cells finish.
+schema), rewritten (write to a temporary file, then rename) at most once a second
+as cells finish and once at the end, Ctrl-C included: a sweep killed outright loses
+at most its last second of cells.
 """
 
 from __future__ import annotations
@@ -370,6 +372,16 @@ def _worker_name() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def warm_up() -> None:
+    """Load the model and run a tiny workload, so that a process's first cell does
+    not pay the imports and first calls (run once in each worker at the start)."""
+    from pyzram.tools.commands.run import run_workload
+    from pyzram.workload.pages import synthetic_mix
+
+    with _CELL_LOCK:
+        run_workload(synthetic_mix(64, seed=0), mem_limit_pages=32, accesses=64)
+
+
 def _hash_task(source: Source, params: dict) -> str:
     return pages_hash(source, params, None)
 
@@ -474,6 +486,7 @@ def sweep(
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     path = out / RESULTS
+    client.run(warm_up)
     data: dict[Source, object] = {}  # local files: their bytes, scattered once
     keys: dict[tuple, object] = {}  # pages key -> sha256 (str) or its future
     for c in cells:
@@ -524,7 +537,7 @@ def sweep(
             rows.append(row)
             if progress:
                 progress(skipped + ran, total)
-            if time.perf_counter() - last >= write_every or len(rows) < 1000:
+            if time.perf_counter() - last >= write_every:
                 write_results(path, rows)
                 last = time.perf_counter()
     finally:

@@ -382,3 +382,44 @@ def run_command(
         console.print(f"pyzram mm_stat: {o.mm_stat.rstrip()}", soft_wrap=True)
     if not (res.kernel.intact and res.pyzram.intact):
         raise typer.Exit(1)
+
+
+def sweep_command(
+    limit: Annotated[int, typer.Option(help="pages of each cell (the standard mix)")] = 4096,
+    as_json: JsonOpt = False,
+) -> None:
+    """pyzram sweep on a local Dask cluster: 16 cells on 2 workers against 1, each cell
+    against the same run alone, and the scheduler's overhead per cell."""
+    from pyzram.tools.bench.sweep import bench_sweep
+
+    check_count("--limit", limit, 64)
+    err = Console(stderr=True)
+    with err.status("pyzram bench sweep") as status:
+        res = bench_sweep(limit, progress=lambda m: status.update(f"pyzram bench sweep: {m}"))
+    if as_json:
+        print(json.dumps(res, indent=2))
+        return
+    from pyzram.tools.bench.table import format_value as num
+
+    t = Table(
+        title=f"pyzram sweep, {res['cells']} cells, {res['cpus']} CPUs, load average "
+        f"{res['loadavg_before'][0]:.2f} before, {res['loadavg_after'][0]:.2f} after, CPU "
+        f"pressure {res['cpu_pressure_before']} % before, {res['cpu_pressure_after']} % after"
+    )
+    for c in ("row", "ours", "reference", "ratio", "goal", "met?"):
+        t.add_column(c, justify="right" if c in ("ours", "ratio") else "left", overflow="fold")
+    for r in res["rows"]:
+        met = "-" if r["met"] is None else "[green]yes[/green]" if r["met"] else "[red]no[/red]"
+        t.add_row(
+            r["name"],
+            num(r["ours"], r["ours_unit"]),
+            f"{num(r['reference'], r['ours_unit'])} ({r['reference_what']})",
+            f"{r['ratio']:.2f}x",
+            r["goal_text"] or "-",
+            met,
+        )
+    console.print(t)
+    console.print(
+        f"alone {res['alone_s']:.1f} s, 1 worker {res['one_worker_s']:.1f} s, "
+        f"2 workers {res['two_workers_s']:.1f} s"
+    )
