@@ -108,10 +108,12 @@ sys.stdin.readline()  # moved into the cgroup, limit set
 
 vm = [vmstat()]
 t = [time.monotonic()]
+st = [os.times().system]
 for p in range(0, n, 64):  # the process builds its memory, page by page
     c = min(64, n - p)
     os.preadv(fd, [mv[p * P : (p + c) * P]], p * P)
 t.append(time.monotonic())
+st.append(os.times().system)
 vm.append(vmstat())
 for i in range(nacc):
     v = vpn[i]
@@ -122,14 +124,16 @@ for i in range(nacc):
     else:
         mv[v * P]
 t.append(time.monotonic())
+st.append(os.times().system)
 vm.append(vmstat())
 bad = 0
 for v in range(n):
     if mv[v * P : (v + 1) * P] != os.pread(fd, P, exp[v] * P):
         bad += 1
 t.append(time.monotonic())
+st.append(os.times().system)
 vm.append(vmstat())
-sys.stdout.write(json.dumps({"t": t, "vmstat": vm, "bad": bad}) + "\n")
+sys.stdout.write(json.dumps({"t": t, "stime": st, "vmstat": vm, "bad": bad}) + "\n")
 sys.stdout.flush()
 sys.stdin.readline()  # the parent has read the device's stats
 """
@@ -147,6 +151,9 @@ class KernelSwapRun:
     mem_limit_pages: int
     folio_order: int
     seconds: float  # fill + pattern, wall time
+    #: The child's system time over fill + pattern (os.times): the kernel's CPU for its
+    #: faults, reclaim, compression and decompression, and its page-file reads.
+    system_seconds: float
     fill_seconds: float
     pattern_seconds: float
     check_seconds: float
@@ -173,12 +180,28 @@ class BenchRun:
     pyzram: RunReport
     #: pyzram's swapped pages/s over the kernel's (the goal: >= 1).
     ratio: float | None
+    #: The kernel child's system time with no memory limit (nothing swaps): the part of
+    #: ``kernel.system_seconds`` that is not swapping (first-touch faults, file reads).
+    baseline_system_seconds: float | None = None
+
+    @property
+    def swap_system_seconds(self) -> float | None:
+        """The kernel's measured system time of the swapping: limited - unlimited."""
+        if self.baseline_system_seconds is None:
+            return None
+        return self.kernel.system_seconds - self.baseline_system_seconds
 
     def as_dict(self) -> dict:
         d = self.pyzram.as_dict()
         for k in ("timeline", "device"):
             d.pop(k, None)
-        return {"kernel": self.kernel.as_dict(), "pyzram": d, "ratio": self.ratio}
+        return {
+            "kernel": self.kernel.as_dict(),
+            "pyzram": d,
+            "ratio": self.ratio,
+            "baseline_system_seconds": self.baseline_system_seconds,
+            "swap_system_seconds": self.swap_system_seconds,
+        }
 
 
 def unavailable_reason() -> str | None:
@@ -296,12 +319,15 @@ def run_kernel_swap(
     folio_order: int = 0,
     timeout: float = 600.0,
     progress: Callable[[str], None] | None = None,
+    unlimited: bool = False,
 ) -> KernelSwapRun:
     """Run the workload of :func:`pyzram.tools.commands.run.run_workload` (same arguments, same
     defaults) in a child process on the host kernel's swap; see the module docstring.
 
     ``OSError`` (EPERM, ENODEV) with a one-line reason where the host cannot
     do it; the kernel's errors (an unknown algorithm: EINVAL) as they come.
+    ``unlimited``: the same child with no memory limit (nothing swaps), the
+    baseline of what the workload costs the kernel without swapping.
     """
     reason = unavailable_reason()
     if reason is not None:
@@ -348,7 +374,8 @@ def run_kernel_swap(
             (cgroup / "cgroup.procs").write_text(str(proc.pid))
             baseline = int((cgroup / "memory.usage_in_bytes").read_text())
             limit_bytes = baseline + limit * PAGE_SIZE
-            (cgroup / "memory.limit_in_bytes").write_text(str(limit_bytes))
+            if not unlimited:
+                (cgroup / "memory.limit_in_bytes").write_text(str(limit_bytes))
             say(f"kernel: {n} pages, {len(acc)} accesses, limit {limit} pages")
             assert proc.stdin is not None
             proc.stdin.write(b"go\n")
@@ -390,6 +417,7 @@ def run_kernel_swap(
         mem_limit_pages=limit,
         folio_order=folio_order,
         seconds=seconds,
+        system_seconds=res["stime"][2] - res["stime"][0],
         fill_seconds=t[1] - t[0],
         pattern_seconds=t[2] - t[1],
         check_seconds=t[3] - t[2],
@@ -475,7 +503,10 @@ def bench_run(
     )
     kernel = run_kernel_swap(pages, timeout=timeout, progress=progress, **kw)
     if progress:
+        progress("kernel: the same workload with no memory limit")
+    base = run_kernel_swap(pages, timeout=timeout, unlimited=True, **kw)
+    if progress:
         progress("pyzram: running the same workload")
     ours = run_workload(pages, io_path=io_path, source=source, **kw)
     ratio = ours.swapped_pages_s / kernel.swapped_pages_s if kernel.swapped_pages_s else None
-    return BenchRun(kernel, ours, ratio)
+    return BenchRun(kernel, ours, ratio, base.system_seconds)

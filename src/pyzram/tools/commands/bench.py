@@ -378,6 +378,15 @@ def run_command(
         ratio = "-" if res.ratio is None else f"{res.ratio:.2f}x"
         goal = "met" if res.ratio is not None and res.ratio >= 1 else "not met"
         console.print(f"pyzram / kernel swapped pages/s: {ratio} (goal >= 1x: {goal})")
+        pred, meas, swap = o.predicted_kernel_cpu_s, k.system_seconds, res.swap_system_seconds
+        share = f" ({pred / swap:.0%} of it)" if swap and swap > 0 else ""
+        console.print(
+            f"kernel CPU of the swapping: measured {swap * 1e3:,.0f} ms (the child's system "
+            f"time, {meas * 1e3:,.0f} ms, less {res.baseline_system_seconds * 1e3:,.0f} ms "
+            f"with no memory limit); pyzram predicts {pred * 1e3:,.1f} ms (codec + major "
+            f"faults){share}",
+            soft_wrap=True,
+        )
         console.print(f"kernel mm_stat: {k.mm_stat.rstrip()}", soft_wrap=True)
         console.print(f"pyzram mm_stat: {o.mm_stat.rstrip()}", soft_wrap=True)
     if not (res.kernel.intact and res.pyzram.intact):
