@@ -71,7 +71,12 @@ def test_bench_run_kernel_and_pyzram(devices):
     assert k.swapped_pages_s > 0 and o.swapped_pages_s > 0
     assert res.ratio == pytest.approx(o.swapped_pages_s / k.swapped_pages_s)
     d = res.as_dict()
-    assert set(d) == {"kernel", "pyzram", "ratio"} and "timeline" not in d["pyzram"]
+    assert set(d) == {"kernel", "pyzram", "ratio", "baseline_system_seconds", "swap_system_seconds"}
+    assert "timeline" not in d["pyzram"]
+    # The kernel's system time of the swapping beside pyzram's prediction of it.
+    assert k.system_seconds >= 0 and res.baseline_system_seconds >= 0
+    assert d["swap_system_seconds"] == k.system_seconds - res.baseline_system_seconds
+    assert o.predicted_kernel_cpu_s > 0
 
 
 @pytest.mark.kernel
