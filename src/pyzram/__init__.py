@@ -7,6 +7,9 @@
     dev.pwrite(data, 0)                     # like pwrite(2) on /dev/zramN, O_DIRECT
     dev.sysfs["mm_stat"]                    # the kernel's exact text
 
+    m = pyzram.Machine()                    # a booted kernel: swap areas, vm events...
+    zram_init(m); si = swapon(m, dev.disk)  # pyzram.zram.swap, pyzram.mm.swapfile
+
 See docs/architecture.md for the map from kernel files to modules.
 ``pyzram.COMPILED`` says whether the kernel model's hot modules run compiled
 (the default where they were built) or interpreted (``PYZRAM_INTERPRETED=1``).
@@ -14,6 +17,7 @@ See docs/architecture.md for the map from kernel files to modules.
 
 from pyzram import _build  # noqa: I001  (first: it decides how the modules below load)
 from pyzram.config import ZramConfig
+from pyzram.mm.machine import Machine
 from pyzram.zram.stat import IoStat, MmStat, parse_io_stat, parse_mm_stat
 from pyzram.zram.zram_drv import Zram
 
@@ -22,6 +26,7 @@ COMPILED = _build._compiled()
 
 __all__ = [
     "COMPILED",
+    "Machine",
     "Zram",
     "ZramConfig",
     "MmStat",

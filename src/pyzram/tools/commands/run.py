@@ -45,10 +45,10 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from pyzram.block.bio import bio_stats
 from pyzram.lib.cmdline import parse_args
 from pyzram.mm.folio import PAGE_SIZE
-from pyzram.mm.swap import SWAPFILE_CLUSTER, vm_events
+from pyzram.mm.machine import Machine
+from pyzram.mm.swap import SWAPFILE_CLUSTER
 from pyzram.mm.swapfile import mkswap, swapoff, swapon
 from pyzram.mm.vmscan import AddressSpace, MemCgroup, mthp_size_name
 from pyzram.tools.commands.ctl import device_state
@@ -287,7 +287,8 @@ def run_workload(
         raise ValueError("no pages to run")
     limit = mem_limit_pages if mem_limit_pages is not None else max(32, n // 4)
     pp = PostProcessing(writeback, recompress, str(idle_age), pp_every)
-    memcg = MemCgroup(limit)
+    m = Machine(swap_ops_series=io_path == "swap_ops")
+    memcg = MemCgroup(m, limit)
     mm = AddressSpace(
         n, memcg, lambda vpn: pages[vpn], folio_order=folio_order, mthp_swapin=mthp_swapin
     )
@@ -295,7 +296,7 @@ def run_workload(
         pattern, n, accesses if accesses is not None else 2 * n, seed=seed, write_ratio=write_ratio
     )
     src = write_sources(acc, n, seed)
-    zram_init()
+    zram_init(m)
     dev = Zram()
     if backing_dev:
         dev.sysfs["backing_dev"] = backing_dev
@@ -314,7 +315,7 @@ def run_workload(
     except BaseException:
         dev.sysfs["reset"] = "1"
         raise
-    si = swapon(dev.disk, use_block_ops=(io_path == "swap_ops"))
+    si = swapon(m, dev.disk)
     wlat: list[float] = []
     rlat: list[float] = []
     wpages: list[int] = []
@@ -324,8 +325,9 @@ def run_workload(
         submit_write=_timed(si.ops.submit_write, wlat, wpages),
         submit_read=_timed(si.ops.submit_read, rlat, rpages),
     )
-    vm_events.reset()
-    bio_stats.clear()
+    vm_events = m.vm_events
+    bio_stats = dev.disk.bio_stats
+    bios_before = sum(bio_stats.values())  # mkswap's and swapon's header I/O
     # exp[vpn]: the page of the source whose original bytes page vpn holds now.
     exp = np.arange(n, dtype=np.int64)
     timeline: list[dict[str, float]] = []
@@ -333,7 +335,6 @@ def run_workload(
     total = n + len(acc)
     t0 = time.perf_counter()
     try:
-
         # Samples: about 256 over the fill and 256 over the pattern (at most every
         # 512 steps), so a short fill is not one or two points.
         fill_every = max(1, min(512, n // 256))
@@ -398,11 +399,13 @@ def run_workload(
         report_stat = dev.mm_stat()
         mm_text, io_text, bd_text = dev.sysfs["mm_stat"], dev.sysfs["io_stat"], dev.bd_stat()
         device = device_state(dev, mountpoint="[SWAP]")
-        bios = sum(bio_stats.values())
+        bios = sum(bio_stats.values()) - bios_before
     finally:
-        try:  # each swapped page has one reference, its PTE: the process exits
-            swapoff(si, unuse=lambda entry, folio: 1)
+        try:  # the process exits (exit_mmap), then swapoff
+            mm.zap_pte_range(0, n)
+            swapoff(si)
         finally:
+            m.close()
             dev.sysfs["reset"] = "1"
     swapped = counts.get("pswpout", 0) + counts.get("pswpin", 0)
     return RunReport(
