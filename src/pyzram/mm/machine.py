@@ -61,7 +61,7 @@ class Machine:
     def __init__(self, *, swap_ops_series: bool = True, page_cluster: int = 3) -> None:
         from pyzram.mm.page_io import SioPool
         from pyzram.mm.swap_ops import SwapBlockOps
-        from pyzram.mm.vmscan import AddressSpace, SwapReadahead
+        from pyzram.mm.vmscan import SwapReadahead
 
         #: Built with the series "mm/zram: route block swap I/O through swap_ops"
         #: (a false value is mainline 6.18: block areas always use the bio path,
