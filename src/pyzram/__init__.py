@@ -15,11 +15,18 @@ See docs/architecture.md for the map from kernel files to modules.
 (the default where they were built) or interpreted (``PYZRAM_INTERPRETED=1``).
 """
 
-from pyzram import _build  # noqa: I001  (first: it decides how the modules below load)
-from pyzram.config import ZramConfig
-from pyzram.mm.machine import Machine
-from pyzram.zram.stat import IoStat, MmStat, parse_io_stat, parse_mm_stat
-from pyzram.zram.zram_drv import Zram
+import os
+
+# pyzram does no linear algebra: without this, importing numpy starts OpenBLAS's
+# thread pool, whose threads spin after any BLAS call and take a core from the
+# model (a user's own setting wins; it only counts before numpy is imported).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from pyzram import _build  # noqa: E402, I001  (first: it decides how the modules below load)
+from pyzram.config import ZramConfig  # noqa: E402
+from pyzram.mm.machine import Machine  # noqa: E402
+from pyzram.zram.stat import IoStat, MmStat, parse_io_stat, parse_mm_stat  # noqa: E402
+from pyzram.zram.zram_drv import Zram  # noqa: E402
 
 #: True where the kernel model's hot modules run as their compiled extensions.
 COMPILED = _build._compiled()
