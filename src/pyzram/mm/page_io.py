@@ -28,6 +28,8 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
+import cython
+
 from pyzram.block.bio import (
     BLK_STS_OK,
     REQ_OP_READ,
@@ -122,6 +124,7 @@ def swap_iocb_folio(sio: SwapIocb, idx: int) -> Folio:
 # -- completion ----------------------------------------------------------------------
 
 
+@cython.locals(folio=Folio)
 def swap_read_end(sio: SwapIocb, failed: bool) -> None:
     """``swap_read_end``: once per read batch; uptodate on success, unlock always."""
     m = sio.machine
@@ -135,6 +138,7 @@ def swap_read_end(sio: SwapIocb, failed: bool) -> None:
     m.sio_pool.free(sio)
 
 
+@cython.locals(folio=Folio)
 def swap_write_end(sio: SwapIocb, failed: bool) -> None:
     """``swap_write_end``: once per write batch; a failure re-dirties every folio."""
     for folio in sio.bvecs:
@@ -148,6 +152,7 @@ def swap_write_end(sio: SwapIocb, failed: bool) -> None:
 # -- batching --------------------------------------------------------------------------
 
 
+@cython.locals(folio=Folio)
 def swap_can_merge(ctx: SwapIoCtx, si, folio: Folio, rw: int) -> bool:
     """``swap_can_merge``: same area, then the area's ``can_merge`` (None = always).
 
@@ -163,6 +168,7 @@ def swap_can_merge(ctx: SwapIoCtx, si, folio: Folio, rw: int) -> bool:
     return can_merge(si, folio, prev, prev.size, rw)
 
 
+@cython.locals(folio=Folio)
 def swap_add_folio(ctx: SwapIoCtx, folio: Folio, rw: int) -> None:
     """``swap_add_folio``: append to the batch, submitting first or after as needed."""
     m = ctx.machine
@@ -215,6 +221,7 @@ def _hand_over(ctx: SwapIoCtx, counter: str, rw: int) -> None:
 _ZERO_PAGE = bytes(PAGE_SIZE)
 
 
+@cython.locals(folio=Folio)
 def is_folio_zero_filled(folio: Folio) -> bool:
     """``is_folio_zero_filled``: a memcmp against the zero page, page by page."""
     data = folio.data
@@ -224,6 +231,7 @@ def is_folio_zero_filled(folio: Folio) -> bool:
     return all(view[i : i + PAGE_SIZE] == _ZERO_PAGE for i in range(0, folio.size, PAGE_SIZE))
 
 
+@cython.locals(folio=Folio)
 def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
     """``swap_writeout``: write a locked, dirty swap-cache folio out (or not).
 
@@ -250,6 +258,7 @@ def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
     return 0
 
 
+@cython.locals(folio=Folio)
 def __swap_writepage(ctx: SwapIoCtx, folio: Folio) -> None:
     """``__swap_writepage``: count at submission, start writeback, unlock, queue."""
     vm_events = ctx.machine.vm_events
@@ -265,6 +274,7 @@ def __swap_writepage(ctx: SwapIoCtx, folio: Folio) -> None:
 # -- swap-in -----------------------------------------------------------------------------
 
 
+@cython.locals(folio=Folio)
 def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
     """``swap_read_folio``: a locked, not-uptodate swap-cache folio; queue or fill now.
 

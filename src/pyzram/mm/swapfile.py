@@ -39,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cython
 import numpy as np
 
 from pyzram.block.bio import REQ_OP_READ, REQ_OP_WRITE, Bio, submit_bio_wait
@@ -354,6 +355,7 @@ def release_swap_area(si: SwapInfo) -> None:
 UnuseFn = Callable[[SwpEntry, Folio], int]
 
 
+@cython.locals(folio=Folio)
 def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     """``sys_swapoff``: bring every in-use slot back into memory, then release the area.
 
@@ -394,7 +396,9 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
         if not folio.test(PG_uptodate):
             raise OSError(errno.EIO, f"swapoff: cannot read slot {entry.offset}")
         try:
-            dropped = sum(mm.unuse_pte(entry, folio) for mm in m.mmlist)
+            dropped = 0
+            for mm in m.mmlist:
+                dropped += mm.unuse_pte(entry, folio)
             if unuse is not None:
                 dropped += unuse(entry, folio)
         except OSError:  # ENOMEM from a memcg charge: reinsert_swap_info, fail
@@ -499,6 +503,7 @@ def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None
     return off
 
 
+@cython.locals(folio=Folio)
 def folio_alloc_swap(m: Machine, folio: Folio) -> SwpEntry:
     """``folio_alloc_swap``: slots for a locked folio, which enters the swap cache.
 
@@ -605,6 +610,7 @@ def swap_cache_get_folio(m: Machine, entry: SwpEntry) -> Folio | None:
         return si.swap_cache.get(entry.offset)
 
 
+@cython.locals(folio=Folio)
 def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio:
     """``swap_cache_alloc_folio``: a new locked, !uptodate folio in the swap cache.
 
@@ -631,6 +637,7 @@ def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio
     return folio
 
 
+@cython.locals(folio=Folio)
 def swap_cache_del_folio(m: Machine, folio: Folio) -> None:
     """``swap_cache_del_folio``: leave the cache; slots with no references are freed."""
     entry = folio.swap
@@ -645,6 +652,7 @@ def swap_cache_del_folio(m: Machine, folio: Folio) -> None:
     folio.swap = None
 
 
+@cython.locals(folio=Folio)
 def folio_free_swap(m: Machine, folio: Folio) -> bool:
     """``folio_free_swap``: drop the folio from the swap cache if no PTE needs it.
 

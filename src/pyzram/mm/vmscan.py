@@ -57,6 +57,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+import cython
 import numpy as np
 
 from pyzram.mm.folio import (
@@ -165,11 +166,13 @@ class LruList:
         self._d: OrderedDict[Folio, Owner] = OrderedDict()
         self.nr_pages = 0
 
+    @cython.locals(folio=Folio)
     def add(self, folio: Folio, owner: Owner) -> None:
         """``lruvec_add_folio``: at the head."""
         self._d[folio] = owner
         self.nr_pages += folio.nr_pages
 
+    @cython.locals(folio=Folio)
     def remove(self, folio: Folio) -> Owner | None:
         """``lruvec_del_folio`` if the folio is on this list; its owner or None."""
         owner = self._d.pop(folio, None)
@@ -177,6 +180,7 @@ class LruList:
             self.nr_pages -= folio.nr_pages
         return owner
 
+    @cython.locals(folio=Folio)
     def pop_tail(self) -> tuple[Folio, Owner]:
         """The oldest folio, taken off the list."""
         folio, owner = self._d.popitem(last=False)
@@ -234,6 +238,7 @@ class MemCgroup:
 
     # -- LRU -------------------------------------------------------------------------
 
+    @cython.locals(folio=Folio)
     def lru_add(self, folio: Folio, owner: Owner) -> None:
         """``folio_add_lru`` / ``lruvec_add_folio``: on the list ``PG_active`` names
         (new anon folios are not active: they start on the inactive list)."""
@@ -242,6 +247,7 @@ class MemCgroup:
         else:
             self.inactive.add(folio, owner)
 
+    @cython.locals(folio=Folio)
     def lru_del(self, folio: Folio) -> None:
         """Take a folio off whichever list holds it (``folio_isolate_lru``)."""
         if self.inactive.remove(folio) is None:
@@ -253,6 +259,7 @@ class MemCgroup:
         return self.inactive.nr_pages < self.active.nr_pages
 
 
+@cython.locals(folio=Folio)
 def shrink_active_list(memcg: MemCgroup, nr: int) -> None:
     """``shrink_active_list``: move about ``nr`` pages of folios from the active tail to
     inactive, clearing their referenced and active bits."""
@@ -266,6 +273,7 @@ def shrink_active_list(memcg: MemCgroup, nr: int) -> None:
         moved += folio.nr_pages
 
 
+@cython.locals(folio=Folio)
 def isolate_lru_folios(memcg: MemCgroup, nr: int) -> list[tuple[Folio, Owner]]:
     """``isolate_lru_folios``: folios of about ``nr`` pages off the inactive tail
     (``pgscan_anon``); pages are counted, so one 2 MiB folio is a batch alone."""
@@ -279,6 +287,7 @@ def isolate_lru_folios(memcg: MemCgroup, nr: int) -> list[tuple[Folio, Owner]]:
     return folio_list
 
 
+@cython.locals(folio=Folio)
 def move_folios_to_lru(memcg: MemCgroup, folio_list: list[tuple[Folio, Owner]]) -> None:
     """``move_folios_to_lru``: put back what reclaim kept, each on its list."""
     for folio, owner in folio_list:
@@ -316,6 +325,7 @@ def shrink_lruvec(memcg: MemCgroup, nr_to_reclaim: int, gfp_mask: int = GFP_KERN
     return freed
 
 
+@cython.locals(folio=Folio)
 def split_folio_to_list(folio: Folio, owner: Owner) -> list[tuple[Folio, Owner]]:
     """``split_folio_to_list`` of a locked, mapped, not-yet-swapped large folio.
 
@@ -343,6 +353,7 @@ def split_folio_to_list(folio: Folio, owner: Owner) -> list[tuple[Folio, Owner]]
     return pieces
 
 
+@cython.locals(folio=Folio)
 def _alloc_swap_or_split(
     m: Machine, folio: Folio, owner: Owner, batch: list[tuple[Folio, Owner]]
 ) -> tuple[Folio, Owner, bool]:
@@ -373,6 +384,7 @@ def _alloc_swap_or_split(
     return head, head_owner, True
 
 
+@cython.locals(folio=Folio)
 def may_enter_fs(m: Machine, folio: Folio, gfp_mask: int) -> bool:
     """``may_enter_fs``: may reclaim write this folio with ``gfp_mask``?
 
@@ -388,6 +400,7 @@ def may_enter_fs(m: Machine, folio: Folio, gfp_mask: int) -> bool:
     return not (ops is not None and ops.flags & SWAP_OPS_F_NOFS)
 
 
+@cython.locals(folio=Folio)
 def shrink_folio_list(
     m: Machine, folio_list: list[tuple[Folio, Owner]], gfp_mask: int = GFP_KERNEL
 ) -> int:
@@ -499,6 +512,7 @@ class AddressSpace:
         self.present: dict[int, Folio] = {}
         self.swapped: dict[int, int] = {}  # raw entry -> vpn (the rmap of swap entries)
 
+    @cython.locals(folio=Folio)
     def unmap(self, base: int, folio: Folio) -> None:
         """``try_to_unmap`` of a folio mapped at ``base``: each PTE takes its slot's entry."""
         entry = folio.swap
@@ -519,6 +533,7 @@ class AddressSpace:
             del self.present[base + j]
             self.swapped[raw + j] = base + j
 
+    @cython.locals(folio=Folio)
     def touch(
         self, vpn: int, write: bool = False, data: bytes | memoryview | np.ndarray | None = None
     ) -> Folio:
@@ -562,6 +577,7 @@ class AddressSpace:
             return 0
         return order
 
+    @cython.locals(folio=Folio)
     def do_anonymous_page(self, vpn: int) -> Folio:
         """``do_anonymous_page``: charge, then a new folio with the page's bytes.
 
@@ -629,6 +645,7 @@ class AddressSpace:
             return 0
         return order
 
+    @cython.locals(folio=Folio)
     def do_swap_page(self, vpn: int) -> Folio:
         """``do_swap_page``: a swap cache hit, or a read of the slot(s); maps the folio."""
         m = self.machine
@@ -682,6 +699,7 @@ class AddressSpace:
         self._map(base, folio)
         return folio
 
+    @cython.locals(folio=Folio)
     def swap_cluster_readahead(self, entry: SwpEntry) -> Folio:
         """``swap_cluster_readahead``: the aligned window of ``swapin_nr_pages`` slots
         around the target, read through one ctx; the others get ``PG_readahead``."""
@@ -711,6 +729,7 @@ class AddressSpace:
         swap_read_submit(ctx)
         return target
 
+    @cython.locals(folio=Folio)
     def madvise_willneed(self, start: int, end: int) -> None:
         """``madvise(MADV_WILLNEED)`` of pages ``start..end-1`` (``swapin_walk_pmd_entry``).
 
@@ -735,6 +754,7 @@ class AddressSpace:
             swap_read_folio(ctx, folio)
         swap_read_submit(ctx)
 
+    @cython.locals(folio=Folio)
     def zap_pte_range(self, start: int, end: int) -> None:
         """``zap_pte_range`` (``munmap`` / ``MADV_DONTNEED``) of pages ``start..end-1``.
 
@@ -771,6 +791,7 @@ class AddressSpace:
                     folio.unlock()
             vpn += 1
 
+    @cython.locals(folio=Folio)
     def unuse_pte(self, entry: SwpEntry, folio: Folio) -> int:
         """``unuse_pte``: for ``swapoff``, map the read folio where a PTE holds ``entry``.
 
@@ -786,6 +807,7 @@ class AddressSpace:
         self._map(vpn, folio)
         return 1
 
+    @cython.locals(folio=Folio)
     def _map(self, base: int, folio: Folio) -> None:
         """Map every page of ``folio`` from page ``base`` and put it on the LRU."""
         nr = folio.nr_pages

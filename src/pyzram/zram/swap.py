@@ -68,7 +68,9 @@ def _zram_of(ctx_or_si) -> Zram:
     return si.bdev.disk.private_data
 
 
-@cython.locals(zram=Zram, index=cython.Py_ssize_t, base=cython.Py_ssize_t, j=cython.Py_ssize_t)
+@cython.locals(
+    zram=Zram, folio=Folio, index=cython.Py_ssize_t, base=cython.Py_ssize_t, j=cython.Py_ssize_t
+)
 def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
     """``zram_swap_submit_write``: every page of every folio of the batch goes
     to its slot through ``zram_write_page``, then is marked accessed in its
@@ -125,7 +127,7 @@ def zram_swap_read_page(zram: Zram, page, index: int) -> int:
     return ret
 
 
-@cython.locals(zram=Zram, base=cython.Py_ssize_t, j=cython.Py_ssize_t)
+@cython.locals(zram=Zram, folio=Folio, base=cython.Py_ssize_t, j=cython.Py_ssize_t)
 def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
     """``zram_swap_submit_read``: each page decompressed straight into the
     folio's page (:func:`zram_swap_read_page`); the first failure stops the
