@@ -346,13 +346,16 @@ def run_cell(cell: Cell, data: bytes | None = None) -> dict:
     t0 = time.perf_counter()
     with _CELL_LOCK, tempfile.TemporaryDirectory(prefix="pyzram-sweep-") as tmp:
         try:
+            t = time.perf_counter()
             pages, source = cell_pages(cell.source, cell.params, data)
+            pages_s = time.perf_counter() - t
             backing = os.path.join(tmp, "backing")
             kw = workload_options(**_with_backing(cell.params, backing))
             if kw.get("backing_dev"):
                 with open(backing, "wb") as f:
                     f.truncate(kw.get("disksize") or default_disksize(len(pages)))
             report = run_workload(pages, io_path=cell.params["io_path"], source=source, **kw)
+            report.pages_seconds = pages_s  # (as pyzram run's command measures it)
             row.update(report_row(report))
             row["error"] = None
         except (OSError, ValueError, RuntimeError) as e:
