@@ -9,7 +9,7 @@ before any cell runs, and executes in a worker as
 ``pyzram run``, which sets up and tears down its own device: a cell gives what
 a standalone ``pyzram run --json`` with the same options gives.  Cells in one
 worker process run one at a time (:data:`_CELL_LOCK`), whatever threads the
-worker has.
+worker has; each run has its own kernel model (``Machine``).
 
 Page sources: local page files (read by the client and sent to the cluster,
 so workers need no shared disk), URLs that fsspec reads (read by the
@@ -66,7 +66,8 @@ MM_STAT_FIELDS = (
     "huge_pages_since",
 )
 
-#: One cell at a time per process: the kernel model's state is per process.
+#: One cell at a time per process: threads of one process share one interpreter lock,
+#: and a cell's wall time is to be its own.
 _CELL_LOCK = threading.Lock()
 
 
