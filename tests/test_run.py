@@ -151,3 +151,18 @@ def test_vmstat_and_rate_cover_the_workload_not_the_check():
     swapped = r.vmstat["pswpout"] + r.vmstat["pswpin"]
     assert r.swapped_pages_s == pytest.approx(swapped / r.seconds)
     assert r.read_batch_latency_us == {} and r.swapin_pages_s == 0.0  # no read batch counted
+
+
+def test_a_run_is_repeatable_to_the_byte():
+    """The same options give the same device, byte for byte: the swap header's UUID
+    comes from the seed (a random one changes compr_data_size run to run)."""
+    from pyzram.tools.commands.run import swap_uuid
+
+    pages = synthetic_mix(512, seed=11)
+    runs = [
+        run_workload(pages, io_path="swap_ops", algorithm="lzo-rle", mem_limit_pages=64,
+                     accesses=1024, seed=s)
+        for s in (3, 3, 4)
+    ]  # fmt: skip
+    assert runs[0].mm_stat == runs[1].mm_stat and runs[0].vmstat == runs[1].vmstat
+    assert swap_uuid(3) == swap_uuid(3) != swap_uuid(4) and len(swap_uuid(3)) == 16

@@ -62,7 +62,13 @@ from pyzram.host.kernel_zram import KernelZram
 from pyzram.host.kernel_zram import unavailable_reason as zram_unavailable
 from pyzram.mm.swap import SWAP_FLAG_PREFER, SWAP_FLAG_PRIO_MASK
 from pyzram.mm.swapfile import mkswap
-from pyzram.tools.commands.run import VMSTAT_KEYS, RunReport, default_disksize, run_workload
+from pyzram.tools.commands.run import (
+    VMSTAT_KEYS,
+    RunReport,
+    default_disksize,
+    run_workload,
+    swap_uuid,
+)
 from pyzram.workload.pages import wait_ready, write_page_file
 from pyzram.workload.patterns import make_pattern, write_sources
 
@@ -360,7 +366,7 @@ def run_kernel_swap(
             say("kernel: hot_add, swapon")
             zram.create()
             zram.setup(algorithm, disksize if disksize else default_disksize(n))
-            mkswap(str(zram.dev_path), pages=zram.disksize() // PAGE_SIZE)
+            mkswap(str(zram.dev_path), pages=zram.disksize() // PAGE_SIZE, uuid=swap_uuid(seed))
             _swapon(zram.dev_path, SWAP_PRIO)
             swapped_on = True
             cgroup = _own_memcg() / f"pyzram-bench-{os.getpid()}-zram{zram.id}"

@@ -75,11 +75,16 @@ _UUID_OFF = 1024 + 12
 _BADPAGES_OFF = 1024 + 12 + 16 + 16 + 117 * 4
 
 
-def mkswap(target: Gendisk | str | os.PathLike[str], pages: int | None = None) -> int:
+def mkswap(
+    target: Gendisk | str | os.PathLike[str], pages: int | None = None, uuid: bytes | None = None
+) -> int:
     """Write a swap header (``mkswap``): version 1, ``last_page``, no bad pages.
 
-    Block devices are written through the bio path, files with ``pwrite``.
-    Returns the number of pages of the area (header included).
+    ``uuid`` (16 bytes, ``mkswap -U``) defaults to a random one, as mkswap's
+    does; the header page is stored like any other, so a run that must be
+    repeatable to the byte gives one.  Block devices are written through
+    the bio path, files with ``pwrite``.  Returns the number of pages of the
+    area (header included).
     """
     size = _target_size(target)
     npages = size >> PAGE_SHIFT if pages is None else pages
@@ -87,7 +92,9 @@ def mkswap(target: Gendisk | str | os.PathLike[str], pages: int | None = None) -
         raise OSError(errno.EINVAL, "mkswap: area too small (needs 2 pages)")
     hdr = bytearray(PAGE_SIZE)
     _HDR.pack_into(hdr, 1024, SWAP_VERSION, npages - 1, 0)
-    hdr[_UUID_OFF : _UUID_OFF + 16] = os.urandom(16)
+    if uuid is not None and len(uuid) != 16:
+        raise ValueError(f"mkswap: a UUID is 16 bytes, not {len(uuid)}")
+    hdr[_UUID_OFF : _UUID_OFF + 16] = os.urandom(16) if uuid is None else uuid
     hdr[PAGE_SIZE - 10 :] = SWAP_MAGIC
     _target_io(target, REQ_OP_WRITE, hdr, 0)
     return npages
