@@ -40,6 +40,7 @@ def zswap_pageout(
     totalram_pages: int | None = None,
     compressors: tuple[str, ...] | None = None,
     read_back: bool = False,
+    params: dict[str, str] | None = None,
 ) -> dict:
     """The pages as ``MADV_PAGEOUT`` pushes them through pyzram's zswap.
 
@@ -66,6 +67,8 @@ def zswap_pageout(
     m = SimpleNamespace(zswap=Zswap(**kw), vm_events=VmEvents())
     zs = m.zswap
     zs.param_write("compressor", compressor)
+    for name, value in (params or {}).items():
+        zs.param_write(name, value)
     zs.param_write("enabled", "Y")
     n = len(pages)
     zswap_swapon(m, 0, n + 1)
