@@ -64,3 +64,13 @@ def make_sized_zram(pages: int = 64, config: ZramConfig | None = None, **kw) -> 
 @pytest.fixture
 def sized_zram():
     return make_sized_zram()
+
+
+@pytest.fixture
+def m():
+    """A fresh machine (the kernel's global state: swap areas, registry, vm events),
+    powered off after the test."""
+    from pyzram.mm.machine import Machine
+
+    with Machine() as machine:
+        yield machine

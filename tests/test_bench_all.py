@@ -145,10 +145,6 @@ def test_ratios_follow_the_measurements(monkeypatch):
     assert interp.ours == pytest.approx((5.0 - 0.5) / n * 1e6) and interp.goal is None
     floor = rows["swap_core_floor"]
     assert floor.ours == pytest.approx(0.5 / n * 1e6) and floor.goal is None
-    # Every swap area the harness swapped on is off again.
-    from pyzram.mm.swapfile import active_areas
-
-    assert not active_areas()
 
 
 def test_bad_options_are_one_line_errors(capsys):
@@ -201,12 +197,17 @@ def test_null_backend_measures_the_swap_core_alone(monkeypatch):
     """``path="null"``: the batches reach a do-nothing swap_ops, so zram sees
     only the swap header (mkswap's write, swapon's read); every batch still
     ends exactly once and no area is left behind."""
-    from pyzram.mm.page_io import sio_pool
-    from pyzram.mm.swapfile import active_areas
+    from pyzram.mm.machine import Machine
     from pyzram.workload.pages import synthetic_mix
     from pyzram.zram import zram_drv
 
     calls: list[str] = []
+    machines: list[Machine] = []
+
+    class Recorded(Machine):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            machines.append(self)
 
     def counting(name, fn):
         def wrapper(*a, **k):
@@ -219,13 +220,14 @@ def test_null_backend_measures_the_swap_core_alone(monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(zram_drv, "zram_bio_write", counting("write", zram_drv.zram_bio_write))
         m.setattr(zram_drv, "zram_bio_read", counting("read", zram_drv.zram_bio_read))
-        before = sio_pool.allocated_total
+        m.setattr(bench_all, "Machine", Recorded)
         r = bench_all.submit_batches(pages, "lz4", "null", 1, bench_all._host_config("lz4"))
     assert calls == ["write", "read"]  # mkswap's header and swapon's read of it, no more
     assert r["intact"] is None and r["write_s"] > 0 and r["read_s"] > 0
-    assert sio_pool.allocated_total - before == 2 * -(-100 // 32)  # write and read batches
-    assert sio_pool.outstanding == 0
-    assert not active_areas()
+    (mach,) = machines  # the bench booted one machine, and powered it off
+    assert mach.sio_pool.allocated_total == 2 * -(-100 // 32)  # write and read batches
+    assert mach.sio_pool.outstanding == 0
+    assert not mach.active_areas()
     real = bench_all.submit_batches(pages, "lz4", "swap_ops", 1, bench_all._host_config("lz4"))
     assert real["intact"] is True
 

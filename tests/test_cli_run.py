@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from pyzram.tools.cli import app, main
 from pyzram.tools.commands.run import VMSTAT_KEYS
 from pyzram.workload.pages import synthetic_mix, write_page_file
-from test_swap_core import swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
 
 #: ``pyzram run --json``: every key and the type of its value.
 RUN_SCHEMA: dict[str, type | tuple[type, ...]] = {
@@ -51,6 +50,8 @@ RUN_SCHEMA: dict[str, type | tuple[type, ...]] = {
     "recompressed_pages": int,
     "device": dict,
     "timeline": list,
+    "wall_seconds": float,
+    "pages_seconds": float,
 }
 LATENCY_KEYS = {"n", "p50", "p90", "p99", "max"}
 TIMELINE_KEYS = {
@@ -64,6 +65,7 @@ def check_run_schema(r: dict) -> None:
     assert set(r) == set(RUN_SCHEMA)
     for key, typ in RUN_SCHEMA.items():
         assert isinstance(r[key], typ), (key, r[key])
+    assert 0 < r["seconds"] < r["wall_seconds"]  # the window sits inside the wall time
     assert r["io_path"] in ("swap_ops", "bio")
     assert len(r["mm_stat"].split()) == 9 and r["mm_stat"].endswith("\n")
     assert len(r["io_stat"].split()) == 4

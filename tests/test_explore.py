@@ -18,8 +18,6 @@ from contextlib import contextmanager
 
 import pytest
 
-from pyzram.mm import swapfile
-from pyzram.mm.page_io import sio_pool
 from pyzram.mm.swap_ops import registered_block_ops
 from pyzram.tools.commands import explore as ex
 from pyzram.tools.commands.explore import (
@@ -340,30 +338,41 @@ def test_api_catalogue_errors_and_json():
     assert d["description"] == f.description
 
 
-def test_swap_state_is_restored_even_with_a_registration_in_place():
-    from pyzram.zram.swap import zram_exit, zram_init, zram_swap_ops_as_posted
+def test_the_explorer_runs_on_machines_of_its_own():
+    from pyzram.mm.machine import Machine
+    from pyzram.zram.swap import zram_init, zram_swap_ops_as_posted
     from pyzram.zram.zram_drv import zram_devops
 
-    zram_init(zram_swap_ops_as_posted)
-    try:
-        explore("backing_batch_read", "adjacent")  # registers zram_swap_ops meanwhile
-        explore("seed_swap_read_vs_idle_writeback", "backing_dev", max_schedules=5)
-        assert registered_block_ops() == (zram_devops, zram_swap_ops_as_posted)
-    finally:
-        zram_exit()
-    assert registered_block_ops() == (None, None)
-    assert not swapfile.active_areas() and sio_pool.outstanding == 0
+    mine = Machine()
+    zram_init(mine, zram_swap_ops_as_posted)
+    explore("backing_batch_read", "adjacent")  # boots machines with zram_swap_ops
+    explore("seed_swap_read_vs_idle_writeback", "backing_dev", max_schedules=5)
+    assert registered_block_ops(mine) == (zram_devops, zram_swap_ops_as_posted)
+    assert not mine.active_areas() and not mine.vm_events.counts
+    assert mine.sio_pool.outstanding == 0
 
 
 def test_failed_run_cleans_up(monkeypatch):
+    from pyzram.mm.machine import Machine
+
+    closed: list[Machine] = []
+    close = Machine.close
+
+    def spy(self):
+        close(self)
+        closed.append(self)
+
     def boom(*a, **k):
         raise RuntimeError("judge failed")
 
+    monkeypatch.setattr(Machine, "close", spy)
     monkeypatch.setattr(ex, "_judge_writeback", lambda *a: boom)
     with pytest.raises(RuntimeError, match="judge failed"):
         explore("seed_swap_read_vs_idle_writeback", "backing_dev")
-    assert registered_block_ops() == (None, None)
-    assert not swapfile.active_areas() and sio_pool.outstanding == 0
+    assert closed, "the scenario's machine was not powered off"
+    for m in closed:
+        assert not m.active_areas() and registered_block_ops(m) == (None, None)
+        assert m.sio_pool.outstanding == 0
 
 
 def _runs(schedule: list[str]) -> str:

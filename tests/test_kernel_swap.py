@@ -19,7 +19,6 @@ import pytest
 from pyzram.host import kernel_swap as ks
 from pyzram.tools.cli import main
 from pyzram.workload.pages import synthetic_mix
-from test_swap_core import swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
 
 REASON = ks.unavailable_reason()
 needs_kernel = pytest.mark.skipif(REASON is not None, reason=REASON or "")

@@ -10,7 +10,6 @@ import pytest
 from pyzram.tools.cli import main
 from pyzram.tools.commands.run import run_workload
 from pyzram.workload.pages import synthetic_mix, write_page_file
-from test_swap_core import swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
 
 
 @pytest.mark.parametrize("io_path", ["swap_ops", "bio"])

@@ -339,24 +339,8 @@ def test_stress_block_io_with_post_processing(tmp_path):
 # -- the swap-path stress ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def swap_state():
-    """Clean module-global swap state before and after (swap areas, zram's registration)."""
-    from pyzram.mm import swapfile
-    from pyzram.zram.swap import zram_exit
-
-    def teardown():
-        for si in swapfile.active_areas():
-            swapfile._release_area(si)
-        zram_exit()
-
-    teardown()
-    yield
-    teardown()
-
-
 def swapper(
-    z: Zram, pool: np.ndarray, rng: random.Random, ops: int, stats: dict, resident: list
+    m, z: Zram, pool: np.ndarray, rng: random.Random, ops: int, stats: dict, resident: list
 ) -> None:
     """One 'process': its own folios, swapped out in batches and faulted back in."""
     from pyzram.mm.folio import Folio, PG_reclaim, PG_uptodate
@@ -383,20 +367,20 @@ def swapper(
             batch = [
                 resident.pop(rng.randrange(len(resident))) for _ in range(min(8, len(resident)))
             ]
-            ctx = SwapIoCtx()
+            ctx = SwapIoCtx(m)
             for f in batch:
                 f.lock()
                 f.mark_uptodate()
                 f.mark_dirty()
-                e = folio_alloc_swap(f)
-                swap_duplicate(e)
+                e = folio_alloc_swap(m, f)
+                swap_duplicate(m, e)
                 f.set(PG_reclaim)
                 swap_writeout(ctx, f)
             swap_write_submit(ctx)
             for f in batch:
                 e, data = f.swap, bytes(f.data)
                 f.lock()
-                swap_cache_del_folio(f)
+                swap_cache_del_folio(m, f)
                 f.unlock()
                 swapped.append((e, data))
             stats["out"] += len(batch)
@@ -404,10 +388,10 @@ def swapper(
             # faults: swap in up to 8, check, and free their swap slots
             k = min(len(swapped), rng.randint(1, 8))
             picks = [swapped.pop(rng.randrange(len(swapped))) for _ in range(k)]
-            ctx = SwapIoCtx()
+            ctx = SwapIoCtx(m)
             folios = []
             for e, _ in picks:
-                g = swap_cache_alloc_folio(e)
+                g = swap_cache_alloc_folio(m, e)
                 swap_read_folio(ctx, g)
                 folios.append(g)
             swap_read_submit(ctx)
@@ -416,9 +400,9 @@ def swapper(
                 g.unlock()
                 assert g.test(PG_uptodate), f"swap-in of slot {e.offset} failed"
                 assert bytes(g.data) == data, f"swap-in of slot {e.offset}: wrong data"
-                swap_free(e)
+                swap_free(m, e)
                 g.lock()
-                assert folio_free_swap(g)
+                assert folio_free_swap(m, g)
                 g.unlock()
                 # the process keeps the page (a new anonymous folio), maybe dirtied
                 if rng.random() < 0.5:
@@ -428,10 +412,10 @@ def swapper(
     # the process exits: whatever is still swapped out is faulted in and checked
     while swapped:
         picks, swapped = swapped[:8], swapped[8:]
-        ctx = SwapIoCtx()
+        ctx = SwapIoCtx(m)
         folios = []
         for e, _ in picks:
-            g = swap_cache_alloc_folio(e)
+            g = swap_cache_alloc_folio(m, e)
             swap_read_folio(ctx, g)
             folios.append(g)
         swap_read_submit(ctx)
@@ -439,20 +423,20 @@ def swapper(
             g.lock()
             g.unlock()
             assert g.test(PG_uptodate) and bytes(g.data) == data, f"final swap-in of {e.offset}"
-            swap_free(e)
+            swap_free(m, e)
             g.lock()
-            assert folio_free_swap(g)
+            assert folio_free_swap(m, g)
             g.unlock()
         stats["in"] += len(picks)
 
 
 @pytest.mark.parametrize("backing", [False, True], ids=["no_backing_dev", "backing_dev"])
-def test_stress_swap_path_with_post_processing(tmp_path, swap_state, backing):
+def test_stress_swap_path_with_post_processing(m, tmp_path, backing):
     from pyzram.mm.folio import Folio
     from pyzram.mm.swapfile import mkswap, swapoff, swapon
     from pyzram.zram.swap import zram_init, zram_swap_ops
 
-    zram_init()
+    zram_init(m)
     z = Zram()
     if backing:
         img = tmp_path / "backing.img"
@@ -462,7 +446,7 @@ def test_stress_swap_path_with_post_processing(tmp_path, swap_state, backing):
     z.sysfs["recomp_algorithm"] = f"algo={SECONDARY[1]}"
     z.sysfs["disksize"] = str(1024 * P)
     mkswap(z.disk)
-    si = swapon(z.disk)
+    si = swapon(m, z.disk)
     assert si.ops is zram_swap_ops
     pool = page_pool(SEED + 1)
     h = Harness(z)
@@ -471,7 +455,7 @@ def test_stress_swap_path_with_post_processing(tmp_path, swap_state, backing):
     for k in range(nproc):
         rng = random.Random(SEED * 1000 + k)
         resident = [Folio(0, pool[rng.randrange(len(pool))].tobytes()) for _ in range(24)]
-        h.add(f"swapper{k}", swapper, z, pool, rng, max(10, OPS // 6), stats[k], resident)
+        h.add(f"swapper{k}", swapper, m, z, pool, rng, max(10, OPS // 6), stats[k], resident)
     pp_ops = max(4, OPS // 10)
     logs: dict[str, list] = {"idle": [], "writeback": [], "recompress": []}
     h.add(

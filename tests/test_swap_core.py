@@ -25,8 +25,7 @@ import pytest
 
 from pyzram import Zram
 from pyzram.block.filedev import FileDisk
-from pyzram.mm import page_io, swapfile
-from pyzram.mm import swap_ops as swap_ops_mod
+from pyzram.mm import page_io
 from pyzram.mm.folio import (
     PAGE_SIZE,
     Folio,
@@ -38,8 +37,8 @@ from pyzram.mm.folio import (
     PG_writeback,
     SwpEntry,
 )
+from pyzram.mm.machine import Machine
 from pyzram.mm.page_io import (
-    sio_pool,
     swap_bdev_ops,
     swap_bdev_submit_read,
     swap_bdev_submit_write,
@@ -60,7 +59,6 @@ from pyzram.mm.swap import (
     SWP_SYNCHRONOUS_IO,
     SWP_WRITEOK,
     SwapIoCtx,
-    vm_events,
 )
 from pyzram.mm.swap_ops import (
     READ,
@@ -72,7 +70,6 @@ from pyzram.mm.swap_ops import (
     swap_unregister_block_ops,
 )
 from pyzram.mm.swapfile import (
-    active_areas,
     folio_alloc_swap,
     folio_free_swap,
     mkswap,
@@ -87,7 +84,7 @@ from pyzram.mm.swapfile import (
 )
 from pyzram.workload.pages import capture, synthetic_mix
 from pyzram.zram import swap as zswap
-from pyzram.zram.swap import zram_exit, zram_init, zram_swap_ops
+from pyzram.zram.swap import zram_init, zram_swap_ops
 
 P = PAGE_SIZE
 
@@ -107,49 +104,17 @@ def _counting(end):
     return counted
 
 
-def _drop_all_refs(entry: SwpEntry, folio: Folio) -> int:
-    return swp_swap_info(entry).swap_count(entry.offset)
-
-
-def _teardown_swap() -> None:
-    """Swap off whatever a test left, unregister any block ops."""
-    for si in active_areas():
-        for folio in {id(f): f for f in list(si.swap_cache.values())}.values():
-            if folio.test(PG_writeback):
-                continue
-            if not folio.trylock():  # a failed test left a read in flight: nobody
-                folio.unlock()  # will end it, and swapoff would wait for it forever
-                folio.lock()
-            if folio.swap is not None and folio.swap.type == si.type:
-                swap_cache_del_folio(folio)
-            folio.unlock()
-        try:
-            swapoff(si, unuse=_drop_all_refs)
-        except OSError:
-            swapfile._release_area(si)
-    zram_exit()
-    fops, _ = registered_block_ops()
-    if fops is not None:
-        swap_unregister_block_ops(fops)
-
-
 @pytest.fixture(autouse=True)
-def swap_env(monkeypatch):
-    """Fresh swap state; swap_read_end/swap_write_end count their calls in ENDS."""
-    _teardown_swap()
-    vm_events.reset()
+def swap_env(m, monkeypatch):
+    """A fresh machine per test (the ``m`` fixture); swap_read_end/swap_write_end
+    count their calls in ENDS."""
     ENDS.clear()
-    swap_ops_mod._registry.warned.clear()
     for mod in (page_io, zswap):
         monkeypatch.setattr(mod, "swap_read_end", _counting(_READ_END))
         monkeypatch.setattr(mod, "swap_write_end", _counting(_WRITE_END))
     yield
-    _teardown_swap()
-    vm_events.reset()
-    leaked = sio_pool.outstanding
-    sio_pool.outstanding = 0  # don't let one leak starve the next tests
     assert all(n == 1 for n in ENDS.values()), "a swap_iocb was ended more than once"
-    assert leaked == 0, f"{leaked} swap_iocb(s) never ended"
+    assert m.sio_pool.outstanding == 0, f"{m.sio_pool.outstanding} swap_iocb(s) never ended"
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -171,7 +136,7 @@ class OpsSpy:
         assert 1 <= swap_iocb_nr_folios(sio) <= SWAP_CLUSTER_MAX
         assert sio.len == sum(f.size for f in sio.bvecs)
         folios = [swap_iocb_folio(sio, i) for i in range(swap_iocb_nr_folios(sio))]
-        assert all(swp_swap_info(f.swap) is self.si for f in folios), "batch mixes areas"
+        assert all(swp_swap_info(self.si.machine, f.swap) is self.si for f in folios), "mixed"
         for f in folios:  # one direction; queued state (invariant 4)
             if rw == WRITE:
                 assert f.test(PG_writeback) and not f.test(PG_locked)
@@ -204,24 +169,24 @@ def folios_of(pages: np.ndarray, order: int = 0) -> list[Folio]:
     return [Folio(order, pages[i : i + nr].tobytes()) for i in range(0, len(pages), nr)]
 
 
-def alloc(folios, refs: int = 1) -> list[SwpEntry]:
+def alloc(m, folios, refs: int = 1) -> list[SwpEntry]:
     """Reclaim's first step: swap slots (folio in the swap cache) and PTE references."""
     entries = []
     for f in folios:
         f.lock()
         f.mark_uptodate()  # anonymous memory under reclaim
         f.mark_dirty()
-        e = folio_alloc_swap(f)
+        e = folio_alloc_swap(m, f)
         for _ in range(refs):
-            swap_duplicate(e, f.nr_pages)
+            swap_duplicate(m, e, f.nr_pages)
         f.unlock()
         entries.append(e)
     return entries
 
 
-def writeout(folios, ctx: SwapIoCtx | None = None, submit: bool = True) -> SwapIoCtx:
+def writeout(m, folios, ctx: SwapIoCtx | None = None, submit: bool = True) -> SwapIoCtx:
     """``pageout``: lock, PG_reclaim, swap_writeout into one ctx; submit at the end."""
-    ctx = ctx if ctx is not None else SwapIoCtx()
+    ctx = ctx if ctx is not None else SwapIoCtx(m)
     for f in folios:
         f.lock()
         f.mark_dirty()
@@ -232,28 +197,28 @@ def writeout(folios, ctx: SwapIoCtx | None = None, submit: bool = True) -> SwapI
     return ctx
 
 
-def swap_out(folios, refs: int = 1) -> list[SwpEntry]:
-    entries = alloc(folios, refs)
-    writeout(folios)
+def swap_out(m, folios, refs: int = 1) -> list[SwpEntry]:
+    entries = alloc(m, folios, refs)
+    writeout(m, folios)
     return entries
 
 
-def evict(folios) -> None:
+def evict(m, folios) -> None:
     """Reclaim frees the written folios (they leave the swap cache)."""
     for f in folios:
         assert not f.test(PG_writeback)
         f.lock()
-        swap_cache_del_folio(f)
+        swap_cache_del_folio(m, f)
         f.unlock()
 
 
-def swap_in(entries, orders=None, ctx: SwapIoCtx | None = None, submit: bool = True):
+def swap_in(m, entries, orders=None, ctx: SwapIoCtx | None = None, submit: bool = True):
     """Fault path: a new swap-cache folio per entry, all read through one ctx."""
-    ctx = ctx if ctx is not None else SwapIoCtx()
+    ctx = ctx if ctx is not None else SwapIoCtx(m)
     orders = orders or [0] * len(entries)
     folios = []
     for e, order in zip(entries, orders, strict=True):
-        g = swap_cache_alloc_folio(e, order)
+        g = swap_cache_alloc_folio(m, e, order)
         swap_read_folio(ctx, g)
         folios.append(g)
     if submit:
@@ -261,14 +226,14 @@ def swap_in(entries, orders=None, ctx: SwapIoCtx | None = None, submit: bool = T
     return folios
 
 
-def release(folios, refs: int = 1) -> None:
+def release(m, folios, refs: int = 1) -> None:
     """The PTEs go away and the folios leave the swap cache: their slots are freed."""
     for g in folios:
         e = g.swap
         for _ in range(refs):
-            swap_free(e, g.nr_pages)
+            swap_free(m, e, g.nr_pages)
         g.lock()
-        assert folio_free_swap(g)
+        assert folio_free_swap(m, g)
         g.unlock()
 
 
@@ -336,38 +301,38 @@ def test_folio_flags_and_lock():
 # -- swap areas, slots, the swap cache ---------------------------------------------------------
 
 
-def test_swapon_checks_header_and_sets_flags(tmp_path):
+def test_swapon_checks_header_and_sets_flags(m, tmp_path):
     raw = FileDisk(tmp_path / "raw", size=1 << 20)
     with pytest.raises(OSError) as e:
-        swapon(raw.disk)
+        swapon(m, raw.disk)
     assert e.value.errno == errno.EINVAL
-    assert not active_areas() and raw.disk._openers == 0
+    assert not m.active_areas() and raw.disk._openers == 0
 
     fd = new_filedisk(tmp_path, size=1 << 20)
-    si = swapon(fd.disk)
+    si = swapon(m, fd.disk)
     assert si.ops is swap_bdev_ops
     assert si.flags & SWP_BLKDEV and si.flags & SWP_SYNCHRONOUS_IO and si.flags & SWP_SOLIDSTATE
     assert si.flags & SWP_WRITEOK
     assert si.max == 256 and si.pages == 255 and si.swap_map[0] == SWAP_MAP_BAD
     assert fd.disk._openers == 1
     with pytest.raises(OSError) as e:
-        swapon(fd.disk)
+        swapon(m, fd.disk)
     assert e.value.errno == errno.EBUSY
 
     path = new_swapfile(tmp_path, size=1 << 20)
-    sf = swapon(path)
+    sf = swapon(m, path)
     assert sf.ops is swap_fs_ops and not sf.flags & SWP_BLKDEV
     with pytest.raises(OSError) as e:
-        swapon(path)
+        swapon(m, path)
     assert e.value.errno == errno.EBUSY
     swapoff(sf)
     swapoff(si)
-    assert fd.disk._openers == 0 and si.ops is None and not active_areas()
+    assert fd.disk._openers == 0 and si.ops is None and not m.active_areas()
     fd.close()
     raw.close()
 
 
-def test_swapfile_with_holes_is_refused(tmp_path):
+def test_swapfile_with_holes_is_refused(m, tmp_path):
     path = tmp_path / "sparse"
     with open(path, "wb") as f:
         f.truncate(1 << 20)
@@ -379,19 +344,19 @@ def test_swapfile_with_holes_is_refused(tmp_path):
     finally:
         os.close(fd)
     with pytest.raises(OSError) as e:
-        swapon(path)
+        swapon(m, path)
     assert e.value.errno == errno.EINVAL
-    assert not active_areas()
+    assert not m.active_areas()
 
 
-def test_slot_allocation_clusters_and_alignment(tmp_path):
+def test_slot_allocation_clusters_and_alignment(m, tmp_path):
     fd = new_filedisk(tmp_path, size=8 << 20)  # 2048 slots, 4 clusters
-    si = swapon(fd.disk)
+    si = swapon(m, fd.disk)
     small = folios_of(rand_pages(3), 0)
-    e_small = alloc(small)
+    e_small = alloc(m, small)
     assert [e.offset for e in e_small] == [1, 2, 3]  # slot 0 is the header
     big = [Folio(2), Folio(4), Folio(2)]
-    e_big = alloc(big)
+    e_big = alloc(m, big)
     for f, e in zip(big, e_big, strict=True):
         assert e.offset % f.nr_pages == 0, "large folios get aligned slots"
         assert all(si.swap_cache[e.offset + j] is f for j in range(f.nr_pages))
@@ -404,7 +369,7 @@ def test_slot_allocation_clusters_and_alignment(tmp_path):
             f = Folio(0)
             f.lock()
             try:
-                folio_alloc_swap(f)
+                folio_alloc_swap(m, f)
             finally:
                 f.unlock()
             rest.append(f)
@@ -414,9 +379,9 @@ def test_slot_allocation_clusters_and_alignment(tmp_path):
     assert all(f.swap.offset != 0 for f in rest)
     for f in small + big + rest:  # no PTE refs for `rest`: dropping the cache frees them
         if f.swap is not None and si.swap_count(f.swap.offset):
-            swap_free(f.swap, f.nr_pages)
+            swap_free(m, f.swap, f.nr_pages)
         f.lock()
-        swap_cache_del_folio(f)
+        swap_cache_del_folio(m, f)
         f.unlock()
     assert si.inuse_pages == 0 and sorted(si.free_clusters) == [1, 2, 3]
     assert set(si.swap_map.tolist()) == {0, SWAP_MAP_BAD}
@@ -424,65 +389,65 @@ def test_slot_allocation_clusters_and_alignment(tmp_path):
     fd.close()
 
 
-def test_priority_picks_area(tmp_path):
-    a = swapon(new_filedisk(tmp_path, "a", 1 << 20).disk, prio=5)
-    b = swapon(new_filedisk(tmp_path, "b", 1 << 20).disk, prio=10)
-    (e1,) = alloc([Folio(0)])
+def test_priority_picks_area(m, tmp_path):
+    a = swapon(m, new_filedisk(tmp_path, "a", 1 << 20).disk, prio=5)
+    b = swapon(m, new_filedisk(tmp_path, "b", 1 << 20).disk, prio=10)
+    (e1,) = alloc(m, [Folio(0)])
     assert e1.type == b.type
     b.prio = 1
-    (e2,) = alloc([Folio(0)])
+    (e2,) = alloc(m, [Folio(0)])
     assert e2.type == a.type
 
 
-def test_swap_counts_and_swap_cache(tmp_path):
+def test_swap_counts_and_swap_cache(m, tmp_path):
     fd = new_filedisk(tmp_path, size=1 << 20)
-    si = swapon(fd.disk)
+    si = swapon(m, fd.disk)
     f = Folio(0, rand_pages(1).tobytes())
-    (e,) = alloc([f], refs=2)
+    (e,) = alloc(m, [f], refs=2)
     assert si.swap_map[e.offset] == SWAP_HAS_CACHE | 2 and si.swap_count(e.offset) == 2
-    assert swap_cache_get_folio(e) is f
+    assert swap_cache_get_folio(m, e) is f
     with pytest.raises(OSError) as exc:
-        swap_cache_alloc_folio(e)
+        swap_cache_alloc_folio(m, e)
     assert exc.value.errno == errno.EEXIST
     f.lock()
-    assert not folio_free_swap(f)  # still referenced
+    assert not folio_free_swap(m, f)  # still referenced
     f.unlock()
-    swap_free(e)
-    swap_free(e)
+    swap_free(m, e)
+    swap_free(m, e)
     assert si.swap_map[e.offset] == SWAP_HAS_CACHE and si.inuse_pages == 1  # count-0, cached
     f.lock()
     f.clear(PG_dirty)
-    assert folio_free_swap(f)
+    assert folio_free_swap(m, f)
     f.unlock()
     assert f.test(PG_dirty) and not f.test(PG_swapcache) and f.swap is None
     assert si.swap_map[e.offset] == 0 and si.inuse_pages == 0
     with pytest.raises(OSError) as exc:
-        swap_cache_alloc_folio(e)  # nobody references the slot
+        swap_cache_alloc_folio(m, e)  # nobody references the slot
     assert exc.value.errno == errno.ENOENT
     with pytest.raises(OSError):
-        swap_free(e)
+        swap_free(m, e)
     with pytest.raises(OSError):
-        swap_duplicate(e)
+        swap_duplicate(m, e)
 
 
-def test_swap_writeout_of_unreferenced_folio_just_drops_it(tmp_path):
-    si = swapon(new_filedisk(tmp_path, size=1 << 20).disk)
+def test_swap_writeout_of_unreferenced_folio_just_drops_it(m, tmp_path):
+    si = swapon(m, new_filedisk(tmp_path, size=1 << 20).disk)
     spy = OpsSpy(si)
     f = Folio(0, rand_pages(1).tobytes())
-    alloc([f], refs=0)
-    ctx = writeout([f], submit=False)
+    alloc(m, [f], refs=0)
+    ctx = writeout(m, [f], submit=False)
     assert ctx.sio is None and not f.test(PG_swapcache) and not f.test(PG_locked)
     swap_write_submit(ctx)
-    assert spy.nr(WRITE) == 0 and vm_events["pswpout"] == 0 and si.inuse_pages == 0
+    assert spy.nr(WRITE) == 0 and m.vm_events["pswpout"] == 0 and si.inuse_pages == 0
 
 
-def test_swapoff_needs_references_dropped(tmp_path):
+def test_swapoff_needs_references_dropped(m, tmp_path):
     fd = new_filedisk(tmp_path, size=1 << 20)
-    si = swapon(fd.disk)
+    si = swapon(m, fd.disk)
     folios = folios_of(rand_pages(5, seed=3))
     data = [bytes(f.data) for f in folios]
-    entries = swap_out(folios)
-    evict(folios)
+    entries = swap_out(m, folios)
+    evict(m, folios)
     with pytest.raises(OSError) as exc:
         swapoff(si)  # nobody drops the PTE references
     assert exc.value.errno == errno.EBUSY
@@ -499,17 +464,17 @@ def test_swapoff_needs_references_dropped(tmp_path):
 
 
 def swap_info_has(si) -> bool:
-    return swapfile.swap_info[si.type] is si
+    return si.machine.swap_info[si.type] is si
 
 
-def test_swapoff_drops_cache_only_slots(tmp_path):
+def test_swapoff_drops_cache_only_slots(m, tmp_path):
     """try_to_unuse also frees slots that only the swap cache holds (count 0), as the
     kernel's find_next_to_unuse/folio_free_swap loop does."""
-    si = swapon(new_filedisk(tmp_path, size=1 << 20).disk)
+    si = swapon(m, new_filedisk(tmp_path, size=1 << 20).disk)
     folios = folios_of(rand_pages(3))
-    swap_out(folios)
+    swap_out(m, folios)
     for f in folios:
-        swap_free(f.swap)  # the PTEs are gone; the folios stay in the swap cache
+        swap_free(m, f.swap)  # the PTEs are gone; the folios stay in the swap cache
     assert si.inuse_pages == 3
     swapoff(si)
     assert not swap_info_has(si)
@@ -519,37 +484,40 @@ def test_swapoff_drops_cache_only_slots(tmp_path):
 # -- batching ----------------------------------------------------------------------------------
 
 
-def test_queued_state_ctx_reset_and_empty_submit(tmp_path):
-    si = swapon(new_filedisk(tmp_path, size=1 << 20).disk)
+def test_queued_state_ctx_reset_and_empty_submit(m, tmp_path):
+    si = swapon(m, new_filedisk(tmp_path, size=1 << 20).disk)
     spy = OpsSpy(si)
-    empty = SwapIoCtx()
+    empty = SwapIoCtx(m)
     swap_write_submit(empty)
     swap_read_submit(empty)
-    assert vm_events["nrswpout"] == vm_events["nrswpin"] == 0 and spy.nr(READ) == spy.nr(WRITE) == 0
+    assert (
+        m.vm_events["nrswpout"] == m.vm_events["nrswpin"] == 0
+        and spy.nr(READ) == spy.nr(WRITE) == 0
+    )
 
     folios = folios_of(rand_pages(4, seed=1))
-    entries = alloc(folios)
-    ctx = writeout(folios, submit=False)
+    entries = alloc(m, folios)
+    ctx = writeout(m, folios, submit=False)
     assert ctx.sis is si and ctx.sio is not None and ctx.sio.nr_bvecs == 4
     for f in folios:  # queued writes: under writeback, unlocked, counted already
         assert f.test(PG_writeback) and not f.test(PG_locked) and not f.test(PG_dirty)
-    assert vm_events["pswpout"] == 4 and vm_events["nrswpout"] == 0
+    assert m.vm_events["pswpout"] == 4 and m.vm_events["nrswpout"] == 0
     swap_write_submit(ctx)
     assert ctx.sio is None and ctx.sis is None
-    assert vm_events["nrswpout"] == 1 and spy.nr(WRITE) == 1
+    assert m.vm_events["nrswpout"] == 1 and spy.nr(WRITE) == 1
     assert all(not f.test(PG_writeback) for f in folios)
-    evict(folios)
+    evict(m, folios)
 
-    ctx = SwapIoCtx()
-    back = swap_in(entries, ctx=ctx, submit=False)
+    ctx = SwapIoCtx(m)
+    back = swap_in(m, entries, ctx=ctx, submit=False)
     for g in back:  # queued reads stay locked, not uptodate
         assert g.test(PG_locked) and not g.test(PG_uptodate)
-    assert vm_events["pswpin"] == 0 and vm_events["nrswpin"] == 0
+    assert m.vm_events["pswpin"] == 0 and m.vm_events["nrswpin"] == 0
     swap_read_submit(ctx)
     assert ctx.sio is None and ctx.sis is None
     assert all(g.test(PG_uptodate) and not g.test(PG_locked) for g in back)
-    assert vm_events["pswpin"] == 4 and vm_events["nrswpin"] == 1
-    release(back)
+    assert m.vm_events["pswpin"] == 4 and m.vm_events["nrswpin"] == 1
+    release(m, back)
 
 
 def entries_of(si) -> list[SwpEntry]:
@@ -558,45 +526,46 @@ def entries_of(si) -> list[SwpEntry]:
 
 
 @pytest.mark.parametrize("kind", ["filedisk", "swapfile", "zram_bio"])
-def test_batches_cap_at_32_and_merge_only_adjacent(kind, tmp_path):
+def test_batches_cap_at_32_and_merge_only_adjacent(m, kind, tmp_path):
     if kind == "filedisk":
-        si = swapon(new_filedisk(tmp_path).disk)
+        si = swapon(m, new_filedisk(tmp_path).disk)
     elif kind == "swapfile":
-        si = swapon(new_swapfile(tmp_path))
+        si = swapon(m, new_swapfile(tmp_path))
     else:
-        zram_init()
-        si = swapon(new_zram().disk, use_block_ops=False)
+        m.swap_ops_series = False  # a kernel without the series: the bio path
+        zram_init(m)
+        si = swapon(m, new_zram().disk)
     assert si.ops is (swap_fs_ops if kind == "swapfile" else swap_bdev_ops)
     spy = OpsSpy(si)
     folios = folios_of(rand_pages(70, seed=2))
-    alloc(folios)
-    writeout(folios)  # adjacent slots 1..70
+    alloc(m, folios)
+    writeout(m, folios)  # adjacent slots 1..70
     assert [len(b) for b in spy.batches[WRITE]] == [32, 32, 6]
-    assert vm_events["nrswpout"] == 3 and vm_events["pswpout"] == 70
+    assert m.vm_events["nrswpout"] == 3 and m.vm_events["pswpout"] == 70
     # rewrite in a shuffled order: only adjacent runs merge
     order = list(range(70))
     random.Random(5).shuffle(order)
-    writeout([folios[i] for i in order])
+    writeout(m, [folios[i] for i in order])
     assert_runs_adjacent(spy.batches[WRITE])
-    assert vm_events["nrswpout"] == len(spy.batches[WRITE]) > 3
-    evict(folios)
-    back = swap_in([SwpEntry(si.type, 1 + i) for i in order])
+    assert m.vm_events["nrswpout"] == len(spy.batches[WRITE]) > 3
+    evict(m, folios)
+    back = swap_in(m, [SwpEntry(si.type, 1 + i) for i in order])
     assert_runs_adjacent(spy.batches[READ])
-    assert vm_events["nrswpin"] == len(spy.batches[READ])
+    assert m.vm_events["nrswpin"] == len(spy.batches[READ])
     for i, g in zip(order, back, strict=True):
         assert bytes(g.data) == bytes(folios[i].data)
-    release(back)
+    release(m, back)
     assert si.inuse_pages == 0
 
 
-def test_bdev_bio_per_batch_at_first_sector(tmp_path):
+def test_bdev_bio_per_batch_at_first_sector(m, tmp_path):
     fd = new_filedisk(tmp_path)
-    swapon(fd.disk)
+    swapon(m, fd.disk)
     folios = [Folio(0, rand_pages(1, 1).tobytes()), Folio(2, rand_pages(4, 2).tobytes())]
     folios += folios_of(rand_pages(3, seed=3))
-    entries = alloc(folios)
+    entries = alloc(m, folios)
     fd.bios.clear()
-    writeout(folios)
+    writeout(m, folios)
     runs: list[list[Folio]] = []
     for f in folios:
         if runs and f.swap.offset == runs[-1][-1].swap.offset + runs[-1][-1].nr_pages:
@@ -608,51 +577,51 @@ def test_bdev_bio_per_batch_at_first_sector(tmp_path):
     assert len(entries) == 5
 
 
-def test_bdev_write_batches_split_by_blkcg_reads_do_not(tmp_path):
-    si = swapon(new_filedisk(tmp_path).disk)
+def test_bdev_write_batches_split_by_blkcg_reads_do_not(m, tmp_path):
+    si = swapon(m, new_filedisk(tmp_path).disk)
     spy = OpsSpy(si)
     folios = folios_of(rand_pages(6, seed=4))
     cg_a, cg_b = object(), object()
     for i, f in enumerate(folios):
         f.memcg = cg_a if i < 3 else cg_b
-    entries = alloc(folios)
-    writeout(folios)
+    entries = alloc(m, folios)
+    writeout(m, folios)
     assert [len(b) for b in spy.batches[WRITE]] == [3, 3]
-    evict(folios)
-    back = swap_in(entries)
+    evict(m, folios)
+    back = swap_in(m, entries)
     assert [len(b) for b in spy.batches[READ]] == [6]
-    release(back)
+    release(m, back)
 
 
-def test_batches_never_mix_areas(tmp_path):
-    a = swapon(new_filedisk(tmp_path, "a", 1 << 20).disk, prio=10)
+def test_batches_never_mix_areas(m, tmp_path):
+    a = swapon(m, new_filedisk(tmp_path, "a", 1 << 20).disk, prio=10)
     spy_a = OpsSpy(a)
     fa = folios_of(rand_pages(4, seed=5))
-    alloc(fa)
-    b = swapon(new_filedisk(tmp_path, "b", 1 << 20).disk, prio=20)
+    alloc(m, fa)
+    b = swapon(m, new_filedisk(tmp_path, "b", 1 << 20).disk, prio=20)
     spy_b = OpsSpy(b)
     fb = folios_of(rand_pages(4, seed=6))
-    alloc(fb)
+    alloc(m, fb)
     assert {f.swap.type for f in fa} == {a.type} and {f.swap.type for f in fb} == {b.type}
     mixed = [x for pair in zip(fa, fb, strict=True) for x in pair]
-    writeout(mixed)
+    writeout(m, mixed)
     assert spy_a.nr(WRITE) == spy_b.nr(WRITE) == 4  # every switch of area submits
     entries = [f.swap for f in mixed]
-    evict(mixed)
-    back = swap_in(entries)
+    evict(m, mixed)
+    back = swap_in(m, entries)
     assert spy_a.nr(READ) == spy_b.nr(READ) == 4
     for f, g in zip(mixed, back, strict=True):
         assert bytes(f.data) == bytes(g.data)
-    release(back)
+    release(m, back)
 
 
-def test_ended_twice_raises_and_delegating_provider_must_not_end(tmp_path):
+def test_ended_twice_raises_and_delegating_provider_must_not_end(m, tmp_path):
     fd = new_filedisk(tmp_path, size=1 << 20)
-    si = swapon(fd.disk)
+    si = swapon(m, fd.disk)
     folios = folios_of(rand_pages(2, seed=7))
-    alloc(folios)
-    writeout(folios)
-    evict(folios)
+    alloc(m, folios)
+    writeout(m, folios)
+    evict(m, folios)
 
     def bad_read(ctx):
         sio = ctx.sio
@@ -661,36 +630,36 @@ def test_ended_twice_raises_and_delegating_provider_must_not_end(tmp_path):
 
     si.ops = dataclasses.replace(swap_bdev_ops, submit_read=bad_read)
     with pytest.raises(RuntimeError):
-        swap_in(entries_of(si))
+        swap_in(m, entries_of(si))
     assert max(ENDS.values()) == 2
     ENDS.clear()  # acknowledged: the fixture checks every other batch
     si.ops = swap_bdev_ops
     # an empty batch ended twice: the pool itself refuses the second free
-    sio = sio_pool.alloc()
+    sio = m.sio_pool.alloc()
     _WRITE_END(sio, False)
     with pytest.raises(RuntimeError, match="ended twice"):
         _WRITE_END(sio, False)
-    assert sio_pool.outstanding == 0
+    assert m.sio_pool.outstanding == 0
 
 
 # -- completion: failures ----------------------------------------------------------------------
 
 
-def test_bdev_write_failure_redirties_whole_batch(tmp_path):
+def test_bdev_write_failure_redirties_whole_batch(m, tmp_path):
     fd = new_filedisk(tmp_path)
-    si = swapon(fd.disk)
+    si = swapon(m, fd.disk)
     spy = OpsSpy(si)
     folios = folios_of(rand_pages(40, seed=8))
     old = rand_pages(40, seed=9)
-    entries = alloc(folios)
+    entries = alloc(m, folios)
     for f, o in zip(folios, old, strict=True):  # old content on disk
         f.data[:] = o.tobytes()
-    writeout(folios)
+    writeout(m, folios)
     new = rand_pages(40, seed=10)
     for f, n in zip(folios, new, strict=True):
         f.data[:] = n.tobytes()
     fd.fail_sectors = {entries[5].offset * 8}  # inside the first batch of 32
-    writeout(folios)
+    writeout(m, folios)
     assert [len(b) for b in spy.batches[WRITE]] == [32, 8, 32, 8]
     for i, f in enumerate(folios):
         assert not f.test(PG_writeback)
@@ -700,123 +669,123 @@ def test_bdev_write_failure_redirties_whole_batch(tmp_path):
         else:
             assert not f.test(PG_dirty)
         assert bytes(f.data) == new[i].tobytes()  # nothing lost in memory
-    assert vm_events["pswpout"] == 80  # counted at queue time, failure or not
+    assert m.vm_events["pswpout"] == 80  # counted at queue time, failure or not
     assert si.inuse_pages == 40
     for i, e in enumerate(entries):  # the failed bio wrote nothing: old bytes on disk
         on_disk = os.pread(fd.fd, P, e.offset * P)
         assert on_disk == (old[i] if i < 32 else new[i]).tobytes()
     # retry once the device is healthy: the data reaches the disk
     fd.fail_sectors = set()
-    writeout(folios[:32])
-    evict(folios)
-    back = swap_in(entries)
+    writeout(m, folios[:32])
+    evict(m, folios)
+    back = swap_in(m, entries)
     assert [bytes(g.data) for g in back] == [n.tobytes() for n in new]
-    release(back)
+    release(m, back)
 
 
-def test_bdev_read_failure_leaves_batch_not_uptodate(tmp_path):
+def test_bdev_read_failure_leaves_batch_not_uptodate(m, tmp_path):
     fd = new_filedisk(tmp_path)
-    si = swapon(fd.disk)
+    si = swapon(m, fd.disk)
     folios = folios_of(rand_pages(6, seed=11))
-    entries = swap_out(folios)
-    evict(folios)
+    entries = swap_out(m, folios)
+    evict(m, folios)
     fd.fail_sectors = {entries[3].offset * 8}
-    back = swap_in(entries)
+    back = swap_in(m, entries)
     assert all(not g.test(PG_uptodate) and not g.test(PG_locked) for g in back)
-    assert vm_events["pswpin"] == 0 and vm_events["nrswpin"] == 1
-    assert not any(name == "swpin" for _, name in vm_events.mthp)
+    assert m.vm_events["pswpin"] == 0 and m.vm_events["nrswpin"] == 1
+    assert not any(name == "swpin" for _, name in m.vm_events.mthp)
     assert all(g.test(PG_swapcache) for g in back)
     fd.fail_sectors = set()
     for g in back:  # drop the failed folios; read again
         g.lock()
-        swap_cache_del_folio(g)
+        swap_cache_del_folio(m, g)
         g.unlock()
-    back = swap_in(entries)
+    back = swap_in(m, entries)
     assert [bytes(g.data) for g in back] == [bytes(f.data) for f in folios]
-    release(back)
+    release(m, back)
     assert si.inuse_pages == 0
 
 
-def test_swapfile_io_errors(tmp_path):
+def test_swapfile_io_errors(m, tmp_path):
     path = new_swapfile(tmp_path, size=1 << 20)
-    si = swapon(path)
+    si = swapon(m, path)
     folios = folios_of(rand_pages(5, seed=12))
-    entries = alloc(folios)
+    entries = alloc(m, folios)
     good_fd = si.swap_file_fd
     si.swap_file_fd = os.open(path, os.O_RDONLY)  # pwritev fails: EBADF
     try:
-        writeout(folios)
+        writeout(m, folios)
     finally:
         os.close(si.swap_file_fd)
         si.swap_file_fd = good_fd
     assert all(f.test(PG_dirty) and not f.test(PG_writeback) for f in folios)
-    writeout(folios)
+    writeout(m, folios)
     assert all(not f.test(PG_dirty) for f in folios)
-    evict(folios)
+    evict(m, folios)
     si.swap_file_fd = os.open(path, os.O_WRONLY)  # preadv fails
     try:
-        back = swap_in(entries)
+        back = swap_in(m, entries)
     finally:
         os.close(si.swap_file_fd)
         si.swap_file_fd = good_fd
     assert all(not g.test(PG_uptodate) and not g.test(PG_locked) for g in back)
-    assert vm_events["pswpin"] == 0
+    assert m.vm_events["pswpin"] == 0
 
 
 # -- counters ----------------------------------------------------------------------------------
 
 
-def test_counters_zero_pages_and_mthp(tmp_path):
-    si = swapon(new_filedisk(tmp_path).disk)
+def test_counters_zero_pages_and_mthp(m, tmp_path):
+    si = swapon(m, new_filedisk(tmp_path).disk)
     spy = OpsSpy(si)
     zero = [Folio(0), Folio(2)]
     data = [Folio(0, rand_pages(1, 1).tobytes()), Folio(2, rand_pages(4, 2).tobytes())]
     data += [Folio(4, rand_pages(16, 3).tobytes()), Folio(4, rand_pages(16, 4).tobytes())]
     folios = zero + data
-    entries = alloc(folios)
-    writeout(folios)
-    assert vm_events["swpout_zero"] == 1 + 4
-    assert vm_events["pswpout"] == 1 + 4 + 16 + 16
-    assert vm_events.mthp[(2, "swpout")] == 1 and vm_events.mthp[(4, "swpout")] == 2
-    assert (2, "swpin") not in vm_events.mthp
-    assert vm_events["nrswpout"] == spy.nr(WRITE) >= 1
+    entries = alloc(m, folios)
+    writeout(m, folios)
+    assert m.vm_events["swpout_zero"] == 1 + 4
+    assert m.vm_events["pswpout"] == 1 + 4 + 16 + 16
+    assert m.vm_events.mthp[(2, "swpout")] == 1 and m.vm_events.mthp[(4, "swpout")] == 2
+    assert (2, "swpin") not in m.vm_events.mthp
+    assert m.vm_events["nrswpout"] == spy.nr(WRITE) >= 1
     assert all(si.count_zero(f.swap.offset, f.nr_pages) == f.nr_pages for f in zero)
     assert all(not z.test(PG_dirty) and not z.test(PG_writeback) for z in zero)
-    evict(folios)
-    back = swap_in(entries, [f.order for f in folios])
+    evict(m, folios)
+    back = swap_in(m, entries, [f.order for f in folios])
     for f, g in zip(folios, back, strict=True):
         assert g.test(PG_uptodate) and bytes(g.data) == bytes(f.data)
-    assert vm_events["swpin_zero"] == 5
-    assert vm_events["pswpin"] == 37
-    assert vm_events.mthp[(2, "swpin")] == 1 and vm_events.mthp[(4, "swpin")] == 2
-    assert vm_events["nrswpin"] == spy.nr(READ)
-    assert (0, "swpout") not in vm_events.mthp, "count_mthp_stat ignores order 0"
-    release(back)
+    assert m.vm_events["swpin_zero"] == 5
+    assert m.vm_events["pswpin"] == 37
+    assert m.vm_events.mthp[(2, "swpin")] == 1 and m.vm_events.mthp[(4, "swpin")] == 2
+    assert m.vm_events["nrswpin"] == spy.nr(READ)
+    assert (0, "swpout") not in m.vm_events.mthp, "count_mthp_stat ignores order 0"
+    release(m, back)
 
 
-def test_thp_swpout_counted_for_pmd_folio(tmp_path):
-    si = swapon(new_filedisk(tmp_path).disk)
+def test_thp_swpout_counted_for_pmd_folio(m, tmp_path):
+    si = swapon(m, new_filedisk(tmp_path).disk)
     f = Folio(9, rand_pages(512, 5).tobytes())
-    (e,) = swap_out([f])
+    (e,) = swap_out(m, [f])
     assert e.offset % 512 == 0
-    assert vm_events["thp_swpout"] == 1 and vm_events.mthp[(9, "swpout")] == 1
-    assert vm_events["pswpout"] == 512
-    evict([f])
-    (g,) = swap_in([e], [9])
+    assert m.vm_events["thp_swpout"] == 1 and m.vm_events.mthp[(9, "swpout")] == 1
+    assert m.vm_events["pswpout"] == 512
+    evict(m, [f])
+    (g,) = swap_in(m, [e], [9])
     assert bytes(g.data) == bytes(f.data)
-    release([g])
+    release(m, [g])
     assert si.inuse_pages == 0
 
 
-def test_mixed_zero_large_folio_read_is_an_error(tmp_path):
-    si = swapon(new_filedisk(tmp_path).disk)
+def test_mixed_zero_large_folio_read_is_an_error(m, tmp_path):
+    si = swapon(m, new_filedisk(tmp_path).disk)
     f = Folio(2, rand_pages(4, 6).tobytes())
-    (e,) = swap_out([f])
-    evict([f])
+    (e,) = swap_out(m, [f])
+    evict(m, [f])
     si.set_zero(e.offset, 1, True)  # one zero slot among data slots
-    (g,) = swap_in([e], [2])
+    (g,) = swap_in(m, [e], [2])
     assert not g.test(PG_uptodate) and not g.test(PG_locked)
-    assert vm_events["nrswpin"] == 0
+    assert m.vm_events["nrswpin"] == 0
 
 
 # -- the registry ------------------------------------------------------------------------------
@@ -834,12 +803,12 @@ def _fake_ops(calls: list[str], name: str = "fake") -> SwapOps:
     return SwapOps(name, submit_write=w, submit_read=r, can_merge=page_io.swap_bdev_can_merge)
 
 
-def test_register_einval(tmp_path):
+def test_register_einval(m, tmp_path):
     fd = FileDisk(tmp_path / "d", size=1 << 20)
     ops = _fake_ops([])
     with pytest.warns(RuntimeWarning):
         with pytest.raises(OSError) as e:
-            swap_register_block_ops(None, ops)
+            swap_register_block_ops(m, None, ops)
     assert e.value.errno == errno.EINVAL
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -849,82 +818,82 @@ def test_register_einval(tmp_path):
             dataclasses.replace(ops, submit_write=None),
         ):
             with pytest.raises(OSError) as e:
-                swap_register_block_ops(fd.fops, bad)
+                swap_register_block_ops(m, fd.fops, bad)
             assert e.value.errno == errno.EINVAL
-    assert registered_block_ops() == (None, None)
+    assert registered_block_ops(m) == (None, None)
     # can_merge and slot_free_notify are optional
-    swap_register_block_ops(fd.fops, dataclasses.replace(ops, can_merge=None))
-    assert registered_block_ops()[0] is fd.fops
+    swap_register_block_ops(m, fd.fops, dataclasses.replace(ops, can_merge=None))
+    assert registered_block_ops(m)[0] is fd.fops
 
 
-def test_register_ebusy_even_for_same_fops(tmp_path):
+def test_register_ebusy_even_for_same_fops(m, tmp_path):
     fd = FileDisk(tmp_path / "d", size=1 << 20)
     other = FileDisk(tmp_path / "o", size=1 << 20)
     ops = _fake_ops([])
-    swap_register_block_ops(fd.fops, ops)
+    swap_register_block_ops(m, fd.fops, ops)
     for fops, o in ((fd.fops, ops), (fd.fops, _fake_ops([], "x")), (other.fops, ops)):
         with pytest.raises(OSError) as e:
-            swap_register_block_ops(fops, o)
+            swap_register_block_ops(m, fops, o)
         assert e.value.errno == errno.EBUSY
-    assert registered_block_ops() == (fd.fops, ops)
+    assert registered_block_ops(m) == (fd.fops, ops)
 
 
-def test_unregister_mismatch_warns_and_keeps_empty_is_noop(tmp_path):
+def test_unregister_mismatch_warns_and_keeps_empty_is_noop(m, tmp_path):
     fd = FileDisk(tmp_path / "d", size=1 << 20)
     other = FileDisk(tmp_path / "o", size=1 << 20)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        swap_unregister_block_ops(fd.fops)  # nothing registered: silent no-op
-    assert registered_block_ops() == (None, None)
+        swap_unregister_block_ops(m, fd.fops)  # nothing registered: silent no-op
+    assert registered_block_ops(m) == (None, None)
     ops = _fake_ops([])
-    swap_register_block_ops(fd.fops, ops)
+    swap_register_block_ops(m, fd.fops, ops)
     with pytest.warns(RuntimeWarning):
-        swap_unregister_block_ops(other.fops)
-    assert registered_block_ops() == (fd.fops, ops)
-    swap_unregister_block_ops(fd.fops)
-    assert registered_block_ops() == (None, None)
+        swap_unregister_block_ops(m, other.fops)
+    assert registered_block_ops(m) == (fd.fops, ops)
+    swap_unregister_block_ops(m, fd.fops)
+    assert registered_block_ops(m) == (None, None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        swap_unregister_block_ops(fd.fops)
+        swap_unregister_block_ops(m, fd.fops)
 
 
-def test_registered_ops_captured_at_swapon_until_swapoff(tmp_path):
+def test_registered_ops_captured_at_swapon_until_swapoff(m, tmp_path):
     calls: list[str] = []
     fd = new_filedisk(tmp_path, "d", 1 << 20)
     other = new_filedisk(tmp_path, "o", 1 << 20)
     ops = _fake_ops(calls)
-    swap_register_block_ops(fd.fops, ops)
-    si = swapon(fd.disk)
+    swap_register_block_ops(m, fd.fops, ops)
+    si = swapon(m, fd.disk)
     assert si.ops is ops and lookup_swap_block_ops(si) is ops
-    so = swapon(other.disk)  # a non-matching block device
+    so = swapon(m, other.disk)  # a non-matching block device
     assert so.ops is swap_bdev_ops and lookup_swap_block_ops(so) is None
-    sf = swapon(new_swapfile(tmp_path, size=1 << 20))  # swap files never match
+    sf = swapon(m, new_swapfile(tmp_path, size=1 << 20))  # swap files never match
     assert sf.ops is swap_fs_ops and lookup_swap_block_ops(sf) is None
     swapoff(sf)
     swapoff(so)
-    swap_unregister_block_ops(fd.fops)
+    swap_unregister_block_ops(m, fd.fops)
     assert si.ops is ops  # kept until swapoff
-    so = swapon(other.disk)
+    so = swapon(m, other.disk)
     so.prio = -1000
     folios = folios_of(rand_pages(3, seed=13))
-    entries = swap_out(folios)
+    entries = swap_out(m, folios)
     assert {e.type for e in entries} == {si.type}
-    evict(folios)
-    back = swap_in(entries)
+    evict(m, folios)
+    back = swap_in(m, entries)
     assert calls == ["w", "r"]
-    release(back)
+    release(m, back)
     swapoff(si)
     assert si.ops is None
-    si2 = swapon(fd.disk)  # swapped on after unregister
+    si2 = swapon(m, fd.disk)  # swapped on after unregister
     assert si2.ops is swap_bdev_ops
-    # use_block_ops=False models a kernel without the series
     swapoff(si2)
-    swap_register_block_ops(fd.fops, ops)
-    si3 = swapon(fd.disk, use_block_ops=False)
-    assert si3.ops is swap_bdev_ops
+    # a kernel without the series never looks the registry up
+    with Machine(swap_ops_series=False) as plain:
+        swap_register_block_ops(plain, fd.fops, ops)
+        assert swapon(plain, fd.disk).ops is swap_bdev_ops
 
 
-def test_slot_free_notify_under_area_lock_once_per_slot(tmp_path):
+def test_slot_free_notify_under_area_lock_once_per_slot(m, tmp_path):
     fd = new_filedisk(tmp_path, size=4 << 20)
     freed: list[int] = []
 
@@ -933,17 +902,17 @@ def test_slot_free_notify_under_area_lock_once_per_slot(tmp_path):
         freed.append(offset)
 
     ops = dataclasses.replace(_fake_ops([]), slot_free_notify=notify)
-    swap_register_block_ops(fd.fops, ops)
-    si = swapon(fd.disk)
+    swap_register_block_ops(m, fd.fops, ops)
+    si = swapon(m, fd.disk)
     folios = [Folio(0, rand_pages(1, 1).tobytes()), Folio(2, rand_pages(4, 2).tobytes())]
-    entries = swap_out(folios, refs=2)
-    evict(folios)
+    entries = swap_out(m, folios, refs=2)
+    evict(m, folios)
     assert freed == []
     for f, e in zip(folios, entries, strict=True):
-        swap_free(e, f.nr_pages)
+        swap_free(m, e, f.nr_pages)
     assert freed == []
     for f, e in zip(folios, entries, strict=True):
-        swap_free(e, f.nr_pages)
+        swap_free(m, e, f.nr_pages)
     assert sorted(freed) == [entries[0].offset] + [entries[1].offset + j for j in range(4)]
     assert si.inuse_pages == 0
 
@@ -962,33 +931,34 @@ def real_folios(pages: np.ndarray) -> list[Folio]:
     return folios_of(pages[:64], 2) + folios_of(pages[64:96], 4) + folios_of(pages[96:], 0)
 
 
-def make_area(kind: str, tmp_path):
+def make_area(m, kind: str, tmp_path):
     """A swapped-on area of each path; returns (si, zram or None)."""
     if kind in ("zram_ops", "zram_bio"):
-        zram_init()
+        m.swap_ops_series = kind == "zram_ops"  # zram_bio: a kernel without the series
+        zram_init(m)
         z = new_zram()
-        si = swapon(z.disk, use_block_ops=kind == "zram_ops")
+        si = swapon(m, z.disk)
         assert si.ops is (zram_swap_ops if kind == "zram_ops" else swap_bdev_ops)
         return si, z
     if kind == "filedisk":
-        return swapon(new_filedisk(tmp_path, size=16 << 20).disk), None
-    return swapon(new_swapfile(tmp_path, size=16 << 20)), None
+        return swapon(m, new_filedisk(tmp_path, size=16 << 20).disk), None
+    return swapon(m, new_swapfile(tmp_path, size=16 << 20)), None
 
 
 @pytest.mark.parametrize("kind", ["zram_ops", "zram_bio", "filedisk", "swapfile"])
-def test_real_pages_roundtrip(kind, real_pages, tmp_path):
-    si, z = make_area(kind, tmp_path)
+def test_real_pages_roundtrip(m, kind, real_pages, tmp_path):
+    si, z = make_area(m, kind, tmp_path)
     spy = OpsSpy(si)
     folios = real_folios(real_pages)
     want = [bytes(f.data) for f in folios]
     zero = [f.data.count(0) == f.size for f in folios]
-    swap_out(folios)
+    swap_out(m, folios)
     entries = [f.swap for f in folios]
     orders = [f.order for f in folios]
-    evict(folios)
+    evict(m, folios)
     order = list(range(len(folios)))
     random.Random(11).shuffle(order)
-    back = swap_in([entries[i] for i in order], [orders[i] for i in order])
+    back = swap_in(m, [entries[i] for i in order], [orders[i] for i in order])
     for i, g in zip(order, back, strict=True):
         assert g.test(PG_uptodate) and not g.test(PG_locked), (kind, entries[i])
         assert bytes(g.data) == want[i], (kind, entries[i])
@@ -997,14 +967,14 @@ def test_real_pages_roundtrip(kind, real_pages, tmp_path):
     n_data = len(real_pages) - n_zero
     nr_write = sum(1 for zf in zero if not zf)
     assert n_zero > 0 and n_data > 0
-    assert vm_events["pswpout"] == vm_events["pswpin"] == n_data
-    assert vm_events["swpout_zero"] == vm_events["swpin_zero"] == n_zero
+    assert m.vm_events["pswpout"] == m.vm_events["pswpin"] == n_data
+    assert m.vm_events["swpout_zero"] == m.vm_events["swpin_zero"] == n_zero
     assert (
-        vm_events.mthp[(2, "swpout")]
-        == vm_events.mthp[(2, "swpin")]
+        m.vm_events.mthp[(2, "swpout")]
+        == m.vm_events.mthp[(2, "swpin")]
         == sum(1 for f, zf in zip(folios, zero, strict=True) if f.order == 2 and not zf)
     )
-    assert vm_events["nrswpout"] == spy.nr(WRITE) and vm_events["nrswpin"] == spy.nr(READ)
+    assert m.vm_events["nrswpout"] == spy.nr(WRITE) and m.vm_events["nrswpin"] == spy.nr(READ)
     if kind == "zram_ops":  # any folios merge: full batches of 32
         assert spy.nr(WRITE) == spy.nr(READ) == -(-nr_write // SWAP_CLUSTER_MAX)
     else:  # only adjacent ones: the shuffled swap-in splits
@@ -1012,7 +982,7 @@ def test_real_pages_roundtrip(kind, real_pages, tmp_path):
         assert_runs_adjacent(spy.batches[WRITE])
         assert spy.nr(READ) > -(-nr_write // SWAP_CLUSTER_MAX)
 
-    release(back)
+    release(m, back)
     assert si.inuse_pages == 0
     assert set(si.swap_map.tolist()) == {0, SWAP_MAP_BAD}
     swapoff(si)

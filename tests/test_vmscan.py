@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from pyzram import Zram
-from pyzram.mm.swap import vm_events
 from pyzram.mm.swap_ops import READ, WRITE
-from pyzram.mm.swapfile import mkswap, swapoff, swapon
+from pyzram.mm.swapfile import mkswap, swapon
 from pyzram.mm.vmscan import PTE_PRESENT, PTE_SWAP, AddressSpace, MemCgroup
 from pyzram.workload.pages import synthetic_mix
 from pyzram.zram.swap import zram_init
@@ -18,43 +17,43 @@ P = 4096
 
 
 @pytest.fixture
-def zram_swap():
-    zram_init()
+def zram_swap(m):
+    zram_init(m)
     z = Zram()
     z.sysfs["comp_algorithm"] = "lzo-rle"
     z.sysfs["disksize"] = "8M"
     mkswap(z.disk)
-    si = swapon(z.disk)
+    si = swapon(m, z.disk)
     yield z, si
-    swapoff(si, unuse=lambda entry, folio: 1)
+    m.close()  # the processes die with the machine
     z.sysfs["reset"] = "1"
 
 
-def test_workload_larger_than_limit_swaps_out_and_back_intact(zram_swap):
+def test_workload_larger_than_limit_swaps_out_and_back_intact(m, zram_swap):
     z, si = zram_swap
     pages = synthetic_mix(600, seed=9)
-    memcg = MemCgroup(limit_pages=200)
+    memcg = MemCgroup(m, limit_pages=200)
     mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
     for vpn in range(len(pages)):
         mm.touch(vpn)
         assert memcg.usage <= 200
     swapped = int((mm.pte_state == PTE_SWAP).sum())
     assert swapped >= 400 and int((mm.pte_state == PTE_PRESENT).sum()) == memcg.usage
-    assert vm_events["pswpout"] + vm_events["swpout_zero"] >= swapped
+    assert m.vm_events["pswpout"] + m.vm_events["swpout_zero"] >= swapped
     st = z.mm_stat()
     assert st.orig_data_size > 0 and st.compr_data_size < st.orig_data_size
     rng = np.random.default_rng(1)
     for vpn in rng.permutation(len(pages)).tolist():  # every byte comes back
         assert mm.read(vpn) == pages[vpn].tobytes()
-    assert vm_events["pgmajfault"] > 0 and vm_events["pswpin"] > 0
+    assert m.vm_events["pgmajfault"] > 0 and m.vm_events["pswpin"] > 0
     assert si.inuse_pages == int((mm.pte_state == PTE_SWAP).sum())
     z.check()
 
 
-def test_swapped_in_pages_free_their_slots_and_zram_copies(zram_swap):
+def test_swapped_in_pages_free_their_slots_and_zram_copies(m, zram_swap):
     z, si = zram_swap
     pages = synthetic_mix(300, seed=3)
-    memcg = MemCgroup(limit_pages=64)
+    memcg = MemCgroup(m, limit_pages=64)
     mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
     for vpn in range(len(pages)):
         mm.touch(vpn)
@@ -67,10 +66,10 @@ def test_swapped_in_pages_free_their_slots_and_zram_copies(zram_swap):
     assert z.io_stat().notify_free > notify  # the slot went back: zram was told
 
 
-def test_referenced_pages_get_a_second_chance(zram_swap):
+def test_referenced_pages_get_a_second_chance(m, zram_swap):
     """A hot set touched between cold faults stays resident; cold pages cycle through swap."""
     pages = synthetic_mix(300, seed=4)
-    memcg = MemCgroup(limit_pages=64)
+    memcg = MemCgroup(m, limit_pages=64)
     mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
     hot = range(16)
     for vpn in range(len(pages)):
@@ -81,50 +80,48 @@ def test_referenced_pages_get_a_second_chance(zram_swap):
             mm.touch(h)
         for vpn in rng.integers(16, len(pages), 4).tolist():
             mm.touch(vpn)
-    assert vm_events["pgactivate"] > 0 and vm_events["pgdeactivate"] > 0
+    assert m.vm_events["pgactivate"] > 0 and m.vm_events["pgdeactivate"] > 0
     assert sum(int(mm.pte_state[h] == PTE_PRESENT) for h in hot) == len(hot)
     for vpn in range(len(pages)):
         assert mm.read(vpn) == pages[vpn].tobytes()
 
 
-def test_reclaim_gets_through_a_fully_referenced_lru(zram_swap):
+def test_reclaim_gets_through_a_fully_referenced_lru(m, zram_swap):
     """Every page referenced once (the fill) and a large limit: reclaim must keep going
     until the second chances are used up, not declare OOM after a few batches."""
     pages = synthetic_mix(2300, seed=5)
-    memcg = MemCgroup(limit_pages=2048)
+    memcg = MemCgroup(m, limit_pages=2048)
     mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn])
     for vpn in range(len(pages)):
         mm.touch(vpn)
-    assert memcg.usage <= 2048 and vm_events["pgsteal_anon"] >= 2300 - 2048
+    assert memcg.usage <= 2048 and m.vm_events["pgsteal_anon"] >= 2300 - 2048
 
 
-def test_memcg_limit_too_small():
+def test_memcg_limit_too_small(m):
     with pytest.raises(ValueError):
-        MemCgroup(limit_pages=8)
+        MemCgroup(m, limit_pages=8)
 
 
-def test_readahead_on_a_swap_file(tmp_path):
+def test_readahead_on_a_swap_file(m, tmp_path):
     """Not SWP_SYNCHRONOUS_IO: faults read page_cluster windows, later faults hit them."""
-    from pyzram.mm import vmscan
-
     path = tmp_path / "swapfile"
     path.write_bytes(bytes(4 << 20))  # no holes
     mkswap(str(path))
-    si = swapon(str(path))
-    vmscan.readahead.__init__()  # fresh global state: hits 4, page_cluster 3
+    swapon(m, str(path))
+    assert m.swap_readahead.hits == 4 and m.swap_readahead.page_cluster == 3  # as at boot
     try:
         pages = synthetic_mix(400, seed=6)
-        memcg = MemCgroup(limit_pages=64)
+        memcg = MemCgroup(m, limit_pages=64)
         mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
         for vpn in range(len(pages)):
             mm.touch(vpn)
-        vm_events.reset()
+        m.vm_events.reset()
         for vpn in range(len(pages)):  # sequential again: readahead pays off
             assert mm.read(vpn) == pages[vpn].tobytes()
-        assert vm_events["swap_ra"] > 0 and vm_events["swap_ra_hit"] > 0
-        assert vm_events["nrswpin"] < vm_events["pswpin"]  # reads come in batches
+        assert m.vm_events["swap_ra"] > 0 and m.vm_events["swap_ra_hit"] > 0
+        assert m.vm_events["nrswpin"] < m.vm_events["pswpin"]  # reads come in batches
     finally:
-        swapoff(si, unuse=lambda entry, folio: 1)
+        m.close()
 
 
 def test_swapin_nr_pages_window():
@@ -141,13 +138,13 @@ def test_swapin_nr_pages_window():
 # -- large folios ------------------------------------------------------------------------------
 
 
-def _zram_area(disksize: str):
-    zram_init()
+def _zram_area(m, disksize: str):
+    zram_init(m)
     z = Zram()
     z.sysfs["comp_algorithm"] = "lzo-rle"
     z.sysfs["disksize"] = disksize
     mkswap(z.disk)
-    return z, swapon(z.disk)
+    return z, swapon(m, z.disk)
 
 
 def _fill(mm, n):
@@ -155,19 +152,19 @@ def _fill(mm, n):
         mm.touch(vpn)
 
 
-def test_mthp_folios_swap_out_whole_and_back_in_whole(zram_swap):
+def test_mthp_folios_swap_out_whole_and_back_in_whole(m, zram_swap):
     """Order-4 (64 KiB) folios: faulted whole, swapped out whole to aligned slots, and
     (zram is SWP_SYNCHRONOUS_IO) swapped back in whole by alloc_swap_folio."""
     z, si = zram_swap
     spy = OpsSpy(si)
     pages = synthetic_mix(512, seed=11)
-    memcg = MemCgroup(limit_pages=128)
+    memcg = MemCgroup(m, limit_pages=128)
     mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn], folio_order=4)
     _fill(mm, len(pages))
-    assert vm_events.mthp[(4, "anon_fault_alloc")] == 512 // 16
+    assert m.vm_events.mthp[(4, "anon_fault_alloc")] == 512 // 16
     written = [b for batch in spy.batches[WRITE] for b in batch]
     assert written and all(order == 4 and off % 16 == 0 for off, order in written)
-    assert vm_events.mthp[(4, "swpout")] == len(written)  # zero folios: swpout_zero only
+    assert m.vm_events.mthp[(4, "swpout")] == len(written)  # zero folios: swpout_zero only
     swapped = np.flatnonzero(mm.pte_state == PTE_SWAP)
     assert len(swapped) % 16 == 0 and len(swapped) >= 512 - 128
     for base in swapped[::16].tolist():  # 16 PTEs, 16 consecutive slots
@@ -177,85 +174,85 @@ def test_mthp_folios_swap_out_whole_and_back_in_whole(zram_swap):
     assert mm.read(vpn) == pages[vpn].tobytes()
     folio = mm.present[vpn]
     assert folio.order == 4 and all(mm.present[vpn - 5 + j] is folio for j in range(16))
-    assert vm_events["pgmajfault"] == 1
-    assert vm_events.mthp[(4, "swpin")] + vm_events["swpin_zero"] // 16 == 1
+    assert m.vm_events["pgmajfault"] == 1
+    assert m.vm_events.mthp[(4, "swpin")] + m.vm_events["swpin_zero"] // 16 == 1
     for v in range(len(pages)):
         assert mm.read(v) == pages[v].tobytes()
     assert memcg.usage == int((mm.pte_state == PTE_PRESENT).sum())
     z.check()
 
 
-def test_no_mthp_swapin_reads_order0():
-    z, si = _zram_area("8M")
+def test_no_mthp_swapin_reads_order0(m):
+    z, si = _zram_area(m, "8M")
     try:
         pages = synthetic_mix(256, seed=12)
-        memcg = MemCgroup(limit_pages=64)
+        memcg = MemCgroup(m, limit_pages=64)
         mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn], folio_order=4)
         mm.mthp_swapin = False
         _fill(mm, len(pages))
-        vm_events.reset()
+        m.vm_events.reset()
         for v in range(len(pages)):
             assert mm.read(v) == pages[v].tobytes()
-        assert vm_events["pswpin"] > 0 and not vm_events.mthp[(4, "swpin")]
-        assert vm_events["pswpin"] + vm_events["swpin_zero"] == vm_events["pgmajfault"]
+        assert m.vm_events["pswpin"] > 0 and not m.vm_events.mthp[(4, "swpin")]
+        assert m.vm_events["pswpin"] + m.vm_events["swpin_zero"] == m.vm_events["pgmajfault"]
     finally:
-        swapoff(si, unuse=lambda entry, folio: 1)
+        m.close()
         z.sysfs["reset"] = "1"
 
 
-def test_pmd_thp_swaps_out_whole_and_in_as_order0_pages():
+def test_pmd_thp_swaps_out_whole_and_in_as_order0_pages(m):
     """Order 9: thp_fault_alloc, thp_swpout at reclaim; swap-in is order 0 (6.18 never
     swaps a PMD-size folio in whole)."""
-    z, si = _zram_area("16M")
+    z, si = _zram_area(m, "16M")
     try:
         pages = synthetic_mix(2048, seed=13)
-        memcg = MemCgroup(limit_pages=1100)
+        memcg = MemCgroup(m, limit_pages=1100)
         mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn], folio_order=9)
         _fill(mm, len(pages))
-        assert vm_events["thp_fault_alloc"] == 4
-        assert vm_events["thp_swpout"] >= 2 and vm_events.mthp[(9, "swpout")] >= 2
+        assert m.vm_events["thp_fault_alloc"] == 4
+        assert m.vm_events["thp_swpout"] >= 2 and m.vm_events.mthp[(9, "swpout")] >= 2
         assert memcg.usage <= 1100
         swapped = np.flatnonzero(mm.pte_state == PTE_SWAP)
         vpn, other = int(swapped[7]), int(swapped[8])
         assert mm.read(vpn) == pages[vpn].tobytes()
         assert mm.present[vpn].order == 0 and mm.pte_state[other] == PTE_SWAP
-        assert vm_events["pgmajfault"] == 1
-        assert vm_events.mthp[(9, "swpin")] == 0
+        assert m.vm_events["pgmajfault"] == 1
+        assert m.vm_events.mthp[(9, "swpin")] == 0
         for v in range(len(pages)):
             assert mm.read(v) == pages[v].tobytes()
         z.check()
     finally:
-        swapoff(si, unuse=lambda entry, folio: 1)
+        m.close()
         z.sysfs["reset"] = "1"
 
 
-def test_large_folio_split_when_no_aligned_slots():
+def test_large_folio_split_when_no_aligned_slots(m):
     """A one-cluster area (slot 0 makes it an order-0 cluster) has no slots for an
     order-4 folio: shrink_folio_list splits it and swaps the pages out one by one."""
-    z, si = _zram_area("2M")
+    z, si = _zram_area(m, "2M")
     try:
         pages = synthetic_mix(256, seed=14)
-        memcg = MemCgroup(limit_pages=64)
+        memcg = MemCgroup(m, limit_pages=64)
         mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn], folio_order=4)
         _fill(mm, len(pages))
-        splits = vm_events.mthp[(4, "split")]
-        assert splits > 0 and vm_events.mthp[(4, "swpout_fallback")] == splits
-        assert vm_events.mthp[(4, "swpout")] == 0 and vm_events["thp_swpout_fallback"] == 0
-        assert vm_events["pswpout"] + vm_events["swpout_zero"] >= 256 - 64
+        splits = m.vm_events.mthp[(4, "split")]
+        assert splits > 0 and m.vm_events.mthp[(4, "swpout_fallback")] == splits
+        assert m.vm_events.mthp[(4, "swpout")] == 0 and m.vm_events["thp_swpout_fallback"] == 0
+        assert m.vm_events["pswpout"] + m.vm_events["swpout_zero"] >= 256 - 64
         for v in range(len(pages)):
             assert mm.read(v) == pages[v].tobytes()
         z.check()
     finally:
-        swapoff(si, unuse=lambda entry, folio: 1)
+        m.close()
         z.sysfs["reset"] = "1"
 
 
-def test_thp_charge_larger_than_the_limit_falls_back_to_order0(zram_swap):
+def test_thp_charge_larger_than_the_limit_falls_back_to_order0(m, zram_swap):
     pages = synthetic_mix(600, seed=15)
-    memcg = MemCgroup(limit_pages=200)
+    memcg = MemCgroup(m, limit_pages=200)
     mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn], folio_order=9)
     _fill(mm, len(pages))
-    assert vm_events["thp_fault_fallback_charge"] == 1 and not vm_events["thp_fault_alloc"]
+    assert m.vm_events["thp_fault_fallback_charge"] == 1 and not m.vm_events["thp_fault_alloc"]
     assert all(f.order == 0 for f in mm.present.values())
     assert memcg.usage <= 200
 
@@ -264,13 +261,13 @@ def test_thp_charge_larger_than_the_limit_falls_back_to_order0(zram_swap):
 
 
 @pytest.mark.parametrize("order", [0, 4])
-def test_vmstat_equals_the_swap_core_and_zram(zram_swap, order):
+def test_vmstat_equals_the_swap_core_and_zram(m, zram_swap, order):
     """/proc/vmstat's swap counters against what the swap core handed to zram's ops,
     what the swap area holds and what zram stores and was told to free."""
     z, si = zram_swap
     spy = OpsSpy(si)
     pages = synthetic_mix(640, seed=16)
-    memcg = MemCgroup(limit_pages=160)
+    memcg = MemCgroup(m, limit_pages=160)
     mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn], folio_order=order)
     _fill(mm, len(pages))
     rng = np.random.default_rng(3)
@@ -279,20 +276,20 @@ def test_vmstat_equals_the_swap_core_and_zram(zram_swap, order):
     nr = 1 << order
     written = [b for batch in spy.batches[WRITE] for b in batch]
     read = [b for batch in spy.batches[READ] for b in batch]
-    assert vm_events["nrswpout"] == spy.nr(WRITE) and vm_events["nrswpin"] == spy.nr(READ)
-    assert vm_events["pswpout"] == sum(1 << o for _, o in written)
-    assert vm_events["pswpin"] == sum(1 << o for _, o in read)
+    assert m.vm_events["nrswpout"] == spy.nr(WRITE) and m.vm_events["nrswpin"] == spy.nr(READ)
+    assert m.vm_events["pswpout"] == sum(1 << o for _, o in written)
+    assert m.vm_events["pswpin"] == sum(1 << o for _, o in read)
     large = sum(o == order for _, o in written) if order else 0  # order 0 has no mTHP stats
-    assert vm_events.mthp[(order, "swpout")] == large
+    assert m.vm_events.mthp[(order, "swpout")] == large
     # every slot ever taken was written or zero-mapped; those no longer in use were freed,
     # and zram was told about each; zram stores exactly the in-use, non-zero-mapped slots
     # and slot 0, the swap header mkswap wrote
-    allocated = vm_events["pswpout"] + vm_events["swpout_zero"]
+    allocated = m.vm_events["pswpout"] + m.vm_events["swpout_zero"]
     assert si.inuse_pages == int((mm.pte_state == PTE_SWAP).sum())
     assert allocated - si.inuse_pages == z.io_stat().notify_free
     assert z.mm_stat().orig_data_size // P == si.inuse_pages - si.count_zero(0, si.max) + 1
-    faults = vm_events["pgmajfault"]
-    assert faults == vm_events["nrswpin"] + vm_events["swpin_zero"] // nr
-    assert vm_events["pgsteal_anon"] == allocated
+    faults = m.vm_events["pgmajfault"]
+    assert faults == m.vm_events["nrswpin"] + m.vm_events["swpin_zero"] // nr
+    assert m.vm_events["pgsteal_anon"] == allocated
     assert memcg.usage == int((mm.pte_state == PTE_PRESENT).sum())
     z.check()

@@ -1337,45 +1337,18 @@ def test_recompress_real_codecs(tmp_path):
 # -- WB slots through the swap path ------------------------------------------------------------
 
 
-@pytest.fixture
-def swap_clean():
-    from pyzram.mm import swapfile
-    from pyzram.zram.swap import zram_exit
-
-    def teardown():
-        for si in swapfile.active_areas():
-            swapfile._release_area(si)
-        zram_exit()
-
-    teardown()
-    yield
-    teardown()
-
-
-def test_wb_slots_swap_in_exactly(tmp_path, swap_clean):
-    from pyzram.mm.folio import Folio, PG_reclaim, PG_uptodate
-    from pyzram.mm.page_io import swap_read_folio, swap_read_submit, swap_write_submit
-    from pyzram.mm.page_io import swap_writeout as writeout
-    from pyzram.mm.swap import SwapIoCtx
-    from pyzram.mm.swapfile import (
-        folio_alloc_swap,
-        folio_free_swap,
-        mkswap,
-        swap_cache_alloc_folio,
-        swap_cache_del_folio,
-        swap_duplicate,
-        swap_free,
-        swapoff,
-        swapon,
-    )
+def test_wb_slots_swap_in_exactly(m, tmp_path):
+    from pyzram.mm.folio import PG_uptodate
+    from pyzram.mm.swapfile import mkswap, swap_cache_get_folio, swapoff, swapon
+    from pyzram.mm.vmscan import AddressSpace, MemCgroup, shrink_inactive_list
     from pyzram.zram.swap import zram_init, zram_swap_ops
 
-    zram_init()
+    zram_init(m)
     z = Zram()
     z.sysfs["backing_dev"] = backing_file(tmp_path)
     z.sysfs["disksize"] = str(256 * P)
     mkswap(z.disk)
-    si = swapon(z.disk)
+    si = swapon(m, z.disk)
     assert si.ops is zram_swap_ops
     header = mm(z)  # slot 0: the swap header
     assert header[0] == P
@@ -1383,23 +1356,11 @@ def test_wb_slots_swap_in_exactly(tmp_path, swap_clean):
     data = [
         rng.integers(0, 256 if k % 2 else 4, size=P, dtype=np.uint8).tobytes() for k in range(6)
     ]
-    folios = [Folio(0, d) for d in data]
-    ctx = SwapIoCtx()
-    entries = []
-    for f in folios:
-        f.lock()
-        f.mark_uptodate()
-        f.mark_dirty()
-        e = folio_alloc_swap(f)
-        swap_duplicate(e)
-        entries.append(e)
-        f.set(PG_reclaim)
-        writeout(ctx, f)
-    swap_write_submit(ctx)
-    for f in folios:  # reclaim drops them from the swap cache
-        f.lock()
-        swap_cache_del_folio(f)
-        f.unlock()
+    proc = AddressSpace(6, MemCgroup(m, 64), lambda vpn: data[vpn])
+    for vpn in range(6):
+        proc.do_anonymous_page(vpn)
+    assert shrink_inactive_list(proc.memcg, 6) == 6  # one reclaim batch
+    entries = [proc.pte_to_swp_entry(vpn) for vpn in range(6)]
     slots = [e.offset for e in entries]
     huge = [s for s in slots if flags(z, s) & T.HUGE]
     assert len(huge) == 3  # the random pages
@@ -1409,23 +1370,14 @@ def test_wb_slots_swap_in_exactly(tmp_path, swap_clean):
     wb = set(huge) | {slots[0]}
     assert z.sysfs["bd_stat"] == bd(4, 0, 4)
     consistent(z)
-    ctx = SwapIoCtx()
-    back = []
-    for e in entries:
-        g = swap_cache_alloc_folio(e)
-        swap_read_folio(ctx, g)
-        back.append(g)
-    swap_read_submit(ctx)
+    proc.madvise_willneed(0, 6)  # one read plug over the six slots
+    back = [swap_cache_get_folio(m, e) for e in entries]
     for g, d in zip(back, data, strict=True):
         assert g.test(PG_uptodate) and bytes(g.data) == d
     assert z.sysfs["bd_stat"] == bd(4, 4, 4)
     for s in slots:  # swapped in: accessed (the WB slots stay WB)
         assert flags(z, s) == (T.WB if s in wb else flags(z, s) & T.HUGE)
-    for g in back:  # the PTEs go: the slots are freed, the blocks released
-        swap_free(g.swap)
-        g.lock()
-        assert folio_free_swap(g)
-        g.unlock()
+    proc.zap_pte_range(0, 6)  # the PTEs go: the slots are freed, the blocks released
     assert z.sysfs["bd_stat"] == bd(0, 4, 4) and mm(z)[:3] == header[:3]
     consistent(z)
     swapoff(si)

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from conftest import corrupt
-from pyzram.block.bio import bio_stats
 from pyzram.block.filedev import FileDisk
 from pyzram.mm.folio import (
     PAGE_SIZE,
@@ -30,13 +29,13 @@ from pyzram.mm.folio import (
     PG_uptodate,
     PG_writeback,
 )
+from pyzram.mm.machine import Machine
 from pyzram.mm.page_io import swap_bdev_ops
 from pyzram.mm.swap import (
     SWAP_CLUSTER_MAX,
     SWP_BLKDEV,
     SWP_STABLE_WRITES,
     SWP_SYNCHRONOUS_IO,
-    vm_events,
 )
 from pyzram.mm.swap_ops import (
     READ,
@@ -77,10 +76,13 @@ from test_swap_core import (  # noqa: F401 (swap_env is the autouse fixture)
 P = PAGE_SIZE
 
 
-def zram_area(use_block_ops: bool = True, size: str = "16M"):
-    zram_init()
+def zram_area(m, use_block_ops: bool = True, size: str = "16M"):
+    """A zram area on ``m``; ``use_block_ops=False`` makes ``m`` a kernel without the
+    series (the bio path)."""
+    m.swap_ops_series = use_block_ops
+    zram_init(m)
     z = new_zram(size)
-    si = swapon(z.disk, use_block_ops=use_block_ops)
+    si = swapon(m, z.disk)
     assert si.ops is (zram_swap_ops if use_block_ops else swap_bdev_ops)
     return si, z
 
@@ -104,38 +106,38 @@ def zram_page(z, slot: int) -> bytes:
 # -- registration and areas --------------------------------------------------------------------
 
 
-def test_zram_init_registers_once_and_exit_unregisters():
-    zram_init()
-    assert registered_block_ops() == (zram_devops, zram_swap_ops) and zram_swap_registered()
-    zram_init()  # idempotent for zram
-    assert registered_block_ops() == (zram_devops, zram_swap_ops)
+def test_zram_init_registers_once_and_exit_unregisters(m):
+    zram_init(m)
+    assert registered_block_ops(m) == (zram_devops, zram_swap_ops) and zram_swap_registered(m)
+    zram_init(m)  # idempotent for zram
+    assert registered_block_ops(m) == (zram_devops, zram_swap_ops)
     with pytest.raises(OSError) as e:  # a second, different registration is EBUSY
-        swap_register_block_ops(zram_devops, zram_swap_ops_as_posted)
+        swap_register_block_ops(m, zram_devops, zram_swap_ops_as_posted)
     assert e.value.errno == errno.EBUSY
-    zram_exit()
-    assert registered_block_ops() == (None, None) and not zram_swap_registered()
-    zram_exit()  # nothing registered: no-op
+    zram_exit(m)
+    assert registered_block_ops(m) == (None, None) and not zram_swap_registered(m)
+    zram_exit(m)  # nothing registered: no-op
 
 
-def test_zram_init_fails_when_another_driver_holds_the_slot(tmp_path):
+def test_zram_init_fails_when_another_driver_holds_the_slot(m, tmp_path):
     fd = FileDisk(tmp_path / "d", size=1 << 20)
     other = SwapOps("other", submit_write=lambda c: None, submit_read=lambda c: None)
-    swap_register_block_ops(fd.fops, other)
+    swap_register_block_ops(m, fd.fops, other)
     with pytest.raises(OSError) as e:
-        zram_init()
+        zram_init(m)
     assert e.value.errno == errno.EBUSY
-    assert not zram_swap_registered()
-    zram_exit()  # "destroy_devices" only unregisters what zram registered
-    assert registered_block_ops() == (fd.fops, other)
+    assert not zram_swap_registered(m)
+    zram_exit(m)  # "destroy_devices" only unregisters what zram registered
+    assert registered_block_ops(m) == (fd.fops, other)
     z = new_zram("1M")
-    si = swapon(z.disk)
+    si = swapon(m, z.disk)
     assert si.ops is swap_bdev_ops  # zram areas then use the block path
     swapoff(si)
-    swap_unregister_block_ops(fd.fops)
+    swap_unregister_block_ops(m, fd.fops)
 
 
-def test_zram_area_flags_reset_ebusy():
-    si, z = zram_area()
+def test_zram_area_flags_reset_ebusy(m):
+    si, z = zram_area(m)
     assert si.flags & SWP_BLKDEV and si.flags & SWP_SYNCHRONOUS_IO and si.flags & SWP_STABLE_WRITES
     with pytest.raises(OSError) as e:
         z.sysfs["reset"] = "1"
@@ -145,91 +147,91 @@ def test_zram_area_flags_reset_ebusy():
     assert not z.init_done()
 
 
-def test_area_keeps_zram_ops_after_unregister_until_swapoff():
-    si, z = zram_area()
+def test_area_keeps_zram_ops_after_unregister_until_swapoff(m):
+    si, z = zram_area(m)
     spy = OpsSpy(si)
-    zram_exit()
+    zram_exit(m)
     assert si.ops.submit_write is not None and spy.inner is zram_swap_ops
     folios = folios_of(rand_pages(6, seed=1))
-    entries = alloc(folios)
+    entries = alloc(m, folios)
     order = [5, 0, 3, 1, 4, 2]  # not adjacent: only zram's ops merge these
-    writeout([folios[i] for i in order])
+    writeout(m, [folios[i] for i in order])
     assert [len(b) for b in spy.batches[WRITE]] == [6]
-    evict(folios)
-    back = swap_in([entries[i] for i in order])
+    evict(m, folios)
+    back = swap_in(m, [entries[i] for i in order])
     assert [len(b) for b in spy.batches[READ]] == [6]
     assert [bytes(g.data) for g in back] == [bytes(folios[i].data) for i in order]
     z2 = new_zram("1M")
-    si2 = swapon(z2.disk)  # swapped on after the unregister
+    si2 = swapon(m, z2.disk)  # swapped on after the unregister
     assert si2.ops is swap_bdev_ops
-    release(back)
+    release(m, back)
     swapoff(si)
     assert si.ops is None
-    si3 = swapon(z.disk)
+    si3 = swapon(m, z.disk)
     assert si3.ops is swap_bdev_ops
 
 
 # -- batches and the data path -----------------------------------------------------------------
 
 
-def test_zram_batches_merge_any_folios_and_submit_no_bios():
-    si, z = zram_area()
+def test_zram_batches_merge_any_folios_and_submit_no_bios(m):
+    si, z = zram_area(m)
     spy = OpsSpy(si)
     folios = folios_of(synthetic_mix(70, seed=5))
     folios = [f for f in folios if f.data.count(0) != P]  # zero pages need no I/O
     n = len(folios)
-    entries = alloc(folios)
+    entries = alloc(m, folios)
     rng = np.random.default_rng(3)
     order = rng.permutation(n).tolist()
-    bios_before = dict(bio_stats)
-    writeout([folios[i] for i in order])
+    bios_before = dict(z.disk.bio_stats)
+    writeout(m, [folios[i] for i in order])
     sizes = [SWAP_CLUSTER_MAX] * (n // SWAP_CLUSTER_MAX) + ([n % 32] if n % 32 else [])
     assert [len(b) for b in spy.batches[WRITE]] == sizes
     assert [off for b in spy.batches[WRITE] for off, _ in b] == [entries[i].offset for i in order]
     for i, e in enumerate(entries):  # stored at the folio's own slot
         assert zram_page(z, e.offset) == bytes(folios[i].data)
-    evict(folios)
+    evict(m, folios)
     order = rng.permutation(n).tolist()
-    back = swap_in([entries[i] for i in order])
+    back = swap_in(m, [entries[i] for i in order])
     assert [len(b) for b in spy.batches[READ]] == sizes
     assert [bytes(g.data) for g in back] == [bytes(folios[i].data) for i in order]
-    assert dict(bio_stats) == bios_before, "the swap_ops path submits no bios"
-    assert vm_events["nrswpout"] == vm_events["nrswpin"] == len(sizes)
-    release(back)
+    assert dict(z.disk.bio_stats) == bios_before, "the swap_ops path submits no bios"
+    assert m.vm_events["nrswpout"] == m.vm_events["nrswpin"] == len(sizes)
+    release(m, back)
 
 
-def test_bio_path_counts_one_bio_per_batch():
-    si, z = zram_area(use_block_ops=False)
+def test_bio_path_counts_one_bio_per_batch(m):
+    si, z = zram_area(m, use_block_ops=False)
     spy = OpsSpy(si)
     folios = folios_of(compressible_pages(10, seed=2))
-    entries = alloc(folios)
-    before = dict(bio_stats)
-    writeout([folios[i] for i in (0, 1, 2, 5, 6, 3, 4, 7, 8, 9)])
+    entries = alloc(m, folios)
+    before = dict(z.disk.bio_stats)
+    writeout(m, [folios[i] for i in (0, 1, 2, 5, 6, 3, 4, 7, 8, 9)])
     assert [len(b) for b in spy.batches[WRITE]] == [3, 2, 2, 3]
-    assert bio_stats["WRITE"] - before.get("WRITE", 0) == 4
-    evict(folios)
-    back = swap_in(entries)
-    assert bio_stats["READ"] - before.get("READ", 0) == 1 == spy.nr(READ)
-    release(back)
+    assert z.disk.bio_stats["WRITE"] - before.get("WRITE", 0) == 4
+    evict(m, folios)
+    back = swap_in(m, entries)
+    assert z.disk.bio_stats["READ"] - before.get("READ", 0) == 1 == spy.nr(READ)
+    release(m, back)
 
 
 @pytest.mark.parametrize("order", [2, 4])
-def test_large_folios_aligned_and_stored_page_by_page(order):
-    si, z = zram_area()
+def test_large_folios_aligned_and_stored_page_by_page(m, order):
+    si, z = zram_area(m)
     nr = 1 << order
     folios = [Folio(0, rand_pages(1, 9).tobytes())]
     folios += [Folio(order, compressible_pages(nr, seed=s).tobytes()) for s in range(3)]
-    entries = swap_out(folios)
+    entries = swap_out(m, folios)
     for f, e in zip(folios[1:], entries[1:], strict=True):
         assert e.offset % nr == 0
         for j in range(nr):
             assert zram_page(z, e.offset + j) == bytes(f.page(j))
-    assert vm_events.mthp[(order, "swpout")] == 3 and vm_events["pswpout"] == 1 + 3 * nr
-    evict(folios)
-    back = swap_in(entries, [f.order for f in folios])
+    assert m.vm_events.mthp[(order, "swpout")] == 3 and m.vm_events["pswpout"] == 1 + 3 * nr
+    evict(m, folios)
+    back = swap_in(m, entries, [f.order for f in folios])
     assert [bytes(g.data) for g in back] == [bytes(f.data) for f in folios]
-    assert vm_events.mthp[(order, "swpin")] == 3 and vm_events["pswpin"] == 1 + 3 * nr
-    release(back[:1])
+    assert m.vm_events.mthp[(order, "swpin")] == 3 and m.vm_events["pswpin"] == 1 + 3 * nr
+    release(m, back[:1])
     # swapoff brings the large folios' slots back one page at a time
     got = {}
 
@@ -239,7 +241,7 @@ def test_large_folios_aligned_and_stored_page_by_page(order):
 
     for g in back[1:]:  # drop the cached large folios (their references stay)
         g.lock()
-        swap_cache_del_folio(g)
+        swap_cache_del_folio(m, g)
         g.unlock()
     swapoff(si, unuse=unuse)
     for f, e in zip(folios[1:], entries[1:], strict=True):
@@ -333,18 +335,18 @@ def clear_fault(fault: str, z) -> None:
 @pytest.mark.parametrize(
     "fault", ["mem_limit", "zs_malloc", "codec_raise", "codec_empty", "codec_negative"]
 )
-def test_write_failure_mid_batch(fault, n, k, path):
-    si, z = zram_area(use_block_ops=path == "ops")
+def test_write_failure_mid_batch(m, fault, n, k, path):
+    si, z = zram_area(m, use_block_ops=path == "ops")
     spy = OpsSpy(si)
     folios = folios_of(np.ascontiguousarray(same_pages(n)))
     old = [bytes(f.data) for f in folios]
-    entries = swap_out(folios)  # old content: same-filled, no pool memory; folios stay cached
+    entries = swap_out(m, folios)  # old content: same-filled, no pool memory; folios stay cached
     new = rand_pages(n, seed=4)
     inject(fault, z, k, new)
     for f, page in zip(folios, new, strict=True):
         f.data[:] = page.tobytes()
     before = int(z.stats.failed_writes)
-    writeout(folios)
+    writeout(m, folios)
     assert spy.nr(WRITE) == 2 and [len(b) for b in spy.batches[WRITE]] == [n, n]
     assert z.stats.failed_writes == before + 1, "once per failed batch"
     for i, f in enumerate(folios):  # every page of the batch: re-dirtied, nothing lost
@@ -356,28 +358,28 @@ def test_write_failure_mid_batch(fault, n, k, path):
     for i, e in enumerate(entries):  # earlier pages: new data; failing and later: old
         assert zram_page(z, e.offset) == (new[i].tobytes() if i < k else old[i]), i
     z.check()
-    assert vm_events["pswpout"] == 2 * n  # counted at queue time
+    assert m.vm_events["pswpout"] == 2 * n  # counted at queue time
     # the retry succeeds and the data comes back
-    writeout(folios)
+    writeout(m, folios)
     assert z.stats.failed_writes == before + 1
-    evict(folios)
-    back = swap_in(entries)
+    evict(m, folios)
+    back = swap_in(m, entries)
     assert [bytes(g.data) for g in back] == [p.tobytes() for p in new]
-    release(back)
+    release(m, back)
     swapoff(si)
     assert zram_slots_used(z) == 1
     z.check()
 
 
-def test_codec_negative_size_on_first_page_fails_the_write():
-    si, z = zram_area()
+def test_codec_negative_size_on_first_page_fails_the_write(m):
+    si, z = zram_area(m)
     folios = folios_of(np.ascontiguousarray(same_pages(8)))
-    swap_out(folios)
+    swap_out(m, folios)
     new = rand_pages(8, seed=5)
     inject("codec_negative", z, 0, new)
     for f, page in zip(folios, new, strict=True):
         f.data[:] = page.tobytes()
-    writeout(folios)
+    writeout(m, folios)
     assert z.stats.failed_writes == 1
     assert all(f.test(PG_dirty) for f in folios)
 
@@ -387,18 +389,18 @@ def test_codec_negative_size_on_first_page_fails_the_write():
 
 @pytest.mark.parametrize("path", ["ops", "bio"])
 @pytest.mark.parametrize("n,bad", [(4, 2), (10, 6)])
-def test_read_failure_poisons_whole_batch(path, n, bad):
-    si, z = zram_area(use_block_ops=path == "ops")
+def test_read_failure_poisons_whole_batch(m, path, n, bad):
+    si, z = zram_area(m, use_block_ops=path == "ops")
     folios = folios_of(compressible_pages(n, seed=6))
-    entries = swap_out(folios)
-    evict(folios)
+    entries = swap_out(m, folios)
+    evict(m, folios)
     corrupt(z, entries[bad].offset)
-    back = swap_in(entries)
-    assert vm_events["nrswpin"] == 1
+    back = swap_in(m, entries)
+    assert m.vm_events["nrswpin"] == 1
     for g in back:  # all of the batch, also the folios read before the bad one
         assert not g.test(PG_uptodate) and not g.test(PG_locked) and g.test(PG_swapcache)
     assert z.stats.failed_reads == 1
-    assert vm_events["pswpin"] == 0 and not any(k[1] == "swpin" for k in vm_events.mthp)
+    assert m.vm_events["pswpin"] == 0 and not any(k[1] == "swpin" for k in m.vm_events.mthp)
     z.check()  # no slot lock left held
     assert all(ENDS[s] == 1 for s in ENDS)
 
@@ -406,17 +408,17 @@ def test_read_failure_poisons_whole_batch(path, n, bad):
 @pytest.mark.parametrize(
     "path,ordering", [("ops", "one_section"), ("ops", "legacy"), ("bio", "one_section")]
 )
-def test_read_failure_keeps_later_slots_idle(path, ordering):
+def test_read_failure_keeps_later_slots_idle(m, path, ordering):
     """Every read path and ordering stops at the failing page: only the pages
     before it are marked accessed."""
-    si, z = zram_area(use_block_ops=path == "ops")
+    si, z = zram_area(m, use_block_ops=path == "ops")
     z.swap_read_ordering = ordering
     folios = folios_of(compressible_pages(6, seed=7))
-    entries = swap_out(folios)
-    evict(folios)
+    entries = swap_out(m, folios)
+    evict(m, folios)
     z.sysfs["idle"] = "all"
     corrupt(z, entries[3].offset)
-    swap_in(entries)
+    swap_in(m, entries)
     idle = [bool(z.table.flags[e.offset] & T.IDLE) for e in entries]
     assert idle == [False, False, False, True, True, True]
 
@@ -425,8 +427,8 @@ def test_read_failure_keeps_later_slots_idle(path, ordering):
 
 
 @pytest.mark.parametrize("path", ["ops", "bio"])
-def test_slot_free_notify_and_miss_free(path, monkeypatch):
-    si, z = zram_area(use_block_ops=path == "ops")
+def test_slot_free_notify_and_miss_free(m, path, monkeypatch):
+    si, z = zram_area(m, use_block_ops=path == "ops")
     # patch 3/3 routes the notification through swap_ops; the bio-path area (a kernel
     # without the series) uses block_device_operations.swap_slot_free_notify
     routes = Counter()
@@ -449,15 +451,15 @@ def test_slot_free_notify_and_miss_free(path, monkeypatch):
 
         monkeypatch.setattr(zram_devops, "swap_slot_free_notify", counted_old)
     folios = folios_of(compressible_pages(8, seed=8))
-    entries = swap_out(folios)
-    evict(folios)
+    entries = swap_out(m, folios)
+    evict(m, folios)
     assert zram_slots_used(z) == 9
     for e in entries[:3]:
-        swap_free(e)
+        swap_free(m, e)
     assert z.stats.notify_free == 3 and z.stats.miss_free == 0 and zram_slots_used(z) == 6
     busy = entries[3].offset
     z.table.slot_lock(busy)  # someone holds the slot: the notify cannot block
-    swap_free(entries[3])
+    swap_free(m, entries[3])
     z.table.slot_unlock(busy)
     assert z.stats.notify_free == 4 and z.stats.miss_free == 1
     assert z.table.allocated(busy) and zram_slots_used(z) == 6  # stale data stays
@@ -470,17 +472,18 @@ def test_slot_free_notify_and_miss_free(path, monkeypatch):
     z.check()
 
 
-def test_no_leaks_after_swapoff_mixed_states():
-    si, z = zram_area()
+def test_no_leaks_after_swapoff_mixed_states(m):
+    si, z = zram_area(m)
     rng = np.random.default_rng(9)
     pages = np.concatenate([synthetic_mix(80, seed=9), compressible_pages(40, seed=10)])
     folios = folios_of(pages[:64], 2) + folios_of(pages[64:], 0)
     folios = [folios[i] for i in rng.permutation(len(folios))]
-    entries = swap_out(folios, refs=2)
-    evict(folios[: len(folios) // 2])  # half leave the swap cache, half stay
+    entries = swap_out(m, folios, refs=2)
+    evict(m, folios[: len(folios) // 2])  # half leave the swap cache, half stay
     for e, f in zip(entries[::3], folios[::3], strict=True):
-        swap_free(e, f.nr_pages)  # some PTEs already gone
+        swap_free(m, e, f.nr_pages)  # some PTEs already gone
     back = swap_in(
+        m,
         [e for e, f in zip(entries[:10], folios[:10], strict=True)],
         [f.order for f in folios[:10]],
     )
@@ -495,28 +498,27 @@ def test_no_leaks_after_swapoff_mixed_states():
 # -- the same result as the bio path -----------------------------------------------------------
 
 
-def test_mm_stat_equals_bio_path():
+def test_mm_stat_equals_bio_path(m):
     pages = np.concatenate(
         [synthetic_mix(150, seed=11), compressible_pages(30, seed=12), same_pages(10, 40)]
     )
     pages = pages[[i for i in range(len(pages)) if pages[i].any()]]  # zram sees no zero pages
-    zram_init()
+    zram_init(m)
+    plain = Machine(swap_ops_series=False)  # the same kernel without the series
     z_ops, z_bio = new_zram(), new_zram()
-    si_ops = swapon(z_ops.disk, prio=10)
-    si_bio = swapon(z_bio.disk, prio=5, use_block_ops=False)
+    si_ops = swapon(m, z_ops.disk)
+    si_bio = swapon(plain, z_bio.disk)
     assert si_ops.ops is zram_swap_ops and si_bio.ops is swap_bdev_ops
     order = np.random.default_rng(13).permutation(len(pages)).tolist()
     runs = {}
-    for si in (si_ops, si_bio):
-        si.prio = 100  # allocate from this area
+    for mach, si in ((m, si_ops), (plain, si_bio)):
         folios = folios_of(pages)
-        entries = alloc(folios)
+        entries = alloc(mach, folios)
         assert [e.offset for e in entries] == list(range(1, len(pages) + 1))
-        vm_events.reset()
         spy = OpsSpy(si)
-        writeout([folios[i] for i in order])  # the same slots, in the same order
-        runs[si] = (dict(vm_events.counts), spy.nr(WRITE))
-        si.prio = 0
+        writeout(mach, [folios[i] for i in order])  # the same slots, in the same order
+        runs[si] = (dict(mach.vm_events.counts), spy.nr(WRITE))
+    plain.close()
     assert z_ops.mm_stat() == z_bio.mm_stat()
     assert np.array_equal(z_ops.table.flags_np, z_bio.table.flags_np)
     assert np.array_equal(z_ops.table.handle_np, z_bio.table.handle_np)
@@ -531,56 +533,56 @@ def test_mm_stat_equals_bio_path():
 # -- the backing-device read fallback ----------------------------------------------------------
 
 
-def backing_setup(tmp_path, ops):
-    zram_init(ops)
+def backing_setup(m, tmp_path, ops):
+    zram_init(m, ops)
     z = new_zram("4M")
-    si = swapon(z.disk)
+    si = swapon(m, z.disk)
     assert si.ops is ops
     z.backing_dev = FileDisk(tmp_path / "backing", size=1 << 20)
     folios = folios_of(compressible_pages(9, seed=14))
-    entries = swap_out(folios)
+    entries = swap_out(m, folios)
     assert [e.offset for e in entries] == list(range(1, 10))
     data = {e.offset: bytes(f.data) for e, f in zip(entries, folios, strict=True)}
-    evict(folios)
+    evict(m, folios)
     return si, z, entries, data
 
 
-def test_backing_fallback_as_posted_reads_neighbours(tmp_path):
-    si, z, entries, data = backing_setup(tmp_path, zram_swap_ops_as_posted)
+def test_backing_fallback_as_posted_reads_neighbours(m, tmp_path):
+    si, z, entries, data = backing_setup(m, tmp_path, zram_swap_ops_as_posted)
     z.backing_read_fallback = "as_posted"
     spy = OpsSpy(si)
     want = [entries[i] for i in (0, 2, 4, 6)]  # slots 1, 3, 5, 7
-    before = bio_stats["READ"]
-    back = swap_in(want)
+    before = z.disk.bio_stats["READ"]
+    back = swap_in(m, want)
     assert [len(b) for b in spy.batches[READ]] == [4]  # no can_merge: one batch
-    assert bio_stats["READ"] - before == 1  # delegated to swap_bdev_submit_read, one bio
+    assert z.disk.bio_stats["READ"] - before == 1  # delegated to swap_bdev_submit_read, one bio
     assert all(g.test(PG_uptodate) for g in back)
     assert bytes(back[0].data) == data[1]
     for k in range(1, 4):  # every later folio got the slot next to the first, not its own
         assert bytes(back[k].data) == data[1 + k] != data[want[k].offset]
-    release(back)
+    release(m, back)
 
 
-def test_backing_fallback_default_splits_batches(tmp_path):
-    si, z, entries, data = backing_setup(tmp_path, zram_swap_ops)
+def test_backing_fallback_default_splits_batches(m, tmp_path):
+    si, z, entries, data = backing_setup(m, tmp_path, zram_swap_ops)
     assert z.backing_read_fallback == "adjacent"
     spy = OpsSpy(si)
     want = [entries[i] for i in (0, 2, 4, 6, 7, 8)]  # slots 1, 3, 5, 7, 8, 9
-    before = bio_stats["READ"]
-    back = swap_in(want)
+    before = z.disk.bio_stats["READ"]
+    back = swap_in(m, want)
     assert [len(b) for b in spy.batches[READ]] == [1, 1, 1, 3]
-    assert bio_stats["READ"] - before == 4
+    assert z.disk.bio_stats["READ"] - before == 4
     assert [bytes(g.data) for g in back] == [data[e.offset] for e in want]
-    assert vm_events["nrswpin"] == 4 and vm_events["pswpin"] == 6
-    release(back)
+    assert m.vm_events["nrswpin"] == 4 and m.vm_events["pswpin"] == 6
+    release(m, back)
     # without a backing device the same ops merge any folios again
     z.backing_dev.close()
     z.backing_dev = None
     rest = [entries[i] for i in (1, 5, 3)]
-    back = swap_in(rest)
+    back = swap_in(m, rest)
     assert [len(b) for b in spy.batches[READ]][-1] == 3
     assert [bytes(g.data) for g in back] == [data[e.offset] for e in rest]
-    release(back)
+    release(m, back)
 
 
 # -- read-then-mark ordering -------------------------------------------------------------------
@@ -590,12 +592,12 @@ def test_backing_fallback_default_splits_batches(tmp_path):
     "path,ordering,idle_at_unlock",
     [("ops", "one_section", False), ("ops", "legacy", True), ("bio", "one_section", True)],
 )
-def test_read_marks_accessed_in_the_read_section(path, ordering, idle_at_unlock):
-    si, z = zram_area(use_block_ops=path == "ops")
+def test_read_marks_accessed_in_the_read_section(m, path, ordering, idle_at_unlock):
+    si, z = zram_area(m, use_block_ops=path == "ops")
     z.swap_read_ordering = ordering
     folios = folios_of(compressible_pages(5, seed=15))
-    entries = swap_out(folios)
-    evict(folios)
+    entries = swap_out(m, folios)
+    evict(m, folios)
     z.sysfs["idle"] = "all"
     slots = [e.offset for e in entries]
     assert all(z.table.flags[s] & T.IDLE for s in slots)
@@ -611,9 +613,9 @@ def test_read_marks_accessed_in_the_read_section(path, ordering, idle_at_unlock)
         assert idle is idle_at_unlock, (ordering, idx)
 
     z.yield_point = hook
-    back = swap_in(entries)
+    back = swap_in(m, entries)
     z.yield_point = None
     assert sorted(seen) == slots
     assert all(g.test(PG_uptodate) for g in back)
     assert not any(z.table.flags[s] & (T.IDLE | T.PP_SLOT) for s in slots)
-    release(back)
+    release(m, back)

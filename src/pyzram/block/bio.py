@@ -11,7 +11,6 @@ its ``end_io`` exactly once.
 from __future__ import annotations
 
 import errno
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -89,14 +88,10 @@ def bio_endio(bio: Bio) -> None:
         bio.end_io(bio)
 
 
-#: Bios submitted, by op name (like the block layer's per-disk ``stat`` ios).
-bio_stats: Counter = Counter()
-
-
 def submit_bio(bio: Bio) -> None:
     """``submit_bio``: check the range, then the driver's ``submit_bio``."""
     disk = bio.bdev.disk
-    bio_stats[bio.op_name] += 1
+    disk.bio_stats[bio.op_name] += 1
     end = bio.sector + (bio.size >> SECTOR_SHIFT)
     if bio.sector < 0 or end > disk.capacity:
         # bio_check_eod: "attempt to access beyond end of device"

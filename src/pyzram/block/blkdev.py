@@ -10,6 +10,7 @@ writes, non-rotational).  A :class:`BlockDevice` is the opened device node.
 from __future__ import annotations
 
 import errno
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -48,6 +49,10 @@ class Gendisk:
     features: int = 0
     logical_block_size: int = 512
     _openers: int = field(default=0)
+    #: ``bd_holder``: who claimed the disk exclusively (a swap area), or None.
+    bd_holder: object = field(default=None)
+    #: Bios submitted to the disk, by op name (the ios of ``/sys/block/<disk>/stat``).
+    bio_stats: Counter = field(default_factory=Counter)
 
     @property
     def capacity(self) -> int:
@@ -68,10 +73,19 @@ class BlockDevice:
 
 
 def blkdev_get(disk: Gendisk, holder: object = None) -> BlockDevice:
-    """``bdev_file_open_by_dev``: open the disk (``fops->open``), pinning it."""
+    """``bdev_file_open_by_dev``: open the disk (``fops->open``), pinning it.
+
+    With a ``holder`` the open is exclusive (``BLK_OPEN_EXCL``,
+    ``bd_prepare_to_claim``): ``EBUSY`` while another holder has the disk.
+    """
+    if holder is not None:
+        if disk.bd_holder is not None and disk.bd_holder is not holder:
+            raise OSError(errno.EBUSY, f"{disk.disk_name} is claimed by another holder")
     if disk.fops.open is not None:
         disk.fops.open(disk)
     disk._openers += 1
+    if holder is not None:
+        disk.bd_holder = holder
     return BlockDevice(disk, holder)
 
 
@@ -81,5 +95,7 @@ def blkdev_put(bdev: BlockDevice) -> None:
     if disk._openers <= 0:
         raise OSError(errno.EINVAL, f"{disk.disk_name} is not open")
     disk._openers -= 1
+    if bdev.holder is not None and disk.bd_holder is bdev.holder:
+        disk.bd_holder = None  # bd_end_claim
     if disk.fops.release is not None:
         disk.fops.release(disk)

@@ -25,8 +25,10 @@ On the kernel side, through the interfaces a user would use:
   from the page file (``preadv``; the page file is in the page cache,
   charged to us), replays the pattern (a read touches one byte of the
   page; a write ``preadv``s the original bytes of the page that
-  :func:`~pyzram.workload.patterns.write_sources` names) and compares every
-  page with what it last wrote, timing each phase and reading
+  :func:`~pyzram.workload.patterns.write_sources` names), stops while we
+  read the device's figures, then compares every page with what it last
+  wrote and gives it back (``MADV_DONTNEED``: the check swaps nothing
+  out), timing each phase and reading
   ``/proc/vmstat`` at each boundary.
 
 Swapped pages per second on both sides = (``pswpout`` + ``pswpin``) over
@@ -123,15 +125,18 @@ for i in range(nacc):
         mv[v * P]
 t.append(time.monotonic())
 vm.append(vmstat())
+sys.stdout.write("PATTERN\n")
+sys.stdout.flush()
+sys.stdin.readline()  # the parent has read the device's stats
 bad = 0
-for v in range(n):
+for v in range(n):  # each page checked, then given back (MADV_DONTNEED)
     if mv[v * P : (v + 1) * P] != os.pread(fd, P, exp[v] * P):
         bad += 1
+    m.madvise(mmap.MADV_DONTNEED, off + v * P, P)
 t.append(time.monotonic())
 vm.append(vmstat())
 sys.stdout.write(json.dumps({"t": t, "vmstat": vm, "bad": bad}) + "\n")
 sys.stdout.flush()
-sys.stdin.readline()  # the parent has read the device's stats
 """
 
 
@@ -153,7 +158,7 @@ class KernelSwapRun:
     vmstat: dict[str, int]  # /proc/vmstat deltas over fill + pattern
     swapped_pages_s: float  # (pswpout + pswpin) / seconds
     intact: bool
-    mm_stat: str  # the device's, after the check
+    mm_stat: str  # the device's at the end of the workload (before the check)
     io_stat: str
     device_read_pages: int  # /sys/block/zramN/stat: sectors read / 8
     device_write_pages: int
@@ -354,6 +359,12 @@ def run_kernel_swap(
             proc.stdin.write(b"go\n")
             proc.stdin.flush()
             try:
+                wait_ready(proc, timeout, marker=b"PATTERN\n")
+                # The device at the end of the workload, before the check.
+                mm_text, io_text = zram.read_attr("mm_stat"), zram.read_attr("io_stat")
+                reads, writes = _device_pages(zram.read_attr("stat"))
+                proc.stdin.write(b"check\n")
+                proc.stdin.flush()
                 line = wait_ready(proc, timeout, marker=b"\n")
             except RuntimeError:
                 proc.wait(5)
@@ -365,11 +376,7 @@ def run_kernel_swap(
                     f"{failcnt}){': ' + tail.splitlines()[-1] if tail else ''}"
                 ) from None
             res = json.loads(line)
-            mm_text, io_text = zram.read_attr("mm_stat"), zram.read_attr("io_stat")
-            reads, writes = _device_pages(zram.read_attr("stat"))
             failcnt = int((cgroup / "memory.failcnt").read_text())
-            proc.stdin.write(b"done\n")
-            proc.stdin.flush()
             proc.wait(timeout)
         except BaseException as e:
             errors.append(e)

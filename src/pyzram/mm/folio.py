@@ -52,7 +52,11 @@ class SwpEntry(NamedTuple):
 
 
 class Folio:
-    """``struct folio``: ``nr_pages`` pages of data and their flags."""
+    """``struct folio``: ``nr_pages`` pages of data and their flags.
+
+    Compiled, an extension type (``folio.pxd``): the swap core's modules that
+    cimport it read ``flags``/``order`` and call the flag methods in C.
+    """
 
     __slots__ = ("order", "data", "flags", "swap", "memcg", "_lock", "__weakref__")
 

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from pyzram.mm.page_io import SioPool
     from pyzram.mm.swap_ops import SwapBlockOps
     from pyzram.mm.swapfile import SwapInfo
-    from pyzram.mm.vmscan import SwapReadahead
+    from pyzram.mm.vmscan import AddressSpace, SwapReadahead
 
 
 class Machine:
@@ -58,11 +58,15 @@ class Machine:
     be reset or reused by another machine.  It is also a context manager.
     """
 
-    def __init__(self, *, page_cluster: int = 3) -> None:
+    def __init__(self, *, swap_ops_series: bool = True, page_cluster: int = 3) -> None:
         from pyzram.mm.page_io import SioPool
         from pyzram.mm.swap_ops import SwapBlockOps
         from pyzram.mm.vmscan import SwapReadahead
 
+        #: Built with the series "mm/zram: route block swap I/O through swap_ops"
+        #: (a false value is mainline 6.18: block areas always use the bio path,
+        #: and a slot's free is told through ``fops->swap_slot_free_notify``).
+        self.swap_ops_series = swap_ops_series
         #: ``swap_info[]``: active areas by type.
         self.swap_info: list[SwapInfo | None] = [None] * MAX_SWAPFILES
         #: ``swap_lock``: guards ``swap_info``, ``least_priority`` and the avail list.
@@ -72,11 +76,14 @@ class Machine:
         #: ``swap_avail_heads``: active areas, highest priority first.
         self.swap_avail: list[SwapInfo] = []
         #: ``sio_pool``: the mempool of swap_iocbs.
-        self.sio_pool: SioPool = SioPool()
+        self.sio_pool: SioPool = SioPool(self)
         #: ``vm_event_states``: the /proc/vmstat swap counters and mTHP stats.
         self.vm_events = VmEvents()
         #: The one-slot registry of block-driver swap_ops (``swap_block_ops``).
         self.swap_block_ops: SwapBlockOps = SwapBlockOps()
+        #: ``init_mm.mmlist``: the address spaces that have swapped (swapoff walks
+        #: them; they stay listed, as the kernel's stay until ``mmput``).
+        self.mmlist: list[AddressSpace] = []
         #: mm/swap_state.c's readahead state (``page_cluster``, hits, window).
         self.swap_readahead: SwapReadahead = SwapReadahead(page_cluster)
 
@@ -85,11 +92,18 @@ class Machine:
         return [si for si in self.swap_info if si is not None]
 
     def close(self) -> None:
-        """Swap off every area (folios still in the swap cache are dropped)."""
-        from pyzram.mm.swapfile import swapoff
+        """Power off: release every area's device or file and empty the registry.
+
+        No page is brought back (that is ``swapoff``); the devices are left
+        as they are, free to be reset, or swapped on by another machine.
+        """
+        from pyzram.mm.swapfile import release_swap_area
 
         for si in self.active_areas():
-            swapoff(self, si)
+            release_swap_area(si)
+        reg = self.swap_block_ops
+        with reg.lock:
+            reg.fops = reg.ops = None
 
     def __enter__(self) -> Machine:
         return self

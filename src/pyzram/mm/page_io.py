@@ -26,6 +26,9 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from typing import TYPE_CHECKING
+
+import cython
 
 from pyzram.block.bio import (
     BLK_STS_OK,
@@ -39,19 +42,27 @@ from pyzram.block.bio import (
 )
 from pyzram.block.blkdev import BLK_FEAT_SYNCHRONOUS
 from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_dirty, PG_locked, PG_reclaim
-from pyzram.mm.swap import SWAP_CLUSTER_MAX, SwapIoCtx, vm_events
-from pyzram.mm.swap_ops import READ, WRITE, SwapOps
-from pyzram.mm.swapfile import folio_free_swap, swp_swap_info
+from pyzram.mm.swap import SWAP_CLUSTER_MAX, SwapIoCtx
+from pyzram.mm.swap_ops import READ, SWAP_OPS_F_NOFS, WRITE, SwapOps
+from pyzram.mm.swapfile import SwapInfo, folio_free_swap, swp_swap_info
+
+if TYPE_CHECKING:
+    from pyzram.mm.machine import Machine
 
 HPAGE_PMD_ORDER = 9
 
 
 class SwapIocb:
-    """``struct swap_iocb``: up to 32 whole folios (one bvec each) and their length."""
+    """``struct swap_iocb``: up to 32 whole folios (one bvec each) and their length.
 
-    __slots__ = ("bvecs", "len", "_ended", "__weakref__")
+    ``machine`` is the machine whose ``sio_pool`` it came from (the kernel's
+    ``mempool_free(sio, sio_pool)`` names the global pool).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("machine", "bvecs", "len", "_ended", "__weakref__")
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
         self.bvecs: list[Folio] = []
         self.len = 0
         self._ended = False
@@ -70,7 +81,8 @@ class SioPool:
     failing; so does this one.
     """
 
-    def __init__(self, size: int = SWAP_CLUSTER_MAX) -> None:
+    def __init__(self, machine: Machine, size: int = SWAP_CLUSTER_MAX) -> None:
+        self.machine = machine
         self.size = size
         self.outstanding = 0
         self.allocated_total = 0
@@ -83,7 +95,7 @@ class SioPool:
                     raise RuntimeError("sio_pool exhausted for 30 s: a swap_iocb leaked")
             self.outstanding += 1
             self.allocated_total += 1
-        return SwapIocb()
+        return SwapIocb(self.machine)
 
     def free(self, sio: SwapIocb) -> None:
         if sio._ended:
@@ -92,9 +104,6 @@ class SioPool:
         with self._cv:
             self.outstanding -= 1
             self._cv.notify()
-
-
-sio_pool = SioPool()
 
 
 # -- accessors exported to providers (patch 2/3) -------------------------------------
@@ -115,18 +124,21 @@ def swap_iocb_folio(sio: SwapIocb, idx: int) -> Folio:
 # -- completion ----------------------------------------------------------------------
 
 
+@cython.locals(folio=Folio)
 def swap_read_end(sio: SwapIocb, failed: bool) -> None:
     """``swap_read_end``: once per read batch; uptodate on success, unlock always."""
+    m = sio.machine
     for folio in sio.bvecs:
         if not failed:
-            vm_events.count_mthp(folio.order, "swpin")
+            m.vm_events.count_mthp(folio.order, "swpin")
             folio.mark_uptodate()
         folio.unlock()
     if not failed:
-        vm_events.count("pswpin", sio.len >> PAGE_SHIFT)
-    sio_pool.free(sio)
+        m.vm_events.count("pswpin", sio.len >> PAGE_SHIFT)
+    m.sio_pool.free(sio)
 
 
+@cython.locals(folio=Folio)
 def swap_write_end(sio: SwapIocb, failed: bool) -> None:
     """``swap_write_end``: once per write batch; a failure re-dirties every folio."""
     for folio in sio.bvecs:
@@ -134,31 +146,38 @@ def swap_write_end(sio: SwapIocb, failed: bool) -> None:
             folio.mark_dirty()
             folio.clear(PG_reclaim)
         folio.end_writeback()
-    sio_pool.free(sio)
+    sio.machine.sio_pool.free(sio)
 
 
 # -- batching --------------------------------------------------------------------------
 
 
+@cython.locals(folio=Folio)
 def swap_can_merge(ctx: SwapIoCtx, si, folio: Folio, rw: int) -> bool:
-    """``swap_can_merge``: same area, then the area's ``can_merge`` (None = always)."""
+    """``swap_can_merge``: same area, then the area's ``can_merge`` (None = always).
+
+    The hook is given the area first: the kernel's finds it from
+    ``folio->swap`` through the global ``swap_info``; ours has no global.
+    """
     if ctx.sis is not si:
         return False
     can_merge = si.ops.can_merge
     if can_merge is None:
         return True
     prev = ctx.sio.bvecs[-1]
-    return can_merge(folio, prev, prev.size, rw)
+    return can_merge(si, folio, prev, prev.size, rw)
 
 
+@cython.locals(folio=Folio)
 def swap_add_folio(ctx: SwapIoCtx, folio: Folio, rw: int) -> None:
     """``swap_add_folio``: append to the batch, submitting first or after as needed."""
-    si = swp_swap_info(folio.swap)
+    m = ctx.machine
+    si = swp_swap_info(m, folio.swap)
     if ctx.sio is not None and not swap_can_merge(ctx, si, folio, rw):
         _submit(ctx, rw)
     if ctx.sio is None:
         ctx.sis = si
-        ctx.sio = sio_pool.alloc()
+        ctx.sio = m.sio_pool.alloc()
     sio = ctx.sio
     sio.bvecs.append(folio)
     sio.len += folio.size
@@ -187,7 +206,7 @@ def _hand_over(ctx: SwapIoCtx, counter: str, rw: int) -> None:
     """Count the batch, give it to the ops (which now own and end it), empty the ctx."""
     if ctx.sio is None:
         return
-    vm_events.count(counter)
+    ctx.machine.vm_events.count(counter)
     ops: SwapOps = ctx.sis.ops
     try:
         (ops.submit_write if rw == WRITE else ops.submit_read)(ctx)
@@ -202,6 +221,7 @@ def _hand_over(ctx: SwapIoCtx, counter: str, rw: int) -> None:
 _ZERO_PAGE = bytes(PAGE_SIZE)
 
 
+@cython.locals(folio=Folio)
 def is_folio_zero_filled(folio: Folio) -> bool:
     """``is_folio_zero_filled``: a memcmp against the zero page, page by page."""
     data = folio.data
@@ -211,6 +231,7 @@ def is_folio_zero_filled(folio: Folio) -> bool:
     return all(view[i : i + PAGE_SIZE] == _ZERO_PAGE for i in range(0, folio.size, PAGE_SIZE))
 
 
+@cython.locals(folio=Folio)
 def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
     """``swap_writeout``: write a locked, dirty swap-cache folio out (or not).
 
@@ -221,13 +242,14 @@ def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
     """
     if not folio.test(PG_locked):
         raise RuntimeError("swap_writeout needs a locked folio")
-    if folio_free_swap(folio):
+    m = ctx.machine
+    if folio_free_swap(m, folio):
         folio.unlock()
         return 0
-    si = swp_swap_info(folio.swap)
+    si = swp_swap_info(m, folio.swap)
     if is_folio_zero_filled(folio):
         si.set_zero(folio.swap.offset, folio.nr_pages, True)
-        vm_events.count("swpout_zero", folio.nr_pages)
+        m.vm_events.count("swpout_zero", folio.nr_pages)
         folio.clear(PG_dirty)  # the zero map now holds it
         folio.unlock()
         return 0
@@ -236,8 +258,10 @@ def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
     return 0
 
 
+@cython.locals(folio=Folio)
 def __swap_writepage(ctx: SwapIoCtx, folio: Folio) -> None:
     """``__swap_writepage``: count at submission, start writeback, unlock, queue."""
+    vm_events = ctx.machine.vm_events
     if folio.order == HPAGE_PMD_ORDER:
         vm_events.count("thp_swpout")
     vm_events.count_mthp(folio.order, "swpout")
@@ -250,6 +274,7 @@ def __swap_writepage(ctx: SwapIoCtx, folio: Folio) -> None:
 # -- swap-in -----------------------------------------------------------------------------
 
 
+@cython.locals(folio=Folio)
 def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
     """``swap_read_folio``: a locked, not-uptodate swap-cache folio; queue or fill now.
 
@@ -257,13 +282,14 @@ def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
     folio that mixes zero and non-zero slots is an I/O error (unlocked, not
     uptodate), as in the kernel.
     """
-    si = swp_swap_info(folio.swap)
+    m = ctx.machine
+    si = swp_swap_info(m, folio.swap)
     nz = si.count_zero(folio.swap.offset, folio.nr_pages)
     if nz == folio.nr_pages:
         folio.data[:] = bytes(folio.size)
         folio.mark_uptodate()
         folio.unlock()
-        vm_events.count("swpin_zero", folio.nr_pages)
+        m.vm_events.count("swpin_zero", folio.nr_pages)
         return
     if nz:
         folio.unlock()  # mixed: leaves it !uptodate
@@ -274,22 +300,22 @@ def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
 # -- swap_bdev_ops: one bio per batch -------------------------------------------------------
 
 
-def swap_folio_sector(folio: Folio) -> int:
-    """``swap_folio_sector``: the device sector of the folio's first slot."""
-    si = swp_swap_info(folio.swap)
+def swap_folio_sector(si: SwapInfo, folio: Folio) -> int:
+    """``swap_folio_sector``: the device sector of the folio's first slot in ``si``."""
     return si.map_swap_page(folio.swap.offset) << (PAGE_SHIFT - SECTOR_SHIFT)
 
 
-def swap_bdev_can_merge(folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
+def swap_bdev_can_merge(si: SwapInfo, folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
     """``swap_bdev_can_merge``: sector-adjacent, and (writes) the same blkcg."""
-    if swap_folio_sector(folio) != swap_folio_sector(prev) + (prev_size >> SECTOR_SHIFT):
+    if swap_folio_sector(si, folio) != swap_folio_sector(si, prev) + (prev_size >> SECTOR_SHIFT):
         return False
     return rw == READ or folio.memcg is prev.memcg
 
 
 def _swap_bdev_bio(ctx: SwapIoCtx, op: int) -> Bio:
     sio = ctx.sio
-    bio = Bio(ctx.sis.bdev, op, swap_folio_sector(sio.bvecs[0]), opf_flags=REQ_SWAP | REQ_SYNC)
+    sector = swap_folio_sector(ctx.sis, sio.bvecs[0])
+    bio = Bio(ctx.sis.bdev, op, sector, opf_flags=REQ_SWAP | REQ_SYNC)
     for folio in sio.bvecs:
         bio.add_page(memoryview(folio.data), folio.size)
     return bio
@@ -333,21 +359,20 @@ swap_bdev_ops = SwapOps(
 # -- swap_fs_ops: one kiocb per batch on the swap file -----------------------------------------
 
 
-def swap_dev_pos(folio: Folio) -> int:
+def swap_dev_pos(si: SwapInfo, folio: Folio) -> int:
     """``swap_dev_pos``: byte position in the swap file (through its extent map)."""
-    si = swp_swap_info(folio.swap)
     return si.map_swap_page(folio.swap.offset) << PAGE_SHIFT
 
 
-def swap_fs_can_merge(folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
+def swap_fs_can_merge(si: SwapInfo, folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
     """``swap_fs_can_merge``: file-position adjacent."""
-    return swap_dev_pos(folio) == swap_dev_pos(prev) + prev_size
+    return swap_dev_pos(si, folio) == swap_dev_pos(si, prev) + prev_size
 
 
 def _swap_fs_rw(ctx: SwapIoCtx, write: bool) -> None:
     sio = ctx.sio
     fd = ctx.sis.swap_file_fd
-    pos = swap_dev_pos(sio.bvecs[0])
+    pos = swap_dev_pos(ctx.sis, sio.bvecs[0])
     views = [memoryview(f.data) for f in sio.bvecs]
     try:
         done = os.pwritev(fd, views, pos) if write else os.preadv(fd, views, pos)
@@ -372,6 +397,7 @@ swap_fs_ops = SwapOps(
     submit_write=swap_fs_submit_write,
     submit_read=swap_fs_submit_read,
     can_merge=swap_fs_can_merge,
+    flags=SWAP_OPS_F_NOFS,  # it enters the filesystem (the kernel's SWP_FS_OPS)
 )
 
 
@@ -383,7 +409,6 @@ def swap_bdev_is_synchronous(si) -> bool:
 __all__ = [
     "PAGE_SIZE",
     "SwapIocb",
-    "sio_pool",
     "swap_add_folio",
     "swap_bdev_ops",
     "swap_bdev_submit_read",

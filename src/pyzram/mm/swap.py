@@ -4,7 +4,7 @@
 series (``struct swap_io_ctx``): zero-initialised by the caller, filled by
 ``swap_add_folio``, emptied by ``swap_write_submit``/``swap_read_submit``.
 
-``vm_events`` are the /proc/vmstat counters the swap path updates
+``VmEvents`` are the /proc/vmstat counters the swap path updates
 (``pswpin``, ``pswpout``, ``nrswpin``, ``nrswpout``, ``swpout_zero`` ...)
 and the per-order mTHP stats (``/sys/kernel/mm/transparent_hugepage/
 hugepages-*/stats``).
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pyzram.mm.machine import Machine
     from pyzram.mm.page_io import SwapIocb
     from pyzram.mm.swapfile import SwapInfo
 
@@ -56,8 +57,13 @@ SWAP_MAP_BAD = 0x3F
 
 @dataclass
 class SwapIoCtx:
-    """``struct swap_io_ctx``: the batch being built and the area it targets."""
+    """``struct swap_io_ctx``: the batch being built and the area it targets.
 
+    The caller creates it empty on its machine, ``SwapIoCtx(m)``, as the
+    kernel's caller zero-initialises one on its stack.
+    """
+
+    machine: Machine
     sio: SwapIocb | None = None
     sis: SwapInfo | None = None
 
@@ -148,7 +154,3 @@ class VmEvents:
                 c.clear()
                 m.clear()
             self._base = (Counter(counts), Counter(mthp))
-
-
-#: The global vm event counters (per boot, like /proc/vmstat).
-vm_events = VmEvents()

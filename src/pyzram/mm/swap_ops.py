@@ -2,20 +2,22 @@
 
 A swap area does its I/O through ``si.ops``: ``submit_write(ctx)`` and
 ``submit_read(ctx)`` receive a whole batch (a ``swap_iocb`` of up to 32
-folios), ``can_merge`` (optional; ``None`` = always) decides whether the
-next folio may join the batch, and ``slot_free_notify`` (patch 3/3,
-optional) is told when a slot becomes free — under the cluster lock, so it
-must not block.
+folios), ``can_merge(si, folio, prev, prev_size, rw)`` (optional; ``None`` =
+always) decides whether the next folio may join the batch (the area comes
+first: the kernel's hook finds it through the global ``swap_info``), and
+``slot_free_notify`` (patch 3/3, optional) is told when a slot becomes free
+— under the cluster lock, so it must not block.
 
-``swap_register_block_ops(fops, ops)`` lets one block driver claim the
-areas of its disks: at ``swapon`` of a block device whose
+``swap_register_block_ops(m, fops, ops)`` lets one block driver claim the
+areas of its disks on machine ``m`` (the registry is the machine's
+``swap_block_ops``): at ``swapon`` of a block device whose
 ``disk.fops is fops`` the area takes ``ops`` instead of ``swap_bdev_ops``.
 The contract of the patch, exactly:
 
 * ``EINVAL`` (warned once) if ``fops`` or ``ops`` is missing, or ``ops``
   lacks ``submit_read`` or ``submit_write``;
 * ``EBUSY`` if the single slot is taken, by anyone, the same fops included;
-* ``swap_unregister_block_ops(fops)``: no-op when empty; a different
+* ``swap_unregister_block_ops(m, fops)``: no-op when empty; a different
   ``fops`` is warned about once and changes nothing (soft owner check);
 * areas swapped on while registered keep their ops until swapoff.
 """
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pyzram.block.blkdev import BlockDeviceOperations
     from pyzram.mm.folio import Folio
+    from pyzram.mm.machine import Machine
     from pyzram.mm.swap import SwapIoCtx
     from pyzram.mm.swapfile import SwapInfo
 
@@ -49,12 +52,14 @@ class SwapOps:
     name: str
     submit_write: Callable[[SwapIoCtx], None] | None
     submit_read: Callable[[SwapIoCtx], None] | None
-    can_merge: Callable[[Folio, Folio, int, int], bool] | None = None
+    can_merge: Callable[[SwapInfo, Folio, Folio, int, int], bool] | None = None
     slot_free_notify: Callable[[SwapInfo, int], None] | None = None
     flags: int = 0
 
 
-class _Registry:
+class SwapBlockOps:
+    """The registry's one slot (``swap_block_ops`` and its mutex), held by the machine."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()  # swap_block_ops_lock (a mutex)
         self.fops: BlockDeviceOperations | None = None
@@ -67,31 +72,30 @@ class _Registry:
             warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
-_registry = _Registry()
-
-
-def swap_register_block_ops(fops: BlockDeviceOperations | None, ops: SwapOps | None) -> None:
+def swap_register_block_ops(
+    m: Machine, fops: BlockDeviceOperations | None, ops: SwapOps | None
+) -> None:
     """``swap_register_block_ops``: claim the one slot; ``OSError`` EINVAL / EBUSY."""
+    reg = m.swap_block_ops
     if fops is None or ops is None or ops.submit_read is None or ops.submit_write is None:
-        _registry.warn_once("einval", "swap_register_block_ops: missing fops, ops or callbacks")
+        reg.warn_once("einval", "swap_register_block_ops: missing fops, ops or callbacks")
         raise OSError(errno.EINVAL, "swap_register_block_ops: missing fops, ops or callbacks")
-    with _registry.lock:
-        if _registry.fops is not None:
+    with reg.lock:
+        if reg.fops is not None:
             raise OSError(errno.EBUSY, "swap block ops already registered")
-        _registry.fops, _registry.ops = fops, ops
+        reg.fops, reg.ops = fops, ops
 
 
-def swap_unregister_block_ops(fops: BlockDeviceOperations) -> None:
+def swap_unregister_block_ops(m: Machine, fops: BlockDeviceOperations) -> None:
     """``swap_unregister_block_ops``: release the slot if ``fops`` owns it."""
-    with _registry.lock:
-        if _registry.fops is None:
+    reg = m.swap_block_ops
+    with reg.lock:
+        if reg.fops is None:
             return
-        if _registry.fops is not fops:
-            _registry.warn_once(
-                "owner", "swap_unregister_block_ops: fops does not own the registration"
-            )
+        if reg.fops is not fops:
+            reg.warn_once("owner", "swap_unregister_block_ops: fops does not own the registration")
             return
-        _registry.fops = _registry.ops = None
+        reg.fops = reg.ops = None
 
 
 def lookup_swap_block_ops(si: SwapInfo) -> SwapOps | None:
@@ -99,13 +103,15 @@ def lookup_swap_block_ops(si: SwapInfo) -> SwapOps | None:
     bdev = si.bdev
     if bdev is None:
         return None
-    with _registry.lock:
-        if _registry.fops is not None and bdev.disk.fops is _registry.fops:
-            return _registry.ops
+    reg = si.machine.swap_block_ops
+    with reg.lock:
+        if reg.fops is not None and bdev.disk.fops is reg.fops:
+            return reg.ops
         return None
 
 
-def registered_block_ops() -> tuple[BlockDeviceOperations | None, SwapOps | None]:
+def registered_block_ops(m: Machine) -> tuple[BlockDeviceOperations | None, SwapOps | None]:
     """What the slot holds now (for tests and reports)."""
-    with _registry.lock:
-        return _registry.fops, _registry.ops
+    reg = m.swap_block_ops
+    with reg.lock:
+        return reg.fops, reg.ops

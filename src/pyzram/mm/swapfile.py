@@ -37,7 +37,9 @@ from array import array
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import cython
 import numpy as np
 
 from pyzram.block.bio import REQ_OP_READ, REQ_OP_WRITE, Bio, submit_bio_wait
@@ -62,6 +64,9 @@ from pyzram.mm.folio import (
     SwpEntry,
 )
 from pyzram.mm.swap_ops import SwapOps, lookup_swap_block_ops
+
+if TYPE_CHECKING:
+    from pyzram.mm.machine import Machine
 
 SWAP_MAGIC = b"SWAPSPACE2"
 SWAP_VERSION = 1
@@ -118,7 +123,9 @@ def _target_io(target, op: int, buf: bytearray, pos: int) -> None:
 class SwapInfo:
     """``struct swap_info_struct``: one active swap area."""
 
-    def __init__(self, type_: int) -> None:
+    def __init__(self, machine: Machine, type_: int) -> None:
+        #: The machine whose ``swap_info[]`` holds this area.
+        self.machine = machine
         self.type = type_
         self.flags = 0
         self._prio = 0
@@ -160,7 +167,7 @@ class SwapInfo:
     @prio.setter
     def prio(self, value: int) -> None:
         self._prio = value
-        _update_avail()
+        _update_avail(self.machine)
 
     # -- zero map (si->zeromap) -----------------------------------------------------
 
@@ -189,41 +196,26 @@ class SwapInfo:
         return self._sm[offset] & ~S.SWAP_HAS_CACHE
 
 
-#: swap_info[]: active areas by type.
-swap_info: list[SwapInfo | None] = [None] * S.MAX_SWAPFILES
-_swap_lock = threading.Lock()
-_least_priority = 0
-
-
-def swp_swap_info(entry: SwpEntry) -> SwapInfo:
-    """``swp_swap_info`` / ``__swap_entry_to_info``."""
-    si = swap_info[entry.type] if 0 <= entry.type < S.MAX_SWAPFILES else None
+def swp_swap_info(m: Machine, entry: SwpEntry) -> SwapInfo:
+    """``swp_swap_info`` / ``__swap_entry_to_info``: ``m.swap_info[type]``."""
+    si = m.swap_info[entry.type] if 0 <= entry.type < S.MAX_SWAPFILES else None
     if si is None:
         raise OSError(errno.EINVAL, f"no swap area of type {entry.type}")
     return si
 
 
-def active_areas() -> list[SwapInfo]:
-    return [si for si in swap_info if si is not None]
-
-
-#: ``swap_avail_heads``: active areas, highest priority first (rebuilt at swapon/swapoff).
-_areas_by_prio: list[SwapInfo] = []
-
-
-def _update_avail() -> None:
-    global _areas_by_prio
-    _areas_by_prio = sorted(active_areas(), key=lambda s: -s.prio)
+def _update_avail(m: Machine) -> None:
+    """Rebuild ``swap_avail_heads``: active areas, highest priority first."""
+    m.swap_avail = sorted(m.active_areas(), key=lambda s: -s.prio)
 
 
 # -- swapon / swapoff -------------------------------------------------------------------
 
 
 def swapon(
+    m: Machine,
     target: Gendisk | str | os.PathLike[str],
     prio: int | None = None,
-    *,
-    use_block_ops: bool = True,
 ) -> SwapInfo:
     """``sys_swapon``: enable swapping to a block device or a swap file.
 
@@ -232,21 +224,20 @@ def swapon(
     sets ``SWP_BLKDEV``, ``SWP_SYNCHRONOUS_IO``, ``SWP_STABLE_WRITES``,
     ``SWP_SOLIDSTATE`` from the disk's features, and picks the area's ops in
     ``setup_swap_extents``: ``swap_bdev_ops``, replaced by the registered
-    block driver ops when the disk's fops match (``use_block_ops=False``
-    models a kernel without the seed series); swap files get ``swap_fs_ops``.
+    block driver ops when the disk's fops match (on a machine built with
+    the series, ``m.swap_ops_series``); swap files get ``swap_fs_ops``.
     """
-    global _least_priority
     from pyzram.mm.page_io import swap_bdev_ops, swap_fs_ops
 
-    with _swap_lock:
-        type_ = next((i for i, s in enumerate(swap_info) if s is None), None)
+    with m.swap_lock:
+        type_ = next((i for i, s in enumerate(m.swap_info) if s is None), None)
         if type_ is None:
             raise OSError(errno.EPERM, "too many swap areas (MAX_SWAPFILES)")
-        si = SwapInfo(type_)
-        swap_info[type_] = si  # reserve; SWP_USED
+        si = SwapInfo(m, type_)
+        m.swap_info[type_] = si  # reserve; SWP_USED
     try:
         if isinstance(target, Gendisk):
-            if any(s is not si and s.bdev and s.bdev.disk is target for s in active_areas()):
+            if target.bd_holder is not None:  # an area of this machine or another
                 raise OSError(errno.EBUSY, f"{target.disk_name} is already swapped on")
             si.bdev = blkdev_get(target, holder=si)
             size = target.capacity << 9
@@ -259,7 +250,7 @@ def swapon(
                 si.flags |= S.SWP_SOLIDSTATE
         else:
             path = Path(target)
-            if any(s is not si and s.swap_file == path.resolve() for s in active_areas()):
+            if any(s is not si and s.swap_file == path.resolve() for s in m.active_areas()):
                 raise OSError(errno.EBUSY, f"{path} is already swapped on")
             si.swap_file = path.resolve()
             si.swap_file_fd = os.open(path, os.O_RDWR)
@@ -275,20 +266,21 @@ def swapon(
         # setup_swap_extents
         if si.bdev is not None:
             si.ops = swap_bdev_ops
-            if use_block_ops:
+            if m.swap_ops_series:
                 si.ops = lookup_swap_block_ops(si) or swap_bdev_ops
         else:
             si.ops = swap_fs_ops
-        if prio is None:
-            _least_priority -= 1
-            si.prio = _least_priority
-        else:
-            si.prio = prio & S.SWAP_FLAG_PRIO_MASK
-        si.flags |= S.SWP_USED | S.SWP_WRITEOK
-        _update_avail()
+        with m.swap_lock:
+            if prio is None:
+                m.least_priority -= 1
+                si.prio = m.least_priority
+            else:
+                si.prio = prio & S.SWAP_FLAG_PRIO_MASK
+            si.flags |= S.SWP_USED | S.SWP_WRITEOK
+            _update_avail(m)
         return si
     except BaseException:
-        _release_area(si)
+        release_swap_area(si)
         raise
 
 
@@ -338,30 +330,42 @@ def _setup_clusters(si: SwapInfo, bad: tuple[int, ...]) -> None:
     si.nonfull_clusters = {0: dict.fromkeys(c for c in range(nclusters) if si.cluster_count[c])}
 
 
-def _release_area(si: SwapInfo) -> None:
+def release_swap_area(si: SwapInfo) -> None:
+    """The end of ``sys_swapoff`` (``destroy_swap_extents``, ``bdev_fput``), alone.
+
+    Used by ``swapoff`` once every slot is back, by a failed ``swapon``, and
+    by ``Machine.close`` (a machine powered off keeps nothing in swap).
+    """
+    si.flags &= ~S.SWP_WRITEOK
+    with si.lock:
+        si.swap_cache.clear()
     if si.bdev is not None:
         blkdev_put(si.bdev)
         si.bdev = None
     if si.swap_file_fd >= 0:
         os.close(si.swap_file_fd)
         si.swap_file_fd = -1
-    with _swap_lock:
-        if swap_info[si.type] is si:
-            swap_info[si.type] = None
-    _update_avail()
+    m = si.machine
+    with m.swap_lock:
+        if m.swap_info[si.type] is si:
+            m.swap_info[si.type] = None
+        _update_avail(m)
 
 
 UnuseFn = Callable[[SwpEntry, Folio], int]
 
 
+@cython.locals(folio=Folio)
 def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     """``sys_swapoff``: bring every in-use slot back into memory, then release the area.
 
     ``try_to_unuse`` reads each referenced slot into a swap-cache folio
     (batched through a read ctx, so ``submit_read`` sees real batches) and
-    calls ``unuse(entry, folio)``, which stands for the page-table walk: the
-    owner maps the folio in place of the entry and returns how many
-    references it dropped.  Slots nobody drops keep the area busy:
+    walks the machine's ``mmlist`` (the address spaces that have swapped):
+    each one's ``unuse_pte`` maps the folio in place of the entry and
+    returns the references it dropped.  ``unuse(entry, folio)``, if given,
+    does the same for references held outside any address space (a PTE
+    made by hand).  Slots nobody drops keep the area busy:
     ``EBUSY`` (the kernel would loop; here it is an owner bug).  Afterwards
     no slot and no swap-cache folio of the area remains, and the area's
     ``ops`` are no longer used.
@@ -376,12 +380,13 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
         (si.swap_map & ~np.uint8(S.SWAP_HAS_CACHE) != 0) & (si.swap_map != S.SWAP_MAP_BAD)
     )
     folios: list[tuple[SwpEntry, Folio]] = []
-    ctx = S.SwapIoCtx()
+    m = si.machine
+    ctx = S.SwapIoCtx(m)
     for off in offsets.tolist():
         entry = SwpEntry(si.type, off)
-        folio = swap_cache_get_folio(entry)
+        folio = swap_cache_get_folio(m, entry)
         if folio is None:
-            folio = swap_cache_alloc_folio(entry)
+            folio = swap_cache_alloc_folio(m, entry)
             swap_read_folio(ctx, folio)
         folios.append((entry, folio))
     swap_read_submit(ctx)
@@ -390,11 +395,20 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
         folio.unlock()  # wait for the read (folio_wait_locked)
         if not folio.test(PG_uptodate):
             raise OSError(errno.EIO, f"swapoff: cannot read slot {entry.offset}")
-        dropped = unuse(entry, folio) if unuse is not None else 0
+        try:
+            dropped = 0
+            for mm in m.mmlist:
+                dropped += mm.unuse_pte(entry, folio)
+            if unuse is not None:
+                dropped += unuse(entry, folio)
+        except OSError:  # ENOMEM from a memcg charge: reinsert_swap_info, fail
+            with si.lock:
+                si.flags |= S.SWP_WRITEOK
+            raise
         for _ in range(dropped):
-            swap_free(entry)
+            swap_free(m, entry)
         folio.lock()
-        folio_free_swap(folio)
+        folio_free_swap(m, folio)
         folio.unlock()
     # try_to_unuse visits cache-only slots too (swap_map == SWAP_HAS_CACHE, say a
     # mapped folio whose PTE no longer holds the entry): folio_free_swap drops them.
@@ -403,7 +417,7 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     for folio in cached:
         folio.lock()
         if folio.swap is not None and folio.swap.type == si.type:
-            folio_free_swap(folio)
+            folio_free_swap(m, folio)
         folio.unlock()
     with si.lock:
         busy = np.flatnonzero((si.swap_map != 0) & (si.swap_map != S.SWAP_MAP_BAD))
@@ -411,7 +425,7 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
         with si.lock:
             si.flags |= S.SWP_WRITEOK
         raise OSError(errno.EBUSY, f"swapoff: {len(busy)} slots still referenced")
-    _release_area(si)
+    release_swap_area(si)
     si.ops = None
 
 
@@ -489,7 +503,8 @@ def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None
     return off
 
 
-def folio_alloc_swap(folio: Folio) -> SwpEntry:
+@cython.locals(folio=Folio)
+def folio_alloc_swap(m: Machine, folio: Folio) -> SwpEntry:
     """``folio_alloc_swap``: slots for a locked folio, which enters the swap cache.
 
     The highest-priority writable area with room wins.  ``EINVAL`` for a
@@ -503,7 +518,7 @@ def folio_alloc_swap(folio: Folio) -> SwpEntry:
     nr = folio.nr_pages
     if nr > S.SWAPFILE_CLUSTER:
         raise OSError(errno.EINVAL, "folio larger than a swap cluster")
-    for si in _areas_by_prio:
+    for si in m.swap_avail:
         if not si.flags & S.SWP_WRITEOK:
             continue
         with si.lock:
@@ -521,9 +536,9 @@ def folio_alloc_swap(folio: Folio) -> SwpEntry:
     raise OSError(errno.ENOMEM, "no free swap slots")
 
 
-def swap_duplicate(entry: SwpEntry, nr: int = 1) -> None:
+def swap_duplicate(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
     """``swap_duplicate``: one more reference (a PTE) to ``nr`` slots from ``entry``."""
-    si = swp_swap_info(entry)
+    si = swp_swap_info(m, entry)
     with si.lock:
         sm = si._sm
         for off in range(entry.offset, entry.offset + nr):
@@ -535,9 +550,9 @@ def swap_duplicate(entry: SwpEntry, nr: int = 1) -> None:
             sm[off] += 1
 
 
-def swap_free(entry: SwpEntry, nr: int = 1) -> None:
+def swap_free(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
     """``swap_free_nr``: drop one reference to ``nr`` slots; free those that reach 0."""
-    si = swp_swap_info(entry)
+    si = swp_swap_info(m, entry)
     with si.lock:
         sm = si._sm
         for off in range(entry.offset, entry.offset + nr):
@@ -551,16 +566,20 @@ def swap_free(entry: SwpEntry, nr: int = 1) -> None:
 def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
     """``swap_range_free``: slots became free; tell the device, return them.
 
-    Calls ``si.ops.slot_free_notify(si, offset)`` for each slot (patch 3/3),
-    with the area lock held, as the kernel holds the cluster lock.  An area
-    whose ops have no hook but sits on a block device with the pre-series
-    ``block_device_operations.swap_slot_free_notify`` gets that instead (the
-    mainline behaviour the seed replaces).
+    On a machine built with the series, calls
+    ``si.ops.slot_free_notify(si, offset)`` for each slot (patch 3/3), with
+    the area lock held, as the kernel holds the cluster lock; patch 3/3 also
+    removes ``block_device_operations.swap_slot_free_notify``, so an area
+    whose ops have no hook is told nothing.  On a machine without the series
+    (``m.swap_ops_series`` false) a block device's pre-series
+    ``swap_slot_free_notify`` is called instead, as mainline 6.18 does.
     """
     si._zm[offset : offset + nr] = bytes(nr)
-    notify = si.ops.slot_free_notify if si.ops is not None else None
+    notify = None
     old_notify = None
-    if notify is None and si.flags & S.SWP_BLKDEV and si.bdev is not None:
+    if si.machine.swap_ops_series:
+        notify = si.ops.slot_free_notify if si.ops is not None else None
+    elif si.flags & S.SWP_BLKDEV and si.bdev is not None:
         old_notify = si.bdev.disk.fops.swap_slot_free_notify
     for off in range(offset, offset + nr):
         if notify is not None:
@@ -584,20 +603,21 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
 # -- swap cache -------------------------------------------------------------------------------
 
 
-def swap_cache_get_folio(entry: SwpEntry) -> Folio | None:
+def swap_cache_get_folio(m: Machine, entry: SwpEntry) -> Folio | None:
     """``swap_cache_get_folio``."""
-    si = swp_swap_info(entry)
+    si = swp_swap_info(m, entry)
     with si.lock:
         return si.swap_cache.get(entry.offset)
 
 
-def swap_cache_alloc_folio(entry: SwpEntry, order: int = 0) -> Folio:
+@cython.locals(folio=Folio)
+def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio:
     """``swap_cache_alloc_folio``: a new locked, !uptodate folio in the swap cache.
 
     ``EEXIST`` if a folio is cached there already, ``ENOENT`` if the slot
     has no reference.
     """
-    si = swp_swap_info(entry)
+    si = swp_swap_info(m, entry)
     nr = 1 << order
     folio = Folio(order)
     folio.lock()
@@ -617,10 +637,11 @@ def swap_cache_alloc_folio(entry: SwpEntry, order: int = 0) -> Folio:
     return folio
 
 
-def swap_cache_del_folio(folio: Folio) -> None:
+@cython.locals(folio=Folio)
+def swap_cache_del_folio(m: Machine, folio: Folio) -> None:
     """``swap_cache_del_folio``: leave the cache; slots with no references are freed."""
     entry = folio.swap
-    si = swp_swap_info(entry)
+    si = swp_swap_info(m, entry)
     with si.lock:
         for off in range(entry.offset, entry.offset + folio.nr_pages):
             del si.swap_cache[off]
@@ -631,7 +652,8 @@ def swap_cache_del_folio(folio: Folio) -> None:
     folio.swap = None
 
 
-def folio_free_swap(folio: Folio) -> bool:
+@cython.locals(folio=Folio)
+def folio_free_swap(m: Machine, folio: Folio) -> bool:
     """``folio_free_swap``: drop the folio from the swap cache if no PTE needs it.
 
     Only when not under writeback and every slot's count is 0; the folio is
@@ -639,11 +661,11 @@ def folio_free_swap(folio: Folio) -> bool:
     """
     if not folio.test(PG_swapcache) or folio.test(PG_writeback):
         return False
-    si = swp_swap_info(folio.swap)
+    si = swp_swap_info(m, folio.swap)
     with si.lock:
         off, sm = folio.swap.offset, si._sm
         if any(sm[o] & _COUNT_MASK for o in range(off, off + folio.nr_pages)):
             return False
-        swap_cache_del_folio(folio)
+        swap_cache_del_folio(m, folio)
     folio.mark_dirty()
     return True

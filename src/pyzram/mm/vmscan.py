@@ -55,7 +55,9 @@ from __future__ import annotations
 import errno
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
+import cython
 import numpy as np
 
 from pyzram.mm.folio import (
@@ -64,11 +66,13 @@ from pyzram.mm.folio import (
     PG_dirty,
     PG_locked,
     PG_readahead,
+    PG_swapcache,
     PG_uptodate,
     SwpEntry,
 )
 from pyzram.mm.page_io import swap_read_folio, swap_read_submit, swap_write_submit, swap_writeout
-from pyzram.mm.swap import SWAP_CLUSTER_MAX, SWP_SYNCHRONOUS_IO, SwapIoCtx, vm_events
+from pyzram.mm.swap import SWAP_CLUSTER_MAX, SWP_SYNCHRONOUS_IO, SwapIoCtx
+from pyzram.mm.swap_ops import SWAP_OPS_F_NOFS
 from pyzram.mm.swapfile import (
     folio_alloc_swap,
     folio_free_swap,
@@ -80,12 +84,27 @@ from pyzram.mm.swapfile import (
     swp_swap_info,
 )
 
+if TYPE_CHECKING:
+    from pyzram.mm.machine import Machine
+
 PTE_NONE = 0
 PTE_PRESENT = 1
 PTE_SWAP = 2
 
 #: Our stand-in for the hardware accessed bit, tested by folio_check_references.
 PG_referenced = 1 << 8
+#: ``PG_active``: the folio belongs on the active list (``move_folios_to_lru``).
+PG_active = 1 << 9
+
+# gfp_t bits that reclaim looks at (include/linux/gfp_types.h).
+__GFP_IO = 1 << 6
+__GFP_FS = 1 << 7
+__GFP_DIRECT_RECLAIM = 1 << 10
+__GFP_KSWAPD_RECLAIM = 1 << 11
+__GFP_RECLAIM = __GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM
+GFP_KERNEL = __GFP_RECLAIM | __GFP_IO | __GFP_FS
+GFP_NOFS = __GFP_RECLAIM | __GFP_IO
+GFP_NOIO = __GFP_RECLAIM
 
 #: ``HPAGE_PMD_ORDER`` on x86-64 (2 MiB folios); orders 1..8 are mTHP sizes.
 HPAGE_PMD_ORDER = 9
@@ -133,9 +152,6 @@ class SwapReadahead:
         return pages
 
 
-#: The global swap readahead state.
-readahead = SwapReadahead()
-
 Owner = tuple["AddressSpace", int]  # (address space, first page of the folio)
 
 
@@ -150,11 +166,13 @@ class LruList:
         self._d: OrderedDict[Folio, Owner] = OrderedDict()
         self.nr_pages = 0
 
+    @cython.locals(folio=Folio)
     def add(self, folio: Folio, owner: Owner) -> None:
         """``lruvec_add_folio``: at the head."""
         self._d[folio] = owner
         self.nr_pages += folio.nr_pages
 
+    @cython.locals(folio=Folio)
     def remove(self, folio: Folio) -> Owner | None:
         """``lruvec_del_folio`` if the folio is on this list; its owner or None."""
         owner = self._d.pop(folio, None)
@@ -162,6 +180,7 @@ class LruList:
             self.nr_pages -= folio.nr_pages
         return owner
 
+    @cython.locals(folio=Folio)
     def pop_tail(self) -> tuple[Folio, Owner]:
         """The oldest folio, taken off the list."""
         folio, owner = self._d.popitem(last=False)
@@ -179,15 +198,16 @@ class LruList:
 
 
 class MemCgroup:
-    """One memory cgroup: ``memory.max`` in pages, its usage and its anon LRU lists.
+    """One memory cgroup of a machine: ``memory.max`` in pages, its usage and anon LRU.
 
     ``nr_reclaim_batches`` counts the ``shrink_folio_list`` calls (reclaim
     batches), which callers use to pace periodic work.
     """
 
-    def __init__(self, limit_pages: int) -> None:
+    def __init__(self, machine: Machine, limit_pages: int) -> None:
         if limit_pages < SWAP_CLUSTER_MAX:
             raise ValueError(f"memcg limit below {SWAP_CLUSTER_MAX} pages cannot make progress")
+        self.machine = machine
         self.limit_pages = limit_pages
         self.usage = 0
         self.inactive = LruList()
@@ -196,7 +216,7 @@ class MemCgroup:
 
     # -- charging ----------------------------------------------------------------
 
-    def try_charge(self, nr: int = 1) -> None:
+    def try_charge(self, nr: int = 1, gfp_mask: int = GFP_KERNEL) -> None:
         """``try_charge_memcg``: reclaim until ``nr`` more pages fit, else ``ENOMEM``.
 
         Gives up after 5 reclaim rounds in a row that free nothing (the
@@ -207,7 +227,7 @@ class MemCgroup:
             raise OSError(errno.ENOMEM, f"memcg charge of {nr} pages exceeds the limit")
         retries = 5
         while self.usage + nr > self.limit_pages:
-            if not shrink_lruvec(self, self.usage + nr - self.limit_pages):
+            if not shrink_lruvec(self, self.usage + nr - self.limit_pages, gfp_mask):
                 retries -= 1
                 if retries < 0:
                     raise OSError(errno.ENOMEM, "memcg OOM: nothing left to reclaim")
@@ -218,10 +238,16 @@ class MemCgroup:
 
     # -- LRU -------------------------------------------------------------------------
 
+    @cython.locals(folio=Folio)
     def lru_add(self, folio: Folio, owner: Owner) -> None:
-        """``folio_add_lru``: new anon folios start on the inactive list."""
-        self.inactive.add(folio, owner)
+        """``folio_add_lru`` / ``lruvec_add_folio``: on the list ``PG_active`` names
+        (new anon folios are not active: they start on the inactive list)."""
+        if folio.flags & PG_active:
+            self.active.add(folio, owner)
+        else:
+            self.inactive.add(folio, owner)
 
+    @cython.locals(folio=Folio)
     def lru_del(self, folio: Folio) -> None:
         """Take a folio off whichever list holds it (``folio_isolate_lru``)."""
         if self.inactive.remove(folio) is None:
@@ -233,19 +259,53 @@ class MemCgroup:
         return self.inactive.nr_pages < self.active.nr_pages
 
 
+@cython.locals(folio=Folio)
 def shrink_active_list(memcg: MemCgroup, nr: int) -> None:
     """``shrink_active_list``: move about ``nr`` pages of folios from the active tail to
-    inactive, clearing their referenced bit."""
+    inactive, clearing their referenced and active bits."""
     moved = 0
+    vm_events = memcg.machine.vm_events
     while moved < nr and len(memcg.active):
         folio, owner = memcg.active.pop_tail()
-        folio.clear(PG_referenced)
+        folio.clear(PG_referenced | PG_active)
         memcg.inactive.add(folio, owner)
         vm_events.count("pgdeactivate", folio.nr_pages)
         moved += folio.nr_pages
 
 
-def shrink_lruvec(memcg: MemCgroup, nr_to_reclaim: int) -> int:
+@cython.locals(folio=Folio)
+def isolate_lru_folios(memcg: MemCgroup, nr: int) -> list[tuple[Folio, Owner]]:
+    """``isolate_lru_folios``: folios of about ``nr`` pages off the inactive tail
+    (``pgscan_anon``); pages are counted, so one 2 MiB folio is a batch alone."""
+    folio_list: list[tuple[Folio, Owner]] = []
+    taken = 0
+    while taken < nr and len(memcg.inactive):
+        folio, owner = memcg.inactive.pop_tail()
+        folio_list.append((folio, owner))
+        taken += folio.nr_pages
+    memcg.machine.vm_events.count("pgscan_anon", taken)
+    return folio_list
+
+
+@cython.locals(folio=Folio)
+def move_folios_to_lru(memcg: MemCgroup, folio_list: list[tuple[Folio, Owner]]) -> None:
+    """``move_folios_to_lru``: put back what reclaim kept, each on its list."""
+    for folio, owner in folio_list:
+        memcg.lru_add(folio, owner)
+    folio_list.clear()
+
+
+def shrink_inactive_list(memcg: MemCgroup, nr: int, gfp_mask: int = GFP_KERNEL) -> int:
+    """``shrink_inactive_list``: isolate, ``shrink_folio_list``, put back; pages freed."""
+    memcg.nr_reclaim_batches += 1
+    folio_list = isolate_lru_folios(memcg, nr)
+    freed = shrink_folio_list(memcg.machine, folio_list, gfp_mask)
+    move_folios_to_lru(memcg, folio_list)
+    memcg.machine.vm_events.count("pgsteal_anon", freed)
+    return freed
+
+
+def shrink_lruvec(memcg: MemCgroup, nr_to_reclaim: int, gfp_mask: int = GFP_KERNEL) -> int:
     """Reclaim at least ``nr_to_reclaim`` pages in ``SWAP_CLUSTER_MAX`` batches; pages freed.
 
     Gives up after scanning twice the pages on both lists (every folio has had
@@ -261,10 +321,11 @@ def shrink_lruvec(memcg: MemCgroup, nr_to_reclaim: int) -> int:
         if not len(memcg.inactive):
             break
         scanned += min(SWAP_CLUSTER_MAX, memcg.inactive.nr_pages)
-        freed += shrink_folio_list(memcg, SWAP_CLUSTER_MAX)
+        freed += shrink_inactive_list(memcg, SWAP_CLUSTER_MAX, gfp_mask)
     return freed
 
 
+@cython.locals(folio=Folio)
 def split_folio_to_list(folio: Folio, owner: Owner) -> list[tuple[Folio, Owner]]:
     """``split_folio_to_list`` of a locked, mapped, not-yet-swapped large folio.
 
@@ -284,6 +345,7 @@ def split_folio_to_list(folio: Folio, owner: Owner) -> list[tuple[Folio, Owner]]
         mm.present[base + j] = piece
         pieces.append((piece, (mm, base + j)))
     pieces[0][0].lock()
+    vm_events = mm.machine.vm_events
     if folio.order == HPAGE_PMD_ORDER:
         vm_events.count("thp_split_page")
     vm_events.count_mthp(folio.order, "split")
@@ -291,8 +353,9 @@ def split_folio_to_list(folio: Folio, owner: Owner) -> list[tuple[Folio, Owner]]
     return pieces
 
 
+@cython.locals(folio=Folio)
 def _alloc_swap_or_split(
-    folio: Folio, owner: Owner, batch: list[tuple[Folio, Owner]]
+    m: Machine, folio: Folio, owner: Owner, batch: list[tuple[Folio, Owner]]
 ) -> tuple[Folio, Owner, bool]:
     """The ``folio_alloc_swap`` step of shrink_folio_list for a locked folio.
 
@@ -302,7 +365,7 @@ def _alloc_swap_or_split(
     and whether it got slots.
     """
     try:
-        folio_alloc_swap(folio)
+        folio_alloc_swap(m, folio)
         return folio, owner, True
     except OSError:
         if folio.order == 0:
@@ -310,73 +373,104 @@ def _alloc_swap_or_split(
     order = folio.order
     pieces = split_folio_to_list(folio, owner)
     if order == HPAGE_PMD_ORDER:
-        vm_events.count("thp_swpout_fallback")
-    vm_events.count_mthp(order, "swpout_fallback")
+        m.vm_events.count("thp_swpout_fallback")
+    m.vm_events.count_mthp(order, "swpout_fallback")
     batch.extend(pieces[1:])
     head, head_owner = pieces[0]
     try:
-        folio_alloc_swap(head)
+        folio_alloc_swap(m, head)
     except OSError:
         return head, head_owner, False
     return head, head_owner, True
 
 
-def shrink_folio_list(memcg: MemCgroup, nr: int) -> int:
-    """``shrink_folio_list`` on folios of about ``nr`` pages from the inactive tail; pages
-    freed."""
-    memcg.nr_reclaim_batches += 1
-    batch: list[tuple[Folio, Owner]] = []
-    taken = 0
-    while taken < nr and len(memcg.inactive):
-        folio, owner = memcg.inactive.pop_tail()
-        batch.append((folio, owner))
-        taken += folio.nr_pages
-    vm_events.count("pgscan_anon", taken)
-    ctx = SwapIoCtx()
+@cython.locals(folio=Folio)
+def may_enter_fs(m: Machine, folio: Folio, gfp_mask: int) -> bool:
+    """``may_enter_fs``: may reclaim write this folio with ``gfp_mask``?
+
+    Always with ``__GFP_FS``; never without ``__GFP_IO`` or outside the swap
+    cache; otherwise only if the area's ops do not enter the filesystem
+    (``SWAP_OPS_F_NOFS``, where mainline tests ``SWP_FS_OPS``).
+    """
+    if gfp_mask & __GFP_FS:
+        return True
+    if not folio.flags & PG_swapcache or not gfp_mask & __GFP_IO:
+        return False
+    ops = swp_swap_info(m, folio.swap).ops
+    return not (ops is not None and ops.flags & SWAP_OPS_F_NOFS)
+
+
+@cython.locals(folio=Folio)
+def shrink_folio_list(
+    m: Machine, folio_list: list[tuple[Folio, Owner]], gfp_mask: int = GFP_KERNEL
+) -> int:
+    """``shrink_folio_list``: reclaim the isolated folios of ``folio_list``; pages freed.
+
+    Each entry is ``(folio, (address space, first page))``.  Referenced
+    folios are activated (``PG_active``, ``pgactivate``), the others get
+    swap slots (split first if a large folio gets none), are unmapped (each
+    PTE takes its entry), written out through one ``SwapIoCtx`` and, once
+    the batch is submitted, leave the swap cache and memory, uncharged.
+    What is not freed is left in ``folio_list`` for ``move_folios_to_lru``,
+    as in the kernel.  Dirty folios that ``may_enter_fs`` refuses stay
+    (``keep_locked``): the swap cache holds them until a later pass.
+    """
+    batch = list(folio_list)
+    folio_list.clear()
+    ctx = SwapIoCtx(m)
     written: list[tuple[Folio, Owner]] = []
+    nr_activate = 0
     i = 0
     while i < len(batch):  # split_folio_to_list appends to the batch as we go
         folio, owner = batch[i]
         i += 1
         if folio.test(PG_referenced):  # folio_check_references: FOLIOREF_ACTIVATE
             folio.clear(PG_referenced)
-            memcg.active.add(folio, owner)
-            vm_events.count("pgactivate", folio.nr_pages)
+            folio.set(PG_active)
+            folio_list.append((folio, owner))
+            nr_activate += folio.nr_pages
             continue
         if not folio.trylock():  # under I/O (a readahead not yet read): keep it
-            memcg.inactive.add(folio, owner)
+            folio_list.append((folio, owner))
             continue
         if folio.swap is None:
-            folio, owner, ok = _alloc_swap_or_split(folio, owner, batch)
+            folio, owner, ok = _alloc_swap_or_split(m, folio, owner, batch)
             if not ok:  # no swap space: keep it (activate_locked)
                 folio.unlock()
-                memcg.active.add(folio, owner)
+                folio.set(PG_active)
+                folio_list.append((folio, owner))
+                nr_activate += folio.nr_pages
                 continue
         mm, vpn = owner
         if mm.pte[vpn] == PTE_PRESENT:  # try_to_unmap: the PTEs take the entries
-            swap_duplicate(folio.swap, folio.nr_pages)
+            swap_duplicate(m, folio.swap, folio.nr_pages)
             mm.unmap(vpn, folio)
             folio.mark_dirty()  # the page may differ from any copy in swap
         elif not folio.test(PG_dirty):  # clean swap cache (readahead): swap holds it
             folio.unlock()
             written.append((folio, owner))
             continue
+        if not may_enter_fs(m, folio, gfp_mask):  # keep_locked
+            folio.unlock()
+            folio_list.append((folio, owner))
+            continue
         swap_writeout(ctx, folio)  # unlocks
         written.append((folio, owner))
     swap_write_submit(ctx)
+    if nr_activate:
+        m.vm_events.count("pgactivate", nr_activate)
     freed = 0
     for folio, owner in written:
         folio.lock()
         if folio.test(PG_dirty) and folio.swap is not None:  # the write failed: retry later
             folio.unlock()
-            memcg.inactive.add(folio, owner)
+            folio_list.append((folio, owner))
             continue
         if folio.swap is not None:
-            swap_cache_del_folio(folio)  # __remove_mapping
+            swap_cache_del_folio(m, folio)  # __remove_mapping
         folio.unlock()
-        memcg.uncharge(folio.nr_pages)
+        owner[0].memcg.uncharge(folio.nr_pages)
         freed += folio.nr_pages
-    vm_events.count("pgsteal_anon", freed)
     return freed
 
 
@@ -404,6 +498,9 @@ class AddressSpace:
             raise ValueError(f"folio order {folio_order} out of range 0..{HPAGE_PMD_ORDER}")
         self.nr_pages = nr_pages
         self.memcg = memcg
+        #: The machine this process runs on (its memcg's).
+        self.machine: Machine = memcg.machine
+        self.on_mmlist = False
         self.source = source
         self.folio_order = folio_order
         self.mthp_swapin = mthp_swapin
@@ -415,11 +512,15 @@ class AddressSpace:
         self.present: dict[int, Folio] = {}
         self.swapped: dict[int, int] = {}  # raw entry -> vpn (the rmap of swap entries)
 
+    @cython.locals(folio=Folio)
     def unmap(self, base: int, folio: Folio) -> None:
         """``try_to_unmap`` of a folio mapped at ``base``: each PTE takes its slot's entry."""
         entry = folio.swap
         nr = folio.nr_pages
         raw = entry.type << _ENTRY_SHIFT | entry.offset
+        if not self.on_mmlist:  # try_to_unmap_one: list_add(&mm->mmlist, &init_mm.mmlist)
+            self.on_mmlist = True
+            self.machine.mmlist.append(self)
         if nr == 1:
             self.pte[base] = PTE_SWAP
             self.pte_raw[base] = raw
@@ -432,6 +533,7 @@ class AddressSpace:
             del self.present[base + j]
             self.swapped[raw + j] = base + j
 
+    @cython.locals(folio=Folio)
     def touch(
         self, vpn: int, write: bool = False, data: bytes | memoryview | np.ndarray | None = None
     ) -> Folio:
@@ -475,12 +577,14 @@ class AddressSpace:
             return 0
         return order
 
+    @cython.locals(folio=Folio)
     def do_anonymous_page(self, vpn: int) -> Folio:
         """``do_anonymous_page``: charge, then a new folio with the page's bytes.
 
         A large folio whose charge fails falls back to order 0
         (``anon_fault_fallback_charge``; ``thp_fault_fallback_charge`` at PMD size).
         """
+        vm_events = self.machine.vm_events
         vm_events.count("pgfault")
         order = self._anon_order(vpn)
         if order:
@@ -512,7 +616,8 @@ class AddressSpace:
 
     # -- swap faults --------------------------------------------------------------------
 
-    def _entry(self, vpn: int) -> SwpEntry:
+    def pte_to_swp_entry(self, vpn: int) -> SwpEntry:
+        """``pte_to_swp_entry``: the swap entry a swap PTE of page ``vpn`` holds."""
         raw = self.pte_raw[vpn]
         return SwpEntry(raw >> _ENTRY_SHIFT, raw & _OFFSET_MASK)
 
@@ -532,21 +637,25 @@ class AddressSpace:
             return 0
         if not (self.pte_entry[base : base + nr] == np.arange(raw, raw + nr)).all():
             return 0
-        si = swp_swap_info(entry)
+        m = self.machine
+        si = swp_swap_info(m, entry)
         if si.count_zero(first, nr) not in (0, nr):  # swap_zeromap_batch
             return 0
-        if any(swap_cache_get_folio(SwpEntry(entry.type, first + j)) for j in range(nr)):
+        if any(swap_cache_get_folio(m, SwpEntry(entry.type, first + j)) for j in range(nr)):
             return 0
         return order
 
+    @cython.locals(folio=Folio)
     def do_swap_page(self, vpn: int) -> Folio:
         """``do_swap_page``: a swap cache hit, or a read of the slot(s); maps the folio."""
+        m = self.machine
+        vm_events = m.vm_events
         vm_events.count("pgfault")
-        entry = self._entry(vpn)
-        folio = swap_cache_get_folio(entry)
+        entry = self.pte_to_swp_entry(vpn)
+        folio = swap_cache_get_folio(m, entry)
         if folio is None:
             vm_events.count("pgmajfault")
-            if swp_swap_info(entry).flags & SWP_SYNCHRONOUS_IO:
+            if swp_swap_info(m, entry).flags & SWP_SYNCHRONOUS_IO:
                 order = self._swapin_order(vpn, entry)
                 if order:
                     try:
@@ -559,8 +668,8 @@ class AddressSpace:
                         entry = SwpEntry(entry.type, entry.offset - (vpn & ((1 << order) - 1)))
                 if not order:
                     self.memcg.try_charge()
-                folio = swap_cache_alloc_folio(entry, order)
-                ctx = SwapIoCtx()
+                folio = swap_cache_alloc_folio(m, entry, order)
+                ctx = SwapIoCtx(m)
                 swap_read_folio(ctx, folio)
                 swap_read_submit(ctx)  # never wait on a folio of our own ctx
             else:
@@ -569,7 +678,7 @@ class AddressSpace:
             if folio.test(PG_readahead):
                 folio.clear(PG_readahead)
                 vm_events.count("swap_ra_hit")
-                readahead.hits += 1
+                m.swap_readahead.hits += 1
             self.memcg.lru_del(folio)
         folio.lock()
         nr = folio.nr_pages
@@ -584,40 +693,121 @@ class AddressSpace:
             raise RuntimeError(f"large folio at page {base} is only partly mapped by its PTEs")
         for j in range(nr):
             self.swapped.pop(first + j, None)
-        swap_free(folio.swap, nr)  # the PTEs drop their references
-        folio_free_swap(folio)  # no one else needs the slots: free them (and zram's copies)
+        swap_free(m, folio.swap, nr)  # the PTEs drop their references
+        folio_free_swap(m, folio)  # no one else needs the slots: free them (and zram's copies)
         folio.unlock()
         self._map(base, folio)
         return folio
 
+    @cython.locals(folio=Folio)
     def swap_cluster_readahead(self, entry: SwpEntry) -> Folio:
         """``swap_cluster_readahead``: the aligned window of ``swapin_nr_pages`` slots
         around the target, read through one ctx; the others get ``PG_readahead``."""
-        si = swp_swap_info(entry)
-        win = readahead.swapin_nr_pages(entry.offset)
+        m = self.machine
+        si = swp_swap_info(m, entry)
+        win = m.swap_readahead.swapin_nr_pages(entry.offset)
         mask = win - 1
         start, end = entry.offset & ~mask, (entry.offset | mask) + 1
-        ctx = SwapIoCtx()
+        ctx = SwapIoCtx(m)
         target = None
         for off in range(max(start, 1), min(end, si.max)):
             vpn = self.swapped.get(entry.type << _ENTRY_SHIFT | off)
             if off != entry.offset and (vpn is None or si.swap_count(off) == 0):
                 continue  # free slot, or another process's page
             e = SwpEntry(entry.type, off)
-            if swap_cache_get_folio(e) is not None:
+            if swap_cache_get_folio(m, e) is not None:
                 continue
             self.memcg.try_charge()
-            folio = swap_cache_alloc_folio(e)
+            folio = swap_cache_alloc_folio(m, e)
             if off == entry.offset:
                 target = folio
             else:
                 folio.set(PG_readahead)
-                vm_events.count("swap_ra")
+                m.vm_events.count("swap_ra")
                 self.memcg.lru_add(folio, (self, vpn))
             swap_read_folio(ctx, folio)
         swap_read_submit(ctx)
         return target
 
+    @cython.locals(folio=Folio)
+    def madvise_willneed(self, start: int, end: int) -> None:
+        """``madvise(MADV_WILLNEED)`` of pages ``start..end-1`` (``swapin_walk_pmd_entry``).
+
+        Each swap PTE of the range gets its folio read into the swap cache
+        (``read_swap_cache_async``: charged, on the LRU, not mapped; none if
+        one is cached already), all through one plug (``SwapIoCtx``) that is
+        submitted after the walk (``swap_read_unplug``), so the area's
+        ``submit_read`` sees batches of up to 32 folios.  The PTEs keep
+        their entries: a later access is a minor fault.
+        """
+        m = self.machine
+        ctx = SwapIoCtx(m)
+        for vpn in range(start, end):
+            if self.pte[vpn] != PTE_SWAP:
+                continue
+            entry = self.pte_to_swp_entry(vpn)
+            if swap_cache_get_folio(m, entry) is not None:
+                continue
+            self.memcg.try_charge()
+            folio = swap_cache_alloc_folio(m, entry)
+            self.memcg.lru_add(folio, (self, vpn))
+            swap_read_folio(ctx, folio)
+        swap_read_submit(ctx)
+
+    @cython.locals(folio=Folio)
+    def zap_pte_range(self, start: int, end: int) -> None:
+        """``zap_pte_range`` (``munmap`` / ``MADV_DONTNEED``) of pages ``start..end-1``.
+
+        Present folios leave the LRU and are uncharged (a large folio only
+        once its whole range is zapped, so ranges should cover whole
+        folios); swap entries drop their reference (``free_swap_and_cache``),
+        freeing slots no one else holds; the PTEs become ``pte_none``.
+        """
+        m = self.machine
+        vpn = start
+        while vpn < end:
+            state = self.pte[vpn]
+            if state == PTE_PRESENT:
+                folio = self.present[vpn]
+                nr = folio.nr_pages
+                base = vpn & ~(nr - 1)
+                for j in range(nr):
+                    self.present.pop(base + j, None)
+                self.pte_state[base : base + nr] = PTE_NONE
+                self.memcg.lru_del(folio)
+                self.memcg.uncharge(nr)
+                vpn = base + nr
+                continue
+            if state == PTE_SWAP:
+                entry = self.pte_to_swp_entry(vpn)
+                self.swapped.pop(self.pte_raw[vpn], None)
+                self.pte[vpn] = PTE_NONE
+                swap_free(m, entry)
+                folio = swap_cache_get_folio(m, entry)
+                if folio is not None and folio.trylock():  # free_swap_and_cache
+                    if folio_free_swap(m, folio):  # a cached copy no PTE maps: drop it
+                        self.memcg.lru_del(folio)
+                        self.memcg.uncharge(folio.nr_pages)
+                    folio.unlock()
+            vpn += 1
+
+    @cython.locals(folio=Folio)
+    def unuse_pte(self, entry: SwpEntry, folio: Folio) -> int:
+        """``unuse_pte``: for ``swapoff``, map the read folio where a PTE holds ``entry``.
+
+        Charges the page, maps it and returns the references dropped (1),
+        which ``swapoff`` gives back with ``swap_free``; 0 if no PTE of this
+        process holds the entry.
+        """
+        raw = entry.type << _ENTRY_SHIFT | entry.offset
+        vpn = self.swapped.pop(raw, None)
+        if vpn is None:
+            return 0
+        self.memcg.try_charge()
+        self._map(vpn, folio)
+        return 1
+
+    @cython.locals(folio=Folio)
     def _map(self, base: int, folio: Folio) -> None:
         """Map every page of ``folio`` from page ``base`` and put it on the LRU."""
         nr = folio.nr_pages
@@ -632,13 +822,21 @@ class AddressSpace:
 
 
 __all__ = [
+    "GFP_KERNEL",
+    "GFP_NOFS",
+    "GFP_NOIO",
     "HPAGE_PMD_ORDER",
+    "PG_active",
     "AddressSpace",
     "LruList",
     "MemCgroup",
     "PAGE_SIZE",
+    "isolate_lru_folios",
+    "may_enter_fs",
+    "move_folios_to_lru",
     "mthp_size_name",
     "shrink_folio_list",
+    "shrink_inactive_list",
     "shrink_lruvec",
     "split_folio_to_list",
 ]

@@ -674,7 +674,8 @@ def _near_same_pages(count: int, rng: np.random.Generator) -> PageArray:
 def _text_pages(count: int, rng: np.random.Generator) -> PageArray:
     blob = _text_blob()
     offs = rng.integers(0, len(blob) - PAGE_SIZE + 1, size=count)
-    return blob[offs[:, None] + np.arange(PAGE_SIZE)]
+    # Rows of a strided view: the pages are copied once, with no index array.
+    return np.lib.stride_tricks.sliding_window_view(blob, PAGE_SIZE)[offs]
 
 
 def _text_tail_pages(count: int, rng: np.random.Generator) -> PageArray:
@@ -841,11 +842,21 @@ def synthetic_mix_with_kinds(
             raise ValueError("page mix shares must be >= 0 and add up to 1")
         counts = _mix_counts(n, mix)
     kinds_in_order = [k for k in _MAKERS if counts.get(k)]
-    blocks = [_MAKERS[k](counts[k], rng) for k in kinds_in_order]
-    pages = np.concatenate(blocks) if blocks else _empty_pages()
-    kinds = np.array([k for k in kinds_in_order for _ in range(counts[k])], dtype="<U10")
-    perm = rng.permutation(n)
-    return np.ascontiguousarray(pages[perm]), kinds[perm]
+    # The shuffle is drawn first, from a generator of its own, so that each kind's
+    # block goes straight to its shuffled rows: the pages exist once, plus one block.
+    perm = np.random.default_rng([seed, 1]).permutation(n)
+    where = np.empty(n, dtype=np.int64)
+    where[perm] = np.arange(n)  # block row j of the kinds in order lands at where[j]
+    pages = _empty_pages(n)
+    kinds = np.empty(n, dtype="<U10")
+    first = 0
+    for k in kinds_in_order:
+        rows = where[first : first + counts[k]]
+        if k != "zero":  # zero rows stay as allocated: untouched, they take no memory
+            pages[rows] = _MAKERS[k](counts[k], rng)
+        kinds[rows] = k
+        first += counts[k]
+    return pages, kinds
 
 
 def synthetic_mix(n: int, seed: int = 7, mix: dict[str, float] | None = None) -> PageArray:

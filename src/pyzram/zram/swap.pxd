@@ -1,2 +1,3 @@
 # Types of pyzram/zram/swap.py when it is compiled (Cython pure-Python mode).
 from pyzram.zram.zram_drv cimport Zram
+from pyzram.mm.folio cimport Folio

@@ -1,9 +1,9 @@
 """zram's ``swap_ops``: swap I/O straight into the zspool (the seed, patches 2/3 and 3/3).
 
-``zram_init()`` registers ``zram_swap_ops`` for ``zram_devops`` with
-``swap_register_block_ops`` ("module init"; a failed registration fails the
-init), so every zram area swapped on afterwards does its I/O here instead of
-through bios:
+``zram_init(m)`` registers ``zram_swap_ops`` for ``zram_devops`` with
+``swap_register_block_ops`` on machine ``m`` ("module init" at its boot; a
+failed registration fails the init), so every zram area that machine swaps
+on afterwards does its I/O here instead of through bios:
 
 * ``zram_swap_submit_write``: each page of each folio goes to slot
   ``swp_offset(folio.swap) + j`` through ``zram_write_page``, then is marked
@@ -37,6 +37,8 @@ difference:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cython
 
 from pyzram.lib.atomic import atomic64_inc
@@ -53,9 +55,12 @@ from pyzram.mm.swap_ops import (
     swap_register_block_ops,
     swap_unregister_block_ops,
 )
-from pyzram.mm.swapfile import swp_swap_info
+from pyzram.mm.swapfile import SwapInfo
 from pyzram.zram.table import WB
 from pyzram.zram.zram_drv import Zram, zram_devops
+
+if TYPE_CHECKING:
+    from pyzram.mm.machine import Machine
 
 
 def _zram_of(ctx_or_si) -> Zram:
@@ -63,7 +68,9 @@ def _zram_of(ctx_or_si) -> Zram:
     return si.bdev.disk.private_data
 
 
-@cython.locals(zram=Zram, index=cython.Py_ssize_t, base=cython.Py_ssize_t, j=cython.Py_ssize_t)
+@cython.locals(
+    zram=Zram, folio=Folio, index=cython.Py_ssize_t, base=cython.Py_ssize_t, j=cython.Py_ssize_t
+)
 def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
     """``zram_swap_submit_write``: every page of every folio of the batch goes
     to its slot through ``zram_write_page``, then is marked accessed in its
@@ -120,7 +127,7 @@ def zram_swap_read_page(zram: Zram, page, index: int) -> int:
     return ret
 
 
-@cython.locals(zram=Zram, base=cython.Py_ssize_t, j=cython.Py_ssize_t)
+@cython.locals(zram=Zram, folio=Folio, base=cython.Py_ssize_t, j=cython.Py_ssize_t)
 def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
     """``zram_swap_submit_read``: each page decompressed straight into the
     folio's page (:func:`zram_swap_read_page`); the first failure stops the
@@ -145,10 +152,10 @@ def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
     swap_read_end(sio, failed)
 
 
-def zram_swap_can_merge(folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
+def zram_swap_can_merge(si: SwapInfo, folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
     """The correct variant's ``can_merge``: slot-adjacent batches while a backing
     device is set (so the block-path fallback reads the right slots)."""
-    zram: Zram = swp_swap_info(folio.swap).bdev.disk.private_data
+    zram: Zram = _zram_of(si)
     if zram.backing_dev is None or zram.backing_read_fallback == "as_posted":
         return True
     return folio.swap.offset == prev.swap.offset + prev_size // PAGE_SIZE
@@ -176,33 +183,30 @@ zram_swap_ops_as_posted = SwapOps(
     slot_free_notify=zram_swap_slot_free_notify,
 )
 
-_registered = False
 
-
-def zram_init(ops: SwapOps = zram_swap_ops) -> None:
-    """The registration part of ``zram_init``: claim the swap block-ops slot.
+def zram_init(m: Machine, ops: SwapOps = zram_swap_ops) -> None:
+    """The registration part of ``zram_init`` on machine ``m``: claim its swap block-ops slot.
 
     Raises the registry's ``OSError`` (``EBUSY`` if another driver holds the
-    slot): module init fails, no device is created.  Idempotent for zram.
+    slot): module init fails, no device is created.  Idempotent for zram
+    with the same ops.
     """
-    global _registered
-    fops, current = registered_block_ops()
-    if _registered and fops is zram_devops and current is ops:
+    fops, current = registered_block_ops(m)
+    if fops is zram_devops and current is ops:
         return
-    swap_register_block_ops(zram_devops, ops)
-    _registered = True
+    swap_register_block_ops(m, zram_devops, ops)
 
 
-def zram_exit() -> None:
+def zram_exit(m: Machine) -> None:
     """``destroy_devices``: unregister first, when registration had succeeded."""
-    global _registered
-    if _registered:
-        swap_unregister_block_ops(zram_devops)
-        _registered = False
+    fops, _ = registered_block_ops(m)
+    if fops is zram_devops:
+        swap_unregister_block_ops(m, zram_devops)
 
 
-def zram_swap_registered() -> bool:
-    return _registered
+def zram_swap_registered(m: Machine) -> bool:
+    """Whether zram holds machine ``m``'s swap block-ops slot."""
+    return registered_block_ops(m)[0] is zram_devops
 
 
 __all__ = [

@@ -119,99 +119,56 @@ def _swap_run(
     fault: bool = True,
     config: ZramConfig | None = None,
 ) -> dict:
-    """Swap the pages out and back in through the swap core on a fresh device.
+    """Swap a process's pages out and back in through the swap core on a fresh device.
 
-    ``fault=False`` skips the one-folio-per-batch swap-in pass (``in_fault``
-    is then 0.0); ``config`` picks the device profile (default: the
-    experiment profile).  Shared by ``pyzram bench swap`` and ``pyzram bench``.
+    The pages are faulted in (untimed), reclaimed (``shrink_inactive_list``,
+    32 pages a batch; timed: ``out``), faulted back one by one
+    (``do_swap_page``, one folio per read batch on zram; timed:
+    ``in_fault``), reclaimed again (untimed) and brought back by ``swapoff``
+    (32-folio read batches; timed: ``in_batched``).  ``fault=False`` skips
+    the fault pass and its second reclaim (``in_fault`` is then 0.0);
+    ``config`` picks the device profile (default: the experiment profile).
+    Batches and bios count the timed passes.  Shared by ``pyzram bench
+    swap`` and ``pyzram bench``.
     """
-    from pyzram.block.bio import bio_stats
-    from pyzram.mm.folio import Folio
-    from pyzram.mm.page_io import (
-        swap_read_folio,
-        swap_read_submit,
-        swap_write_submit,
-        swap_writeout,
-    )
-    from pyzram.mm.swap import SWAP_CLUSTER_MAX, SwapIoCtx, vm_events
-    from pyzram.mm.swapfile import (
-        folio_alloc_swap,
-        mkswap,
-        swap_cache_alloc_folio,
-        swap_cache_del_folio,
-        swap_duplicate,
-        swap_free,
-        swapoff,
-        swapon,
-    )
-    from pyzram.zram.swap import zram_init
+    from pyzram.mm.swapfile import swapoff
+    from pyzram.tools.bench.table import process, reclaim_all, swap_area
 
-    zram_init()
     n = len(pages)
-    dev = Zram(config)
-    dev.sysfs["comp_algorithm"] = algorithm
-    dev.sysfs["disksize"] = str((n + SWAP_CLUSTER_MAX * 16 + 1) * PAGE_SIZE)
-    mkswap(dev.disk)
-    si = swapon(dev.disk, use_block_ops=(path == "swap_ops"))
-    folios = [Folio(0, pages[i].data) for i in range(n)]
-    vm_events.reset()
-    bio_stats.clear()
-    try:
+    config = config or ZramConfig()
+    with swap_area(n, algorithm, path, config) as (m, dev, si):
+        mm = process(m, pages)
+        for vpn in range(n):
+            mm.do_anonymous_page(vpn)
+        ev, bios = m.vm_events, dev.disk.bio_stats
         t0 = time.perf_counter()
-        ctx = SwapIoCtx()
-        for f in folios:  # reclaim: allocate a slot, unmap (one PTE ref), write out
-            f.lock()
-            f.mark_dirty()
-            swap_duplicate(folio_alloc_swap(f))
-            swap_writeout(ctx, f)
-        swap_write_submit(ctx)
-        t1 = time.perf_counter()
-        entries = [f.swap for f in folios]
-        for f in folios:  # the folios leave memory
-            f.lock()
-            swap_cache_del_folio(f)
-            f.unlock()
-
-        def swap_in(batch: int) -> tuple[float, list]:
-            got = []
-            t = time.perf_counter()
-            ctx = SwapIoCtx()
-            for k, e in enumerate(entries):
-                g = swap_cache_alloc_folio(e)
-                swap_read_folio(ctx, g)
-                got.append(g)
-                if (k + 1) % batch == 0:
-                    swap_read_submit(ctx)
-            swap_read_submit(ctx)
-            dt = time.perf_counter() - t
-            for g in got:
-                g.lock()
-                swap_cache_del_folio(g)
-                g.unlock()
-            return dt, got
-
-        dt_batched, got = swap_in(SWAP_CLUSTER_MAX)
-        intact = all(bytes(g.data) == pages[i].tobytes() for i, g in enumerate(got))
+        reclaim_all(mm)
+        t_out = time.perf_counter() - t0
+        write_batches, untimed_bios = ev["nrswpout"], 0
+        intact = True
         dt_fault = 0.0
         if fault:
-            dt_fault, got = swap_in(1)
-            intact = intact and all(bytes(g.data) == pages[i].tobytes() for i, g in enumerate(got))
-        counts = dict(vm_events.counts)
-        bios = sum(bio_stats.values())
-        for e in entries:
-            swap_free(e)
+            t = time.perf_counter()
+            got = [mm.do_swap_page(vpn) for vpn in range(n)]
+            dt_fault = time.perf_counter() - t
+            intact = all(bytes(g.data) == pages[i].tobytes() for i, g in enumerate(got))
+            del got
+            before = sum(bios.values())
+            reclaim_all(mm)
+            untimed_bios = sum(bios.values()) - before
+        t = time.perf_counter()
+        swapoff(si)
+        dt_batched = time.perf_counter() - t
+        intact = intact and all(bytes(mm.present[i].data) == pages[i].tobytes() for i in range(n))
         return {
-            "out": t1 - t0,
+            "out": t_out,
             "in_batched": dt_batched,
             "in_fault": dt_fault,
-            "write_batches": counts.get("nrswpout", 0),
-            "read_batches": counts.get("nrswpin", 0),
-            "bios": bios,
+            "write_batches": write_batches,
+            "read_batches": ev["nrswpin"],
+            "bios": sum(bios.values()) - untimed_bios,
             "intact": intact,
         }
-    finally:
-        swapoff(si)
-        dev.sysfs["reset"] = "1"
 
 
 def _codec_seconds(pages: np.ndarray, algorithm: str) -> float:

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from pyzram.config import ZramConfig
+from pyzram.mm.machine import Machine
 from pyzram.zram.zram_drv import PAGE_SIZE, Zram
 
 Progress = Callable[[str], None]
@@ -293,28 +294,54 @@ def kernel_odirect(pages: np.ndarray, algo: str, repeat: int) -> dict[str, Any]:
 
 
 @contextmanager
-def swap_area(n_pages: int, algo: str, path: str, config: ZramConfig) -> Iterator[tuple[Zram, Any]]:
-    """A fresh zram device swapped on (``path`` "swap_ops" or "bio"); swapped off after.
+def swap_area(
+    n_pages: int, algo: str, path: str, config: ZramConfig
+) -> Iterator[tuple[Machine, Zram, Any]]:
+    """A machine with a fresh zram device swapped on; powered off and reset after.
 
-    Whatever is still referenced at the end (after an error) is dropped by
-    ``swapoff``'s unuse callback, so no area outlives the measurement: a
-    leftover area would take later allocations (it has the higher priority).
+    ``path`` "swap_ops" boots a kernel with the series (zram registers its
+    ``swap_ops``); "bio" one without (the area does its I/O through bios).
     """
     from pyzram.mm.swap import SWAP_CLUSTER_MAX
-    from pyzram.mm.swapfile import mkswap, swapoff, swapon
+    from pyzram.mm.swapfile import mkswap, swapon
     from pyzram.zram.swap import zram_init
 
-    zram_init()
+    m = Machine(swap_ops_series=path == "swap_ops")
+    zram_init(m)
     dev = Zram(config)
     dev.sysfs["comp_algorithm"] = algo
     dev.sysfs["disksize"] = str((n_pages + SWAP_CLUSTER_MAX * 16 + 1) * PAGE_SIZE)
     mkswap(dev.disk)
-    si = swapon(dev.disk, use_block_ops=(path == "swap_ops"))
+    si = swapon(m, dev.disk)
     try:
-        yield dev, si
+        yield m, dev, si
     finally:
-        swapoff(si, unuse=lambda entry, folio: si.swap_count(entry.offset))
+        m.close()
         dev.sysfs["reset"] = "1"
+
+
+def process(m: Machine, pages: np.ndarray, nr_pages: int | None = None) -> Any:
+    """A process on ``m`` of ``nr_pages`` pages (default ``len(pages)``), page ``vpn``
+    holding ``pages[vpn % len(pages)]``, in a memcg with room for all of them
+    (its faults never reclaim: reclaim is what the caller drives)."""
+    from pyzram.mm.swap import SWAP_CLUSTER_MAX
+    from pyzram.mm.vmscan import AddressSpace, MemCgroup
+
+    k = len(pages)
+    n = k if nr_pages is None else nr_pages
+    memcg = MemCgroup(m, n + SWAP_CLUSTER_MAX)
+    return AddressSpace(n, memcg, lambda vpn: pages[vpn % k].data)
+
+
+def reclaim_all(mm: Any) -> None:
+    """Reclaim every page of ``mm``'s memcg, 32 at a time (``shrink_inactive_list``)."""
+    from pyzram.mm.swap import SWAP_CLUSTER_MAX
+    from pyzram.mm.vmscan import shrink_inactive_list
+
+    memcg = mm.memcg
+    while len(memcg.inactive):
+        if not shrink_inactive_list(memcg, SWAP_CLUSTER_MAX):
+            raise RuntimeError("reclaim made no progress (swap full, or writes failing)")
 
 
 def _run_threads(fn: Callable[[int, int], None], n: int, threads: int) -> float:
@@ -390,7 +417,7 @@ def submit_batches(
 
     n = len(pages)
     null = path == "null"
-    with swap_area(n, algo, "swap_ops" if null else path, config) as (_dev, si):
+    with swap_area(n, algo, "swap_ops" if null else path, config) as (m, _dev, si):
         if null:
             si.ops = SwapOps(
                 name="null",
@@ -399,16 +426,18 @@ def submit_batches(
                 can_merge=None,
                 slot_free_notify=si.ops.slot_free_notify,
             )
+        # The state reclaim leaves between swap_writeout and the submit: each folio
+        # in the swap cache, one PTE reference on its slot, under writeback.
         folios = [Folio(0, pages[i].data) for i in range(n)]
         for f in folios:
             f.lock()
-            swap_duplicate(folio_alloc_swap(f))
+            swap_duplicate(m, folio_alloc_swap(m, f))
             f.start_writeback()
             f.unlock()
 
         def make_submit(folios_: list[Any], rw: int, submit: Callable[[Any], None]):
             def run(lo: int, hi: int) -> None:
-                ctx = SwapIoCtx()
+                ctx = SwapIoCtx(m)
                 for f in folios_[lo:hi]:
                     swap_add_folio(ctx, f, rw)
                 submit(ctx)
@@ -420,10 +449,10 @@ def submit_batches(
         entries = [f.swap for f in folios]
         for f in folios:
             f.lock()
-            swap_cache_del_folio(f)
+            swap_cache_del_folio(m, f)
             f.unlock()
         del folios
-        got = [swap_cache_alloc_folio(e) for e in entries]
+        got = [swap_cache_alloc_folio(m, e) for e in entries]
         t_read = _run_threads(make_submit(got, READ, swap_read_submit), n, threads)
         ok = all(g.flags & PG_uptodate for g in got)
         if ok and not null:
@@ -431,9 +460,9 @@ def submit_batches(
             ok = bool(np.array_equal(back.reshape(n, PAGE_SIZE), pages))
         for g, e in zip(got, entries, strict=True):
             g.lock()
-            swap_cache_del_folio(g)
+            swap_cache_del_folio(m, g)
             g.unlock()
-            swap_free(e)
+            swap_free(m, e)
     intact = None if null else bool(ok and not failed_writes)
     return {"write_s": t_write, "read_s": t_read, "intact": intact}
 
@@ -693,82 +722,40 @@ def kernel_stored_memory(pages: np.ndarray, algo: str, entry_size: int) -> dict[
 def scaling_point(
     source: np.ndarray, n: int, algo: str, config: ZramConfig, chunk: int = 8192
 ) -> dict[str, Any]:
-    """Swap ``n`` pages out and back in through the swap core and zram's swap_ops.
+    """Swap ``n`` pages of a process out and back in through reclaim and faults.
 
     Page ``i`` is ``source[i % len(source)]`` (the corpus repeated: zram does
     not deduplicate, so a repeated page costs what the first did).  Work
     goes in chunks of ``chunk`` pages so that 10^6 pages (4 GiB) never exist
-    as folios at once: per chunk, folios are made (untimed), then swapped out
-    as reclaim does (``folio_alloc_swap``, ``swap_duplicate``,
-    ``swap_writeout``, one ``swap_write_submit`` at the end; timed) and
-    dropped from the swap cache (untimed).  Swap-in likewise: per chunk
-    ``swap_cache_alloc_folio`` + ``swap_read_folio`` in 32-folio batches
-    (timed), then a vectorised compare with the source and the slots freed
-    (untimed).
+    as folios at once: per chunk, the pages are faulted in (untimed), then
+    reclaimed through ``shrink_inactive_list`` (timed).  Swap-in likewise:
+    per chunk a fault on each page (``do_swap_page``; timed), a vectorised
+    compare with the source, and the chunk unmapped (``zap_pte_range``;
+    untimed).
     """
-    from pyzram.mm.folio import Folio, PG_uptodate, SwpEntry
-    from pyzram.mm.page_io import (
-        swap_read_folio,
-        swap_read_submit,
-        swap_write_submit,
-        swap_writeout,
-    )
-    from pyzram.mm.swap import SwapIoCtx
-    from pyzram.mm.swapfile import (
-        folio_alloc_swap,
-        swap_cache_alloc_folio,
-        swap_cache_del_folio,
-        swap_duplicate,
-        swap_free,
-    )
-
-    m = len(source)
+    k = len(source)
     t_write = t_read = 0.0
     intact = True
-    with swap_area(n, algo, "swap_ops", config) as (_dev, si):
-        offsets = np.empty(n, dtype=np.int64)
+    with swap_area(n, algo, "swap_ops", config) as (m, _dev, _si):
+        mm = process(m, source, n)
         for lo in range(0, n, chunk):
             hi = min(lo + chunk, n)
-            folios = [Folio(0, source[i % m].data) for i in range(lo, hi)]
+            for vpn in range(lo, hi):
+                mm.do_anonymous_page(vpn)
             t = time.perf_counter()
-            ctx = SwapIoCtx()
-            for f in folios:
-                f.lock()
-                f.mark_dirty()
-                swap_duplicate(folio_alloc_swap(f))
-                swap_writeout(ctx, f)
-            swap_write_submit(ctx)
+            reclaim_all(mm)
             t_write += time.perf_counter() - t
-            for j, f in enumerate(folios):
-                offsets[lo + j] = f.swap.offset
-                f.lock()
-                swap_cache_del_folio(f)
-                f.unlock()
-            del folios
-        typ = si.type
         for lo in range(0, n, chunk):
             hi = min(lo + chunk, n)
-            entries = [SwpEntry(typ, o) for o in offsets[lo:hi].tolist()]
-            got = []
             t = time.perf_counter()
-            ctx = SwapIoCtx()
-            for e in entries:
-                g = swap_cache_alloc_folio(e)
-                swap_read_folio(ctx, g)
-                got.append(g)
-            swap_read_submit(ctx)
+            got = [mm.do_swap_page(vpn) for vpn in range(lo, hi)]
             t_read += time.perf_counter() - t
             if intact:
-                idx = np.arange(lo, hi) % m
+                idx = np.arange(lo, hi) % k
                 back = np.frombuffer(b"".join(g.data for g in got), dtype=np.uint8)
-                intact = all(g.flags & PG_uptodate for g in got) and bool(
-                    np.array_equal(back.reshape(hi - lo, PAGE_SIZE), source[idx])
-                )
-            for g, e in zip(got, entries, strict=True):
-                g.lock()
-                swap_cache_del_folio(g)
-                g.unlock()
-                swap_free(e)
+                intact = bool(np.array_equal(back.reshape(hi - lo, PAGE_SIZE), source[idx]))
+            del got
+            mm.zap_pte_range(lo, hi)
     return {"pages": n, "write_s": t_write, "read_s": t_read, "intact": intact}
 
 

@@ -687,156 +687,62 @@ def _read_vs_post_processing(
 
 # -- the swap-core sandbox and the seed path ------------------------------------------------------
 
-#: Our swap areas take the highest priority, so folio_alloc_swap picks them.
-_SWAP_PRIO = 0x7FFF
 
+def _swap_in(mm, vpns: Sequence[int]) -> tuple[list, int]:
+    """Read the pages ``vpns`` of ``mm`` into the swap cache in one plug, as
+    ``madvise(MADV_WILLNEED)`` over their range does; the folios, and the
+    read batches that plug made.
 
-@contextmanager
-def _swap_core_sandbox() -> Iterator[None]:
-    """Save and restore the module-global swap state around a scenario.
-
-    The swap_ops registry (one slot) is emptied and refilled with whatever it
-    held; the vm event counters and the swap_iocb pool's count come back as
-    they were.
+    Pages of the range outside ``vpns`` are read into the swap cache first,
+    one ``madvise`` each, so that the one plug over the range holds exactly
+    the folios of ``vpns``.
     """
-    from pyzram.mm.page_io import sio_pool
-    from pyzram.mm.swap import vm_events
-    from pyzram.mm.swap_ops import (
-        registered_block_ops,
-        swap_register_block_ops,
-        swap_unregister_block_ops,
-    )
-    from pyzram.zram.swap import zram_exit, zram_init, zram_swap_registered
-    from pyzram.zram.zram_drv import zram_devops
+    from pyzram.mm.swapfile import swap_cache_get_folio
 
-    fops, ops = registered_block_ops()
-    was_zram = zram_swap_registered()
-    if fops is not None:
-        swap_unregister_block_ops(fops)
-    counts, mthp = Counter(vm_events.counts), Counter(vm_events.mthp)
-    outstanding = sio_pool.outstanding
-    try:
-        yield
-    finally:
-        zram_exit()
-        now, _ = registered_block_ops()
-        if now is not None:
-            swap_unregister_block_ops(now)
-        if fops is zram_devops and was_zram and ops is not None:
-            zram_init(ops)
-        elif fops is not None and ops is not None:
-            swap_register_block_ops(fops, ops)
-        vm_events.restore(counts, mthp)
-        sio_pool.outstanding = outstanding
-
-
-def _swap_out(pages: Sequence[bytes]) -> list:
-    """Reclaim: swap slots, one PTE reference each, one write batch, then evict."""
-    from pyzram.mm.folio import Folio, PG_reclaim
-    from pyzram.mm.page_io import swap_write_submit, swap_writeout
-    from pyzram.mm.swap import SwapIoCtx
-    from pyzram.mm.swapfile import folio_alloc_swap, swap_cache_del_folio, swap_duplicate
-
-    folios = [Folio(0, p) for p in pages]
-    entries = []
-    for f in folios:
-        f.lock()
-        f.mark_uptodate()
-        f.mark_dirty()
-        e = folio_alloc_swap(f)
-        swap_duplicate(e, 1)
-        f.unlock()
-        entries.append(e)
-    ctx = SwapIoCtx()
-    for f in folios:
-        f.lock()
-        f.mark_dirty()
-        f.set(PG_reclaim)
-        swap_writeout(ctx, f)
-    swap_write_submit(ctx)
-    for f in folios:
-        f.lock()
-        swap_cache_del_folio(f)
-        f.unlock()
-    return entries
-
-
-def _swap_in(entries: Sequence) -> list:
-    """The fault path: a new swap-cache folio per entry, all read through one ctx."""
-    from pyzram.mm.page_io import swap_read_folio, swap_read_submit
-    from pyzram.mm.swap import SwapIoCtx
-    from pyzram.mm.swapfile import swap_cache_alloc_folio
-
-    ctx = SwapIoCtx()
-    folios = []
-    for e in entries:
-        g = swap_cache_alloc_folio(e)
-        swap_read_folio(ctx, g)
-        folios.append(g)
-    swap_read_submit(ctx)
-    return folios
-
-
-def _teardown_area(si, entries: Sequence, folios: Sequence) -> None:
-    """Free what the scenario swapped out and swap the area off, whatever state it is in."""
-    from pyzram.mm.folio import PG_writeback
-    from pyzram.mm.swapfile import (
-        _release_area,
-        folio_free_swap,
-        swap_cache_del_folio,
-        swap_free,
-        swapoff,
-    )
-
-    try:
-        for e in entries:
-            while si.swap_count(e.offset):
-                swap_free(e)
-        for g in {id(f): f for f in [*folios, *si.swap_cache.values()]}.values():
-            if g.test(PG_writeback):
-                continue
-            if not g.trylock():  # an abandoned read left it locked
-                g.unlock()
-                g.lock()
-            if g.swap is not None and g.swap.type == si.type and not folio_free_swap(g):
-                swap_cache_del_folio(g)
-            g.unlock()
-        swapoff(si, unuse=lambda e, f: si.swap_count(e.offset))
-    except Exception:
-        _release_area(si)
+    lo, hi = min(vpns), max(vpns) + 1
+    for vpn in range(lo, hi):
+        if vpn not in vpns:
+            mm.madvise_willneed(vpn, vpn + 1)
+    entries = [mm.pte_to_swp_entry(vpn) for vpn in vpns]
+    before = mm.machine.vm_events["nrswpin"]
+    mm.madvise_willneed(lo, hi)
+    batches = mm.machine.vm_events["nrswpin"] - before
+    return [swap_cache_get_folio(mm.machine, e) for e in entries], batches
 
 
 @contextmanager
 def _seed_area(ops, *, backing: bool, nr_pages: int, recompress: bool = False) -> Iterator[tuple]:
-    """``zram_init(ops)``, a zram swap area (``mkswap``, ``swapon``), ``nr_pages`` swapped out.
+    """A machine booted with zram's ``ops`` registered (``zram_init``), a zram swap area
+    (``mkswap``, ``swapon``) and a process whose ``nr_pages`` pages were reclaimed
+    in one batch (``shrink_inactive_list``).
 
-    Yields (zram, swap area, entries, their pages, a list for the folios read back).
+    Yields (zram, the process, the swap entries of its pages, their bytes, a
+    list for the folios read back).  The machine is powered off afterwards.
     """
+    from pyzram.mm.machine import Machine
     from pyzram.mm.swapfile import mkswap, swapon
+    from pyzram.mm.vmscan import AddressSpace, MemCgroup, shrink_inactive_list
     from pyzram.zram.swap import zram_init
 
-    with (
-        tempfile.TemporaryDirectory(prefix="pyzram-explore-") as d,
-        _swap_core_sandbox(),
-    ):
-        zram_init(ops)
+    with tempfile.TemporaryDirectory(prefix="pyzram-explore-") as d, Machine() as m:
+        zram_init(m, ops)
         z = _new_zram(Path(d), backing=backing, recompress=recompress)
-        si = None
-        entries: list = []
         folios: list = []
         try:
             mkswap(z.disk)
-            si = swapon(z.disk, prio=_SWAP_PRIO)
+            si = swapon(m, z.disk)
             if si.ops is not ops:
                 raise ExploreError(f"swapon picked {si.ops.name}, not {ops.name}")
             pages = [_page(100 + k) for k in range(nr_pages)]
-            entries.extend(_swap_out(pages))
-            if any(e.type != si.type for e in entries):
-                raise ExploreError("folio_alloc_swap used another swap area")
-            yield z, si, entries, pages, folios
+            mm = AddressSpace(nr_pages, MemCgroup(m, 64), lambda vpn: pages[vpn])
+            for vpn in range(nr_pages):
+                mm.do_anonymous_page(vpn)
+            if shrink_inactive_list(mm.memcg, nr_pages) != nr_pages:
+                raise ExploreError("reclaim did not swap every page out")
+            entries = [mm.pte_to_swp_entry(vpn) for vpn in range(nr_pages)]
+            yield z, mm, entries, pages, folios
         finally:
-            if si is not None:
-                _teardown_area(si, entries, folios)
+            m.close()
             _close_zram(z)
 
 
@@ -848,14 +754,14 @@ def _seed_swap_read_vs_post_processing(*, backing: bool, recompress: bool) -> It
     from pyzram.zram.swap import zram_swap_ops
 
     area = _seed_area(zram_swap_ops, backing=backing, recompress=recompress, nr_pages=1)
-    with area as (z, _si, entries, pages, folios):
+    with area as (z, mm, entries, pages, folios):
         slot = entries[0].offset
         z.sysfs["idle"] = "all"
         assert z.table.flags[slot] & T.IDLE
         data: list[bytes] = []
 
         def reader() -> None:
-            (g,) = _swap_in(entries)
+            (g,), _ = _swap_in(mm, [0])
             folios.append(g)
             g.lock()  # folio_lock: wait for the read to end
             g.unlock()
@@ -886,20 +792,18 @@ BATCH_SLOTS = (1, 3, 5, 7)
 
 def _backing_batch_read(variant: str) -> tuple[bool, str, dict[str, Any]]:
     """Swap out slots 1..9, read 1, 3, 5, 7 back in one ctx with a backing device set."""
-    from pyzram.mm.swap import vm_events
     from pyzram.zram.swap import zram_swap_ops, zram_swap_ops_as_posted
 
     ops = zram_swap_ops_as_posted if variant == "as_posted" else zram_swap_ops
-    with _seed_area(ops, backing=True, nr_pages=9) as (z, _si, entries, pages, folios):
+    with _seed_area(ops, backing=True, nr_pages=9) as (z, mm, entries, pages, folios):
         z.backing_read_fallback = "as_posted" if variant == "as_posted" else "adjacent"
         by_slot = {e.offset: p for e, p in zip(entries, pages, strict=True)}
         if sorted(by_slot) != list(range(1, 10)):
             raise ExploreError(f"swapped out to slots {sorted(by_slot)}, expected 1..9")
-        want = [e for e in entries if e.offset in BATCH_SLOTS]
-        before = vm_events["nrswpin"]
-        back = _swap_in(want)
+        vpns = [vpn for vpn, e in enumerate(entries) if e.offset in BATCH_SLOTS]
+        want = [entries[vpn] for vpn in vpns]
+        back, batches = _swap_in(mm, vpns)
         folios.extend(back)
-        batches = vm_events["nrswpin"] - before
         got = []
         for e, g in zip(want, back, strict=True):
             src = next((s for s, p in by_slot.items() if p == bytes(g.data)), None)
