@@ -296,6 +296,8 @@ class Zswap:
         self.lru_lock = threading.Lock()
         #: ``zswap_next_shrink``: the cursor of shrink_worker's walk (-1: none).
         self.next_shrink = -1
+        #: The shrinker's ``nr_deferred`` per memcg (``shrink_slab``'s carried work).
+        self.shrinker_nr_deferred: dict[Any, int] = {}
         #: ``lruvec->zswap_lruvec_state.nr_disk_swapins`` per memcg.
         self.nr_disk_swapins: dict[Any, int] = {}
         # statistics
@@ -642,13 +644,21 @@ def zswap_swapon(m: Machine, type_: int, nr_pages: int) -> int:
     return 0
 
 
-def zswap_swapoff(m: Machine, type_: int) -> None:
-    """``zswap_swapoff``: drop the area's xarrays (``try_to_unuse`` emptied them)."""
+def zswap_swapoff(m: Machine, type_: int) -> int:
+    """``zswap_swapoff``: drop the area's xarrays; the entries left, freed.
+
+    After ``swapoff`` there are none (``try_to_unuse`` loaded or invalidated
+    every one; the kernel WARNs otherwise).  A failed ``swapon`` or a
+    machine powered off (``release_swap_area``) may leave some: they are
+    freed, and their number returned.
+    """
     zs = m.zswap
     with zs.tree_lock:
         trees = zs.trees.pop(type_, None)
-    if trees and any(trees):
-        raise RuntimeError(f"zswap_swapoff: swap type {type_} still has zswap entries")
+    left = [e for tree in trees or () for e in tree.values()]
+    for entry in left:
+        zs.zswap_entry_free(entry)
+    return len(left)
 
 
 def zswap_store_page(
@@ -709,7 +719,7 @@ def zswap_store(m: Machine, folio: Folio) -> bool:
                 zs.zswap_pool_put(pool)
         if not ret and zs.pool_reached_full:
             queue_shrink_work(m)
-    if not ret:
+    if not ret and zs.ever_enabled:  # never enabled: no entry can be stale
         with zs.tree_lock:
             stale = []
             for index in range(nr_pages):
@@ -753,9 +763,7 @@ def zswap_load(m: Machine, folio: Folio) -> int:
 
 def zswap_invalidate(m: Machine, swp: SwpEntry) -> None:
     """``zswap_invalidate``: a freed slot's entry goes."""
-    zs: Zswap | None = getattr(m, "zswap", None)
-    if zs is None:
-        return
+    zs: Zswap = m.zswap
     trees = zs.trees.get(swp.type)
     if not trees:
         return
@@ -770,8 +778,8 @@ def zswap_invalidate(m: Machine, swp: SwpEntry) -> None:
 
 def zswap_folio_swapin(m: Machine, folio: Folio | None) -> None:
     """``zswap_folio_swapin``: a read from the disk; the shrinker backs off by one."""
-    zs: Zswap | None = getattr(m, "zswap", None)
-    if zs is None or folio is None:
+    zs: Zswap = m.zswap
+    if folio is None or not zs.ever_enabled:
         return
     memcg = folio.memcg
     with zs.lru_lock:
@@ -961,15 +969,23 @@ def zswap_shrinker_scan(m: Machine, memcg: Any, nr_to_scan: int) -> int:
 
 
 def _swap_cache_alloc_folio(m: Machine, entry: SwpEntry) -> Folio | int:
-    """``swap_cache_alloc_folio`` for writeback: the folio, or -EEXIST / -ENOMEM."""
+    """``__read_swap_cache_async`` for writeback: a new folio, or -EEXIST / -ENOMEM.
+
+    -EEXIST when the area is going away (``get_swap_device`` fails) or a
+    folio is already cached for the slot (``folio_was_allocated`` false);
+    -ENOMEM when the slot was freed meanwhile.
+    """
+    from pyzram.mm.swap import SWP_WRITEOK
     from pyzram.mm.swapfile import swap_cache_alloc_folio, swp_swap_info
 
     try:
-        swp_swap_info(entry)  # get_swap_device
+        si = swp_swap_info(m, entry)  # get_swap_device
     except OSError:
         return -errno.EEXIST
+    if not si.flags & SWP_WRITEOK:  # swapoff under way: try_to_unuse will read it
+        return -errno.EEXIST
     try:
-        return swap_cache_alloc_folio(entry)
+        return swap_cache_alloc_folio(m, entry)
     except OSError as e:
         return -errno.EEXIST if e.errno == errno.EEXIST else -errno.ENOMEM
 
@@ -977,7 +993,7 @@ def _swap_cache_alloc_folio(m: Machine, entry: SwpEntry) -> Folio | int:
 def _swap_cache_del_folio(m: Machine, folio: Folio) -> None:
     from pyzram.mm.swapfile import swap_cache_del_folio
 
-    swap_cache_del_folio(folio)
+    swap_cache_del_folio(m, folio)
 
 
 def _swap_writepage_unplugged(m: Machine, folio: Folio) -> None:
@@ -987,7 +1003,7 @@ def _swap_writepage_unplugged(m: Machine, folio: Folio) -> None:
     from pyzram.mm.page_io import __swap_writepage, swap_write_submit
     from pyzram.mm.swap import SwapIoCtx
 
-    ctx = SwapIoCtx()
+    ctx = SwapIoCtx(m)
     __swap_writepage(ctx, folio)
     swap_write_submit(ctx)
     folio.lock()
