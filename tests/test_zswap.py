@@ -490,3 +490,28 @@ def test_large_folios_stored_then_swapped_in_as_pages(m, file_area):
     assert m.vm_events.mthp[(4, "zswpout")] == 4
     assert mm.read(5) == pages[5] and mm.present[5].order == 0  # zswap loads order 0
     assert [mm.read(v) for v in range(64)] == pages
+
+
+def test_store_zswap_goes_through_reclaim_of_a_process():
+    from pyzram.tools.commands.store import zswap_pageout
+
+    pages = np.frombuffer(b"".join(text_pages(300) + random_pages(100)), np.uint8).reshape(400, -1)
+    pages = np.concatenate([pages, np.zeros((20, PAGE_SIZE), np.uint8)])
+    r = zswap_pageout(pages, "lzo", totalram_pages=1 << 20, read_back=True)
+    assert r["read_back_equal"]
+    assert r["vmstat"] == {
+        "zswpout": 400,
+        "zswpin": 0,
+        "zswpwb": 0,
+        "swpout_zero": 20,
+        "pswpout": 0,
+    }
+    assert r["debugfs"]["stored_incompressible_pages"] == 100
+    assert r["vmstat_read_back"] == {"zswpin": 400, "pswpin": 0, "swpin_zero": 20}
+    # a 1 % pool of 10,000 pages holds 100: the rest goes to the zram area behind
+    full = zswap_pageout(
+        pages, "lzo", totalram_pages=10_000, params={"max_pool_percent": "1"}, read_back=True
+    )
+    assert full["read_back_equal"] and full["debugfs"]["pool_limit_hit"] > 0
+    assert full["vmstat"]["pswpout"] > 0
+    assert full["vmstat"]["zswpout"] + full["vmstat"]["pswpout"] - full["vmstat"]["zswpwb"] == 400

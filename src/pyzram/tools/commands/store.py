@@ -42,76 +42,68 @@ def zswap_pageout(
     read_back: bool = False,
     params: dict[str, str] | None = None,
 ) -> dict:
-    """The pages as ``MADV_PAGEOUT`` pushes them through pyzram's zswap.
+    """The pages as ``MADV_PAGEOUT`` pushes them through pyzram's swap path with zswap.
 
-    Each page is an order-0 swap-cache folio written out by reclaim: an
-    all-zero page goes to the swap core's zero map (``swpout_zero``), any
-    other is offered to ``zswap_store``; a page zswap refuses would be
-    written to the swap area (``pswpout``).  With ``read_back`` every page is
-    then loaded back (``zswap_load``, or the zero map) and compared.  The
-    result has the keys of :meth:`pyzram.host.kernel_zswap.KernelZswap.pageout`.
+    A machine (``totalram_pages``: the host's RAM unless told) with zswap on
+    in front of a zram swap area, as :class:`~pyzram.host.kernel_zswap.KernelZswap`
+    sets the host up; a process whose pages hold ``pages`` (order-0 folios,
+    each faulted in) and ``AddressSpace.madvise_pageout`` over all of them:
+    reclaim writes each folio out through ``swap_writeout``, where an
+    all-zero page goes to the zero map (``swpout_zero``), the others to
+    ``zswap_store``, and what zswap refuses to the zram area (``pswpout``).
+    With ``read_back`` every page is then faulted back (``do_swap_page`` ->
+    ``swap_read_folio`` -> ``zswap_load``) and compared.  The result has
+    the keys of :meth:`pyzram.host.kernel_zswap.KernelZswap.pageout`.
     """
     import time
-    from types import SimpleNamespace
 
-    from pyzram.mm.folio import Folio, PG_locked, SwpEntry
-    from pyzram.mm.page_io import is_folio_zero_filled
-    from pyzram.mm.swap import VmEvents
-    from pyzram.mm.zswap import Zswap, host_totalram_pages, zswap_load, zswap_store, zswap_swapon
+    from pyzram.mm.zswap import host_totalram_pages
+    from pyzram.tools.bench.table import process, swap_area
+    from pyzram.config import ZramConfig
 
-    kw: dict = {"compressors": compressors or ZSWAP_COMPRESSORS}
-    try:
-        kw["totalram_pages"] = totalram_pages or host_totalram_pages()
-    except OSError:
-        pass
-    m = SimpleNamespace(zswap=Zswap(**kw), vm_events=VmEvents())
-    zs = m.zswap
-    zs.param_write("compressor", compressor)
-    for name, value in (params or {}).items():
-        zs.param_write(name, value)
-    zs.param_write("enabled", "Y")
     n = len(pages)
-    zswap_swapon(m, 0, n + 1)
-    zero = []
-    t0 = time.perf_counter()
-    for i in range(n):
-        folio = Folio(0, pages[i].tobytes())
-        folio.swap = SwpEntry(0, i + 1)  # slot 0 holds the swap header
-        folio.lock()
-        if is_folio_zero_filled(folio):
-            m.vm_events.count("swpout_zero")
-            zero.append(True)
-        else:
-            zero.append(False)
-            if not zswap_store(m, folio):
-                m.vm_events.count("pswpout")
-        if folio.test(PG_locked):
-            folio.unlock()
-    t1 = time.perf_counter()
-    vm = {k: m.vm_events[k] for k in ("zswpout", "zswpin", "zswpwb", "swpout_zero", "pswpout")}
-    out = {
-        "pages": n,
-        "compressor": zs.param_read("compressor").strip(),
-        "debugfs": zs.debugfs(),
-        "vmstat": vm,
-        "meminfo": zs.meminfo(),
-        "pageout_seconds": t1 - t0,
-    }
-    if read_back:
-        equal = True
-        t2 = time.perf_counter()
-        for i in range(n):
-            if zero[i]:
-                continue
-            folio = Folio(0)
-            folio.swap = SwpEntry(0, i + 1)
-            folio.lock()
-            if zswap_load(m, folio) != 0 or bytes(folio.data) != pages[i].tobytes():
-                equal = False
-        out["read_back_equal"] = equal
-        out["read_back_seconds"] = time.perf_counter() - t2
-        out["vmstat_read_back"] = {"zswpin": m.vm_events["zswpin"]}
-        out["debugfs_read_back"] = zs.debugfs()
+    with swap_area(n, "lzo-rle", "swap_ops", ZramConfig()) as (m, _dev, _si):
+        if totalram_pages is None:
+            try:
+                totalram_pages = host_totalram_pages()
+            except OSError:
+                totalram_pages = m.totalram_pages
+        m.totalram_pages = m.zswap.totalram_pages = totalram_pages
+        zs = m.zswap
+        zs.compressors = tuple(compressors or ZSWAP_COMPRESSORS)
+        zs.param_write("compressor", compressor)
+        for name, value in (params or {}).items():
+            if name != "enabled":
+                zs.param_write(name, value)
+        zs.param_write("enabled", (params or {}).get("enabled", "Y"))
+        mm = process(m, pages)
+        for vpn in range(n):
+            mm.touch(vpn)
+        keys = ("zswpout", "zswpin", "zswpwb", "swpout_zero", "pswpout")
+        before = {k: m.vm_events[k] for k in keys}
+        t0 = time.perf_counter()
+        mm.madvise_pageout(0, n)
+        t1 = time.perf_counter()
+        vm = {k: m.vm_events[k] - before[k] for k in keys}
+        out = {
+            "pages": n,
+            "compressor": zs.param_read("compressor").strip(),
+            "debugfs": zs.debugfs(),
+            "vmstat": vm,
+            "meminfo": zs.meminfo(),
+            "pageout_seconds": t1 - t0,
+        }
+        if read_back:
+            t2 = time.perf_counter()
+            equal = all(mm.read(vpn) == pages[vpn].tobytes() for vpn in range(n))
+            out["read_back_equal"] = equal
+            out["read_back_seconds"] = time.perf_counter() - t2
+            out["vmstat_read_back"] = {
+                "zswpin": m.vm_events["zswpin"],
+                "pswpin": m.vm_events["pswpin"],
+                "swpin_zero": m.vm_events["swpin_zero"],
+            }
+            out["debugfs_read_back"] = zs.debugfs()
     return out
 
 
@@ -149,8 +141,9 @@ def command(
         bool,
         typer.Option(
             "--zswap",
-            help="zswap instead of zram: the pages as MADV_PAGEOUT pushes them (zero pages "
-            "to the swap core's zero map, the rest to zswap_store); its debugfs counters",
+            help="zswap instead of zram: a process's pages pushed out with MADV_PAGEOUT "
+            "through pyzram's swap path, zswap in front of a zram area (zero pages to the "
+            "zero map, the rest to zswap_store); its debugfs, vmstat and meminfo",
         ),
     ] = False,
     as_json: JsonOpt = False,
