@@ -57,9 +57,9 @@ def zswap_pageout(
     """
     import time
 
+    from pyzram.config import ZramConfig
     from pyzram.mm.zswap import host_totalram_pages
     from pyzram.tools.bench.table import process, swap_area
-    from pyzram.config import ZramConfig
 
     n = len(pages)
     with swap_area(n, "lzo-rle", "swap_ops", ZramConfig()) as (m, _dev, _si):
