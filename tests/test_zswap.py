@@ -515,3 +515,51 @@ def test_store_zswap_goes_through_reclaim_of_a_process():
     assert full["read_back_equal"] and full["debugfs"]["pool_limit_hit"] > 0
     assert full["vmstat"]["pswpout"] > 0
     assert full["vmstat"]["zswpout"] + full["vmstat"]["pswpout"] - full["vmstat"]["zswpwb"] == 400
+
+
+# -- run and compare ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def workload():
+    from pyzram.workload.pages import synthetic_mix
+
+    return synthetic_mix(1500, seed=11)
+
+
+def test_run_with_zswap_in_front_of_zram(workload):
+    from pyzram.tools.commands.run import run_workload
+
+    r = run_workload(workload, zswap="lzo", mem_limit_pages=300, seed=1)
+    assert r.intact and r.column == "zswap + swap_ops"
+    assert r.vmstat["zswpout"] > 1000 and r.vmstat["pswpout"] == 0
+    d = r.zswap["debugfs"]
+    assert r.zswap["parameters"]["enabled"] == "Y" and d["stored_pages"] > 0
+    assert r.memory_used_bytes >= d["pool_total_size"] and r.disk_write_pages == 0
+    off = run_workload(workload, mem_limit_pages=300, seed=1)
+    assert off.zswap is None and "zswpout" not in off.vmstat and off.vmstat["pswpout"] > 1000
+
+
+def test_run_on_a_swap_file_behind_a_small_zswap_pool(workload, tmp_path):
+    from pyzram.tools.commands.run import run_workload
+
+    path = tmp_path / "swapfile"
+    r = run_workload(
+        workload,
+        mem_limit_pages=300,
+        seed=1,
+        swap_file=path,
+        zswap="lzo",
+        zswap_params={"max_pool_percent": "1"},
+        totalram_pages=16_384,  # 64 MiB: a pool of 163 pages
+    )
+    assert r.intact and r.area == "file" and not path.exists()
+    v = r.vmstat
+    assert r.zswap["debugfs"]["pool_limit_hit"] > 0 and v["zswpwb"] > 0
+    assert r.disk_write_pages == v["pswpout"] > v["zswpwb"]  # written back or rejected
+    assert r.zswap["debugfs"]["pool_total_size"] <= 164 * PAGE_SIZE
+    plain = run_workload(workload, mem_limit_pages=300, seed=1, swap_file=path)
+    assert plain.intact and plain.zswap is None and plain.memory_used_bytes == 0
+    assert plain.disk_write_pages == plain.vmstat["pswpout"] > r.disk_write_pages
+    with pytest.raises(ValueError):
+        run_workload(workload, swap_file=path, writeback="idle", backing_dev="/dev/null")
