@@ -99,3 +99,32 @@ def test_pool_limit_reached_rejects_and_queues_writeback():
     assert model["vmstat"]["pswpout"] == nonzero and model["debugfs"]["stored_pages"] == 0
     assert kern["read_back_equal"]
     assert read_debugfs()["stored_pages"] >= 0
+
+
+def test_bench_run_zswap_counters_beside_the_kernel_and_parameters_restored():
+    """The workload under a memcg limit on both sides with zswap in front of zram.
+
+    zswap's counters follow the swap path's: pyzram's zswpout must be what the
+    same run without zswap counts as pswpout (the zswap hook changes where pages
+    go, not which ones reclaim picks), and the kernel's within the reclaim
+    model's spread (docs/architecture.md: some % of LRU aging).
+    """
+    from pyzram.host.kernel_swap import bench_run
+    from pyzram.host.kernel_swap import unavailable_reason as swap_reason
+    from pyzram.tools.commands.run import run_workload
+
+    if swap_reason():
+        pytest.skip(swap_reason())
+    before = {n: read_param(n) for n in PARAMETERS}
+    pages = _pages(2000)
+    res = bench_run(pages, zswap="lzo", zswap_params={"max_pool_percent": "20"}, seed=2)
+    assert {n: read_param(n) for n in PARAMETERS} == before
+    assert res.kernel.intact and res.pyzram.intact
+    dev = res.zswap_deviation()
+    assert dev["zswpout"]["kernel"] > 0 and dev["pool_total_size"]["kernel"] > 0
+    assert res.kernel.vmstat["pswpout"] == 0 and res.pyzram.vmstat["pswpout"] == 0
+    plain = run_workload(pages, seed=2)
+    assert res.pyzram.vmstat["zswpout"] == plain.vmstat["pswpout"]
+    assert res.pyzram.vmstat["zswpin"] == plain.vmstat["pswpin"]
+    for name in ("zswpout", "zswpin", "pool_total_size"):
+        assert abs(dev[name]["deviation"]) < 0.15, (name, dev[name])
