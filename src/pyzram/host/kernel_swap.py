@@ -37,9 +37,16 @@ excluded).  ``/proc/vmstat`` is global: on a quiet host nothing else swaps
 (no other swap area should be active); the zram device's own read/write
 counts (``/sys/block/zramN/stat``) are reported beside it.
 
+With ``zswap`` (a compressor), the host's zswap is put in front of the
+zram area once it is on (``compressor``, the other parameters asked for,
+then ``enabled`` Y); its debugfs files are read with the device's figures
+at the end of the workload, and pyzram's machine gets the host's RAM
+(``MemTotal``, the base of ``max_pool_percent``) and the same parameters.
+Every zswap parameter is written back as it was, whatever happened.
+
 Clean-up always runs, on errors and ``KeyboardInterrupt`` too: kill the
-child, ``swapoff``, ``reset`` and ``hot_remove`` the device, remove the
-cgroup.
+child, ``swapoff``, ``reset`` and ``hot_remove`` the device, restore
+zswap's parameters, remove the cgroup.
 """
 
 from __future__ import annotations
@@ -64,10 +71,12 @@ from pyzram.mm.swap import SWAP_FLAG_PREFER, SWAP_FLAG_PRIO_MASK
 from pyzram.mm.swapfile import mkswap
 from pyzram.tools.commands.run import (
     VMSTAT_KEYS,
+    ZSWAP_VMSTAT_KEYS,
     RunReport,
     default_disksize,
     run_workload,
     swap_uuid,
+    swapped_pages,
 )
 from pyzram.workload.pages import wait_ready, write_page_file
 from pyzram.workload.patterns import make_pattern, write_sources
@@ -178,6 +187,9 @@ class KernelSwapRun:
     cgroup_baseline_bytes: int
     cgroup_limit_bytes: int
     cgroup_failcnt: int
+    #: zswap in front of the area (None: off): parameters, debugfs (at the end of the
+    #: workload) and meminfo Zswap/Zswapped (kB), as pyzram's RunReport.zswap.
+    zswap: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -202,17 +214,41 @@ class BenchRun:
             return None
         return self.kernel.system_seconds - self.baseline_system_seconds
 
+    def zswap_deviation(self) -> dict[str, dict] | None:
+        """With zswap: ``zswpout``, ``zswpin``, ``zswpwb`` and ``pool_total_size``
+        (and ``stored_pages``) of both sides, and pyzram's relative deviation."""
+        if not (self.kernel.zswap and self.pyzram.zswap):
+            return None
+        out = {}
+        for group, name in (
+            ("vmstat", "zswpout"),
+            ("vmstat", "zswpin"),
+            ("vmstat", "zswpwb"),
+            ("debugfs", "pool_total_size"),
+            ("debugfs", "stored_pages"),
+        ):
+            if group == "vmstat":
+                k, o = self.kernel.vmstat.get(name, 0), self.pyzram.vmstat.get(name, 0)
+            else:
+                k, o = self.kernel.zswap["debugfs"][name], self.pyzram.zswap["debugfs"][name]
+            dev = (o - k) / k if k else (0.0 if o == 0 else None)
+            out[name] = {"kernel": k, "pyzram": o, "deviation": dev}
+        return out
+
     def as_dict(self) -> dict:
         d = self.pyzram.as_dict()
         for k in ("timeline", "device"):
             d.pop(k, None)
-        return {
+        out = {
             "kernel": self.kernel.as_dict(),
             "pyzram": d,
             "ratio": self.ratio,
             "baseline_system_seconds": self.baseline_system_seconds,
             "swap_system_seconds": self.swap_system_seconds,
         }
+        if self.kernel.zswap:
+            out["zswap"] = self.zswap_deviation()
+        return out
 
 
 def unavailable_reason() -> str | None:
@@ -267,7 +303,7 @@ def _parse_vmstat(text: str) -> dict[str, int]:
 def _vmstat_delta(before: str, after: str) -> dict[str, int]:
     """Deltas of the counters ``pyzram run`` reports, and of any ``thp_`` counter that moved."""
     a, b = _parse_vmstat(before), _parse_vmstat(after)
-    out = {k: b.get(k, 0) - a.get(k, 0) for k in VMSTAT_KEYS}
+    out = {k: b.get(k, 0) - a.get(k, 0) for k in VMSTAT_KEYS + ZSWAP_VMSTAT_KEYS}
     out.update((k, b[k] - a.get(k, 0)) for k in b if k.startswith("thp_") and b[k] != a.get(k, 0))
     return out
 
@@ -331,6 +367,8 @@ def run_kernel_swap(
     timeout: float = 600.0,
     progress: Callable[[str], None] | None = None,
     unlimited: bool = False,
+    zswap: str | None = None,
+    zswap_params: dict[str, str] | None = None,
 ) -> KernelSwapRun:
     """Run the workload of :func:`pyzram.tools.commands.run.run_workload` (same arguments, same
     defaults) in a child process on the host kernel's swap; see the module docstring.
@@ -357,6 +395,8 @@ def run_kernel_swap(
     cgroup: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     swapped_on = False
+    zswap_saved: dict[str, str] = {}
+    zswap_state = None
     errors: list[BaseException] = []
     with tempfile.TemporaryDirectory(prefix="pyzram-bench-") as tmp:
         pagefile, accfile = Path(tmp) / "workload.pages", Path(tmp) / "accesses.bin"
@@ -369,6 +409,8 @@ def run_kernel_swap(
             mkswap(str(zram.dev_path), pages=zram.disksize() // PAGE_SIZE, uuid=swap_uuid(seed))
             _swapon(zram.dev_path, SWAP_PRIO)
             swapped_on = True
+            if zswap:
+                zswap_saved = _zswap_on(zswap, zswap_params or {})
             cgroup = _own_memcg() / f"pyzram-bench-{os.getpid()}-zram{zram.id}"
             cgroup.mkdir()
             (cgroup / "memory.swappiness").write_text("100")
@@ -396,6 +438,8 @@ def run_kernel_swap(
                 # The device at the end of the workload, before the check.
                 mm_text, io_text = zram.read_attr("mm_stat"), zram.read_attr("io_stat")
                 reads, writes = _device_pages(zram.read_attr("stat"))
+                if zswap:
+                    zswap_state = _zswap_state()
                 proc.stdin.write(b"check\n")
                 proc.stdin.flush()
                 line = wait_ready(proc, timeout, marker=b"\n")
@@ -414,13 +458,13 @@ def run_kernel_swap(
         except BaseException as e:
             errors.append(e)
         finally:
-            _cleanup(proc, zram, swapped_on, cgroup, errors)
+            _cleanup(proc, zram, swapped_on, cgroup, errors, zswap_saved)
     if errors:
         raise errors[0]
     t, vm = res["t"], res["vmstat"]
     seconds = t[2] - t[0]
     delta = _vmstat_delta(vm[0], vm[2])
-    swapped = delta["pswpout"] + delta["pswpin"]
+    swapped = swapped_pages(delta)
     return KernelSwapRun(
         kernel_release=os.uname().release,
         device=f"zram{zram.id}",
@@ -444,7 +488,61 @@ def run_kernel_swap(
         cgroup_baseline_bytes=baseline,
         cgroup_limit_bytes=limit_bytes,
         cgroup_failcnt=failcnt,
+        zswap=zswap_state,
     )
+
+
+def _zswap_on(compressor: str, params: dict[str, str]) -> dict[str, str]:
+    """Save every zswap parameter, then set ``compressor``, ``params`` and ``enabled`` Y.
+
+    Returns what was saved (for :func:`_zswap_restore`), filled before the first write.
+    """
+    from pyzram.host import kernel_zswap as kz
+
+    reason = kz.unavailable_reason()
+    if reason:
+        raise OSError(errno.ENODEV, reason)
+    kz._mount_debugfs()
+    saved = {n: kz.read_param(n).rstrip("\n") for n in kz.PARAMETERS}
+    try:
+        kz.write_param("compressor", compressor)
+        for name, value in params.items():
+            if name != "enabled":
+                kz.write_param(name, value)
+        kz.write_param("enabled", "Y")
+    except BaseException:
+        _zswap_restore(saved, [])
+        raise
+    return saved
+
+
+def _zswap_restore(saved: dict[str, str], errors: list[BaseException]) -> None:
+    """Every zswap parameter back as it was: ``enabled`` off first (nothing new is
+    stored meanwhile), the others, then ``enabled`` as it was.  Errors go to ``errors``."""
+    from pyzram.host import kernel_zswap as kz
+
+    if not saved:
+        return
+    steps = [("enabled", "N")]
+    steps += [(n, saved[n]) for n in ("compressor", "max_pool_percent")]
+    steps += [(n, saved[n]) for n in ("accept_threshold_percent", "shrinker_enabled")]
+    steps.append(("enabled", saved["enabled"]))
+    for name, value in steps:
+        try:
+            kz.write_param(name, value)
+        except OSError as e:
+            errors.append(e)
+
+
+def _zswap_state() -> dict:
+    """The host zswap's parameters, debugfs files and meminfo lines."""
+    from pyzram.host import kernel_zswap as kz
+
+    return {
+        "parameters": {n: kz.read_param(n).strip() for n in kz.PARAMETERS},
+        "debugfs": kz.read_debugfs(),
+        "meminfo": kz.read_meminfo(),
+    }
 
 
 def _cleanup(
@@ -453,6 +551,7 @@ def _cleanup(
     swapped_on: bool,
     cgroup: Path | None,
     errors: list[BaseException],
+    zswap_saved: dict[str, str] | None = None,
 ) -> None:
     """Every step, whatever failed before; the first error is kept in ``errors``."""
     if proc is not None:
@@ -471,6 +570,7 @@ def _cleanup(
         zram.close()  # reset + hot_remove (retried while busy)
     except OSError as e:
         errors.append(e)
+    _zswap_restore(zswap_saved or {}, errors)
     if cgroup is not None and cgroup.exists():
         for attempt in range(100):  # the exited child may take a moment to leave
             try:
@@ -501,9 +601,14 @@ def bench_run(
     source: str = "",
     timeout: float = 600.0,
     progress: Callable[[str], None] | None = None,
+    zswap: str | None = None,
+    zswap_params: dict[str, str] | None = None,
 ) -> BenchRun:
     """The workload on the host kernel (:func:`run_kernel_swap`), then through
-    :func:`pyzram.tools.commands.run.run_workload`; the ratio of their swapped pages/s."""
+    :func:`pyzram.tools.commands.run.run_workload`; the ratio of their swapped pages/s.
+
+    With ``zswap`` both sides put zswap (that compressor, ``zswap_params``) in
+    front of the zram area, pyzram's machine with the host's RAM."""
     kw = dict(
         algorithm=algorithm,
         mem_limit_pages=mem_limit_pages,
@@ -514,12 +619,19 @@ def bench_run(
         seed=seed,
         folio_order=folio_order,
     )
-    kernel = run_kernel_swap(pages, timeout=timeout, progress=progress, **kw)
+    zkw: dict = {}
+    if zswap:
+        from pyzram.mm.zswap import host_totalram_pages
+
+        zkw = {"zswap": zswap, "zswap_params": zswap_params}
+    kernel = run_kernel_swap(pages, timeout=timeout, progress=progress, **kw, **zkw)
     if progress:
         progress("kernel: the same workload with no memory limit")
     base = run_kernel_swap(pages, timeout=timeout, unlimited=True, **kw)
     if progress:
         progress("pyzram: running the same workload")
-    ours = run_workload(pages, io_path=io_path, source=source, **kw)
+    if zswap:
+        zkw["totalram_pages"] = host_totalram_pages()
+    ours = run_workload(pages, io_path=io_path, source=source, **kw, **zkw)
     ratio = ours.swapped_pages_s / kernel.swapped_pages_s if kernel.swapped_pages_s else None
     return BenchRun(kernel, ours, ratio, base.system_seconds)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from pyzram.mm.swap_ops import SwapBlockOps
     from pyzram.mm.swapfile import SwapInfo
     from pyzram.mm.vmscan import AddressSpace, SwapReadahead
+    from pyzram.mm.zswap import Zswap
 
 
 class Machine:
@@ -58,10 +59,17 @@ class Machine:
     be reset or reused by another machine.  It is also a context manager.
     """
 
-    def __init__(self, *, swap_ops_series: bool = True, page_cluster: int = 3) -> None:
+    def __init__(
+        self,
+        *,
+        swap_ops_series: bool = True,
+        page_cluster: int = 3,
+        totalram_pages: int = 1 << 20,
+    ) -> None:
         from pyzram.mm.page_io import SioPool
         from pyzram.mm.swap_ops import SwapBlockOps
         from pyzram.mm.vmscan import SwapReadahead
+        from pyzram.mm.zswap import Zswap
 
         #: Built with the series "mm/zram: route block swap I/O through swap_ops"
         #: (a false value is mainline 6.18: block areas always use the bio path,
@@ -86,6 +94,13 @@ class Machine:
         self.mmlist: list[AddressSpace] = []
         #: mm/swap_state.c's readahead state (``page_cluster``, hits, window).
         self.swap_readahead: SwapReadahead = SwapReadahead(page_cluster)
+        #: ``totalram_pages()``: the machine's RAM, the base of zswap's
+        #: ``max_pool_percent`` (4 GiB unless told).
+        self.totalram_pages = totalram_pages
+        #: mm/zswap.c's globals: parameters, pools, trees, LRU, debugfs counters.
+        #: Off (``enabled`` N, as ``CONFIG_ZSWAP_DEFAULT_ON=n`` builds boot) until
+        #: ``m.zswap.param_write("enabled", "Y")``: the swap path is unchanged till then.
+        self.zswap: Zswap = Zswap(totalram_pages=totalram_pages)
 
     def active_areas(self) -> list[SwapInfo]:
         """The areas swapped on, by type."""

@@ -45,11 +45,19 @@ from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_dirty, PG_locked, P
 from pyzram.mm.swap import SWAP_CLUSTER_MAX, SwapIoCtx
 from pyzram.mm.swap_ops import READ, SWAP_OPS_F_NOFS, WRITE, SwapOps
 from pyzram.mm.swapfile import SwapInfo, folio_free_swap, swp_swap_info
+from pyzram.mm.zswap import (
+    mem_cgroup_zswap_writeback_enabled,
+    zswap_folio_swapin,
+    zswap_load,
+    zswap_store,
+)
 
 if TYPE_CHECKING:
     from pyzram.mm.machine import Machine
 
 HPAGE_PMD_ORDER = 9
+#: ``AOP_WRITEPAGE_ACTIVATE``: "not written, put it back on the active list".
+AOP_WRITEPAGE_ACTIVATE = 0x80000
 
 
 class SwapIocb:
@@ -238,7 +246,10 @@ def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
     Returns 0; the folio is unlocked.  A folio no longer referenced by any
     swap entry is just dropped from the swap cache (``folio_free_swap``);
     an all-zero folio sets the area's zero flags and needs no I/O
-    (``swpout_zero``); anything else goes to ``__swap_writepage``.
+    (``swpout_zero``); then zswap is offered the folio (``zswap_store``:
+    taken, it is clean and needs no I/O; ``zswpout``); anything else goes
+    to ``__swap_writepage``, unless the memcg forbids zswap writeback
+    (``AOP_WRITEPAGE_ACTIVATE``: dirty, unlocked, kept).
     """
     if not folio.test(PG_locked):
         raise RuntimeError("swap_writeout needs a locked folio")
@@ -254,6 +265,15 @@ def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
         folio.unlock()
         return 0
     si.set_zero(folio.swap.offset, folio.nr_pages, False)
+    if zswap_store(m, folio):
+        m.vm_events.count_mthp(folio.order, "zswpout")
+        folio.clear(PG_dirty)  # zswap now holds it (pageout cleared it for I/O)
+        folio.unlock()
+        return 0
+    if not mem_cgroup_zswap_writeback_enabled(folio.memcg):
+        folio.mark_dirty()
+        folio.unlock()
+        return AOP_WRITEPAGE_ACTIVATE
     __swap_writepage(ctx, folio)
     return 0
 
@@ -280,7 +300,9 @@ def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
 
     Zero-flagged slots are filled without I/O (``swpin_zero``); a large
     folio that mixes zero and non-zero slots is an I/O error (unlocked, not
-    uptodate), as in the kernel.
+    uptodate), as in the kernel.  Then zswap: ``zswap_load`` fills a folio
+    it holds (``zswpin``, no I/O) or fails it; only a miss is read from
+    the area (``zswap_folio_swapin`` first).
     """
     m = ctx.machine
     si = swp_swap_info(m, folio.swap)
@@ -294,6 +316,9 @@ def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
     if nz:
         folio.unlock()  # mixed: leaves it !uptodate
         return
+    if zswap_load(m, folio) != -errno.ENOENT:
+        return
+    zswap_folio_swapin(m, folio)
     swap_add_folio(ctx, folio, READ)
 
 

@@ -12,7 +12,7 @@ Slot lifetime::
     swap_duplicate     -> count + 1            (a PTE now holds the entry)
     swap_cache_del_folio / folio_free_swap -> HAS_CACHE cleared
     swap_free          -> count - 1
-    byte reaches 0     -> swap_range_free: ops.slot_free_notify(si, offset)
+    byte reaches 0     -> swap_range_free: zswap_invalidate, ops.slot_free_notify
 
 Slots are taken from clusters of ``SWAPFILE_CLUSTER`` (512) slots: each
 order fills its current cluster, then a non-full cluster of that order, then
@@ -64,6 +64,7 @@ from pyzram.mm.folio import (
     SwpEntry,
 )
 from pyzram.mm.swap_ops import SwapOps, lookup_swap_block_ops
+from pyzram.mm.zswap import zswap_invalidate, zswap_swapoff, zswap_swapon
 
 if TYPE_CHECKING:
     from pyzram.mm.machine import Machine
@@ -277,6 +278,7 @@ def swapon(
                 si.ops = lookup_swap_block_ops(si) or swap_bdev_ops
         else:
             si.ops = swap_fs_ops
+        zswap_swapon(m, type_, maxpages)
         with m.swap_lock:
             if prio is None:
                 m.least_priority -= 1
@@ -353,6 +355,7 @@ def release_swap_area(si: SwapInfo) -> None:
         os.close(si.swap_file_fd)
         si.swap_file_fd = -1
     m = si.machine
+    zswap_swapoff(m, si.type)  # none left after swapoff; freed on failure or power-off
     with m.swap_lock:
         if m.swap_info[si.type] is si:
             m.swap_info[si.type] = None
@@ -571,7 +574,9 @@ def swap_free(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
 
 
 def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
-    """``swap_range_free``: slots became free; tell the device, return them.
+    """``swap_range_free``: slots became free; tell zswap and the device, return them.
+
+    Each slot's zswap entry, if any, is freed first (``zswap_invalidate``).
 
     On a machine built with the series, calls
     ``si.ops.slot_free_notify(si, offset)`` for each slot (patch 3/3), with
@@ -588,7 +593,11 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
         notify = si.ops.slot_free_notify if si.ops is not None else None
     elif si.flags & S.SWP_BLKDEV and si.bdev is not None:
         old_notify = si.bdev.disk.fops.swap_slot_free_notify
+    m = si.machine
+    zswap_used = m.zswap.ever_enabled  # else every tree is empty (xa_empty)
     for off in range(offset, offset + nr):
+        if zswap_used:
+            zswap_invalidate(m, SwpEntry(si.type, off))
         if notify is not None:
             notify(si, off)
         elif old_notify is not None:

@@ -83,6 +83,7 @@ from pyzram.mm.swapfile import (
     swap_free,
     swp_swap_info,
 )
+from pyzram.mm.zswap import zswap_shrinker_count, zswap_shrinker_scan
 
 if TYPE_CHECKING:
     from pyzram.mm.machine import Machine
@@ -227,7 +228,18 @@ class MemCgroup:
             raise OSError(errno.ENOMEM, f"memcg charge of {nr} pages exceeds the limit")
         retries = 5
         while self.usage + nr > self.limit_pages:
-            if not shrink_lruvec(self, self.usage + nr - self.limit_pages, gfp_mask):
+            # shrink_node_memcgs: the LRU, then the memcg-aware shrinkers
+            freed = shrink_lruvec(self, self.usage + nr - self.limit_pages, gfp_mask)
+            # the priorities do_try_to_free_pages goes through before its scan of the
+            # LRU (lru_pages >> priority) is not empty, each with its shrink_slab
+            lru_pages = self.inactive.nr_pages + self.active.nr_pages
+            priority = DEF_PRIORITY
+            while self.machine.zswap.shrinker_enabled:  # else the one shrinker counts 0
+                shrink_slab(self, priority)
+                if not priority or lru_pages >> priority:
+                    break
+                priority -= 1
+            if not freed:
                 retries -= 1
                 if retries < 0:
                     raise OSError(errno.ENOMEM, "memcg OOM: nothing left to reclaim")
@@ -242,6 +254,7 @@ class MemCgroup:
     def lru_add(self, folio: Folio, owner: Owner) -> None:
         """``folio_add_lru`` / ``lruvec_add_folio``: on the list ``PG_active`` names
         (new anon folios are not active: they start on the inactive list)."""
+        folio.memcg = self  # commit_charge: the folio's memcg (zswap's LRU follows it)
         if folio.flags & PG_active:
             self.active.add(folio, owner)
         else:
@@ -257,6 +270,49 @@ class MemCgroup:
         """``inactive_is_low``: keep the inactive list at least as long as the active
         (in pages; ``inactive_ratio`` is 1 below 1 GiB)."""
         return self.inactive.nr_pages < self.active.nr_pages
+
+
+#: ``DEF_PRIORITY``: the first (lightest) pass of ``do_try_to_free_pages``.
+DEF_PRIORITY = 12
+#: ``DEFAULT_SEEKS`` (zswap's shrinker) and ``SHRINK_BATCH``.
+DEFAULT_SEEKS = 2
+SHRINK_BATCH = 128
+#: ``SHRINK_STOP``: the scan callback's "no more now".
+SHRINK_STOP = -1
+
+
+def shrink_slab(memcg: MemCgroup, priority: int = DEF_PRIORITY) -> int:
+    """``shrink_slab`` for a memcg: its memcg-aware shrinkers; objects freed.
+
+    The machine has one, zswap's (``zswap_shrinker_count`` /
+    ``zswap_shrinker_scan``: it writes entries of the memcg's zswap LRU back
+    to the swap area; it counts nothing unless ``shrinker_enabled``).
+    ``do_shrink_slab``: ``(freeable >> priority) * 4 / seeks`` objects plus
+    the deferred work are scanned in batches of ``SHRINK_BATCH``; what is
+    not scanned is deferred to the next call.
+    """
+    m = memcg.machine
+    zs = m.zswap
+    freeable = zswap_shrinker_count(m, memcg)
+    if not freeable:
+        return 0
+    nr = zs.shrinker_nr_deferred.pop(memcg, 0)  # xchg_nr_deferred
+    delta = (freeable >> priority) * 4 // DEFAULT_SEEKS
+    total_scan = min((nr >> priority) + delta, 2 * freeable)
+    freed = scanned = 0
+    while total_scan >= SHRINK_BATCH or total_scan >= freeable:
+        nr_to_scan = min(SHRINK_BATCH, total_scan)
+        ret = zswap_shrinker_scan(m, memcg, nr_to_scan)
+        if ret == SHRINK_STOP:
+            break
+        freed += ret
+        m.vm_events.count("slabs_scanned", nr_to_scan)
+        total_scan -= nr_to_scan
+        scanned += nr_to_scan
+    next_deferred = min(max(nr + delta - scanned, 0), 2 * freeable)
+    if next_deferred:
+        zs.shrinker_nr_deferred[memcg] = next_deferred
+    return freed
 
 
 @cython.locals(folio=Folio)
@@ -627,6 +683,8 @@ class AddressSpace:
         order = self.folio_order
         if not self.mthp_swapin or not 0 < order < HPAGE_PMD_ORDER:
             return 0
+        if self.machine.zswap.ever_enabled:  # !zswap_never_enabled(): zswap loads order 0
+            return 0
         nr = 1 << order
         base = vpn & ~(nr - 1)
         first = entry.offset - (vpn - base)
@@ -669,6 +727,7 @@ class AddressSpace:
                 if not order:
                     self.memcg.try_charge()
                 folio = swap_cache_alloc_folio(m, entry, order)
+                folio.memcg = self.memcg  # mem_cgroup_swapin_charge_folio
                 ctx = SwapIoCtx(m)
                 swap_read_folio(ctx, folio)
                 swap_read_submit(ctx)  # never wait on a folio of our own ctx
@@ -719,6 +778,7 @@ class AddressSpace:
                 continue
             self.memcg.try_charge()
             folio = swap_cache_alloc_folio(m, e)
+            folio.memcg = self.memcg  # mem_cgroup_swapin_charge_folio
             if off == entry.offset:
                 target = folio
             else:
@@ -753,6 +813,48 @@ class AddressSpace:
             self.memcg.lru_add(folio, (self, vpn))
             swap_read_folio(ctx, folio)
         swap_read_submit(ctx)
+
+    @cython.locals(folio=Folio)
+    def madvise_pageout(self, start: int, end: int) -> int:
+        """``madvise(MADV_PAGEOUT)`` of pages ``start..end-1``; pages freed.
+
+        ``madvise_cold_or_pageout_pte_range``, one page table (512 pages) at
+        a time: each present folio wholly inside the range has its young
+        and referenced bits cleared and is isolated from the LRU; then
+        ``reclaim_pages`` (``folio_clear_active``, ``shrink_folio_list``
+        with references ignored) reclaims the page table's folios in one
+        pass, and what it kept goes back on the LRU.  Writeout is the swap
+        path's: the zero map, zswap, the area's swap_ops.  A large folio
+        that crosses the range's ends is left alone (the kernel would try
+        to split it).
+        """
+        memcg = self.memcg
+        freed = 0
+        pmd = start & ~((1 << HPAGE_PMD_ORDER) - 1)
+        while pmd < end:
+            lo = max(start, pmd)
+            hi = min(end, pmd + (1 << HPAGE_PMD_ORDER))
+            folio_list: list[tuple[Folio, Owner]] = []
+            vpn = lo
+            while vpn < hi:
+                if self.pte[vpn] != PTE_PRESENT:
+                    vpn += 1
+                    continue
+                folio = self.present[vpn]
+                nr = folio.nr_pages
+                base = vpn & ~(nr - 1)
+                vpn = base + nr
+                if base < start or base + nr > end:
+                    continue
+                folio.clear(PG_referenced | PG_active)  # young, referenced; reclaim_pages
+                if folio in memcg.inactive or folio in memcg.active:  # folio_isolate_lru
+                    memcg.lru_del(folio)
+                    folio_list.append((folio, (self, base)))
+            if folio_list:
+                freed += shrink_folio_list(self.machine, folio_list)
+                move_folios_to_lru(memcg, folio_list)
+            pmd += 1 << HPAGE_PMD_ORDER
+        return freed
 
     @cython.locals(folio=Folio)
     def zap_pte_range(self, start: int, end: int) -> None:

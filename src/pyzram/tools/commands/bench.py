@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pyzram.tools.commands.run import ZswapCompressorOpt, ZswapOpt, ZswapPoolOpt
 from pyzram.tools.common import (
     ALGO_HELP,
     DisksizeOpt,
@@ -309,11 +310,16 @@ def run_command(
     mix: MixOpt = None,
     folio_order: FolioOrderOpt = 0,
     timeout: Annotated[float, typer.Option(help="seconds the kernel-side child may take")] = 600,
+    zswap: ZswapOpt = False,
+    zswap_compressor: ZswapCompressorOpt = "lzo",
+    zswap_max_pool_percent: ZswapPoolOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The same workload on the host kernel (memcg limit, swap on a hot_added zram) and in
-    pyzram: swapped pages/s of each and their ratio (needs root, zram-control, cgroup v1)."""
+    pyzram: swapped pages/s of each and their ratio (needs root, zram-control, cgroup v1);
+    with ``--zswap``, zswap in front of the area on both sides, and its counters side by side."""
     from pyzram.host.kernel_swap import bench_run as run
+    from pyzram.tools.commands.run import zswap_kwargs
 
     # The workload itself (no device policy: the kernel side has no backing device).
     workload = ("algorithm", "mem_limit_pages", "disksize", "pattern", "accesses")
@@ -332,6 +338,7 @@ def run_command(
     kw = {k: v for k, v in kw.items() if k in workload}
     if io_path not in ("swap_ops", "bio"):
         raise UsageError("--io-path", f"must be swap_ops or bio, not {io_path!r}")
+    zkw = zswap_kwargs(zswap, zswap_compressor, zswap_max_pool_percent, None)
     pages, source = workload_pages(pagefile, limit, mix, seed)
     err = Console(stderr=True)
     with err.status("pyzram bench run") as status:
@@ -342,6 +349,7 @@ def run_command(
             timeout=timeout,
             progress=lambda msg: status.update(f"pyzram bench run: {msg}"),
             **kw,
+            **zkw,
         )
     if as_json:
         print(json.dumps(res.as_dict(), indent=2))
@@ -389,6 +397,15 @@ def run_command(
         )
         console.print(f"kernel mm_stat: {k.mm_stat.rstrip()}", soft_wrap=True)
         console.print(f"pyzram mm_stat: {o.mm_stat.rstrip()}", soft_wrap=True)
+        dev = res.zswap_deviation()
+        if dev is not None:
+            zt = Table(title=f"zswap ({k.zswap['parameters']['compressor']}) in front of the area")
+            for c in ("counter", "kernel", "pyzram", "deviation"):
+                zt.add_column(c, justify="left" if c == "counter" else "right")
+            for name, d in dev.items():
+                pct = "-" if d["deviation"] is None else f"{100 * d['deviation']:+.2f} %"
+                zt.add_row(name, f"{d['kernel']:,}", f"{d['pyzram']:,}", pct)
+            console.print(zt)
     if not (res.kernel.intact and res.pyzram.intact):
         raise typer.Exit(1)
 

@@ -1,4 +1,5 @@
-"""``pyzram compare``: one workload through zram's swap_ops path and through the bio path."""
+"""``pyzram compare``: one workload through zram's swap_ops path and through the bio path,
+or (``--zswap``) on zram alone and on zswap in front of a swap file."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from pyzram.tools.commands.run import WALL_NOTE, _report_table, progress_bar
+from pyzram.tools.commands.run import (
+    WALL_NOTE,
+    RamOpt,
+    ZswapCompressorOpt,
+    ZswapPoolOpt,
+    _report_table,
+    progress_bar,
+    zswap_kwargs,
+)
 from pyzram.tools.common import (
     ALGO_HELP,
     DisksizeOpt,
@@ -40,9 +49,20 @@ def command(
     mix: MixOpt = None,
     folio_order: FolioOrderOpt = 0,
     mthp_swapin: MthpSwapinOpt = True,
+    zswap: Annotated[
+        bool,
+        typer.Option(
+            "--zswap",
+            help="compare zram alone with zswap in front of a swap file (a temporary file)",
+        ),
+    ] = False,
+    zswap_compressor: ZswapCompressorOpt = "lzo",
+    zswap_max_pool_percent: ZswapPoolOpt = None,
+    ram: RamOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The same workload through zram's swap_ops path and through the bio path."""
+    """The same workload through zram's swap_ops path and through the bio path
+    (``--zswap``: on zram alone and on zswap over a swap file)."""
     from pyzram.tools.commands.run import run_workload
 
     kw = run_kwargs(
@@ -57,6 +77,10 @@ def command(
         folio_order=folio_order,
         mthp_swapin=mthp_swapin,
     )
+    if zswap:
+        zkw = zswap_kwargs(True, zswap_compressor, zswap_max_pool_percent, ram)
+        _compare_zswap(pagefile, limit, mix, seed, kw, zkw, as_json)
+        return
     with progress_bar(not as_json) as step:
         t = time.perf_counter()
         pages, source = workload_pages(pagefile, limit, mix, seed)
@@ -77,4 +101,39 @@ def command(
             WALL_NOTE + " (the pages are made once, counted in the first column)", soft_wrap=True
         )
     if not (ops.intact and bio.intact):
+        raise typer.Exit(1)
+
+
+def _compare_zswap(pagefile, limit, mix, seed, kw: dict, zkw: dict, as_json: bool) -> None:
+    """zram alone, then zswap in front of a swap file (same RAM, same workload)."""
+    import tempfile
+    from pathlib import Path
+
+    from pyzram.tools.commands.run import run_workload
+
+    ram = {"totalram_pages": zkw["totalram_pages"]} if "totalram_pages" in zkw else {}
+    with progress_bar(not as_json) as step, tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        pages, source = workload_pages(pagefile, limit, mix, seed)
+        pages_s = time.perf_counter() - t
+        zram = run_workload(pages, source=source, progress=step, **kw, **ram)
+        fkw = {k: v for k, v in kw.items() if k != "algorithm"}
+        swap_file = Path(tmp) / "swapfile"
+        zsw = run_workload(pages, source=source, progress=step, swap_file=swap_file, **fkw, **zkw)
+    zram.pages_seconds = pages_s
+    if as_json:
+        print(json.dumps({"zram": zram.as_dict(), "zswap": zsw.as_dict()}, indent=2))
+    else:
+        console.print(_report_table([zram, zsw]))
+        saved = zsw.memory_saved_bytes - zram.memory_saved_bytes
+        console.print(
+            f"zswap + swap file vs zram: {zsw.disk_write_pages:,} pages reached the disk; "
+            f"memory used {zsw.memory_used_bytes / 2**20:.1f} vs "
+            f"{zram.memory_used_bytes / 2**20:.1f} MiB, saved {saved / 2**20:+.1f} MiB",
+            soft_wrap=True,
+        )
+        console.print(
+            WALL_NOTE + " (the pages are made once, counted in the first column)", soft_wrap=True
+        )
+    if not (zram.intact and zsw.intact):
         raise typer.Exit(1)

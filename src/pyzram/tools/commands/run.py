@@ -96,6 +96,8 @@ VMSTAT_KEYS = (
     "thp_swpout",
     "thp_swpout_fallback",
 )
+#: ... and with zswap.
+ZSWAP_VMSTAT_KEYS = ("zswpout", "zswpin", "zswpwb")
 
 
 @dataclass
@@ -149,6 +151,23 @@ class RunReport:
     #: ... plus making the pages (reading the page file, or generating the mix),
     #: which the command measures.
     pages_seconds: float = 0.0
+    #: The swap area: "zram" (a zram device) or "file" (a swap file on the host's disk).
+    area: str = "zram"
+    #: zswap in front of the area (None: off): its parameters, its debugfs files and
+    #: /proc/meminfo Zswap/Zswapped (kB) at the end of the workload.
+    zswap: dict | None = None
+    #: What holds the swapped data in memory at the end of the workload: zram's
+    #: mem_used_total plus zswap's pool_total_size (bytes).
+    memory_used_bytes: int = 0
+    #: Pages written to a disk: pswpout to a swap file, zram's bd_writes to its
+    #: backing device (zram itself is memory).
+    disk_write_pages: int = 0
+
+    @property
+    def column(self) -> str:
+        """The report's column name: the I/O path, the area, zswap."""
+        name = self.io_path if self.area == "zram" else "swap file"
+        return f"zswap + {name}" if self.zswap else name
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -285,6 +304,10 @@ def run_workload(
     recompress: str | None = None,
     source: str = "",
     progress: Callable[[int, int], None] | None = None,
+    zswap: str | None = None,
+    zswap_params: dict[str, str] | None = None,
+    totalram_pages: int | None = None,
+    swap_file: str | Path | None = None,
 ) -> RunReport:
     """Run the workload and return its report (see the module docstring).
 
@@ -294,7 +317,11 @@ def run_workload(
     ``recompress`` (default ``type=idle`` when only ``recompress_algo`` is
     given); ``idle_age`` what is written to ``idle`` first (``all`` or
     seconds); ``pp_every`` the post-processing period in reclaim batches
-    (0: once, after the access pattern).  ``ValueError`` for inconsistent
+    (0: once, after the access pattern).  ``zswap`` (a compressor) puts
+    zswap in front of the area (``enabled`` Y, ``compressor`` ZSWAP, then
+    ``zswap_params``); ``totalram_pages`` is the machine's RAM, the base of
+    ``max_pool_percent``; ``swap_file`` swaps to that file (made of
+    ``disksize`` bytes) instead of zram.  ``ValueError`` for inconsistent
     options, the device's ``OSError`` for a bad sysfs word.
     """
     from pyzram.workload.patterns import make_pattern, write_sources
@@ -311,13 +338,23 @@ def run_workload(
         recompress = "type=idle"
     if pp_every < 0:
         raise ValueError(f"the post-processing period must not be negative, got {pp_every}")
+    if swap_file is not None and (backing_dev or writeback or recompress or recompress_algo):
+        raise ValueError("a swap file has no zram: no backing_dev, writeback or recompress")
+    if zswap_params and not zswap:
+        raise ValueError("zswap parameters need zswap (a compressor)")
     t_call = time.perf_counter()
     n = len(pages)
     if n == 0:
         raise ValueError("no pages to run")
     limit = mem_limit_pages if mem_limit_pages is not None else max(32, n // 4)
     pp = PostProcessing(writeback, recompress, str(idle_age), pp_every)
-    m = Machine(swap_ops_series=io_path == "swap_ops")
+    mkw = {"totalram_pages": totalram_pages} if totalram_pages else {}
+    m = Machine(swap_ops_series=io_path == "swap_ops", **mkw)
+    if zswap:  # the parameters first, then enabled (a bad word fails before the run)
+        m.zswap.param_write("compressor", zswap)
+        for name, value in (zswap_params or {}).items():
+            m.zswap.param_write(name, value)
+        m.zswap.param_write("enabled", "Y")
     memcg = MemCgroup(m, limit)
     mm = AddressSpace(
         n, memcg, lambda vpn: pages[vpn], folio_order=folio_order, mthp_swapin=mthp_swapin
@@ -326,6 +363,12 @@ def run_workload(
         pattern, n, accesses if accesses is not None else 2 * n, seed=seed, write_ratio=write_ratio
     )
     src = write_sources(acc, n, seed)
+    if swap_file is not None:
+        return _run_on_swap_file(
+            m, mm, pages, acc, src, Path(swap_file), disksize or default_disksize(n),
+            io_path=io_path, algorithm=algorithm, limit=limit, source=source,
+            folio_order=folio_order, mthp_swapin=mthp_swapin, progress=progress, t_call=t_call,
+        )  # fmt: skip
     zram_init(m)
     dev = Zram()
     if backing_dev:
@@ -377,8 +420,8 @@ def run_workload(
                 {
                     "t": time.perf_counter() - t0,
                     "phase": phase,
-                    "mem_used_total": st.mem_used_total,
-                    "orig_data_size": st.orig_data_size,
+                    "mem_used_total": st.mem_used_total + m.zswap.zswap_total_pages() * PAGE_SIZE,
+                    "orig_data_size": st.orig_data_size + m.zswap.stored_pages * PAGE_SIZE,
                     "compr_data_size": st.compr_data_size,
                     "pswpout": vm_events["pswpout"],
                     "pswpin": vm_events["pswpin"],
@@ -417,7 +460,7 @@ def run_workload(
         # original lists during the check, these copies stop here.
         wlat, rlat, wpages, rpages = list(wlat), list(rlat), list(wpages), list(rpages)
         wsample.active = rsample.active = False
-        counts = dict.fromkeys(VMSTAT_KEYS, 0)
+        counts = dict.fromkeys(VMSTAT_KEYS + (ZSWAP_VMSTAT_KEYS if m.zswap.enabled else ()), 0)
         counts.update((k, v) for k, v in vm_events.counts.items() if v)
         mthp: dict[str, dict[str, int]] = {}
         for (order, name), v in sorted(vm_events.mthp.items()):
@@ -431,6 +474,7 @@ def run_workload(
         # folio back once its pages are checked (MADV_DONTNEED), so the check
         # swaps nothing out and the process only shrinks.
         report_stat = dev.mm_stat()
+        zswap_state = zswap_report(m) if zswap else None
         mm_text, io_text, bd_text = dev.sysfs["mm_stat"], dev.sysfs["io_stat"], dev.bd_stat()
         device = device_state(dev, mountpoint="[SWAP]")
         bios = sum(bio_stats.values()) - bios_before
@@ -450,7 +494,6 @@ def run_workload(
         finally:
             m.close()
             dev.sysfs["reset"] = "1"
-    swapped = counts.get("pswpout", 0) + counts.get("pswpin", 0)
     recompressed = sum(e.get("recompress", {}).get("pages", 0) for e in events)
     cpu = kcost.predict(
         writes=wsample,
@@ -462,6 +505,7 @@ def run_workload(
         recompress_algo=recompress_algo,
     )
     wall = time.perf_counter() - t_call
+    pool = zswap_state["debugfs"] if zswap_state else {}
     return RunReport(
         io_path=io_path,
         algorithm=algorithm,
@@ -473,8 +517,17 @@ def run_workload(
         bd_stat=bd_text if backing_dev else None,
         vmstat=counts,
         compression_ratio=_ratio(report_stat),
-        memory_ratio=_memory_ratio(report_stat),
-        memory_saved_bytes=max(0, report_stat.orig_data_size - report_stat.mem_used_total),
+        memory_ratio=_memory_ratio(report_stat)
+        if not zswap_state
+        else (report_stat.orig_data_size + pool["stored_pages"] * PAGE_SIZE)
+        / (report_stat.mem_used_total + pool["pool_total_size"] or 1),
+        memory_saved_bytes=max(
+            0,
+            report_stat.orig_data_size
+            - report_stat.mem_used_total
+            + pool.get("stored_pages", 0) * PAGE_SIZE
+            - pool.get("pool_total_size", 0),
+        ),
         swapout_pages_s=sum(wpages) / sum(wlat) if wlat else 0.0,
         swapin_pages_s=sum(rpages) / sum(rlat) if rlat else 0.0,
         write_batch_latency_us=_percentiles(wlat),
@@ -485,7 +538,7 @@ def run_workload(
         source=source,
         folio_order=folio_order,
         mthp_swapin=mthp_swapin,
-        swapped_pages_s=swapped / seconds if seconds else 0.0,
+        swapped_pages_s=swapped_pages(counts) / seconds if seconds else 0.0,
         mthp=mthp,
         post_processing=events,
         written_back_pages=sum(e.get("writeback", {}).get("pages", 0) for e in events),
@@ -495,6 +548,170 @@ def run_workload(
         kernel_cpu=cpu,
         timeline=timeline,
         wall_seconds=wall,
+        zswap=zswap_state,
+        memory_used_bytes=report_stat.mem_used_total + pool.get("pool_total_size", 0),
+        disk_write_pages=sum(e.get("writeback", {}).get("pages", 0) for e in events),
+    )
+
+
+def swapped_pages(counts: dict[str, int]) -> int:
+    """Pages swapped out and in: to and from the area (``pswpout``, ``pswpin``) and
+    zswap (``zswpout``, ``zswpin``); a page zswap wrote back (``zswpwb``) went out
+    once, though both zswap and the area counted it."""
+    g = counts.get
+    return g("pswpout", 0) + g("pswpin", 0) + g("zswpout", 0) + g("zswpin", 0) - g("zswpwb", 0)
+
+
+def zswap_report(m: Machine) -> dict:
+    """zswap's parameters, debugfs files and meminfo lines, as the host shows them."""
+    from pyzram.mm.zswap import PARAMETERS
+
+    zs = m.zswap
+    return {
+        "parameters": {name: zs.param_read(name).strip() for name in PARAMETERS},
+        "debugfs": zs.debugfs(),
+        "meminfo": zs.meminfo(),
+    }
+
+
+def _run_on_swap_file(
+    m: Machine,
+    mm: AddressSpace,
+    pages: np.ndarray,
+    acc,
+    src: np.ndarray,
+    path: Path,
+    size: int,
+    *,
+    io_path: str,
+    algorithm: str,
+    limit: int,
+    source: str,
+    folio_order: int,
+    mthp_swapin: bool,
+    progress: Callable[[int, int], None] | None,
+    t_call: float,
+) -> RunReport:
+    """``run_workload`` on a swap file (``swap_fs_ops``): the same fill, pattern and
+    check; no zram, so no mm_stat: memory is zswap's pool, the disk gets ``pswpout``."""
+    n = len(pages)
+    with open(path, "wb") as f:  # a swap file has every block allocated
+        f.truncate(0)
+        chunk = bytes(1 << 20)
+        left = size
+        while left > 0:
+            left -= f.write(chunk[: min(left, len(chunk))])
+    try:
+        mkswap(path)
+        si = swapon(m, path)
+        wlat: list[float] = []
+        rlat: list[float] = []
+        wpages: list[int] = []
+        rpages: list[int] = []
+        si.ops = dataclasses.replace(
+            si.ops,
+            submit_write=_timed(si.ops.submit_write, wlat, wpages),
+            submit_read=_timed(si.ops.submit_read, rlat, rpages),
+        )
+        vm_events = m.vm_events
+        zs = m.zswap
+        exp = np.arange(n, dtype=np.int64)
+        timeline: list[dict[str, float]] = []
+        total = n + len(acc) + n
+        t0 = time.perf_counter()
+        fill_every = max(1, min(512, n // 256))
+        pattern_every = max(1, min(512, len(acc) // 256))
+
+        def sample(step: int, phase: str) -> None:
+            timeline.append(
+                {
+                    "t": time.perf_counter() - t0,
+                    "phase": phase,
+                    "mem_used_total": zs.zswap_total_pages() * PAGE_SIZE,
+                    "orig_data_size": zs.stored_pages * PAGE_SIZE,
+                    "compr_data_size": 0,
+                    "pswpout": vm_events["pswpout"],
+                    "pswpin": vm_events["pswpin"],
+                }
+            )
+            if progress:
+                progress(step, total)
+
+        touch = mm.touch
+        step = 0
+        try:
+            for vpn in range(n):
+                touch(vpn)
+                step += 1
+                if step % fill_every == 0 or step == n:
+                    sample(step, "fill")
+            for vpn, s in zip(acc.vpn.tolist(), src.tolist(), strict=True):
+                if s >= 0:
+                    exp[vpn] = s
+                    touch(vpn, data=pages[s])
+                else:
+                    touch(vpn)
+                step += 1
+                if (step - n) % pattern_every == 0:
+                    sample(step, "pattern")
+            seconds = time.perf_counter() - t0
+            wlat, rlat, wpages, rpages = list(wlat), list(rlat), list(wpages), list(rpages)
+            counts = dict.fromkeys(VMSTAT_KEYS + (ZSWAP_VMSTAT_KEYS if m.zswap.enabled else ()), 0)
+            counts.update((k, v) for k, v in vm_events.counts.items() if v)
+            mthp: dict[str, dict[str, int]] = {}
+            for (order, name), v in sorted(vm_events.mthp.items()):
+                if v:
+                    mthp.setdefault(mthp_size_name(order), {})[name] = v
+            zswap_state = zswap_report(m) if zs.enabled else None
+            intact = True
+            nr = 1 << folio_order
+            for base in range(0, n, nr):
+                end = min(base + nr, n)
+                for vpn in range(base, end):
+                    intact = mm.read(vpn) == pages[exp[vpn]].tobytes() and intact
+                mm.zap_pte_range(base, end)
+        finally:
+            try:
+                mm.zap_pte_range(0, n)
+                swapoff(si)
+            finally:
+                m.close()
+    finally:
+        path.unlink(missing_ok=True)
+    pool = zswap_state["debugfs"] if zswap_state else {}
+    pool_bytes = pool.get("pool_total_size", 0)
+    stored = pool.get("stored_pages", 0) * PAGE_SIZE
+    return RunReport(
+        io_path=io_path,
+        algorithm=zswap_state["parameters"]["compressor"] if zswap_state else algorithm,
+        pages=n,
+        accesses=len(acc),
+        mem_limit_pages=limit,
+        mm_stat="",
+        io_stat="",
+        bd_stat=None,
+        vmstat=counts,
+        compression_ratio=None,
+        memory_ratio=stored / pool_bytes if pool_bytes else None,
+        memory_saved_bytes=max(0, stored - pool_bytes),
+        swapout_pages_s=sum(wpages) / sum(wlat) if wlat else 0.0,
+        swapin_pages_s=sum(rpages) / sum(rlat) if rlat else 0.0,
+        write_batch_latency_us=_percentiles(wlat),
+        read_batch_latency_us=_percentiles(rlat),
+        intact=intact,
+        seconds=seconds,
+        bios=0,
+        source=source,
+        folio_order=folio_order,
+        mthp_swapin=mthp_swapin,
+        swapped_pages_s=swapped_pages(counts) / seconds if seconds else 0.0,
+        mthp=mthp,
+        timeline=timeline,
+        wall_seconds=time.perf_counter() - t_call,
+        area="file",
+        zswap=zswap_state,
+        memory_used_bytes=pool_bytes,
+        disk_write_pages=counts.get("pswpout", 0),
     )
 
 
@@ -513,10 +730,11 @@ def _memory_ratio(st: MmStat) -> float | None:
 
 def _report_table(reports) -> Table:
     """The run's figures, one column per report (``run``: one; ``compare``: two)."""
-    t = Table(title=f"swap on zram: {reports[0].source}" if reports[0].source else "swap on zram")
+    what = "swap" if any(r.zswap or r.area != "zram" for r in reports) else "swap on zram"
+    t = Table(title=f"{what}: {reports[0].source}" if reports[0].source else what)
     t.add_column("")
     for r in reports:
-        t.add_column(r.io_path, justify="right")
+        t.add_column(r.column, justify="right")
     rows = [
         ("pages / accesses", lambda r: f"{r.pages:,} / {r.accesses:,}"),
         ("mem limit (pages)", lambda r: f"{r.mem_limit_pages:,}"),
@@ -539,6 +757,31 @@ def _report_table(reports) -> Table:
             lambda r: f"{r.memory_ratio:.2f}" if r.memory_ratio else "-",
         ),
         ("memory saved", lambda r: f"{r.memory_saved_bytes / 2**20:.1f} MiB"),
+    ]
+    if any(r.zswap or r.area != "zram" for r in reports):
+        rows += [
+            (
+                "memory used (zram mem_used_total + zswap pool)",
+                lambda r: f"{r.memory_used_bytes / 2**20:.1f} MiB",
+            ),
+            ("pages that reached the disk", lambda r: f"{r.disk_write_pages:,}"),
+            (
+                "zswpout / zswpin / zswpwb",
+                lambda r: " / ".join(
+                    f"{r.vmstat.get(k, 0):,}" for k in ("zswpout", "zswpin", "zswpwb")
+                ),
+            ),
+            (
+                "zswap stored pages / pool_limit_hit",
+                lambda r: (
+                    f"{r.zswap['debugfs']['stored_pages']:,} / "
+                    f"{r.zswap['debugfs']['pool_limit_hit']:,}"
+                    if r.zswap
+                    else "-"
+                ),
+            ),
+        ]
+    rows += [
         ("swapped pages/s (fill + pattern)", lambda r: f"{r.swapped_pages_s:,.0f}"),
         ("swap-out pages/s (device path)", lambda r: f"{r.swapout_pages_s:,.0f}"),
         ("swap-in pages/s (device path)", lambda r: f"{r.swapin_pages_s:,.0f}"),
@@ -627,10 +870,25 @@ def _p(lat: dict) -> str:
 def _print_report_details(report) -> None:
     """The device's kernel-format lines, the vmstat deltas, the mTHP stats and the
     post-processing steps of one run, as text."""
-    print_kernel_line("mm_stat", report.mm_stat)
-    print_kernel_line("io_stat", report.io_stat)
+    if report.mm_stat:
+        print_kernel_line("mm_stat", report.mm_stat)
+        print_kernel_line("io_stat", report.io_stat)
     if report.bd_stat:
         print_kernel_line("bd_stat", report.bd_stat)
+    if report.zswap:
+        z = report.zswap
+        console.print(
+            "zswap parameters: " + ", ".join(f"{k} {v}" for k, v in z["parameters"].items()),
+            soft_wrap=True,
+        )
+        console.print(
+            "zswap debugfs: " + ", ".join(f"{k} {v:,}" for k, v in z["debugfs"].items()),
+            soft_wrap=True,
+        )
+        console.print(
+            "meminfo: " + ", ".join(f"{k} {v:,} kB" for k, v in z["meminfo"].items()),
+            soft_wrap=True,
+        )
     console.print(
         "vmstat deltas: " + ", ".join(f"{k} {v:,}" for k, v in report.vmstat.items()),
         soft_wrap=True,
@@ -659,6 +917,53 @@ def _pp_summary(events: list[dict]) -> str:
     return f"post-processing at reclaim batch {when}{more}: " + "; ".join(parts)
 
 
+ZswapOpt = Annotated[
+    bool,
+    typer.Option(
+        "--zswap",
+        help="zswap in front of the swap area (enabled Y): reclaim offers it every page first",
+    ),
+]
+ZswapCompressorOpt = Annotated[
+    str, typer.Option("--zswap-compressor", help="zswap's compressor (lzo, lzo-rle, ...)")
+]
+ZswapPoolOpt = Annotated[
+    int | None,
+    typer.Option("--zswap-max-pool-percent", help="zswap's max_pool_percent (default 20)"),
+]
+RamOpt = Annotated[
+    str | None,
+    typer.Option("--ram", help="the machine's RAM (e.g. 4G), the base of max_pool_percent"),
+]
+
+
+def zswap_kwargs(zswap: bool, compressor: str, max_pool_percent: int | None, ram: str | None):
+    """``run_workload``'s zswap keywords from the command line; ``UsageError`` on a bad one."""
+    from pyzram.lib.cmdline import memparse
+    from pyzram.mm.zswap import CRYPTO_COMPRESSORS
+
+    kw: dict = {}
+    if ram is not None:
+        value, end = memparse(ram)
+        if not end or end != len(ram):
+            raise UsageError("--ram", f"not a size: {ram!r}")
+        kw["totalram_pages"] = value // PAGE_SIZE
+        if kw["totalram_pages"] < 1:
+            raise UsageError("--ram", f"must be at least a page, not {ram!r}")
+    if not zswap:
+        if max_pool_percent is not None:
+            raise UsageError("--zswap-max-pool-percent", "needs --zswap")
+        return kw
+    if compressor.removesuffix("-generic") not in CRYPTO_COMPRESSORS:
+        raise UsageError("--zswap-compressor", f"must be one of {', '.join(CRYPTO_COMPRESSORS)}")
+    kw["zswap"] = compressor
+    if max_pool_percent is not None:
+        if max_pool_percent < 0:
+            raise UsageError("--zswap-max-pool-percent", "must not be negative")
+        kw["zswap_params"] = {"max_pool_percent": str(max_pool_percent)}
+    return kw
+
+
 def workload_options(
     *,
     algo,
@@ -677,6 +982,10 @@ def workload_options(
     recompress,
     idle_age,
     pp_every,
+    zswap=False,
+    zswap_compressor="lzo",
+    zswap_max_pool_percent=None,
+    ram=None,
     **_others,
 ) -> dict:
     """``run_workload``'s keyword arguments but ``io_path`` from ``command``'s options
@@ -686,7 +995,7 @@ def workload_options(
         raise UsageError("--io-path", f"must be swap_ops or bio, not {io_path!r}")
     if writeback is not None and writeback not in WRITEBACK_MODES:
         raise UsageError("--writeback", f"must be one of {', '.join(WRITEBACK_MODES)}")
-    return run_kwargs(
+    kw = run_kwargs(
         algo,
         mem_limit,
         disksize,
@@ -703,6 +1012,8 @@ def workload_options(
         recompress_algo=recompress_algo,
         recompress=recompress,
     )
+    kw.update(zswap_kwargs(zswap, zswap_compressor, zswap_max_pool_percent, ram))
+    return kw
 
 
 def command(
@@ -753,6 +1064,10 @@ def command(
     save_state: Annotated[
         Path | None, typer.Option(help="save the device's state for `pyzram ctl`")
     ] = None,
+    zswap: ZswapOpt = False,
+    zswap_compressor: ZswapCompressorOpt = "lzo",
+    zswap_max_pool_percent: ZswapPoolOpt = None,
+    ram: RamOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The main job: a workload under a memory limit swapping to zram, and its report."""

@@ -51,6 +51,7 @@ from pyzram.tools.common import (
     check_algorithm,
     console,
     load_pages,
+    mm_table,
     print_field_table,
 )
 from pyzram.zram.stat import MmStat
@@ -649,9 +650,22 @@ def command(
             "writeback, idle ages, bd_stat, writeback_limit, mem_limit, compact"
         ),
     ] = "host",
+    zswap: Annotated[
+        bool,
+        typer.Option(
+            "--zswap",
+            help="zswap instead of zram: the pages pushed out with MADV_PAGEOUT through the "
+            "host kernel's zswap (a hot_added zram swap area behind it) and through pyzram's",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The same pages through pyzram and a real kernel's zram: mm_stat must be equal."""
+    """The same pages through pyzram and a real kernel's zram (or zswap): equal counters."""
+    if zswap:
+        if kernel != "host":
+            raise UsageError("--kernel", "--zswap compares with the host kernel only")
+        _validate_zswap(load_pages(pagefile, limit), algo, as_json)
+        return
     if kernel not in ("host", "vm"):
         raise UsageError("--kernel", f"must be host or vm, not {kernel!r}")
     for a in algo or []:
@@ -721,4 +735,81 @@ def command(
         against = results[0].kernel_name if kernel == "vm" and results else "the kernel"
         console.print(f"{ok} of {len(results)} {what} equal {against} in every field")
     if not all(r.equal for r in results):
+        raise typer.Exit(1)
+
+
+#: What ``validate --zswap`` compares: debugfs files, then vmstat counters.
+ZSWAP_FIELDS = (
+    ("debugfs", "stored_pages"),
+    ("debugfs", "stored_incompressible_pages"),
+    ("debugfs", "pool_total_size"),
+    ("debugfs", "pool_limit_hit"),
+    ("debugfs", "reject_compress_fail"),
+    ("debugfs", "reject_compress_poor"),
+    ("debugfs", "reject_alloc_fail"),
+    ("debugfs", "written_back_pages"),
+    ("vmstat", "zswpout"),
+    ("vmstat", "swpout_zero"),
+    ("vmstat", "pswpout"),
+)
+
+
+def validate_zswap(pages, algorithms: list[str] | None = None) -> list[dict]:
+    """Each algorithm: the pages through the host's zswap and pyzram's, side by side."""
+    from pyzram.host.kernel_zswap import KernelZswap, unavailable_reason
+    from pyzram.mm.zswap import host_crypto_compressors, host_totalram_pages
+    from pyzram.tools.commands.store import zswap_pageout
+
+    reason = unavailable_reason()
+    if reason:
+        raise OSError(errno.ENODEV, reason)
+    have = host_crypto_compressors()
+    algos = algorithms or list(have)
+    for a in algos:
+        if a not in have:
+            raise UsageError("--algorithm", f"the host's crypto API has {', '.join(have)}, not {a}")
+    disksize = max(64 << 20, 2 * len(pages) * 4096)
+    out = []
+    for a in algos:
+        with KernelZswap(compressor=a, disksize=disksize) as k:
+            kern = k.pageout(pages, read_back=True)
+        ours = zswap_pageout(
+            pages, a, totalram_pages=host_totalram_pages(), compressors=have, read_back=True
+        )
+        fields = []
+        for group, name in ZSWAP_FIELDS:
+            o, kv = ours[group].get(name, 0), kern[group].get(name, 0)
+            fields.append({"field": f"{group} {name}", "pyzram": o, "kernel": kv, "equal": o == kv})
+        out.append(
+            {
+                "algorithm": a,
+                "pages": len(pages),
+                "equal": all(f["equal"] for f in fields),
+                "read_back_equal": ours["read_back_equal"] and kern["read_back_equal"],
+                "fields": fields,
+            }
+        )
+    return out
+
+
+def _validate_zswap(pages, algorithms: list[str] | None, as_json: bool) -> None:
+    results = validate_zswap(pages, algorithms)
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            title = f"zswap {r['algorithm']}: {r['pages']} pages, MADV_PAGEOUT"
+            t = mm_table(title, ["pyzram", "kernel", "equal"], [])
+            for f in r["fields"]:
+                t.add_row(
+                    f["field"],
+                    f"{f['pyzram']:,}",
+                    f"{f['kernel']:,}",
+                    "yes" if f["equal"] else "[red]NO[/red]",
+                )
+            console.print(t)
+            console.print(f"read-back equal: {'yes' if r['read_back_equal'] else 'NO'}")
+        ok = sum(r["equal"] for r in results)
+        console.print(f"{ok} of {len(results)} compressors equal the kernel's zswap in every field")
+    if not all(r["equal"] and r["read_back_equal"] for r in results):
         raise typer.Exit(1)
