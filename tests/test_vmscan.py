@@ -6,9 +6,19 @@ import numpy as np
 import pytest
 
 from pyzram import Zram
+from pyzram.mm.swap import SWAP_CLUSTER_MAX
 from pyzram.mm.swap_ops import READ, WRITE
 from pyzram.mm.swapfile import mkswap, swapon
-from pyzram.mm.vmscan import PTE_PRESENT, PTE_SWAP, AddressSpace, MemCgroup
+from pyzram.mm.vmscan import (
+    PTE_PRESENT,
+    PTE_SWAP,
+    AddressSpace,
+    MemCgroup,
+    PG_active,
+    PG_referenced,
+    shrink_inactive_list,
+    try_to_free_mem_cgroup_pages,
+)
 from pyzram.workload.pages import synthetic_mix
 from pyzram.zram.swap import zram_init
 from test_swap_core import OpsSpy, swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
@@ -67,7 +77,10 @@ def test_swapped_in_pages_free_their_slots_and_zram_copies(m, zram_swap):
 
 
 def test_referenced_pages_get_a_second_chance(m, zram_swap):
-    """A hot set touched between cold faults stays resident; cold pages cycle through swap."""
+    """A hot set touched between cold faults stays resident; cold pages cycle through swap.
+
+    Hot folios are kept once (young: ``FOLIOREF_KEEP``), then activated; the
+    active list is never aged while the memcg's stats are unflushed."""
     pages = synthetic_mix(300, seed=4)
     memcg = MemCgroup(m, limit_pages=64)
     mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
@@ -80,7 +93,7 @@ def test_referenced_pages_get_a_second_chance(m, zram_swap):
             mm.touch(h)
         for vpn in rng.integers(16, len(pages), 4).tolist():
             mm.touch(vpn)
-    assert m.vm_events["pgactivate"] > 0 and m.vm_events["pgdeactivate"] > 0
+    assert m.vm_events["pgactivate"] > 0 and m.vm_events["pgdeactivate"] == 0
     assert sum(int(mm.pte_state[h] == PTE_PRESENT) for h in hot) == len(hot)
     for vpn in range(len(pages)):
         assert mm.read(vpn) == pages[vpn].tobytes()
@@ -95,6 +108,77 @@ def test_reclaim_gets_through_a_fully_referenced_lru(m, zram_swap):
     for vpn in range(len(pages)):
         mm.touch(vpn)
     assert memcg.usage <= 2048 and m.vm_events["pgsteal_anon"] >= 2300 - 2048
+
+
+def test_a_young_folio_is_kept_once_then_activated(m, zram_swap):
+    """folio_check_references: young once -> FOLIOREF_KEEP (PG_referenced set, back
+    on the inactive list, no pgactivate); young again -> activated; not young ->
+    reclaimed."""
+    pages = synthetic_mix(40, seed=3)
+    memcg = MemCgroup(m, limit_pages=64)
+    mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
+    for vpn in range(3):
+        mm.touch(vpn)  # the fault leaves the PTE young
+    f0, f1, f2 = (mm.present[v] for v in range(3))
+    assert not f0.test(PG_referenced | PG_active)
+    assert shrink_inactive_list(memcg, 3) == 0  # all young: kept
+    assert m.vm_events["pgactivate"] == 0 and all(f.test(PG_referenced) for f in (f0, f1, f2))
+    assert len(memcg.inactive) == 3 and not len(memcg.active)
+    mm.touch(1)  # young again: the second young scan activates it
+    freed = shrink_inactive_list(memcg, 3)
+    assert freed == 2 and m.vm_events["pgactivate"] == 1  # 0 and 2 were not young: reclaimed
+    assert f1.test(PG_active) and f1 in memcg.active
+    assert mm.pte_state[0] == PTE_SWAP and mm.pte_state[2] == PTE_SWAP
+
+
+def _hot_and_active(m, zram_swap):
+    """A memcg whose active list outgrew its inactive one (a hot set activated)."""
+    pages = synthetic_mix(200, seed=6)
+    memcg = MemCgroup(m, limit_pages=128)
+    mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
+    for vpn in range(96):
+        mm.touch(vpn)
+    for _ in range(2):  # each scan finds them young: kept, then activated
+        for vpn in range(96):
+            mm.touch(vpn)
+        for _ in range(96 // SWAP_CLUSTER_MAX):  # one scan of each
+            assert shrink_inactive_list(memcg, SWAP_CLUSTER_MAX) == 0
+    assert memcg.active.nr_pages == 96 and not memcg.inactive.nr_pages
+    for vpn in range(96, 120):
+        mm.touch(vpn)
+    return mm, memcg
+
+
+def test_the_active_list_ages_only_from_flushed_stats(m, zram_swap):
+    """inactive_is_low reads lruvec_page_state, the flushed stats: a memcg that was
+    never flushed reads zeros and is never low (no pgdeactivate, as on the host
+    kernel within the 2 s flush period); after mem_cgroup_flush_stats it is."""
+    mm, memcg = _hot_and_active(m, zram_swap)
+    assert not memcg.inactive_is_low()  # stale zeros
+    try_to_free_mem_cgroup_pages(memcg, 1)
+    assert m.vm_events["pgdeactivate"] == 0
+    memcg.mem_cgroup_flush_stats()
+    assert memcg.inactive_is_low()
+    try_to_free_mem_cgroup_pages(memcg, 1)
+    assert m.vm_events["pgdeactivate"] >= SWAP_CLUSTER_MAX
+
+
+def test_refaults_counted_activated_only_within_the_flushed_workingset(m, zram_swap):
+    """workingset_refault: every swap-in with a shadow counts workingset_refault_anon;
+    it activates only when the refault distance is within the flushed active list."""
+    mm, memcg = _hot_and_active(m, zram_swap)
+    for vpn in range(120, 200):
+        mm.touch(vpn)  # evicts the first cold pages
+    cold = int(np.flatnonzero(mm.pte_state == PTE_SWAP)[0])
+    maj = m.vm_events["pgmajfault"]
+    assert not mm.touch(cold).test(PG_active)
+    assert m.vm_events["pgmajfault"] == maj + 1 and m.vm_events["workingset_refault_anon"] == 1
+    assert m.vm_events["workingset_activate_anon"] == 0
+    memcg.mem_cgroup_flush_stats()  # the workingset is now the 96 active pages
+    swapped = np.flatnonzero(mm.pte_state == PTE_SWAP)
+    recent = max(swapped.tolist(), key=lambda v: memcg.shadows[int(mm.pte_raw[v])][0])
+    assert mm.touch(recent).test(PG_active)
+    assert m.vm_events["workingset_activate_anon"] == 1
 
 
 def test_memcg_limit_too_small(m):

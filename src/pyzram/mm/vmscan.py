@@ -40,12 +40,38 @@ zram the way the kernel (6.12 .. 6.18) does:
   no one else holds them (zram then frees its copies through
   ``slot_free_notify``).
 
+Reclaim is a memcg limit reclaim as 6.18 does it without MGLRU:
+``try_charge`` → ``try_to_free_mem_cgroup_pages`` (at least
+``SWAP_CLUSTER_MAX`` pages) → ``do_try_to_free_pages``, priority 12 down
+to 0 until enough is freed, each priority one ``shrink_node`` →
+``prepare_scan_control`` + ``shrink_lruvec``: ``get_scan_count`` scans
+``size >> priority`` pages times the anon share of
+``calculate_pressure_balance`` (1/2, then 1/3 once reclaim has a cost:
+there is no file LRU) in ``SWAP_CLUSTER_MAX`` bites.
+``folio_check_references`` keeps a young folio once (``PG_referenced``,
+back to the inactive head) and activates it on its second young scan.
+The memcg's ``lruvec_page_state`` is the *flushed* rstat copy
+(:meth:`MemCgroup.mem_cgroup_flush_stats`), and the model has no clock, so
+nothing flushes it on its own: a memcg reads zeros — ``inactive_is_low``
+is never true, ``may_deactivate`` stays clear, no refault is "recent" and
+``lru_note_cost`` halves the cost at every note — as a fresh memcg on the
+host does until the periodic flusher runs (every 2 s; the ``pyzram bench
+run`` workloads take 0.03–0.5 s on the kernel).  So an activated folio
+stays active (``pgdeactivate`` 0, unless a caller flushes), and
+``workingset_refault`` counts every swap-in with a shadow
+(``workingset_refault_anon``) without activating it.  A reclaim that frees
+nothing with an active list skipped retries with ``force_deactivate``.
+
 Simplified: one memcg, one mapping per folio (no fork, no shared memory), a
 large folio is always mapped and unmapped as a whole (so no deferred split
-of partially mapped folios), referenced bits set by
-:meth:`AddressSpace.touch` instead of the hardware and kept per folio, no
-MGLRU, no VMA readahead, no workingset refault detection, no THP
-shrinker/khugepaged.  A charge larger than the whole limit fails at once
+of partially mapped folios), the accessed bit set by
+:meth:`AddressSpace.touch` instead of the hardware and kept per folio
+(``PTE_YOUNG``: ``folio_referenced`` counts 0 or 1, also for an mTHP
+folio whose several PTEs are young; and no TLB — the host clears accessed
+bits without a flush, so a hot page still in its TLB can look cold), no
+MGLRU, no VMA readahead, shadows kept per memcg (by swap entry) rather
+than in the swap cache, no per-CPU charge stock or LRU batches, no periodic
+stats flush, no THP shrinker/khugepaged.  A charge larger than the whole limit fails at once
 (the kernel reclaims first, then fails the same way).  Per-page state is
 numpy arrays (``pte_state``, ``pte_entry``); present folios are objects.
 """
@@ -53,6 +79,7 @@ numpy arrays (``pte_state``, ``pte_entry``); present folios are objects.
 from __future__ import annotations
 
 import errno
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -92,10 +119,17 @@ PTE_NONE = 0
 PTE_PRESENT = 1
 PTE_SWAP = 2
 
-#: Our stand-in for the hardware accessed bit, tested by folio_check_references.
+#: ``PG_referenced``: set by ``folio_check_references`` on a folio whose PTEs were
+#: young, so that a second young scan activates it.
 PG_referenced = 1 << 8
 #: ``PG_active``: the folio belongs on the active list (``move_folios_to_lru``).
 PG_active = 1 << 9
+#: ``PG_workingset``: the folio was deactivated (or restored) while part of the
+#: workingset; its shadow remembers it (``workingset_eviction``).
+PG_workingset = 1 << 10
+#: Our stand-in for the hardware accessed bit of the folio's PTEs (one per folio),
+#: set by each access and tested and cleared by ``folio_referenced``.
+PTE_YOUNG = 1 << 11
 
 # gfp_t bits that reclaim looks at (include/linux/gfp_types.h).
 __GFP_IO = 1 << 6
@@ -201,45 +235,59 @@ class LruList:
 class MemCgroup:
     """One memory cgroup of a machine: ``memory.max`` in pages, its usage and anon LRU.
 
+    The lists' exact page counts (``lruvec_lru_size``, what the scan targets
+    use) are ``inactive.nr_pages`` / ``active.nr_pages``; ``stats`` is the
+    memcg's *flushed* ``lruvec_stats`` (what ``lruvec_page_state`` reads:
+    ``inactive_is_low``, ``prepare_scan_control``'s refault check,
+    ``workingset_test_recent`` and ``lru_note_cost``'s decay), which only
+    :meth:`mem_cgroup_flush_stats` brings up to date — a new memcg reads
+    zeros until then (see the module docstring).  ``swappiness`` is
+    ``memory.swappiness`` (100, as ``pyzram bench run`` sets on the host).
+
     ``nr_reclaim_batches`` counts the ``shrink_folio_list`` calls (reclaim
     batches), which callers use to pace periodic work.
     """
 
-    def __init__(self, machine: Machine, limit_pages: int) -> None:
+    def __init__(self, machine: Machine, limit_pages: int, swappiness: int = 100) -> None:
         if limit_pages < SWAP_CLUSTER_MAX:
             raise ValueError(f"memcg limit below {SWAP_CLUSTER_MAX} pages cannot make progress")
         self.machine = machine
         self.limit_pages = limit_pages
+        self.swappiness = swappiness
         self.usage = 0
         self.inactive = LruList()
         self.active = LruList()
         self.nr_reclaim_batches = 0
+        #: ``lruvec->anon_cost`` (``lru_note_cost``); there is no file LRU, so no file cost.
+        self.anon_cost = 0
+        #: ``lruvec->nonresident_age``: evictions and activations (``workingset_age_nonresident``).
+        self.nonresident_age = 0
+        #: The exact ``WORKINGSET_ACTIVATE_ANON`` of this memcg (pending until a flush).
+        self.workingset_activate_anon = 0
+        #: ``lruvec_stats->state`` as of the last flush (``lruvec_page_state``).
+        self.stats = {"nr_inactive_anon": 0, "nr_active_anon": 0, "workingset_activate_anon": 0}
+        #: ``target_lruvec->refaults[WORKINGSET_ANON]`` (``snapshot_refaults``).
+        self.refaults_anon = 0
+        #: The shadow entries of reclaimed folios, by swap entry (``type << 48 | offset``):
+        #: ``(nonresident_age at eviction, PG_workingset)`` (``workingset_eviction``).
+        self.shadows: dict[int, tuple[int, bool]] = {}
 
     # -- charging ----------------------------------------------------------------
 
     def try_charge(self, nr: int = 1, gfp_mask: int = GFP_KERNEL) -> None:
         """``try_charge_memcg``: reclaim until ``nr`` more pages fit, else ``ENOMEM``.
 
-        Gives up after 5 reclaim rounds in a row that free nothing (the
-        kernel's retries, then OOM), and at once when ``nr`` exceeds the
-        whole limit.
+        Each round is one ``try_to_free_mem_cgroup_pages(nr)`` (at least
+        ``SWAP_CLUSTER_MAX`` pages, the priority loop of
+        ``do_try_to_free_pages``).  Gives up after 5 rounds in a row that
+        free nothing (the kernel's retries, then OOM), and at once when
+        ``nr`` exceeds the whole limit.
         """
         if nr > self.limit_pages:
             raise OSError(errno.ENOMEM, f"memcg charge of {nr} pages exceeds the limit")
         retries = 5
         while self.usage + nr > self.limit_pages:
-            # shrink_node_memcgs: the LRU, then the memcg-aware shrinkers
-            freed = shrink_lruvec(self, self.usage + nr - self.limit_pages, gfp_mask)
-            # the priorities do_try_to_free_pages goes through before its scan of the
-            # LRU (lru_pages >> priority) is not empty, each with its shrink_slab
-            lru_pages = self.inactive.nr_pages + self.active.nr_pages
-            priority = DEF_PRIORITY
-            while self.machine.zswap.shrinker_enabled:  # else the one shrinker counts 0
-                shrink_slab(self, priority)
-                if not priority or lru_pages >> priority:
-                    break
-                priority -= 1
-            if not freed:
+            if not try_to_free_mem_cgroup_pages(self, nr, gfp_mask):
                 retries -= 1
                 if retries < 0:
                     raise OSError(errno.ENOMEM, "memcg OOM: nothing left to reclaim")
@@ -247,6 +295,20 @@ class MemCgroup:
 
     def uncharge(self, nr: int = 1) -> None:
         self.usage -= nr
+
+    # -- statistics ----------------------------------------------------------------
+
+    def mem_cgroup_flush_stats(self) -> None:
+        """``css_rstat_flush``: bring ``stats`` (``lruvec_stats``) up to date.
+
+        The kernel flushes from its periodic worker (``flush_memcg_stats_dwork``,
+        every ``FLUSH_TIME`` = 2 s), when a reader asks (``memory.stat``) and,
+        ratelimited, in reclaim when that worker is 4 s late; the model has no
+        clock, so only callers flush (see the module docstring).
+        """
+        self.stats["nr_inactive_anon"] = self.inactive.nr_pages
+        self.stats["nr_active_anon"] = self.active.nr_pages
+        self.stats["workingset_activate_anon"] = self.workingset_activate_anon
 
     # -- LRU -------------------------------------------------------------------------
 
@@ -267,13 +329,176 @@ class MemCgroup:
             self.active.remove(folio)
 
     def inactive_is_low(self) -> bool:
-        """``inactive_is_low``: keep the inactive list at least as long as the active
-        (in pages; ``inactive_ratio`` is 1 below 1 GiB)."""
-        return self.inactive.nr_pages < self.active.nr_pages
+        """``inactive_is_low`` of the anon lists: ``inactive * inactive_ratio < active``
+        (``inactive_ratio`` is ``int_sqrt(10 * GiB)``, 1 below 1 GiB), from the
+        flushed ``lruvec_page_state`` — all zero, so never low, until a flush."""
+        inactive = self.stats["nr_inactive_anon"]
+        active = self.stats["nr_active_anon"]
+        gb = (inactive + active) >> 18
+        ratio = math.isqrt(10 * gb) if gb else 1
+        return inactive * ratio < active
+
+    def lru_note_cost(self, nr_io: int, nr_rotated: int) -> None:
+        """``lru_note_cost_unlock_irq`` (anon): add ``nr_io * SWAP_CLUSTER_MAX +
+        nr_rotated`` to ``anon_cost``; halve the costs once they pass a quarter of
+        the LRU's size (flushed ``lruvec_page_state``: with stale zeros, every time)."""
+        cost = nr_io * SWAP_CLUSTER_MAX + nr_rotated
+        if not cost:
+            return
+        self.anon_cost += cost
+        lrusize = self.stats["nr_inactive_anon"] + self.stats["nr_active_anon"]
+        if self.anon_cost > lrusize // 4:
+            self.anon_cost //= 2
 
 
 #: ``DEF_PRIORITY``: the first (lightest) pass of ``do_try_to_free_pages``.
 DEF_PRIORITY = 12
+#: ``MAX_SWAPPINESS``.
+MAX_SWAPPINESS = 200
+#: ``sc->may_deactivate`` bits.
+DEACTIVATE_ANON = 1
+DEACTIVATE_FILE = 2
+
+
+class ScanControl:
+    """``struct scan_control`` of one memcg limit reclaim (the fields the model uses)."""
+
+    __slots__ = (
+        "anon_cost",
+        "force_deactivate",
+        "gfp_mask",
+        "may_deactivate",
+        "nr_reclaimed",
+        "nr_to_reclaim",
+        "priority",
+        "skipped_deactivate",
+    )
+
+    def __init__(self, nr_to_reclaim: int, gfp_mask: int) -> None:
+        self.nr_to_reclaim = nr_to_reclaim
+        self.gfp_mask = gfp_mask
+        self.priority = DEF_PRIORITY
+        self.nr_reclaimed = 0
+        self.may_deactivate = 0
+        self.force_deactivate = False
+        self.skipped_deactivate = False
+        self.anon_cost = 0
+
+
+def try_to_free_mem_cgroup_pages(
+    memcg: MemCgroup, nr_pages: int, gfp_mask: int = GFP_KERNEL
+) -> int:
+    """``try_to_free_mem_cgroup_pages``: reclaim at least ``max(nr_pages,
+    SWAP_CLUSTER_MAX)`` pages from the memcg at falling priorities; pages freed."""
+    sc = ScanControl(max(nr_pages, SWAP_CLUSTER_MAX), gfp_mask)
+    return do_try_to_free_pages(memcg, sc)
+
+
+def do_try_to_free_pages(memcg: MemCgroup, sc: ScanControl) -> int:
+    """``do_try_to_free_pages``: ``shrink_node`` at priority 12, 11 .. 0 until
+    ``nr_to_reclaim`` pages are freed; then ``snapshot_refaults``.  If nothing was
+    freed and an active list was skipped (``may_deactivate`` unset), once more
+    from priority 12 with ``force_deactivate``."""
+    while True:
+        while True:
+            shrink_node(memcg, sc)
+            if sc.nr_reclaimed >= sc.nr_to_reclaim:
+                break
+            sc.priority -= 1
+            if sc.priority < 0:
+                break
+        memcg.refaults_anon = memcg.stats["workingset_activate_anon"]  # snapshot_refaults
+        if sc.nr_reclaimed:
+            return sc.nr_reclaimed
+        if not sc.skipped_deactivate:
+            return 0
+        sc.priority = DEF_PRIORITY
+        sc.force_deactivate = True
+        sc.skipped_deactivate = False
+
+
+def prepare_scan_control(memcg: MemCgroup, sc: ScanControl) -> None:
+    """``prepare_scan_control``: the anon cost, and whether the active anon list may
+    be aged: when refaults were seen since the last reclaim (``WORKINGSET_ACTIVATE_ANON``
+    against ``refaults[]``) or the inactive list is low — both from flushed stats."""
+    sc.anon_cost = memcg.anon_cost
+    if sc.force_deactivate:
+        sc.may_deactivate = DEACTIVATE_ANON | DEACTIVATE_FILE
+        return
+    refaults = memcg.stats["workingset_activate_anon"]
+    if refaults != memcg.refaults_anon or memcg.inactive_is_low():
+        sc.may_deactivate |= DEACTIVATE_ANON
+    else:
+        sc.may_deactivate &= ~DEACTIVATE_ANON
+    sc.may_deactivate &= ~DEACTIVATE_FILE  # no file LRU: never low, no refaults
+
+
+def shrink_node(memcg: MemCgroup, sc: ScanControl) -> None:
+    """``shrink_node`` → ``shrink_node_memcgs`` for a memcg limit reclaim: one memcg
+    (the target, a leaf), one node — ``prepare_scan_control``, ``shrink_lruvec``,
+    then the memcg's shrinkers at this priority (``shrink_slab``)."""
+    prepare_scan_control(memcg, sc)
+    shrink_lruvec(memcg, sc)
+    shrink_slab(memcg, sc.priority)
+
+
+def _nr_swap_pages(m: Machine) -> int:
+    """``get_nr_swap_pages``: free slots over every active area."""
+    return sum(si.pages - si.inuse_pages for si in m.active_areas())
+
+
+def get_scan_count(memcg: MemCgroup, sc: ScanControl) -> tuple[int, int]:
+    """``get_scan_count``: pages to scan on the inactive and the active anon list.
+
+    No anon scan without free swap (``can_reclaim_anon_pages``) or with
+    swappiness 0; at priority 0 every page (``SCAN_EQUAL``); otherwise
+    ``SCAN_FRACT``: ``size >> priority`` times the anon share of
+    ``calculate_pressure_balance`` (the file cost is 0 here, so the share is
+    1/2 with no anon cost and falls to 1/3 as it grows).  No file LRU, so the
+    file targets are 0 (and ``cache_trim_mode`` / ``file_is_tiny`` never apply).
+    """
+    swappiness = memcg.swappiness
+    if not swappiness or _nr_swap_pages(memcg.machine) <= 0:
+        return 0, 0
+    inactive = memcg.inactive.nr_pages >> sc.priority
+    active = memcg.active.nr_pages >> sc.priority
+    if not sc.priority:
+        return inactive, active
+    total = sc.anon_cost  # + file_cost (0)
+    anon_cost = total + sc.anon_cost
+    file_cost = total
+    total = anon_cost + file_cost
+    ap = swappiness * (total + 1) // (anon_cost + 1)
+    fp = (MAX_SWAPPINESS - swappiness) * (total + 1) // (file_cost + 1)
+    return inactive * ap // (ap + fp), active * ap // (ap + fp)
+
+
+def shrink_lruvec(memcg: MemCgroup, sc: ScanControl) -> None:
+    """``shrink_lruvec`` (no MGLRU): scan the targets of ``get_scan_count`` in
+    ``SWAP_CLUSTER_MAX`` bites while the inactive target lasts, the active list
+    only where ``may_deactivate`` allows (else ``skipped_deactivate``); stop once
+    this call freed ``nr_to_reclaim`` (with no file LRU the proportional
+    adjustment ends the loop); then age the anon lists if ``inactive_is_low``."""
+    nr_inactive, nr_active = get_scan_count(memcg, sc)
+    nr_reclaimed = 0
+    while nr_inactive:
+        nr = min(nr_inactive, SWAP_CLUSTER_MAX)
+        nr_inactive -= nr
+        nr_reclaimed += shrink_inactive_list(memcg, nr, sc.gfp_mask)
+        if nr_active:
+            nr = min(nr_active, SWAP_CLUSTER_MAX)
+            nr_active -= nr
+            if sc.may_deactivate & DEACTIVATE_ANON:
+                shrink_active_list(memcg, nr)
+            else:
+                sc.skipped_deactivate = True
+        if nr_reclaimed >= sc.nr_to_reclaim:
+            break  # !nr_file: "It's just vindictive to attack the larger ..."
+    sc.nr_reclaimed += nr_reclaimed
+    if _nr_swap_pages(memcg.machine) > 0 and memcg.inactive_is_low():  # can_age_anon_pages
+        shrink_active_list(memcg, SWAP_CLUSTER_MAX)
+
+
 #: ``DEFAULT_SEEKS`` (zswap's shrinker) and ``SHRINK_BATCH``.
 DEFAULT_SEEKS = 2
 SHRINK_BATCH = 128
@@ -317,16 +542,22 @@ def shrink_slab(memcg: MemCgroup, priority: int = DEF_PRIORITY) -> int:
 
 @cython.locals(folio=Folio)
 def shrink_active_list(memcg: MemCgroup, nr: int) -> None:
-    """``shrink_active_list``: move about ``nr`` pages of folios from the active tail to
-    inactive, clearing their referenced and active bits."""
+    """``shrink_active_list``: isolate folios of ``nr`` pages from the active tail and
+    deactivate them all (``folio_referenced`` clears their young bits; referenced
+    anon folios are not kept active, only executable file ones are): ``PG_active``
+    cleared, ``PG_workingset`` set, ``pgdeactivate``.  ``pgrefill`` is not counted
+    for a memcg's reclaim (``cgroup_reclaim``)."""
     moved = 0
-    vm_events = memcg.machine.vm_events
-    while moved < nr and len(memcg.active):
+    taken = 0
+    while taken < nr and len(memcg.active):
         folio, owner = memcg.active.pop_tail()
-        folio.clear(PG_referenced | PG_active)
+        taken += folio.nr_pages
+        folio.clear(PTE_YOUNG | PG_active)  # folio_referenced; folio_clear_active
+        folio.set(PG_workingset)
         memcg.inactive.add(folio, owner)
-        vm_events.count("pgdeactivate", folio.nr_pages)
         moved += folio.nr_pages
+    if moved:
+        memcg.machine.vm_events.count("pgdeactivate", moved)
 
 
 @cython.locals(folio=Folio)
@@ -345,39 +576,41 @@ def isolate_lru_folios(memcg: MemCgroup, nr: int) -> list[tuple[Folio, Owner]]:
 
 @cython.locals(folio=Folio)
 def move_folios_to_lru(memcg: MemCgroup, folio_list: list[tuple[Folio, Owner]]) -> None:
-    """``move_folios_to_lru``: put back what reclaim kept, each on its list."""
+    """``move_folios_to_lru``: put back what reclaim kept, each on its list; an active
+    one ages the non-resident clock (``workingset_age_nonresident``)."""
     for folio, owner in folio_list:
         memcg.lru_add(folio, owner)
+        if folio.flags & PG_active:
+            memcg.nonresident_age += folio.nr_pages
     folio_list.clear()
 
 
+class ReclaimStat:
+    """``struct reclaim_stat``: what one ``shrink_folio_list`` pass did, in pages."""
+
+    __slots__ = ("nr_activate", "nr_pageout", "nr_ref_keep")
+
+    def __init__(self) -> None:
+        self.nr_activate = 0
+        self.nr_pageout = 0
+        self.nr_ref_keep = 0
+
+
 def shrink_inactive_list(memcg: MemCgroup, nr: int, gfp_mask: int = GFP_KERNEL) -> int:
-    """``shrink_inactive_list``: isolate, ``shrink_folio_list``, put back; pages freed."""
+    """``shrink_inactive_list``: isolate, ``shrink_folio_list``, put back; pages freed.
+
+    Counts ``pgscan_anon`` / ``pgsteal_anon`` (not ``pgscan_direct`` /
+    ``pgsteal_direct``: a memcg's reclaim is not counted there) and notes the
+    cost (``lru_note_cost``: pages written and pages scanned but not freed).
+    """
     memcg.nr_reclaim_batches += 1
     folio_list = isolate_lru_folios(memcg, nr)
-    freed = shrink_folio_list(memcg.machine, folio_list, gfp_mask)
+    nr_scanned = sum([folio.nr_pages for folio, _ in folio_list])
+    stat = ReclaimStat()
+    freed = shrink_folio_list(memcg.machine, folio_list, gfp_mask, stat)
     move_folios_to_lru(memcg, folio_list)
+    memcg.lru_note_cost(stat.nr_pageout, nr_scanned - freed)
     memcg.machine.vm_events.count("pgsteal_anon", freed)
-    return freed
-
-
-def shrink_lruvec(memcg: MemCgroup, nr_to_reclaim: int, gfp_mask: int = GFP_KERNEL) -> int:
-    """Reclaim at least ``nr_to_reclaim`` pages in ``SWAP_CLUSTER_MAX`` batches; pages freed.
-
-    Gives up after scanning twice the pages on both lists (every folio has had
-    its second chance by then), as ``do_try_to_free_pages`` does once its
-    priority has come down to 0 (a scan of the whole LRU).
-    """
-    freed = 0
-    scanned = 0
-    budget = 2 * (memcg.inactive.nr_pages + memcg.active.nr_pages) + SWAP_CLUSTER_MAX
-    while freed < nr_to_reclaim and scanned < budget:
-        if memcg.inactive_is_low():
-            shrink_active_list(memcg, SWAP_CLUSTER_MAX)
-        if not len(memcg.inactive):
-            break
-        scanned += min(SWAP_CLUSTER_MAX, memcg.inactive.nr_pages)
-        freed += shrink_inactive_list(memcg, SWAP_CLUSTER_MAX, gfp_mask)
     return freed
 
 
@@ -456,21 +689,71 @@ def may_enter_fs(m: Machine, folio: Folio, gfp_mask: int) -> bool:
     return not (ops is not None and ops.flags & SWAP_OPS_F_NOFS)
 
 
+#: ``enum folio_references``.
+FOLIOREF_RECLAIM = 0
+FOLIOREF_KEEP = 1
+FOLIOREF_ACTIVATE = 2
+
+
+@cython.locals(folio=Folio)
+def folio_check_references(folio: Folio) -> int:
+    """``folio_check_references`` for a mapped anon folio (no MGLRU).
+
+    ``folio_referenced`` tests and clears the young bit of its PTEs (one
+    stand-in bit per folio here), and ``PG_referenced`` is tested and
+    cleared.  Young: ``PG_referenced`` is set again and the folio is
+    activated only if it had been set already (a second young scan, or
+    ``referenced_ptes > 1``), else kept on the inactive list for another
+    trip (``FOLIOREF_KEEP``) — a new folio's first scan always finds the
+    young bit of its own fault.  Not young: reclaimed (an anon folio is
+    never ``FOLIOREF_RECLAIM_CLEAN``).
+    """
+    referenced_ptes = folio.flags & PTE_YOUNG
+    referenced_folio = folio.flags & PG_referenced
+    folio.clear(PTE_YOUNG | PG_referenced)
+    if referenced_ptes:
+        folio.set(PG_referenced)
+        if referenced_folio:
+            return FOLIOREF_ACTIVATE
+        return FOLIOREF_KEEP
+    return FOLIOREF_RECLAIM
+
+
+@cython.locals(folio=Folio)
+def workingset_eviction(memcg: MemCgroup, folio: Folio, raw: int) -> None:
+    """``workingset_eviction`` of a reclaimed swap-cache folio (``__remove_mapping``):
+    a shadow with the memcg's ``nonresident_age`` and ``PG_workingset`` in each of its
+    slots, then the clock ages by its pages."""
+    shadow = (memcg.nonresident_age, bool(folio.flags & PG_workingset))
+    for j in range(folio.nr_pages):
+        memcg.shadows[raw + j] = shadow
+    memcg.nonresident_age += folio.nr_pages
+
+
 @cython.locals(folio=Folio)
 def shrink_folio_list(
-    m: Machine, folio_list: list[tuple[Folio, Owner]], gfp_mask: int = GFP_KERNEL
+    m: Machine,
+    folio_list: list[tuple[Folio, Owner]],
+    gfp_mask: int = GFP_KERNEL,
+    stat: ReclaimStat | None = None,
 ) -> int:
     """``shrink_folio_list``: reclaim the isolated folios of ``folio_list``; pages freed.
 
-    Each entry is ``(folio, (address space, first page))``.  Referenced
-    folios are activated (``PG_active``, ``pgactivate``), the others get
-    swap slots (split first if a large folio gets none), are unmapped (each
-    PTE takes its entry), written out through one ``SwapIoCtx`` and, once
-    the batch is submitted, leave the swap cache and memory, uncharged.
+    Each entry is ``(folio, (address space, first page))``.  Each locked
+    folio's references decide (``folio_check_references``): activated
+    (``PG_active``, ``pgactivate``), kept for another trip, or reclaimed:
+    it gets swap slots (split first if a large folio gets none), is
+    unmapped (each PTE takes its entry), written out through one
+    ``SwapIoCtx`` and, once the batch is submitted, leaves the swap cache
+    (its shadow stays, ``workingset_eviction``) and memory, uncharged.
     What is not freed is left in ``folio_list`` for ``move_folios_to_lru``,
     as in the kernel.  Dirty folios that ``may_enter_fs`` refuses stay
     (``keep_locked``): the swap cache holds them until a later pass.
+    ``stat`` (``struct reclaim_stat``) receives the pages activated, kept
+    by their references and written.
     """
+    if stat is None:
+        stat = ReclaimStat()
     batch = list(folio_list)
     folio_list.clear()
     ctx = SwapIoCtx(m)
@@ -480,14 +763,20 @@ def shrink_folio_list(
     while i < len(batch):  # split_folio_to_list appends to the batch as we go
         folio, owner = batch[i]
         i += 1
-        if folio.test(PG_referenced):  # folio_check_references: FOLIOREF_ACTIVATE
-            folio.clear(PG_referenced)
+        if not folio.trylock():  # under I/O (a readahead not yet read): keep it
+            folio_list.append((folio, owner))
+            continue
+        references = folio_check_references(folio)
+        if references == FOLIOREF_ACTIVATE:  # activate_locked
+            folio.unlock()
             folio.set(PG_active)
             folio_list.append((folio, owner))
             nr_activate += folio.nr_pages
             continue
-        if not folio.trylock():  # under I/O (a readahead not yet read): keep it
+        if references == FOLIOREF_KEEP:  # keep_locked
+            folio.unlock()
             folio_list.append((folio, owner))
+            stat.nr_ref_keep += folio.nr_pages
             continue
         if folio.swap is None:
             folio, owner, ok = _alloc_swap_or_split(m, folio, owner, batch)
@@ -510,10 +799,12 @@ def shrink_folio_list(
             folio.unlock()
             folio_list.append((folio, owner))
             continue
+        stat.nr_pageout += folio.nr_pages
         swap_writeout(ctx, folio)  # unlocks
         written.append((folio, owner))
     swap_write_submit(ctx)
     if nr_activate:
+        stat.nr_activate += nr_activate
         m.vm_events.count("pgactivate", nr_activate)
     freed = 0
     for folio, owner in written:
@@ -522,12 +813,48 @@ def shrink_folio_list(
             folio.unlock()
             folio_list.append((folio, owner))
             continue
-        if folio.swap is not None:
-            swap_cache_del_folio(m, folio)  # __remove_mapping
+        memcg = owner[0].memcg
+        if folio.swap is not None:  # __remove_mapping
+            raw = folio.swap.type << _ENTRY_SHIFT | folio.swap.offset
+            swap_cache_del_folio(m, folio)
+            workingset_eviction(memcg, folio, raw)
         folio.unlock()
-        owner[0].memcg.uncharge(folio.nr_pages)
+        memcg.uncharge(folio.nr_pages)
         freed += folio.nr_pages
     return freed
+
+
+@cython.locals(folio=Folio)
+def workingset_refault(memcg: MemCgroup, folio: Folio, raw: int) -> None:
+    """``swap_cache_get_shadow`` + ``workingset_refault`` for a folio being swapped in
+    at swap entry ``raw`` (the first of its slots): if its slots hold a shadow, count
+    ``workingset_refault_anon`` and activate the folio when ``workingset_test_recent``
+    finds the refault distance (``nonresident_age`` now minus at eviction) within the
+    workingset (the active anon pages, while swap is free — flushed stats, so 0 until
+    a flush); a folio that was in the workingset is restored (``PG_workingset``).
+    The shadows are consumed (the folio takes their slots in the swap cache)."""
+    nr = folio.nr_pages
+    shadow = memcg.shadows.pop(raw, None)
+    for j in range(1, nr):
+        memcg.shadows.pop(raw + j, None)
+    if shadow is None:
+        return
+    vm_events = memcg.machine.vm_events
+    vm_events.count("workingset_refault_anon", nr)
+    eviction, workingset = shadow
+    workingset_size = 0
+    if _nr_swap_pages(memcg.machine) > 0:  # mem_cgroup_get_nr_swap_pages
+        workingset_size = memcg.stats["nr_active_anon"]
+    if memcg.nonresident_age - eviction > workingset_size:
+        return
+    folio.set(PG_active)
+    memcg.nonresident_age += nr  # workingset_age_nonresident
+    memcg.workingset_activate_anon += nr
+    vm_events.count("workingset_activate_anon", nr)
+    if workingset:
+        folio.set(PG_workingset)
+        memcg.lru_note_cost(nr, 0)  # lru_note_cost_refault
+        vm_events.count("workingset_restore_anon", nr)
 
 
 class AddressSpace:
@@ -604,7 +931,7 @@ class AddressSpace:
             folio = self.do_anonymous_page(vpn)
         else:
             folio = self.do_swap_page(vpn)
-        folio.set(PG_referenced)
+        folio.set(PTE_YOUNG)  # the hardware sets the accessed bit
         if data is not None:
             if folio.order:
                 folio.page(vpn & (folio.nr_pages - 1))[:] = data
@@ -728,6 +1055,7 @@ class AddressSpace:
                     self.memcg.try_charge()
                 folio = swap_cache_alloc_folio(m, entry, order)
                 folio.memcg = self.memcg  # mem_cgroup_swapin_charge_folio
+                workingset_refault(self.memcg, folio, entry.type << _ENTRY_SHIFT | entry.offset)
                 ctx = SwapIoCtx(m)
                 swap_read_folio(ctx, folio)
                 swap_read_submit(ctx)  # never wait on a folio of our own ctx
@@ -779,6 +1107,7 @@ class AddressSpace:
             self.memcg.try_charge()
             folio = swap_cache_alloc_folio(m, e)
             folio.memcg = self.memcg  # mem_cgroup_swapin_charge_folio
+            workingset_refault(self.memcg, folio, entry.type << _ENTRY_SHIFT | off)
             if off == entry.offset:
                 target = folio
             else:
@@ -810,6 +1139,7 @@ class AddressSpace:
                 continue
             self.memcg.try_charge()
             folio = swap_cache_alloc_folio(m, entry)
+            workingset_refault(self.memcg, folio, int(self.pte_raw[vpn]))
             self.memcg.lru_add(folio, (self, vpn))
             swap_read_folio(ctx, folio)
         swap_read_submit(ctx)
@@ -846,7 +1176,7 @@ class AddressSpace:
                 vpn = base + nr
                 if base < start or base + nr > end:
                     continue
-                folio.clear(PG_referenced | PG_active)  # young, referenced; reclaim_pages
+                folio.clear(PTE_YOUNG | PG_referenced | PG_active)  # young, referenced, active
                 if folio in memcg.inactive or folio in memcg.active:  # folio_isolate_lru
                     memcg.lru_del(folio)
                     folio_list.append((folio, (self, base)))
@@ -883,6 +1213,7 @@ class AddressSpace:
             if state == PTE_SWAP:
                 entry = self.pte_to_swp_entry(vpn)
                 self.swapped.pop(self.pte_raw[vpn], None)
+                self.memcg.shadows.pop(self.pte_raw[vpn], None)  # the slot's shadow goes
                 self.pte[vpn] = PTE_NONE
                 swap_free(m, entry)
                 folio = swap_cache_get_folio(m, entry)
@@ -905,6 +1236,7 @@ class AddressSpace:
         vpn = self.swapped.pop(raw, None)
         if vpn is None:
             return 0
+        self.memcg.shadows.pop(raw, None)
         self.memcg.try_charge()
         self._map(vpn, folio)
         return 1
@@ -941,4 +1273,5 @@ __all__ = [
     "shrink_inactive_list",
     "shrink_lruvec",
     "split_folio_to_list",
+    "try_to_free_mem_cgroup_pages",
 ]

@@ -93,6 +93,8 @@ VMSTAT_KEYS = (
     "pgsteal_anon",
     "pgactivate",
     "pgdeactivate",
+    "workingset_refault_anon",
+    "workingset_activate_anon",
     "thp_swpout",
     "thp_swpout_fallback",
 )
