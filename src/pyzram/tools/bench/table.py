@@ -1031,7 +1031,8 @@ def run_bench(
         )  # fmt: skip
         rows.append(
             rate_row(
-                "write_core", f"zram writes through the swap core (swap_writeout), {algo}",
+                "write_core",
+                f"zram writes through the swap core (reclaim: shrink_inactive_list), {algo}",
                 core_w, "pages/s", kw, kw_what, 1.0,
                 "1 thread; slot allocation and reclaim bookkeeping included; "
                 "zero pages take the swap core's zero map",
@@ -1063,7 +1064,7 @@ def run_bench(
         rows.append(
             rate_row(
                 "read_core",
-                f"zram reads through the swap core (swap_read_folio, 32/batch), {algo}",
+                f"zram reads through the swap core (swapoff: try_to_unuse, 32/batch), {algo}",
                 core_r, "pages/s", kr, kr_what, 1.5, "1 thread",
             )
         )  # fmt: skip
