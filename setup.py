@@ -38,6 +38,7 @@ COMPILED = [
     "src/pyzram/mm/swapfile.py",
     "src/pyzram/mm/page_io.py",
     "src/pyzram/mm/vmscan.py",
+    "src/pyzram/mm/zswap.py",
 ]
 
 
