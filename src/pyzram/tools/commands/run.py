@@ -285,6 +285,68 @@ def swap_uuid(seed: int) -> bytes:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"pyzram-run-seed-{seed}").bytes
 
 
+def _replay(mm: AddressSpace, pages, acc, src, exp, sample, after_step=None) -> int:
+    """The process: it builds its memory page by page (the fill), then replays the
+    access pattern (a write stores the original bytes of the page ``src`` names,
+    and ``exp`` keeps which page each one holds now); about 256 ``sample``s over
+    each phase (at most every 512 steps); ``after_step(step)`` after each step.
+    Returns the steps taken."""
+    n = len(exp)
+    fill_every = max(1, min(512, n // 256))
+    pattern_every = max(1, min(512, len(acc) // 256))
+    touch = mm.touch
+    step = 0
+    for vpn in range(n):
+        touch(vpn)
+        step += 1
+        if step % fill_every == 0 or step == n:
+            sample(step, "fill")
+        if after_step is not None:
+            after_step(step)
+    for vpn, s in zip(acc.vpn.tolist(), src.tolist(), strict=True):
+        if s >= 0:  # a write: the original bytes of page s
+            exp[vpn] = s
+            touch(vpn, data=pages[s])
+        else:
+            touch(vpn)
+        step += 1
+        if (step - n) % pattern_every == 0:
+            sample(step, "pattern")
+        if after_step is not None:
+            after_step(step)
+    return step
+
+
+def _check(mm: AddressSpace, pages, exp, folio_order: int, progress, step: int, total: int) -> bool:
+    """The final check: every page read once more (faulting the swapped ones back)
+    against what was last written, each folio given back once its pages are
+    checked (``MADV_DONTNEED``), so the check swaps nothing out."""
+    n = len(exp)
+    intact = True
+    nr = 1 << folio_order  # folios are naturally aligned: whole ones at a time
+    for base in range(0, n, nr):
+        end = min(base + nr, n)
+        for vpn in range(base, end):
+            intact = mm.read(vpn) == pages[exp[vpn]].tobytes() and intact
+        mm.zap_pte_range(base, end)
+        if progress and end % 4096 < nr:
+            progress(step + end, total)
+    return intact
+
+
+def _workload_counts(m: Machine) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """The vmstat counters ``run`` reports (zswap's when it is on) and the mTHP stats
+    per size, from the machine's vm events."""
+    ev = m.vm_events
+    counts = dict.fromkeys(VMSTAT_KEYS + (ZSWAP_VMSTAT_KEYS if m.zswap.enabled else ()), 0)
+    counts.update((k, v) for k, v in ev.counts.items() if v)
+    mthp: dict[str, dict[str, int]] = {}
+    for (order, name), v in sorted(ev.mthp.items()):
+        if v:
+            mthp.setdefault(mthp_size_name(order), {})[name] = v
+    return counts, mthp
+
+
 def run_workload(
     pages: np.ndarray,
     *,
@@ -411,10 +473,6 @@ def run_workload(
     total = n + len(acc) + n  # the fill, the pattern, the final check
     t0 = time.perf_counter()
     try:
-        # Samples: about 256 over the fill and 256 over the pattern (at most every
-        # 512 steps), so a short fill is not one or two points.
-        fill_every = max(1, min(512, n // 256))
-        pattern_every = max(1, min(512, len(acc) // 256))
 
         def sample(step: int, phase: str) -> None:
             st = dev.mm_stat()
@@ -433,28 +491,14 @@ def run_workload(
                 progress(step, total)
 
         next_pp = pp.every if pp.enabled and pp.every else None
-        step = 0
-        touch = mm.touch
-        for vpn in range(n):  # the process builds its memory, page by page
-            touch(vpn)
-            step += 1
-            if step % fill_every == 0 or step == n:
-                sample(step, "fill")
+
+        def post_process(step: int) -> None:
+            nonlocal next_pp
             if next_pp is not None and memcg.nr_reclaim_batches >= next_pp:
                 events.append(pp.run(dev, step, memcg.nr_reclaim_batches))
                 next_pp = memcg.nr_reclaim_batches + pp.every
-        for vpn, s in zip(acc.vpn.tolist(), src.tolist(), strict=True):
-            if s >= 0:  # a write: the original bytes of page s
-                exp[vpn] = s
-                touch(vpn, data=pages[s])
-            else:
-                touch(vpn)
-            step += 1
-            if (step - n) % pattern_every == 0:
-                sample(step, "pattern")
-            if next_pp is not None and memcg.nr_reclaim_batches >= next_pp:
-                events.append(pp.run(dev, step, memcg.nr_reclaim_batches))
-                next_pp = memcg.nr_reclaim_batches + pp.every
+
+        step = _replay(mm, pages, acc, src, exp, sample, post_process)
         seconds = time.perf_counter() - t0
         # The vmstat deltas and swapped pages/s are those of the workload (fill +
         # pattern), as on the kernel side of `bench run`: the check is ours.
@@ -462,33 +506,17 @@ def run_workload(
         # original lists during the check, these copies stop here.
         wlat, rlat, wpages, rpages = list(wlat), list(rlat), list(wpages), list(rpages)
         wsample.active = rsample.active = False
-        counts = dict.fromkeys(VMSTAT_KEYS + (ZSWAP_VMSTAT_KEYS if m.zswap.enabled else ()), 0)
-        counts.update((k, v) for k, v in vm_events.counts.items() if v)
-        mthp: dict[str, dict[str, int]] = {}
-        for (order, name), v in sorted(vm_events.mthp.items()):
-            if v:
-                mthp.setdefault(mthp_size_name(order), {})[name] = v
+        counts, mthp = _workload_counts(m)
         if pp.enabled and not pp.every:
             events.append(pp.run(dev, step, memcg.nr_reclaim_batches))
         # The device's figures are those at the end of the workload (and of its
-        # post-processing), as `bench run` reads the kernel's.  Then the check reads
-        # every page once more (faulting the swapped ones back) and gives each
-        # folio back once its pages are checked (MADV_DONTNEED), so the check
-        # swaps nothing out and the process only shrinks.
+        # post-processing), as `bench run` reads the kernel's; then the check.
         report_stat = dev.mm_stat()
         zswap_state = zswap_report(m) if zswap else None
         mm_text, io_text, bd_text = dev.sysfs["mm_stat"], dev.sysfs["io_stat"], dev.bd_stat()
         device = device_state(dev, mountpoint="[SWAP]")
         bios = sum(bio_stats.values()) - bios_before
-        intact = True
-        nr = 1 << folio_order  # folios are naturally aligned: whole ones at a time
-        for base in range(0, n, nr):
-            end = min(base + nr, n)
-            for vpn in range(base, end):
-                intact = mm.read(vpn) == pages[exp[vpn]].tobytes() and intact
-            mm.zap_pte_range(base, end)
-            if progress and end % 4096 < nr:
-                progress(step + end, total)
+        intact = _check(mm, pages, exp, folio_order, progress, step, total)
     finally:
         try:  # the process exits (exit_mmap), then swapoff
             mm.zap_pte_range(0, n)
@@ -621,8 +649,6 @@ def _run_on_swap_file(
         timeline: list[dict[str, float]] = []
         total = n + len(acc) + n
         t0 = time.perf_counter()
-        fill_every = max(1, min(512, n // 256))
-        pattern_every = max(1, min(512, len(acc) // 256))
 
         def sample(step: int, phase: str) -> None:
             timeline.append(
@@ -639,39 +665,13 @@ def _run_on_swap_file(
             if progress:
                 progress(step, total)
 
-        touch = mm.touch
-        step = 0
         try:
-            for vpn in range(n):
-                touch(vpn)
-                step += 1
-                if step % fill_every == 0 or step == n:
-                    sample(step, "fill")
-            for vpn, s in zip(acc.vpn.tolist(), src.tolist(), strict=True):
-                if s >= 0:
-                    exp[vpn] = s
-                    touch(vpn, data=pages[s])
-                else:
-                    touch(vpn)
-                step += 1
-                if (step - n) % pattern_every == 0:
-                    sample(step, "pattern")
+            step = _replay(mm, pages, acc, src, exp, sample)
             seconds = time.perf_counter() - t0
             wlat, rlat, wpages, rpages = list(wlat), list(rlat), list(wpages), list(rpages)
-            counts = dict.fromkeys(VMSTAT_KEYS + (ZSWAP_VMSTAT_KEYS if m.zswap.enabled else ()), 0)
-            counts.update((k, v) for k, v in vm_events.counts.items() if v)
-            mthp: dict[str, dict[str, int]] = {}
-            for (order, name), v in sorted(vm_events.mthp.items()):
-                if v:
-                    mthp.setdefault(mthp_size_name(order), {})[name] = v
+            counts, mthp = _workload_counts(m)
             zswap_state = zswap_report(m) if zs.enabled else None
-            intact = True
-            nr = 1 << folio_order
-            for base in range(0, n, nr):
-                end = min(base + nr, n)
-                for vpn in range(base, end):
-                    intact = mm.read(vpn) == pages[exp[vpn]].tobytes() and intact
-                mm.zap_pte_range(base, end)
+            intact = _check(mm, pages, exp, folio_order, progress, step, total)
         finally:
             try:
                 mm.zap_pte_range(0, n)
