@@ -23,6 +23,8 @@ FIDELITY_TESTS = [
     "tests/test_zram_swap.py",
     "tests/test_zsmalloc.py",
     "tests/test_zram.py",
+    "tests/test_machine.py",
+    "tests/test_swap_core.py",
 ]
 
 
