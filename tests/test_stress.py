@@ -37,6 +37,7 @@ import pytest
 
 from conftest import SizedBackend, sized_page
 from pyzram import Zram
+from pyzram.lib.atomic import atomic64_read
 from pyzram.mm.zsmalloc import ZsPool
 from pyzram.workload.pages import synthetic_mix
 from pyzram.zram import table as T
@@ -125,8 +126,11 @@ def post_processing_invariants(z: Zram) -> None:
         bitmap = z.backing_dev.bitmap
         assert not bitmap[0]
         assert sorted(int(z.table.handle_np[i]) for i in wb) == np.flatnonzero(bitmap).tolist()
-        assert z.stats.bd_count == len(wb), (z.stats.bd_count, len(wb))
-        assert z.stats.bd_writes >= z.stats.bd_count
+        assert atomic64_read(z.stats.bd_count) == len(wb), (
+            atomic64_read(z.stats.bd_count),
+            len(wb),
+        )
+        assert atomic64_read(z.stats.bd_writes) >= atomic64_read(z.stats.bd_count)
     else:
         assert not wb.size
 
@@ -319,20 +323,24 @@ def test_stress_block_io_with_post_processing(tmp_path):
             assert data[i * P : (i + 1) * P] == own.expect(i), f"slot {i}"
     assert data[owners[-1].hi * P :] == bytes((nr_pages - owners[-1].hi) * P)
     stored = sum(len(own.model) for own in owners)
-    assert z.stats.pages_stored == stored
+    assert atomic64_read(z.stats.pages_stored) == stored
     misses = sum(own.misses for own in owners)
-    assert misses <= z.stats.miss_free <= misses + sum(own.empty_notifies for own in owners)
-    assert z.stats.notify_free == sum(own.notifies + own.discarded for own in owners)
-    assert z.stats.failed_reads == z.stats.failed_writes == 0
+    assert (
+        misses
+        <= atomic64_read(z.stats.miss_free)
+        <= misses + sum(own.empty_notifies for own in owners)
+    )
+    assert atomic64_read(z.stats.notify_free) == sum(own.notifies + own.discarded for own in owners)
+    assert atomic64_read(z.stats.failed_reads) == atomic64_read(z.stats.failed_writes) == 0
     # Nothing leaks once everything is freed.
     z.discard(0, nr_pages * P)
     post_processing_invariants(z)
     assert tuple(z.mm_stat())[:3] == (0, 0, 0) and z.mem_pool.pages_allocated == 0
-    assert z.stats.bd_count == 0 and not z.backing_dev.bitmap.any()
-    assert z.stats.same_pages == z.stats.huge_pages == 0
+    assert atomic64_read(z.stats.bd_count) == 0 and not z.backing_dev.bitmap.any()
+    assert atomic64_read(z.stats.same_pages) == atomic64_read(z.stats.huge_pages) == 0
     print(
         f"\nstress: {OPS} ops/io thread, {elapsed:.2f} s, bd_stat {z.sysfs['bd_stat'].split()}, "
-        f"miss_free {z.stats.miss_free}, " + summary(logs)
+        f"miss_free {atomic64_read(z.stats.miss_free)}, " + summary(logs)
     )
 
 
@@ -503,7 +511,7 @@ def test_stress_swap_path_with_post_processing(m, tmp_path, backing):
     # every swap slot was freed: only the header (slot 0) is left in zram
     # (a slot whose free notification missed its trylock stays allocated until reused)
     assert z.table.allocated(0)
-    assert 1 <= z.stats.pages_stored <= 1 + z.stats.miss_free
+    assert 1 <= atomic64_read(z.stats.pages_stored) <= 1 + atomic64_read(z.stats.miss_free)
     swapoff(si)
     post_processing_invariants(z)
     print(

@@ -25,6 +25,7 @@ import pytest
 
 from pyzram import Zram
 from pyzram.block.filedev import FileDisk
+from pyzram.lib.atomic import atomic64_read
 from pyzram.mm import page_io
 from pyzram.mm.folio import (
     PAGE_SIZE,
@@ -988,8 +989,10 @@ def test_real_pages_roundtrip(m, kind, real_pages, tmp_path):
     swapoff(si)
     if z is not None:
         assert zram_slots_used(z) == 1  # only the swap header (slot 0) remains
-        assert z.stats.notify_free == len(real_pages)  # every slot freed was notified
-        assert z.stats.miss_free == 0
+        assert atomic64_read(z.stats.notify_free) == len(
+            real_pages
+        )  # every slot freed was notified
+        assert atomic64_read(z.stats.miss_free) == 0
         z.check()
         z.sysfs["reset"] = "1"
 

@@ -26,6 +26,7 @@ import pytest
 from conftest import SizedBackend
 from pyzram import Zram as _Zram
 from pyzram import ZramConfig
+from pyzram.lib.atomic import atomic64_read
 from pyzram.zram import table as T
 from pyzram.zram.writeback import PpCtl
 from pyzram.zram.zcomp import ZcompBackend
@@ -173,7 +174,7 @@ def consistent(z: Zram) -> None:
     """z.check() plus the backing-device invariants and no PP_SLOT left behind."""
     z.check()
     if not z.init_done():
-        assert z.stats.bd_count == 0
+        assert atomic64_read(z.stats.bd_count) == 0
         return
     f = z.table.flags_np
     assert not (f & np.uint64(T.PP_SLOT)).any(), "a PP_SLOT flag outlived its post-processing"
@@ -181,13 +182,13 @@ def consistent(z: Zram) -> None:
     # WB slots are never SAME, never hold a size, never IDLE.
     assert not (f[wb] & np.uint64(T.SAME | T.IDLE | T.ZRAM_SIZE_MASK)).any()
     if z.backing_dev is None:
-        assert not wb.size and z.stats.bd_count == 0
+        assert not wb.size and atomic64_read(z.stats.bd_count) == 0
         return
     bitmap = z.backing_dev.bitmap
     assert not bitmap[0], "block 0 is never handed out"
     blocks = sorted(int(z.table.handle_np[i]) for i in wb)
     assert blocks == np.flatnonzero(bitmap).tolist(), "WB handles != the bitmap's set bits"
-    assert z.stats.bd_count == len(blocks)
+    assert atomic64_read(z.stats.bd_count) == len(blocks)
 
 
 def raises(errnum: int, fn, *args):
@@ -1328,9 +1329,12 @@ def test_recompress_real_codecs(tmp_path):
     assert n_prio[1] > 0
     assert z.pread(200 * P, 0) == pages.tobytes()
     z.sysfs["writeback"] = "incompressible"
-    assert z.stats.bd_count == n_prio[0] and z.stats.bd_writes == n_prio[0]
+    assert (
+        atomic64_read(z.stats.bd_count) == n_prio[0]
+        and atomic64_read(z.stats.bd_writes) == n_prio[0]
+    )
     assert z.pread(200 * P, 0) == pages.tobytes()
-    assert z.stats.bd_reads == n_prio[0]
+    assert atomic64_read(z.stats.bd_reads) == n_prio[0]
     consistent(z)
 
 
@@ -1431,7 +1435,7 @@ def test_reset_releases_everything(tmp_path):
         put(z, i, pp_page(1000 + 500 * i, m1=300, seed=i))
     z.sysfs["recompress"] = "max_pages=2"
     z.sysfs["writeback"] = "page_indexes=0-3"
-    assert z.stats.bd_count == 4
+    assert atomic64_read(z.stats.bd_count) == 4
     disk = z.backing_dev.disk
     z.sysfs["writeback_limit"] = "5"
     z.sysfs["reset"] = "1"

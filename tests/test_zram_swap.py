@@ -19,6 +19,7 @@ import pytest
 
 from conftest import corrupt
 from pyzram.block.filedev import FileDisk
+from pyzram.lib.atomic import atomic64_read
 from pyzram.mm.folio import (
     PAGE_SIZE,
     Folio,
@@ -345,10 +346,10 @@ def test_write_failure_mid_batch(m, fault, n, k, path):
     inject(fault, z, k, new)
     for f, page in zip(folios, new, strict=True):
         f.data[:] = page.tobytes()
-    before = int(z.stats.failed_writes)
+    before = atomic64_read(z.stats.failed_writes)
     writeout(m, folios)
     assert spy.nr(WRITE) == 2 and [len(b) for b in spy.batches[WRITE]] == [n, n]
-    assert z.stats.failed_writes == before + 1, "once per failed batch"
+    assert atomic64_read(z.stats.failed_writes) == before + 1, "once per failed batch"
     for i, f in enumerate(folios):  # every page of the batch: re-dirtied, nothing lost
         assert f.test(PG_dirty) and not f.test(PG_writeback) and not f.test(PG_reclaim)
         assert not f.test(PG_locked) and f.test(PG_swapcache) and f.swap == entries[i]
@@ -361,7 +362,7 @@ def test_write_failure_mid_batch(m, fault, n, k, path):
     assert m.vm_events["pswpout"] == 2 * n  # counted at queue time
     # the retry succeeds and the data comes back
     writeout(m, folios)
-    assert z.stats.failed_writes == before + 1
+    assert atomic64_read(z.stats.failed_writes) == before + 1
     evict(m, folios)
     back = swap_in(m, entries)
     assert [bytes(g.data) for g in back] == [p.tobytes() for p in new]
@@ -380,7 +381,7 @@ def test_codec_negative_size_on_first_page_fails_the_write(m):
     for f, page in zip(folios, new, strict=True):
         f.data[:] = page.tobytes()
     writeout(m, folios)
-    assert z.stats.failed_writes == 1
+    assert atomic64_read(z.stats.failed_writes) == 1
     assert all(f.test(PG_dirty) for f in folios)
 
 
@@ -399,7 +400,7 @@ def test_read_failure_poisons_whole_batch(m, path, n, bad):
     assert m.vm_events["nrswpin"] == 1
     for g in back:  # all of the batch, also the folios read before the bad one
         assert not g.test(PG_uptodate) and not g.test(PG_locked) and g.test(PG_swapcache)
-    assert z.stats.failed_reads == 1
+    assert atomic64_read(z.stats.failed_reads) == 1
     assert m.vm_events["pswpin"] == 0 and not any(k[1] == "swpin" for k in m.vm_events.mthp)
     z.check()  # no slot lock left held
     assert all(ENDS[s] == 1 for s in ENDS)
@@ -456,19 +457,23 @@ def test_slot_free_notify_and_miss_free(m, path, monkeypatch):
     assert zram_slots_used(z) == 9
     for e in entries[:3]:
         swap_free(m, e)
-    assert z.stats.notify_free == 3 and z.stats.miss_free == 0 and zram_slots_used(z) == 6
+    assert (
+        atomic64_read(z.stats.notify_free) == 3
+        and atomic64_read(z.stats.miss_free) == 0
+        and zram_slots_used(z) == 6
+    )
     busy = entries[3].offset
     z.table.slot_lock(busy)  # someone holds the slot: the notify cannot block
     swap_free(m, entries[3])
     z.table.slot_unlock(busy)
-    assert z.stats.notify_free == 4 and z.stats.miss_free == 1
+    assert atomic64_read(z.stats.notify_free) == 4 and atomic64_read(z.stats.miss_free) == 1
     assert z.table.allocated(busy) and zram_slots_used(z) == 6  # stale data stays
     # invariant 13: zram slots <= swap slots in use (+ the header) + missed frees
-    assert zram_slots_used(z) <= si.inuse_pages + 1 + z.stats.miss_free
+    assert zram_slots_used(z) <= si.inuse_pages + 1 + atomic64_read(z.stats.miss_free)
     swapoff(si, unuse=lambda e, f: si.swap_count(e.offset))
-    assert z.stats.notify_free == 8
+    assert atomic64_read(z.stats.notify_free) == 8
     assert routes == {"swap_ops" if path == "ops" else "fops": 8}
-    assert zram_slots_used(z) == 1 + z.stats.miss_free
+    assert zram_slots_used(z) == 1 + atomic64_read(z.stats.miss_free)
     z.check()
 
 
@@ -489,8 +494,8 @@ def test_no_leaks_after_swapoff_mixed_states(m):
     )
     assert all(g.test(PG_uptodate) for g in back)
     swapoff(si, unuse=lambda e, f: si.swap_count(e.offset))
-    assert zram_slots_used(z) == 1 and z.stats.miss_free == 0
-    assert z.stats.notify_free == len(pages)
+    assert zram_slots_used(z) == 1 and atomic64_read(z.stats.miss_free) == 0
+    assert atomic64_read(z.stats.notify_free) == len(pages)
     z.check()
     z.sysfs["reset"] = "1"
 

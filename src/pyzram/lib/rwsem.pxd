@@ -1,10 +1,12 @@
+cimport cython
 # Types of pyzram/lib/rwsem.py when it is compiled (Cython pure-Python mode).
 cdef class _ReadGuard
 cdef class _WriteGuard
 
 cdef class RWSemaphore:
-    cdef object _lock, _cv
-    cdef Py_ssize_t _readers, _writers_waiting
+    cdef cython.pymutex _mutex
+    cdef object _cv
+    cdef Py_ssize_t _readers, _writers_waiting, _waiters
     cdef bint _writer
     cdef _ReadGuard _read_guard
     cdef _WriteGuard _write_guard
@@ -13,6 +15,7 @@ cdef class RWSemaphore:
     cpdef void up_read(self)
     cpdef void down_write(self)
     cpdef void up_write(self)
+    cdef void _wake(self)
     cpdef _ReadGuard read(self)
     cpdef _WriteGuard write(self)
 

@@ -17,42 +17,70 @@ import cython
 class RWSemaphore:
     """``struct rw_semaphore``: shared ``down_read``, exclusive ``down_write``.
 
-    The uncontended paths take only the internal mutex (a C lock); the
-    condition variable is touched only when someone must wait or be woken.
+    The state (readers, a writer, writers waiting) changes under a short
+    mutex, a C lock in the object when compiled; the uncontended paths take
+    only that.  A task that must wait counts itself in ``_waiters`` and
+    sleeps on a condition variable, which whoever releases the semaphore
+    signals after changing the state, so no wake-up is lost (the same
+    scheme as zram's slot lock).
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cv = threading.Condition(self._lock)
+        if not cython.compiled:  # compiled, the mutex is a C lock in the object
+            self._mutex = cython.pymutex()
+        self._cv = threading.Condition()
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._waiters = 0
         self._read_guard = _ReadGuard(self)
         self._write_guard = _WriteGuard(self)
 
     def down_read(self) -> None:
-        with self._lock:
-            while self._writer or self._writers_waiting:
-                self._cv.wait()
-            self._readers += 1
+        while True:
+            with self._mutex:
+                if not (self._writer or self._writers_waiting):
+                    self._readers += 1
+                    return
+                self._waiters += 1
+            with self._cv:
+                while self._writer or self._writers_waiting:
+                    self._cv.wait()
+            with self._mutex:
+                self._waiters -= 1
 
     def up_read(self) -> None:
-        with self._lock:
+        with self._mutex:
             self._readers -= 1
-            if self._readers == 0 and self._writers_waiting:
-                self._cv.notify_all()
+            wake = self._readers == 0 and self._waiters
+        if wake:
+            self._wake()
 
     def down_write(self) -> None:
-        with self._lock:
+        with self._mutex:
             self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cv.wait()
-            self._writers_waiting -= 1
-            self._writer = True
+        while True:
+            with self._mutex:
+                if not (self._writer or self._readers):
+                    self._writers_waiting -= 1
+                    self._writer = True
+                    return
+                self._waiters += 1
+            with self._cv:
+                while self._writer or self._readers:
+                    self._cv.wait()
+            with self._mutex:
+                self._waiters -= 1
 
     def up_write(self) -> None:
-        with self._lock:
+        with self._mutex:
             self._writer = False
+            wake = self._waiters
+        if wake:
+            self._wake()
+
+    def _wake(self) -> None:
+        with self._cv:
             self._cv.notify_all()
 
     def read(self) -> _ReadGuard:

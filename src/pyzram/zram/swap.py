@@ -85,7 +85,7 @@ def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
             for j in range(folio.nr_pages):
                 index = base + j
                 if zram.zram_write_page(folio.page(j), index) < 0:
-                    atomic64_inc(zram.stats, "failed_writes")
+                    atomic64_inc(zram.stats.failed_writes)
                     failed = True
                     break
                 zram.table.slot_lock(index)
@@ -144,7 +144,7 @@ def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
             base = folio.swap.offset
             for j in range(folio.nr_pages):
                 if zram_swap_read_page(zram, folio.page(j), base + j) < 0:
-                    atomic64_inc(zram.stats, "failed_reads")
+                    atomic64_inc(zram.stats.failed_reads)
                     failed = True
                     break
             if failed:

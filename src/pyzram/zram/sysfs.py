@@ -235,7 +235,7 @@ class ZramSysfs(Mapping[str, str]):
         z = self._zram
         with z.init_lock.read():
             if z.init_done():
-                atomic64_set(z.stats, "max_used_pages", z.mem_pool.zs_get_total_pages())
+                atomic64_set(z.stats.max_used_pages, z.mem_pool.zs_get_total_pages())
 
     def compact_store(self, buf: str) -> None:
         z = self._zram

@@ -87,7 +87,7 @@ def alloc_block_bdev(zram: Zram) -> int:
         return 0
     blk = int(free[0]) + 1
     bd.bitmap[blk] = True
-    atomic64_inc(zram.stats, "bd_count")
+    atomic64_inc(zram.stats.bd_count)
     return blk
 
 
@@ -97,7 +97,7 @@ def free_block_bdev(zram: Zram, blk_idx: int) -> None:
     if not bd.bitmap[blk_idx]:
         raise AssertionError(f"backing block {blk_idx} freed twice")
     bd.bitmap[blk_idx] = False
-    atomic64_dec(zram.stats, "bd_count")
+    atomic64_dec(zram.stats.bd_count)
 
 
 def _bdev_io(zram: Zram, op: int, blk_idx: int, buf: bytearray | memoryview) -> int:
@@ -108,7 +108,7 @@ def _bdev_io(zram: Zram, op: int, blk_idx: int, buf: bytearray | memoryview) -> 
 
 def read_from_bdev(zram: Zram, blk_idx: int, out: memoryview) -> int:
     """``read_from_bdev`` (synchronous): ``bd_reads`` + 1; 0 or ``-EIO``."""
-    atomic64_inc(zram.stats, "bd_reads")
+    atomic64_inc(zram.stats.bd_reads)
     return _bdev_io(zram, REQ_OP_READ, blk_idx, out)
 
 
@@ -301,14 +301,14 @@ def zram_writeback_slots(zram: Zram, ctl: PpCtl) -> int:
             release_pp_slot(zram, index)
             ret = err
             continue
-        atomic64_inc(st, "bd_writes")
+        atomic64_inc(st.bd_writes)
         tbl.slot_lock(index)
         if tbl.flags[index] & T.PP_SLOT:
             zram.zram_free_page(index)
             tbl.flags[index] |= T.WB
             tbl.handle[index] = blk_idx
             blk_idx = 0
-            atomic64_inc(st, "pages_stored")
+            atomic64_inc(st.pages_stored)
             with zram._wb_limit_lock:
                 if zram.wb_limit_enable and zram.bd_wb_limit > 0:
                     zram.bd_wb_limit -= 1 << (PAGE_SHIFT - 12)
@@ -388,13 +388,13 @@ def recompress_slot(
     handle_new = pool.zs_malloc(len(out))
     if IS_ERR_VALUE(handle_new):
         return handle_new
-    pool.zs_obj_write(handle_new, out)
+    pool.zs_obj_write(handle_new, out, len(out))
     zram.zram_free_page(index)
     f = tbl.flags[index] & ~T.PRIORITY_MASK & T._U64
     tbl.flags[index] = f | len(out) | (p << T.ZRAM_COMP_PRIORITY_BIT1)
     tbl.handle[index] = handle_new
-    atomic64_add(zram.stats, "compr_data_size", len(out))
-    atomic64_inc(zram.stats, "pages_stored")
+    atomic64_add(len(out), zram.stats.compr_data_size)
+    atomic64_inc(zram.stats.pages_stored)
     return 0
 
 
