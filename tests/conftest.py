@@ -50,7 +50,7 @@ def corrupt(z: Zram, slot: int) -> None:
     (cf. test_zram::test_corrupt_object_fails_read)."""
     size = z.table.get_obj_size(slot)
     assert size and not z.table.flags[slot] & (T.HUGE | T.SAME)
-    z.mem_pool.zs_obj_write(z.table.handle[slot], b"\xff" * size)
+    z.mem_pool.zs_obj_write(z.table.handle[slot], b"\xff" * size, size)
 
 
 def make_sized_zram(pages: int = 64, config: ZramConfig | None = None, **kw) -> Zram:

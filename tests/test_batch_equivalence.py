@@ -38,10 +38,10 @@ def layout(z) -> tuple:
     where = {}
     lists = []
     for cls in pool.classes:
-        for fg, lst in enumerate(cls.fullness_list):
-            for pos, zspage in enumerate(lst):
+        for fg in range(len(cls.fullness_list)):
+            for pos, zspage in enumerate(cls.zspages(fg)):
                 where[zspage] = (cls.index, fg, pos)
-                lists.append((cls.index, fg, pos, zspage.inuse, tuple(zspage.freeobj)))
+                lists.append((cls.index, fg, pos, zspage.inuse, tuple(pool.free_objects(zspage))))
     slots = []
     for idx in range(z.table.nr_pages):
         flags, handle = z.table.flags[idx], z.table.handle[idx]

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import make_sized_zram, sized_page
 from pyzram import Zram
+from pyzram.lib.atomic import atomic64_read
 from pyzram.zram import table as T
 
 P = 4096
@@ -201,7 +202,7 @@ def test_corrupt_object_fails_read(sized_zram):
     dev = sized_zram
     dev.pwrite(sized_page(700) + sized_page(600), 0)
     handle = dev.table.handle[1]
-    dev.mem_pool.zs_obj_write(handle, b"\xff\xff")  # break the length header
+    dev.mem_pool.zs_obj_write(handle, b"\xff\xff", 2)  # break the length header
     with pytest.raises(OSError) as e:
         dev.pread(2 * P, 0)
     assert e.value.errno == errno.EIO
@@ -413,11 +414,11 @@ def test_a_failing_page_stops_a_bio_and_only_pages_before_it_are_marked():
     z.sysfs["idle"] = "all"
     now[0] += 10**9
     bad = first + 5
-    z.mem_pool.zs_obj_write(int(z.table.handle[bad]), b"\xff" * 16)
+    z.mem_pool.zs_obj_write(int(z.table.handle[bad]), b"\xff" * 16, 16)
     with pytest.raises(OSError) as e:
         z.pread(12 * P, first * P)
     assert e.value.errno == errno.EIO
-    assert z.stats.failed_reads == 1
+    assert atomic64_read(z.stats.failed_reads) == 1
     for k in range(12):
         marked = k < 5
         assert (not z.table.flags[first + k] & T.IDLE) == marked, k

@@ -111,7 +111,7 @@ def test_lifo_reuse_and_data():
     pool = ZsPool()
     hs = [pool.zs_malloc(1000) for _ in range(4)]  # class 1024: 4 per page
     for i, h in enumerate(hs):
-        pool.zs_obj_write(h, bytes([i]) * 1000)
+        pool.zs_obj_write(h, bytes([i]) * 1000, 1000)
     assert pool.pages_allocated == 1
     pool.zs_free(hs[1])
     h = pool.zs_malloc(1000)
@@ -152,7 +152,7 @@ def test_compaction_spec_example():
     pool = ZsPool()
     hs = [pool.zs_malloc(1000) for _ in range(8)]
     for i, h in enumerate(hs):
-        pool.zs_obj_write(h, bytes([i + 1]) * 1000)
+        pool.zs_obj_write(h, bytes([i + 1]) * 1000, 1000)
     for i in (1, 2, 3, 5, 6):
         pool.zs_free(hs[i])
     assert pool.pages_allocated == 2
@@ -174,7 +174,7 @@ def test_compaction_many_classes_keeps_data():
     for i in range(3000):
         n = rnd.choice([30, 100, 500, 1000, 1500, 3000, 3624, 4096])
         h = pool.zs_malloc(n)
-        pool.zs_obj_write(h, bytes([i % 251]) * n)
+        pool.zs_obj_write(h, bytes([i % 251]) * n, n)
         live[h] = (n, i % 251)
     for h in rnd.sample(sorted(live), 2000):
         pool.zs_free(h)
@@ -196,7 +196,7 @@ def test_destroyed_pool_gives_its_arena_to_the_next_and_refuses_use():
 
     old = ZsPool(max_bytes=1 << 20)
     h = old.zs_malloc(1000)
-    old.zs_obj_write(h, b"x" * 1000)
+    old.zs_obj_write(h, b"x" * 1000, 1000)
     mapping = old._arena
     old.zs_destroy_pool()
     assert any(a is mapping for a, _ in zsm._spare_arenas)
@@ -206,18 +206,19 @@ def test_destroyed_pool_gives_its_arena_to_the_next_and_refuses_use():
     assert new._arena is mapping
     hs = [new.zs_malloc(1000) for _ in range(8)]
     for i, h2 in enumerate(hs):
-        new.zs_obj_write(h2, bytes([i]) * 1000)
+        new.zs_obj_write(h2, bytes([i]) * 1000, 1000)
     assert [new.zs_obj_read(h2, 1000) for h2 in hs] == [bytes([i]) * 1000 for i in range(8)]
     new.check()
     new.zs_compact()
     new.check()
 
 
-def test_recycled_arena_headers_are_cleared_where_an_earlier_pool_wrote():
-    """A pool knows which of its arena's pages an earlier pool used (their
-    object headers may survive MADV_FREE) and clears a new zspage's headers
-    there; pages no pool touched are zero and need nothing.  Three pools in
-    a row: a large one, a small one, then one that reaches past the small
+def test_recycled_arena_old_bytes_never_read_as_headers():
+    """``init_zspage`` links every object of a new zspage, so whatever an
+    earlier pool left in a recycled arena (tagged headers survive
+    MADV_FREE) is never taken for an allocated object; and a pool knows how
+    far earlier pools used its arena, to give those pages back.  Three pools
+    in a row: a large one, a small one, then one that reaches past the small
     one's pages into the large one's."""
     import pyzram.mm.zsmalloc as zsm
 
@@ -226,7 +227,7 @@ def test_recycled_arena_headers_are_cleared_where_an_earlier_pool_wrote():
     def fill(pool: ZsPool, size: int, count: int) -> list[int]:
         hs = [pool.zs_malloc(size) for _ in range(count)]
         for h in hs:
-            pool.zs_obj_write(h, b"\xff" * size)  # the headers around are tagged
+            pool.zs_obj_write(h, b"\xff" * size, size)  # the headers around are tagged
         return hs
 
     big = ZsPool(max_bytes=4 << 20)
@@ -242,7 +243,7 @@ def test_recycled_arena_headers_are_cleared_where_an_earlier_pool_wrote():
     # Two objects in each of many classes: mostly free zspages over the large
     # pool's bytes, whose free objects' headers must read 0.
     hs = [third.zs_malloc(s) for s in range(100, 3000, 37) for _ in range(2)]
-    third.check()  # every free object's header is 0, every live one its handle
+    third.check()  # every free object is on its free list, every live one tagged
     for h in hs[::3]:
         third.zs_free(h)
     third.zs_compact()

@@ -1,8 +1,9 @@
 # Types of pyzram/mm/zsmalloc.py when it is compiled (Cython pure-Python mode).
 cimport cython
+from pyzram.lib.rwsem cimport RWSemaphore
 
 cdef Py_ssize_t _HDR, _PG_SHIFT
-cdef unsigned long long _TAG, _TAG_BITS
+cdef unsigned long long _TAG, _TAG_BITS, _LAST_LINK, _FREEOBJ_MASK
 cdef unsigned int _NONFULL_GROUPS
 cdef tuple _FULLEST
 
@@ -12,19 +13,23 @@ cdef class SizeClass:
     cdef public list fullness_list
     cdef public tuple fg_of
     cdef public unsigned int nonempty
-    cdef public object freeobj_init
     cdef public Py_ssize_t objs_allocated, objs_inuse
     cdef cython.pymutex lock
+
+    cpdef list zspages(self, int fg)
 
 cdef class Zspage:
     cdef public Py_ssize_t id
     cdef public SizeClass cls
     cdef public int inuse, fullness
-    cdef public object freeobj
+    cdef public unsigned int freeobj
     cdef public long huge_handle
     cdef public Py_ssize_t base
+    cdef public Zspage prev, next
 
+@cython.locals(head=Zspage)
 cpdef void insert_zspage(SizeClass cls, Zspage zspage, int fg)
+@cython.locals(fg=int, prev=Zspage, nxt=Zspage)
 cpdef void remove_zspage(SizeClass cls, Zspage zspage)
 cpdef int fix_fullness_group(SizeClass cls, Zspage zspage)
 
@@ -33,33 +38,41 @@ cdef class ZsPool:
     cdef public int chain_size
     cdef public Py_ssize_t pages_allocated, pages_compacted
     cdef cython.pymutex _stat_lock
-    cdef public object _compaction_in_progress, _migrate_lock
+    cdef public object _compaction_in_progress
+    cdef public RWSemaphore _migrate_lock
     cdef public list size_class
     cdef public Py_ssize_t huge_class_size
     cdef public list class_of_len
     cdef public Py_ssize_t _arena_size, _arena_top, _dirty_top
     cdef public object _arena, arena
     cdef public unsigned long long[::1] _words
+    cdef public unsigned char[::1] _mem
     cdef public list _free_extents
-    cdef public object _page_owner, _obj_addr
+    cdef public list _page_zspage
+    cdef public object _obj_addr
     cdef public long[::1] _addr
-    cdef public Py_ssize_t _next_handle, _next_zspage_id
+    cdef public Py_ssize_t _next_handle, _next_zspage_id, _nr_zspages
     cdef public list _free_handles
-    cdef public dict _zspages
 
     cpdef long cache_alloc_handle(self)
     cpdef void cache_free_handle(self, long handle)
     cpdef tuple _handle_to_obj(self, long handle)
+    @cython.locals(pages=int, base=Py_ssize_t, first=Py_ssize_t, i=Py_ssize_t, zspage=Zspage)
     cpdef Zspage alloc_zspage(self, SizeClass cls)
+    @cython.locals(step=Py_ssize_t, w=Py_ssize_t, i=Py_ssize_t, words="unsigned long long[::1]")
+    cpdef void init_zspage(self, SizeClass cls, Zspage zspage)
     cpdef void _free_zspage(self, SizeClass cls, Zspage zspage)
+    @cython.locals(cls=SizeClass, obj_idx=Py_ssize_t, addr=Py_ssize_t)
     cpdef void obj_malloc(self, Zspage zspage, long handle)
     cpdef long zs_malloc(self, Py_ssize_t size)
     cpdef long _obj_handle(self, Zspage zspage, int obj_idx)
+    @cython.locals(cls=SizeClass, link="unsigned long long")
     cpdef void _obj_free(self, Zspage zspage, int obj_idx)
     cpdef void zs_free(self, long handle)
     cpdef Py_ssize_t zs_obj_read_begin(self, long handle)
     cpdef void zs_obj_read_end(self, long handle)
     cpdef Py_ssize_t obj_addr(self, long handle)
     cpdef Py_ssize_t _obj_span(self, long handle, Py_ssize_t length)
-    cpdef void zs_obj_write(self, long handle, object data)
+    @cython.locals(off=Py_ssize_t)
+    cpdef void zs_obj_write(self, long handle, const unsigned char[::1] handle_mem, Py_ssize_t mem_len)
     cpdef Py_ssize_t zs_get_total_pages(self)

@@ -18,7 +18,12 @@ Each class files its zspages in twelve *fullness groups* by in-use ratio
 (0, 1..10 for 1-99% in 10% steps, 11 for full).  Allocation takes the head
 zspage of the fullest non-full group; a zspage moves to the head of another
 group only when its group changes; an emptied zspage is freed at once.
-Inside a zspage free objects form a LIFO stack.  ``zs_compact`` migrates
+The fullness lists are the kernel's doubly linked lists (``zspage->list``,
+``list_add`` at the head).  Inside a zspage the free objects form the
+kernel's singly linked free list: each free object's first word holds the
+index of the next (``link_free``, written for every object by
+``init_zspage``), ``zspage->freeobj`` is its head, ``obj_malloc`` pops it and
+``obj_free`` pushes on it.  ``zs_compact`` migrates
 objects from the emptiest zspages into the fullest ones, class by class.
 
 All of this decides ``pages_allocated`` (zram's ``mem_used_total``), so it is
@@ -46,7 +51,6 @@ from __future__ import annotations
 import errno
 import mmap
 import threading
-from array import array
 
 import cython
 import numpy as np
@@ -87,7 +91,10 @@ _PG_SHIFT = PAGE_SHIFT
 #: MAP_NORESERVE (linux/mman.h; not exported by Python's mmap module).
 _MAP_NORESERVE = 0x4000
 
-_ZEROS = array("i", [0] * 16)
+#: ``link->next`` of a zspage's last object: ``-1UL << OBJ_TAG_BITS``.
+_LAST_LINK = ((1 << 64) - 1) ^ ((1 << OBJ_TAG_BITS) - 1)
+#: ``zspage->freeobj`` is an ``unsigned int``.
+_FREEOBJ_MASK = 0xFFFFFFFF
 
 CHAIN_SIZE_MIN = 4
 CHAIN_SIZE_MAX = 16
@@ -115,16 +122,16 @@ def calculate_zspage_chain_size(class_size: int, max_pages: int) -> int:
 
 
 @cython.cclass
+@cython.cclass
 class SizeClass:
     """``struct size_class``: one physical class and its fullness lists.
 
-    Each fullness list is a dict used as an ordered set of zspages; the
-    *last* key is the list head (``list_add`` inserts there), which gives
-    O(1) insert-at-head, unlink and head lookup.  ``nonempty`` has bit g set
-    while list g is not empty: ``find_get_zspage`` reads the fullest
-    non-full group off it instead of testing the lists one by one.
-    ``fg_of[n]`` is ``get_fullness_group`` of n objects in use, precomputed;
-    ``freeobj_init`` a new zspage's free-object stack (object 0 on top).
+    ``fullness_list[g]`` is the head zspage of group g's list (``None``
+    when empty); the zspages are linked through their ``prev``/``next``, as
+    through ``zspage->list``.  ``nonempty`` has bit g set while list g is
+    not empty: ``find_get_zspage`` reads the fullest non-full group off it
+    instead of testing the lists one by one.  ``fg_of[n]`` is
+    ``get_fullness_group`` of n objects in use, precomputed.
     """
 
     def __init__(self, index: int, size: int, pages: int, objs: int, huge: bool) -> None:
@@ -133,30 +140,35 @@ class SizeClass:
         self.pages_per_zspage = pages
         self.objs_per_zspage = objs
         self.huge = huge
-        self.fullness_list = [{} for _ in range(NR_FULLNESS_GROUPS)]
+        self.fullness_list = [None] * NR_FULLNESS_GROUPS
         self.nonempty = 0
         self.fg_of = tuple(_fullness_group(objs, n) for n in range(objs + 1))
-        self.freeobj_init = array("H", range(objs - 1, -1, -1))
         self.objs_allocated = 0  # ZS_OBJS_ALLOCATED
         self.objs_inuse = 0  # ZS_OBJS_INUSE
         if not cython.compiled:  # compiled, the class lock is a C mutex in the object
             self.lock = cython.pymutex()
 
-    def head(self, fg: int) -> Zspage | None:
-        lst = self.fullness_list[fg]
-        return next(reversed(lst)) if lst else None
+    def zspages(self, fg: int) -> list[Zspage]:
+        """``list_for_each_entry`` over group ``fg``'s list, head first."""
+        out = []
+        zspage = self.fullness_list[fg]
+        while zspage is not None:
+            out.append(zspage)
+            zspage = zspage.next
+        return out
 
 
 @cython.cclass
 class Zspage:
     """``struct zspage``: ``pages_per_zspage`` pages holding ``objs_per_zspage`` slots.
 
-    ``freeobj`` is the free-object stack (top = end of the array, initially
-    object 0).  The pages are ``pages_per_zspage * 4096`` contiguous bytes of
-    the pool's arena from ``base``.  As in the kernel, an allocated object's
-    first word holds its handle, tagged ``OBJ_ALLOCATED_TAG`` (0 when free);
-    a huge zspage's one object has no header, and its handle is kept here
-    (``huge_handle``, the kernel's ``page->index``).
+    The pages are ``pages_per_zspage * 4096`` contiguous bytes of the pool's
+    arena from ``base``.  As in the kernel, an allocated object's first word
+    holds its handle, tagged ``OBJ_ALLOCATED_TAG``, and a free object's the
+    index of the next free one (``link_free``), untagged; ``freeobj`` is the
+    first free object.  A huge zspage's one object has no header, and its
+    handle is kept here (``huge_handle``, the kernel's ``page->index``).
+    ``prev``/``next`` link it into its class's fullness list.
     """
 
     def __init__(self, zid: int, cls: SizeClass, base: int) -> None:
@@ -164,9 +176,11 @@ class Zspage:
         self.cls = cls
         self.inuse = 0
         self.fullness = ZS_INUSE_RATIO_0
-        self.freeobj = cls.freeobj_init[:]
+        self.freeobj = 0
         self.huge_handle = 0
         self.base = base
+        self.prev = None
+        self.next = None
 
 
 def _fullness_group(objs: int, inuse: int) -> int:
@@ -182,22 +196,33 @@ def get_fullness_group(cls: SizeClass, inuse: int) -> int:
     return _fullness_group(cls.objs_per_zspage, inuse)
 
 
-@cython.locals(fg=cython.int)
 def insert_zspage(cls: SizeClass, zspage: Zspage, fg: int) -> None:
-    """``insert_zspage``: at the head of fullness list ``fg``."""
-    cls.fullness_list[fg][zspage] = None
+    """``insert_zspage``: ``list_add`` at the head of fullness list ``fg``."""
+    head = cls.fullness_list[fg]
+    zspage.prev = None
+    zspage.next = head
+    if head is not None:
+        head.prev = zspage
+    cls.fullness_list[fg] = zspage
     cls.nonempty |= 1 << fg
     zspage.fullness = fg
 
 
-@cython.locals(fg=cython.int)
 def remove_zspage(cls: SizeClass, zspage: Zspage) -> None:
-    """``remove_zspage``: unlink it from its fullness list."""
+    """``remove_zspage``: ``list_del_init`` from its fullness list."""
     fg = zspage.fullness
-    lst = cls.fullness_list[fg]
-    del lst[zspage]
-    if not lst:
-        cls.nonempty &= ~(1 << fg)
+    prev = zspage.prev
+    nxt = zspage.next
+    if prev is None:
+        cls.fullness_list[fg] = nxt
+        if nxt is None:
+            cls.nonempty &= ~(1 << fg)
+    else:
+        prev.next = nxt
+    if nxt is not None:
+        nxt.prev = prev
+    zspage.prev = None
+    zspage.next = None
 
 
 @cython.locals(fg=cython.int, newfg=cython.int)
@@ -286,6 +311,7 @@ class ZsPool:
         # mapping reserved up front (MAP_NORESERVE: untouched pages cost nothing), so a
         # batch of objects is one buffer plus offsets for one codec call.
         self._arena_size = (max(-(-max_bytes // PAGE_SIZE), CHAIN_SIZE_MAX) + 1) * PAGE_SIZE
+        #: How far earlier pools of a recycled arena used it (given back at destroy).
         self._arena, self._dirty_top = _take_arena(self._arena_size)
         # (No MADV_HUGEPAGE: with THP defrag "madvise" each 2 MiB fault compacts
         # memory first, ~15 us per 4 KiB page on this VM against ~3 for a plain fault.)
@@ -293,18 +319,20 @@ class ZsPool:
         self.arena = memoryview(self._arena)
         #: The arena as 64-bit words (object headers) and as a numpy view of them.
         self._words = self.arena.cast("Q")
+        #: The arena as bytes, typed when compiled (object copies).
+        self._mem = self.arena
         self._arena_top = PAGE_SIZE  # arena offset 0 stays unused: 0 means "no object"
         self._free_extents: list[list[int]] = [[] for _ in range(CHAIN_SIZE_MAX + 1)]
-        #: ``page->zspage``: the id of the zspage owning each arena page (grows with
-        #: the arena's used part, so metadata stays proportional to the pool).
-        self._page_owner = array("i", [0])
+        #: ``page->zspage``: the zspage owning each arena page (grows with the
+        #: arena's used part, so metadata stays proportional to the pool).
+        self._page_zspage: list[Zspage | None] = [None]
         # The handle table: handle -> arena offset of the object's data (0: free).
         # 0 is never a handle.
         self._obj_addr = np.zeros(max(handles_hint, 16), dtype=np.int64)
         self._addr = memoryview(self._obj_addr)  # scalar access as Python ints
         self._next_handle = 1
         self._free_handles: list[int] = []
-        self._zspages: dict[int, Zspage] = {}
+        self._nr_zspages = 0
         self._next_zspage_id = 1
 
     # -- construction ------------------------------------------------------
@@ -370,6 +398,7 @@ class ZsPool:
         if arena is None:
             return
         self._words = None
+        self._mem = None
         try:
             self.arena.release()  # any later use of this pool fails loudly
         except BufferError:  # a view of the arena is still alive: do not recycle it
@@ -412,7 +441,7 @@ class ZsPool:
         addr = self._addr[handle] if 0 < handle < self._next_handle else 0
         if not addr:
             raise ValueError(f"zsmalloc: invalid handle {handle}")
-        zspage = self._zspages[self._page_owner[addr >> _PG_SHIFT]]
+        zspage = self._page_zspage[addr >> _PG_SHIFT]
         cls = zspage.cls
         return zspage, (addr - zspage.base - (0 if cls.huge else _HDR)) // cls.size
 
@@ -420,40 +449,42 @@ class ZsPool:
 
     def alloc_zspage(self, cls: SizeClass) -> Zspage | None:
         """``alloc_zspage``: ``pages_per_zspage`` contiguous arena pages, or ``None``
-        when the arena is used up (the kernel's page allocation failing)."""
+        when the arena is used up (the kernel's page allocation failing);
+        then ``init_zspage``."""
         pages = cls.pages_per_zspage
         with self._stat_lock:
             extents = self._free_extents[pages]
             if extents:
                 base = extents.pop()
-                used = True
             elif self._arena_top + pages * PAGE_SIZE <= self._arena_size:
                 base = self._arena_top
                 self._arena_top = base + pages * PAGE_SIZE
-                self._page_owner.extend(_ZEROS[:pages])
-                used = base < self._dirty_top
+                self._page_zspage.extend([None] * pages)
             else:
                 base = self._split_extent(pages)
                 if base < 0:
                     return None
-                used = True
             zid = self._next_zspage_id
             self._next_zspage_id = zid + 1
             zspage = Zspage(zid, cls, base)
-            self._zspages[zid] = zspage
+            self._nr_zspages += 1
             first = base >> PAGE_SHIFT
             for i in range(first, first + pages):
-                self._page_owner[i] = zid
-        if used and not cls.huge:
-            # init_zspage: no object is allocated yet.  Pages that held an
-            # earlier zspage keep its headers; pages never used are zero.
-            words = self._words
-            step = cls.size >> 3
-            w = base >> 3
-            for _ in range(cls.objs_per_zspage):
-                words[w] = 0
-                w += step
+                self._page_zspage[i] = zspage
+        self.init_zspage(cls, zspage)
         return zspage
+
+    def init_zspage(self, cls: SizeClass, zspage: Zspage) -> None:
+        """``init_zspage``: link every object into the free list, object 0 first
+        (``link->next = (i + 1) << OBJ_TAG_BITS``; the last one ends it)."""
+        words = self._words
+        step = cls.size >> 3
+        w = zspage.base >> 3
+        for i in range(1, cls.objs_per_zspage):
+            words[w] = i << _TAG_BITS
+            w += step
+        words[w] = _LAST_LINK
+        zspage.freeobj = 0
 
     def _split_extent(self, pages: int) -> int:
         """The arena is used up: carve the pages out of a larger free extent (-1: none)."""
@@ -469,21 +500,25 @@ class ZsPool:
         remove_zspage(cls, zspage)
         cls.objs_allocated -= cls.objs_per_zspage
         with self._stat_lock:
-            del self._zspages[zspage.id]
+            self._nr_zspages -= 1
+            first = zspage.base >> PAGE_SHIFT
+            for i in range(first, first + cls.pages_per_zspage):
+                self._page_zspage[i] = None
             self._free_extents[cls.pages_per_zspage].append(zspage.base)
             self.pages_allocated -= cls.pages_per_zspage
 
     # -- allocation --------------------------------------------------------
 
-    @cython.locals(cls=SizeClass, obj_idx=cython.int, addr=cython.Py_ssize_t)
     def obj_malloc(self, zspage: Zspage, handle: int) -> None:
-        """``obj_malloc``: pop the zspage's free-object stack, tag the object's
-        header with the handle (a huge object has none) and record where the
-        handle's object lives (``record_obj``); class lock held."""
+        """``obj_malloc``: take the zspage's first free object (its link names
+        the next), tag the object's header with the handle (a huge object has
+        none) and record where the handle's object lives (``record_obj``);
+        class lock held."""
         cls = zspage.cls
-        obj_idx = zspage.freeobj.pop()
-        zspage.inuse += 1
+        obj_idx = zspage.freeobj
         addr = zspage.base + obj_idx * cls.size
+        zspage.freeobj = (self._words[addr >> 3] >> _TAG_BITS) & _FREEOBJ_MASK
+        zspage.inuse += 1
         if cls.huge:
             zspage.huge_handle = handle
         else:
@@ -511,7 +546,7 @@ class ZsPool:
         with cls.lock:
             fg = _FULLEST[cls.nonempty & _NONFULL_GROUPS]
             if fg >= 0:  # find_get_zspage: the head of the fullest non-full group
-                zspage = next(reversed(cls.fullness_list[fg]))
+                zspage = cls.fullness_list[fg]
                 self.obj_malloc(zspage, handle)
                 fix_fullness_group(cls, zspage)
                 cls.objs_inuse += 1
@@ -537,15 +572,15 @@ class ZsPool:
         word = self._words[(zspage.base + obj_idx * cls.size) >> 3]
         return word >> OBJ_TAG_BITS if word & OBJ_ALLOCATED_TAG else 0
 
-    @cython.locals(cls=SizeClass)
     def _obj_free(self, zspage: Zspage, obj_idx: int) -> None:
-        """``obj_free``: clear the header and push the object on the free stack."""
+        """``obj_free``: the object's first word becomes the link to the old
+        first free object, and the object the first free one."""
         cls = zspage.cls
+        link = zspage.freeobj
+        self._words[(zspage.base + obj_idx * cls.size) >> 3] = link << _TAG_BITS
         if cls.huge:
             zspage.huge_handle = 0
-        else:
-            self._words[(zspage.base + obj_idx * cls.size) >> 3] = 0
-        zspage.freeobj.append(obj_idx)
+        zspage.freeobj = obj_idx
         zspage.inuse -= 1
 
     @cython.locals(cls=SizeClass, zspage=Zspage, obj_idx=cython.int)
@@ -605,17 +640,18 @@ class ZsPool:
             raise ValueError(f"{length} bytes do not fit a {cls.size}-byte object")
         return self._addr[handle]
 
-    @cython.locals(off=cython.Py_ssize_t)
-    def zs_obj_write(self, handle: int, data: bytes | memoryview) -> None:
-        """``zs_obj_write``: copy ``data`` into the object.
+    def zs_obj_write(self, handle: int, handle_mem: bytes | memoryview, mem_len: int) -> None:
+        """``zs_obj_write``: copy the first ``mem_len`` bytes of ``handle_mem`` into
+        the object.
 
         Under ``migrate_lock`` (read), so compaction cannot move the object
         while it is written.  As in the kernel, the length is the caller's
-        to get right (zram writes at most the object's size).
+        to get right (zram writes at most the object's size).  Compiled,
+        the copy is between typed views (zsmalloc.pxd).
         """
         self._migrate_lock.down_read()
         off = self._addr[handle]
-        self.arena[off : off + len(data)] = data
+        self._mem[off : off + mem_len] = handle_mem[:mem_len]
         self._migrate_lock.up_read()
 
     def zs_obj_read(self, handle: int, length: int) -> bytes:
@@ -640,7 +676,7 @@ class ZsPool:
 
     def _isolate(self, cls: SizeClass, groups: range) -> Zspage | None:
         for fg in groups:
-            zspage = cls.head(fg)
+            zspage = cls.fullness_list[fg]
             if zspage is not None:
                 remove_zspage(cls, zspage)
                 return zspage
@@ -661,13 +697,9 @@ class ZsPool:
             handle = self._obj_handle(src, obj_idx)
             if not handle:
                 continue
-            new_idx = dst.freeobj.pop()
-            if cls.huge:
-                dst.huge_handle = handle
-            dst.inuse += 1
-            s0, d0 = src.base + obj_idx * size, dst.base + new_idx * size
-            arena[d0 : d0 + size] = arena[s0 : s0 + size]  # the tagged header comes along
-            self._addr[handle] = d0 + hdr
+            self.obj_malloc(dst, handle)  # tags dst's header, records the new place
+            s0, d0 = src.base + obj_idx * size, self._addr[handle] - hdr
+            arena[d0 : d0 + size] = arena[s0 : s0 + size]  # zs_object_copy
             self._obj_free(src, obj_idx)
             if dst.inuse == objs or src.inuse == 0:
                 break
@@ -720,24 +752,48 @@ class ZsPool:
 
     def live_zspages(self) -> int:
         """Number of zspages currently allocated."""
-        return len(self._zspages)
+        return self._nr_zspages
+
+    def free_objects(self, zspage: Zspage) -> list[int]:
+        """The zspage's free objects, in free-list order (``freeobj`` first)."""
+        cls = zspage.cls
+        out = []
+        idx = zspage.freeobj
+        for _ in range(cls.objs_per_zspage - zspage.inuse):
+            out.append(idx)
+            idx = (self._words[(zspage.base + idx * cls.size) >> 3] >> OBJ_TAG_BITS) & _FREEOBJ_MASK
+        return out
 
     def check(self) -> None:
         """Assert internal consistency (tests): counters equal what the lists hold."""
         pages = 0
+        nr_zspages = 0
         for cls in self.classes:
-            listed = [z for lst in cls.fullness_list for z in lst]
-            assert cls.nonempty == sum(1 << g for g, lst in enumerate(cls.fullness_list) if lst)
+            listed = []
+            for fg in range(NR_FULLNESS_GROUPS):
+                zspages = cls.zspages(fg)
+                assert bool(zspages) == bool(cls.nonempty >> fg & 1), "nonempty mask"
+                for pos, z in enumerate(zspages):
+                    assert z.prev is (zspages[pos - 1] if pos else None), "broken list"
+                listed += zspages
             assert cls.objs_allocated == len(listed) * cls.objs_per_zspage
             assert cls.objs_inuse == sum(z.inuse for z in listed)
             for z in listed:
                 assert z.fullness == get_fullness_group(cls, z.inuse), "misfiled zspage"
                 assert z.fullness != ZS_INUSE_RATIO_0, "empty zspage not freed"
-                assert z.inuse + len(z.freeobj) == cls.objs_per_zspage
+                free = self.free_objects(z)
+                assert len(set(free)) == len(free) == cls.objs_per_zspage - z.inuse
+                assert all(0 <= i < cls.objs_per_zspage for i in free), "free list runs off"
                 for idx in range(cls.objs_per_zspage):
                     h = self._obj_handle(z, idx)
-                    assert bool(h) == (idx not in z.freeobj), "header disagrees with freeobj"
+                    assert bool(h) == (idx not in free), "header disagrees with the free list"
                     if h:
                         assert self._handle_to_obj(h) == (z, idx)
+                first = z.base >> PAGE_SHIFT
+                assert all(
+                    self._page_zspage[i] is z for i in range(first, first + cls.pages_per_zspage)
+                )
             pages += len(listed) * cls.pages_per_zspage
+            nr_zspages += len(listed)
         assert pages == self.pages_allocated
+        assert nr_zspages == self._nr_zspages

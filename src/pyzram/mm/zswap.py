@@ -599,7 +599,7 @@ def zswap_compress(zs: Zswap, page: memoryview, entry: ZswapEntry, pool: ZswapPo
         if IS_ERR_VALUE(handle):
             alloc_ret = handle
         else:
-            pool.zs_pool.zs_obj_write(handle, src)
+            pool.zs_pool.zs_obj_write(handle, src, dlen)
             entry.handle = handle
             entry.length = dlen
     if comp_ret == -errno.ENOSPC or alloc_ret == -errno.ENOSPC:

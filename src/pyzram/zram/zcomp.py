@@ -25,6 +25,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import cython
+
 from pyzram.config import ALL_BACKENDS
 from pyzram.lib.cmdline import sysfs_streq
 
@@ -48,15 +50,17 @@ class ZcompParams:
         return default if self.level == ZCOMP_PARAM_NO_LEVEL else self.level
 
 
+@cython.cclass
 class ZcompStrm:
     """``struct zcomp_strm``: a compression stream and its ``2 * PAGE_SIZE`` buffer."""
 
-    __slots__ = ("buffer",)
-
     def __init__(self) -> None:
         self.buffer = bytearray(ZCOMP_BUFFER_SIZE)
+        #: The buffer as bytes zsmalloc copies from (a typed view when compiled).
+        self.mem = memoryview(self.buffer)
 
 
+@cython.cclass
 class ZcompBackend:
     """``struct zcomp_ops``: one page in, one page out.
 
@@ -65,7 +69,8 @@ class ZcompBackend:
     zram calls, writing into the stream's buffer and into the page being
     read, and are overridden by backends that can do that in C.
     ``decompress`` raises ``OSError(EINVAL)`` on corrupt input (what zram
-    counts as a failed read).
+    counts as a failed read).  Compiled, an extension type (zcomp.pxd), so
+    zram's calls into it are C calls.
     """
 
     name: str = ""
@@ -108,6 +113,7 @@ class ZcompBackend:
         return 0
 
 
+@cython.cclass
 class KernelCodecBackend(ZcompBackend):
     """A backend on pyzram's own C codecs (``pyzram._kcodec``).
 
@@ -116,13 +122,15 @@ class KernelCodecBackend(ZcompBackend):
     instead of the C codec."""
 
     level_default = 1
-    _dict: bytes | None = None
 
     def __init__(self, params: ZcompParams) -> None:
         super().__init__(params)
         from pyzram import _kcodec  # built by the package's own build
 
         self._k = _kcodec
+        self._compress_into = _kcodec.compress_into
+        self._decompress_into = _kcodec.decompress_into
+        self._dict = None
         self._algo = _kcodec.ALGORITHMS.index(self.name)
         self._arg = max(1, params.level_or(self.level_default))
 
@@ -135,12 +143,12 @@ class KernelCodecBackend(ZcompBackend):
     def compress_into(self, page: Any, dst: bytearray) -> int:
         if self._dict:
             return ZcompBackend.compress_into(self, page, dst)
-        return self._k.compress_into(self._algo, page, dst, self._arg)
+        return self._compress_into(self._algo, page, dst, self._arg)
 
     def decompress_into(self, src: Any, offset: int, length: int, page: Any) -> int:
         if self._dict:
             return ZcompBackend.decompress_into(self, src, offset, length, page)
-        return self._k.decompress_into(self._algo, src, offset, length, page)
+        return self._decompress_into(self._algo, src, offset, length, page)
 
 
 def _registry() -> dict[str, type[ZcompBackend]]:
@@ -178,8 +186,12 @@ def zcomp_available_show(selected: str | None, built: tuple[str, ...]) -> str:
     return "".join(parts) + "\n"
 
 
+@cython.cclass
 class Zcomp:
-    """``struct zcomp``: one configured compressor of a device (one priority)."""
+    """``struct zcomp``: one configured compressor of a device (one priority).
+
+    Compiled, an extension type (zcomp.pxd): zram reaches its stream and its
+    backend through C calls."""
 
     def __init__(self, name: str, params: ZcompParams) -> None:
         registry = _registry()
@@ -201,11 +213,10 @@ class Zcomp:
     def zcomp_stream_get(self) -> ZcompStrm:
         """``zcomp_stream_get``: this CPU's stream.  pyzram's CPUs are threads, so
         the stream is per thread and its mutex is never contended (not modelled)."""
-        try:
-            return self._streams.strm
-        except AttributeError:
+        strm = getattr(self._streams, "strm", None)
+        if strm is None:
             strm = self._streams.strm = ZcompStrm()
-            return strm
+        return strm
 
     def zcomp_stream_put(self, zstrm: ZcompStrm) -> None:
         """``zcomp_stream_put``: nothing to release (see :meth:`zcomp_stream_get`)."""

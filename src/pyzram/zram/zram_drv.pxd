@@ -1,12 +1,32 @@
 # Types of pyzram/zram/zram_drv.py when it is compiled (Cython pure-Python mode).
+cimport cython
+from pyzram.lib.atomic cimport (
+    atomic64_t, atomic64_add, atomic64_dec, atomic64_inc, atomic64_read, atomic64_set,
+    atomic64_sub, atomic64_try_cmpxchg,
+)
+from pyzram.lib.rwsem cimport RWSemaphore
 from pyzram.mm.zsmalloc cimport ZsPool
 from pyzram.zram.table cimport ZramTable
+from pyzram.zram.zcomp cimport Zcomp, ZcompStrm
 
 cdef unsigned long _SAME, _WB, _HUGE, _SIZE_MASK, _PRIO_MASK, _CLEAR_ON_ACCESS, _CLEAR_ON_FREE
 cdef int _PRIO_SHIFT
 
+cdef class ZramStats:
+    cdef public atomic64_t compr_data_size, failed_reads, failed_writes, notify_free
+    cdef public atomic64_t same_pages, huge_pages, huge_pages_since, pages_stored
+    cdef public atomic64_t max_used_pages, miss_free, bd_count, bd_reads, bd_writes
+
+@cython.locals(
+    words="const unsigned long long[::1]", val="unsigned long long", diff="unsigned long long",
+    pos=Py_ssize_t, last_pos=Py_ssize_t,
+)
+cpdef object page_same_filled(object page)
+
 cdef class Zram:
-    cdef public object config, clock, init_lock, stats, comps, comp_algs, params
+    cdef public object config, clock, comps, comp_algs, params
+    cdef public RWSemaphore init_lock
+    cdef public ZramStats stats
     cdef public object disk, sysfs, backing_dev, yield_point
     cdef public object _open_lock, _wb_limit_lock, _pp_lock
     cdef public int dev_id

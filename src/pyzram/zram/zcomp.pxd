@@ -1,0 +1,31 @@
+# Types of pyzram/zram/zcomp.py when it is compiled (Cython pure-Python mode).
+
+cdef class ZcompStrm:
+    cdef public bytearray buffer
+    cdef public unsigned char[::1] mem
+
+cdef class ZcompBackend:
+    cdef public object params
+    cdef dict __dict__
+
+    cpdef Py_ssize_t compress_into(self, object page, object dst) except? -1
+    cpdef int decompress_into(
+        self, object src, Py_ssize_t offset, Py_ssize_t length, object page
+    ) except? -1
+
+cdef class KernelCodecBackend(ZcompBackend):
+    cdef public object _k, _compress_into, _decompress_into, _dict
+    cdef public int _algo
+    cdef public object _arg
+
+cdef class Zcomp:
+    cdef public str name
+    cdef public object params, _streams
+    cdef public ZcompBackend backend
+
+    cpdef ZcompStrm zcomp_stream_get(self)
+    cpdef void zcomp_stream_put(self, ZcompStrm zstrm)
+    cpdef Py_ssize_t zcomp_compress(self, ZcompStrm zstrm, object src) except? -1
+    cpdef int zcomp_decompress(
+        self, ZcompStrm zstrm, object src, Py_ssize_t offset, Py_ssize_t length, object dst
+    ) except? -1
