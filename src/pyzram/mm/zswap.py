@@ -163,11 +163,16 @@ def crypto_alloc_acomp(name: str) -> Any:
 
 def host_crypto_compressors(path: str = "/proc/crypto") -> tuple[str, ...]:
     """The compression algorithms (``cra_name``) of the running kernel's crypto API."""
-    names: list[str] = []
     try:
-        text = Path(path).read_text()
+        return crypto_compressors(Path(path).read_text())
     except OSError:
         return ()
+
+
+def crypto_compressors(text: str) -> tuple[str, ...]:
+    """The compression algorithms (``cra_name``) a /proc/crypto text lists, in
+    ``CRYPTO_COMPRESSORS`` names (a guest kernel's, say)."""
+    names: list[str] = []
     for block in text.split("\n\n"):
         fields = dict(
             (k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in block.splitlines())
@@ -181,7 +186,12 @@ def host_crypto_compressors(path: str = "/proc/crypto") -> tuple[str, ...]:
 
 def host_totalram_pages(path: str = "/proc/meminfo") -> int:
     """``totalram_pages()`` of the running kernel (``MemTotal`` in pages)."""
-    for line in Path(path).read_text().splitlines():
+    return totalram_pages_of(Path(path).read_text())
+
+
+def totalram_pages_of(meminfo: str) -> int:
+    """``totalram_pages()`` from a /proc/meminfo text (``MemTotal`` in pages)."""
+    for line in meminfo.splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) >> (PAGE_SHIFT - 10)
     raise OSError(errno.ENOENT, "no MemTotal in /proc/meminfo")
