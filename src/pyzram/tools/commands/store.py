@@ -48,8 +48,9 @@ def zswap_pageout(
     A machine (``totalram_pages``: the host's RAM unless told) with zswap on
     in front of a zram swap area (``backing_algorithm``), as
     :class:`~pyzram.host.kernel_zswap.KernelZswap` sets the host up and
-    :class:`~pyzram.host.kernel_vm.VmZswap` a guest; a process whose pages hold ``pages`` (order-0 folios,
-    each faulted in) and ``AddressSpace.madvise_pageout`` over all of them:
+    :class:`~pyzram.host.kernel_vm.VmZswap` a guest; a process whose pages hold
+    ``pages`` (order-0 folios, each faulted in) and
+    ``AddressSpace.madvise_pageout`` over all of them:
     reclaim writes each folio out through ``swap_writeout``, where an
     all-zero page goes to the zero map (``swpout_zero``), the others to
     ``zswap_store``, and what zswap refuses to the zram area (``pswpout``).
