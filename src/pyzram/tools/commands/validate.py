@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -655,19 +656,19 @@ def command(
         typer.Option(
             "--zswap",
             help="zswap instead of zram: the pages pushed out with MADV_PAGEOUT through the "
-            "host kernel's zswap (a hot_added zram swap area behind it) and through pyzram's",
+            "kernel's zswap (a hot_added zram swap area behind it) and through pyzram's; "
+            "with --kernel vm every compressor of the VM kernel's crypto API (lzo, lzo-rle, "
+            "lz4, lz4hc, zstd, deflate)",
         ),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """The same pages through pyzram and a real kernel's zram (or zswap): equal counters."""
-    if zswap:
-        if kernel != "host":
-            raise UsageError("--kernel", "--zswap compares with the host kernel only")
-        _validate_zswap(load_pages(pagefile, limit), algo, as_json)
-        return
     if kernel not in ("host", "vm"):
         raise UsageError("--kernel", f"must be host or vm, not {kernel!r}")
+    if zswap:
+        _validate_zswap(load_pages(pagefile, limit), algo, as_json, kernel)
+        return
     for a in algo or []:
         check_algorithm(a)
     pages = load_pages(pagefile, limit)
@@ -754,8 +755,32 @@ ZSWAP_FIELDS = (
 )
 
 
-def validate_zswap(pages, algorithms: list[str] | None = None) -> list[dict]:
-    """Each algorithm: the pages through the host's zswap and pyzram's, side by side."""
+def _zswap_result(algorithm: str, n: int, ours: dict, kern: dict, kernel_name: str) -> dict:
+    """One compressor's row of ``validate --zswap``: every ``ZSWAP_FIELDS`` field side by side."""
+    fields = []
+    for group, name in ZSWAP_FIELDS:
+        o, kv = ours[group].get(name, 0), kern[group].get(name, 0)
+        fields.append({"field": f"{group} {name}", "pyzram": o, "kernel": kv, "equal": o == kv})
+    return {
+        "algorithm": algorithm,
+        "pages": n,
+        "kernel": kernel_name,
+        "equal": all(f["equal"] for f in fields),
+        "read_back_equal": ours["read_back_equal"] and kern["read_back_equal"],
+        "fields": fields,
+    }
+
+
+def validate_zswap(pages, algorithms: list[str] | None = None, kernel: str = "host") -> list[dict]:
+    """Each algorithm: the pages through a kernel's zswap and pyzram's, side by side.
+
+    ``kernel`` is ``"host"`` (the running kernel's zswap, in front of a
+    ``hot_add``-ed zram area) or ``"vm"`` (:func:`validate_zswap_vm`).
+    """
+    if kernel == "vm":
+        return validate_zswap_vm(pages, algorithms)
+    if kernel != "host":
+        raise ValueError(f"kernel must be 'host' or 'vm', not {kernel!r}")
     from pyzram.host.kernel_zswap import KernelZswap, unavailable_reason
     from pyzram.mm.zswap import host_crypto_compressors, host_totalram_pages
     from pyzram.tools.commands.store import zswap_pageout
@@ -769,6 +794,7 @@ def validate_zswap(pages, algorithms: list[str] | None = None) -> list[dict]:
         if a not in have:
             raise UsageError("--algorithm", f"the host's crypto API has {', '.join(have)}, not {a}")
     disksize = max(64 << 20, 2 * len(pages) * 4096)
+    name = f"host {os.uname().release}"
     out = []
     for a in algos:
         with KernelZswap(compressor=a, disksize=disksize) as k:
@@ -776,24 +802,92 @@ def validate_zswap(pages, algorithms: list[str] | None = None) -> list[dict]:
         ours = zswap_pageout(
             pages, a, totalram_pages=host_totalram_pages(), compressors=have, read_back=True
         )
-        fields = []
-        for group, name in ZSWAP_FIELDS:
-            o, kv = ours[group].get(name, 0), kern[group].get(name, 0)
-            fields.append({"field": f"{group} {name}", "pyzram": o, "kernel": kv, "equal": o == kv})
-        out.append(
-            {
-                "algorithm": a,
-                "pages": len(pages),
-                "equal": all(f["equal"] for f in fields),
-                "read_back_equal": ours["read_back_equal"] and kern["read_back_equal"],
-                "fields": fields,
-            }
-        )
+        out.append(_zswap_result(a, len(pages), ours, kern, name))
     return out
 
 
-def _validate_zswap(pages, algorithms: list[str] | None, as_json: bool) -> None:
-    results = validate_zswap(pages, algorithms)
+#: The zram algorithm of the swap area behind the guest's zswap (its zram has no lzo-rle).
+VM_ZSWAP_BACKING = "lz4"
+#: Pages ``validate --zswap --kernel vm`` takes at most: the guest (1 GiB) holds them
+#: twice (the mapping and the page disk's cache) besides zswap's pool.
+VM_ZSWAP_MAX_PAGES = 32768
+
+
+def validate_zswap_vm(pages, algorithms: list[str] | None = None, *, oracle=None) -> list[dict]:
+    """Each compressor of Debian's 6.18 kernel under qemu: its zswap and pyzram's, in one boot.
+
+    The guest loads the crypto API's compressor modules (lz4, lz4hc, zstd,
+    deflate; lzo and lzo-rle are built in) and, per compressor, does what
+    :class:`~pyzram.host.kernel_zswap.KernelZswap` does on the host
+    (:class:`~pyzram.host.kernel_vm.VmZswap`): a ``hot_add``-ed zram swap
+    area (lz4) at the highest priority, ``compressor`` then ``enabled``
+    written, the pages mapped and pushed out with ``MADV_PAGEOUT``, the
+    debugfs and vmstat counters read, every page faulted back and compared.
+    pyzram's side (:func:`~pyzram.tools.commands.store.zswap_pageout`) gets
+    the guest's RAM (``MemTotal``), the compressors of its /proc/crypto and
+    the same lz4 zram area.  Without ``algorithms``: every compressor the
+    VM kernel's Kconfig builds.  Raises :class:`OSError` where the VM cannot
+    run or the guest refused a step, :class:`UsageError` for a compressor the
+    VM kernel lacks.
+    """
+    from pyzram.host.kernel_vm import (
+        VmOracle,
+        VmScript,
+        VmZswap,
+        kconfig_crypto_compressors,
+        unavailable_reason,
+    )
+    from pyzram.mm.zswap import crypto_compressors, totalram_pages_of
+    from pyzram.tools.commands.store import zswap_pageout
+
+    if len(pages) > VM_ZSWAP_MAX_PAGES:
+        raise UsageError(
+            "--limit", f"the VM takes at most {VM_ZSWAP_MAX_PAGES} pages, not {len(pages)}"
+        )
+    if oracle is None:
+        reason = unavailable_reason()
+        if reason:
+            raise OSError(errno.ENODEV, reason)
+        oracle = VmOracle()
+    have = kconfig_crypto_compressors(oracle.config_text())
+    if not have:
+        raise OSError(errno.ENODEV, f"the VM kernel {oracle.kernel.release} has no zswap")
+    algos = algorithms or list(have)
+    for a in algos:
+        if a not in have:
+            raise UsageError(
+                "--algorithm", f"the VM kernel's crypto API has {', '.join(have)}, not {a}"
+            )
+    script = VmScript()
+    crypto = script.read_file("/proc/crypto")
+    meminfo = script.read_file("/proc/meminfo")
+    disksize = max(64 << 20, 2 * len(pages) * PAGE_SIZE)
+    recorded = []
+    for a in algos:
+        z = VmZswap(script, compressor=a, disksize=disksize, backing_algorithm=VM_ZSWAP_BACKING)
+        recorded.append((a, z.pageout(pages, read_back=True)))
+        z.remove()
+    run = oracle.run(script)
+    name = f"vm {oracle.kernel.release} (qemu {run.accel}, {run.seconds:.1f} s)"
+    guest = crypto_compressors(crypto.value)
+    totalram = totalram_pages_of(meminfo.value)
+    out = []
+    for a, rec in recorded:
+        kern = rec.value
+        ours = zswap_pageout(
+            pages,
+            a,
+            totalram_pages=totalram,
+            compressors=guest,
+            read_back=True,
+            backing_algorithm=VM_ZSWAP_BACKING,
+        )
+        out.append(_zswap_result(a, len(pages), ours, kern, name))
+    return out
+
+
+def _validate_zswap(pages, algorithms: list[str] | None, as_json: bool, kernel: str) -> None:
+    results = validate_zswap(pages, algorithms, kernel=kernel)
     if as_json:
         print(json.dumps(results, indent=2))
     else:
@@ -810,6 +904,9 @@ def _validate_zswap(pages, algorithms: list[str] | None, as_json: bool) -> None:
             console.print(t)
             console.print(f"read-back equal: {'yes' if r['read_back_equal'] else 'NO'}")
         ok = sum(r["equal"] for r in results)
-        console.print(f"{ok} of {len(results)} compressors equal the kernel's zswap in every field")
+        against = results[0]["kernel"] if results else "the kernel"
+        console.print(
+            f"{ok} of {len(results)} compressors equal the zswap of {against} in every field"
+        )
     if not all(r["equal"] and r["read_back_equal"] for r in results):
         raise typer.Exit(1)
