@@ -813,6 +813,74 @@ VM_ZSWAP_BACKING = "lz4"
 VM_ZSWAP_MAX_PAGES = 32768
 
 
+class ZswapVmRecord:
+    """The zswap runs recorded into a guest script, and pyzram's side once it ran.
+
+    :meth:`results` reads the guest's answers (its /proc/crypto, ``MemTotal``
+    and each compressor's counters), runs pyzram's side with that RAM, those
+    compressors and the same lz4 zram area
+    (:func:`~pyzram.tools.commands.store.zswap_pageout`), and keeps both
+    sides' dicts in :attr:`kernel` and :attr:`ours` by compressor.
+    """
+
+    def __init__(self, pages, script, algorithms: list[str]) -> None:
+        from pyzram.host.kernel_vm import VmZswap
+
+        self.pages = pages
+        self.crypto = script.read_file("/proc/crypto")
+        self.meminfo = script.read_file("/proc/meminfo")
+        disksize = max(64 << 20, 2 * len(pages) * PAGE_SIZE)
+        self.recorded = []
+        for a in algorithms:
+            z = VmZswap(script, compressor=a, disksize=disksize, backing_algorithm=VM_ZSWAP_BACKING)
+            self.recorded.append((a, z.pageout(pages, read_back=True)))
+            z.remove()
+        self.kernel: dict[str, dict] = {}
+        self.ours: dict[str, dict] = {}
+
+    def guest_compressors(self) -> tuple[str, ...]:
+        """The compressors of the guest's /proc/crypto (read before zswap was set up)."""
+        from pyzram.mm.zswap import crypto_compressors
+
+        return crypto_compressors(self.crypto.value)
+
+    def results(self, kernel_name: str) -> list[dict]:
+        from pyzram.mm.zswap import totalram_pages_of
+        from pyzram.tools.commands.store import zswap_pageout
+
+        guest = self.guest_compressors()
+        totalram = totalram_pages_of(self.meminfo.value)
+        out = []
+        for a, rec in self.recorded:
+            self.kernel[a] = kern = rec.value
+            self.ours[a] = ours = zswap_pageout(
+                self.pages,
+                a,
+                totalram_pages=totalram,
+                compressors=guest,
+                read_back=True,
+                backing_algorithm=VM_ZSWAP_BACKING,
+            )
+            out.append(_zswap_result(a, len(self.pages), ours, kern, kernel_name))
+        return out
+
+
+def vm_zswap_compressors(oracle, algorithms: list[str] | None = None) -> list[str]:
+    """``algorithms``, or every compressor the VM kernel's Kconfig builds (checked)."""
+    from pyzram.host.kernel_vm import kconfig_crypto_compressors
+
+    have = kconfig_crypto_compressors(oracle.config_text())
+    if not have:
+        raise OSError(errno.ENODEV, f"the VM kernel {oracle.kernel.release} has no zswap")
+    algos = algorithms or list(have)
+    for a in algos:
+        if a not in have:
+            raise UsageError(
+                "--algorithm", f"the VM kernel's crypto API has {', '.join(have)}, not {a}"
+            )
+    return algos
+
+
 def validate_zswap_vm(pages, algorithms: list[str] | None = None, *, oracle=None) -> list[dict]:
     """Each compressor of Debian's 6.18 kernel under qemu: its zswap and pyzram's, in one boot.
 
@@ -822,23 +890,13 @@ def validate_zswap_vm(pages, algorithms: list[str] | None = None, *, oracle=None
     (:class:`~pyzram.host.kernel_vm.VmZswap`): a ``hot_add``-ed zram swap
     area (lz4) at the highest priority, ``compressor`` then ``enabled``
     written, the pages mapped and pushed out with ``MADV_PAGEOUT``, the
-    debugfs and vmstat counters read, every page faulted back and compared.
-    pyzram's side (:func:`~pyzram.tools.commands.store.zswap_pageout`) gets
-    the guest's RAM (``MemTotal``), the compressors of its /proc/crypto and
-    the same lz4 zram area.  Without ``algorithms``: every compressor the
+    debugfs and vmstat counters read, every page faulted back and compared
+    (:class:`ZswapVmRecord`).  Without ``algorithms``: every compressor the
     VM kernel's Kconfig builds.  Raises :class:`OSError` where the VM cannot
     run or the guest refused a step, :class:`UsageError` for a compressor the
-    VM kernel lacks.
+    VM kernel lacks or more pages than the guest holds.
     """
-    from pyzram.host.kernel_vm import (
-        VmOracle,
-        VmScript,
-        VmZswap,
-        kconfig_crypto_compressors,
-        unavailable_reason,
-    )
-    from pyzram.mm.zswap import crypto_compressors, totalram_pages_of
-    from pyzram.tools.commands.store import zswap_pageout
+    from pyzram.host.kernel_vm import VmOracle, VmScript, unavailable_reason
 
     if len(pages) > VM_ZSWAP_MAX_PAGES:
         raise UsageError(
@@ -849,41 +907,11 @@ def validate_zswap_vm(pages, algorithms: list[str] | None = None, *, oracle=None
         if reason:
             raise OSError(errno.ENODEV, reason)
         oracle = VmOracle()
-    have = kconfig_crypto_compressors(oracle.config_text())
-    if not have:
-        raise OSError(errno.ENODEV, f"the VM kernel {oracle.kernel.release} has no zswap")
-    algos = algorithms or list(have)
-    for a in algos:
-        if a not in have:
-            raise UsageError(
-                "--algorithm", f"the VM kernel's crypto API has {', '.join(have)}, not {a}"
-            )
+    algos = vm_zswap_compressors(oracle, algorithms)
     script = VmScript()
-    crypto = script.read_file("/proc/crypto")
-    meminfo = script.read_file("/proc/meminfo")
-    disksize = max(64 << 20, 2 * len(pages) * PAGE_SIZE)
-    recorded = []
-    for a in algos:
-        z = VmZswap(script, compressor=a, disksize=disksize, backing_algorithm=VM_ZSWAP_BACKING)
-        recorded.append((a, z.pageout(pages, read_back=True)))
-        z.remove()
+    record = ZswapVmRecord(pages, script, algos)
     run = oracle.run(script)
-    name = f"vm {oracle.kernel.release} (qemu {run.accel}, {run.seconds:.1f} s)"
-    guest = crypto_compressors(crypto.value)
-    totalram = totalram_pages_of(meminfo.value)
-    out = []
-    for a, rec in recorded:
-        kern = rec.value
-        ours = zswap_pageout(
-            pages,
-            a,
-            totalram_pages=totalram,
-            compressors=guest,
-            read_back=True,
-            backing_algorithm=VM_ZSWAP_BACKING,
-        )
-        out.append(_zswap_result(a, len(pages), ours, kern, name))
-    return out
+    return record.results(f"vm {oracle.kernel.release} (qemu {run.accel}, {run.seconds:.1f} s)")
 
 
 def _validate_zswap(pages, algorithms: list[str] | None, as_json: bool, kernel: str) -> None:
