@@ -89,8 +89,26 @@ LRU_RETRY = 4
 LRU_STOP = 5
 
 #: The compression algorithms a crypto API may offer, by ``cra_name``; each also
-#: answers to its ``cra_driver_name`` (``<name>-generic``).
+#: answers to its ``cra_driver_name`` (:data:`CRYPTO_DRIVER_NAMES`).
 CRYPTO_COMPRESSORS = ("lzo", "lzo-rle", "lz4", "lz4hc", "zstd", "deflate")
+#: ``cra_driver_name`` of each, as 6.18 registers them: the scomp algorithms
+#: (crypto/lzo.c, lzo-rle.c, lz4.c, lz4hc.c) are ``<name>-scomp``, the acomp ones
+#: (crypto/zstd.c, deflate.c) ``<name>-generic`` (/proc/crypto's ``driver``).
+CRYPTO_DRIVER_NAMES = {
+    "lzo": "lzo-scomp",
+    "lzo-rle": "lzo-rle-scomp",
+    "lz4": "lz4-scomp",
+    "lz4hc": "lz4hc-scomp",
+    "zstd": "zstd-generic",
+    "deflate": "deflate-generic",
+}
+_CRA_NAMES = {driver: name for name, driver in CRYPTO_DRIVER_NAMES.items()}
+
+
+def crypto_cra_name(name: str) -> str | None:
+    """The ``cra_name`` that ``name`` (a ``cra_name`` or ``cra_driver_name``) selects."""
+    return name if name in CRYPTO_COMPRESSORS else _CRA_NAMES.get(name)
+
 
 #: The debugfs files of /sys/kernel/debug/zswap, in the kernel's creation order.
 DEBUGFS_FILES = (
@@ -261,7 +279,7 @@ def crypto_alloc_acomp(name: str) -> Any:
     """
     from pyzram.zram.zcomp import ZcompParams, _registry
 
-    base = name.removesuffix("-generic")
+    base = crypto_cra_name(name) or name
     if base == "deflate":
         return _CryptoDeflate()
     if base == "zstd":
@@ -445,9 +463,7 @@ class Zswap:
 
     def crypto_has_acomp(self, name: str) -> bool:
         """``crypto_has_acomp``: by ``cra_name`` or ``cra_driver_name``."""
-        return name in self.compressors or (
-            name.endswith("-generic") and name.removesuffix("-generic") in self.compressors
-        )
+        return crypto_cra_name(name) in self.compressors
 
     # -- pools ----------------------------------------------------------------------
 
