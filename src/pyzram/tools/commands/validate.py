@@ -30,6 +30,13 @@ feature scenario (:func:`feature_scenario`) for writeback in each mode,
 (:func:`recompress_scenario`).  There the guest's results
 are known only after the boot, so both sides record their results first
 (:class:`~pyzram.host.kernel_vm.Pending`) and are compared afterwards.
+
+``validate --zswap`` (:func:`validate_zswap`) pushes the pages out with
+``MADV_PAGEOUT`` through a kernel's zswap and through pyzram's and compares
+the debugfs and vmstat counters (``ZSWAP_FIELDS``): the host's zswap
+(:class:`~pyzram.host.kernel_zswap.KernelZswap`), or with ``kernel="vm"``
+the VM kernel's for every compressor of its crypto API, in one boot
+(:func:`validate_zswap_vm`, :class:`ZswapVmRecord`).
 """
 
 from __future__ import annotations
