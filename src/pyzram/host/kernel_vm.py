@@ -6,7 +6,10 @@ trixie-backports has zram as a module with ``CONFIG_ZRAM_WRITEBACK``,
 ``CONFIG_ZRAM_TRACK_ENTRY_ACTIME``, ``CONFIG_ZRAM_MEMORY_TRACKING`` and the
 backends lz4, lz4hc, zstd and deflate (no lzo, no ``CONFIG_ZRAM_MULTI_COMP``).
 This module boots that kernel and lets a caller run a script of zram
-operations in it:
+operations in it, and of zswap ones (:class:`VmZswap`: the crypto API's lz4,
+lz4hc, zstd and deflate modules loaded, lzo and lzo-rle built in; zswap
+enabled at run time in front of a zram swap area, pages pushed out with
+``MADV_PAGEOUT``, its debugfs and vmstat counters read back):
 
 * **fetch** (:func:`ensure_kernel`): ``apt-get download`` through a private
   apt state directory under the cache (``-o Dir::State=… -o
@@ -18,7 +21,8 @@ operations in it:
 * **initramfs** (:func:`build_initramfs`): a newc cpio written here, holding
   the static busybox (``busybox-static``), an ``/init`` script, the zram
   module and the modules it depends on (read from each module's
-  ``.modinfo depends=``, decompressed from ``.ko.xz``), ``virtio_blk``, and
+  ``.modinfo depends=``, decompressed from ``.ko.xz``), ``virtio_blk``, the
+  crypto compressor modules the kernel has (:data:`CRYPTO_MODULES`), and
   ``zvm``, the guest side (``vm_guest.c``, compiled ``gcc -static``).
 * **boot** (:meth:`VmOracle.run`): ``qemu-system-x86_64 -accel tcg`` (KVM
   only where ``PYZRAM_VM_ACCEL=kvm`` says it works), the page data as a
@@ -669,14 +673,11 @@ class VmZswapPageout:
     def __init__(self, zswap: VmZswap, n: int, parts: dict[str, Any]) -> None:
         self.zswap, self.n, self.parts = zswap, n, parts
 
-    @staticmethod
-    def _debugfs(reads: dict[str, Pending]) -> dict[str, int]:
-        out = {}
+    def _debugfs(self, reads: dict[str, Pending]) -> dict[str, int]:
+        """The debugfs files' values (all there: ``enabled`` set zswap up before)."""
         for name, p in reads.items():
-            if p.raw is not None and p.raw[0] == "err":
-                continue  # not there: zswap was never set up
-            out[name] = int(p.value)
-        return out
+            self._check(f"read {ZSWAP_DEBUGFS_DIR}/{name}", p)
+        return {name: int(p.value) for name, p in reads.items()}
 
     def _check(self, what: str, p: Pending) -> None:
         if p.raw is None or p.raw[0] == "err":

@@ -3,10 +3,12 @@
  *
  * Runs as PID 1's worker inside the qemu guest.  It reads a script of
  * commands (one per line, written by the host) and performs each one on the
- * guest kernel's zram exactly as a user-space tool would: one write(2) of the
- * given bytes to a sysfs attribute, one read(2) of it, O_DIRECT pwrite/pread
- * on /dev/zramN through a page-aligned bounce buffer (1 MiB per syscall, as
- * the host driver does), ioctl(BLKDISCARD).  Every command prints exactly one
+ * guest kernel's zram and zswap exactly as a user-space tool would: one
+ * write(2) of the given bytes to a sysfs attribute or module parameter, one
+ * read(2) of it, O_DIRECT pwrite/pread on /dev/zramN through a page-aligned
+ * bounce buffer (1 MiB per syscall, as the host driver does),
+ * ioctl(BLKDISCARD), swapon(2), madvise(2) on an anonymous mapping whose
+ * pages then fault back in.  Every command prints exactly one
  * result line on the console, "@@ <seq> <result>", where <result> is
  * "ok <n>", "err <errno>" or "hex <bytes as hex>", so that nothing the tty
  * does to the text can change it.  Bulk data comes from the read-only page
