@@ -647,7 +647,7 @@ def command(
     pagefile: PageFileArg = None,
     algo: Annotated[
         list[str] | None,
-        typer.Option("--algorithm", "-a", help="algorithm(s); default: all the host has"),
+        typer.Option("--algorithm", "-a", help="algorithm(s); default: all the kernel has"),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
     kernel: Annotated[
