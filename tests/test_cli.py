@@ -109,3 +109,23 @@ def test_validate_kernel_vm_json(capsys):
     assert out["steps"][0]["kernel"]["orig_data_size"] > 0
     assert main(["validate", "--kernel", "vm", "--limit", "10", "--algorithm", "lzo"]) == 1
     assert "no lzo backend" in capsys.readouterr().err
+
+
+@pytest.mark.vm
+def test_validate_zswap_kernel_vm_json(capsys):
+    reason = _vm_reason()
+    if reason:
+        pytest.skip(reason)
+    argv = ["validate", "--zswap", "--kernel", "vm", "--limit", "200", "-a", "zstd", "-a", "lz4"]
+    assert main([*argv, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["algorithm"] for r in out] == ["zstd", "lz4"]
+    for r in out:
+        assert r["equal"] and r["read_back_equal"] and r["pages"] == 200
+        assert r["kernel"].startswith("vm 6.18")
+        fields = {f["field"]: f for f in r["fields"]}
+        assert fields["debugfs stored_pages"]["kernel"] > 0
+        assert all(f["pyzram"] == f["kernel"] for f in r["fields"])
+    assert main(["validate", "--zswap", "--kernel", "vm", "--limit", "10", "-a", "842"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyzram: error: --algorithm: ") and "zstd" in err

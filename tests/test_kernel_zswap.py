@@ -31,7 +31,7 @@ def _pages(n: int = 1200) -> np.ndarray:
     return pages
 
 
-@pytest.mark.parametrize("compressor", ["lzo", "lzo-rle"])
+@pytest.mark.parametrize("compressor", ["lzo", "lzo-rle", "deflate"])
 def test_pageout_counters_equal_the_kernel(compressor):
     pages = _pages()
     with KernelZswap(compressor=compressor) as k:

@@ -148,6 +148,19 @@ def test_compressor_unknown_is_enoent_once_set_up_and_kept_before(machine):
     assert set(zs.debugfs()) == set(DEBUGFS_FILES)
 
 
+def test_compressor_by_driver_name_as_6_18_registers_them(machine):
+    """scomp algorithms answer to ``<name>-scomp``, acomp ones to ``<name>-generic``."""
+    zs = enable(machine()).zswap
+    for name in ("lzo-rle-scomp", "deflate-generic", "lzo-scomp", "lzo-rle"):
+        zs.param_write("compressor", name)
+        assert zs.param_read("compressor") == name + "\n"
+    for name in ("lzo-generic", "lzo-rle-generic", "deflate-scomp", "lz4-scomp"):
+        with pytest.raises(OSError) as e:  # lz4: not in the host's crypto API
+            zs.param_write("compressor", name)
+        assert e.value.errno == errno.ENOENT, name
+    assert zs.param_read("compressor") == "lzo-rle\n"
+
+
 def test_enabled_n_sets_zswap_up_too(machine):
     zs = machine().zswap
     zs.param_write("enabled", "N")

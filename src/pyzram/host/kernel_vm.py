@@ -6,7 +6,10 @@ trixie-backports has zram as a module with ``CONFIG_ZRAM_WRITEBACK``,
 ``CONFIG_ZRAM_TRACK_ENTRY_ACTIME``, ``CONFIG_ZRAM_MEMORY_TRACKING`` and the
 backends lz4, lz4hc, zstd and deflate (no lzo, no ``CONFIG_ZRAM_MULTI_COMP``).
 This module boots that kernel and lets a caller run a script of zram
-operations in it:
+operations in it, and of zswap ones (:class:`VmZswap`: the crypto API's lz4,
+lz4hc, zstd and deflate modules loaded, lzo and lzo-rle built in; zswap
+enabled at run time in front of a zram swap area, pages pushed out with
+``MADV_PAGEOUT``, its debugfs and vmstat counters read back):
 
 * **fetch** (:func:`ensure_kernel`): ``apt-get download`` through a private
   apt state directory under the cache (``-o Dir::State=… -o
@@ -18,7 +21,8 @@ operations in it:
 * **initramfs** (:func:`build_initramfs`): a newc cpio written here, holding
   the static busybox (``busybox-static``), an ``/init`` script, the zram
   module and the modules it depends on (read from each module's
-  ``.modinfo depends=``, decompressed from ``.ko.xz``), ``virtio_blk``, and
+  ``.modinfo depends=``, decompressed from ``.ko.xz``), ``virtio_blk``, the
+  crypto compressor modules the kernel has (:data:`CRYPTO_MODULES`), and
   ``zvm``, the guest side (``vm_guest.c``, compiled ``gcc -static``).
 * **boot** (:meth:`VmOracle.run`): ``qemu-system-x86_64 -accel tcg`` (KVM
   only where ``PYZRAM_VM_ACCEL=kvm`` says it works), the page data as a
@@ -47,6 +51,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +63,10 @@ __all__ = [
     "VmOracle",
     "VmScript",
     "VmZram",
+    "VmZswap",
     "cache_dir",
     "ensure_kernel",
+    "kconfig_crypto_compressors",
     "unavailable_reason",
 ]
 
@@ -70,6 +77,9 @@ KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 PACKAGE_RE = re.compile(r"^linux-image-(6\.18\.\d+)\+deb13-amd64$")
 #: Modules the guest loads, in order (their ``depends=`` are added first).
 GUEST_MODULES = ("virtio_blk", "zram")
+#: The crypto API's compressors that zswap can use, loaded where the kernel has them
+#: as modules (``crypto/lz4.ko`` ...; built-in ones, lzo and lzo-rle here, need nothing).
+CRYPTO_MODULES = ("lz4", "lz4hc", "zstd", "deflate")
 BUSYBOX = Path("/bin/busybox")
 GUEST_SOURCE = Path(__file__).with_name("vm_guest.c")
 #: Guest RAM: room for a few devices of some thousand pages each.
@@ -271,9 +281,15 @@ def _depends(ko: bytes) -> list[str]:
 
 
 def module_load_order(
-    k: KernelImage, wanted: tuple[str, ...] = GUEST_MODULES
+    k: KernelImage,
+    wanted: tuple[str, ...] = GUEST_MODULES,
+    optional: tuple[str, ...] = CRYPTO_MODULES,
 ) -> list[tuple[str, bytes]]:
-    """The modules to ``insmod``, dependencies first, as ``(name, decompressed .ko)``."""
+    """The modules to ``insmod``, dependencies first, as ``(name, decompressed .ko)``.
+
+    ``optional`` ones are loaded where the tree has them and skipped where it
+    does not (built in, or not configured).
+    """
     files = _module_files(k)
     order: list[tuple[str, bytes]] = []
     seen: set[str] = set()
@@ -301,6 +317,9 @@ def module_load_order(
 
     for name in wanted:
         visit(name)
+    for name in optional:
+        if name in files:
+            visit(name)
     return order
 
 
@@ -347,8 +366,9 @@ def build_initramfs(k: KernelImage) -> Path:
     helper = guest_helper()
     bb = _busybox()
     mods = module_load_order(k)
+    names = " ".join(name for name, _ in mods)
     tag = hashlib.sha256(
-        helper + hashlib.sha256(bb).digest() + INIT.encode() + k.release.encode()
+        helper + hashlib.sha256(bb).digest() + INIT.encode() + k.release.encode() + names.encode()
     ).hexdigest()[:16]
     out = cache_dir() / "initramfs" / f"{k.release}-{tag}.cpio"
     if out.exists():
@@ -510,9 +530,43 @@ class VmScript:
     def read_file(self, path: str) -> Pending:
         return self.op(f"R {path.encode().hex()}", lambda b: b.decode())
 
+    def write_file(self, path: str, value: str | bytes) -> Pending:
+        """One ``write(2)`` of ``value`` to ``path`` (a module parameter, say)."""
+        data = value.encode() if isinstance(value, str) else bytes(value)
+        return self.op(f"W {path.encode().hex()} {data.hex()}")
+
+    def swapon(self, path: str, flags: int = 0) -> Pending:
+        """``swapon(2)``; ``path`` ``"-"`` is the current zram device (``/dev/zramN``)."""
+        return self.op(f"swapon {_path_arg(path)} {flags}")
+
+    def swapoff(self, path: str) -> Pending:
+        return self.op(f"swapoff {_path_arg(path)}")
+
+    def map_pages(self, pages: np.ndarray) -> tuple[Pending, int]:
+        """An anonymous private mapping of ``pages`` (order-0 folios, each faulted in
+        and filled); ``(result, offset of the pages on the page disk)``."""
+        src, n = self.blob(pages)
+        return self.op(f"map {src} {n // PAGE_SIZE}"), src
+
+    def madvise(self, advice: int) -> Pending:
+        """``madvise(2)`` over the whole mapping."""
+        return self.op(f"madv {advice}")
+
+    def compare(self, src: int) -> Pending:
+        """Fault every mapped page back and compare it with the page disk at ``src``;
+        the value is the number of pages that differ."""
+        return self.op(f"cmp {src}")
+
+    def unmap(self) -> Pending:
+        return self.op("unmap")
+
 
 def _text(b: bytes) -> str:
     return b.decode()
+
+
+def _path_arg(path: str) -> str:
+    return "-" if path == "-" else path.encode().hex()
 
 
 class VmZram:
@@ -574,6 +628,170 @@ class VmZram:
     def remove(self) -> Pending:
         """Close, ``reset`` and ``hot_remove`` (the guest's state ends with the VM anyway)."""
         return self.script.op("rm")
+
+
+#: zswap's module parameters and debugfs directory (the guest's /init mounts debugfs).
+ZSWAP_PARAMS_DIR = "/sys/module/zswap/parameters"
+ZSWAP_DEBUGFS_DIR = "/sys/kernel/debug/zswap"
+#: The crypto API's compressors by the Kconfig option that builds them (crypto/Makefile:
+#: ``CONFIG_CRYPTO_LZO`` builds lzo.o and lzo-rle.o).
+CRYPTO_KCONFIG = (
+    ("lzo", "CONFIG_CRYPTO_LZO"),
+    ("lzo-rle", "CONFIG_CRYPTO_LZO"),
+    ("lz4", "CONFIG_CRYPTO_LZ4"),
+    ("lz4hc", "CONFIG_CRYPTO_LZ4HC"),
+    ("zstd", "CONFIG_CRYPTO_ZSTD"),
+    ("deflate", "CONFIG_CRYPTO_DEFLATE"),
+)
+
+
+def kconfig_crypto_compressors(config_text: str) -> tuple[str, ...]:
+    """The compressors a kernel's crypto API will have, from its Kconfig (``=y`` or
+    ``=m``; the guest loads every such module).  Empty without ``CONFIG_ZSWAP``."""
+    opts = dict(
+        line.split("=", 1) for line in config_text.splitlines() if line.startswith("CONFIG_")
+    )
+    if opts.get("CONFIG_ZSWAP") != "y":
+        return ()
+    return tuple(name for name, opt in CRYPTO_KCONFIG if opts.get(opt) in ("y", "m"))
+
+
+def swap_header(pages: int) -> bytes:
+    """The first page ``mkswap`` writes for an area of ``pages`` pages (a fixed UUID)."""
+    from pyzram.mm.swapfile import mkswap
+
+    with tempfile.NamedTemporaryFile(prefix="pyzram-swaphdr-") as f:
+        f.truncate(PAGE_SIZE)
+        mkswap(f.name, pages=pages, uuid=bytes(range(16)))
+        return Path(f.name).read_bytes()[:PAGE_SIZE]
+
+
+class VmZswapPageout:
+    """What :meth:`VmZswap.pageout` recorded; :attr:`value` is the dict
+    :meth:`pyzram.host.kernel_zswap.KernelZswap.pageout` returns, once the script ran."""
+
+    def __init__(self, zswap: VmZswap, n: int, parts: dict[str, Any]) -> None:
+        self.zswap, self.n, self.parts = zswap, n, parts
+
+    def _debugfs(self, reads: dict[str, Pending]) -> dict[str, int]:
+        """The debugfs files' values (all there: ``enabled`` set zswap up before)."""
+        for name, p in reads.items():
+            self._check(f"read {ZSWAP_DEBUGFS_DIR}/{name}", p)
+        return {name: int(p.value) for name, p in reads.items()}
+
+    def _check(self, what: str, p: Pending) -> None:
+        if p.raw is None or p.raw[0] == "err":
+            e = int(p.raw[1]) if p.raw else errno.EIO  # type: ignore[arg-type]
+            done = os.strerror(e) if p.raw else "the script stopped before it"
+            raise OSError(e, f"zswap {self.zswap.compressor} in the guest: {what}: {done}")
+
+    @property
+    def value(self) -> dict:
+        """The counters' deltas; :class:`OSError` naming the step the guest refused."""
+        from pyzram.host.kernel_zswap import parse_meminfo, parse_vmstat
+
+        z, parts = self.zswap, self.parts
+        for what, p in (("swapon", z.swapon_result), *z.writes.items()):
+            self._check("swapon" if what == "swapon" else f"write {what}", p)
+        for what in ("map", "madvise", "compare", "unmap"):
+            if what in parts:
+                self._check(what, parts[what])
+        before_dbg = self._debugfs(parts["debugfs_before"])
+        after_dbg = self._debugfs(parts["debugfs_after"])
+        before_vm = parse_vmstat(parts["vmstat_before"].value)
+        after_vm = parse_vmstat(parts["vmstat_after"].value)
+        out = {
+            "pages": self.n,
+            "compressor": parts["compressor"].value.strip(),
+            "debugfs": {k: after_dbg[k] - before_dbg.get(k, 0) for k in after_dbg},
+            "debugfs_after": after_dbg,
+            "vmstat": {k: after_vm[k] - before_vm[k] for k in after_vm},
+            "meminfo": parse_meminfo(parts["meminfo"].value),
+        }
+        if "compare" in parts:
+            differ = int(parts["compare"].value)
+            vm2 = parse_vmstat(parts["vmstat_read_back"].value)
+            out["read_back_equal"] = differ == 0
+            out["read_back_differing"] = differ
+            out["vmstat_read_back"] = {k: vm2[k] - after_vm[k] for k in vm2}
+            out["debugfs_read_back"] = self._debugfs(parts["debugfs_read_back"])
+        return out
+
+
+class VmZswap:
+    """The guest's zswap in front of a zram swap area of its own: ``KernelZswap`` in the guest.
+
+    Recorded into ``script``: a ``hot_add``-ed zram device (``backing_algorithm``,
+    ``disksize``), a swap header written to it and ``swapon(2)`` at the highest
+    priority; then ``compressor``, the other ``params`` and ``enabled`` are
+    written to /sys/module/zswap/parameters (one ``write(2)`` each), as
+    :class:`~pyzram.host.kernel_zswap.KernelZswap` sets the host up.  The
+    first ``enabled`` write sets zswap up (``zswap_setup``); later ones with
+    another compressor make a new pool current.  :meth:`pageout` maps the
+    pages, pushes them out with ``MADV_PAGEOUT`` and records the counters;
+    :meth:`remove` writes ``enabled`` N, swaps off and removes the device.
+    """
+
+    def __init__(
+        self,
+        script: VmScript,
+        *,
+        compressor: str,
+        params: dict[str, str] | None = None,
+        disksize: int = 64 << 20,
+        backing_algorithm: str = "lz4",
+    ) -> None:
+        from pyzram.host.kernel_zswap import SWAP_FLAG_PREFER, SWAP_PRIO
+
+        self.script = script
+        self.compressor = compressor
+        params = dict(params or {})
+        self.zram = VmZram(script)
+        self.zram.setup(backing_algorithm, disksize)
+        self.zram.pwrite(swap_header(disksize // PAGE_SIZE), 0)
+        self.zram.close_dev()
+        self.swapon_result = script.swapon("-", SWAP_FLAG_PREFER | SWAP_PRIO)
+        self.writes: dict[str, Pending] = {"compressor": self.param_write("compressor", compressor)}
+        for name, value in params.items():
+            if name != "enabled":
+                self.writes[name] = self.param_write(name, value)
+        self.writes["enabled"] = self.param_write("enabled", params.get("enabled", "Y"))
+
+    def param_write(self, name: str, value: str) -> Pending:
+        return self.script.write_file(f"{ZSWAP_PARAMS_DIR}/{name}", value)
+
+    def _counters(self) -> tuple[dict[str, Pending], Pending]:
+        from pyzram.mm.zswap import DEBUGFS_FILES
+
+        s = self.script
+        dbg = {n: s.read_file(f"{ZSWAP_DEBUGFS_DIR}/{n}") for n in DEBUGFS_FILES}
+        return dbg, s.read_file("/proc/vmstat")
+
+    def pageout(self, pages: np.ndarray, *, read_back: bool = False) -> VmZswapPageout:
+        """Map ``pages``, ``MADV_PAGEOUT`` them, read the counters (and, with
+        ``read_back``, fault every page back and compare); the mapping is unmapped
+        at the end (its slots freed, their zswap entries invalidated)."""
+        from pyzram.host.kernel_zswap import MADV_PAGEOUT
+
+        s = self.script
+        parts: dict[str, Any] = {}
+        parts["map"], src = s.map_pages(pages)
+        parts["debugfs_before"], parts["vmstat_before"] = self._counters()
+        parts["madvise"] = s.madvise(MADV_PAGEOUT)
+        parts["debugfs_after"], parts["vmstat_after"] = self._counters()
+        parts["meminfo"] = s.read_file("/proc/meminfo")
+        parts["compressor"] = s.read_file(f"{ZSWAP_PARAMS_DIR}/compressor")
+        if read_back:
+            parts["compare"] = s.compare(src)
+            parts["debugfs_read_back"], parts["vmstat_read_back"] = self._counters()
+        parts["unmap"] = s.unmap()
+        return VmZswapPageout(self, len(pages), parts)
+
+    def remove(self) -> None:
+        """``enabled`` N, ``swapoff(2)``, and the device reset and removed."""
+        self.param_write("enabled", "N")
+        self.script.swapoff("-")
+        self.zram.remove()
 
 
 @dataclass

@@ -39,7 +39,7 @@ from pyzram.host.kernel_zram import KernelZram
 from pyzram.host.kernel_zram import unavailable_reason as zram_unavailable
 from pyzram.mm.zswap import DEBUGFS_FILES, PARAMETERS
 
-__all__ = ["KernelZswap", "unavailable_reason", "read_vmstat"]
+__all__ = ["KernelZswap", "parse_meminfo", "parse_vmstat", "read_vmstat", "unavailable_reason"]
 
 PAGE_SIZE = 4096
 PARAMS_DIR = Path("/sys/module/zswap/parameters")
@@ -66,25 +66,34 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def read_vmstat(keys: tuple[str, ...] = VMSTAT_KEYS) -> dict[str, int]:
+def parse_vmstat(text: str, keys: tuple[str, ...] = VMSTAT_KEYS) -> dict[str, int]:
+    """``keys`` of a /proc/vmstat text (0 for one the kernel does not have)."""
     out = dict.fromkeys(keys, 0)
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in out:
+            out[name] = int(value)
+    return out
+
+
+def read_vmstat(keys: tuple[str, ...] = VMSTAT_KEYS) -> dict[str, int]:
     with open("/proc/vmstat") as f:
-        for line in f:
-            name, _, value = line.partition(" ")
-            if name in out:
-                out[name] = int(value)
+        return parse_vmstat(f.read(), keys)
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    """``Zswap`` and ``Zswapped`` of a /proc/meminfo text, in kB."""
+    out = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("Zswap", "Zswapped"):
+            out[name] = int(rest.split()[0])
     return out
 
 
 def read_meminfo() -> dict[str, int]:
-    """``Zswap`` and ``Zswapped`` of /proc/meminfo, in kB."""
-    out = {}
     with open("/proc/meminfo") as f:
-        for line in f:
-            name, _, rest = line.partition(":")
-            if name in ("Zswap", "Zswapped"):
-                out[name] = int(rest.split()[0])
-    return out
+        return parse_meminfo(f.read())
 
 
 def _mount_debugfs() -> None:

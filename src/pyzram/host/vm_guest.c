@@ -3,10 +3,12 @@
  *
  * Runs as PID 1's worker inside the qemu guest.  It reads a script of
  * commands (one per line, written by the host) and performs each one on the
- * guest kernel's zram exactly as a user-space tool would: one write(2) of the
- * given bytes to a sysfs attribute, one read(2) of it, O_DIRECT pwrite/pread
- * on /dev/zramN through a page-aligned bounce buffer (1 MiB per syscall, as
- * the host driver does), ioctl(BLKDISCARD).  Every command prints exactly one
+ * guest kernel's zram and zswap exactly as a user-space tool would: one
+ * write(2) of the given bytes to a sysfs attribute or module parameter, one
+ * read(2) of it, O_DIRECT pwrite/pread on /dev/zramN through a page-aligned
+ * bounce buffer (1 MiB per syscall, as the host driver does),
+ * ioctl(BLKDISCARD), swapon(2), madvise(2) on an anonymous mapping whose
+ * pages then fault back in.  Every command prints exactly one
  * result line on the console, "@@ <seq> <result>", where <result> is
  * "ok <n>", "err <errno>" or "hex <bytes as hex>", so that nothing the tty
  * does to the text can change it.  Bulk data comes from the read-only page
@@ -23,6 +25,15 @@
  *   disc <off> <len>         ioctl(BLKDISCARD) on /dev/zramN
  *   sizes <srcoff> <n> <slot> per-page stored size (mm_stat deltas), hex int16 LE
  *   close                    close /dev/zramN (reset needs no openers)
+ *   W <hexpath> <hexvalue>   write(2) to any file (e.g. /sys/module/zswap/...)
+ *   swapon <hexpath> <flags> swapon(2); swapoff <hexpath>: swapoff(2); the path
+ *                            "-" is the current /dev/zramN
+ *   map <srcoff> <n>         mmap n anonymous pages (MADV_NOHUGEPAGE: order-0
+ *                            folios), filled from the page disk at srcoff
+ *   madv <advice>            madvise(2) over the whole mapping (21: PAGEOUT)
+ *   cmp <srcoff>             fault every mapped page back in and compare it
+ *                            with the page disk; ok <pages that differ>
+ *   unmap                    munmap (frees the swap slots the pages hold)
  *   sleep <ms>               nanosleep
  *   clock                    CLOCK_BOOTTIME in ns
  */
@@ -36,6 +47,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/swap.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +60,8 @@ static int devfd = -1;
 static int srcfd = -1;
 static int outfd = -1;
 static unsigned char *bounce;
+static unsigned char *map;
+static size_t map_len;
 static long seq;
 
 static void out_ok(long v) { printf("@@ %ld ok %ld\n", seq, v); }
@@ -200,8 +214,71 @@ static void cmd(char *line)
             size_t n = unhex(argv[1], (unsigned char *)p);
             p[n] = 0;
         }
-        long n = read_file(p, buf, sizeof buf);
-        return n < 0 ? out_err((int)-n) : out_hex(buf, (size_t)n);
+        long n = read_file(p, bounce, BOUNCE);
+        return n < 0 ? out_err((int)-n) : out_hex(bounce, (size_t)n);
+    }
+    if (!strcmp(c, "W") && argc >= 2) {
+        size_t n = unhex(argv[1], (unsigned char *)p);
+        p[n] = 0;
+        n = argc >= 3 ? unhex(argv[2], buf) : 0;
+        int e = write_file(p, buf, n);
+        return e ? out_err(-e) : out_ok((long)n);
+    }
+    if ((!strcmp(c, "swapon") && argc >= 3) || (!strcmp(c, "swapoff") && argc >= 2)) {
+        if (!strcmp(argv[1], "-")) {
+            snprintf(p, sizeof p, "/dev/zram%d", cur);
+        } else {
+            size_t n = unhex(argv[1], (unsigned char *)p);
+            p[n] = 0;
+        }
+        int r = !strcmp(c, "swapon") ? swapon(p, atoi(argv[2])) : swapoff(p);
+        return r < 0 ? out_err(errno) : out_ok(0);
+    }
+    if (!strcmp(c, "map") && argc >= 3) {
+        long long src = atoll(argv[1]);
+        size_t len = (size_t)atol(argv[2]) * PAGE;
+        if (map || !len)
+            return out_err(EBUSY);
+        map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (map == MAP_FAILED) {
+            map = NULL;
+            return out_err(errno);
+        }
+        map_len = len;
+        if (madvise(map, len, MADV_NOHUGEPAGE) < 0)
+            return out_err(errno);
+        for (size_t done = 0; done < len;) {
+            ssize_t r = pread(srcfd, map + done, len - done, src + (long long)done);
+            if (r <= 0)
+                return out_err(r < 0 ? errno : EIO);
+            done += (size_t)r;
+        }
+        return out_ok((long)(len / PAGE));
+    }
+    if (!strcmp(c, "madv") && argc >= 2) {
+        if (!map)
+            return out_err(EFAULT);
+        return madvise(map, map_len, atoi(argv[1])) < 0 ? out_err(errno) : out_ok(0);
+    }
+    if (!strcmp(c, "cmp") && argc >= 2) {
+        long long src = atoll(argv[1]);
+        long differ = 0;
+        if (!map)
+            return out_err(EFAULT);
+        for (size_t done = 0; done < map_len; done += BOUNCE) {
+            size_t n = map_len - done < BOUNCE ? map_len - done : BOUNCE;
+            if (pread(srcfd, bounce, n, src + (long long)done) != (ssize_t)n)
+                return out_err(EIO);
+            for (size_t i = 0; i < n; i += PAGE)
+                differ += memcmp(map + done + i, bounce + i, PAGE) != 0;
+        }
+        return out_ok(differ);
+    }
+    if (!strcmp(c, "unmap")) {
+        int r = map ? munmap(map, map_len) : 0;
+        map = NULL;
+        map_len = 0;
+        return r < 0 ? out_err(errno) : out_ok(0);
     }
     if (!strcmp(c, "pw") && argc >= 4) {
         long long src = atoll(argv[1]), len = atoll(argv[2]), off = atoll(argv[3]);

@@ -89,8 +89,26 @@ LRU_RETRY = 4
 LRU_STOP = 5
 
 #: The compression algorithms a crypto API may offer, by ``cra_name``; each also
-#: answers to its ``cra_driver_name`` (``<name>-generic``).
+#: answers to its ``cra_driver_name`` (:data:`CRYPTO_DRIVER_NAMES`).
 CRYPTO_COMPRESSORS = ("lzo", "lzo-rle", "lz4", "lz4hc", "zstd", "deflate")
+#: ``cra_driver_name`` of each, as 6.18 registers them: the scomp algorithms
+#: (crypto/lzo.c, lzo-rle.c, lz4.c, lz4hc.c) are ``<name>-scomp``, the acomp ones
+#: (crypto/zstd.c, deflate.c) ``<name>-generic`` (/proc/crypto's ``driver``).
+CRYPTO_DRIVER_NAMES = {
+    "lzo": "lzo-scomp",
+    "lzo-rle": "lzo-rle-scomp",
+    "lz4": "lz4-scomp",
+    "lz4hc": "lz4hc-scomp",
+    "zstd": "zstd-generic",
+    "deflate": "deflate-generic",
+}
+_CRA_NAMES = {driver: name for name, driver in CRYPTO_DRIVER_NAMES.items()}
+
+
+def crypto_cra_name(name: str) -> str | None:
+    """The ``cra_name`` that ``name`` (a ``cra_name`` or ``cra_driver_name``) selects."""
+    return name if name in CRYPTO_COMPRESSORS else _CRA_NAMES.get(name)
+
 
 #: The debugfs files of /sys/kernel/debug/zswap, in the kernel's creation order.
 DEBUGFS_FILES = (
@@ -120,14 +138,28 @@ PARAMETERS = (
 # -- the crypto API's compressors ------------------------------------------------------
 
 
+#: crypto/deflate.c's ``DEFLATE_DEF_WINBITS`` and ``DEFLATE_DEF_MEMLEVEL``: the latter
+#: is ``MAX_MEM_LEVEL``, which include/linux/zconf.h defines as 8 (upstream zlib's is 9).
+CRYPTO_DEFLATE_WINBITS = 11
+CRYPTO_DEFLATE_MEMLEVEL = 8
+
+
 class _CryptoDeflate:
-    """crypto/deflate.c: raw deflate, window 2^11, ``MAX_MEM_LEVEL`` (9), level
-    ``Z_DEFAULT_COMPRESSION``; the machine's zlib (the kernel's is its own port)."""
+    """crypto/deflate.c (``deflate_compress_one``): raw deflate, window 2^11,
+    memLevel ``MAX_MEM_LEVEL`` (8 in the kernel's zconf.h), level
+    ``Z_DEFAULT_COMPRESSION``, into a one-page output; the machine's zlib, whose
+    output equals the kernel's lib/zlib_deflate on every page checked (as for
+    zram's deflate backend, which has the same parameters)."""
 
     name = "deflate"
 
     def compress_into(self, page: Any, dst: bytearray) -> int:
-        c = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -11, 9)
+        c = zlib.compressobj(
+            zlib.Z_DEFAULT_COMPRESSION,
+            zlib.DEFLATED,
+            -CRYPTO_DEFLATE_WINBITS,
+            CRYPTO_DEFLATE_MEMLEVEL,
+        )
         out = c.compress(page) + c.flush(zlib.Z_FINISH)
         if len(out) > PAGE_SIZE:
             return -errno.ENOSPC  # the output scatterlist is one page
@@ -136,7 +168,7 @@ class _CryptoDeflate:
 
     def decompress_into(self, src: Any, offset: int, length: int, page: Any) -> int:
         try:
-            d = zlib.decompressobj(-11)
+            d = zlib.decompressobj(-CRYPTO_DEFLATE_WINBITS)
             out = d.decompress(memoryview(src)[offset : offset + length], PAGE_SIZE)
         except zlib.error:
             return -errno.EINVAL
@@ -146,28 +178,127 @@ class _CryptoDeflate:
         return 0
 
 
+#: crypto/zstd.c's ``ZSTD_DEF_LEVEL`` and ``ZSTD_MAX_SIZE`` (``BIT(ZSTD_MAX_WINDOWLOG)``,
+#: 2^18): its parameters are ``zstd_get_params(ZSTD_DEF_LEVEL, ZSTD_MAX_SIZE)``.
+CRYPTO_ZSTD_LEVEL = 3
+CRYPTO_ZSTD_MAX_SIZE = 1 << 18
+
+
+class _CryptoZstd:
+    """crypto/zstd.c (``zstd_compress_one``): one page, one frame, the kernel's calls.
+
+    The stream's parameters are ``zstd_get_params(3, 256 KiB)`` (window log 18,
+    hash and chain log 16: sized for 256 KiB, not for a page as zram's are);
+    ``zstd_compress_cctx`` (lib/zstd/zstd_compress_module.c) resets the
+    context, pledges the page's size, sets each of them with
+    ``ZSTD_CCtx_setParameter`` and calls ``ZSTD_compress2`` into the one-page
+    output (``req->dlen``), which fits them to the pledged 4 KiB.  The same
+    calls through python-zstandard's cffi bindings of the same libzstd
+    (1.5.7, as 6.18's lib/zstd); without cffi, zram's zstd backend at level 3
+    (``ZstdCompressor``), whose output is the same: level 3 is the double-fast
+    strategy, which reads neither of the two parameters that then differ
+    (search log 1 here, 2 there).
+    """
+
+    name = "zstd"
+
+    def __init__(self) -> None:
+        from pyzram.zram import backend_zstd
+
+        self._ffi, self._lib = backend_zstd._ffi, backend_zstd._lib
+        self._fallback = None
+        if self._lib is None:
+            from pyzram.zram.zcomp import ZcompParams
+
+            self._fallback = backend_zstd.Backend(ZcompParams(level=CRYPTO_ZSTD_LEVEL))
+            return
+        lib, ffi = self._lib, self._ffi
+        params = lib.ZSTD_getParams(CRYPTO_ZSTD_LEVEL, CRYPTO_ZSTD_MAX_SIZE, 0)
+        c, f = params.cParams, params.fParams
+        self._settings = (
+            (lib.ZSTD_c_windowLog, c.windowLog),
+            (lib.ZSTD_c_hashLog, c.hashLog),
+            (lib.ZSTD_c_chainLog, c.chainLog),
+            (lib.ZSTD_c_searchLog, c.searchLog),
+            (lib.ZSTD_c_minMatch, c.minMatch),
+            (lib.ZSTD_c_targetLength, c.targetLength),
+            (lib.ZSTD_c_strategy, c.strategy),
+            (lib.ZSTD_c_contentSizeFlag, f.contentSizeFlag),
+            (lib.ZSTD_c_checksumFlag, f.checksumFlag),
+            (lib.ZSTD_c_dictIDFlag, int(not f.noDictIDFlag)),
+        )
+        self._cctx = ffi.gc(lib.ZSTD_createCCtx(), lib.ZSTD_freeCCtx)
+        self._dctx = ffi.gc(lib.ZSTD_createDCtx(), lib.ZSTD_freeDCtx)
+        self._dst = ffi.new("char[]", PAGE_SIZE)
+
+    def _check(self, n: int) -> int:
+        """A libzstd result: its value, or ``-EINVAL`` for an error (``zstd_is_error``)."""
+        return -errno.EINVAL if self._lib.ZSTD_isError(n) else n
+
+    def compress_into(self, page: Any, dst: bytearray) -> int:
+        if self._fallback is not None:
+            n = self._fallback.compress_into(page, dst)
+            return n if n <= PAGE_SIZE else -errno.EINVAL
+        lib, ffi, cctx = self._lib, self._ffi, self._cctx
+        src = ffi.from_buffer(page)
+        # zstd_cctx_init: any error there is the call's error
+        if self._check(lib.ZSTD_CCtx_reset(cctx, lib.ZSTD_reset_session_and_parameters)) < 0:
+            return -errno.EINVAL
+        if self._check(lib.ZSTD_CCtx_setPledgedSrcSize(cctx, len(src))) < 0:
+            return -errno.EINVAL
+        for param, value in self._settings:
+            if self._check(lib.ZSTD_CCtx_setParameter(cctx, param, value)) < 0:
+                return -errno.EINVAL
+        n = self._check(lib.ZSTD_compress2(cctx, self._dst, PAGE_SIZE, src, len(src)))
+        if n < 0:
+            return n
+        dst[:n] = ffi.buffer(self._dst, n)
+        return n
+
+    def decompress_into(self, src: Any, offset: int, length: int, page: Any) -> int:
+        """``zstd_decompress_one``: ``zstd_decompress_dctx`` into the page."""
+        if self._fallback is not None:
+            return self._fallback.decompress_into(src, offset, length, page)
+        lib, ffi = self._lib, self._ffi
+        data = ffi.from_buffer(memoryview(src)[offset : offset + length])
+        out = ffi.from_buffer(memoryview(page).cast("B"), require_writable=True)
+        n = lib.ZSTD_decompressDCtx(self._dctx, out, PAGE_SIZE, data, length)
+        return 0 if not lib.ZSTD_isError(n) and n == PAGE_SIZE else -errno.EINVAL
+
+
 def crypto_alloc_acomp(name: str) -> Any:
     """``crypto_alloc_acomp``: a compressor by its ``cra_name`` or driver name.
 
     lzo, lzo-rle, lz4 and lz4hc are pyzram's kernel-identical C codecs (the
-    same code zram's backends call), zstd is zram's zstd backend; deflate is
-    crypto/deflate.c's parameters on the machine's zlib.
+    same code zram's backends call; crypto/lz4.c's ``LZ4_compress_default``
+    is zram's lz4 at acceleration 1, crypto/lz4hc.c's ``LZ4_compress_HC`` at
+    ``LZ4HC_DEFAULT_CLEVEL`` is zram's lz4hc at level 9, and their bounded
+    one-page output only fails where the unbounded one is larger than a
+    page); zstd is crypto/zstd.c's calls (:class:`_CryptoZstd`); deflate is
+    crypto/deflate.c's parameters on the machine's zlib (:class:`_CryptoDeflate`).
     """
     from pyzram.zram.zcomp import ZcompParams, _registry
 
-    base = name.removesuffix("-generic")
+    base = crypto_cra_name(name) or name
     if base == "deflate":
         return _CryptoDeflate()
+    if base == "zstd":
+        return _CryptoZstd()
     return _registry()[base](ZcompParams())
 
 
 def host_crypto_compressors(path: str = "/proc/crypto") -> tuple[str, ...]:
     """The compression algorithms (``cra_name``) of the running kernel's crypto API."""
-    names: list[str] = []
     try:
-        text = Path(path).read_text()
+        return crypto_compressors(Path(path).read_text())
     except OSError:
         return ()
+
+
+def crypto_compressors(text: str) -> tuple[str, ...]:
+    """The compression algorithms (``cra_name``) a /proc/crypto text lists, in
+    ``CRYPTO_COMPRESSORS`` names (a guest kernel's, say)."""
+    names: list[str] = []
     for block in text.split("\n\n"):
         fields = dict(
             (k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in block.splitlines())
@@ -181,7 +312,12 @@ def host_crypto_compressors(path: str = "/proc/crypto") -> tuple[str, ...]:
 
 def host_totalram_pages(path: str = "/proc/meminfo") -> int:
     """``totalram_pages()`` of the running kernel (``MemTotal`` in pages)."""
-    for line in Path(path).read_text().splitlines():
+    return totalram_pages_of(Path(path).read_text())
+
+
+def totalram_pages_of(meminfo: str) -> int:
+    """``totalram_pages()`` from a /proc/meminfo text (``MemTotal`` in pages)."""
+    for line in meminfo.splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) >> (PAGE_SHIFT - 10)
     raise OSError(errno.ENOENT, "no MemTotal in /proc/meminfo")
@@ -327,9 +463,7 @@ class Zswap:
 
     def crypto_has_acomp(self, name: str) -> bool:
         """``crypto_has_acomp``: by ``cra_name`` or ``cra_driver_name``."""
-        return name in self.compressors or (
-            name.endswith("-generic") and name.removesuffix("-generic") in self.compressors
-        )
+        return crypto_cra_name(name) in self.compressors
 
     # -- pools ----------------------------------------------------------------------
 

@@ -942,7 +942,7 @@ RamOpt = Annotated[
 def zswap_kwargs(zswap: bool, compressor: str, max_pool_percent: int | None, ram: str | None):
     """``run_workload``'s zswap keywords from the command line; ``UsageError`` on a bad one."""
     from pyzram.lib.cmdline import memparse
-    from pyzram.mm.zswap import CRYPTO_COMPRESSORS
+    from pyzram.mm.zswap import CRYPTO_COMPRESSORS, crypto_cra_name
 
     kw: dict = {}
     if ram is not None:
@@ -956,7 +956,7 @@ def zswap_kwargs(zswap: bool, compressor: str, max_pool_percent: int | None, ram
         if max_pool_percent is not None:
             raise UsageError("--zswap-max-pool-percent", "needs --zswap")
         return kw
-    if compressor.removesuffix("-generic") not in CRYPTO_COMPRESSORS:
+    if crypto_cra_name(compressor) is None:
         raise UsageError("--zswap-compressor", f"must be one of {', '.join(CRYPTO_COMPRESSORS)}")
     kw["zswap"] = compressor
     if max_pool_percent is not None:

@@ -41,13 +41,16 @@ def zswap_pageout(
     compressors: tuple[str, ...] | None = None,
     read_back: bool = False,
     params: dict[str, str] | None = None,
+    backing_algorithm: str = "lzo-rle",
 ) -> dict:
     """The pages as ``MADV_PAGEOUT`` pushes them through pyzram's swap path with zswap.
 
     A machine (``totalram_pages``: the host's RAM unless told) with zswap on
-    in front of a zram swap area, as :class:`~pyzram.host.kernel_zswap.KernelZswap`
-    sets the host up; a process whose pages hold ``pages`` (order-0 folios,
-    each faulted in) and ``AddressSpace.madvise_pageout`` over all of them:
+    in front of a zram swap area (``backing_algorithm``), as
+    :class:`~pyzram.host.kernel_zswap.KernelZswap` sets the host up and
+    :class:`~pyzram.host.kernel_vm.VmZswap` a guest; a process whose pages hold
+    ``pages`` (order-0 folios, each faulted in) and
+    ``AddressSpace.madvise_pageout`` over all of them:
     reclaim writes each folio out through ``swap_writeout``, where an
     all-zero page goes to the zero map (``swpout_zero``), the others to
     ``zswap_store``, and what zswap refuses to the zram area (``pswpout``).
@@ -62,7 +65,7 @@ def zswap_pageout(
     from pyzram.tools.bench.table import process, swap_area
 
     n = len(pages)
-    with swap_area(n, "lzo-rle", "swap_ops", ZramConfig()) as (m, _dev, _si):
+    with swap_area(n, backing_algorithm, "swap_ops", ZramConfig()) as (m, _dev, _si):
         if totalram_pages is None:
             try:
                 totalram_pages = host_totalram_pages()

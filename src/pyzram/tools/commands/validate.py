@@ -30,12 +30,20 @@ feature scenario (:func:`feature_scenario`) for writeback in each mode,
 (:func:`recompress_scenario`).  There the guest's results
 are known only after the boot, so both sides record their results first
 (:class:`~pyzram.host.kernel_vm.Pending`) and are compared afterwards.
+
+``validate --zswap`` (:func:`validate_zswap`) pushes the pages out with
+``MADV_PAGEOUT`` through a kernel's zswap and through pyzram's and compares
+the debugfs and vmstat counters (``ZSWAP_FIELDS``): the host's zswap
+(:class:`~pyzram.host.kernel_zswap.KernelZswap`), or with ``kernel="vm"``
+the VM kernel's for every compressor of its crypto API, in one boot
+(:func:`validate_zswap_vm`, :class:`ZswapVmRecord`).
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -639,7 +647,7 @@ def command(
     pagefile: PageFileArg = None,
     algo: Annotated[
         list[str] | None,
-        typer.Option("--algorithm", "-a", help="algorithm(s); default: all the host has"),
+        typer.Option("--algorithm", "-a", help="algorithm(s); default: all the kernel has"),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="use only the first N pages")] = None,
     kernel: Annotated[
@@ -655,19 +663,19 @@ def command(
         typer.Option(
             "--zswap",
             help="zswap instead of zram: the pages pushed out with MADV_PAGEOUT through the "
-            "host kernel's zswap (a hot_added zram swap area behind it) and through pyzram's",
+            "kernel's zswap (a hot_added zram swap area behind it) and through pyzram's; "
+            "with --kernel vm every compressor of the VM kernel's crypto API (lzo, lzo-rle, "
+            "lz4, lz4hc, zstd, deflate)",
         ),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """The same pages through pyzram and a real kernel's zram (or zswap): equal counters."""
-    if zswap:
-        if kernel != "host":
-            raise UsageError("--kernel", "--zswap compares with the host kernel only")
-        _validate_zswap(load_pages(pagefile, limit), algo, as_json)
-        return
     if kernel not in ("host", "vm"):
         raise UsageError("--kernel", f"must be host or vm, not {kernel!r}")
+    if zswap:
+        _validate_zswap(load_pages(pagefile, limit), algo, as_json, kernel)
+        return
     for a in algo or []:
         check_algorithm(a)
     pages = load_pages(pagefile, limit)
@@ -754,8 +762,32 @@ ZSWAP_FIELDS = (
 )
 
 
-def validate_zswap(pages, algorithms: list[str] | None = None) -> list[dict]:
-    """Each algorithm: the pages through the host's zswap and pyzram's, side by side."""
+def _zswap_result(algorithm: str, n: int, ours: dict, kern: dict, kernel_name: str) -> dict:
+    """One compressor's row of ``validate --zswap``: every ``ZSWAP_FIELDS`` field side by side."""
+    fields = []
+    for group, name in ZSWAP_FIELDS:
+        o, kv = ours[group].get(name, 0), kern[group].get(name, 0)
+        fields.append({"field": f"{group} {name}", "pyzram": o, "kernel": kv, "equal": o == kv})
+    return {
+        "algorithm": algorithm,
+        "pages": n,
+        "kernel": kernel_name,
+        "equal": all(f["equal"] for f in fields),
+        "read_back_equal": ours["read_back_equal"] and kern["read_back_equal"],
+        "fields": fields,
+    }
+
+
+def validate_zswap(pages, algorithms: list[str] | None = None, kernel: str = "host") -> list[dict]:
+    """Each algorithm: the pages through a kernel's zswap and pyzram's, side by side.
+
+    ``kernel`` is ``"host"`` (the running kernel's zswap, in front of a
+    ``hot_add``-ed zram area) or ``"vm"`` (:func:`validate_zswap_vm`).
+    """
+    if kernel == "vm":
+        return validate_zswap_vm(pages, algorithms)
+    if kernel != "host":
+        raise ValueError(f"kernel must be 'host' or 'vm', not {kernel!r}")
     from pyzram.host.kernel_zswap import KernelZswap, unavailable_reason
     from pyzram.mm.zswap import host_crypto_compressors, host_totalram_pages
     from pyzram.tools.commands.store import zswap_pageout
@@ -769,6 +801,7 @@ def validate_zswap(pages, algorithms: list[str] | None = None) -> list[dict]:
         if a not in have:
             raise UsageError("--algorithm", f"the host's crypto API has {', '.join(have)}, not {a}")
     disksize = max(64 << 20, 2 * len(pages) * 4096)
+    name = f"host {os.uname().release}"
     out = []
     for a in algos:
         with KernelZswap(compressor=a, disksize=disksize) as k:
@@ -776,24 +809,120 @@ def validate_zswap(pages, algorithms: list[str] | None = None) -> list[dict]:
         ours = zswap_pageout(
             pages, a, totalram_pages=host_totalram_pages(), compressors=have, read_back=True
         )
-        fields = []
-        for group, name in ZSWAP_FIELDS:
-            o, kv = ours[group].get(name, 0), kern[group].get(name, 0)
-            fields.append({"field": f"{group} {name}", "pyzram": o, "kernel": kv, "equal": o == kv})
-        out.append(
-            {
-                "algorithm": a,
-                "pages": len(pages),
-                "equal": all(f["equal"] for f in fields),
-                "read_back_equal": ours["read_back_equal"] and kern["read_back_equal"],
-                "fields": fields,
-            }
-        )
+        out.append(_zswap_result(a, len(pages), ours, kern, name))
     return out
 
 
-def _validate_zswap(pages, algorithms: list[str] | None, as_json: bool) -> None:
-    results = validate_zswap(pages, algorithms)
+#: The zram algorithm of the swap area behind the guest's zswap (its zram has no lzo-rle).
+VM_ZSWAP_BACKING = "lz4"
+#: Pages ``validate --zswap --kernel vm`` takes at most: the guest (1 GiB) holds them
+#: twice (the mapping and the page disk's cache) besides zswap's pool.
+VM_ZSWAP_MAX_PAGES = 32768
+
+
+class ZswapVmRecord:
+    """The zswap runs recorded into a guest script, and pyzram's side once it ran.
+
+    :meth:`results` reads the guest's answers (its /proc/crypto, ``MemTotal``
+    and each compressor's counters), runs pyzram's side with that RAM, those
+    compressors and the same lz4 zram area
+    (:func:`~pyzram.tools.commands.store.zswap_pageout`), and keeps both
+    sides' dicts in :attr:`kernel` and :attr:`ours` by compressor.
+    """
+
+    def __init__(self, pages, script, algorithms: list[str]) -> None:
+        from pyzram.host.kernel_vm import VmZswap
+
+        self.pages = pages
+        self.crypto = script.read_file("/proc/crypto")
+        self.meminfo = script.read_file("/proc/meminfo")
+        disksize = max(64 << 20, 2 * len(pages) * PAGE_SIZE)
+        self.recorded = []
+        for a in algorithms:
+            z = VmZswap(script, compressor=a, disksize=disksize, backing_algorithm=VM_ZSWAP_BACKING)
+            self.recorded.append((a, z.pageout(pages, read_back=True)))
+            z.remove()
+        self.kernel: dict[str, dict] = {}
+        self.ours: dict[str, dict] = {}
+
+    def guest_compressors(self) -> tuple[str, ...]:
+        """The compressors of the guest's /proc/crypto (read before zswap was set up)."""
+        from pyzram.mm.zswap import crypto_compressors
+
+        return crypto_compressors(self.crypto.value)
+
+    def results(self, kernel_name: str) -> list[dict]:
+        from pyzram.mm.zswap import totalram_pages_of
+        from pyzram.tools.commands.store import zswap_pageout
+
+        guest = self.guest_compressors()
+        totalram = totalram_pages_of(self.meminfo.value)
+        out = []
+        for a, rec in self.recorded:
+            self.kernel[a] = kern = rec.value
+            self.ours[a] = ours = zswap_pageout(
+                self.pages,
+                a,
+                totalram_pages=totalram,
+                compressors=guest,
+                read_back=True,
+                backing_algorithm=VM_ZSWAP_BACKING,
+            )
+            out.append(_zswap_result(a, len(self.pages), ours, kern, kernel_name))
+        return out
+
+
+def vm_zswap_compressors(oracle, algorithms: list[str] | None = None) -> list[str]:
+    """``algorithms``, or every compressor the VM kernel's Kconfig builds (checked)."""
+    from pyzram.host.kernel_vm import kconfig_crypto_compressors
+
+    have = kconfig_crypto_compressors(oracle.config_text())
+    if not have:
+        raise OSError(errno.ENODEV, f"the VM kernel {oracle.kernel.release} has no zswap")
+    algos = algorithms or list(have)
+    for a in algos:
+        if a not in have:
+            raise UsageError(
+                "--algorithm", f"the VM kernel's crypto API has {', '.join(have)}, not {a}"
+            )
+    return algos
+
+
+def validate_zswap_vm(pages, algorithms: list[str] | None = None, *, oracle=None) -> list[dict]:
+    """Each compressor of Debian's 6.18 kernel under qemu: its zswap and pyzram's, in one boot.
+
+    The guest loads the crypto API's compressor modules (lz4, lz4hc, zstd,
+    deflate; lzo and lzo-rle are built in) and, per compressor, does what
+    :class:`~pyzram.host.kernel_zswap.KernelZswap` does on the host
+    (:class:`~pyzram.host.kernel_vm.VmZswap`): a ``hot_add``-ed zram swap
+    area (lz4) at the highest priority, ``compressor`` then ``enabled``
+    written, the pages mapped and pushed out with ``MADV_PAGEOUT``, the
+    debugfs and vmstat counters read, every page faulted back and compared
+    (:class:`ZswapVmRecord`).  Without ``algorithms``: every compressor the
+    VM kernel's Kconfig builds.  Raises :class:`OSError` where the VM cannot
+    run or the guest refused a step, :class:`UsageError` for a compressor the
+    VM kernel lacks or more pages than the guest holds.
+    """
+    from pyzram.host.kernel_vm import VmOracle, VmScript, unavailable_reason
+
+    if len(pages) > VM_ZSWAP_MAX_PAGES:
+        raise UsageError(
+            "--limit", f"the VM takes at most {VM_ZSWAP_MAX_PAGES} pages, not {len(pages)}"
+        )
+    if oracle is None:
+        reason = unavailable_reason()
+        if reason:
+            raise OSError(errno.ENODEV, reason)
+        oracle = VmOracle()
+    algos = vm_zswap_compressors(oracle, algorithms)
+    script = VmScript()
+    record = ZswapVmRecord(pages, script, algos)
+    run = oracle.run(script)
+    return record.results(f"vm {oracle.kernel.release} (qemu {run.accel}, {run.seconds:.1f} s)")
+
+
+def _validate_zswap(pages, algorithms: list[str] | None, as_json: bool, kernel: str) -> None:
+    results = validate_zswap(pages, algorithms, kernel=kernel)
     if as_json:
         print(json.dumps(results, indent=2))
     else:
@@ -810,6 +939,9 @@ def _validate_zswap(pages, algorithms: list[str] | None, as_json: bool) -> None:
             console.print(t)
             console.print(f"read-back equal: {'yes' if r['read_back_equal'] else 'NO'}")
         ok = sum(r["equal"] for r in results)
-        console.print(f"{ok} of {len(results)} compressors equal the kernel's zswap in every field")
+        against = results[0]["kernel"] if results else "the kernel"
+        console.print(
+            f"{ok} of {len(results)} compressors equal the zswap of {against} in every field"
+        )
     if not all(r["equal"] and r["read_back_equal"] for r in results):
         raise typer.Exit(1)
