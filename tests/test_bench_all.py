@@ -63,7 +63,10 @@ def test_cli_json_schema(cli_run):
         "codec_lz4_c",
     ):
         assert want in keys
-    for want in ("mem_per_slot", "create_16g", "scaling_200", "end_to_end", "write_1t", "read"):
+    for want in (
+        "mem_per_slot", "create_16g", "scaling_200", "end_to_end", "write_1t", "read",
+        "zswap_store", "zswap_load",
+    ):  # fmt: skip
         assert want in keys
     for r in rows:
         assert ROW_KEYS <= set(r), r
@@ -82,6 +85,7 @@ def test_cli_json_schema(cli_run):
     assert "--no-kernel" in by_key["write_1t"]["skipped"]
     assert "--no-kernel" in by_key["read_interpreted"]["skipped"]
     assert by_key["end_to_end"]["skipped"]
+    assert "--no-kernel" in by_key["zswap_store"]["skipped"]
 
 
 def test_cli_goals_in_issue_terms(cli_run):

@@ -128,3 +128,21 @@ def test_bench_run_zswap_counters_beside_the_kernel_and_parameters_restored():
     assert res.pyzram.vmstat["zswpin"] == plain.vmstat["pswpin"]
     for name in ("zswpout", "zswpin", "pool_total_size"):
         assert abs(dev[name]["deviation"]) < 0.15, (name, dev[name])
+
+
+def test_bench_zswap_rows_measure_both_sides_on_the_same_pages():
+    """``pyzram bench``'s zswap rows: store and load pages/s of pyzram and of the
+    host kernel, from one run on the same pages, with the stored pages equal and
+    every page back intact; the parameters are restored afterwards."""
+    from pyzram.host.kernel_zswap import read_param
+    from pyzram.tools.bench.table import zswap_rows
+
+    before = {n: read_param(n) for n in PARAMETERS}
+    rows = {r.key: r for r in zswap_rows(_pages(600), None)}
+    assert set(rows) == {"zswap_store", "zswap_load"}
+    for r in rows.values():
+        assert r.ours > 0 and r.reference > 0, r
+        assert r.ratio == pytest.approx(r.ours / r.reference)
+        assert r.met == (r.ratio >= 1.0)
+        assert r.note == "stored_pages equal", r.note
+    assert {n: read_param(n) for n in PARAMETERS} == before

@@ -842,6 +842,61 @@ def end_to_end_rows(
     ]  # fmt: skip
 
 
+#: zswap's rows use a compressor the host kernel's crypto API has.
+ZSWAP_BENCH_COMPRESSOR = "lzo"
+ZSWAP_WHAT = "host kernel zswap ({c}) over a zram swap area: {how}"
+
+
+def zswap_rows(pages: np.ndarray, kernel_reason_: str | None) -> list[Row]:
+    """zswap store and load through the swap core, against the host kernel's zswap.
+
+    The same pages on both sides, as ``pyzram validate --zswap`` sets them
+    up (:func:`pyzram.tools.commands.store.zswap_pageout` and
+    :class:`pyzram.host.kernel_zswap.KernelZswap`): stored with
+    ``MADV_PAGEOUT`` over all of them (pyzram: ``madvise_pageout``, reclaim,
+    ``swap_writeout``, ``zswap_store``), then loaded by faulting each back
+    and comparing it (pyzram: ``do_swap_page``, ``swap_read_folio``,
+    ``zswap_load``).  pages/s = pages / seconds of each pass.  Skipped with
+    the reason where the host has no zswap or no root.
+    """
+    from pyzram.host import kernel_zswap
+    from pyzram.tools.commands.store import zswap_pageout
+
+    c = ZSWAP_BENCH_COMPRESSOR
+    n = len(pages)
+    names = {
+        "zswap_store": (f"zswap store through the swap core (MADV_PAGEOUT), {c}, {n:,} pages",
+                        ZSWAP_WHAT.format(c=c, how="MADV_PAGEOUT of the same pages")),
+        "zswap_load": (f"zswap load through the swap core (faults), {c}, {n:,} pages",
+                       ZSWAP_WHAT.format(c=c, how="faulting the same pages back")),
+    }  # fmt: skip
+    reason = kernel_reason_ or kernel_zswap.unavailable_reason()
+    if reason is not None:
+        return [
+            skipped_row(k, name, "pages/s", what, f"kernel: {reason}")
+            for k, (name, what) in names.items()
+        ]
+    try:
+        ours = zswap_pageout(pages, c, read_back=True)
+        with kernel_zswap.KernelZswap(compressor=c) as kz:
+            kern = kz.pageout(pages, read_back=True)
+    except Exception as e:  # any failure of the host side: say so, keep the table
+        return [
+            skipped_row(k, name, "pages/s", what, f"failed: {e!r}")
+            for k, (name, what) in names.items()
+        ]
+    intact = ours.get("read_back_equal") and kern.get("read_back_equal")
+    same = ours["debugfs"].get("stored_pages") == kern["debugfs"].get("stored_pages")
+    note = ("" if intact else "PAGES CAME BACK WRONG; ") + (
+        "stored_pages equal" if same else "stored_pages DIFFER"
+    )
+    rows = []
+    for key, secs in (("zswap_store", "pageout_seconds"), ("zswap_load", "read_back_seconds")):
+        name, what = names[key]
+        rows.append(rate_row(key, name, n / ours[secs], "pages/s", n / kern[secs], what, 1.0, note))
+    return rows
+
+
 # ----------------------------------------------------------------------------------------
 # the whole run
 
@@ -1160,6 +1215,10 @@ def run_bench(
                 f"not run in the {plan.name} plan",
             )
         ]  # fmt: skip
+
+    # -- zswap ---------------------------------------------------------------------------------
+    say("zswap store and load vs the kernel's zswap")
+    rows += zswap_rows(pages[: plan.end_to_end_pages or 4096], reason)
 
     # -- memory ------------------------------------------------------------------------------
     say("memory")
