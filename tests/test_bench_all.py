@@ -86,6 +86,7 @@ def test_cli_json_schema(cli_run):
     assert "--no-kernel" in by_key["read_interpreted"]["skipped"]
     assert by_key["end_to_end"]["skipped"]
     assert "--no-kernel" in by_key["zswap_store"]["skipped"]
+    assert by_key["sweep_2_workers"]["skipped"] == "not run in the tiny plan"
 
 
 def test_cli_goals_in_issue_terms(cli_run):

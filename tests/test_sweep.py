@@ -276,3 +276,22 @@ def test_ctrl_c_ends_the_sweep_with_one_line_and_keeps_what_is_done(tmp_path):
     p = pyzram("sweep", *grid, "-o", str(out), "--workers", "1", "--json")
     res = json.loads(p.stdout)
     assert (res["skipped"], res["ran"], res["failed"]) == (done, 8 - done, 0)
+
+
+def test_bench_table_sweep_rows():
+    """``pyzram bench``'s sweep rows: measured on a local cluster when the plan asks
+    (the rows of ``pyzram bench sweep``), skipped with the reason otherwise."""
+    import dataclasses
+
+    from pyzram.tools.bench.sweep import SWEEP_ROWS
+    from pyzram.tools.bench.table import PLANS, sweep_rows
+
+    skipped = sweep_rows(PLANS["tiny"], lambda msg: None)
+    assert [r.key for r in skipped] == list(SWEEP_ROWS)
+    assert all(r.skipped == "not run in the tiny plan" for r in skipped)
+    plan = dataclasses.replace(PLANS["tiny"], sweep_pages=256)
+    rows = {r.key: r for r in sweep_rows(plan, lambda msg: None)}
+    assert set(rows) == set(SWEEP_ROWS)
+    for r in rows.values():
+        assert r.skipped is None and r.ours is not None and r.ours >= 0, r
+    assert rows["sweep_2_workers"].ours_unit == "cells/h" and rows["sweep_2_workers"].ratio > 0

@@ -65,7 +65,24 @@ def _sweep(cells, workers: int) -> tuple[float, list[dict]]:
     return res.seconds, rows
 
 
+#: The rows' keys and names, for a table that does not run them.
+SWEEP_ROWS = {
+    "sweep_2_workers": ("pyzram sweep, 16 cells of the standard mix, 2 local workers", "cells/h"),
+    "sweep_cell_wall": ("a cell's wall time in the 2-worker sweep over the same run alone", "x"),
+    "sweep_overhead": ("scheduler overhead per cell, 1 worker", "ms"),
+}
+
+
 def bench_sweep(limit: int = 4096, progress: Callable[[str], None] | None = None) -> dict:
+    """The measurements (see the module docstring), with their rows as dicts."""
+    res, rows = measure_sweep(limit, progress)
+    res["rows"] = [r.as_dict() for r in rows]
+    return res
+
+
+def measure_sweep(
+    limit: int = 4096, progress: Callable[[str], None] | None = None
+) -> tuple[dict, list[Row]]:
     """The measurements (see the module docstring) and their rows."""
     from pyzram.tools import sweep as S
 
@@ -142,5 +159,4 @@ def bench_sweep(limit: int = 4096, progress: Callable[[str], None] | None = None
         "cpu_pressure_before": psi0,
         "cpu_pressure_after": psi1,
         "cpus": os.cpu_count(),
-        "rows": [r.as_dict() for r in rows],
-    }
+    }, rows

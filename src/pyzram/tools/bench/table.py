@@ -164,12 +164,13 @@ class Plan:
     mem_disksize: int = MEM_DISKSIZE
     mem_pages: int = 8192  # pages written for the per-stored-page figure
     end_to_end_pages: int = 16384  # corpus pages for `bench run` (0: not run)
+    sweep_pages: int = 0  # pages per cell of the `bench sweep` rows (0: not run)
 
 
 PLANS: dict[str, Plan] = {
     "full": Plan(
         "full", real_kinds=("python", "sqlite"), real_scale=1.0, synthetic=8192, repeat=3,
-        scaling=(10**4, 10**5, 10**6), scaling_repeat=(3, 2, 1),
+        scaling=(10**4, 10**5, 10**6), scaling_repeat=(3, 2, 1), sweep_pages=4096,
     ),
     "quick": Plan(
         "quick", real_kinds=("python",), real_scale=1.0, synthetic=4096, repeat=2,
@@ -842,6 +843,30 @@ def end_to_end_rows(
     ]  # fmt: skip
 
 
+def sweep_rows(plan: Plan, say: Callable[[str], None]) -> list[Row]:
+    """The rows of ``pyzram bench sweep`` (:mod:`pyzram.tools.bench.sweep`): two
+    local workers over one, a cell's wall time in the sweep, the scheduler's
+    overhead.  Run by the full plan only (a sweep of 16 cells on a cluster
+    takes minutes); otherwise, or if the cluster fails, skipped with the reason."""
+    from pyzram.tools.bench.sweep import SWEEP_ROWS, measure_sweep
+
+    what = "the same cells on 1 worker / alone"
+    if not plan.sweep_pages:
+        return [
+            skipped_row(key, name, unit, what, f"not run in the {plan.name} plan")
+            for key, (name, unit) in SWEEP_ROWS.items()
+        ]
+    say("sweep on a local Dask cluster")
+    try:
+        _res, rows = measure_sweep(plan.sweep_pages, progress=say)
+    except Exception as e:  # the cluster or a cell failed: say so, keep the table
+        return [
+            skipped_row(key, name, unit, what, f"failed: {e!r}")
+            for key, (name, unit) in SWEEP_ROWS.items()
+        ]
+    return rows
+
+
 #: zswap's rows use a compressor the host kernel's crypto API has.
 ZSWAP_BENCH_COMPRESSOR = "lzo"
 ZSWAP_WHAT = "host kernel zswap ({c}) over a zram swap area: {how}"
@@ -1219,6 +1244,9 @@ def run_bench(
     # -- zswap ---------------------------------------------------------------------------------
     say("zswap store and load vs the kernel's zswap")
     rows += zswap_rows(pages[: plan.end_to_end_pages or 4096], reason)
+
+    # -- sweeps on a local Dask cluster ------------------------------------------------------
+    rows += sweep_rows(plan, say)
 
     # -- memory ------------------------------------------------------------------------------
     say("memory")
