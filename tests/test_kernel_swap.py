@@ -12,12 +12,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import statistics
 from pathlib import Path
 
 import pytest
 
 from pyzram.host import kernel_swap as ks
 from pyzram.tools.cli import main
+from pyzram.tools.commands.run import run_workload
 from pyzram.workload.pages import synthetic_mix
 
 REASON = ks.unavailable_reason()
@@ -81,30 +83,35 @@ def test_bench_run_kernel_and_pyzram(devices):
 @pytest.mark.kernel
 @needs_kernel
 def test_swap_traffic_matches_the_kernel(devices):
-    """The memory model predicts the kernel's own swap traffic: for the same
-    pages, limit and pattern, pswpout, pages stolen and scanned and the
-    zero-page swap-outs of pyzram's run are within 8% of the host kernel's,
-    pswpin, major faults and refaults within 10%, the zero-page swap-ins (the
-    smallest count, about 300) within 12%.  On the host kernel build
-    6.18.44-fc-v1272, on 2026-12-05: pyzram 4-6% under on pswpout and
-    pgsteal, 2% over on pgscan, 7.5-8.5% under on pswpin and major faults.
-    The kernel's own figures drift between sessions on the same pages (pswpin
-    891 in one, 929-940 a few hours later) by more than between runs (1%).
-    The counters cover the workload only, on both sides: the final check of
-    the pages is not part of it."""
+    """The memory model predicts the kernel's own swap traffic: for the same pages,
+    limit and pattern, every counter of pyzram's run is within 4 % of the median of
+    three host-kernel runs (pswpout, pswpin, major faults, pages stolen and
+    scanned, refaults, zero-page swap-outs; the zero-page swap-ins, the smallest
+    count, about 300, within 8 %).  This needs the model's TLB: without it
+    (``tlb_entries`` 0, every access sets the accessed bit) pswpin and major faults
+    come out 6-9 % under the kernel's, as a hot page whose translation x86 still
+    caches looks cold to reclaim.  On the host kernel build 6.18.44-fc-v1272, on
+    2026-12-05: the kernel's own runs spread by 4 % on pswpin (893-934), pyzram
+    within 2 % of their median on every counter but pgactivate, whose kernel
+    figure (35-182) moves with TLB flushes the kernel does not see (the
+    hypervisor's).  The counters cover the workload only, on both sides: the
+    final check of the pages is not part of it."""
     pages = synthetic_mix(2048, seed=1)
-    res = ks.bench_run(pages, mem_limit_pages=512, accesses=4096, seed=2)
+    kw = dict(mem_limit_pages=512, accesses=4096, seed=2)
+    runs = [ks.run_kernel_swap(pages, **kw) for _ in range(3)]
     _assert_clean(devices)
-    k, o = res.kernel.vmstat, res.pyzram.vmstat
-    tolerance = {"pswpout": 0.08, "pswpin": 0.10, "pgmajfault": 0.10, "pgsteal_anon": 0.08,
-                 "swpout_zero": 0.08, "swpin_zero": 0.12, "pgscan_anon": 0.08,
-                 "workingset_refault_anon": 0.10}  # fmt: skip
+    o = run_workload(pages, **kw).vmstat
+    tolerance = {"pswpout": 0.04, "pswpin": 0.04, "pgmajfault": 0.04, "pgsteal_anon": 0.04,
+                 "swpout_zero": 0.04, "swpin_zero": 0.08, "pgscan_anon": 0.04,
+                 "workingset_refault_anon": 0.04}  # fmt: skip
     for key, rel in tolerance.items():
-        assert k[key] > 0, key
-        assert o[key] == pytest.approx(k[key], rel=rel), (key, k[key], o[key])
+        k = statistics.median(r.vmstat[key] for r in runs)
+        assert k > 0, key
+        assert o[key] == pytest.approx(k, rel=rel), (key, [r.vmstat[key] for r in runs], o[key])
     # A fresh memcg's stats stay unflushed for a run this short (35 ms on the host,
     # under the 2 s FLUSH_TIME): no refault is recent, the active list never ages.
     assert o["workingset_activate_anon"] == 0 and o["pgdeactivate"] == 0
+    assert all(r.vmstat["pgdeactivate"] == 0 for r in runs)
 
 
 @pytest.mark.kernel

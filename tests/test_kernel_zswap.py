@@ -107,7 +107,7 @@ def test_bench_run_zswap_counters_beside_the_kernel_and_parameters_restored():
     zswap's counters follow the swap path's: pyzram's zswpout must be what the
     same run without zswap counts as pswpout (the zswap hook changes where pages
     go, not which ones reclaim picks), and the kernel's within the reclaim
-    model's spread (docs/architecture.md: some % of LRU aging).
+    model's spread: 4 %.
     """
     from pyzram.host.kernel_swap import bench_run
     from pyzram.host.kernel_swap import unavailable_reason as swap_reason
@@ -127,7 +127,7 @@ def test_bench_run_zswap_counters_beside_the_kernel_and_parameters_restored():
     assert res.pyzram.vmstat["zswpout"] == plain.vmstat["pswpout"]
     assert res.pyzram.vmstat["zswpin"] == plain.vmstat["pswpin"]
     for name in ("zswpout", "zswpin", "pool_total_size"):
-        assert abs(dev[name]["deviation"]) < 0.15, (name, dev[name])
+        assert abs(dev[name]["deviation"]) < 0.04, (name, dev[name])
 
 
 def test_bench_zswap_rows_measure_both_sides_on_the_same_pages():

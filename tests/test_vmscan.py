@@ -9,9 +9,12 @@ from pyzram import Zram
 from pyzram.mm.swap import SWAP_CLUSTER_MAX
 from pyzram.mm.swap_ops import READ, WRITE
 from pyzram.mm.swapfile import mkswap, swapon
+from pyzram.mm.tlb import TLB_ENTRIES
 from pyzram.mm.vmscan import (
+    PTE_DIRTY,
     PTE_PRESENT,
     PTE_SWAP,
+    PTE_YOUNG,
     AddressSpace,
     MemCgroup,
     PG_active,
@@ -80,7 +83,9 @@ def test_referenced_pages_get_a_second_chance(m, zram_swap):
     """A hot set touched between cold faults stays resident; cold pages cycle through swap.
 
     Hot folios are kept once (young: ``FOLIOREF_KEEP``), then activated; the
-    active list is never aged while the memcg's stats are unflushed."""
+    active list is never aged while the memcg's stats are unflushed.  With no
+    TLB (``tlb_entries`` 0): every touch sets the accessed bit."""
+    m.tlb_entries = 0
     pages = synthetic_mix(300, seed=4)
     memcg = MemCgroup(m, limit_pages=64)
     mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
@@ -99,6 +104,53 @@ def test_referenced_pages_get_a_second_chance(m, zram_swap):
         assert mm.read(vpn) == pages[vpn].tobytes()
 
 
+def test_a_hot_page_cached_in_the_tlb_looks_cold(m, zram_swap):
+    """The same hot set on an x86 CPU (the default TLB): once reclaim has cleared the
+    accessed bits, the hot pages' cached translations are used without a page walk,
+    so they look cold, are never activated and get swapped out and faulted back."""
+    assert m.tlb_entries == TLB_ENTRIES
+    pages = synthetic_mix(300, seed=4)
+    memcg = MemCgroup(m, limit_pages=64)
+    mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
+    hot = range(16)
+    for vpn in range(len(pages)):
+        mm.touch(vpn)
+    rng = np.random.default_rng(2)
+    swapped_hot = 0
+    for _ in range(30):
+        for h in hot:
+            swapped_hot += int(mm.pte_state[h] == PTE_SWAP)
+            mm.touch(h)
+        for vpn in rng.integers(16, len(pages), 4).tolist():
+            mm.touch(vpn)
+    assert m.vm_events["pgactivate"] == 0 and swapped_hot > 0
+    assert len(mm.tlb) <= TLB_ENTRIES
+    assert all(vpn in mm.tlb.entries for vpn in hot)  # touched last: cached
+    for vpn in range(len(pages)):
+        assert mm.read(vpn) == pages[vpn].tobytes()
+
+
+def test_a_write_through_a_clean_tlb_entry_walks(m, zram_swap):
+    """x86 sets a PTE's dirty bit with a page walk, which also sets its accessed
+    bit: a cached translation loaded by a read does not hide a later write."""
+    pages = synthetic_mix(4, seed=4)
+    memcg = MemCgroup(m, limit_pages=64)
+    mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
+    folio = mm.touch(0)  # the first touch is a write fault: a dirty PTE
+    assert folio.test(PTE_YOUNG | PTE_DIRTY) and mm.tlb.entries[0] is True
+    folio.clear(PTE_YOUNG)  # folio_referenced: no flush
+    mm.touch(0, data=pages[1])
+    assert not folio.test(PTE_YOUNG)  # a dirty entry: no walk
+    folio.clear(PTE_DIRTY)
+    mm.tlb.entries[0] = False  # a translation loaded from a clean PTE
+    mm.touch(0)
+    assert not folio.test(PTE_YOUNG)  # a read hit
+    mm.touch(0, data=pages[2])
+    assert folio.test(PTE_YOUNG | PTE_DIRTY) and mm.tlb.entries[0] is True
+    mm.zap_pte_range(0, 1)
+    assert 0 not in mm.tlb.entries  # zap_pte_range flushes
+
+
 def test_reclaim_gets_through_a_fully_referenced_lru(m, zram_swap):
     """Every page referenced once (the fill) and a large limit: reclaim must keep going
     until the second chances are used up, not declare OOM after a few batches."""
@@ -113,7 +165,8 @@ def test_reclaim_gets_through_a_fully_referenced_lru(m, zram_swap):
 def test_a_young_folio_is_kept_once_then_activated(m, zram_swap):
     """folio_check_references: young once -> FOLIOREF_KEEP (PG_referenced set, back
     on the inactive list, no pgactivate); young again -> activated; not young ->
-    reclaimed."""
+    reclaimed.  With no TLB (``tlb_entries`` 0): every touch sets the accessed bit."""
+    m.tlb_entries = 0
     pages = synthetic_mix(40, seed=3)
     memcg = MemCgroup(m, limit_pages=64)
     mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
@@ -132,7 +185,9 @@ def test_a_young_folio_is_kept_once_then_activated(m, zram_swap):
 
 
 def _hot_and_active(m, zram_swap):
-    """A memcg whose active list outgrew its inactive one (a hot set activated)."""
+    """A memcg whose active list outgrew its inactive one (a hot set activated; no
+    TLB, so that every touch sets the accessed bit)."""
+    m.tlb_entries = 0
     pages = synthetic_mix(200, seed=6)
     memcg = MemCgroup(m, limit_pages=128)
     mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())

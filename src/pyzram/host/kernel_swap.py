@@ -69,6 +69,7 @@ from pyzram.host.kernel_zram import KernelZram
 from pyzram.host.kernel_zram import unavailable_reason as zram_unavailable
 from pyzram.mm.swap import SWAP_FLAG_PREFER, SWAP_FLAG_PRIO_MASK
 from pyzram.mm.swapfile import mkswap
+from pyzram.mm.tlb import TLB_ENTRIES
 from pyzram.tools.commands.run import (
     VMSTAT_KEYS,
     ZSWAP_VMSTAT_KEYS,
@@ -631,6 +632,7 @@ def bench_run(
     progress: Callable[[str], None] | None = None,
     zswap: str | None = None,
     zswap_params: dict[str, str] | None = None,
+    tlb_entries: int = TLB_ENTRIES,
 ) -> BenchRun:
     """The workload on the host kernel (:func:`run_kernel_swap`), then through
     :func:`pyzram.tools.commands.run.run_workload`; the ratio of their swapped pages/s.
@@ -660,6 +662,6 @@ def bench_run(
         progress("pyzram: running the same workload")
     if zswap:
         zkw["totalram_pages"] = host_totalram_pages()
-    ours = run_workload(pages, io_path=io_path, source=source, **kw, **zkw)
+    ours = run_workload(pages, io_path=io_path, source=source, tlb_entries=tlb_entries, **kw, **zkw)
     ratio = ours.swapped_pages_s / kernel.swapped_pages_s if kernel.swapped_pages_s else None
     return BenchRun(kernel, ours, ratio, base.system_seconds)

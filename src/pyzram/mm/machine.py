@@ -32,8 +32,10 @@ time, as a disk belongs to one booted kernel.
 
 Simplified: ``vm_events`` has no per-CPU arrays (per-thread counters instead,
 see :class:`~pyzram.mm.swap.VmEvents`); the machine has no notion of CPUs or
-NUMA nodes.  zsmalloc's spare arenas are the host's memory (mmaps kept for
-reuse by any pool), not kernel state, and stay process-wide.
+NUMA nodes, beyond the size of a CPU's data TLB (``tlb_entries``: each
+process gets its own, see :mod:`pyzram.mm.tlb`).  zsmalloc's spare arenas
+are the host's memory (mmaps kept for reuse by any pool), not kernel state,
+and stay process-wide.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from pyzram.mm.swap import MAX_SWAPFILES, VmEvents
+from pyzram.mm.tlb import TLB_ENTRIES
 
 if TYPE_CHECKING:
     from pyzram.mm.page_io import SioPool
@@ -65,6 +68,7 @@ class Machine:
         swap_ops_series: bool = True,
         page_cluster: int = 3,
         totalram_pages: int = 1 << 20,
+        tlb_entries: int = TLB_ENTRIES,
     ) -> None:
         from pyzram.mm.page_io import SioPool
         from pyzram.mm.swap_ops import SwapBlockOps
@@ -101,6 +105,11 @@ class Machine:
         #: Off (``enabled`` N, as ``CONFIG_ZSWAP_DEFAULT_ON=n`` builds boot) until
         #: ``m.zswap.param_write("enabled", "Y")``: the swap path is unchanged till then.
         self.zswap: Zswap = Zswap(totalram_pages=totalram_pages)
+        #: The CPU's data TLB size for each process's 4 KiB pages (``pyzram.mm.tlb``):
+        #: what page aging sees of the accessed bits; 0 sets the bit on every access.
+        if tlb_entries < 0:
+            raise ValueError(f"the TLB size must not be negative, got {tlb_entries}")
+        self.tlb_entries = tlb_entries
 
     def active_areas(self) -> list[SwapInfo]:
         """The areas swapped on, by type."""

@@ -64,12 +64,12 @@ nothing with an active list skipped retries with ``force_deactivate``.
 
 Simplified: one memcg, one mapping per folio (no fork, no shared memory), a
 large folio is always mapped and unmapped as a whole (so no deferred split
-of partially mapped folios), the accessed bit set by
-:meth:`AddressSpace.touch` instead of the hardware and kept per folio
-(``PTE_YOUNG``: ``folio_referenced`` counts 0 or 1, also for an mTHP
-folio whose several PTEs are young; and no TLB — the host clears accessed
-bits without a flush, so a hot page still in its TLB can look cold), no
-MGLRU, no VMA readahead, shadows kept per memcg (by swap entry) rather
+of partially mapped folios), the accessed and dirty bits set by
+:meth:`AddressSpace.touch` on a page walk of the model's TLB
+(:mod:`pyzram.mm.tlb`: x86, where ``ptep_clear_flush_young`` does not flush,
+so a hot page still cached in the TLB looks cold) and kept per folio
+(``PTE_YOUNG``, ``PTE_DIRTY``: ``folio_referenced`` counts 0 or 1, also for
+an mTHP folio whose several PTEs are young), no MGLRU, no VMA readahead, shadows kept per memcg (by swap entry) rather
 than in the swap cache, no per-CPU charge stock or LRU batches, no periodic
 stats flush, no THP shrinker/khugepaged.  A charge larger than the whole limit fails at once
 (the kernel reclaims first, then fails the same way).  Per-page state is
@@ -110,6 +110,7 @@ from pyzram.mm.swapfile import (
     swap_free,
     swp_swap_info,
 )
+from pyzram.mm.tlb import Tlb
 from pyzram.mm.zswap import zswap_shrinker_count, zswap_shrinker_scan
 
 if TYPE_CHECKING:
@@ -128,8 +129,12 @@ PG_active = 1 << 9
 #: workingset; its shadow remembers it (``workingset_eviction``).
 PG_workingset = 1 << 10
 #: Our stand-in for the hardware accessed bit of the folio's PTEs (one per folio),
-#: set by each access and tested and cleared by ``folio_referenced``.
+#: set by each page walk (a TLB miss, :mod:`pyzram.mm.tlb`) and tested and cleared
+#: by ``folio_referenced``.
 PTE_YOUNG = 1 << 11
+#: The dirty bit of the folio's PTEs (one per folio): set by a write fault and by
+#: a write's page walk; a TLB entry loaded while it was clear makes a write walk.
+PTE_DIRTY = 1 << 12
 
 # gfp_t bits that reclaim looks at (include/linux/gfp_types.h).
 __GFP_IO = 1 << 6
@@ -894,6 +899,18 @@ class AddressSpace:
         self.pte_raw = memoryview(self.pte_entry)
         self.present: dict[int, Folio] = {}
         self.swapped: dict[int, int] = {}  # raw entry -> vpn (the rmap of swap entries)
+        #: The translations the CPU has cached for this process (``pyzram.mm.tlb``).
+        self.tlb = Tlb(self.machine.tlb_entries)
+
+    @cython.locals(folio=Folio)
+    def _flush_folio(self, base: int, folio: Folio) -> None:
+        """``flush_tlb_one_user`` of each page of ``folio`` mapped at ``base`` (one
+        entry for a PMD mapping): its PTEs are being cleared."""
+        if folio.order == HPAGE_PMD_ORDER:
+            self.tlb.flush_tlb_one_user(base)
+            return
+        for j in range(folio.nr_pages):
+            self.tlb.flush_tlb_one_user(base + j)
 
     @cython.locals(folio=Folio)
     def unmap(self, base: int, folio: Folio) -> None:
@@ -904,6 +921,8 @@ class AddressSpace:
         if not self.on_mmlist:  # try_to_unmap_one: list_add(&mm->mmlist, &init_mm.mmlist)
             self.on_mmlist = True
             self.machine.mmlist.append(self)
+        self._flush_folio(base, folio)  # ptep_clear_flush
+        folio.clear(PTE_DIRTY)  # the PTE's dirty bit went to the folio with it
         if nr == 1:
             self.pte[base] = PTE_SWAP
             self.pte_raw[base] = raw
@@ -929,9 +948,14 @@ class AddressSpace:
             folio = self.present[vpn]
         elif state == PTE_NONE:
             folio = self.do_anonymous_page(vpn)
+            folio.set(PTE_DIRTY)  # a write fault: the new PTE is dirty
         else:
             folio = self.do_swap_page(vpn)
-        folio.set(PTE_YOUNG)  # the hardware sets the accessed bit
+        write = data is not None
+        key = vpn & ~((1 << HPAGE_PMD_ORDER) - 1) if folio.order == HPAGE_PMD_ORDER else vpn
+        if not self.tlb.hit(key, write):  # the page walk sets the accessed bit
+            folio.set(PTE_YOUNG | PTE_DIRTY if write else PTE_YOUNG)
+            self.tlb.fill(key, folio.test(PTE_DIRTY))
         if data is not None:
             if folio.order:
                 folio.page(vpn & (folio.nr_pages - 1))[:] = data
@@ -1205,6 +1229,7 @@ class AddressSpace:
                 base = vpn & ~(nr - 1)
                 for j in range(nr):
                     self.present.pop(base + j, None)
+                self._flush_folio(base, folio)
                 self.pte_state[base : base + nr] = PTE_NONE
                 self.memcg.lru_del(folio)
                 self.memcg.uncharge(nr)

@@ -97,6 +97,7 @@ def run_kwargs(
     pp_every: int = 0,
     recompress_algo: str | None = None,
     recompress: str | None = None,
+    tlb_entries: int | None = None,
 ) -> dict:
     """The keyword arguments of ``run_workload`` from the command line's options; a bad
     option value is a :class:`UsageError` naming the option."""
@@ -108,6 +109,7 @@ def run_kwargs(
     check_algorithm(recompress_algo, "--recompress-algorithm")
     check_count("--accesses", accesses)
     check_count("--pp-every", pp_every)
+    check_count("--tlb-entries", tlb_entries)
     if not 0 <= write_ratio <= 1:
         raise UsageError("--write-ratio", f"must be between 0 and 1, not {write_ratio:g}")
     if not 0 <= folio_order <= HPAGE_PMD_ORDER:
@@ -137,6 +139,8 @@ def run_kwargs(
         "recompress_algo": recompress_algo,
         "recompress": recompress,
     }
+    if tlb_entries is not None:
+        kw["tlb_entries"] = tlb_entries
     for name, option, text in (
         ("mem_limit_pages", "--mem-limit", mem_limit),
         ("disksize", "--disksize", disksize),
@@ -205,6 +209,15 @@ MthpSwapinOpt = Annotated[
         "--mthp-swapin/--no-mthp-swapin",
         help="zram swap-in of whole mTHP folios (orders 1..8; PMD THP always comes back "
         "as order 0)",
+    ),
+]
+TlbEntriesOpt = Annotated[
+    int,
+    typer.Option(
+        "--tlb-entries",
+        help="pyzram's CPU data TLB: 4 KiB translations it caches per process (a cached "
+        "page's accessed bit stays clear after reclaim clears it, as on x86; 0: every "
+        "access sets it, as on arm64)",
     ),
 ]
 SeedOpt = Annotated[int, typer.Option(help="seed of the pattern, the writes and --mix")]

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pyzram.mm.tlb import TLB_ENTRIES
 from pyzram.tools.commands.run import ZswapCompressorOpt, ZswapOpt, ZswapPoolOpt
 from pyzram.tools.common import (
     ALGO_HELP,
@@ -22,6 +23,7 @@ from pyzram.tools.common import (
     PageFileArg,
     PatternOpt,
     SeedOpt,
+    TlbEntriesOpt,
     UsageError,
     check_algorithm,
     check_count,
@@ -309,6 +311,7 @@ def run_command(
     limit: LimitOpt = None,
     mix: MixOpt = None,
     folio_order: FolioOrderOpt = 0,
+    tlb_entries: TlbEntriesOpt = TLB_ENTRIES,
     timeout: Annotated[float, typer.Option(help="seconds the kernel-side child may take")] = 600,
     zswap: ZswapOpt = False,
     zswap_compressor: ZswapCompressorOpt = "lzo",
@@ -334,6 +337,7 @@ def run_command(
         seed,
         None,
         folio_order=folio_order,
+        tlb_entries=tlb_entries,
     )
     kw = {k: v for k, v in kw.items() if k in workload}
     if io_path not in ("swap_ops", "bio"):
@@ -348,6 +352,7 @@ def run_command(
             source=source,
             timeout=timeout,
             progress=lambda msg: status.update(f"pyzram bench run: {msg}"),
+            tlb_entries=tlb_entries,
             **kw,
             **zkw,
         )

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from pyzram.mm.tlb import TLB_ENTRIES
 from pyzram.tools.commands.run import (
     WALL_NOTE,
     RamOpt,
@@ -30,6 +31,7 @@ from pyzram.tools.common import (
     PageFileArg,
     PatternOpt,
     SeedOpt,
+    TlbEntriesOpt,
     console,
     run_kwargs,
     workload_pages,
@@ -49,6 +51,7 @@ def command(
     mix: MixOpt = None,
     folio_order: FolioOrderOpt = 0,
     mthp_swapin: MthpSwapinOpt = True,
+    tlb_entries: TlbEntriesOpt = TLB_ENTRIES,
     zswap: Annotated[
         bool,
         typer.Option(
@@ -76,6 +79,7 @@ def command(
         None,
         folio_order=folio_order,
         mthp_swapin=mthp_swapin,
+        tlb_entries=tlb_entries,
     )
     if zswap:
         zkw = zswap_kwargs(True, zswap_compressor, zswap_max_pool_percent, ram)

@@ -52,6 +52,7 @@ from pyzram.mm.folio import PAGE_SIZE
 from pyzram.mm.machine import Machine
 from pyzram.mm.swap import SWAPFILE_CLUSTER
 from pyzram.mm.swapfile import mkswap, swapoff, swapon
+from pyzram.mm.tlb import TLB_ENTRIES
 from pyzram.mm.vmscan import AddressSpace, MemCgroup, mthp_size_name
 from pyzram.tools import kcost
 from pyzram.tools.commands.ctl import device_state
@@ -67,6 +68,7 @@ from pyzram.tools.common import (
     PageFileArg,
     PatternOpt,
     SeedOpt,
+    TlbEntriesOpt,
     UsageError,
     console,
     print_kernel_line,
@@ -133,6 +135,8 @@ class RunReport:
     source: str = ""
     folio_order: int = 0
     mthp_swapin: bool = True
+    #: The model CPU's data TLB size (``Machine.tlb_entries``).
+    tlb_entries: int = TLB_ENTRIES
     #: (pswpout + pswpin) / seconds of the fill and the pattern (the final check excluded).
     swapped_pages_s: float = 0.0
     #: /sys/kernel/mm/transparent_hugepage/hugepages-<size>/stats deltas, per size.
@@ -372,6 +376,7 @@ def run_workload(
     zswap_params: dict[str, str] | None = None,
     totalram_pages: int | None = None,
     swap_file: str | Path | None = None,
+    tlb_entries: int = TLB_ENTRIES,
 ) -> RunReport:
     """Run the workload and return its report (see the module docstring).
 
@@ -413,7 +418,7 @@ def run_workload(
     limit = mem_limit_pages if mem_limit_pages is not None else max(32, n // 4)
     pp = PostProcessing(writeback, recompress, str(idle_age), pp_every)
     mkw = {"totalram_pages": totalram_pages} if totalram_pages else {}
-    m = Machine(swap_ops_series=io_path == "swap_ops", **mkw)
+    m = Machine(swap_ops_series=io_path == "swap_ops", tlb_entries=tlb_entries, **mkw)
     if zswap:  # the parameters first, then enabled (a bad word fails before the run)
         m.zswap.param_write("compressor", zswap)
         for name, value in (zswap_params or {}).items():
@@ -568,6 +573,7 @@ def run_workload(
         source=source,
         folio_order=folio_order,
         mthp_swapin=mthp_swapin,
+        tlb_entries=m.tlb_entries,
         swapped_pages_s=swapped_pages(counts) / seconds if seconds else 0.0,
         mthp=mthp,
         post_processing=events,
@@ -706,6 +712,7 @@ def _run_on_swap_file(
         source=source,
         folio_order=folio_order,
         mthp_swapin=mthp_swapin,
+        tlb_entries=m.tlb_entries,
         swapped_pages_s=swapped_pages(counts) / seconds if seconds else 0.0,
         mthp=mthp,
         timeline=timeline,
@@ -988,6 +995,7 @@ def workload_options(
     zswap_compressor="lzo",
     zswap_max_pool_percent=None,
     ram=None,
+    tlb_entries=None,
     **_others,
 ) -> dict:
     """``run_workload``'s keyword arguments but ``io_path`` from ``command``'s options
@@ -1013,6 +1021,7 @@ def workload_options(
         pp_every=pp_every,
         recompress_algo=recompress_algo,
         recompress=recompress,
+        tlb_entries=tlb_entries,
     )
     kw.update(zswap_kwargs(zswap, zswap_compressor, zswap_max_pool_percent, ram))
     return kw
@@ -1033,6 +1042,7 @@ def command(
     mix: MixOpt = None,
     folio_order: FolioOrderOpt = 0,
     mthp_swapin: MthpSwapinOpt = True,
+    tlb_entries: TlbEntriesOpt = TLB_ENTRIES,
     writeback: Annotated[
         str | None,
         typer.Option(help="write back to --backing-dev: idle, huge, huge_idle or incompressible"),
