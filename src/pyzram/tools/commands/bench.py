@@ -29,6 +29,7 @@ from pyzram.tools.common import (
     check_count,
     console,
     load_pages,
+    print_kernel_line,
     run_kwargs,
     workload_pages,
 )
@@ -369,14 +370,8 @@ def run_command(
             t.add_column(c, justify="left" if c == "target" else "right")
         t.add_column("intact")
         for name, vm, secs, rate, ok in (
-            (
-                f"kernel {k.kernel_release} ({k.device})",
-                k.vmstat,
-                k.seconds,
-                k.swapped_pages_s,
-                k.intact,
-            ),
-            (f"pyzram ({o.io_path})", o.vmstat, o.seconds, o.swapped_pages_s, o.intact),
+            ("kernel", k.vmstat, k.seconds, k.swapped_pages_s, k.intact),
+            ("pyzram", o.vmstat, o.seconds, o.swapped_pages_s, o.intact),
         ):
             t.add_row(
                 name,
@@ -388,6 +383,8 @@ def run_command(
                 "yes" if ok else "[red]NO[/red]",
             )
         console.print(t)
+        print_kernel_line("kernel", f"Linux {k.kernel_release}, {k.device}")
+        print_kernel_line("pyzram", f"the {o.io_path} path, a TLB of {o.tlb_entries:,} entries")
         ratio = "-" if res.ratio is None else f"{res.ratio:.2f}x"
         goal = "met" if res.ratio is not None and res.ratio >= 1 else "not met"
         console.print(f"pyzram / kernel swapped pages/s: {ratio} (goal >= 1x: {goal})")
