@@ -106,10 +106,14 @@ def test_bench_run_zswap_counters_beside_the_kernel_and_parameters_restored():
 
     zswap's counters follow the swap path's: pyzram's zswpout must be what the
     same run without zswap counts as pswpout (the zswap hook changes where pages
-    go, not which ones reclaim picks), and the kernel's within the reclaim
-    model's spread: 4 %.
+    go, not which ones reclaim picks), and within 4 % of the median of three
+    host-kernel runs (one run can be 10 % off the others: on 2026-12-06 zswpin
+    1,676-1,846 over five runs of one seed, lower with more pgactivate, as TLB
+    flushes the kernel does not see make hot pages look hot again).
     """
-    from pyzram.host.kernel_swap import bench_run
+    import statistics
+
+    from pyzram.host.kernel_swap import bench_run, run_kernel_swap
     from pyzram.host.kernel_swap import unavailable_reason as swap_reason
     from pyzram.tools.commands.run import run_workload
 
@@ -117,7 +121,8 @@ def test_bench_run_zswap_counters_beside_the_kernel_and_parameters_restored():
         pytest.skip(swap_reason())
     before = {n: read_param(n) for n in PARAMETERS}
     pages = _pages(2000)
-    res = bench_run(pages, zswap="lzo", zswap_params={"max_pool_percent": "20"}, seed=2)
+    params = {"max_pool_percent": "20"}
+    res = bench_run(pages, zswap="lzo", zswap_params=params, seed=2)
     assert {n: read_param(n) for n in PARAMETERS} == before
     assert res.kernel.intact and res.pyzram.intact
     dev = res.zswap_deviation()
@@ -126,8 +131,15 @@ def test_bench_run_zswap_counters_beside_the_kernel_and_parameters_restored():
     plain = run_workload(pages, seed=2)
     assert res.pyzram.vmstat["zswpout"] == plain.vmstat["pswpout"]
     assert res.pyzram.vmstat["zswpin"] == plain.vmstat["pswpin"]
+    more = [run_kernel_swap(pages, zswap="lzo", zswap_params=params, seed=2) for _ in range(2)]
+    assert {n: read_param(n) for n in PARAMETERS} == before
+    kernel = [res.kernel, *more]
     for name in ("zswpout", "zswpin", "pool_total_size"):
-        assert abs(dev[name]["deviation"]) < 0.04, (name, dev[name])
+        if name == "pool_total_size":
+            k = statistics.median(r.zswap["debugfs"][name] for r in kernel)
+        else:
+            k = statistics.median(r.vmstat[name] for r in kernel)
+        assert dev[name]["pyzram"] == pytest.approx(k, rel=0.04), (name, k, dev[name])
 
 
 def test_bench_zswap_rows_measure_both_sides_on_the_same_pages():

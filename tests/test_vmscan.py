@@ -51,7 +51,7 @@ def test_workload_larger_than_limit_swaps_out_and_back_intact(m, zram_swap):
         mm.touch(vpn)
         assert memcg.usage <= 200
     swapped = int((mm.pte_state == PTE_SWAP).sum())
-    assert swapped >= 400 and int((mm.pte_state == PTE_PRESENT).sum()) == memcg.usage
+    assert swapped >= 400 and int((mm.pte_state == PTE_PRESENT).sum()) == memcg.usage - mm.pgtables
     assert m.vm_events["pswpout"] + m.vm_events["swpout_zero"] >= swapped
     st = z.mm_stat()
     assert st.orig_data_size > 0 and st.compr_data_size < st.orig_data_size
@@ -149,6 +149,24 @@ def test_a_write_through_a_clean_tlb_entry_walks(m, zram_swap):
     assert folio.test(PTE_YOUNG | PTE_DIRTY) and mm.tlb.entries[0] is True
     mm.zap_pte_range(0, 1)
     assert 0 not in mm.tlb.entries  # zap_pte_range flushes
+
+
+def test_page_tables_are_charged_to_the_memcg(m, zram_swap):
+    """cgroup v1 counts page tables (``GFP_PGTABLE_USER``) in the memcg's usage: a
+    PMD table for the mapping's first GiB and a PTE table per 2 MiB, each on its
+    first fault, so they take room from the anonymous pages under the limit."""
+    pages = synthetic_mix(1100, seed=3)
+    memcg = MemCgroup(m, limit_pages=4096)
+    mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
+    mm.touch(0)
+    assert mm.pgtables == 2 and memcg.usage == 1 + 2
+    for vpn in range(1, 512):
+        mm.touch(vpn)
+    assert mm.pgtables == 2
+    mm.touch(1099)  # the third PTE table; the second is still unused
+    assert mm.pgtables == 3 and memcg.usage == 513 + 3
+    mm.zap_pte_range(0, 512)  # MADV_DONTNEED keeps the tables
+    assert mm.pgtables == 3 and memcg.usage == 1 + 3
 
 
 def test_reclaim_gets_through_a_fully_referenced_lru(m, zram_swap):
@@ -317,7 +335,7 @@ def test_mthp_folios_swap_out_whole_and_back_in_whole(m, zram_swap):
     assert m.vm_events.mthp[(4, "swpin")] + m.vm_events["swpin_zero"] // 16 == 1
     for v in range(len(pages)):
         assert mm.read(v) == pages[v].tobytes()
-    assert memcg.usage == int((mm.pte_state == PTE_PRESENT).sum())
+    assert memcg.usage - mm.pgtables == int((mm.pte_state == PTE_PRESENT).sum())
     z.check()
 
 
@@ -430,5 +448,5 @@ def test_vmstat_equals_the_swap_core_and_zram(m, zram_swap, order):
     faults = m.vm_events["pgmajfault"]
     assert faults == m.vm_events["nrswpin"] + m.vm_events["swpin_zero"] // nr
     assert m.vm_events["pgsteal_anon"] == allocated
-    assert memcg.usage == int((mm.pte_state == PTE_PRESENT).sum())
+    assert memcg.usage - mm.pgtables == int((mm.pte_state == PTE_PRESENT).sum())
     z.check()

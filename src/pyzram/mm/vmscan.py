@@ -69,10 +69,14 @@ of partially mapped folios), the accessed and dirty bits set by
 (:mod:`pyzram.mm.tlb`: x86, where ``ptep_clear_flush_young`` does not flush,
 so a hot page still cached in the TLB looks cold) and kept per folio
 (``PTE_YOUNG``, ``PTE_DIRTY``: ``folio_referenced`` counts 0 or 1, also for
-an mTHP folio whose several PTEs are young), no MGLRU, no VMA readahead, shadows kept per memcg (by swap entry) rather
-than in the swap cache, no per-CPU charge stock or LRU batches, no periodic
-stats flush, no THP shrinker/khugepaged.  A charge larger than the whole limit fails at once
-(the kernel reclaims first, then fails the same way).  Per-page state is
+an mTHP folio whose several PTEs are young), no MGLRU, no VMA readahead,
+shadows kept per memcg (by swap entry) rather than in the swap cache, no
+per-CPU charge stock or LRU batches, no periodic stats flush, no THP
+shrinker/khugepaged.  Page tables are charged to the memcg as cgroup v1
+counts them (a PTE table per 2 MiB and a PMD table per 1 GiB of the
+mapping, on first use; the mapping starts 1 GiB-aligned), not freed before
+the process.  A charge larger than the whole limit fails at once (the
+kernel reclaims first, then fails the same way).  Per-page state is
 numpy arrays (``pte_state``, ``pte_entry``); present folios are objects.
 """
 
@@ -148,6 +152,10 @@ GFP_NOIO = __GFP_RECLAIM
 
 #: ``HPAGE_PMD_ORDER`` on x86-64 (2 MiB folios); orders 1..8 are mTHP sizes.
 HPAGE_PMD_ORDER = 9
+#: ``PTRS_PER_PTE``: the pages one PTE table maps (x86-64, 4 KiB pages).
+PTRS_PER_PTE = 512
+#: The pages one PMD table maps (``PUD_SIZE`` / ``PAGE_SIZE``: 1 GiB).
+PUD_NR_PAGES = 512 * 512
 
 _ENTRY_SHIFT = 48
 _OFFSET_MASK = (1 << _ENTRY_SHIFT) - 1
@@ -901,6 +909,11 @@ class AddressSpace:
         self.swapped: dict[int, int] = {}  # raw entry -> vpn (the rmap of swap entries)
         #: The translations the CPU has cached for this process (``pyzram.mm.tlb``).
         self.tlb = Tlb(self.machine.tlb_entries)
+        #: Which PTE tables (one per PMD_SIZE of pages) and PMD tables (one per
+        #: PUD_SIZE) exist; ``pgtables`` counts them (``mm->pgtables_bytes`` / 4096).
+        self.pte_tables = bytearray((nr_pages + PTRS_PER_PTE - 1) // PTRS_PER_PTE)
+        self.pmd_tables = bytearray((nr_pages + PUD_NR_PAGES - 1) // PUD_NR_PAGES)
+        self.pgtables = 0
 
     @cython.locals(folio=Folio)
     def _flush_folio(self, base: int, folio: Folio) -> None:
@@ -984,6 +997,29 @@ class AddressSpace:
             return 0
         return order
 
+    def pmd_alloc(self, vpn: int) -> None:
+        """``pmd_alloc`` (``__pmd_alloc``): the PMD table over ``vpn``'s PUD_SIZE of
+        address space, allocated on first use and charged to the memcg."""
+        i = vpn // PUD_NR_PAGES
+        if not self.pmd_tables[i]:
+            self._pgtable_alloc()
+            self.pmd_tables[i] = 1
+
+    def pte_alloc(self, vpn: int) -> None:
+        """``pte_alloc`` (``__pte_alloc``): the PTE table over ``vpn``'s PMD_SIZE of
+        address space, allocated on first use and charged to the memcg."""
+        i = vpn // PTRS_PER_PTE
+        if not self.pte_tables[i]:
+            self._pgtable_alloc()
+            self.pte_tables[i] = 1
+
+    def _pgtable_alloc(self) -> None:
+        """``pagetable_alloc(GFP_PGTABLE_USER)``: a page charged to the memcg
+        (``__GFP_ACCOUNT``: cgroup v1 counts kernel memory in its usage), which may
+        reclaim; page tables are freed only with the process."""
+        self.memcg.try_charge()
+        self.pgtables += 1
+
     @cython.locals(folio=Folio)
     def do_anonymous_page(self, vpn: int) -> Folio:
         """``do_anonymous_page``: charge, then a new folio with the page's bytes.
@@ -993,7 +1029,10 @@ class AddressSpace:
         """
         vm_events = self.machine.vm_events
         vm_events.count("pgfault")
+        self.pmd_alloc(vpn)
         order = self._anon_order(vpn)
+        if order != HPAGE_PMD_ORDER:
+            self.pte_alloc(vpn)
         if order:
             nr = 1 << order
             base = vpn & ~(nr - 1)
@@ -1006,7 +1045,11 @@ class AddressSpace:
                     vm_events.count("thp_fault_fallback_charge")
                 vm_events.count_mthp(order, "anon_fault_fallback")
                 vm_events.count_mthp(order, "anon_fault_fallback_charge")
+                if thp:
+                    self.pte_alloc(vpn)  # mapped with PTEs after all
             else:
+                if order == HPAGE_PMD_ORDER:  # the PTE table deposited for a later split
+                    self.pte_alloc(vpn)
                 data = b"".join(self.source(v) for v in range(base, base + nr))
                 folio = Folio(order, data)
                 folio.mark_uptodate()
