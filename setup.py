@@ -37,6 +37,7 @@ COMPILED = [
     "src/pyzram/mm/swap_ops.py",
     "src/pyzram/mm/swapfile.py",
     "src/pyzram/mm/page_io.py",
+    "src/pyzram/mm/tlb.py",
     "src/pyzram/mm/vmscan.py",
     "src/pyzram/mm/zswap.py",
 ]

@@ -52,7 +52,6 @@ from pyzram.block.blkdev import (
     blkdev_get,
     blkdev_put,
 )
-from pyzram.mm import swap as S
 from pyzram.mm.folio import (
     PAGE_SHIFT,
     PAGE_SIZE,
@@ -62,6 +61,21 @@ from pyzram.mm.folio import (
     PG_uptodate,
     PG_writeback,
     SwpEntry,
+)
+from pyzram.mm.swap import (
+    MAX_SWAPFILES,
+    SWAP_FLAG_PRIO_MASK,
+    SWAP_HAS_CACHE,
+    SWAP_MAP_BAD,
+    SWAP_MAP_MAX,
+    SWAPFILE_CLUSTER,
+    SWP_BLKDEV,
+    SWP_SOLIDSTATE,
+    SWP_STABLE_WRITES,
+    SWP_SYNCHRONOUS_IO,
+    SWP_USED,
+    SWP_WRITEOK,
+    SwapIoCtx,
 )
 from pyzram.mm.swap_ops import SwapOps, lookup_swap_block_ops
 from pyzram.mm.zswap import zswap_invalidate, zswap_swapoff, zswap_swapon
@@ -201,12 +215,12 @@ class SwapInfo:
 
     def swap_count(self, offset: int) -> int:
         """``swap_count``: references, without the cache bit."""
-        return self._sm[offset] & ~S.SWAP_HAS_CACHE
+        return self._sm[offset] & ~SWAP_HAS_CACHE
 
 
 def swp_swap_info(m: Machine, entry: SwpEntry) -> SwapInfo:
     """``swp_swap_info`` / ``__swap_entry_to_info``: ``m.swap_info[type]``."""
-    si = m.swap_info[entry.type] if 0 <= entry.type < S.MAX_SWAPFILES else None
+    si = m.swap_info[entry.type] if 0 <= entry.type < MAX_SWAPFILES else None
     if si is None:
         raise OSError(errno.EINVAL, f"no swap area of type {entry.type}")
     return si
@@ -249,13 +263,13 @@ def swapon(
                 raise OSError(errno.EBUSY, f"{target.disk_name} is already swapped on")
             si.bdev = blkdev_get(target, holder=si)
             size = target.capacity << 9
-            si.flags |= S.SWP_BLKDEV
+            si.flags |= SWP_BLKDEV
             if target.features & BLK_FEAT_SYNCHRONOUS:
-                si.flags |= S.SWP_SYNCHRONOUS_IO
+                si.flags |= SWP_SYNCHRONOUS_IO
             if target.features & BLK_FEAT_STABLE_WRITES:
-                si.flags |= S.SWP_STABLE_WRITES
+                si.flags |= SWP_STABLE_WRITES
             if not target.features & BLK_FEAT_ROTATIONAL:
-                si.flags |= S.SWP_SOLIDSTATE
+                si.flags |= SWP_SOLIDSTATE
         else:
             path = Path(target)
             if any(s is not si and s.swap_file == path.resolve() for s in m.active_areas()):
@@ -284,8 +298,8 @@ def swapon(
                 m.least_priority -= 1
                 si.prio = m.least_priority
             else:
-                si.prio = prio & S.SWAP_FLAG_PRIO_MASK
-            si.flags |= S.SWP_USED | S.SWP_WRITEOK
+                si.prio = prio & SWAP_FLAG_PRIO_MASK
+            si.flags |= SWP_USED | SWP_WRITEOK
             _update_avail(m)
         return si
     except BaseException:
@@ -324,15 +338,15 @@ def _setup_clusters(si: SwapInfo, bad: tuple[int, ...]) -> None:
     si._zm = bytearray(n)
     si.swap_map = np.frombuffer(si._sm, dtype=np.uint8)  # numpy views of the same bytes
     si.zeromap = np.frombuffer(si._zm, dtype=bool)
-    nclusters = -(-n // S.SWAPFILE_CLUSTER)
+    nclusters = -(-n // SWAPFILE_CLUSTER)
     si.cluster_count = array("i", bytes(4 * nclusters))
     si.cluster_order = array("b", bytes(nclusters))
     unusable = {0, *(b for b in bad if 0 < b < n)}
     for off in unusable:
-        si.swap_map[off] = S.SWAP_MAP_BAD
-        si.cluster_count[off // S.SWAPFILE_CLUSTER] += 1
+        si.swap_map[off] = SWAP_MAP_BAD
+        si.cluster_count[off // SWAPFILE_CLUSTER] += 1
     # the tail of the last cluster does not exist
-    tail = nclusters * S.SWAPFILE_CLUSTER - n
+    tail = nclusters * SWAPFILE_CLUSTER - n
     si.cluster_count[-1] += tail
     si.pages = n - len(unusable)
     si.free_clusters = deque(c for c in range(nclusters) if si.cluster_count[c] == 0)
@@ -345,7 +359,7 @@ def release_swap_area(si: SwapInfo) -> None:
     Used by ``swapoff`` once every slot is back, by a failed ``swapon``, and
     by ``Machine.close`` (a machine powered off keeps nothing in swap).
     """
-    si.flags &= ~S.SWP_WRITEOK
+    si.flags &= ~SWP_WRITEOK
     with si.lock:
         si.swap_cache.clear()
     if si.bdev is not None:
@@ -383,15 +397,15 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     from pyzram.mm.page_io import swap_read_folio, swap_read_submit
 
     with si.lock:
-        if not si.flags & S.SWP_WRITEOK:
+        if not si.flags & SWP_WRITEOK:
             raise OSError(errno.EINVAL, "swap area is not active")
-        si.flags &= ~S.SWP_WRITEOK
+        si.flags &= ~SWP_WRITEOK
     offsets = np.flatnonzero(
-        (si.swap_map & ~np.uint8(S.SWAP_HAS_CACHE) != 0) & (si.swap_map != S.SWAP_MAP_BAD)
+        (si.swap_map & ~np.uint8(SWAP_HAS_CACHE) != 0) & (si.swap_map != SWAP_MAP_BAD)
     )
     folios: list[tuple[SwpEntry, Folio]] = []
     m = si.machine
-    ctx = S.SwapIoCtx(m)
+    ctx = SwapIoCtx(m)
     for off in offsets.tolist():
         entry = SwpEntry(si.type, off)
         folio = swap_cache_get_folio(m, entry)
@@ -413,7 +427,7 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
                 dropped += unuse(entry, folio)
         except OSError:  # ENOMEM from a memcg charge: reinsert_swap_info, fail
             with si.lock:
-                si.flags |= S.SWP_WRITEOK
+                si.flags |= SWP_WRITEOK
             raise
         for _ in range(dropped):
             swap_free(m, entry)
@@ -430,10 +444,10 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
             folio_free_swap(m, folio)
         folio.unlock()
     with si.lock:
-        busy = np.flatnonzero((si.swap_map != 0) & (si.swap_map != S.SWAP_MAP_BAD))
+        busy = np.flatnonzero((si.swap_map != 0) & (si.swap_map != SWAP_MAP_BAD))
     if busy.size:
         with si.lock:
-            si.flags |= S.SWP_WRITEOK
+            si.flags |= SWP_WRITEOK
         raise OSError(errno.EBUSY, f"swapoff: {len(busy)} slots still referenced")
     release_swap_area(si)
     si.ops = None
@@ -442,11 +456,12 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
 # -- slot allocation ------------------------------------------------------------------------
 
 
+@cython.locals(si=SwapInfo)
 def _alloc_in_cluster(si: SwapInfo, c: int, order: int) -> int | None:
     """First 2**order aligned run of free slots in cluster ``c`` (a C-speed search)."""
     nr = 1 << order
-    base = c * S.SWAPFILE_CLUSTER
-    end = min(base + S.SWAPFILE_CLUSTER, si.max)
+    base = c * SWAPFILE_CLUSTER
+    end = min(base + SWAPFILE_CLUSTER, si.max)
     sm = si._sm
     if nr == 1:
         off = sm.find(0, base, end)
@@ -461,6 +476,7 @@ def _alloc_in_cluster(si: SwapInfo, c: int, order: int) -> int | None:
     return None
 
 
+@cython.locals(si=SwapInfo)
 def _take_slots(si: SwapInfo, order: int) -> int | None:
     """``cluster_alloc_swap_entry``: the order's current cluster, a non-full one, a free one."""
     cur = si.cluster_next.get(order)
@@ -491,10 +507,11 @@ def _take_slots(si: SwapInfo, order: int) -> int | None:
     return None
 
 
-_COUNT_MASK = 0xFF & ~S.SWAP_HAS_CACHE
-_CACHE_ONLY = {1 << o: bytes([S.SWAP_HAS_CACHE]) * (1 << o) for o in range(10)}
+_COUNT_MASK = 0xFF & ~SWAP_HAS_CACHE
+_CACHE_ONLY = {1 << o: bytes([SWAP_HAS_CACHE]) * (1 << o) for o in range(10)}
 
 
+@cython.locals(si=SwapInfo)
 def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None = None) -> int:
     """Take 2**order slots at ``off`` of cluster ``c``, a cluster of ``cluster_order``
     (``order`` unless order 0 steals from another order's cluster)."""
@@ -504,7 +521,7 @@ def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None
     si.cluster_count[c] += nr
     si.cluster_order[c] = corder
     lst = si.nonfull_clusters.setdefault(corder, {})
-    if si.cluster_count[c] >= S.SWAPFILE_CLUSTER:
+    if si.cluster_count[c] >= SWAPFILE_CLUSTER:
         lst.pop(c, None)
     else:
         lst.setdefault(c)
@@ -513,7 +530,7 @@ def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None
     return off
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, si=SwapInfo)
 def folio_alloc_swap(m: Machine, folio: Folio) -> SwpEntry:
     """``folio_alloc_swap``: slots for a locked folio, which enters the swap cache.
 
@@ -526,10 +543,10 @@ def folio_alloc_swap(m: Machine, folio: Folio) -> SwpEntry:
     if folio.test(PG_swapcache):
         raise RuntimeError("folio already in the swap cache")
     nr = folio.nr_pages
-    if nr > S.SWAPFILE_CLUSTER:
+    if nr > SWAPFILE_CLUSTER:
         raise OSError(errno.EINVAL, "folio larger than a swap cluster")
     for si in m.swap_avail:
-        if not si.flags & S.SWP_WRITEOK:
+        if not si.flags & SWP_WRITEOK:
             continue
         with si.lock:
             if si.pages - si.inuse_pages < nr:
@@ -546,33 +563,36 @@ def folio_alloc_swap(m: Machine, folio: Folio) -> SwpEntry:
     raise OSError(errno.ENOMEM, "no free swap slots")
 
 
+@cython.locals(si=SwapInfo)
 def swap_duplicate(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
     """``swap_duplicate``: one more reference (a PTE) to ``nr`` slots from ``entry``."""
     si = swp_swap_info(m, entry)
     with si.lock:
         sm = si._sm
         for off in range(entry.offset, entry.offset + nr):
-            count = sm[off] & ~S.SWAP_HAS_CACHE
-            if sm[off] == 0 or sm[off] == S.SWAP_MAP_BAD:
+            count = sm[off] & ~SWAP_HAS_CACHE
+            if sm[off] == 0 or sm[off] == SWAP_MAP_BAD:
                 raise OSError(errno.ENOENT, f"swap_duplicate of a free slot {off}")
-            if count >= S.SWAP_MAP_MAX:
+            if count >= SWAP_MAP_MAX:
                 raise OSError(errno.ENOMEM, "swap count overflow (continuation not modelled)")
             sm[off] += 1
 
 
+@cython.locals(si=SwapInfo)
 def swap_free(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
     """``swap_free_nr``: drop one reference to ``nr`` slots; free those that reach 0."""
     si = swp_swap_info(m, entry)
     with si.lock:
         sm = si._sm
         for off in range(entry.offset, entry.offset + nr):
-            if sm[off] & ~S.SWAP_HAS_CACHE == 0:
+            if sm[off] & ~SWAP_HAS_CACHE == 0:
                 raise OSError(errno.EINVAL, f"swap_free: slot {off} has no reference")
             sm[off] -= 1
             if sm[off] == 0:
                 swap_range_free(si, off, 1)
 
 
+@cython.locals(si=SwapInfo)
 def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
     """``swap_range_free``: slots became free; tell zswap and the device, return them.
 
@@ -591,7 +611,7 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
     old_notify = None
     if si.machine.swap_ops_series:
         notify = si.ops.slot_free_notify if si.ops is not None else None
-    elif si.flags & S.SWP_BLKDEV and si.bdev is not None:
+    elif si.flags & SWP_BLKDEV and si.bdev is not None:
         old_notify = si.bdev.disk.fops.swap_slot_free_notify
     m = si.machine
     zswap_used = m.zswap.ever_enabled  # else every tree is empty (xa_empty)
@@ -602,7 +622,7 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
             notify(si, off)
         elif old_notify is not None:
             old_notify(si.bdev, off)
-        c = off // S.SWAPFILE_CLUSTER
+        c = off // SWAPFILE_CLUSTER
         si.cluster_count[c] -= 1
         order = si.cluster_order[c]
         lst = si.nonfull_clusters.setdefault(order, {})
@@ -619,6 +639,7 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
 # -- swap cache -------------------------------------------------------------------------------
 
 
+@cython.locals(si=SwapInfo)
 def swap_cache_get_folio(m: Machine, entry: SwpEntry) -> Folio | None:
     """``swap_cache_get_folio``."""
     si = swp_swap_info(m, entry)
@@ -626,7 +647,7 @@ def swap_cache_get_folio(m: Machine, entry: SwpEntry) -> Folio | None:
         return si.swap_cache.get(entry.offset)
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, si=SwapInfo)
 def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio:
     """``swap_cache_alloc_folio``: a new locked, !uptodate folio in the swap cache.
 
@@ -646,14 +667,14 @@ def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio
                 folio.unlock()
                 raise OSError(errno.ENOENT, f"slot {off} is not in use")
         for off in range(entry.offset, entry.offset + nr):
-            si._sm[off] |= S.SWAP_HAS_CACHE
+            si._sm[off] |= SWAP_HAS_CACHE
             si.swap_cache[off] = folio
     folio.swap = entry
     folio.set(PG_swapcache)
     return folio
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, si=SwapInfo)
 def swap_cache_del_folio(m: Machine, folio: Folio) -> None:
     """``swap_cache_del_folio``: leave the cache; slots with no references are freed."""
     entry = folio.swap
@@ -661,14 +682,14 @@ def swap_cache_del_folio(m: Machine, folio: Folio) -> None:
     with si.lock:
         for off in range(entry.offset, entry.offset + folio.nr_pages):
             del si.swap_cache[off]
-            si._sm[off] &= ~S.SWAP_HAS_CACHE & 0xFF
+            si._sm[off] &= ~SWAP_HAS_CACHE & 0xFF
             if si._sm[off] == 0:
                 swap_range_free(si, off, 1)
     folio.clear(PG_swapcache)
     folio.swap = None
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, si=SwapInfo)
 def folio_free_swap(m: Machine, folio: Folio) -> bool:
     """``folio_free_swap``: drop the folio from the swap cache if no PTE needs it.
 

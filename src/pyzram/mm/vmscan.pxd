@@ -1,2 +1,63 @@
 # Types of pyzram/mm/vmscan.py when it is compiled (Cython pure-Python mode).
 from pyzram.mm.folio cimport Folio
+from pyzram.mm.tlb cimport Tlb
+
+
+cdef class LruList:
+    cdef public object _d
+    cdef public long nr_pages
+
+    cpdef void add(self, Folio folio, object owner) except *
+    cpdef object remove(self, Folio folio)
+
+
+cdef class MemCgroup:
+    cdef public object machine
+    cdef public long limit_pages
+    cdef public long swappiness
+    cdef public long usage
+    cdef public LruList inactive
+    cdef public LruList active
+    cdef public long nr_reclaim_batches
+    cdef public long anon_cost
+    cdef public long nonresident_age
+    cdef public long workingset_activate_anon
+    cdef public dict stats
+    cdef public long refaults_anon
+    cdef public dict shadows
+    cdef object __weakref__
+
+    cpdef void try_charge(self, long nr=*, long gfp_mask=*) except *
+    cpdef void uncharge(self, long nr=*) except *
+    cpdef void lru_add(self, Folio folio, object owner) except *
+    cpdef void lru_del(self, Folio folio) except *
+
+
+cdef class AddressSpace:
+    cdef public long nr_pages
+    cdef public MemCgroup memcg
+    cdef public object machine
+    cdef public bint on_mmlist
+    cdef public object source
+    cdef public int folio_order
+    cdef public bint mthp_swapin
+    cdef public object pte_state
+    cdef public object pte_entry
+    cdef public object pte
+    cdef public object pte_raw
+    cdef public dict present
+    cdef public dict swapped
+    cdef public Tlb tlb
+    cdef public bytearray pte_tables
+    cdef public bytearray pmd_tables
+    cdef public long pgtables
+    cdef object __weakref__
+
+    cpdef void _flush_folio(self, long base, Folio folio) except *
+    cpdef void unmap(self, long base, Folio folio) except *
+    cpdef Folio touch(self, long vpn, bint write=*, object data=*)
+    cpdef void pmd_alloc(self, long vpn) except *
+    cpdef void pte_alloc(self, long vpn) except *
+    cpdef Folio do_anonymous_page(self, long vpn)
+    cpdef Folio do_swap_page(self, long vpn)
+    cpdef void _map(self, long base, Folio folio) except *

@@ -1050,7 +1050,7 @@ class AddressSpace:
             else:
                 if order == HPAGE_PMD_ORDER:  # the PTE table deposited for a later split
                     self.pte_alloc(vpn)
-                data = b"".join(self.source(v) for v in range(base, base + nr))
+                data = b"".join([self.source(v) for v in range(base, base + nr)])
                 folio = Folio(order, data)
                 folio.mark_uptodate()
                 if order == HPAGE_PMD_ORDER:
