@@ -8,7 +8,7 @@ import pytest
 from pyzram import Zram
 from pyzram.mm.swap import SWAP_CLUSTER_MAX
 from pyzram.mm.swap_ops import READ, WRITE
-from pyzram.mm.swapfile import mkswap, swapon
+from pyzram.mm.swapfile import get_nr_swap_pages, mkswap, swapoff, swapon
 from pyzram.mm.tlb import TLB_ENTRIES
 from pyzram.mm.vmscan import (
     PTE_DIRTY,
@@ -77,6 +77,24 @@ def test_swapped_in_pages_free_their_slots_and_zram_copies(m, zram_swap):
     assert mm.read(vpn) == pages[vpn].tobytes()
     assert mm.pte_state[vpn] == PTE_PRESENT
     assert z.io_stat().notify_free > notify  # the slot went back: zram was told
+
+
+def test_nr_swap_pages_follows_allocations_frees_and_swapoff(m, zram_swap):
+    """``nr_swap_pages`` is the kernel's running count: every area's pages at
+    swapon, less each allocation, plus each free; swapoff takes the area out at
+    its start, and the slots it frees come back to nothing."""
+    z, si = zram_swap
+    assert get_nr_swap_pages(m) == si.pages
+    pages = synthetic_mix(600, seed=9)
+    mm = AddressSpace(len(pages), MemCgroup(m, limit_pages=200), lambda vpn: pages[vpn].tobytes())
+    for vpn in range(len(pages)):
+        mm.touch(vpn)
+    assert si.inuse_pages > 0 and get_nr_swap_pages(m) == si.pages - si.inuse_pages
+    mm.zap_pte_range(0, 300)  # frees half the slots
+    assert get_nr_swap_pages(m) == si.pages - si.inuse_pages
+    mm.memcg.limit_pages = 1000
+    swapoff(si)
+    assert get_nr_swap_pages(m) == 0 and si.inuse_pages == 0
 
 
 def test_referenced_pages_get_a_second_chance(m, zram_swap):

@@ -43,6 +43,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from pyzram.lib.atomic import atomic64_t
 from pyzram.mm.swap import MAX_SWAPFILES, VmEvents
 from pyzram.mm.tlb import TLB_ENTRIES
 
@@ -85,6 +86,10 @@ class Machine:
         self.swap_lock = threading.Lock()
         #: ``least_priority``: the priority of the last area swapped on without one.
         self.least_priority = 0
+        #: ``nr_swap_pages``: free slots over the areas open for allocation
+        #: (``get_nr_swap_pages``), kept as the kernel keeps it: added at swapon,
+        #: taken at swapoff's start, and moved by each allocation and free.
+        self.nr_swap_pages = atomic64_t()
         #: ``swap_avail_heads``: active areas, highest priority first.
         self.swap_avail: list[SwapInfo] = []
         #: ``sio_pool``: the mempool of swap_iocbs.

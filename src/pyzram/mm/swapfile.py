@@ -52,6 +52,7 @@ from pyzram.block.blkdev import (
     blkdev_get,
     blkdev_put,
 )
+from pyzram.lib.atomic import atomic64_add, atomic64_read, atomic64_sub
 from pyzram.mm.folio import (
     PAGE_SHIFT,
     PAGE_SIZE,
@@ -226,6 +227,11 @@ def swp_swap_info(m: Machine, entry: SwpEntry) -> SwapInfo:
     return si
 
 
+def get_nr_swap_pages(m: Machine) -> int:
+    """``get_nr_swap_pages``: free slots over the areas open for allocation."""
+    return atomic64_read(m.nr_swap_pages)
+
+
 def _update_avail(m: Machine) -> None:
     """Rebuild ``swap_avail_heads``: active areas, highest priority first."""
     m.swap_avail = sorted(m.active_areas(), key=lambda s: -s.prio)
@@ -300,6 +306,7 @@ def swapon(
             else:
                 si.prio = prio & SWAP_FLAG_PRIO_MASK
             si.flags |= SWP_USED | SWP_WRITEOK
+            atomic64_add(si.pages, m.nr_swap_pages)  # _enable_swap_info
             _update_avail(m)
         return si
     except BaseException:
@@ -359,6 +366,9 @@ def release_swap_area(si: SwapInfo) -> None:
     Used by ``swapoff`` once every slot is back, by a failed ``swapon``, and
     by ``Machine.close`` (a machine powered off keeps nothing in swap).
     """
+    m = si.machine
+    if si.flags & SWP_WRITEOK:  # never swapped off (power-off): its free slots go
+        atomic64_sub(si.pages - si.inuse_pages, m.nr_swap_pages)
     si.flags &= ~SWP_WRITEOK
     with si.lock:
         si.swap_cache.clear()
@@ -368,7 +378,6 @@ def release_swap_area(si: SwapInfo) -> None:
     if si.swap_file_fd >= 0:
         os.close(si.swap_file_fd)
         si.swap_file_fd = -1
-    m = si.machine
     zswap_swapoff(m, si.type)  # none left after swapoff; freed on failure or power-off
     with m.swap_lock:
         if m.swap_info[si.type] is si:
@@ -396,15 +405,16 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     """
     from pyzram.mm.page_io import swap_read_folio, swap_read_submit
 
+    m = si.machine
     with si.lock:
         if not si.flags & SWP_WRITEOK:
             raise OSError(errno.EINVAL, "swap area is not active")
         si.flags &= ~SWP_WRITEOK
+        atomic64_sub(si.pages, m.nr_swap_pages)  # del_from_avail_list
     offsets = np.flatnonzero(
         (si.swap_map & ~np.uint8(SWAP_HAS_CACHE) != 0) & (si.swap_map != SWAP_MAP_BAD)
     )
     folios: list[tuple[SwpEntry, Folio]] = []
-    m = si.machine
     ctx = SwapIoCtx(m)
     for off in offsets.tolist():
         entry = SwpEntry(si.type, off)
@@ -428,6 +438,7 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
         except OSError:  # ENOMEM from a memcg charge: reinsert_swap_info, fail
             with si.lock:
                 si.flags |= SWP_WRITEOK
+                atomic64_add(si.pages, m.nr_swap_pages)
             raise
         for _ in range(dropped):
             swap_free(m, entry)
@@ -448,6 +459,7 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     if busy.size:
         with si.lock:
             si.flags |= SWP_WRITEOK
+            atomic64_add(si.pages, m.nr_swap_pages)
         raise OSError(errno.EBUSY, f"swapoff: {len(busy)} slots still referenced")
     release_swap_area(si)
     si.ops = None
@@ -526,7 +538,8 @@ def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None
     else:
         lst.setdefault(c)
     si.cluster_next[corder] = c
-    si.inuse_pages += nr
+    si.inuse_pages += nr  # swap_range_alloc
+    atomic64_sub(nr, si.machine.nr_swap_pages)
     return off
 
 
@@ -625,7 +638,9 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
         c = off // SWAPFILE_CLUSTER
         si.cluster_count[c] -= 1
         order = si.cluster_order[c]
-        lst = si.nonfull_clusters.setdefault(order, {})
+        lst = si.nonfull_clusters.get(order)
+        if lst is None:
+            lst = si.nonfull_clusters[order] = {}
         if si.cluster_count[c] == 0:
             lst.pop(c, None)
             if si.cluster_next.get(order) == c:
@@ -633,6 +648,7 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
             si.free_clusters.append(c)
         else:
             lst.setdefault(c)
+    atomic64_add(nr, m.nr_swap_pages)
     si.inuse_pages -= nr
 
 
@@ -701,8 +717,9 @@ def folio_free_swap(m: Machine, folio: Folio) -> bool:
     si = swp_swap_info(m, folio.swap)
     with si.lock:
         off, sm = folio.swap.offset, si._sm
-        if any(sm[o] & _COUNT_MASK for o in range(off, off + folio.nr_pages)):
-            return False
+        for o in range(off, off + folio.nr_pages):
+            if sm[o] & _COUNT_MASK:
+                return False
         swap_cache_del_folio(m, folio)
     folio.mark_dirty()
     return True

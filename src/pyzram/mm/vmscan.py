@@ -107,6 +107,7 @@ from pyzram.mm.swap_ops import SWAP_OPS_F_NOFS
 from pyzram.mm.swapfile import (
     folio_alloc_swap,
     folio_free_swap,
+    get_nr_swap_pages,
     swap_cache_alloc_folio,
     swap_cache_del_folio,
     swap_cache_get_folio,
@@ -455,11 +456,6 @@ def shrink_node(memcg: MemCgroup, sc: ScanControl) -> None:
     shrink_slab(memcg, sc.priority)
 
 
-def _nr_swap_pages(m: Machine) -> int:
-    """``get_nr_swap_pages``: free slots over every active area."""
-    return sum(si.pages - si.inuse_pages for si in m.active_areas())
-
-
 def get_scan_count(memcg: MemCgroup, sc: ScanControl) -> tuple[int, int]:
     """``get_scan_count``: pages to scan on the inactive and the active anon list.
 
@@ -471,7 +467,7 @@ def get_scan_count(memcg: MemCgroup, sc: ScanControl) -> tuple[int, int]:
     file targets are 0 (and ``cache_trim_mode`` / ``file_is_tiny`` never apply).
     """
     swappiness = memcg.swappiness
-    if not swappiness or _nr_swap_pages(memcg.machine) <= 0:
+    if not swappiness or get_nr_swap_pages(memcg.machine) <= 0:
         return 0, 0
     inactive = memcg.inactive.nr_pages >> sc.priority
     active = memcg.active.nr_pages >> sc.priority
@@ -508,7 +504,7 @@ def shrink_lruvec(memcg: MemCgroup, sc: ScanControl) -> None:
         if nr_reclaimed >= sc.nr_to_reclaim:
             break  # !nr_file: "It's just vindictive to attack the larger ..."
     sc.nr_reclaimed += nr_reclaimed
-    if _nr_swap_pages(memcg.machine) > 0 and memcg.inactive_is_low():  # can_age_anon_pages
+    if get_nr_swap_pages(memcg.machine) > 0 and memcg.inactive_is_low():  # can_age_anon_pages
         shrink_active_list(memcg, SWAP_CLUSTER_MAX)
 
 
@@ -856,7 +852,7 @@ def workingset_refault(memcg: MemCgroup, folio: Folio, raw: int) -> None:
     vm_events.count("workingset_refault_anon", nr)
     eviction, workingset = shadow
     workingset_size = 0
-    if _nr_swap_pages(memcg.machine) > 0:  # mem_cgroup_get_nr_swap_pages
+    if get_nr_swap_pages(memcg.machine) > 0:  # mem_cgroup_get_nr_swap_pages
         workingset_size = memcg.stats["nr_active_anon"]
     if memcg.nonresident_age - eviction > workingset_size:
         return
