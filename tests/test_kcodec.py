@@ -227,6 +227,7 @@ def test_module_surface():
     for name in ("compress", "decompress", "compress_batch", "decompress_batch"):
         assert getattr(kc, name).__doc__
     assert "LZ4_compress_fast" in kc.__doc__ and "lzo1x_decompress_safe" in kc.__doc__
+    assert "LZ4_loadDict" in kc.__doc__ and "dict=None" in kc.compress.__doc__
 
 
 @pytest.mark.parametrize(
@@ -1035,3 +1036,204 @@ def test_per_page_calls_into_buffers(algo):
         kc.compress_into(idx, page, bytearray(100))
     with pytest.raises(ValueError):
         kc.compress_into(idx, page[:100], dst)
+
+
+# --------------------------------------------------------------------------- dictionaries
+
+DICT_ALGOS = ("lz4", "lz4hc")
+
+
+@pytest.fixture(scope="module")
+def dict_source() -> bytes:
+    """About 300 KiB of corpus-like content to cut dictionaries from."""
+    return b"".join(synthetic_pages(77))
+
+
+#: Dictionary sizes: below lz4's 8-byte load unit, small, a page, about 30 KiB,
+#: just below, at and above the 64 KiB that LZ4_loadDict and LZ4_loadDictHC load.
+DICT_SIZES = (1, 3, 7, 8, 100, 4096, 30000, 65535, 65536, 70000, 200000)
+
+
+def _dict(source: bytes, size: int) -> bytes:
+    return source[len(source) - size :]
+
+
+@pytest.mark.parametrize("size", DICT_SIZES)
+@pytest.mark.parametrize("algo", DICT_ALGOS)
+def test_dictionary_round_trip(algo, size, dict_source, corpus):
+    """Every page back with the same dictionary, through the bytes calls and the
+    per-page buffer calls; the dictionary is a plain buffer (bytes, bytearray,
+    memoryview)."""
+    d = _dict(dict_source, size)
+    arg = 3 if algo == "lz4hc" else 1
+    dst, out = bytearray(STRIDE), bytearray(PAGE)
+    for p in corpus[::3]:
+        c = kc.compress(algo, p, arg, dict=d)
+        assert kc.decompress(algo, c, dict=d) == p
+        assert kc.decompress(algo, c, PAGE, bytearray(d)) == p
+        n = kc.compress_into(algo, p, dst, arg, memoryview(d))
+        assert bytes(dst[:n]) == c
+        assert kc.decompress_into(algo, dst, 0, n, out, d) == 0 and out == p
+
+
+@pytest.mark.parametrize("algo", DICT_ALGOS)
+def test_dictionary_shared_with_the_page(algo):
+    """Matches into the dictionary: a page that is the dictionary, and one whose
+    matches run from the dictionary's last bytes on into the page's first ones
+    (LZ4_count on against the source, past the dictionary's end)."""
+    r = random.Random(5)
+    d = r.randbytes(8192)
+    c = kc.compress(algo, d[:PAGE], dict=d)
+    assert len(c) < 40 and kc.decompress(algo, c, dict=d) == d[:PAGE]
+    tail = d[-1000:]
+    page = (tail * 5)[:3000] + r.randbytes(PAGE - 3000)
+    c = kc.compress(algo, page, dict=d)
+    assert len(c) < PAGE - 3000 + 60, len(c)
+    assert kc.decompress(algo, c, dict=d) == page
+    # the first sequence copies from the dictionary: without it, or with another, the
+    # stream is refused or decodes to something else
+    with pytest.raises(OSError) as e:
+        kc.decompress(algo, c)
+    assert e.value.errno == errno.EINVAL
+    assert kc.decompress(algo, c, dict=r.randbytes(8192)) != page
+
+
+@pytest.mark.parametrize("algo", DICT_ALGOS)
+def test_dictionary_loads_its_last_64k(algo, dict_source, corpus):
+    """LZ4_loadDict and LZ4_loadDictHC load the last 64 KiB of a larger dictionary;
+    a dictionary lz4 cannot load (under 8 bytes) or lz4hc cannot link (under 4)
+    compresses as if there were none loaded."""
+    big = _dict(dict_source, 200000)
+    for p in corpus[::7]:
+        assert kc.compress(algo, p, dict=big) == kc.compress(algo, p, dict=big[-65536:])
+    if algo == "lz4hc":
+        for p in corpus[::7]:
+            assert kc.compress(algo, p, dict=b"abc") == kc.compress(algo, p)
+    else:  # an empty stream: LZ4_compress_fast_continue's byU32 table, no dictionary
+        for p in corpus[::7]:
+            c = kc.compress(algo, p, dict=b"abcdefg")
+            assert kc.decompress(algo, c) == p == kc.decompress(algo, c, dict=b"abcdefg")
+
+
+@pytest.mark.parametrize("algo", DICT_ALGOS)
+def test_dictionary_format_is_lz4s(algo, dict_source, corpus):
+    """python-lz4 (liblz4's LZ4_decompress_safe_usingDict) decodes our output with
+    the same dictionary, and our decoder liblz4's dictionary output."""
+    mode = {"lz4": "default", "lz4hc": "high_compression"}[algo]
+    for size in (100, 30000, 65536, 200000):
+        d = _dict(dict_source, size)
+        for p in corpus[::5]:
+            ours = kc.compress(algo, p, dict=d)
+            assert lz4.block.decompress(ours, uncompressed_size=PAGE, dict=d) == p
+            theirs = lz4.block.compress(p, mode=mode, store_size=False, dict=d)
+            assert kc.decompress("lz4", theirs, dict=d) == p
+
+
+def test_dictionary_decoder_offsets():
+    """LZ4_decompress_safe_continue with a dictionary: an offset may reach back into
+    the dictionary as far as its start, no further below 64 KiB of dictionary (an
+    offset of 16 bits reaches no further in a larger one); a match that starts in the
+    dictionary continues into the output at the same distance."""
+    lits = b"0123456789abcdef"
+
+    def stream(off: int, ml_code: int = 0) -> bytes:
+        # one match (4 + ml_code bytes) at output position 0, then 16 literals
+        return bytes([ml_code]) + off.to_bytes(2, "little") + bytes([0xF0, 1]) + lits
+
+    d = bytes(range(100))
+    assert kc.decompress("lz4", stream(100), 20, dict=d) == d[:4] + lits
+    # 3 bytes from the dictionary, the 4th at distance 3: the output's first byte
+    assert kc.decompress("lz4", stream(3), 20, dict=d) == d[97:] + d[97:98] + lits
+    # 2 bytes from the dictionary, then 4 more at distance 2: the copy repeats them
+    assert kc.decompress("lz4", stream(2, 2), 22, dict=d) == d[98:] * 3 + lits
+    for bad in (101, 65535):
+        with pytest.raises(OSError) as e:
+            kc.decompress("lz4", stream(bad), 20, dict=d)
+        assert e.value.errno == errno.EINVAL
+    # no dictionary: any offset at output position 0 is refused
+    with pytest.raises(OSError):
+        kc.decompress("lz4", stream(1), 20)
+    big = bytes(range(256)) * 300  # 76800 bytes: the whole of it is the dictionary
+    assert kc.decompress("lz4", stream(65535), 20, dict=big) == big[-65535:][:4] + lits
+
+
+@pytest.mark.parametrize("algo", DICT_ALGOS)
+def test_dictionary_corrupt_input_is_einval(algo, dict_source, corpus):
+    """Truncated and mutated objects with a dictionary: OSError(EINVAL) from
+    decompress (or less than a page), -EINVAL and a zeroed page from
+    decompress_into (not one page: zram's failed read), never a crash."""
+    r = random.Random(11)
+    d = _dict(dict_source, 8192)
+    out = bytearray(PAGE)
+    refused = 0
+    for p in corpus[::4]:
+        c = kc.compress(algo, p, dict=d)
+        for cut in (0, 1, len(c) // 2, len(c) - 1):
+            try:  # refused, or a shorter output (the kernel's decoder allows that)
+                assert len(kc.decompress(algo, c[:cut], dict=d)) < PAGE
+            except OSError as e:
+                assert e.errno == errno.EINVAL
+                refused += 1
+            out[:] = b"\xff" * PAGE
+            assert kc.decompress_into(algo, c, 0, cut, out, d) == -errno.EINVAL
+            assert out == bytes(PAGE)
+        for _ in range(5):
+            m = bytearray(c)
+            m[r.randrange(len(m))] = r.getrandbits(8)
+            try:
+                kc.decompress(algo, bytes(m), dict=d)
+            except OSError as e:
+                assert e.errno == errno.EINVAL
+                refused += 1
+    assert refused > 0
+
+
+def test_dictionary_arguments():
+    """None and an empty buffer are no dictionary (zram: dict_sz 0); lzo and lzo-rle
+    take none; a dictionary may not be the buffer written into."""
+    p = (b"dictionary arguments " * 200)[:PAGE]
+    for algo in DICT_ALGOS:
+        c = kc.compress(algo, p)
+        assert kc.compress(algo, p, dict=None) == kc.compress(algo, p, dict=b"") == c
+        assert kc.decompress(algo, c, dict=b"") == p
+    for algo in ("lzo", "lzo-rle"):
+        assert kc.compress(algo, p, dict=b"") == kc.compress(algo, p)
+        with pytest.raises(ValueError):
+            kc.compress(algo, p, dict=b"abcdefgh")
+        with pytest.raises(ValueError):
+            kc.decompress(algo, kc.compress(algo, p), dict=b"abcdefgh")
+        with pytest.raises(ValueError):
+            kc.compress_into(algo, p, bytearray(STRIDE), 1, b"abcdefgh")
+    with pytest.raises(TypeError):
+        kc.compress("lz4", p, dict="text")
+    dst = bytearray(STRIDE)
+    with pytest.raises(ValueError):
+        kc.compress_into("lz4", p, dst, 1, memoryview(dst)[:100])
+    n = kc.compress_into("lz4", p, dst, 1, b"x" * 100)
+    page = bytearray(PAGE)
+    with pytest.raises(ValueError):
+        kc.decompress_into("lz4", dst, 0, n, page, memoryview(page)[:100])
+    with pytest.raises(TypeError):
+        kc.decompress_into("lz4", dst, 0, n, page, b"", 1)
+
+
+# Digest of the outputs with dictionaries (content of 8192, 30000, 65535, 65536 and
+# 200000 bytes) for the synthetic corpus; the bytes equal those of Linux 6.18's
+# lib/lz4 called as backend_lz4.c and backend_lz4hc.c call it (LZ4_loadDict(HC) on
+# a zeroed stream, then the *_continue call), built apart from pyzram for the check.
+DICT_GOLDEN = {
+    "lz4": "9e499112158df134f9f2bef3e4f06edd9665880235101743cbc3ba9ee9c646e9",
+    "lz4hc": "7f4ac0ac14dcfe6a528a5a35d83aba1f446821e692bcd57c67cc152f012482a4",
+}
+
+
+@pytest.mark.parametrize("algo", DICT_ALGOS)
+def test_dictionary_golden_digest(algo, dict_source):
+    h = hashlib.sha256()
+    pages_ = synthetic_pages(1234)
+    for size in (8192, 30000, 65535, 65536, 200000):
+        d = _dict(dict_source, size)
+        for arg in (1, 4, 16) if algo == "lz4hc" else (1, 3):
+            for p in pages_:
+                h.update(kc.compress(algo, p, arg, dict=d))
+    assert h.hexdigest() == DICT_GOLDEN[algo]

@@ -148,6 +148,51 @@ FUZZ = textwrap.dedent(
                     assert got == src[i * PAGE:(i + 1) * PAGE].tobytes()
                 elif res[i] != 0:
                     assert not out[i * PAGE:(i + 1) * PAGE].any()
+        # lz4 and lz4hc with dictionaries of every size class: round trips, and
+        # mutated, truncated and random streams whose offsets reach into them
+        for algo in ("lz4", "lz4hc"):
+            size = r.choice([1, 3, 7, 8, 9, 100, 4096, 65535, 65536, 65537, 100000])
+            d = (page() * (size // PAGE + 1))[:size]
+            if r.random() < 0.5:
+                d = r.randbytes(size)
+            p = page()
+            if r.random() < 0.3:  # the page shares the dictionary's content
+                k = r.randint(1, min(size, PAGE))
+                p = (d[-k:] * (PAGE // k + 1))[:PAGE]
+            arg = r.choice([1, 2, 17]) if algo == "lz4" else r.choice([1, 4, 9, 16])
+            c = kc.compress(algo, p, arg, dict=d)
+            assert kc.decompress(algo, c, dict=d) == p
+            n = r.choice([0, 1, 12, 13, 20, r.randint(0, 65536)])
+            data = (p * 17)[:n]
+            assert kc.decompress(algo, kc.compress(algo, data, dict=d), n, dict=d) == data
+            buf, out = bytearray(STRIDE), bytearray(PAGE)
+            k = kc.compress_into(algo, p, buf, arg, d)
+            assert kc.decompress_into(algo, buf, 0, k, out, d) == 0 and out == p
+            for _ in range(10):
+                m = bytearray(c)
+                for _ in range(r.randint(1, 4)):
+                    i = r.randrange(len(m))
+                    op = r.randrange(3)
+                    if op == 0:
+                        m[i] = r.getrandbits(8)
+                    elif op == 1:
+                        del m[i:i + r.randint(1, 16)]
+                    else:
+                        m[i:i] = r.randbytes(r.randint(1, 16))
+                    if not m:
+                        break
+                cap = r.choice([PAGE, PAGE - 1, 0, 1, 7, 100, 5000])
+                try:
+                    assert len(kc.decompress(algo, bytes(m), cap, dict=d)) <= cap
+                except OSError as e:
+                    assert e.errno == errno.EINVAL
+                kc.decompress_into(algo, bytes(m), 0, len(m), out, d)
+            off = min(65535, r.choice([1, 7, 8, size, size + 1, 65535]))
+            s = bytes([r.getrandbits(4)]) + off.to_bytes(2, "little") + r.randbytes(30)
+            try:
+                kc.decompress(algo, s, r.choice([20, 40, PAGE]), dict=d)
+            except OSError as e:
+                assert e.errno == errno.EINVAL
     print("rounds", rounds)
     """
 )

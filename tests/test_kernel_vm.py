@@ -27,14 +27,24 @@ REASON = None if os.environ.get("PYZRAM_NO_VM") is None else "PYZRAM_NO_VM is se
 REASON = REASON or kernel_vm.unavailable_reason()
 pytestmark = [pytest.mark.vm, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
 
-#: Per-page size checks: (algorithm, algorithm_params or None).
+#: Per-page size checks: (algorithm, algorithm_params or None).  Those that start
+#: with a dictionary's name (:data:`DICTIONARIES`) take it: "dict level=12" is
+#: ``algo=<algorithm> dict=<path> level=12``.
 SIZE_CASES = [
     ("lz4", None),
     ("lz4", "algo=lz4 level=4"),
+    ("lz4", "dict"),
+    ("lz4", "dict level=4"),
+    ("lz4", "dict65535"),
+    ("lz4", "dict64k"),
     ("lz4hc", None),
     ("lz4hc", "algo=lz4hc level=1"),
     ("lz4hc", "algo=lz4hc level=3"),
     ("lz4hc", "algo=lz4hc level=16"),
+    ("lz4hc", "dict"),
+    ("lz4hc", "dict level=16"),
+    ("lz4hc", "dict65535 level=4"),
+    ("lz4hc", "dict64k"),
     ("zstd", None),
     ("zstd", "algo=zstd level=-5"),
     ("zstd", "algo=zstd level=1"),
@@ -47,6 +57,16 @@ SIZE_CASES = [
     ("deflate", "algo=deflate level=1"),
     ("deflate", "algo=deflate level=9"),
 ]
+
+#: The dictionaries: "dict" trained on the live pages (python-zstandard's
+#: ``train_dictionary``, 8 KiB), and live content of 64 KiB and of one byte less
+#: (lz4's ``dictSmall`` rules below 64 KiB, none at 64 KiB; lz4hc's window).
+DICTIONARIES = ("dict", "dict65535", "dict64k")
+
+#: Dictionaries the kernel's lz4 backends do not load whole, and one they do:
+#: (algorithm, dictionary size); one page written, the outcome and the counters
+#: compared.  lz4 loads nothing below 8 bytes; both load at most 64 KiB.
+DICT_LOAD_CASES = [("lz4", 7), ("lz4", 65537), ("lz4hc", 3), ("lz4hc", 65537)]
 
 #: (state, attribute, value): the same write must give the same outcome (ok or errno).
 WRITE_CASES = [
@@ -155,17 +175,26 @@ class Session:
         self.synthetic = synthetic_mix(400, seed=21)
         self.live = capture("python", scale=0.1, limit=400)
         size_pages = np.concatenate([synthetic_mix(300, seed=5), self.live[:300]])
-        self.dict_path = f"{tmp}/zstd.dict"
-        data = vm_dictionary(self.live)
-        with open(self.dict_path, "wb") as f:
-            f.write(data)
-        script.add_file(self.dict_path, data)
+        raw = self.live[-17:].tobytes()
+        contents = {
+            "dict": vm_dictionary(self.live),
+            "dict65535": raw[-65535:],
+            "dict64k": raw[-65536:],
+        }
+        contents.update({f"load-{n}": raw[-n:] for _, n in DICT_LOAD_CASES})
+        self.dict_paths = {}
+        for name, data in contents.items():
+            self.dict_paths[name] = f"{tmp}/{name}"
+            with open(self.dict_paths[name], "wb") as f:
+                f.write(data)
+            script.add_file(self.dict_paths[name], data)
 
         # Per-page sizes, one page at a time.
         self.sizes = {}
         for algo, params in SIZE_CASES:
-            if params and params.startswith("dict"):  # "dict [level=N]": the trained dictionary
-                p = f"algo=zstd dict={self.dict_path}{params[4:]}"
+            name, _, rest = (params or "").partition(" ")
+            if name in DICTIONARIES:
+                p = f"algo={algo} dict={self.dict_paths[name]}" + (f" {rest}" if rest else "")
             else:
                 p = params
             z = kernel_vm.VmZram(script)
@@ -176,6 +205,25 @@ class Session:
             kernel = z.page_sizes(size_pages)
             z.remove()
             self.sizes[(algo, params)] = (_model_page_sizes(self.cfg, algo, p, size_pages), kernel)
+
+        # Dictionaries loaded in part: one page (not same-filled) written, then the counters.
+        page = next(p.tobytes() for p in self.live if len(set(p.view("<u8"))) > 1)
+        self.dict_loads = []
+        for algo, n in DICT_LOAD_CASES:
+            p = f"algo={algo} dict={self.dict_paths[f'load-{n}']}"
+            ours = Zram(self.cfg)
+            z = kernel_vm.VmZram(script)
+            ours.sysfs["comp_algorithm"] = algo
+            ours.sysfs["algorithm_params"] = p
+            ours.sysfs["disksize"] = "1M"
+            z.write_attr("comp_algorithm", algo)
+            z.write_attr("algorithm_params", p)
+            z.write_attr("disksize", "1M")
+            got = _outcome(lambda d=ours: d.pwrite(page, 0))
+            k = z.pwrite(page, 0)
+            texts = [(a, _read(ours, a), z.read_attr(a)) for a in ("io_stat", "mm_stat")]
+            z.remove()
+            self.dict_loads.append(((algo, n), got, k, texts))
 
         # Sysfs writes: outcome and the texts after each.
         self.writes = []
@@ -244,6 +292,21 @@ def test_page_sizes_equal_kernel(vm, case):
     )
 
 
+def test_dictionary_loads_equal_kernel(vm):
+    """A dictionary the backend's load does not take whole fails the write (EIO,
+    ``failed_writes``) in both; one it takes stores the page in both."""
+    outcomes = {(case, k.outcome) for case, _, k, _ in vm.dict_loads}
+    assert (("lz4", 65537), "EIO") in outcomes and (("lz4hc", 3), "ok") in outcomes, outcomes
+    bad = []
+    for case, got, k, texts in vm.dict_loads:
+        if got != k.outcome:
+            bad.append(f"{case}: pyzram {got}, kernel {k.outcome}")
+        for a, ours, kt in texts:
+            if ours != _vm_read(kt):
+                bad.append(f"{case}: {a}: {ours!r} vs {_vm_read(kt)!r}")
+    assert not bad, "\n".join(bad)
+
+
 def test_sysfs_writes_equal_kernel(vm):
     outcomes = {k.outcome for _, _, k, _ in vm.writes}
     assert {"ok", "EINVAL", "EBUSY", "ENOENT"} <= outcomes, outcomes  # the cases do differ
@@ -283,7 +346,7 @@ def _assert_equal(results) -> None:
 def test_every_backend_and_level_equals_kernel(vm):
     names = [r.algorithm for r in vm.validate]
     assert {"lz4", "lz4hc", "zstd", "deflate"} <= set(names)
-    assert any(n.startswith("zstd dict") for n in names)
+    assert all(any(n.startswith(f"{a} dict") for n in names) for a in ("lz4", "lz4hc", "zstd"))
     _assert_equal([r for r in vm.validate if "writeback" not in r.algorithm])
 
 

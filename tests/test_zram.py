@@ -313,6 +313,93 @@ def test_zstd_with_a_dictionary_takes_the_kernels_calls():
     assert differ[9] == 0 and differ[19] > 0, differ
 
 
+@pytest.mark.parametrize("algo", ["lz4", "lz4hc"])
+def test_lz4_dictionary_through_the_kernel_codec(tmp_path, algo):
+    """lz4 and lz4hc with ``dict=``: each page stored at the size _kcodec gives it with
+    the dictionary (the kernel's loadDict + *_continue calls) and read back."""
+    from pyzram import _kcodec
+    from pyzram.workload.pages import synthetic_mix
+
+    pages = synthetic_mix(80, seed=4)
+    data = pages[:4].tobytes()  # 16 KiB of the same kind of content
+    d = tmp_path / "dict"
+    d.write_bytes(data)
+    dev = Zram()
+    dev.sysfs["comp_algorithm"] = algo
+    dev.sysfs["algorithm_params"] = f"algo={algo} level=2 dict={d}"
+    dev.sysfs["disksize"] = "1M"
+    checked = differ = 0
+    for i, page in enumerate(pages[4:]):
+        before = dev.mm_stat()
+        dev.pwrite(page.tobytes(), i * P)
+        after = dev.mm_stat()
+        if after.same_pages == before.same_pages and after.huge_pages == before.huge_pages:
+            got = after.compr_data_size - before.compr_data_size
+            assert got == len(_kcodec.compress(algo, page.tobytes(), 2, dict=data))
+            differ += got != len(_kcodec.compress(algo, page.tobytes(), 2))
+            checked += 1
+    assert checked > 20 and differ > 0  # the dictionary is used
+    assert dev.pread(76 * P, 0) == pages[4:].tobytes()
+    dev.check()
+
+
+@pytest.mark.parametrize(
+    ("algo", "size", "ok"),
+    [
+        ("lz4", 7, False),
+        ("lz4", 8, True),
+        ("lz4hc", 3, True),
+        ("lz4", 65536, True),
+        ("lz4", 65537, False),
+        ("lz4hc", 65536, True),
+        ("lz4hc", 65537, False),
+    ],
+)
+def test_lz4_dictionary_not_loaded_whole_fails_writes(tmp_path, algo, size, ok):
+    """``LZ4_loadDict`` loads at most the last 64 KiB and nothing below 8 bytes,
+    ``LZ4_loadDictHC`` at most the last 64 KiB; where that is not the whole
+    dictionary the backend returns -EINVAL for every page: writes fail (EIO),
+    ``failed_writes`` counts them, nothing is stored."""
+    from pyzram.workload.pages import synthetic_mix
+
+    d = tmp_path / "dict"
+    d.write_bytes((synthetic_mix(20, seed=2).tobytes() * 2)[:size])
+    page = synthetic_mix(40, seed=8)[30].tobytes()
+    dev = Zram()
+    dev.sysfs["comp_algorithm"] = algo
+    dev.sysfs["algorithm_params"] = f"algo={algo} dict={d}"
+    dev.sysfs["disksize"] = "1M"
+    if ok:
+        dev.pwrite(page, 0)
+        assert dev.pread(P, 0) == page
+        return
+    with pytest.raises(OSError) as e:
+        dev.pwrite(page, 0)
+    assert e.value.errno == errno.EIO
+    assert dev.io_stat().failed_writes == 1 and dev.mm_stat().orig_data_size == 0
+    dev.pwrite(bytes(P), P)  # a same-filled page is not compressed: stored
+    assert dev.mm_stat().same_pages == 1
+
+
+def test_lzo_ignores_a_dictionary(tmp_path):
+    """backend_lzo.c and backend_lzorle.c take no dictionary: ``dict=`` changes nothing."""
+    from pyzram.workload.pages import synthetic_mix
+
+    pages = synthetic_mix(30, seed=6).tobytes()
+    d = tmp_path / "dict"
+    d.write_bytes(pages[: 4 * P])
+    sizes = []
+    for params in (None, f"algo=lzo-rle dict={d}"):
+        dev = Zram()
+        if params:
+            dev.sysfs["algorithm_params"] = params
+        dev.sysfs["disksize"] = "1M"
+        dev.pwrite(pages, 0)
+        assert dev.pread(len(pages), 0) == pages
+        sizes.append(dev.mm_stat().compr_data_size)
+    assert sizes[0] == sizes[1]
+
+
 def test_deflate_bad_level_fails_disksize():
     dev = Zram()
     dev.sysfs["comp_algorithm"] = "deflate"

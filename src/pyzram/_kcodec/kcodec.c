@@ -9,6 +9,13 @@
  *   lz4     : LZ4_compress_fast()     lib/lz4/lz4_compress.c  (LZ4 1.7.x fast
  *             path: noDict, byU16 table, 8192-entry hash, skip trigger 6)
  *             LZ4_decompress_safe()   lib/lz4/lz4_decompress.c
+ *             with a dictionary (zram's algorithm_params dict=, as
+ *             drivers/block/zram/backend_lz4.c calls them): LZ4_loadDict()
+ *             and LZ4_compress_fast_continue() (usingExtDict, byU32 table,
+ *             4096-entry 5-byte hash); LZ4_setStreamDecode() and
+ *             LZ4_decompress_safe_continue() (usingExtDict)
+ *   lz4hc   : LZ4_compress_HC(), with a dictionary LZ4_loadDictHC() and
+ *             LZ4_compress_HC_continue()  lib/lz4/lz4hc_compress.c, in lz4hc.c
  *   lzo     : lzo1x_1_compress()      lib/lzo/lzo1x_compress.c (bitstream v0)
  *   lzo-rle : lzorle1x_1_compress()   lib/lzo/lzo1x_compress.c (bitstream v1,
  *             zero runs coded as an M4 instruction)
@@ -461,13 +468,226 @@ last_literals:
 }
 
 /* ------------------------------------------------------------------------ */
-/* LZ4 decoder: models LZ4_decompress_safe() (decode_full_block, noDict).    */
+/* LZ4 with a dictionary: models backend_lz4.c's LZ4_loadDict() on its      */
+/* stream, then LZ4_compress_fast_continue() on a page elsewhere in memory: */
+/* LZ4_compress_generic() with usingExtDict, byU32 (a 4096-entry table      */
+/* hashed from 5 bytes), dictSmall below 64 KiB of dictionary.             */
+/* ------------------------------------------------------------------------ */
+
+#define LZ4KD_HASH_BITS 12        /* LZ4_HASHLOG, the byU32 table */
+#define LZ4KD_TABLE (1u << LZ4KD_HASH_BITS)
+#define LZ4KD_HASH_UNIT 8         /* sizeof(size_t): LZ4_loadDict's step bound */
+#define LZ4KD_WINDOW 65536u       /* 64 KiB */
+#define LZ4KD_MAX_DISTANCE 65535u /* LZ4_DISTANCE_MAX */
+
+typedef struct {
+    uint32_t pos[LZ4KD_TABLE]; /* byU32: stream offsets (see lz4kd_compress) */
+} lz4kd_work;
+
+KC_INLINE uint32_t lz4kd_hash(const uint8_t *p)
+{
+    /* LZ4_hash5() of an 8-byte little-endian load (x86-64): the low 5 bytes */
+    return (uint32_t)(((kc_le64(p) << 24) * 889523592379ull) >> (64 - LZ4KD_HASH_BITS));
+}
+
+/*
+ * Models LZ4_loadDict(stream, dict, dict_len) then
+ * LZ4_compress_fast_continue(stream, src, dst, n, >= bound, accel) on a
+ * zeroed stream.  n <= 65536; dst as for lz4k_compress.
+ *
+ * Stream offsets: LZ4_loadDict puts the dictionary's last (at most) 64 KiB
+ * at offsets 64 KiB + i and the input starts at `cur` = 64 KiB + its size;
+ * table slots hold offsets, 0 when empty.  A dictionary shorter than 8
+ * bytes loads nothing (cur stays 0: the input starts at offset 0).
+ *
+ * zram's stream is not reset between pages (6.18's lz4_compress only calls
+ * LZ4_loadDict again, which adds 64 KiB + the dictionary to currentOffset,
+ * and resets past 1 GiB); the output is the same as from a zeroed stream:
+ * every offset left from an earlier page, like an empty slot, lies more
+ * than 64 KiB + the dictionary before the input, and is refused by the
+ * dictSmall test (below 64 KiB of dictionary) or by the distance limit.
+ */
+static size_t lz4kd_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_t accel,
+                             const uint8_t *dict, size_t dict_len, lz4kd_work *w)
+{
+    const uint8_t *ip = src;
+    const uint8_t *anchor = src;
+    const uint8_t *const iend = src + n;
+    uint8_t *op = dst;
+    uint32_t *const tab = w->pos;
+    uint32_t cur = 0;      /* offset of src[0] */
+    uint32_t ds = 0;       /* dictionary bytes loaded */
+    int small;             /* dictSmall: offsets before the dictionary refused */
+    const uint8_t *dend;   /* end of the loaded dictionary */
+
+    memset(tab, 0, sizeof(w->pos));
+    if (accel < 1)
+        accel = 1;
+    if (dict_len >= LZ4KD_HASH_UNIT) {
+        if (dict_len > LZ4KD_WINDOW) {
+            dict += dict_len - LZ4KD_WINDOW;
+            dict_len = LZ4KD_WINDOW;
+        }
+        ds = (uint32_t)dict_len;
+        cur = LZ4KD_WINDOW + ds;
+        /* every third position while 8 bytes remain; later ones win */
+        for (uint32_t i = 0; i + LZ4KD_HASH_UNIT <= ds; i += 3)
+            tab[lz4kd_hash(dict + i)] = LZ4KD_WINDOW + i;
+    } else {
+        dict = src; /* nothing loaded: no offset below cur is ever accepted */
+    }
+    dend = dict + ds;
+    small = ds < LZ4KD_WINDOW && ds < cur;
+
+/* The offset of input byte p; a candidate offset m accepted at p (the
+ * dictSmall and distance tests, in the kernel's order); its bytes. */
+#define LZ4KD_AT(p) (cur + (uint32_t)((p) - src))
+#define LZ4KD_REFUSED(m, p) ((small && (m) < cur - ds) || (m) + LZ4KD_MAX_DISTANCE < LZ4KD_AT(p))
+#define LZ4KD_PTR(m) ((m) < cur ? dend - (cur - (m)) : src + ((m) - cur))
+
+    if (n >= LZ4K_MIN_LENGTH) {
+        const uint8_t *const mflimit = iend - LZ4K_MFLIMIT;
+        const uint8_t *const matchlimit = iend - LZ4K_LASTLITERALS;
+        uint32_t fwd_h;
+
+        tab[lz4kd_hash(ip)] = LZ4KD_AT(ip);
+        ip++;
+        fwd_h = lz4kd_hash(ip);
+
+        for (;;) {
+            uint32_t m;
+            const uint8_t *match;
+            uint8_t *token;
+            size_t lit, ml;
+
+            {
+                const uint8_t *fwd = ip;
+                uint32_t step = 1;
+                uint32_t probes = accel << LZ4K_SKIPTRIGGER;
+                for (;;) {
+                    uint32_t h = fwd_h;
+                    ip = fwd;
+                    if ((ptrdiff_t)step > mflimit - fwd)
+                        goto last_literals;
+                    fwd += step;
+                    step = probes++ >> LZ4K_SKIPTRIGGER;
+                    m = tab[h];
+                    fwd_h = lz4kd_hash(fwd);
+                    tab[h] = LZ4KD_AT(ip);
+                    /* refused offsets are never dereferenced; an accepted one
+                     * below cur is at or after the dictionary's first byte */
+                    if (LZ4KD_REFUSED(m, ip))
+                        continue;
+                    match = LZ4KD_PTR(m);
+                    if (kc_le32(match) == kc_le32(ip))
+                        break;
+                }
+            }
+
+            /* Catch up, inside the dictionary or inside the input. */
+            {
+                const uint8_t *const lo = m < cur ? dict : src;
+                while (ip > anchor && match > lo && ip[-1] == match[-1]) {
+                    ip--;
+                    match--;
+                    m--;
+                }
+            }
+
+            lit = (size_t)(ip - anchor);
+            token = op++;
+            if (lit >= LZ4K_RUN_MASK) {
+                *token = (uint8_t)(LZ4K_RUN_MASK << 4);
+                op = lz4k_put_length(op, lit - LZ4K_RUN_MASK);
+            } else {
+                *token = (uint8_t)(lit << 4);
+            }
+            if (lit) {
+                kc_copy_over(op, anchor, lit); /* anchor + lit <= mflimit */
+                op += lit;
+            }
+
+            for (;;) {
+                uint16_t off = (uint16_t)(LZ4KD_AT(ip) - m);
+                op[0] = (uint8_t)off;
+                op[1] = (uint8_t)(off >> 8);
+                op += 2;
+                if (m < cur) {
+                    /* up to the dictionary's end, then on into the input */
+                    size_t room = (size_t)(dend - match);
+                    const uint8_t *limit =
+                        room < (size_t)(matchlimit - ip) ? ip + room : matchlimit;
+                    ml = lz4k_count(ip + LZ4K_MINMATCH, match + LZ4K_MINMATCH, limit);
+                    ip += LZ4K_MINMATCH + ml;
+                    if (ip == limit) {
+                        size_t more = lz4k_count(ip, src, matchlimit);
+                        ml += more;
+                        ip += more;
+                    }
+                } else {
+                    ml = lz4k_count(ip + LZ4K_MINMATCH, match + LZ4K_MINMATCH, matchlimit);
+                    ip += LZ4K_MINMATCH + ml;
+                }
+                if (ml >= LZ4K_ML_MASK) {
+                    *token += (uint8_t)LZ4K_ML_MASK;
+                    op = lz4k_put_length(op, ml - LZ4K_ML_MASK);
+                } else {
+                    *token += (uint8_t)ml;
+                }
+                anchor = ip;
+
+                if (ip > mflimit)
+                    goto last_literals;
+
+                tab[lz4kd_hash(ip - 2)] = LZ4KD_AT(ip - 2);
+                {
+                    uint32_t h = lz4kd_hash(ip);
+                    m = tab[h];
+                    tab[h] = LZ4KD_AT(ip);
+                }
+                if (LZ4KD_REFUSED(m, ip))
+                    break;
+                match = LZ4KD_PTR(m);
+                if (kc_le32(match) != kc_le32(ip))
+                    break;
+                token = op++;
+                *token = 0;
+            }
+            ip++;
+            fwd_h = lz4kd_hash(ip);
+        }
+    }
+#undef LZ4KD_AT
+#undef LZ4KD_REFUSED
+#undef LZ4KD_PTR
+
+last_literals:
+    {
+        size_t last = (size_t)(iend - anchor);
+        if (last >= LZ4K_RUN_MASK) {
+            *op++ = (uint8_t)(LZ4K_RUN_MASK << 4);
+            op = lz4k_put_length(op, last - LZ4K_RUN_MASK);
+        } else {
+            *op++ = (uint8_t)(last << 4);
+        }
+        memcpy(op, anchor, last);
+        op += last;
+    }
+    return (size_t)(op - dst);
+}
+
+/* ------------------------------------------------------------------------ */
+/* LZ4 decoder: models LZ4_decompress_safe() (decode_full_block, noDict)    */
+/* and, with a dictionary, LZ4_setStreamDecode(dict) then                   */
+/* LZ4_decompress_safe_continue() into a buffer that does not follow it:   */
+/* LZ4_decompress_safe_forceExtDict() (usingExtDict, the whole dictionary). */
 /* Same acceptance rules as the kernel, including its two-stage shortcut,   */
 /* and offset 0 (which the kernel's decoder expands to zero bytes).          */
 /* Returns the decoded size, or -1 on malformed input.                       */
 /* ------------------------------------------------------------------------ */
 
-static ptrdiff_t lz4k_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t cap)
+KC_INLINE ptrdiff_t lz4k_decode(const uint8_t *src, size_t n, uint8_t *dst, size_t cap,
+                                const uint8_t *dict, size_t dict_len)
 {
     const uint8_t *ip = src;
     const uint8_t *const iend = src + n;
@@ -563,8 +783,11 @@ static ptrdiff_t lz4k_decompress(const uint8_t *src, size_t n, uint8_t *dst, siz
         ml = token & LZ4K_ML_MASK;
 
     copy_match:
-        if (KC_UNLIKELY(off > (size_t)(op - dst)))
-            return -1; /* offset before the start of the output */
+        /* Offset before the start of the output and the dictionary (the
+         * kernel tests this only below 64 KiB of dictionary, where it can
+         * fail at all). */
+        if (KC_UNLIKELY(off > (size_t)(op - dst) + dict_len))
+            return -1;
         if (ml == LZ4K_ML_MASK) {
             unsigned s;
             do {
@@ -581,13 +804,40 @@ static ptrdiff_t lz4k_decompress(const uint8_t *src, size_t n, uint8_t *dst, siz
          * holds here on both paths. */
         if (KC_UNLIKELY((size_t)(oend - op) < ml + LZ4K_LASTLITERALS))
             return -1; /* the last 5 bytes must be literals */
-        if (KC_UNLIKELY(off == 0))
+        if (KC_UNLIKELY(off == 0)) {
             memset(op, 0, ml); /* kernel: offset 0 copies zeros */
-        else
+        } else if (KC_UNLIKELY(off > (size_t)(op - dst))) {
+            /* Starts in the dictionary: its last `back` bytes, then (if
+             * longer) on from the output's start at the same distance. */
+            size_t back = off - (size_t)(op - dst);
+            const uint8_t *from = dict + dict_len - back;
+            if (ml <= back) {
+                memcpy(op, from, ml);
+                op += ml;
+                continue;
+            }
+            memcpy(op, from, back);
+            op += back;
+            kc_backcopy(op, off, ml - back, (size_t)(oend - op));
+            op += ml - back;
+            continue;
+        } else {
             kc_backcopy(op, off, ml, (size_t)(oend - op));
+        }
         op += ml;
     }
     return op - dst;
+}
+
+static ptrdiff_t lz4k_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t cap)
+{
+    return lz4k_decode(src, n, dst, cap, NULL, 0);
+}
+
+static ptrdiff_t lz4k_decompress_dict(const uint8_t *src, size_t n, uint8_t *dst, size_t cap,
+                                      const uint8_t *dict, size_t dict_len)
+{
+    return lz4k_decode(src, n, dst, cap, dict, dict_len);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1115,6 +1365,7 @@ enum kc_algo { KC_LZ4 = 0, KC_LZO = 1, KC_LZORLE = 2, KC_LZ4HC = 3 };
 
 typedef union {
     lz4k_work lz4;
+    lz4kd_work lz4d;
     lzok_work lzo;
 } kc_work;
 
@@ -1132,21 +1383,26 @@ static size_t kc_capacity(int algo, size_t n)
     return cap > b ? cap : b;
 }
 
+/* A dictionary (dict_len > 0) applies to lz4 and lz4hc only (kc_get_dict). */
 static size_t kc_compress(int algo, const uint8_t *src, size_t n, uint8_t *dst, uint32_t accel,
-                          kc_work *w)
+                          const uint8_t *dict, size_t dict_len, kc_work *w)
 {
     if (algo == KC_LZ4)
-        return lz4k_compress(src, n, dst, accel, &w->lz4);
+        return dict_len ? lz4kd_compress(src, n, dst, accel, dict, dict_len, &w->lz4d)
+                        : lz4k_compress(src, n, dst, accel, &w->lz4);
     if (algo == KC_LZ4HC) /* accel is the level here */
-        return lz4hck_compress(src, n, dst, (int)accel);
+        return dict_len ? lz4hck_compress_dict(src, n, dst, (int)accel, dict, dict_len)
+                        : lz4hck_compress(src, n, dst, (int)accel);
     return lzok_compress(src, n, dst, algo == KC_LZORLE, &w->lzo);
 }
 
 /* Returns the decoded size, or a negative value on malformed input. */
-static ptrdiff_t kc_decompress(int algo, const uint8_t *src, size_t n, uint8_t *dst, size_t cap)
+static ptrdiff_t kc_decompress(int algo, const uint8_t *src, size_t n, uint8_t *dst, size_t cap,
+                               const uint8_t *dict, size_t dict_len)
 {
     if (algo == KC_LZ4 || algo == KC_LZ4HC)
-        return lz4k_decompress(src, n, dst, cap);
+        return dict_len ? lz4k_decompress_dict(src, n, dst, cap, dict, dict_len)
+                        : lz4k_decompress(src, n, dst, cap);
     {
         size_t out_len = 0;
         int r = lzok_decompress(src, n, dst, cap, &out_len);
@@ -1245,27 +1501,63 @@ static int kc_overlap(const Py_buffer *a, const Py_buffer *b)
     return a->len > 0 && b->len > 0 && a0 < b1 && b0 < a1;
 }
 
+/* The optional dictionary argument: None (or absent) or a buffer, whose
+ * empty form is no dictionary (zram: dict_sz 0).  On success d->obj is set
+ * only where a buffer must be released (kc_release_dict).  A dictionary
+ * belongs to lz4 and lz4hc only (zram's lzo backends take none). */
+static int kc_get_dict(PyObject *obj, int algo, Py_buffer *d)
+{
+    d->obj = NULL;
+    d->buf = NULL;
+    d->len = 0;
+    if (obj == NULL || obj == Py_None)
+        return 0;
+    if (PyObject_GetBuffer(obj, d, PyBUF_SIMPLE) < 0) {
+        d->obj = NULL;
+        return -1;
+    }
+    if (d->len > 0 && algo != KC_LZ4 && algo != KC_LZ4HC) {
+        PyBuffer_Release(d);
+        d->obj = NULL;
+        PyErr_SetString(PyExc_ValueError, "a dictionary applies to lz4 and lz4hc only");
+        return -1;
+    }
+    return 0;
+}
+
+static void kc_release_dict(Py_buffer *d)
+{
+    if (d->obj)
+        PyBuffer_Release(d);
+}
+
 PyDoc_STRVAR(kc_compress_doc,
-             "compress(algo, page, acceleration=1) -> bytes\n\n"
+             "compress(algo, page, acceleration=1, dict=None) -> bytes\n\n"
              "Compress one page exactly as the kernel's zram backend does (input up to\n"
              "65536 bytes; zram always passes 4096).  acceleration is LZ4's (values < 1\n"
-             "mean 1, like the kernel); lzo and lzo-rle ignore it, like the kernel.");
+             "mean 1, like the kernel); lzo and lzo-rle ignore it, like the kernel.\n"
+             "dict (lz4, lz4hc; None or empty: none) is algorithm_params' dictionary:\n"
+             "lz4 loads its last 64 KiB with LZ4_loadDict (nothing below 8 bytes) and\n"
+             "compresses with LZ4_compress_fast_continue; lz4hc resets its stream, loads\n"
+             "the last 64 KiB with LZ4_loadDictHC and compresses with\n"
+             "LZ4_compress_HC_continue.  (zram refuses to compress, EINVAL, where the\n"
+             "load does not take the whole dictionary: that test is the backend's.)");
 
 static PyObject *kc_py_compress(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"algo", "page", "acceleration", NULL};
-    PyObject *algo_obj, *accel_obj = NULL;
-    Py_buffer page;
+    static char *kwlist[] = {"algo", "page", "acceleration", "dict", NULL};
+    PyObject *algo_obj, *accel_obj = NULL, *dict_obj = NULL;
+    Py_buffer page, dict = {0};
     int algo;
     uint32_t accel;
     PyObject *res = NULL;
     (void)self;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*|O:compress", kwlist, &algo_obj, &page,
-                                     &accel_obj))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*|OO:compress", kwlist, &algo_obj, &page,
+                                     &accel_obj, &dict_obj))
         return NULL;
     algo = kc_parse_algo(algo_obj);
-    if (algo < 0 || kc_parse_accel(accel_obj, &accel) < 0)
+    if (algo < 0 || kc_parse_accel(accel_obj, &accel) < 0 || kc_get_dict(dict_obj, algo, &dict) < 0)
         goto done;
     if (page.len > KC_MAX_INPUT) {
         PyErr_Format(PyExc_ValueError, "page too large: %zd bytes (at most %d)", page.len,
@@ -1288,41 +1580,44 @@ static PyObject *kc_py_compress(PyObject *self, PyObject *args, PyObject *kwargs
         }
         if (n > KC_PAGE) {
             Py_BEGIN_ALLOW_THREADS
-            clen = kc_compress(algo, page.buf, n, out, accel, &work);
+            clen = kc_compress(algo, page.buf, n, out, accel, dict.buf, (size_t)dict.len, &work);
             Py_END_ALLOW_THREADS
         } else {
-            clen = kc_compress(algo, page.buf, n, out, accel, &work);
+            clen = kc_compress(algo, page.buf, n, out, accel, dict.buf, (size_t)dict.len, &work);
         }
         res = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)clen);
         if (out != stack_out)
             PyMem_Free(out);
     }
 done:
+    kc_release_dict(&dict);
     PyBuffer_Release(&page);
     return res;
 }
 
 PyDoc_STRVAR(kc_decompress_doc,
-             "decompress(algo, data, out_len=4096) -> bytes\n\n"
+             "decompress(algo, data, out_len=4096, dict=None) -> bytes\n\n"
              "Decode one object with the kernel's safe decoder into a buffer of out_len\n"
              "bytes and return what was produced (possibly shorter than out_len, as the\n"
-             "kernel allows).  Raises OSError(EINVAL) on malformed input.");
+             "kernel allows).  Raises OSError(EINVAL) on malformed input.  dict (lz4,\n"
+             "lz4hc): the whole dictionary precedes the output, as zram decodes with\n"
+             "LZ4_setStreamDecode and LZ4_decompress_safe_continue.");
 
 static PyObject *kc_py_decompress(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"algo", "data", "out_len", NULL};
-    PyObject *algo_obj;
-    Py_buffer data;
+    static char *kwlist[] = {"algo", "data", "out_len", "dict", NULL};
+    PyObject *algo_obj, *dict_obj = NULL;
+    Py_buffer data, dict = {0};
     Py_ssize_t out_len = KC_PAGE;
     PyObject *res = NULL;
     int algo;
     (void)self;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*|n:decompress", kwlist, &algo_obj, &data,
-                                     &out_len))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*|nO:decompress", kwlist, &algo_obj, &data,
+                                     &out_len, &dict_obj))
         return NULL;
     algo = kc_parse_algo(algo_obj);
-    if (algo < 0)
+    if (algo < 0 || kc_get_dict(dict_obj, algo, &dict) < 0)
         goto done;
     if (out_len < 0 || out_len > KC_MAX_OUT_LEN) {
         PyErr_Format(PyExc_ValueError, "out_len must be in 0..%d", KC_MAX_OUT_LEN);
@@ -1335,12 +1630,12 @@ static PyObject *kc_py_decompress(PyObject *self, PyObject *args, PyObject *kwar
             goto done;
         if (data.len + out_len > 4 * KC_PAGE) {
             Py_BEGIN_ALLOW_THREADS
-            r = kc_decompress(algo, data.buf, (size_t)data.len,
-                              (uint8_t *)PyBytes_AS_STRING(out), (size_t)out_len);
+            r = kc_decompress(algo, data.buf, (size_t)data.len, (uint8_t *)PyBytes_AS_STRING(out),
+                              (size_t)out_len, dict.buf, (size_t)dict.len);
             Py_END_ALLOW_THREADS
         } else {
-            r = kc_decompress(algo, data.buf, (size_t)data.len,
-                              (uint8_t *)PyBytes_AS_STRING(out), (size_t)out_len);
+            r = kc_decompress(algo, data.buf, (size_t)data.len, (uint8_t *)PyBytes_AS_STRING(out),
+                              (size_t)out_len, dict.buf, (size_t)dict.len);
         }
         if (r < 0) {
             Py_DECREF(out);
@@ -1353,16 +1648,18 @@ static PyObject *kc_py_decompress(PyObject *self, PyObject *args, PyObject *kwar
         res = out;
     }
 done:
+    kc_release_dict(&dict);
     PyBuffer_Release(&data);
     return res;
 }
 
 PyDoc_STRVAR(kc_compress_into_doc,
-             "compress_into(algo, page, dst, acceleration=1) -> int\n\n"
+             "compress_into(algo, page, dst, acceleration=1, dict=None) -> int\n\n"
              "zcomp_compress of one page into a stream buffer: compress the 4096-byte\n"
              "page into dst (a writable buffer of at least 8192 bytes, the zcomp_strm\n"
              "buffer) and return the compressed length.  algo is a name or its index\n"
-             "in ALGORITHMS; for lz4hc acceleration is the level.  Runs without the GIL.");
+             "in ALGORITHMS; for lz4hc acceleration is the level; dict as for\n"
+             "compress().  Runs without the GIL.");
 
 /* The algorithm argument of the per-page calls: an index into ALGORITHMS or a name. */
 static int kc_algo_arg(PyObject *obj)
@@ -1377,28 +1674,34 @@ static int kc_algo_arg(PyObject *obj)
 
 static PyObject *kc_py_compress_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer page, dst;
+    Py_buffer page, dst, dict;
     uint32_t accel = 1;
     int algo;
     size_t clen;
     PyObject *res = NULL;
     (void)self;
 
-    if (nargs < 3 || nargs > 4) {
-        PyErr_SetString(PyExc_TypeError, "compress_into(algo, page, dst, acceleration=1)");
+    if (nargs < 3 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "compress_into(algo, page, dst, acceleration=1, dict=None)");
         return NULL;
     }
     algo = kc_algo_arg(args[0]);
-    if (algo < 0 || kc_parse_accel(nargs == 4 ? args[3] : NULL, &accel) < 0)
+    if (algo < 0 || kc_parse_accel(nargs >= 4 ? args[3] : NULL, &accel) < 0)
         return NULL;
-    if (PyObject_GetBuffer(args[1], &page, PyBUF_SIMPLE) < 0)
+    if (kc_get_dict(nargs == 5 ? args[4] : NULL, algo, &dict) < 0)
         return NULL;
+    if (PyObject_GetBuffer(args[1], &page, PyBUF_SIMPLE) < 0) {
+        kc_release_dict(&dict);
+        return NULL;
+    }
     if (PyObject_GetBuffer(args[2], &dst, PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&page);
+        kc_release_dict(&dict);
         return NULL;
     }
     if (page.len != KC_PAGE || dst.len < (Py_ssize_t)kc_capacity(algo, KC_PAGE) ||
-        kc_overlap(&page, &dst)) {
+        kc_overlap(&page, &dst) || kc_overlap(&dict, &dst)) {
         PyErr_Format(PyExc_ValueError,
                      "compress_into: a %d-byte page and a separate buffer of at least %zu bytes",
                      KC_PAGE, kc_capacity(algo, KC_PAGE));
@@ -1407,34 +1710,38 @@ static PyObject *kc_py_compress_into(PyObject *self, PyObject *const *args, Py_s
     {
         kc_work work;
         Py_BEGIN_ALLOW_THREADS
-        clen = kc_compress(algo, page.buf, KC_PAGE, dst.buf, accel, &work);
+        clen = kc_compress(algo, page.buf, KC_PAGE, dst.buf, accel, dict.buf, (size_t)dict.len,
+                           &work);
         Py_END_ALLOW_THREADS
     }
     res = PyLong_FromSize_t(clen);
 done:
     PyBuffer_Release(&dst);
     PyBuffer_Release(&page);
+    kc_release_dict(&dict);
     return res;
 }
 
 PyDoc_STRVAR(kc_decompress_into_doc,
-             "decompress_into(algo, src, offset, length, page) -> int\n\n"
+             "decompress_into(algo, src, offset, length, page, dict=None) -> int\n\n"
              "zcomp_decompress of one object: decode src[offset:offset+length] (the\n"
              "pool's memory, read in place) into page (a writable 4096-byte buffer).\n"
              "Returns 0, or -EINVAL when the input is malformed or does not decode to\n"
-             "exactly one page (zram's failed read).  Runs without the GIL.");
+             "exactly one page (zram's failed read).  dict as for decompress().  Runs\n"
+             "without the GIL.");
 
 static PyObject *kc_py_decompress_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer src, page;
+    Py_buffer src, page, dict;
     Py_ssize_t off, len;
     ptrdiff_t r = -1;
     int algo;
     PyObject *res = NULL;
     (void)self;
 
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "decompress_into(algo, src, offset, length, page)");
+    if (nargs < 5 || nargs > 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "decompress_into(algo, src, offset, length, page, dict=None)");
         return NULL;
     }
     algo = kc_algo_arg(args[0]);
@@ -1444,21 +1751,28 @@ static PyObject *kc_py_decompress_into(PyObject *self, PyObject *const *args, Py
     len = PyLong_AsSsize_t(args[3]);
     if ((off == -1 || len == -1) && PyErr_Occurred())
         return NULL;
-    if (PyObject_GetBuffer(args[1], &src, PyBUF_SIMPLE) < 0)
+    if (kc_get_dict(nargs == 6 ? args[5] : NULL, algo, &dict) < 0)
         return NULL;
-    if (PyObject_GetBuffer(args[4], &page, PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&src);
+    if (PyObject_GetBuffer(args[1], &src, PyBUF_SIMPLE) < 0) {
+        kc_release_dict(&dict);
         return NULL;
     }
-    if (off < 0 || len < 0 || off > src.len || len > src.len - off || page.len != KC_PAGE) {
+    if (PyObject_GetBuffer(args[4], &page, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&src);
+        kc_release_dict(&dict);
+        return NULL;
+    }
+    if (off < 0 || len < 0 || off > src.len || len > src.len - off || page.len != KC_PAGE ||
+        kc_overlap(&dict, &page)) {
         PyErr_Format(PyExc_ValueError,
                      "decompress_into: object %zd+%zd outside a %zd-byte source, or a "
-                     "destination of %zd bytes (not %d)",
+                     "destination of %zd bytes (not %d) or on the dictionary",
                      off, len, src.len, page.len, KC_PAGE);
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    r = kc_decompress(algo, (const uint8_t *)src.buf + off, (size_t)len, page.buf, KC_PAGE);
+    r = kc_decompress(algo, (const uint8_t *)src.buf + off, (size_t)len, page.buf, KC_PAGE,
+                      dict.buf, (size_t)dict.len);
     if (r != KC_PAGE)
         memset(page.buf, 0, KC_PAGE);
     Py_END_ALLOW_THREADS
@@ -1466,6 +1780,7 @@ static PyObject *kc_py_decompress_into(PyObject *self, PyObject *const *args, Py
 done:
     PyBuffer_Release(&page);
     PyBuffer_Release(&src);
+    kc_release_dict(&dict);
     return res;
 }
 
@@ -1527,7 +1842,7 @@ static PyObject *kc_py_compress_batch(PyObject *self, PyObject *args, PyObject *
         kc_work work;
         for (Py_ssize_t i = 0; i < n; i++) {
             size_t c = kc_compress(algo, s + (size_t)i * KC_PAGE, KC_PAGE,
-                                   d + (size_t)i * KC_DST_STRIDE, accel, &work);
+                                   d + (size_t)i * KC_DST_STRIDE, accel, NULL, 0, &work);
             int32_t v = (int32_t)c;
             memcpy(z + (size_t)i * 4, &v, 4);
         }
@@ -1704,7 +2019,7 @@ static PyObject *kc_py_decompress_batch(PyObject *self, PyObject *args, PyObject
             uint8_t *slot = pages[i];
             memcpy(&o, ob + (size_t)i * 8, 8);
             memcpy(&l, lb + (size_t)i * 4, 4);
-            r = kc_decompress(algo, s + o, (size_t)l, slot, KC_PAGE);
+            r = kc_decompress(algo, s + o, (size_t)l, slot, KC_PAGE, NULL, 0);
             if (r != KC_PAGE) {
                 r32 = -EINVAL;
                 memset(slot, 0, KC_PAGE);
@@ -1749,17 +2064,22 @@ static PyMethodDef kc_methods[] = {
 PyDoc_STRVAR(
     kc_module_doc,
     "Kernel-identical zram page codecs (pyzram's own C code).\n\n"
-    "Algorithms: 'lz4', 'lzo', 'lzo-rle'.  The compressors reproduce, byte for byte,\n"
-    "what Linux's zram stores on x86-64:\n"
-    "  lz4     -- LZ4_compress_fast() (lib/lz4, LZ4 1.7.x fast path, byU16 table)\n"
+    "Algorithms: 'lz4', 'lzo', 'lzo-rle', 'lz4hc'.  The compressors reproduce, byte\n"
+    "for byte, what Linux's zram stores on x86-64:\n"
+    "  lz4     -- LZ4_compress_fast() (lib/lz4, LZ4 1.7.x fast path, byU16 table);\n"
+    "             with a dictionary LZ4_loadDict + LZ4_compress_fast_continue\n"
     "  lzo     -- lzo1x_1_compress()  (lib/lzo/lzo1x_compress.c)\n"
     "  lzo-rle -- lzorle1x_1_compress() (version marker 17,1 and zero runs)\n"
-    "The decoders model LZ4_decompress_safe() and lzo1x_decompress_safe() (which\n"
-    "reads both lzo and lzo-rle streams), with every access bounds-checked.\n\n"
-    "compress(algo, page, acceleration=1) -> bytes\n"
-    "compress_into(algo, page, dst, acceleration=1) -> int   (one page into a stream buffer)\n"
-    "decompress_into(algo, src, offset, length, page) -> int (0 or -EINVAL)\n"
-    "decompress(algo, data, out_len=4096) -> bytes        (OSError EINVAL if corrupt)\n"
+    "  lz4hc   -- LZ4_compress_HC() (lib/lz4/lz4hc_compress.c, the 1.7.x parser);\n"
+    "             with a dictionary LZ4_loadDictHC + LZ4_compress_HC_continue\n"
+    "The decoders model LZ4_decompress_safe() (with a dictionary\n"
+    "LZ4_decompress_safe_continue after LZ4_setStreamDecode) and\n"
+    "lzo1x_decompress_safe() (which reads both lzo and lzo-rle streams), with every\n"
+    "access bounds-checked.\n\n"
+    "compress(algo, page, acceleration=1, dict=None) -> bytes\n"
+    "compress_into(algo, page, dst, acceleration=1, dict=None) -> int (into a stream buffer)\n"
+    "decompress_into(algo, src, offset, length, page, dict=None) -> int (0 or -EINVAL)\n"
+    "decompress(algo, data, out_len=4096, dict=None) -> bytes  (OSError EINVAL if corrupt)\n"
     "compress_batch(algo, src, n, dst, sizes, acceleration=1) -> None\n"
     "decompress_batch(algo, src, offsets, lengths, n, dst, results) -> int\n\n"
     "Batch calls release the GIL; every call uses its own work memory, so threads\n"

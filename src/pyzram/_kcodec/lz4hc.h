@@ -1,4 +1,4 @@
-/* lz4hc.c: the kernel's LZ4-HC compressor (LZ4_compress_HC, no dictionary). */
+/* lz4hc.c: the kernel's LZ4-HC compressor (LZ4_compress_HC, with or without a dictionary). */
 #ifndef PYZRAM_LZ4HC_H
 #define PYZRAM_LZ4HC_H
 #include <stddef.h>
@@ -10,5 +10,14 @@
  * memory for the per-thread state.  Decode with the lz4 decoder.
  */
 size_t lz4hck_compress(const uint8_t *src, size_t n, uint8_t *dst, int level);
+
+/*
+ * The same with a dictionary, as backend_lz4hc.c compresses a page:
+ * LZ4_resetStreamHC, LZ4_loadDictHC (the dictionary's last 64 KiB are
+ * loaded) and LZ4_compress_HC_continue.  dict_len 0 is lz4hck_compress.
+ * Decode with the lz4 decoder and the same dictionary.
+ */
+size_t lz4hck_compress_dict(const uint8_t *src, size_t n, uint8_t *dst, int level,
+                            const uint8_t *dict, size_t dict_len);
 
 #endif

@@ -15,7 +15,7 @@ cdef class ZcompBackend:
 
 cdef class KernelCodecBackend(ZcompBackend):
     cdef public object _k, _compress_into, _decompress_into, _dict
-    cdef public int _algo
+    cdef public int _algo, _dict_err
     cdef public object _arg
 
 cdef class Zcomp:

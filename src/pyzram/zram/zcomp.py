@@ -13,9 +13,9 @@ Backends live in ``backend_<name>.py`` like the kernel's ``backend_<name>.c``
 and are listed in the kernel's fixed order (``lzo-rle lzo lz4 lz4hc zstd
 deflate 842``).  ``lz4``, ``lz4hc``, ``lzo`` and ``lzo-rle`` run on
 pyzram's own C codecs (``pyzram._kcodec``), written to produce the kernel's
-bytes; ``zstd`` and ``deflate`` use python-zstandard and zlib (their sizes
-equal the kernel's on the pages checked under qemu; see
-``docs/architecture.md``).
+bytes, lz4 and lz4hc with a dictionary too; ``zstd`` and ``deflate`` use
+python-zstandard and zlib (their sizes equal the kernel's on the pages
+checked under qemu; see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -117,9 +117,12 @@ class ZcompBackend:
 class KernelCodecBackend(ZcompBackend):
     """A backend on pyzram's own C codecs (``pyzram._kcodec``).
 
-    A subclass that takes a dictionary sets ``_dict``; with one, pages go
-    through its ``compress``/``decompress`` (a library's dictionary mode)
-    instead of the C codec."""
+    A subclass whose kernel backend takes ``algorithm_params``' dictionary
+    (lz4, lz4hc) says what the kernel's dictionary load returns
+    (:meth:`dict_loaded`); its pages then go through the same C calls with
+    the dictionary.  Where that load does not take the whole dictionary, the
+    kernel's backend refuses every page (``-EINVAL`` from ``ops->compress``:
+    the write fails), and so does this one."""
 
     level_default = 1
 
@@ -130,25 +133,37 @@ class KernelCodecBackend(ZcompBackend):
         self._k = _kcodec
         self._compress_into = _kcodec.compress_into
         self._decompress_into = _kcodec.decompress_into
-        self._dict = None
         self._algo = _kcodec.ALGORITHMS.index(self.name)
         self._arg = max(1, params.level_or(self.level_default))
+        self._dict = None
+        self._dict_err = 0
+        if params.dict:
+            loaded = self.dict_loaded(len(params.dict))
+            if loaded is not None:
+                self._dict = params.dict
+                if loaded != len(params.dict):
+                    self._dict_err = -errno.EINVAL
+
+    def dict_loaded(self, size: int) -> int | None:
+        """What the kernel backend's dictionary load returns for ``size`` bytes;
+        None where the backend takes no dictionary (lzo, lzo-rle)."""
+        return None
 
     def compress(self, page: bytes | memoryview) -> bytes:
-        return self._k.compress(self.name, page, self._arg)
+        if self._dict_err:
+            raise OSError(-self._dict_err, f"{self.name}: the dictionary does not load whole")
+        return self._k.compress(self.name, page, self._arg, self._dict)
 
     def decompress(self, data: bytes | memoryview) -> bytes:
-        return self._k.decompress(self.name, data, PAGE_SIZE)
+        return self._k.decompress(self.name, data, PAGE_SIZE, self._dict)
 
     def compress_into(self, page: Any, dst: bytearray) -> int:
-        if self._dict:
-            return ZcompBackend.compress_into(self, page, dst)
-        return self._compress_into(self._algo, page, dst, self._arg)
+        if self._dict_err:
+            return self._dict_err
+        return self._compress_into(self._algo, page, dst, self._arg, self._dict)
 
     def decompress_into(self, src: Any, offset: int, length: int, page: Any) -> int:
-        if self._dict:
-            return ZcompBackend.decompress_into(self, src, offset, length, page)
-        return self._decompress_into(self._algo, src, offset, length, page)
+        return self._decompress_into(self._algo, src, offset, length, page, self._dict)
 
 
 def _registry() -> dict[str, type[ZcompBackend]]:

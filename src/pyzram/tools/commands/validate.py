@@ -22,7 +22,8 @@ This is what ``pyzram validate`` prints and what the kernel tests assert.
 ``kernel="vm"`` runs the same scenarios against Debian's 6.18 kernel booted
 under qemu (:mod:`pyzram.host.kernel_vm`), all in one boot: the scenario for
 every algorithm that kernel has (lz4, lz4hc, zstd, deflate; it has no lzo),
-the same with ``algorithm_params`` levels and a zstd dictionary, and a
+the same with ``algorithm_params`` levels and a trained dictionary (lz4,
+lz4hc and zstd), and a
 feature scenario (:func:`feature_scenario`) for writeback in each mode,
 ``writeback_limit``, idle marking with ages, ``bd_stat``, ``io_stat``,
 ``debug_stat``, ``mem_limit`` and ``compact``, and, on a kernel built with
@@ -287,6 +288,9 @@ VM_LEVELS: tuple[tuple[str, str], ...] = (
     ("deflate", "algo=deflate level=9"),
 )
 
+#: The backends that take ``algorithm_params``' ``dict=`` (the VM runs each with one).
+DICT_BACKENDS = ("lz4", "lz4hc", "zstd")
+
 #: Pages the feature scenario uses at most (TCG is slow).
 FEATURE_PAGES = 2048
 
@@ -520,7 +524,8 @@ def recompress_scenario(
 
 
 def vm_dictionary(pages: np.ndarray, size: int = 8192) -> bytes:
-    """A zstd dictionary trained on ``pages`` (python-zstandard's ``train_dictionary``)."""
+    """A dictionary trained on ``pages`` (python-zstandard's ``train_dictionary``):
+    zstd's format with its entropy tables, plain content to lz4 and lz4hc."""
     import zstandard
 
     samples = [p.tobytes() for p in pages[: min(len(pages), 2000)]]
@@ -542,8 +547,8 @@ def record_vm_scenarios(
 ) -> list[ScenarioResult]:
     """Record the VM scenarios into ``script`` (a VmScript) while pyzram runs its side.
 
-    ``tmp`` is a directory for pyzram's backing file and the zstd dictionary
-    (which the guest gets at the same path).  The results are complete once
+    ``tmp`` is a directory for pyzram's backing file and the dictionary (which
+    the guest gets at the same path).  The results are complete once
     the script has run and each result's ``resolve()`` was called.
     """
     from pyzram.host.kernel_vm import VmZram
@@ -568,13 +573,15 @@ def record_vm_scenarios(
         for algo, params in VM_LEVELS:
             if algo in algos:
                 one(algo, params, f"{algo} {params.split(' ', 1)[1]}")
-        if "zstd" in algos:
-            path = f"{tmp}/zstd.dict"
+        dict_algos = [a for a in DICT_BACKENDS if a in algos]
+        if dict_algos:
+            path = f"{tmp}/trained.dict"
             data = vm_dictionary(pages)
             with open(path, "wb") as f:
                 f.write(data)
             script.add_file(path, data)
-            one("zstd", f"algo=zstd dict={path}", f"zstd dict ({len(data)} B)")
+            for algo in dict_algos:
+                one(algo, f"algo={algo} dict={path}", f"{algo} dict ({len(data)} B)")
     if features:
         backing = f"{tmp}/backing"
         with open(backing, "wb") as f:
@@ -606,8 +613,8 @@ def validate_vm(
     """The scenarios against Debian's 6.18 kernel under qemu, in one boot.
 
     Without ``algorithms``: every backend of that kernel, the ``VM_LEVELS``
-    variants, a zstd dictionary and the feature scenario (``levels`` and
-    ``features`` default to that).  Raises :class:`OSError` with the reason
+    variants, a dictionary for lz4, lz4hc and zstd and the feature scenario
+    (``levels`` and ``features`` default to that).  Raises :class:`OSError` with the reason
     where the VM cannot run, :class:`ValueError` for an algorithm the VM
     kernel lacks.
     """
@@ -654,8 +661,8 @@ def command(
         str,
         typer.Option(
             help="host: the running kernel's zram (hot_add); vm: Debian's 6.18 kernel under "
-            "qemu, every backend it has, algorithm_params levels, a zstd dictionary and "
-            "writeback, idle ages, bd_stat, writeback_limit, mem_limit, compact"
+            "qemu, every backend it has, algorithm_params levels, a dictionary (lz4, lz4hc, "
+            "zstd) and writeback, idle ages, bd_stat, writeback_limit, mem_limit, compact"
         ),
     ] = "host",
     zswap: Annotated[
