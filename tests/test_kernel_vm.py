@@ -56,6 +56,9 @@ SIZE_CASES = [
     ("deflate", None),
     ("deflate", "algo=deflate level=1"),
     ("deflate", "algo=deflate level=9"),
+    ("deflate", "algo=deflate deflate.winbits=15"),
+    ("deflate", "algo=deflate level=9 deflate.winbits=-15"),
+    ("deflate", "algo=deflate level=1 deflate.winbits=9"),
 ]
 
 #: The dictionaries: "dict" trained on the live pages (python-zstandard's
@@ -78,6 +81,9 @@ WRITE_CASES = [
     ("uninit", "algorithm_params", "algo=lz4hc level=abc"),
     ("uninit", "algorithm_params", "algo=deflate dict=/nonexistent"),
     ("uninit", "algorithm_params", "priority=1 level=3"),
+    ("uninit", "algorithm_params", "priority=0 deflate.winbits=abc"),
+    ("uninit", "algorithm_params", "priority=0 bogus=1"),  # ignored
+    ("uninit", "algorithm_params", "priority=0 dict=/dev/null"),  # an empty file
     ("uninit", "backing_dev", "/nonexistent"),
     ("uninit", "backing_dev", "/dev/vdb"),
     ("uninit", "writeback", "idle"),

@@ -10,6 +10,7 @@ from conftest import make_sized_zram, sized_page
 from pyzram import Zram
 from pyzram.lib.atomic import atomic64_read
 from pyzram.zram import table as T
+from pyzram.zram.zcomp import PAGE_SIZE
 
 P = 4096
 
@@ -408,6 +409,50 @@ def test_deflate_bad_level_fails_disksize():
         dev.sysfs["disksize"] = "1M"
     assert e.value.errno == errno.EINVAL
     assert dev.sysfs["initstate"] == "0\n"
+
+
+def test_deflate_winbits_picks_the_stream_format():
+    """``deflate.winbits``: negative is raw deflate (the default, -11), 9..15 a zlib
+    stream (its 2-byte header and Adler-32 trailer); outside 9..15 fails disksize
+    (the kernel itself hits a BUG_ON there)."""
+    import zlib
+
+    page = b"".join(b"line %d of the page\n" % i for i in range(300))[:PAGE_SIZE]
+    sizes = {}
+    for winbits in (None, "-11", "15", "-9"):
+        dev = Zram()
+        dev.sysfs["comp_algorithm"] = "deflate"
+        if winbits:
+            dev.sysfs["algorithm_params"] = f"algo=deflate deflate.winbits={winbits}"
+        dev.sysfs["disksize"] = "1M"
+        dev.pwrite(page, 0)
+        assert dev.pread(PAGE_SIZE, 0) == page
+        sizes[winbits] = int(dev.sysfs["mm_stat"].split()[1])
+        dev.sysfs["reset"] = "1"
+    raw = zlib.compressobj(-1, zlib.DEFLATED, -11, 8)
+    assert sizes[None] == sizes["-11"] == len(raw.compress(page) + raw.flush())
+    assert sizes["15"] > sizes["-11"]  # header and checksum
+    dev = Zram()
+    dev.sysfs["comp_algorithm"] = "deflate"
+    dev.sysfs["algorithm_params"] = "algo=deflate deflate.winbits=20"
+    with pytest.raises(OSError) as e:
+        dev.sysfs["disksize"] = "1M"
+    assert e.value.errno == errno.EINVAL and "BUG_ON" in str(e.value)
+    with pytest.raises(OSError) as e:
+        dev.sysfs["algorithm_params"] = "algo=deflate deflate.winbits=x"
+    assert e.value.errno == errno.EINVAL
+
+
+def test_algorithm_params_ignores_unknown_words_and_refuses_an_empty_dict(tmp_path):
+    """As the kernel: an unknown ``name=value`` is skipped; a dictionary file that
+    is empty fails like one that cannot be read (``kernel_read_file``: EINVAL)."""
+    dev = Zram()
+    dev.sysfs["algorithm_params"] = "priority=0 bogus=1 level=3"
+    empty = tmp_path / "empty.dict"
+    empty.write_bytes(b"")
+    with pytest.raises(OSError) as e:
+        dev.sysfs["algorithm_params"] = f"priority=0 dict={empty}"
+    assert e.value.errno == errno.EINVAL
 
 
 def test_large_write_is_vectorised_and_exact():

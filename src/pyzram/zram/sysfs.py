@@ -308,9 +308,10 @@ class ZramSysfs(Mapping[str, str]):
         backing_dev_store(self._zram, buf)
 
     def algorithm_params_store(self, buf: str) -> None:
-        """``algorithm_params_store``: ``priority= level= algo= dict=``, applied at next init."""
+        """``algorithm_params_store``: ``priority= level= algo= dict= deflate.winbits=``,
+        applied at next init; other parameters are ignored, as the kernel ignores them."""
         z = self._zram
-        prio, level = 0, ZCOMP_PARAM_NO_LEVEL
+        prio, level, winbits = 0, ZCOMP_PARAM_NO_LEVEL, ZCOMP_PARAM_NO_LEVEL
         algo = dict_path = None
         for param, val in parse_args(buf):
             if not val:
@@ -323,6 +324,8 @@ class ZramSysfs(Mapping[str, str]):
                 algo = val
             elif param == "dict":
                 dict_path = val
+            elif param == "deflate.winbits":
+                winbits = kstrtoint(val, 10)
         if algo is not None:
             prio = next((p for p, a in enumerate(z.comp_algs) if a == algo), -1)
         if not 0 <= prio < z.config.max_comps:
@@ -330,12 +333,14 @@ class ZramSysfs(Mapping[str, str]):
         z.params[prio] = ZcompParams()  # comp_params_reset
         data = None
         if dict_path is not None:
-            try:
+            try:  # kernel_read_file_from_path: an empty file is EINVAL too
                 with open(dict_path, "rb") as f:
                     data = f.read()
+                if not data:
+                    raise OSError(errno.EINVAL, "empty")
             except OSError:
                 raise OSError(errno.EINVAL, f"algorithm_params: cannot read {dict_path}") from None
-        z.params[prio] = ZcompParams(level=level, dict=data)
+        z.params[prio] = ZcompParams(level=level, dict=data, deflate_winbits=winbits)
 
 
 def _kstrtoull_einval(buf: str, name: str) -> int:

@@ -45,6 +45,8 @@ class ZcompParams:
 
     level: int = ZCOMP_PARAM_NO_LEVEL
     dict: bytes | None = None
+    #: ``params->deflate.winbits`` (``algorithm_params`` ``deflate.winbits=``).
+    deflate_winbits: int = ZCOMP_PARAM_NO_LEVEL
 
     def level_or(self, default: int) -> int:
         return default if self.level == ZCOMP_PARAM_NO_LEVEL else self.level
