@@ -43,6 +43,7 @@ RUN_SCHEMA: dict[str, type | tuple[type, ...]] = {
     "source": str,
     "folio_order": int,
     "mthp_swapin": bool,
+    "tlb_entries": int,
     "swapped_pages_s": float,
     "mthp": dict,
     "post_processing": list,
