@@ -270,3 +270,19 @@ def test_bench_codecs_cli_json(capsys):
             continue
         assert any(f is not None for f in figures)
         assert all(f is None or f > 0 for f in figures)
+
+
+def test_bench_process_has_room_for_its_pages_and_page_tables():
+    """The benches' process faults every page in without reclaim, its page tables
+    (charged to the memcg as cgroup v1 does) included, so swapoff can bring every
+    page back."""
+    from pyzram.mm.machine import Machine
+    from pyzram.tools.bench.table import process
+    from pyzram.workload.pages import synthetic_mix
+
+    with Machine() as m:
+        mm = process(m, synthetic_mix(4, seed=1), nr_pages=20_000)
+        for vpn in range(20_000):
+            mm.do_anonymous_page(vpn)
+        assert mm.pgtables == 40 + 1 and mm.memcg.usage == 20_000 + 41
+        assert mm.memcg.usage <= mm.memcg.limit_pages - 32  # room to fault back into

@@ -324,13 +324,15 @@ def swap_area(
 def process(m: Machine, pages: np.ndarray, nr_pages: int | None = None) -> Any:
     """A process on ``m`` of ``nr_pages`` pages (default ``len(pages)``), page ``vpn``
     holding ``pages[vpn % len(pages)]``, in a memcg with room for all of them
-    (its faults never reclaim: reclaim is what the caller drives)."""
+    and their page tables (its faults never reclaim: reclaim is what the caller
+    drives)."""
     from pyzram.mm.swap import SWAP_CLUSTER_MAX
-    from pyzram.mm.vmscan import AddressSpace, MemCgroup
+    from pyzram.mm.vmscan import PTRS_PER_PTE, PUD_NR_PAGES, AddressSpace, MemCgroup
 
     k = len(pages)
     n = k if nr_pages is None else nr_pages
-    memcg = MemCgroup(m, n + SWAP_CLUSTER_MAX)
+    pgtables = -(-n // PTRS_PER_PTE) + -(-n // PUD_NR_PAGES)
+    memcg = MemCgroup(m, n + pgtables + SWAP_CLUSTER_MAX)
     return AddressSpace(n, memcg, lambda vpn: pages[vpn % k].data)
 
 
