@@ -85,20 +85,21 @@ def test_bench_run_kernel_and_pyzram(devices):
 def test_swap_traffic_matches_the_kernel(devices):
     """The memory model predicts the kernel's own swap traffic: for the same pages,
     limit and pattern, every counter of pyzram's run is within 4 % of the median of
-    three host-kernel runs (pswpout, pswpin, major faults, pages stolen and
+    five host-kernel runs (pswpout, pswpin, major faults, pages stolen and
     scanned, refaults, zero-page swap-outs; the zero-page swap-ins, the smallest
     count, about 300, within 8 %).  This needs the model's TLB: without it
     (``tlb_entries`` 0, every access sets the accessed bit) pswpin and major faults
     come out 6-9 % under the kernel's, as a hot page whose translation x86 still
     caches looks cold to reclaim.  On the host kernel build 6.18.44-fc-v1272, on
-    2026-12-05: the kernel's own runs spread by 4 % on pswpin (893-934), pyzram
+    2026-12-05: the kernel's own runs spread by 4 % on pswpin (893-934; on
+    2026-12-06 once 857, 869 and 940 in three runs: hence five), pyzram
     within 2 % of their median on every counter but pgactivate, whose kernel
     figure (35-182) moves with TLB flushes the kernel does not see (the
     hypervisor's).  The counters cover the workload only, on both sides: the
     final check of the pages is not part of it."""
     pages = synthetic_mix(2048, seed=1)
     kw = dict(mem_limit_pages=512, accesses=4096, seed=2)
-    runs = [ks.run_kernel_swap(pages, **kw) for _ in range(3)]
+    runs = [ks.run_kernel_swap(pages, **kw) for _ in range(5)]
     _assert_clean(devices)
     o = run_workload(pages, **kw).vmstat
     tolerance = {"pswpout": 0.04, "pswpin": 0.04, "pgmajfault": 0.04, "pgsteal_anon": 0.04,

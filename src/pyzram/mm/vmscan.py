@@ -408,6 +408,7 @@ def try_to_free_mem_cgroup_pages(
     return do_try_to_free_pages(memcg, sc)
 
 
+@cython.locals(memcg=MemCgroup)
 def do_try_to_free_pages(memcg: MemCgroup, sc: ScanControl) -> int:
     """``do_try_to_free_pages``: ``shrink_node`` at priority 12, 11 .. 0 until
     ``nr_to_reclaim`` pages are freed; then ``snapshot_refaults``.  If nothing was
@@ -431,6 +432,7 @@ def do_try_to_free_pages(memcg: MemCgroup, sc: ScanControl) -> int:
         sc.skipped_deactivate = False
 
 
+@cython.locals(memcg=MemCgroup)
 def prepare_scan_control(memcg: MemCgroup, sc: ScanControl) -> None:
     """``prepare_scan_control``: the anon cost, and whether the active anon list may
     be aged: when refaults were seen since the last reclaim (``WORKINGSET_ACTIVATE_ANON``
@@ -447,6 +449,7 @@ def prepare_scan_control(memcg: MemCgroup, sc: ScanControl) -> None:
     sc.may_deactivate &= ~DEACTIVATE_FILE  # no file LRU: never low, no refaults
 
 
+@cython.locals(memcg=MemCgroup)
 def shrink_node(memcg: MemCgroup, sc: ScanControl) -> None:
     """``shrink_node`` → ``shrink_node_memcgs`` for a memcg limit reclaim: one memcg
     (the target, a leaf), one node — ``prepare_scan_control``, ``shrink_lruvec``,
@@ -456,6 +459,7 @@ def shrink_node(memcg: MemCgroup, sc: ScanControl) -> None:
     shrink_slab(memcg, sc.priority)
 
 
+@cython.locals(memcg=MemCgroup)
 def get_scan_count(memcg: MemCgroup, sc: ScanControl) -> tuple[int, int]:
     """``get_scan_count``: pages to scan on the inactive and the active anon list.
 
@@ -482,6 +486,7 @@ def get_scan_count(memcg: MemCgroup, sc: ScanControl) -> tuple[int, int]:
     return inactive * ap // (ap + fp), active * ap // (ap + fp)
 
 
+@cython.locals(memcg=MemCgroup)
 def shrink_lruvec(memcg: MemCgroup, sc: ScanControl) -> None:
     """``shrink_lruvec`` (no MGLRU): scan the targets of ``get_scan_count`` in
     ``SWAP_CLUSTER_MAX`` bites while the inactive target lasts, the active list
@@ -549,7 +554,7 @@ def shrink_slab(memcg: MemCgroup, priority: int = DEF_PRIORITY) -> int:
     return freed
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, memcg=MemCgroup)
 def shrink_active_list(memcg: MemCgroup, nr: int) -> None:
     """``shrink_active_list``: isolate folios of ``nr`` pages from the active tail and
     deactivate them all (``folio_referenced`` clears their young bits; referenced
@@ -569,7 +574,7 @@ def shrink_active_list(memcg: MemCgroup, nr: int) -> None:
         memcg.machine.vm_events.count("pgdeactivate", moved)
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, memcg=MemCgroup)
 def isolate_lru_folios(memcg: MemCgroup, nr: int) -> list[tuple[Folio, Owner]]:
     """``isolate_lru_folios``: folios of about ``nr`` pages off the inactive tail
     (``pgscan_anon``); pages are counted, so one 2 MiB folio is a batch alone."""
@@ -583,7 +588,7 @@ def isolate_lru_folios(memcg: MemCgroup, nr: int) -> list[tuple[Folio, Owner]]:
     return folio_list
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, memcg=MemCgroup)
 def move_folios_to_lru(memcg: MemCgroup, folio_list: list[tuple[Folio, Owner]]) -> None:
     """``move_folios_to_lru``: put back what reclaim kept, each on its list; an active
     one ages the non-resident clock (``workingset_age_nonresident``)."""
@@ -605,6 +610,7 @@ class ReclaimStat:
         self.nr_ref_keep = 0
 
 
+@cython.locals(memcg=MemCgroup)
 def shrink_inactive_list(memcg: MemCgroup, nr: int, gfp_mask: int = GFP_KERNEL) -> int:
     """``shrink_inactive_list``: isolate, ``shrink_folio_list``, put back; pages freed.
 
@@ -728,7 +734,7 @@ def folio_check_references(folio: Folio) -> int:
     return FOLIOREF_RECLAIM
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, memcg=MemCgroup)
 def workingset_eviction(memcg: MemCgroup, folio: Folio, raw: int) -> None:
     """``workingset_eviction`` of a reclaimed swap-cache folio (``__remove_mapping``):
     a shadow with the memcg's ``nonresident_age`` and ``PG_workingset`` in each of its
@@ -739,7 +745,7 @@ def workingset_eviction(memcg: MemCgroup, folio: Folio, raw: int) -> None:
     memcg.nonresident_age += folio.nr_pages
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, memcg=MemCgroup)
 def shrink_folio_list(
     m: Machine,
     folio_list: list[tuple[Folio, Owner]],
@@ -833,7 +839,7 @@ def shrink_folio_list(
     return freed
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, memcg=MemCgroup)
 def workingset_refault(memcg: MemCgroup, folio: Folio, raw: int) -> None:
     """``swap_cache_get_shadow`` + ``workingset_refault`` for a folio being swapped in
     at swap entry ``raw`` (the first of its slots): if its slots hold a shadow, count
