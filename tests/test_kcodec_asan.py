@@ -54,6 +54,22 @@ FUZZ = textwrap.dedent(
                 b += bytes([r.getrandbits(8)]) * n
         return bytes(b[:PAGE])
 
+    def mutate(c):
+        # a stream with 1 to 4 bytes changed, runs cut out or random runs put in
+        m = bytearray(c)
+        for _ in range(r.randint(1, 4)):
+            i = r.randrange(len(m))
+            op = r.randrange(3)
+            if op == 0:
+                m[i] = r.getrandbits(8)
+            elif op == 1:
+                del m[i:i + r.randint(1, 16)]
+            else:
+                m[i:i] = r.randbytes(r.randint(1, 16))
+            if not m:
+                break
+        return bytes(m)
+
     def decode(algo, data, out_len):
         try:
             out = kc.decompress(algo, data, out_len)
@@ -81,19 +97,8 @@ FUZZ = textwrap.dedent(
             assert kc.decompress(algo, kc.compress(algo, data), n) == data
             # mutated, truncated and random streams into tight buffers
             for _ in range(20):
-                m = bytearray(c)
-                for _ in range(r.randint(1, 4)):
-                    i = r.randrange(len(m))
-                    op = r.randrange(3)
-                    if op == 0:
-                        m[i] = r.getrandbits(8)
-                    elif op == 1:
-                        del m[i:i + r.randint(1, 16)]
-                    else:
-                        m[i:i] = r.randbytes(r.randint(1, 16))
-                    if not m:
-                        break
-                decode(algo, bytes(m), r.choice([PAGE, PAGE - 1, 0, 1, 7, 100, 5000]))
+                m = mutate(c)
+                decode(algo, m, r.choice([PAGE, PAGE - 1, 0, 1, 7, 100, 5000]))
             decode(algo, r.randbytes(r.randint(0, 64)), r.choice([0, 1, 16, PAGE]))
             decode(algo, b"\\x11\\x01" + r.randbytes(r.randint(0, 64)), PAGE)
             decode(algo, c[: r.randrange(len(c))], PAGE)
@@ -169,24 +174,13 @@ FUZZ = textwrap.dedent(
             k = kc.compress_into(algo, p, buf, arg, d)
             assert kc.decompress_into(algo, buf, 0, k, out, d) == 0 and out == p
             for _ in range(10):
-                m = bytearray(c)
-                for _ in range(r.randint(1, 4)):
-                    i = r.randrange(len(m))
-                    op = r.randrange(3)
-                    if op == 0:
-                        m[i] = r.getrandbits(8)
-                    elif op == 1:
-                        del m[i:i + r.randint(1, 16)]
-                    else:
-                        m[i:i] = r.randbytes(r.randint(1, 16))
-                    if not m:
-                        break
+                m = mutate(c)
                 cap = r.choice([PAGE, PAGE - 1, 0, 1, 7, 100, 5000])
                 try:
-                    assert len(kc.decompress(algo, bytes(m), cap, dict=d)) <= cap
+                    assert len(kc.decompress(algo, m, cap, dict=d)) <= cap
                 except OSError as e:
                     assert e.errno == errno.EINVAL
-                kc.decompress_into(algo, bytes(m), 0, len(m), out, d)
+                kc.decompress_into(algo, m, 0, len(m), out, d)
             off = min(65535, r.choice([1, 7, 8, size, size + 1, 65535]))
             s = bytes([r.getrandbits(4)]) + off.to_bytes(2, "little") + r.randbytes(30)
             try:

@@ -298,32 +298,34 @@ def test_page_sizes_equal_kernel(vm, case):
     )
 
 
+def _assert_writes_equal(writes) -> None:
+    """Each ``(what, outcome, kernel's, [(attribute, ours, kernel's text)])``: the same
+    outcome and the same texts after it, or one line per difference."""
+    bad = []
+    for what, got, k, texts in writes:
+        if got != k.outcome:
+            bad.append(f"{what}: pyzram {got}, kernel {k.outcome}")
+        for a, ours, kt in texts:
+            if ours != _vm_read(kt):
+                bad.append(f"after {what}: {a}: {ours!r} vs {_vm_read(kt)!r}")
+    assert not bad, "\n".join(bad)
+
+
 def test_dictionary_loads_equal_kernel(vm):
     """A dictionary the backend's load does not take whole fails the write (EIO,
     ``failed_writes``) in both; one it takes stores the page in both."""
     outcomes = {(case, k.outcome) for case, _, k, _ in vm.dict_loads}
     assert (("lz4", 65537), "EIO") in outcomes and (("lz4hc", 3), "ok") in outcomes, outcomes
-    bad = []
-    for case, got, k, texts in vm.dict_loads:
-        if got != k.outcome:
-            bad.append(f"{case}: pyzram {got}, kernel {k.outcome}")
-        for a, ours, kt in texts:
-            if ours != _vm_read(kt):
-                bad.append(f"{case}: {a}: {ours!r} vs {_vm_read(kt)!r}")
-    assert not bad, "\n".join(bad)
+    _assert_writes_equal((str(case), got, k, texts) for case, got, k, texts in vm.dict_loads)
 
 
 def test_sysfs_writes_equal_kernel(vm):
     outcomes = {k.outcome for _, _, k, _ in vm.writes}
     assert {"ok", "EINVAL", "EBUSY", "ENOENT"} <= outcomes, outcomes  # the cases do differ
-    bad = []
-    for (state, attr, value), got, k, texts in vm.writes:
-        if got != k.outcome:
-            bad.append(f"{state} {attr}={value!r}: pyzram {got}, kernel {k.outcome}")
-        for a, ours, kt in texts:
-            if ours != _vm_read(kt):
-                bad.append(f"after {attr}={value!r}: {a}: {ours!r} vs {_vm_read(kt)!r}")
-    assert not bad, "\n".join(bad)
+    _assert_writes_equal(
+        (f"{state} {attr}={value!r}", got, k, texts)
+        for (state, attr, value), got, k, texts in vm.writes
+    )
 
 
 def test_attribute_texts_equal_kernel(vm):

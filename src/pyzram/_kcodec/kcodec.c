@@ -340,6 +340,51 @@ KC_INLINE uint8_t *lz4k_put_length(uint8_t *op, size_t len)
     return op;
 }
 
+/* A sequence's token (its literal length; the match length is added by
+ * lz4k_put_match_length), the literal length's extra bytes, the literals.
+ * The literals are copied in 8-byte steps: anchor + lit must not pass mflimit. */
+KC_INLINE uint8_t *lz4k_put_literals(uint8_t *op, uint8_t **token, const uint8_t *anchor,
+                                     size_t lit)
+{
+    *token = op++;
+    if (lit >= LZ4K_RUN_MASK) {
+        **token = (uint8_t)(LZ4K_RUN_MASK << 4);
+        op = lz4k_put_length(op, lit - LZ4K_RUN_MASK);
+    } else {
+        **token = (uint8_t)(lit << 4);
+    }
+    if (lit) {
+        kc_copy_over(op, anchor, lit);
+        op += lit;
+    }
+    return op;
+}
+
+/* The match length (less MINMATCH) into the sequence's token, and its extra bytes. */
+KC_INLINE uint8_t *lz4k_put_match_length(uint8_t *op, uint8_t *token, size_t ml)
+{
+    if (ml >= LZ4K_ML_MASK) {
+        *token += (uint8_t)LZ4K_ML_MASK;
+        op = lz4k_put_length(op, ml - LZ4K_ML_MASK);
+    } else {
+        *token += (uint8_t)ml;
+    }
+    return op;
+}
+
+/* The block's last literals: a token with no match, then the bytes, copied exactly. */
+KC_INLINE uint8_t *lz4k_put_last_literals(uint8_t *op, const uint8_t *anchor, size_t last)
+{
+    if (last >= LZ4K_RUN_MASK) {
+        *op++ = (uint8_t)(LZ4K_RUN_MASK << 4);
+        op = lz4k_put_length(op, last - LZ4K_RUN_MASK);
+    } else {
+        *op++ = (uint8_t)(last << 4);
+    }
+    memcpy(op, anchor, last);
+    return op + last;
+}
+
 /*
  * Models LZ4_compress_fast(src, dst, n, >= bound, acceleration, wrkmem).
  * n <= 65536.  dst must hold lz4k_bound(n) + 8 bytes (literal copies run in
@@ -403,17 +448,7 @@ static size_t lz4k_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_t
 
             /* Literal run. */
             lit = (size_t)(ip - anchor);
-            token = op++;
-            if (lit >= LZ4K_RUN_MASK) {
-                *token = (uint8_t)(LZ4K_RUN_MASK << 4);
-                op = lz4k_put_length(op, lit - LZ4K_RUN_MASK);
-            } else {
-                *token = (uint8_t)(lit << 4);
-            }
-            if (lit) {
-                kc_copy_over(op, anchor, lit); /* anchor + lit <= mflimit */
-                op += lit;
-            }
+            op = lz4k_put_literals(op, &token, anchor, lit); /* anchor + lit <= mflimit */
 
             for (;;) {
                 /* Offset and match length. */
@@ -423,12 +458,7 @@ static size_t lz4k_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_t
                 op += 2;
                 ml = lz4k_count(ip + LZ4K_MINMATCH, match + LZ4K_MINMATCH, matchlimit);
                 ip += LZ4K_MINMATCH + ml;
-                if (ml >= LZ4K_ML_MASK) {
-                    *token += (uint8_t)LZ4K_ML_MASK;
-                    op = lz4k_put_length(op, ml - LZ4K_ML_MASK);
-                } else {
-                    *token += (uint8_t)ml;
-                }
+                op = lz4k_put_match_length(op, token, ml);
                 anchor = ip;
 
                 if (ip > mflimit)
@@ -453,17 +483,7 @@ static size_t lz4k_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_t
     }
 
 last_literals:
-    {
-        size_t last = (size_t)(iend - anchor);
-        if (last >= LZ4K_RUN_MASK) {
-            *op++ = (uint8_t)(LZ4K_RUN_MASK << 4);
-            op = lz4k_put_length(op, last - LZ4K_RUN_MASK);
-        } else {
-            *op++ = (uint8_t)(last << 4);
-        }
-        memcpy(op, anchor, last);
-        op += last;
-    }
+    op = lz4k_put_last_literals(op, anchor, (size_t)(iend - anchor));
     return (size_t)(op - dst);
 }
 
@@ -595,17 +615,7 @@ static size_t lz4kd_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_
             }
 
             lit = (size_t)(ip - anchor);
-            token = op++;
-            if (lit >= LZ4K_RUN_MASK) {
-                *token = (uint8_t)(LZ4K_RUN_MASK << 4);
-                op = lz4k_put_length(op, lit - LZ4K_RUN_MASK);
-            } else {
-                *token = (uint8_t)(lit << 4);
-            }
-            if (lit) {
-                kc_copy_over(op, anchor, lit); /* anchor + lit <= mflimit */
-                op += lit;
-            }
+            op = lz4k_put_literals(op, &token, anchor, lit); /* anchor + lit <= mflimit */
 
             for (;;) {
                 uint16_t off = (uint16_t)(LZ4KD_AT(ip) - m);
@@ -628,12 +638,7 @@ static size_t lz4kd_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_
                     ml = lz4k_count(ip + LZ4K_MINMATCH, match + LZ4K_MINMATCH, matchlimit);
                     ip += LZ4K_MINMATCH + ml;
                 }
-                if (ml >= LZ4K_ML_MASK) {
-                    *token += (uint8_t)LZ4K_ML_MASK;
-                    op = lz4k_put_length(op, ml - LZ4K_ML_MASK);
-                } else {
-                    *token += (uint8_t)ml;
-                }
+                op = lz4k_put_match_length(op, token, ml);
                 anchor = ip;
 
                 if (ip > mflimit)
@@ -662,17 +667,7 @@ static size_t lz4kd_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_
 #undef LZ4KD_PTR
 
 last_literals:
-    {
-        size_t last = (size_t)(iend - anchor);
-        if (last >= LZ4K_RUN_MASK) {
-            *op++ = (uint8_t)(LZ4K_RUN_MASK << 4);
-            op = lz4k_put_length(op, last - LZ4K_RUN_MASK);
-        } else {
-            *op++ = (uint8_t)(last << 4);
-        }
-        memcpy(op, anchor, last);
-        op += last;
-    }
+    op = lz4k_put_last_literals(op, anchor, (size_t)(iend - anchor));
     return (size_t)(op - dst);
 }
 

@@ -1002,25 +1002,21 @@ class AddressSpace:
     def pmd_alloc(self, vpn: int) -> None:
         """``pmd_alloc`` (``__pmd_alloc``): the PMD table over ``vpn``'s PUD_SIZE of
         address space, allocated on first use and charged to the memcg."""
-        i = vpn // PUD_NR_PAGES
-        if not self.pmd_tables[i]:
-            self._pgtable_alloc()
-            self.pmd_tables[i] = 1
+        self._pgtable_alloc(self.pmd_tables, vpn // PUD_NR_PAGES)
 
     def pte_alloc(self, vpn: int) -> None:
         """``pte_alloc`` (``__pte_alloc``): the PTE table over ``vpn``'s PMD_SIZE of
         address space, allocated on first use and charged to the memcg."""
-        i = vpn // PTRS_PER_PTE
-        if not self.pte_tables[i]:
-            self._pgtable_alloc()
-            self.pte_tables[i] = 1
+        self._pgtable_alloc(self.pte_tables, vpn // PTRS_PER_PTE)
 
-    def _pgtable_alloc(self) -> None:
-        """``pagetable_alloc(GFP_PGTABLE_USER)``: a page charged to the memcg
-        (``__GFP_ACCOUNT``: cgroup v1 counts kernel memory in its usage), which may
-        reclaim; page tables are freed only with the process."""
-        self.memcg.try_charge()
-        self.pgtables += 1
+    def _pgtable_alloc(self, tables: bytearray, i: int) -> None:
+        """Table ``i`` of ``tables``, unless it exists: ``pagetable_alloc(GFP_PGTABLE_USER)``,
+        a page charged to the memcg (``__GFP_ACCOUNT``: cgroup v1 counts kernel memory in
+        its usage), which may reclaim; page tables are freed only with the process."""
+        if not tables[i]:
+            self.memcg.try_charge()
+            self.pgtables += 1
+            tables[i] = 1
 
     @cython.locals(folio=Folio)
     def do_anonymous_page(self, vpn: int) -> Folio:
