@@ -1,5 +1,7 @@
 # Types of pyzram/mm/swapfile.py when it is compiled (Cython pure-Python mode).
+cimport cython
 from pyzram.mm.folio cimport Folio
+from pyzram.mm.zswap cimport zswap_invalidate
 
 
 cdef class SwapInfo:
@@ -26,3 +28,26 @@ cdef class SwapInfo:
     cdef public dict swap_cache
     cdef public object lock
     cdef object __weakref__
+
+
+cpdef SwapInfo swp_swap_info(object m, object entry)
+cpdef long get_nr_swap_pages(object m)
+cpdef object _alloc_in_cluster(SwapInfo si, long c, int order)
+cpdef object _take_slots(SwapInfo si, int order)
+cpdef long _claim(SwapInfo si, long c, int order, long off, object cluster_order=*) except -1
+@cython.locals(si=SwapInfo, nr=long, i=long, off=object)
+cpdef object folio_alloc_swap(object m, Folio folio)
+@cython.locals(si=SwapInfo, off=long, count=int)
+cpdef void swap_duplicate(object m, object entry, long nr=*) except *
+@cython.locals(si=SwapInfo, off=long)
+cpdef void swap_free(object m, object entry, long nr=*) except *
+@cython.locals(off=long, c=long, order=int, zswap_used=bint)
+cpdef void swap_range_free(SwapInfo si, long offset, long nr) except *
+@cython.locals(si=SwapInfo)
+cpdef Folio swap_cache_get_folio(object m, object entry)
+@cython.locals(si=SwapInfo, nr=long, off=long, folio=Folio)
+cpdef Folio swap_cache_alloc_folio(object m, object entry, int order=*)
+@cython.locals(si=SwapInfo, off=long)
+cpdef void swap_cache_del_folio(object m, Folio folio) except *
+@cython.locals(si=SwapInfo, off=long, o=long)
+cpdef bint folio_free_swap(object m, Folio folio) except? False

@@ -468,7 +468,6 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
 # -- slot allocation ------------------------------------------------------------------------
 
 
-@cython.locals(si=SwapInfo)
 def _alloc_in_cluster(si: SwapInfo, c: int, order: int) -> int | None:
     """First 2**order aligned run of free slots in cluster ``c`` (a C-speed search)."""
     nr = 1 << order
@@ -488,7 +487,6 @@ def _alloc_in_cluster(si: SwapInfo, c: int, order: int) -> int | None:
     return None
 
 
-@cython.locals(si=SwapInfo)
 def _take_slots(si: SwapInfo, order: int) -> int | None:
     """``cluster_alloc_swap_entry``: the order's current cluster, a non-full one, a free one."""
     cur = si.cluster_next.get(order)
@@ -523,7 +521,6 @@ _COUNT_MASK = 0xFF & ~SWAP_HAS_CACHE
 _CACHE_ONLY = {1 << o: bytes([SWAP_HAS_CACHE]) * (1 << o) for o in range(10)}
 
 
-@cython.locals(si=SwapInfo)
 def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None = None) -> int:
     """Take 2**order slots at ``off`` of cluster ``c``, a cluster of ``cluster_order``
     (``order`` unless order 0 steals from another order's cluster)."""
@@ -543,7 +540,6 @@ def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None
     return off
 
 
-@cython.locals(folio=Folio, si=SwapInfo)
 def folio_alloc_swap(m: Machine, folio: Folio) -> SwpEntry:
     """``folio_alloc_swap``: slots for a locked folio, which enters the swap cache.
 
@@ -576,7 +572,6 @@ def folio_alloc_swap(m: Machine, folio: Folio) -> SwpEntry:
     raise OSError(errno.ENOMEM, "no free swap slots")
 
 
-@cython.locals(si=SwapInfo)
 def swap_duplicate(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
     """``swap_duplicate``: one more reference (a PTE) to ``nr`` slots from ``entry``."""
     si = swp_swap_info(m, entry)
@@ -591,7 +586,6 @@ def swap_duplicate(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
             sm[off] += 1
 
 
-@cython.locals(si=SwapInfo)
 def swap_free(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
     """``swap_free_nr``: drop one reference to ``nr`` slots; free those that reach 0."""
     si = swp_swap_info(m, entry)
@@ -605,7 +599,6 @@ def swap_free(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
                 swap_range_free(si, off, 1)
 
 
-@cython.locals(si=SwapInfo)
 def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
     """``swap_range_free``: slots became free; tell zswap and the device, return them.
 
@@ -655,7 +648,6 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
 # -- swap cache -------------------------------------------------------------------------------
 
 
-@cython.locals(si=SwapInfo)
 def swap_cache_get_folio(m: Machine, entry: SwpEntry) -> Folio | None:
     """``swap_cache_get_folio``."""
     si = swp_swap_info(m, entry)
@@ -663,7 +655,6 @@ def swap_cache_get_folio(m: Machine, entry: SwpEntry) -> Folio | None:
         return si.swap_cache.get(entry.offset)
 
 
-@cython.locals(folio=Folio, si=SwapInfo)
 def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio:
     """``swap_cache_alloc_folio``: a new locked, !uptodate folio in the swap cache.
 
@@ -690,7 +681,6 @@ def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio
     return folio
 
 
-@cython.locals(folio=Folio, si=SwapInfo)
 def swap_cache_del_folio(m: Machine, folio: Folio) -> None:
     """``swap_cache_del_folio``: leave the cache; slots with no references are freed."""
     entry = folio.swap
@@ -705,7 +695,6 @@ def swap_cache_del_folio(m: Machine, folio: Folio) -> None:
     folio.swap = None
 
 
-@cython.locals(folio=Folio, si=SwapInfo)
 def folio_free_swap(m: Machine, folio: Folio) -> bool:
     """``folio_free_swap``: drop the folio from the swap cache if no PTE needs it.
 

@@ -1,6 +1,18 @@
 # Types of pyzram/mm/vmscan.py when it is compiled (Cython pure-Python mode).
 from pyzram.mm.folio cimport Folio
 from pyzram.mm.tlb cimport Tlb
+from pyzram.mm.swapfile cimport (
+    SwapInfo,
+    folio_alloc_swap,
+    folio_free_swap,
+    get_nr_swap_pages,
+    swap_cache_alloc_folio,
+    swap_cache_del_folio,
+    swap_cache_get_folio,
+    swap_duplicate,
+    swap_free,
+    swp_swap_info,
+)
 
 
 cdef class LruList:

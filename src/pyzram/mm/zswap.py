@@ -509,7 +509,10 @@ class Zswap:
 
     def zswap_total_pages(self) -> int:
         """``zswap_total_pages``: pages held by every pool's zsmalloc."""
-        return sum(p.zs_pool.zs_get_total_pages() for p in self.pools)
+        total = 0
+        for pool in self.pools:
+            total += pool.zs_pool.zs_get_total_pages()
+        return total
 
     def zswap_max_pages(self) -> int:
         return self.totalram_pages * self.max_pool_percent // 100

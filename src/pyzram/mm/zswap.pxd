@@ -1,0 +1,92 @@
+# Types of pyzram/mm/zswap.py when it is compiled (Cython pure-Python mode).
+cimport cython
+from pyzram.mm.folio cimport Folio
+from pyzram.mm.zsmalloc cimport ZsPool
+
+
+cdef class ZswapPool:
+    cdef public ZsPool zs_pool
+    cdef public str tfm_name
+    cdef public long ref
+    cdef public bint killed
+    cdef public object _ctx
+
+    cpdef tuple acomp_ctx(self)
+
+
+cdef class ZswapEntry:
+    cdef public object swpentry
+    cdef public long length
+    cdef public bint referenced
+    cdef public ZswapPool pool
+    cdef public long handle
+    cdef public object objcg
+
+
+cdef class Zswap:
+    cdef public long totalram_pages
+    cdef public tuple compressors
+    cdef public str default_compressor
+    cdef public int chain_size
+    cdef public bint enabled
+    cdef public str compressor
+    cdef public long max_pool_percent
+    cdef public long accept_thr_percent
+    cdef public bint shrinker_enabled
+    cdef public int init_state
+    cdef public object init_lock
+    cdef public bint has_pool
+    cdef public bint ever_enabled
+    cdef public list pools
+    cdef public object pools_lock
+    cdef public long pools_count
+    cdef public bint pool_reached_full
+    cdef public dict trees
+    cdef public object tree_lock
+    cdef public dict list_lru
+    cdef public object lru_lock
+    cdef public long next_shrink
+    cdef public dict shrinker_nr_deferred
+    cdef public dict nr_disk_swapins
+    cdef public long stored_pages
+    cdef public long stored_incompressible_pages
+    cdef public long pool_limit_hit
+    cdef public long written_back_pages
+    cdef public long reject_reclaim_fail
+    cdef public long reject_compress_fail
+    cdef public long reject_compress_poor
+    cdef public long decompress_fail
+    cdef public long reject_alloc_fail
+    cdef public long reject_kmemcache_fail
+    cdef public object stat_lock
+    cdef public bint shrink_work_queued
+    cdef object __weakref__
+
+    cpdef ZswapPool zswap_pool_current(self)
+    cpdef ZswapPool zswap_pool_current_get(self)
+    cpdef void zswap_pool_put(self, ZswapPool pool) except *
+    @cython.locals(pool=ZswapPool, total=long)
+    cpdef long zswap_total_pages(self) except -1
+    cpdef long zswap_max_pages(self)
+    cpdef long zswap_accept_thr_pages(self)
+    @cython.locals(cur_pages=long, max_pages=long)
+    cpdef bint zswap_check_limits(self) except? True
+    cpdef dict swap_zswap_tree(self, object swp)
+    cpdef void zswap_lru_add(self, ZswapEntry entry) except *
+    cpdef void zswap_lru_del(self, ZswapEntry entry) except *
+    @cython.locals(pool=ZswapPool)
+    cpdef void zswap_entry_free(self, ZswapEntry entry) except *
+
+
+@cython.locals(dlen=long, comp_ret=long, alloc_ret=long, handle=long, buffer=bytearray)
+cpdef bint zswap_compress(Zswap zs, object page, ZswapEntry entry, ZswapPool pool, object memcg) except? False
+@cython.locals(pool=ZswapPool, zsp=ZsPool, off=Py_ssize_t, ret=int)
+cpdef bint zswap_decompress(Zswap zs, ZswapEntry entry, Folio folio) except? False
+@cython.locals(entry=ZswapEntry, tree=dict, old=ZswapEntry)
+cpdef bint zswap_store_page(Zswap zs, object page, object swp, object objcg, ZswapPool pool, object memcg) except? False
+@cython.locals(zs=Zswap, pool=ZswapPool, nr_pages=long, index=long, off=long, entry=ZswapEntry, tree=dict, ret=bint)
+cpdef bint zswap_store(object m, Folio folio) except? False
+@cython.locals(zs=Zswap, entry=ZswapEntry, tree=dict)
+cpdef int zswap_load(object m, Folio folio) except? -1000
+@cython.locals(zs=Zswap, entry=ZswapEntry, tree=dict, trees=list)
+cpdef void zswap_invalidate(object m, object swp) except *
