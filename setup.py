@@ -33,6 +33,7 @@ COMPILED = [
     "src/pyzram/zram/swap.py",
     "src/pyzram/block/bio.py",
     "src/pyzram/mm/folio.py",
+    "src/pyzram/mm/machine.py",
     "src/pyzram/mm/swap.py",
     "src/pyzram/mm/swap_ops.py",
     "src/pyzram/mm/swapfile.py",
@@ -77,7 +78,7 @@ def extensions() -> list[Extension]:
         compiled,
         language_level=3,
         nthreads=os.cpu_count() or 1,
-        compiler_directives={"annotation_typing": False, "binding": True},
+        compiler_directives={"annotation_typing": False, "binding": True, "nonecheck": True},
     )
 
 

@@ -353,19 +353,19 @@ def test_the_explorer_runs_on_machines_of_its_own():
 
 
 def test_failed_run_cleans_up(monkeypatch):
-    from pyzram.mm.machine import Machine
+    import pyzram.mm.machine as machine_mod
 
-    closed: list[Machine] = []
-    close = Machine.close
+    closed: list[machine_mod.Machine] = []
 
-    def spy(self):
-        close(self)
-        closed.append(self)
+    class Spy(machine_mod.Machine):
+        def close(self):
+            super().close()
+            closed.append(self)
 
     def boom(*a, **k):
         raise RuntimeError("judge failed")
 
-    monkeypatch.setattr(Machine, "close", spy)
+    monkeypatch.setattr(machine_mod, "Machine", Spy)
     monkeypatch.setattr(ex, "_judge_writeback", lambda *a: boom)
     with pytest.raises(RuntimeError, match="judge failed"):
         explore("seed_swap_read_vs_idle_writeback", "backing_dev")

@@ -1,12 +1,25 @@
 # Types of pyzram/mm/folio.py when it is compiled (Cython pure-Python mode).
 
+cimport cython
+
+cdef list folio_wait_table
+cdef cython.pymutex _bitlock
+cdef long _WAIT_TABLE_MASK
+cpdef long folio_waitqueue(object folio)
+
+
+cdef class SwpEntry:
+    cdef readonly long type
+    cdef readonly long offset
+
+
 cdef class Folio:
-    cdef public int order
+    cdef readonly int order
+    cdef readonly long nr_pages
     cdef public object data
     cdef public long flags
-    cdef public object swap
+    cdef public SwpEntry swap
     cdef public object memcg
-    cdef object _lock
     cdef object __weakref__
 
     cpdef bint test(self, long flag)

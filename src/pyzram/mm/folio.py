@@ -5,15 +5,26 @@ bytearray of ``folio_size`` bytes) and the page flags the swap I/O path uses.
 Folios are in-flight objects of a workload, so they are Python objects;
 per-slot state of swap areas and zram lives in arrays instead.
 
-The folio lock is a real sleeping lock (``folio_lock`` / ``folio_trylock`` /
-``folio_unlock``): a read folio stays locked from ``swap_read_folio`` until
-``swap_read_end``, and tests can wait for it from another thread.
+The folio lock is the kernel's: the ``PG_locked`` bit, and sleepers on one of
+the hashed wait queues of ``folio_wait_table`` (``folio_waitqueue``), which
+``folio_unlock`` wakes when ``PG_waiters`` says someone sleeps.  It is a real
+sleeping lock (``folio_lock`` / ``folio_trylock`` / ``folio_unlock``): a read
+folio stays locked from ``swap_read_folio`` until ``swap_read_end``, and tests
+can wait for it from another thread.  The kernel changes the bits with
+atomic instructions (``test_and_set_bit_lock``, ``clear_bit_unlock_is_negative
+_byte``); here one process-wide mutex held for the few instructions of each
+bit operation stands in for them (compiled, a C mutex), so a folio needs no
+lock object of its own.  The mutex and the wait table are shared by every
+machine in the process, as they carry no model state (a wake-up of an
+unrelated folio on the same queue is a spurious one, which the sleeper's
+loop absorbs, as in the kernel).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple
+
+import cython
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
@@ -27,6 +38,9 @@ PG_reclaim = 1 << 4
 PG_swapcache = 1 << 5
 PG_swapbacked = 1 << 6
 PG_readahead = 1 << 7
+#: ``PG_waiters``: someone sleeps on the folio's wait queue (bit 13: vmscan's
+#: page-aging bits take 8..12).
+PG_waiters = 1 << 13
 
 _NAMES = {
     PG_locked: "locked",
@@ -37,18 +51,72 @@ _NAMES = {
     PG_swapcache: "swapcache",
     PG_swapbacked: "swapbacked",
     PG_readahead: "readahead",
+    PG_waiters: "waiters",
 }
 
+#: ``PAGE_WAIT_TABLE_BITS``: folios hash to one of 256 wait queues.
+PAGE_WAIT_TABLE_BITS = 8
+_WAIT_TABLE_MASK = (1 << PAGE_WAIT_TABLE_BITS) - 1
+#: ``folio_wait_table``: the hashed wait queues.
+folio_wait_table = [threading.Condition() for _ in range(1 << PAGE_WAIT_TABLE_BITS)]
+#: The stand-in for the CPU's atomic bit operations on ``PG_locked``/``PG_waiters``.
+if not cython.compiled:  # compiled, it is a C mutex (folio.pxd)
+    _bitlock = cython.pymutex()
 
-class SwpEntry(NamedTuple):
+
+def folio_waitqueue(folio: object) -> int:
+    """``folio_waitqueue``: the index of the folio's queue (``hash_ptr`` of it)."""
+    return (id(folio) >> 6) & _WAIT_TABLE_MASK
+
+
+class SwpEntry:
     """``swp_entry_t``: (swap type, offset); immutable, hashable, ordered.
 
-    A named tuple, because entries are made for every folio swapped out and
-    every swapped PTE faulted in (a frozen dataclass costs three times as
-    much to build)."""
+    Compiled, an extension type with two C fields (``folio.pxd``, read-only
+    there): entries are made for every folio swapped out and every swapped
+    PTE faulted in, and the swap core reads their fields in C.  Equal and
+    ordered as the tuple ``(type, offset)``, and unpacked as one.
+    """
 
-    type: int
-    offset: int
+    __slots__ = ("type", "offset")
+
+    def __init__(self, type: int, offset: int) -> None:  # noqa: A002  (the kernel's name)
+        self.type = type
+        self.offset = offset
+
+    def __repr__(self) -> str:
+        return f"SwpEntry(type={self.type}, offset={self.offset})"
+
+    def __iter__(self):
+        return iter((self.type, self.offset))
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.offset))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SwpEntry):
+            return NotImplemented
+        return self.type == other.type and self.offset == other.offset
+
+    def __ne__(self, other: object) -> bool:
+        if not isinstance(other, SwpEntry):
+            return NotImplemented
+        return self.type != other.type or self.offset != other.offset
+
+    def __lt__(self, other: SwpEntry) -> bool:
+        return (self.type, self.offset) < (other.type, other.offset)
+
+    def __le__(self, other: SwpEntry) -> bool:
+        return (self.type, self.offset) <= (other.type, other.offset)
+
+    def __gt__(self, other: SwpEntry) -> bool:
+        return (self.type, self.offset) > (other.type, other.offset)
+
+    def __ge__(self, other: SwpEntry) -> bool:
+        return (self.type, self.offset) >= (other.type, other.offset)
+
+    def __reduce__(self):
+        return (SwpEntry, (self.type, self.offset))
 
 
 class Folio:
@@ -58,12 +126,14 @@ class Folio:
     cimport it read ``flags``/``order`` and call the flag methods in C.
     """
 
-    __slots__ = ("order", "data", "flags", "swap", "memcg", "_lock", "__weakref__")
+    __slots__ = ("order", "nr_pages", "data", "flags", "swap", "memcg", "__weakref__")
 
     def __init__(self, order: int = 0, data: bytes | bytearray | memoryview | None = None) -> None:
         if not 0 <= order <= 9:
             raise ValueError(f"folio order {order} out of range 0..9")
         self.order = order
+        #: ``folio_nr_pages`` (``folio->_nr_pages``): fixed for the folio's life.
+        self.nr_pages = 1 << order
         size = PAGE_SIZE << order
         if data is None:
             self.data = bytearray(size)
@@ -74,18 +144,12 @@ class Folio:
         self.flags = PG_swapbacked
         self.swap: SwpEntry | None = None
         self.memcg: object | None = None
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         names = ",".join(n for bit, n in _NAMES.items() if self.flags & bit)
         return f"<Folio order={self.order} swap={self.swap} [{names}]>"
 
     # -- size ------------------------------------------------------------------
-
-    @property
-    def nr_pages(self) -> int:
-        """``folio_nr_pages``."""
-        return 1 << self.order
 
     @property
     def size(self) -> int:
@@ -110,23 +174,39 @@ class Folio:
     # -- the folio lock --------------------------------------------------------------
 
     def lock(self) -> None:
-        """``folio_lock``: sleep until the lock is ours."""
-        self._lock.acquire()
-        self.flags |= PG_locked
+        """``folio_lock``: the bit, or sleep on the folio's queue until an unlock
+        wakes it, and try again (``__folio_lock``: ``PG_waiters`` set under the
+        queue's lock, so the wake-up cannot come between the test and the sleep)."""
+        while not self.trylock():
+            q = folio_wait_table[folio_waitqueue(self)]
+            with q:
+                with _bitlock:
+                    locked = self.flags & PG_locked
+                    if locked:
+                        self.flags |= PG_waiters
+                if locked:
+                    q.wait()
 
     def trylock(self) -> bool:
-        """``folio_trylock``."""
-        if self._lock.acquire(blocking=False):
+        """``folio_trylock``: ``test_and_set_bit_lock(PG_locked)``."""
+        with _bitlock:
+            if self.flags & PG_locked:
+                return False
             self.flags |= PG_locked
             return True
-        return False
 
     def unlock(self) -> None:
-        """``folio_unlock``."""
-        if not self.flags & PG_locked:
+        """``folio_unlock``: clear the bit; wake the queue if ``PG_waiters`` was set."""
+        with _bitlock:
+            flags = self.flags
+            if flags & PG_locked:
+                self.flags = flags & ~(PG_locked | PG_waiters)
+        if not flags & PG_locked:
             raise RuntimeError(f"folio_unlock of an unlocked folio {self!r}")
-        self.flags &= ~PG_locked
-        self._lock.release()
+        if flags & PG_waiters:
+            q = folio_wait_table[folio_waitqueue(self)]
+            with q:
+                q.notify_all()
 
     # -- state transitions the swap path uses -------------------------------------------
 

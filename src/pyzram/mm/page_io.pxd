@@ -1,4 +1,17 @@
 # Types of pyzram/mm/page_io.py when it is compiled (Cython pure-Python mode).
+cimport cython
 from pyzram.mm.folio cimport Folio
+from pyzram.mm.machine cimport Machine
 from pyzram.mm.swapfile cimport SwapInfo, folio_free_swap, swp_swap_info
 from pyzram.mm.zswap cimport zswap_load, zswap_store
+
+
+@cython.locals(m=Machine, si=SwapInfo)
+cpdef void swap_add_folio(object ctx, Folio folio, int rw) except *
+cpdef void swap_write_submit(object ctx) except *
+cpdef void swap_read_submit(object ctx) except *
+cpdef bint is_folio_zero_filled(Folio folio) except? False
+@cython.locals(m=Machine, si=SwapInfo)
+cpdef int swap_writeout(object ctx, Folio folio) except? -1
+@cython.locals(m=Machine, si=SwapInfo, nz=long)
+cpdef void swap_read_folio(object ctx, Folio folio) except *

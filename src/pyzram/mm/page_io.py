@@ -229,17 +229,18 @@ def _hand_over(ctx: SwapIoCtx, counter: str, rw: int) -> None:
 _ZERO_PAGE = bytes(PAGE_SIZE)
 
 
-@cython.locals(folio=Folio)
 def is_folio_zero_filled(folio: Folio) -> bool:
     """``is_folio_zero_filled``: a memcmp against the zero page, page by page."""
     data = folio.data
     if folio.size == PAGE_SIZE:
         return data == _ZERO_PAGE
     view = memoryview(data)
-    return all(view[i : i + PAGE_SIZE] == _ZERO_PAGE for i in range(0, folio.size, PAGE_SIZE))
+    for i in range(0, folio.size, PAGE_SIZE):
+        if view[i : i + PAGE_SIZE] != _ZERO_PAGE:
+            return False
+    return True
 
 
-@cython.locals(folio=Folio)
 def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
     """``swap_writeout``: write a locked, dirty swap-cache folio out (or not).
 
@@ -294,7 +295,6 @@ def __swap_writepage(ctx: SwapIoCtx, folio: Folio) -> None:
 # -- swap-in -----------------------------------------------------------------------------
 
 
-@cython.locals(folio=Folio)
 def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
     """``swap_read_folio``: a locked, not-uptodate swap-cache folio; queue or fill now.
 

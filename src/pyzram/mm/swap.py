@@ -13,6 +13,7 @@ hugepages-*/stats``).
 from __future__ import annotations
 
 import threading
+from _thread import get_ident
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -72,61 +73,51 @@ class VmEvents:
     """/proc/vmstat swap counters and per-order mTHP stats.
 
     Like the kernel's per-CPU ``vm_event_states``, each thread counts into
-    its own ``Counter`` with no lock (``count_vm_events`` is a plain per-CPU
-    add), and a read sums them all (``all_vm_events``).  A thread's counts
-    outlive it: when a new thread registers, the counters of threads that
-    have ended are folded into a common base.
+    its own dicts with no lock (``count_vm_events`` is a plain per-CPU add),
+    and a read sums them all (``all_vm_events``).  A thread's dicts are
+    found by its id (``get_ident``), as a CPU's by its number: a thread that
+    ends leaves its counts in place, and a later thread given the same id
+    goes on counting into them, so no count is ever lost or moved.
     """
 
     def __init__(self) -> None:
-        self._local = threading.local()
-        self._lock = threading.Lock()  # the registry, reads and reset
-        self._base: tuple[Counter, Counter] = (Counter(), Counter())
-        #: (thread, counts, mthp) of every thread that has counted: plain dicts,
-        #: which add faster than Counters.
-        self._threads: list[tuple[threading.Thread, dict, dict]] = []
+        self._lock = threading.Lock()  # registration, reads and reset
+        #: (counts, mthp) of every thread id that has counted.
+        self._by_ident: dict[int, tuple[dict, dict]] = {}
 
     def _mine(self) -> tuple[dict, dict]:
-        """This thread's counters, registering them on first use."""
-        mine: tuple[dict, dict] = ({}, {})
-        me = threading.current_thread()
+        """This thread's counters, registered on first use."""
+        ident = get_ident()
         with self._lock:
-            live = []
-            for t, c, m in self._threads:
-                if t.is_alive():
-                    live.append((t, c, m))
-                else:
-                    self._base[0].update(c)
-                    self._base[1].update(m)
-            live.append((me, *mine))
-            self._threads = live
-        self._local.c = mine
+            mine = self._by_ident.get(ident)
+            if mine is None:
+                mine = self._by_ident[ident] = ({}, {})
         return mine
 
     def count(self, name: str, n: int = 1) -> None:
         """``count_vm_events``."""
-        try:
-            c = self._local.c[0]
-        except AttributeError:
-            c = self._mine()[0]
+        mine = self._by_ident.get(get_ident())
+        if mine is None:
+            mine = self._mine()
+        c = mine[0]
         c[name] = c.get(name, 0) + n
 
     def count_mthp(self, order: int, name: str, n: int = 1) -> None:
         """``count_mthp_stat``: only orders 1..PMD_ORDER have mTHP stats."""
         if not 0 < order <= 9:
             return
-        try:
-            m = self._local.c[1]
-        except AttributeError:
-            m = self._mine()[1]
+        mine = self._by_ident.get(get_ident())
+        if mine is None:
+            mine = self._mine()
+        m = mine[1]
         key = (order, name)
         m[key] = m.get(key, 0) + n
 
     def _sum(self, which: int) -> Counter:
+        total: Counter = Counter()
         with self._lock:
-            total = Counter(self._base[which])
-            for entry in self._threads:
-                total.update(dict(entry[1 + which]))  # dict(): one atomic copy
+            for mine in self._by_ident.values():
+                total.update(dict(mine[which]))  # dict(): one atomic copy
         return total
 
     @property
@@ -140,8 +131,11 @@ class VmEvents:
         return self._sum(1)
 
     def __getitem__(self, name: str) -> int:
+        total = 0
         with self._lock:
-            return self._base[0][name] + sum(c.get(name, 0) for _, c, _ in self._threads)
+            for mine in self._by_ident.values():
+                total += mine[0].get(name, 0)
+        return total
 
     def reset(self) -> None:
         """Zero every counter (callers reset while no swap I/O runs)."""
@@ -150,7 +144,9 @@ class VmEvents:
     def restore(self, counts: Counter, mthp: Counter) -> None:
         """Set the totals to ``counts`` and ``mthp`` (quiescent callers only)."""
         with self._lock:
-            for _, c, m in self._threads:
+            for c, m in self._by_ident.values():
                 c.clear()
                 m.clear()
-            self._base = (Counter(counts), Counter(mthp))
+            c, m = self._by_ident.setdefault(get_ident(), ({}, {}))
+            c.update(counts)
+            m.update(mthp)

@@ -1,11 +1,13 @@
 # Types of pyzram/mm/swapfile.py when it is compiled (Cython pure-Python mode).
 cimport cython
-from pyzram.mm.folio cimport Folio
+from pyzram.lib.atomic cimport atomic64_add, atomic64_read, atomic64_sub
+from pyzram.mm.folio cimport Folio, SwpEntry
+from pyzram.mm.machine cimport Machine
 from pyzram.mm.zswap cimport zswap_invalidate
 
 
 cdef class SwapInfo:
-    cdef public object machine
+    cdef public Machine machine
     cdef public int type
     cdef public long flags
     cdef public long _prio
@@ -30,24 +32,25 @@ cdef class SwapInfo:
     cdef object __weakref__
 
 
-cpdef SwapInfo swp_swap_info(object m, object entry)
-cpdef long get_nr_swap_pages(object m)
+cpdef SwapInfo swp_swap_info(Machine m, SwpEntry entry)
+cpdef long get_nr_swap_pages(Machine m)
 cpdef object _alloc_in_cluster(SwapInfo si, long c, int order)
 cpdef object _take_slots(SwapInfo si, int order)
+@cython.locals(nr=long, i=long, corder=int)
 cpdef long _claim(SwapInfo si, long c, int order, long off, object cluster_order=*) except -1
-@cython.locals(si=SwapInfo, nr=long, i=long, off=object)
-cpdef object folio_alloc_swap(object m, Folio folio)
+@cython.locals(si=SwapInfo, nr=long, i=long, off=object, entry=SwpEntry)
+cpdef SwpEntry folio_alloc_swap(Machine m, Folio folio)
 @cython.locals(si=SwapInfo, off=long, count=int)
-cpdef void swap_duplicate(object m, object entry, long nr=*) except *
+cpdef void swap_duplicate(Machine m, SwpEntry entry, long nr=*) except *
 @cython.locals(si=SwapInfo, off=long)
-cpdef void swap_free(object m, object entry, long nr=*) except *
-@cython.locals(off=long, c=long, order=int, zswap_used=bint)
+cpdef void swap_free(Machine m, SwpEntry entry, long nr=*) except *
+@cython.locals(m=Machine, off=long, c=long, order=int, zswap_used=bint)
 cpdef void swap_range_free(SwapInfo si, long offset, long nr) except *
 @cython.locals(si=SwapInfo)
-cpdef Folio swap_cache_get_folio(object m, object entry)
+cpdef Folio swap_cache_get_folio(Machine m, SwpEntry entry)
 @cython.locals(si=SwapInfo, nr=long, off=long, folio=Folio)
-cpdef Folio swap_cache_alloc_folio(object m, object entry, int order=*)
-@cython.locals(si=SwapInfo, off=long)
-cpdef void swap_cache_del_folio(object m, Folio folio) except *
+cpdef Folio swap_cache_alloc_folio(Machine m, SwpEntry entry, int order=*)
+@cython.locals(si=SwapInfo, off=long, entry=SwpEntry)
+cpdef void swap_cache_del_folio(Machine m, Folio folio) except *
 @cython.locals(si=SwapInfo, off=long, o=long)
-cpdef bint folio_free_swap(object m, Folio folio) except? False
+cpdef bint folio_free_swap(Machine m, Folio folio) except? False

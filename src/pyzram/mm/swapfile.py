@@ -518,7 +518,6 @@ def _take_slots(si: SwapInfo, order: int) -> int | None:
 
 
 _COUNT_MASK = 0xFF & ~SWAP_HAS_CACHE
-_CACHE_ONLY = {1 << o: bytes([SWAP_HAS_CACHE]) * (1 << o) for o in range(10)}
 
 
 def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None = None) -> int:
@@ -526,7 +525,8 @@ def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None
     (``order`` unless order 0 steals from another order's cluster)."""
     nr = 1 << order
     corder = order if cluster_order is None else cluster_order
-    si._sm[off : off + nr] = _CACHE_ONLY[nr]
+    for i in range(off, off + nr):
+        si._sm[i] = SWAP_HAS_CACHE
     si.cluster_count[c] += nr
     si.cluster_order[c] = corder
     lst = si.nonfull_clusters.setdefault(corder, {})
@@ -612,7 +612,8 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
     (``m.swap_ops_series`` false) a block device's pre-series
     ``swap_slot_free_notify`` is called instead, as mainline 6.18 does.
     """
-    si._zm[offset : offset + nr] = bytes(nr)
+    for off in range(offset, offset + nr):
+        si._zm[off] = 0
     notify = None
     old_notify = None
     if si.machine.swap_ops_series:

@@ -1,6 +1,9 @@
 # Types of pyzram/mm/vmscan.py when it is compiled (Cython pure-Python mode).
-from pyzram.mm.folio cimport Folio
+cimport cython
+from pyzram.mm.folio cimport Folio, SwpEntry
 from pyzram.mm.tlb cimport Tlb
+from pyzram.mm.machine cimport Machine
+from pyzram.mm.page_io cimport swap_read_folio, swap_read_submit, swap_write_submit, swap_writeout
 from pyzram.mm.swapfile cimport (
     SwapInfo,
     folio_alloc_swap,
@@ -24,7 +27,7 @@ cdef class LruList:
 
 
 cdef class MemCgroup:
-    cdef public object machine
+    cdef public Machine machine
     cdef public long limit_pages
     cdef public long swappiness
     cdef public long usage
@@ -48,7 +51,7 @@ cdef class MemCgroup:
 cdef class AddressSpace:
     cdef public long nr_pages
     cdef public MemCgroup memcg
-    cdef public object machine
+    cdef public Machine machine
     cdef public bint on_mmlist
     cdef public object source
     cdef public int folio_order
@@ -72,4 +75,16 @@ cdef class AddressSpace:
     cpdef void pte_alloc(self, long vpn) except *
     cpdef Folio do_anonymous_page(self, long vpn)
     cpdef Folio do_swap_page(self, long vpn)
+    cpdef SwpEntry pte_to_swp_entry(self, long vpn)
     cpdef void _map(self, long base, Folio folio) except *
+
+
+cpdef tuple _alloc_swap_or_split(Machine m, Folio folio, object owner, list batch)
+cpdef bint may_enter_fs(Machine m, Folio folio, long gfp_mask) except? False
+cpdef int folio_check_references(Folio folio) except -1
+@cython.locals(j=long)
+cpdef void workingset_eviction(MemCgroup memcg, Folio folio, long raw) except *
+@cython.locals(mm=AddressSpace, vpn=long, i=long, nr_activate=long, freed=long, references=int, raw=long, memcg=MemCgroup)
+cpdef long shrink_folio_list(Machine m, list folio_list, long gfp_mask=*, object stat=*) except -1
+@cython.locals(nr=long, j=long, workingset_size=long)
+cpdef void workingset_refault(MemCgroup memcg, Folio folio, long raw) except *

@@ -657,7 +657,6 @@ def split_folio_to_list(folio: Folio, owner: Owner) -> list[tuple[Folio, Owner]]
     return pieces
 
 
-@cython.locals(folio=Folio)
 def _alloc_swap_or_split(
     m: Machine, folio: Folio, owner: Owner, batch: list[tuple[Folio, Owner]]
 ) -> tuple[Folio, Owner, bool]:
@@ -688,7 +687,6 @@ def _alloc_swap_or_split(
     return head, head_owner, True
 
 
-@cython.locals(folio=Folio)
 def may_enter_fs(m: Machine, folio: Folio, gfp_mask: int) -> bool:
     """``may_enter_fs``: may reclaim write this folio with ``gfp_mask``?
 
@@ -710,7 +708,6 @@ FOLIOREF_KEEP = 1
 FOLIOREF_ACTIVATE = 2
 
 
-@cython.locals(folio=Folio)
 def folio_check_references(folio: Folio) -> int:
     """``folio_check_references`` for a mapped anon folio (no MGLRU).
 
@@ -734,7 +731,6 @@ def folio_check_references(folio: Folio) -> int:
     return FOLIOREF_RECLAIM
 
 
-@cython.locals(folio=Folio, memcg=MemCgroup)
 def workingset_eviction(memcg: MemCgroup, folio: Folio, raw: int) -> None:
     """``workingset_eviction`` of a reclaimed swap-cache folio (``__remove_mapping``):
     a shadow with the memcg's ``nonresident_age`` and ``PG_workingset`` in each of its
@@ -745,7 +741,6 @@ def workingset_eviction(memcg: MemCgroup, folio: Folio, raw: int) -> None:
     memcg.nonresident_age += folio.nr_pages
 
 
-@cython.locals(folio=Folio, memcg=MemCgroup)
 def shrink_folio_list(
     m: Machine,
     folio_list: list[tuple[Folio, Owner]],
@@ -839,7 +834,6 @@ def shrink_folio_list(
     return freed
 
 
-@cython.locals(folio=Folio, memcg=MemCgroup)
 def workingset_refault(memcg: MemCgroup, folio: Folio, raw: int) -> None:
     """``swap_cache_get_shadow`` + ``workingset_refault`` for a folio being swapped in
     at swap entry ``raw`` (the first of its slots): if its slots hold a shadow, count
@@ -1095,7 +1089,14 @@ class AddressSpace:
             return 0
         return order
 
-    @cython.locals(folio=Folio)
+    @cython.locals(
+        folio=Folio,
+        entry=SwpEntry,
+        nr=cython.long,
+        base=cython.long,
+        first=cython.long,
+        j=cython.long,
+    )
     def do_swap_page(self, vpn: int) -> Folio:
         """``do_swap_page``: a swap cache hit, or a read of the slot(s); maps the folio."""
         m = self.machine

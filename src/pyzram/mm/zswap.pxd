@@ -1,6 +1,7 @@
 # Types of pyzram/mm/zswap.py when it is compiled (Cython pure-Python mode).
 cimport cython
-from pyzram.mm.folio cimport Folio
+from pyzram.mm.folio cimport Folio, SwpEntry
+from pyzram.mm.machine cimport Machine
 from pyzram.mm.zsmalloc cimport ZsPool
 
 
@@ -15,7 +16,7 @@ cdef class ZswapPool:
 
 
 cdef class ZswapEntry:
-    cdef public object swpentry
+    cdef public SwpEntry swpentry
     cdef public long length
     cdef public bint referenced
     cdef public ZswapPool pool
@@ -71,7 +72,7 @@ cdef class Zswap:
     cpdef long zswap_accept_thr_pages(self)
     @cython.locals(cur_pages=long, max_pages=long)
     cpdef bint zswap_check_limits(self) except? True
-    cpdef dict swap_zswap_tree(self, object swp)
+    cpdef dict swap_zswap_tree(self, SwpEntry swp)
     cpdef void zswap_lru_add(self, ZswapEntry entry) except *
     cpdef void zswap_lru_del(self, ZswapEntry entry) except *
     @cython.locals(pool=ZswapPool)
@@ -83,10 +84,10 @@ cpdef bint zswap_compress(Zswap zs, object page, ZswapEntry entry, ZswapPool poo
 @cython.locals(pool=ZswapPool, zsp=ZsPool, off=Py_ssize_t, ret=int)
 cpdef bint zswap_decompress(Zswap zs, ZswapEntry entry, Folio folio) except? False
 @cython.locals(entry=ZswapEntry, tree=dict, old=ZswapEntry)
-cpdef bint zswap_store_page(Zswap zs, object page, object swp, object objcg, ZswapPool pool, object memcg) except? False
-@cython.locals(zs=Zswap, pool=ZswapPool, nr_pages=long, index=long, off=long, entry=ZswapEntry, tree=dict, ret=bint)
-cpdef bint zswap_store(object m, Folio folio) except? False
-@cython.locals(zs=Zswap, entry=ZswapEntry, tree=dict)
-cpdef int zswap_load(object m, Folio folio) except? -1000
+cpdef bint zswap_store_page(Zswap zs, object page, SwpEntry swp, object objcg, ZswapPool pool, object memcg) except? False
+@cython.locals(swp=SwpEntry, zs=Zswap, pool=ZswapPool, nr_pages=long, index=long, off=long, entry=ZswapEntry, tree=dict, ret=bint)
+cpdef bint zswap_store(Machine m, Folio folio) except? False
+@cython.locals(swp=SwpEntry, zs=Zswap, entry=ZswapEntry, tree=dict)
+cpdef int zswap_load(Machine m, Folio folio) except? -1000
 @cython.locals(zs=Zswap, entry=ZswapEntry, tree=dict, trees=list)
-cpdef void zswap_invalidate(object m, object swp) except *
+cpdef void zswap_invalidate(Machine m, SwpEntry swp) except *

@@ -1,0 +1,13 @@
+# Types of pyzram/mm/swap.py when it is compiled (Cython pure-Python mode).
+cimport cython
+
+cdef class VmEvents:
+    cdef object _lock
+    cdef dict _by_ident
+    cdef object __weakref__
+
+    cpdef tuple _mine(self)
+    @cython.locals(mine=tuple, c=dict)
+    cpdef void count(self, str name, long n=*) except *
+    @cython.locals(mine=tuple, m=dict)
+    cpdef void count_mthp(self, int order, str name, long n=*) except *
