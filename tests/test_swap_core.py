@@ -943,7 +943,7 @@ def test_slot_free_notify_under_area_lock_once_per_slot(m, tmp_path):
     freed: list[int] = []
 
     def notify(si, offset):
-        assert si.lock._is_owned(), "slot_free_notify runs under the cluster lock"
+        assert si.spin_is_locked(), "slot_free_notify runs under the cluster lock"
         freed.append(offset)
 
     ops = dataclasses.replace(_fake_ops([]), slot_free_notify=notify)

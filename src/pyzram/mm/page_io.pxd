@@ -2,16 +2,17 @@
 cimport cython
 from pyzram.mm.folio cimport Folio
 from pyzram.mm.machine cimport Machine
+from pyzram.mm.swap cimport SwapIoCtx
 from pyzram.mm.swapfile cimport SwapInfo, folio_free_swap, swp_swap_info
 from pyzram.mm.zswap cimport zswap_load, zswap_store
 
 
 @cython.locals(m=Machine, si=SwapInfo)
-cpdef void swap_add_folio(object ctx, Folio folio, int rw) except *
-cpdef void swap_write_submit(object ctx) except *
-cpdef void swap_read_submit(object ctx) except *
+cpdef void swap_add_folio(SwapIoCtx ctx, Folio folio, int rw) except *
+cpdef void swap_write_submit(SwapIoCtx ctx) except *
+cpdef void swap_read_submit(SwapIoCtx ctx) except *
 cpdef bint is_folio_zero_filled(Folio folio) except? False
 @cython.locals(m=Machine, si=SwapInfo)
-cpdef int swap_writeout(object ctx, Folio folio) except? -1
+cpdef int swap_writeout(SwapIoCtx ctx, Folio folio) except? -1
 @cython.locals(m=Machine, si=SwapInfo, nz=long)
-cpdef void swap_read_folio(object ctx, Folio folio) except *
+cpdef void swap_read_folio(SwapIoCtx ctx, Folio folio) except *

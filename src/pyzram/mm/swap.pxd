@@ -1,6 +1,12 @@
 # Types of pyzram/mm/swap.py when it is compiled (Cython pure-Python mode).
 cimport cython
 
+cdef class SwapIoCtx:
+    cdef public object machine
+    cdef public object sio
+    cdef public object sis
+
+
 cdef class VmEvents:
     cdef object _lock
     cdef dict _by_ident

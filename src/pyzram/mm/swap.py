@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 from _thread import get_ident
 from collections import Counter
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -56,17 +55,25 @@ SWAP_MAP_MAX = 0x3E
 SWAP_MAP_BAD = 0x3F
 
 
-@dataclass
 class SwapIoCtx:
     """``struct swap_io_ctx``: the batch being built and the area it targets.
 
     The caller creates it empty on its machine, ``SwapIoCtx(m)``, as the
-    kernel's caller zero-initialises one on its stack.
+    kernel's caller zero-initialises one on its stack.  Compiled, an
+    extension type (``swap.pxd``): one is made per fault and per reclaim pass.
     """
 
-    machine: Machine
-    sio: SwapIocb | None = None
-    sis: SwapInfo | None = None
+    __slots__ = ("machine", "sio", "sis")
+
+    def __init__(
+        self, machine: Machine, sio: SwapIocb | None = None, sis: SwapInfo | None = None
+    ) -> None:
+        self.machine = machine
+        self.sio = sio
+        self.sis = sis
+
+    def __repr__(self) -> str:
+        return f"SwapIoCtx(machine={self.machine!r}, sio={self.sio!r}, sis={self.sis!r})"
 
 
 class VmEvents:

@@ -28,7 +28,7 @@ cdef class SwapInfo:
     cdef public dict nonfull_clusters
     cdef public dict cluster_next
     cdef public dict swap_cache
-    cdef public object lock
+    cdef cython.pymutex lock
     cdef object __weakref__
 
 
@@ -52,5 +52,5 @@ cpdef Folio swap_cache_get_folio(Machine m, SwpEntry entry)
 cpdef Folio swap_cache_alloc_folio(Machine m, SwpEntry entry, int order=*)
 @cython.locals(si=SwapInfo, off=long, entry=SwpEntry)
 cpdef void swap_cache_del_folio(Machine m, Folio folio) except *
-@cython.locals(si=SwapInfo, off=long, o=long)
+@cython.locals(si=SwapInfo, off=long, o=long, swapped=bint)
 cpdef bint folio_free_swap(Machine m, Folio folio) except? False

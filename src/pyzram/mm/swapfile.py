@@ -32,7 +32,6 @@ from __future__ import annotations
 import errno
 import os
 import struct
-import threading
 from array import array
 from collections import deque
 from collections.abc import Callable
@@ -174,7 +173,8 @@ class SwapInfo:
         self.nonfull_clusters: dict[int, dict[int, None]] = {}
         self.cluster_next: dict[int, int] = {}  # order -> its current cluster
         self.swap_cache: dict[int, Folio] = {}
-        self.lock = threading.RLock()  # si->lock + cluster locks (see module doc)
+        if not cython.compiled:  # compiled, a C mutex (swapfile.pxd)
+            self.lock = cython.pymutex()  # si->lock + cluster locks (see module doc)
 
     def __repr__(self) -> str:
         what = self.bdev.disk.disk_name if self.bdev else str(self.swap_file)
@@ -191,6 +191,10 @@ class SwapInfo:
     def prio(self, value: int) -> None:
         self._prio = value
         _update_avail(self.machine)
+
+    def spin_is_locked(self) -> bool:
+        """``spin_is_locked(&si->lock)``: whether anyone holds the area's lock."""
+        return self.lock.locked()
 
     # -- zero map (si->zeromap) -----------------------------------------------------
 
@@ -360,6 +364,7 @@ def _setup_clusters(si: SwapInfo, bad: tuple[int, ...]) -> None:
     si.nonfull_clusters = {0: dict.fromkeys(c for c in range(nclusters) if si.cluster_count[c])}
 
 
+@cython.locals(si=SwapInfo)
 def release_swap_area(si: SwapInfo) -> None:
     """The end of ``sys_swapoff`` (``destroy_swap_extents``, ``bdev_fput``), alone.
 
@@ -388,7 +393,7 @@ def release_swap_area(si: SwapInfo) -> None:
 UnuseFn = Callable[[SwpEntry, Folio], int]
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, si=SwapInfo)
 def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     """``sys_swapoff``: bring every in-use slot back into memory, then release the area.
 
@@ -699,17 +704,24 @@ def swap_cache_del_folio(m: Machine, folio: Folio) -> None:
 def folio_free_swap(m: Machine, folio: Folio) -> bool:
     """``folio_free_swap``: drop the folio from the swap cache if no PTE needs it.
 
-    Only when not under writeback and every slot's count is 0; the folio is
-    marked dirty (its only copy is now in memory).
+    Only when not under writeback and every slot's count is 0
+    (``folio_swapped``, under the area's lock); then ``swap_cache_del_folio``,
+    which takes the lock again (the folio lock keeps the counts from rising
+    in between: a new reference needs the folio); the folio is marked dirty
+    (its only copy is now in memory).
     """
     if not folio.test(PG_swapcache) or folio.test(PG_writeback):
         return False
     si = swp_swap_info(m, folio.swap)
+    swapped = False
     with si.lock:
         off, sm = folio.swap.offset, si._sm
         for o in range(off, off + folio.nr_pages):
             if sm[o] & _COUNT_MASK:
-                return False
-        swap_cache_del_folio(m, folio)
+                swapped = True
+                break
+    if swapped:
+        return False
+    swap_cache_del_folio(m, folio)
     folio.mark_dirty()
     return True

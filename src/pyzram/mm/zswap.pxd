@@ -35,17 +35,17 @@ cdef class Zswap:
     cdef public long accept_thr_percent
     cdef public bint shrinker_enabled
     cdef public int init_state
-    cdef public object init_lock
+    cdef cython.pymutex init_lock
     cdef public bint has_pool
     cdef public bint ever_enabled
     cdef public list pools
-    cdef public object pools_lock
+    cdef cython.pymutex pools_lock
     cdef public long pools_count
     cdef public bint pool_reached_full
     cdef public dict trees
-    cdef public object tree_lock
+    cdef cython.pymutex tree_lock
     cdef public dict list_lru
-    cdef public object lru_lock
+    cdef cython.pymutex lru_lock
     cdef public long next_shrink
     cdef public dict shrinker_nr_deferred
     cdef public dict nr_disk_swapins
@@ -59,7 +59,7 @@ cdef class Zswap:
     cdef public long decompress_fail
     cdef public long reject_alloc_fail
     cdef public long reject_kmemcache_fail
-    cdef public object stat_lock
+    cdef cython.pymutex stat_lock
     cdef public bint shrink_work_queued
     cdef object __weakref__
 

@@ -58,6 +58,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cython
+
 from pyzram.lib.kstrtox import kstrtouint
 from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_reclaim, SwpEntry
 from pyzram.mm.zsmalloc import IS_ERR_VALUE, ZsPool
@@ -418,18 +420,22 @@ class Zswap:
         self.shrinker_enabled = shrinker_default_on
         # state
         self.init_state = ZSWAP_UNINIT
-        self.init_lock = threading.Lock()
+        if not cython.compiled:  # compiled, a C mutex (zswap.pxd)
+            self.init_lock = cython.pymutex()
         self.has_pool = False
         self.ever_enabled = False
         self.pools: list[ZswapPool] = []  # the current one first
-        self.pools_lock = threading.Lock()
+        if not cython.compiled:  # compiled, a C mutex (zswap.pxd)
+            self.pools_lock = cython.pymutex()
         self.pools_count = 0
         self.pool_reached_full = False
         self.trees: dict[int, list[dict[int, ZswapEntry]]] = {}
-        self.tree_lock = threading.Lock()
+        if not cython.compiled:  # compiled, a C mutex (zswap.pxd)
+            self.tree_lock = cython.pymutex()
         #: ``zswap_list_lru``: per memcg (None: the root), entries in LRU order.
         self.list_lru: dict[Any, OrderedDict[ZswapEntry, None]] = {}
-        self.lru_lock = threading.Lock()
+        if not cython.compiled:  # compiled, a C mutex (zswap.pxd)
+            self.lru_lock = cython.pymutex()
         #: ``zswap_next_shrink``: the cursor of shrink_worker's walk (-1: none).
         self.next_shrink = -1
         #: The shrinker's ``nr_deferred`` per memcg (``shrink_slab``'s carried work).
@@ -447,7 +453,8 @@ class Zswap:
         self.decompress_fail = 0
         self.reject_alloc_fail = 0
         self.reject_kmemcache_fail = 0
-        self.stat_lock = threading.Lock()
+        if not cython.compiled:  # compiled, a C mutex (zswap.pxd)
+            self.stat_lock = cython.pymutex()
         self.shrink_work_queued = False
         if default_on:
             self.zswap_setup()
@@ -772,6 +779,7 @@ def zswap_decompress(zs: Zswap, entry: ZswapEntry, folio: Folio) -> bool:
 # -- the main API ----------------------------------------------------------------------------------
 
 
+@cython.locals(zs=Zswap)
 def zswap_swapon(m: Machine, type_: int, nr_pages: int) -> int:
     """``zswap_swapon``: the area's xarrays, one per 64 MiB of slots."""
     zs = m.zswap
@@ -781,6 +789,7 @@ def zswap_swapon(m: Machine, type_: int, nr_pages: int) -> int:
     return 0
 
 
+@cython.locals(zs=Zswap)
 def zswap_swapoff(m: Machine, type_: int) -> int:
     """``zswap_swapoff``: drop the area's xarrays; the entries left, freed.
 
@@ -913,6 +922,7 @@ def zswap_invalidate(m: Machine, swp: SwpEntry) -> None:
         zs.zswap_entry_free(entry)
 
 
+@cython.locals(zs=Zswap)
 def zswap_folio_swapin(m: Machine, folio: Folio | None) -> None:
     """``zswap_folio_swapin``: a read from the disk; the shrinker backs off by one."""
     zs: Zswap = m.zswap
@@ -926,6 +936,7 @@ def zswap_folio_swapin(m: Machine, folio: Folio | None) -> None:
 # -- writeback -----------------------------------------------------------------------------------
 
 
+@cython.locals(zs=Zswap)
 def zswap_writeback_entry(m: Machine, entry: ZswapEntry, swpentry: SwpEntry) -> int:
     """``zswap_writeback_entry``: resume the writeout zswap_store intercepted.
 
@@ -956,6 +967,7 @@ def zswap_writeback_entry(m: Machine, entry: ZswapEntry, swpentry: SwpEntry) -> 
     return 0
 
 
+@cython.locals(zs=Zswap)
 def shrink_memcg_cb(m: Machine, lru: OrderedDict, entry: ZswapEntry, arg: list | None) -> int:
     """``shrink_memcg_cb``: second chance, then write back (rotating first)."""
     zs: Zswap = m.zswap
@@ -980,6 +992,7 @@ def shrink_memcg_cb(m: Machine, lru: OrderedDict, entry: ZswapEntry, arg: list |
     return LRU_REMOVED_RETRY
 
 
+@cython.locals(zs=Zswap)
 def list_lru_walk_one(m: Machine, memcg: Any, nr_to_walk: int, arg: list | None) -> tuple[int, int]:
     """``list_lru_walk_one``: ``(isolated, walked)`` over the memcg's LRU from its head."""
     zs: Zswap = m.zswap
@@ -1007,6 +1020,7 @@ def shrink_memcg(m: Machine, memcg: Any) -> int:
     return 0 if shrunk else -errno.EAGAIN
 
 
+@cython.locals(zs=Zswap)
 def _mem_cgroup_iter(zs: Zswap) -> Any:
     """``mem_cgroup_iter(NULL, zswap_next_shrink, NULL)``: the memcg after the cursor,
     ``_WALK_END`` after the last one (the kernel's NULL), the first one after that."""
@@ -1065,6 +1079,7 @@ def queue_shrink_work(m: Machine) -> None:
         zs.shrink_work_queued = False
 
 
+@cython.locals(zs=Zswap)
 def zswap_shrinker_count(m: Machine, memcg: Any = None) -> int:
     """``zswap_shrinker_count``: freeable entries, less recent disk swap-ins,
     scaled by the pool's pages per stored page (cgroup v1: the pool-wide figures)."""
