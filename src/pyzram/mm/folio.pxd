@@ -8,11 +8,13 @@ cdef long _WAIT_TABLE_MASK
 cpdef long folio_waitqueue(object folio)
 
 
+@cython.freelist(64)
 cdef class SwpEntry:
     cdef readonly long type
     cdef readonly long offset
 
 
+@cython.freelist(64)
 cdef class Folio:
     cdef readonly int order
     cdef readonly long nr_pages

@@ -1,6 +1,7 @@
 # Types of pyzram/mm/swap.py when it is compiled (Cython pure-Python mode).
 cimport cython
 
+@cython.freelist(64)
 cdef class SwapIoCtx:
     cdef public object machine
     cdef public object sio

@@ -15,6 +15,7 @@ cdef class ZswapPool:
     cpdef tuple acomp_ctx(self)
 
 
+@cython.freelist(64)
 cdef class ZswapEntry:
     cdef public SwpEntry swpentry
     cdef public long length

@@ -96,7 +96,6 @@ def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
     swap_write_end(sio, failed)
 
 
-@cython.locals(zram=Zram, index=cython.Py_ssize_t)
 def zram_swap_read_page(zram: Zram, page, index: int) -> int:
     """One page of ``zram_swap_submit_read``, in the device's read ordering.
 
