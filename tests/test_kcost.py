@@ -48,3 +48,19 @@ def test_sampler_keeps_a_bounded_sample_and_counts_every_page():
         s.add(bytes([i % 251]) * 4096)
     assert s.seen == kcost.SAMPLE * 3 and len(s.pages) == kcost.SAMPLE
     assert {p[0] for p in s.pages} != {p[0] for p in s.pages[:1]}
+
+
+def test_sampler_keeps_each_page_with_the_same_chance():
+    """The reservoir is uniform: over many seeds, the pages of the first, middle and
+    last thirds of a stream are kept about equally often (each SAMPLE / n)."""
+    n, seeds = kcost.SAMPLE * 8, 60
+    thirds = [0, 0, 0]
+    for seed in range(seeds):
+        s = kcost.PageSampler(seed)
+        for i in range(n):
+            s.add(i.to_bytes(4, "little") * 1024)
+        assert s.seen == n and len(s.pages) == kcost.SAMPLE
+        for p in s.pages:
+            thirds[min(2, int.from_bytes(p[:4], "little") * 3 // n)] += 1
+    expected = seeds * kcost.SAMPLE / 3
+    assert all(abs(t - expected) < 0.06 * expected for t in thirds), thirds

@@ -2,7 +2,7 @@
 cimport cython
 from pyzram.mm.folio cimport Folio
 from pyzram.mm.machine cimport Machine
-from pyzram.mm.swap cimport SwapIoCtx
+from pyzram.mm.swap cimport SwapIoCtx, VmEvents
 from pyzram.mm.swapfile cimport SwapInfo, folio_free_swap, swp_swap_info
 from pyzram.mm.zswap cimport zswap_load, zswap_store
 

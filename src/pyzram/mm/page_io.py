@@ -26,8 +26,6 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from typing import TYPE_CHECKING
-
 import cython
 
 from pyzram.block.bio import (
@@ -42,7 +40,8 @@ from pyzram.block.bio import (
 )
 from pyzram.block.blkdev import BLK_FEAT_SYNCHRONOUS
 from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_dirty, PG_locked, PG_reclaim
-from pyzram.mm.swap import SWAP_CLUSTER_MAX, SwapIoCtx
+from pyzram.mm.machine import Machine
+from pyzram.mm.swap import SWAP_CLUSTER_MAX, SwapIoCtx, VmEvents
 from pyzram.mm.swap_ops import READ, SWAP_OPS_F_NOFS, WRITE, SwapOps
 from pyzram.mm.swapfile import SwapInfo, folio_free_swap, swp_swap_info
 from pyzram.mm.zswap import (
@@ -51,9 +50,6 @@ from pyzram.mm.zswap import (
     zswap_load,
     zswap_store,
 )
-
-if TYPE_CHECKING:
-    from pyzram.mm.machine import Machine
 
 HPAGE_PMD_ORDER = 9
 #: ``AOP_WRITEPAGE_ACTIVATE``: "not written, put it back on the active list".
@@ -94,10 +90,11 @@ class SioPool:
         self.size = size
         self.outstanding = 0
         self.allocated_total = 0
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)  # waiters for a free element
 
     def alloc(self) -> SwapIocb:
-        with self._cv:
+        with self._lock:
             while self.outstanding >= self.size:
                 if not self._cv.wait(timeout=30):
                     raise RuntimeError("sio_pool exhausted for 30 s: a swap_iocb leaked")
@@ -109,7 +106,7 @@ class SioPool:
         if sio._ended:
             raise RuntimeError("swap_iocb ended twice")
         sio._ended = True
-        with self._cv:
+        with self._lock:
             self.outstanding -= 1
             self._cv.notify()
 
@@ -132,7 +129,7 @@ def swap_iocb_folio(sio: SwapIocb, idx: int) -> Folio:
 # -- completion ----------------------------------------------------------------------
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, m=Machine)
 def swap_read_end(sio: SwapIocb, failed: bool) -> None:
     """``swap_read_end``: once per read batch; uptodate on success, unlock always."""
     m = sio.machine
@@ -160,7 +157,7 @@ def swap_write_end(sio: SwapIocb, failed: bool) -> None:
 # -- batching --------------------------------------------------------------------------
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, ctx=SwapIoCtx, si=SwapInfo)
 def swap_can_merge(ctx: SwapIoCtx, si, folio: Folio, rw: int) -> bool:
     """``swap_can_merge``: same area, then the area's ``can_merge`` (None = always).
 
@@ -210,6 +207,7 @@ def swap_read_submit(ctx: SwapIoCtx) -> None:
     _hand_over(ctx, "nrswpin", READ)
 
 
+@cython.locals(ctx=SwapIoCtx)
 def _hand_over(ctx: SwapIoCtx, counter: str, rw: int) -> None:
     """Count the batch, give it to the ops (which now own and end it), empty the ctx."""
     if ctx.sio is None:
@@ -279,7 +277,7 @@ def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
     return 0
 
 
-@cython.locals(folio=Folio)
+@cython.locals(folio=Folio, ctx=SwapIoCtx, vm_events=VmEvents)
 def __swap_writepage(ctx: SwapIoCtx, folio: Folio) -> None:
     """``__swap_writepage``: count at submission, start writeback, unlock, queue."""
     vm_events = ctx.machine.vm_events

@@ -84,7 +84,7 @@ cpdef bint may_enter_fs(Machine m, Folio folio, long gfp_mask) except? False
 cpdef int folio_check_references(Folio folio) except -1
 @cython.locals(j=long)
 cpdef void workingset_eviction(MemCgroup memcg, Folio folio, long raw) except *
-@cython.locals(mm=AddressSpace, vpn=long, i=long, nr_activate=long, freed=long, references=int, raw=long, memcg=MemCgroup)
+@cython.locals(folio=Folio, mm=AddressSpace, vpn=long, i=long, nr_activate=long, freed=long, references=int, raw=long, memcg=MemCgroup)
 cpdef long shrink_folio_list(Machine m, list folio_list, long gfp_mask=*, object stat=*) except -1
 @cython.locals(nr=long, j=long, workingset_size=long)
 cpdef void workingset_refault(MemCgroup memcg, Folio folio, long raw) except *

@@ -25,6 +25,7 @@ shows the prediction beside the host kernel's measured system time.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 
@@ -44,27 +45,38 @@ REPEAT = 3
 
 class PageSampler:
     """A seeded reservoir of the pages passing one direction of the device, and their
-    count (algorithm R: every page seen has the same chance to be kept)."""
+    count: every page seen has the same chance to be kept.  Li's "Algorithm L" draws
+    how many pages to pass over before the next one is kept, so a page that is not
+    kept costs a count, not a random draw: the sampler stays a small part of a run."""
 
-    __slots__ = ("pages", "seen", "active", "_rng")
+    __slots__ = ("pages", "seen", "active", "_rng", "_w", "_next")
 
     def __init__(self, seed: int = 0) -> None:
         self.pages: list[bytes] = []
         self.seen = 0
         self.active = True  # (cleared when the workload ends: its final check is not counted)
         self._rng = random.Random(seed)
+        self._w = math.exp(math.log(self._rng.random()) / SAMPLE)
+        self._next = SAMPLE + self._skip() + 1  # the count at which the next page is kept
+
+    def _skip(self) -> int:
+        return int(math.log(self._rng.random()) / math.log(1.0 - self._w))
 
     def add(self, data) -> None:
         """Count the pages of one folio's ``data`` and keep some of them."""
+        n = len(data) // PAGE_SIZE
+        if self.seen + n < self._next and len(self.pages) >= SAMPLE:
+            self.seen += n  # none of these is kept
+            return
         mv = memoryview(data)
-        for off in range(0, len(mv), PAGE_SIZE):
+        for off in range(0, n * PAGE_SIZE, PAGE_SIZE):
             self.seen += 1
             if len(self.pages) < SAMPLE:
                 self.pages.append(bytes(mv[off : off + PAGE_SIZE]))
-            else:
-                j = self._rng.randrange(self.seen)
-                if j < SAMPLE:
-                    self.pages[j] = bytes(mv[off : off + PAGE_SIZE])
+            elif self.seen == self._next:
+                self.pages[self._rng.randrange(SAMPLE)] = bytes(mv[off : off + PAGE_SIZE])
+                self._w *= math.exp(math.log(self._rng.random()) / SAMPLE)
+                self._next += self._skip() + 1
 
     def add_batch(self, sio) -> None:
         """Every folio of a swap_iocb (a write's before its submit, a read's after)."""
