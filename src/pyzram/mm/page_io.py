@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+
 import cython
 
 from pyzram.block.bio import (
