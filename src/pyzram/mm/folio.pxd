@@ -18,12 +18,14 @@ cdef class SwpEntry:
 cdef class Folio:
     cdef readonly int order
     cdef readonly long nr_pages
+    cdef readonly long size
     cdef public object data
     cdef public long flags
     cdef public SwpEntry swap
     cdef public object memcg
     cdef object __weakref__
 
+    cpdef object page(self, long j)
     cpdef bint test(self, long flag)
     cpdef void set(self, long flag)
     cpdef void clear(self, long flag)

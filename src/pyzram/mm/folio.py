@@ -126,7 +126,7 @@ class Folio:
     cimport it read ``flags``/``order`` and call the flag methods in C.
     """
 
-    __slots__ = ("order", "nr_pages", "data", "flags", "swap", "memcg", "__weakref__")
+    __slots__ = ("order", "nr_pages", "size", "data", "flags", "swap", "memcg", "__weakref__")
 
     def __init__(self, order: int = 0, data: bytes | bytearray | memoryview | None = None) -> None:
         if not 0 <= order <= 9:
@@ -134,6 +134,8 @@ class Folio:
         self.order = order
         #: ``folio_nr_pages`` (``folio->_nr_pages``): fixed for the folio's life.
         self.nr_pages = 1 << order
+        #: ``folio_size``.
+        self.size = PAGE_SIZE << order
         size = PAGE_SIZE << order
         if data is None:
             self.data = bytearray(size)
@@ -151,14 +153,12 @@ class Folio:
 
     # -- size ------------------------------------------------------------------
 
-    @property
-    def size(self) -> int:
-        """``folio_size``."""
-        return PAGE_SIZE << self.order
-
     def page(self, j: int) -> memoryview:
         """The bytes of page ``j`` (``folio_page`` + ``kmap_local_page``)."""
-        return memoryview(self.data)[j * PAGE_SIZE : (j + 1) * PAGE_SIZE]
+        view = memoryview(self.data)
+        if self.order == 0:  # the folio is its one page
+            return view
+        return view[j * PAGE_SIZE : (j + 1) * PAGE_SIZE]
 
     # -- flags -------------------------------------------------------------------
 

@@ -158,7 +158,7 @@ def swap_write_end(sio: SwapIocb, failed: bool) -> None:
 # -- batching --------------------------------------------------------------------------
 
 
-@cython.locals(folio=Folio, ctx=SwapIoCtx, si=SwapInfo)
+@cython.locals(folio=Folio, ctx=SwapIoCtx, si=SwapInfo, prev=Folio)
 def swap_can_merge(ctx: SwapIoCtx, si, folio: Folio, rw: int) -> bool:
     """``swap_can_merge``: same area, then the area's ``can_merge`` (None = always).
 

@@ -151,6 +151,7 @@ def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
     swap_read_end(sio, failed)
 
 
+@cython.locals(zram=Zram, folio=Folio, prev=Folio)
 def zram_swap_can_merge(si: SwapInfo, folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
     """The correct variant's ``can_merge``: slot-adjacent batches while a backing
     device is set (so the block-path fallback reads the right slots)."""
