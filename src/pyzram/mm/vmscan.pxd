@@ -58,8 +58,8 @@ cdef class AddressSpace:
     cdef public bint mthp_swapin
     cdef public object pte_state
     cdef public object pte_entry
-    cdef public object pte
-    cdef public object pte_raw
+    cdef public unsigned char[::1] pte
+    cdef public long[::1] pte_raw
     cdef public dict present
     cdef public dict swapped
     cdef public Tlb tlb
