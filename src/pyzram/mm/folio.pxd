@@ -5,6 +5,7 @@ cimport cython
 cdef list folio_wait_table
 cdef cython.pymutex _bitlock
 cdef long _WAIT_TABLE_MASK
+cdef long _locked_bit, _waiters_bit
 cpdef long folio_waitqueue(object folio)
 
 
@@ -29,8 +30,10 @@ cdef class Folio:
     cpdef bint test(self, long flag)
     cpdef void set(self, long flag)
     cpdef void clear(self, long flag)
+    @cython.locals(locked=long)
     cpdef void lock(self) except *
     cpdef bint trylock(self) except? False
+    @cython.locals(flags=long)
     cpdef void unlock(self) except *
     cpdef void mark_uptodate(self)
     cpdef void mark_dirty(self)

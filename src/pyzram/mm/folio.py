@@ -59,6 +59,10 @@ PAGE_WAIT_TABLE_BITS = 8
 _WAIT_TABLE_MASK = (1 << PAGE_WAIT_TABLE_BITS) - 1
 #: ``folio_wait_table``: the hashed wait queues.
 folio_wait_table = [threading.Condition() for _ in range(1 << PAGE_WAIT_TABLE_BITS)]
+#: The two bits as C constants when compiled (``folio.pxd``): the lock's hot path
+#: tests them without making Python ints.
+_locked_bit = PG_locked
+_waiters_bit = PG_waiters
 #: The stand-in for the CPU's atomic bit operations on ``PG_locked``/``PG_waiters``.
 if not cython.compiled:  # compiled, it is a C mutex (folio.pxd)
     _bitlock = cython.pymutex()
@@ -181,29 +185,29 @@ class Folio:
             q = folio_wait_table[folio_waitqueue(self)]
             with q:
                 with _bitlock:
-                    locked = self.flags & PG_locked
+                    locked = self.flags & _locked_bit
                     if locked:
-                        self.flags |= PG_waiters
+                        self.flags |= _waiters_bit
                 if locked:
                     q.wait()
 
     def trylock(self) -> bool:
         """``folio_trylock``: ``test_and_set_bit_lock(PG_locked)``."""
         with _bitlock:
-            if self.flags & PG_locked:
+            if self.flags & _locked_bit:
                 return False
-            self.flags |= PG_locked
+            self.flags |= _locked_bit
             return True
 
     def unlock(self) -> None:
         """``folio_unlock``: clear the bit; wake the queue if ``PG_waiters`` was set."""
         with _bitlock:
             flags = self.flags
-            if flags & PG_locked:
-                self.flags = flags & ~(PG_locked | PG_waiters)
-        if not flags & PG_locked:
+            if flags & _locked_bit:
+                self.flags = flags & ~(_locked_bit | _waiters_bit)
+        if not flags & _locked_bit:
             raise RuntimeError(f"folio_unlock of an unlocked folio {self!r}")
-        if flags & PG_waiters:
+        if flags & _waiters_bit:
             q = folio_wait_table[folio_waitqueue(self)]
             with q:
                 q.notify_all()

@@ -31,6 +31,11 @@ cdef class SwapInfo:
     cdef cython.pymutex lock
     cdef object __weakref__
 
+    @cython.locals(bit=int, off=long)
+    cpdef void set_zero(self, long offset, long nr, bint value)
+    @cython.locals(n=long, off=long)
+    cpdef long count_zero(self, long offset, long nr)
+
 
 cpdef SwapInfo swp_swap_info(Machine m, SwpEntry entry)
 cpdef long get_nr_swap_pages(Machine m)

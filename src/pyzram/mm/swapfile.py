@@ -199,12 +199,17 @@ class SwapInfo:
     # -- zero map (si->zeromap) -----------------------------------------------------
 
     def set_zero(self, offset: int, nr: int, value: bool) -> None:
-        self._zm[offset : offset + nr] = (b"\x01" if value else b"\x00") * nr
+        """Set or clear the zero flags of ``nr`` slots from ``offset``."""
+        bit = 1 if value else 0
+        for off in range(offset, offset + nr):
+            self._zm[off] = bit
 
     def count_zero(self, offset: int, nr: int) -> int:
-        if nr == 1:
-            return self._zm[offset]
-        return self._zm.count(1, offset, offset + nr)
+        """How many of ``nr`` slots from ``offset`` are zero-flagged."""
+        n = 0
+        for off in range(offset, offset + nr):
+            n += self._zm[off]
+        return n
 
     # -- extents -------------------------------------------------------------------
 

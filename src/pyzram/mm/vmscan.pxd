@@ -24,6 +24,8 @@ cdef class LruList:
 
     cpdef void add(self, Folio folio, object owner) except *
     cpdef object remove(self, Folio folio)
+    @cython.locals(folio=Folio)
+    cpdef tuple pop_tail(self)
 
 
 cdef class MemCgroup:

@@ -229,10 +229,9 @@ class LruList:
             self.nr_pages -= folio.nr_pages
         return owner
 
-    @cython.locals(folio=Folio)
     def pop_tail(self) -> tuple[Folio, Owner]:
         """The oldest folio, taken off the list."""
-        folio, owner = self._d.popitem(last=False)
+        folio, owner = self._d.popitem(False)  # last=False: the oldest
         self.nr_pages -= folio.nr_pages
         return folio, owner
 
