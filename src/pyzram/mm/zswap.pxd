@@ -10,8 +10,9 @@ cdef class ZswapPool:
     cdef public str tfm_name
     cdef public long ref
     cdef public bint killed
-    cdef public object _ctx
+    cdef public dict _ctx
 
+    @cython.locals(ctx=tuple)
     cpdef tuple acomp_ctx(self)
 
 

@@ -52,8 +52,8 @@ charged and ``obj_cgroup_may_zswap`` is always true.
 from __future__ import annotations
 
 import errno
-import threading
 import zlib
+from _thread import get_ident
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -360,16 +360,18 @@ class ZswapPool:
         self.tfm_name = tfm_name
         self.ref = 1
         self.killed = False
-        self._ctx = threading.local()
+        #: (compressor, buffer) per thread id, as the kernel's per CPU.
+        self._ctx: dict[int, tuple[Any, bytearray]] = {}
 
     def acomp_ctx(self) -> tuple[Any, bytearray]:
         """This thread's compressor and its one-page buffer (``raw_cpu_ptr``)."""
-        try:
-            return self._ctx.acomp, self._ctx.buffer
-        except AttributeError:
-            self._ctx.acomp = crypto_alloc_acomp(self.tfm_name)
-            self._ctx.buffer = bytearray(2 * PAGE_SIZE)
-            return self._ctx.acomp, self._ctx.buffer
+        ctx = self._ctx.get(get_ident())
+        if ctx is None:
+            ctx = self._ctx[get_ident()] = (
+                crypto_alloc_acomp(self.tfm_name),
+                bytearray(2 * PAGE_SIZE),
+            )
+        return ctx
 
     def __repr__(self) -> str:
         return f"<ZswapPool {self.zs_pool.name} {self.tfm_name} ref={self.ref}>"
@@ -759,7 +761,7 @@ def zswap_decompress(zs: Zswap, entry: ZswapEntry, folio: Folio) -> bool:
     """``zswap_decompress``: the entry's page into the folio (order 0)."""
     pool = entry.pool
     zsp = pool.zs_pool
-    page = memoryview(folio.data)[:PAGE_SIZE]
+    page = folio.page(0)
     off = zsp.zs_obj_read_begin(entry.handle)
     try:
         if entry.length == PAGE_SIZE:
