@@ -132,6 +132,7 @@ class Folio:
 
     __slots__ = ("order", "nr_pages", "size", "data", "flags", "swap", "memcg", "__weakref__")
 
+    @cython.locals(order=cython.int, size=cython.long)
     def __init__(self, order: int = 0, data: bytes | bytearray | memoryview | None = None) -> None:
         if not 0 <= order <= 9:
             raise ValueError(f"folio order {order} out of range 0..9")
