@@ -6,6 +6,9 @@ from pyzram.mm.machine cimport Machine
 from pyzram.mm.zswap cimport zswap_invalidate
 
 
+cdef long _COUNT_MASK
+
+
 cdef class SwapInfo:
     cdef public Machine machine
     cdef public int type

@@ -18,6 +18,9 @@ from pyzram.mm.swapfile cimport (
 )
 
 
+cdef long _ENTRY_SHIFT, _OFFSET_MASK
+
+
 cdef class LruList:
     cdef public object _d
     cdef public long nr_pages
