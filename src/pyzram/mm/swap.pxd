@@ -11,9 +11,12 @@ cdef class SwapIoCtx:
 cdef class VmEvents:
     cdef object _lock
     cdef dict _by_ident
+    cdef tuple _last
     cdef object __weakref__
 
     cpdef tuple _mine(self)
+    @cython.locals(last=tuple, mine=tuple)
+    cpdef tuple _this_cpu(self)
     @cython.locals(mine=tuple, c=dict)
     cpdef void count(self, str name, long n=*) except *
     @cython.locals(mine=tuple, m=dict)

@@ -91,6 +91,9 @@ class VmEvents:
         self._lock = threading.Lock()  # registration, reads and reset
         #: (counts, mthp) of every thread id that has counted.
         self._by_ident: dict[int, tuple[dict, dict]] = {}
+        #: (thread id, its (counts, mthp)) of the thread that counted last: one
+        #: object, read at once, so a thread never takes another's counters.
+        self._last: tuple[int, tuple[dict, dict] | None] = (-1, None)
 
     def _mine(self) -> tuple[dict, dict]:
         """This thread's counters, registered on first use."""
@@ -99,13 +102,25 @@ class VmEvents:
             mine = self._by_ident.get(ident)
             if mine is None:
                 mine = self._by_ident[ident] = ({}, {})
+        self._last = (ident, mine)
+        return mine
+
+    def _this_cpu(self) -> tuple[dict, dict]:
+        """This thread's counters (``this_cpu_ptr``): the last counting thread's
+        without a lookup, else found by thread id (registered on first use)."""
+        last = self._last
+        ident = get_ident()
+        if last[0] == ident:
+            return last[1]
+        mine = self._by_ident.get(ident)
+        if mine is None:
+            mine = self._mine()
+        self._last = (ident, mine)
         return mine
 
     def count(self, name: str, n: int = 1) -> None:
         """``count_vm_events``."""
-        mine = self._by_ident.get(get_ident())
-        if mine is None:
-            mine = self._mine()
+        mine = self._this_cpu()
         c = mine[0]
         c[name] = c.get(name, 0) + n
 
@@ -113,9 +128,7 @@ class VmEvents:
         """``count_mthp_stat``: only orders 1..PMD_ORDER have mTHP stats."""
         if not 0 < order <= 9:
             return
-        mine = self._by_ident.get(get_ident())
-        if mine is None:
-            mine = self._mine()
+        mine = self._this_cpu()
         m = mine[1]
         key = (order, name)
         m[key] = m.get(key, 0) + n

@@ -91,5 +91,5 @@ cpdef int folio_check_references(Folio folio) except -1
 cpdef void workingset_eviction(MemCgroup memcg, Folio folio, long raw) except *
 @cython.locals(folio=Folio, mm=AddressSpace, vpn=long, i=long, nr_activate=long, freed=long, references=int, raw=long, memcg=MemCgroup)
 cpdef long shrink_folio_list(Machine m, list folio_list, long gfp_mask=*, object stat=*) except -1
-@cython.locals(nr=long, j=long, workingset_size=long)
+@cython.locals(nr=long, j=long, workingset_size=long, eviction=long, workingset=bint)
 cpdef void workingset_refault(MemCgroup memcg, Folio folio, long raw) except *
