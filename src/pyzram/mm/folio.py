@@ -74,11 +74,12 @@ def folio_waitqueue(folio: object) -> int:
 
 
 class SwpEntry:
-    """``swp_entry_t``: (swap type, offset); immutable, hashable, ordered.
+    """``swp_entry_t``: (swap type, offset); hashable, ordered, and never changed
+    once made (compiled, its fields are read-only).
 
-    Compiled, an extension type with two C fields (``folio.pxd``, read-only
-    there): entries are made for every folio swapped out and every swapped
-    PTE faulted in, and the swap core reads their fields in C.  Equal and
+    Compiled, an extension type with two C fields (``folio.pxd``): entries
+    are made for every folio swapped out and every swapped PTE faulted in,
+    and the swap core reads their fields in C.  Equal and
     ordered as the tuple ``(type, offset)``, and unpacked as one.
     """
 
@@ -139,9 +140,9 @@ class Folio:
         self.order = order
         #: ``folio_nr_pages`` (``folio->_nr_pages``): fixed for the folio's life.
         self.nr_pages = 1 << order
-        #: ``folio_size``.
-        self.size = PAGE_SIZE << order
         size = PAGE_SIZE << order
+        #: ``folio_size``.
+        self.size = size
         if data is None:
             self.data = bytearray(size)
         else:

@@ -14,7 +14,6 @@ cdef class VmEvents:
     cdef tuple _last
     cdef object __weakref__
 
-    cpdef tuple _mine(self)
     @cython.locals(last=tuple, mine=tuple)
     cpdef tuple _this_cpu(self)
     @cython.locals(mine=tuple, c=dict)

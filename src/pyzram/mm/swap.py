@@ -95,16 +95,6 @@ class VmEvents:
         #: object, read at once, so a thread never takes another's counters.
         self._last: tuple[int, tuple[dict, dict] | None] = (-1, None)
 
-    def _mine(self) -> tuple[dict, dict]:
-        """This thread's counters, registered on first use."""
-        ident = get_ident()
-        with self._lock:
-            mine = self._by_ident.get(ident)
-            if mine is None:
-                mine = self._by_ident[ident] = ({}, {})
-        self._last = (ident, mine)
-        return mine
-
     def _this_cpu(self) -> tuple[dict, dict]:
         """This thread's counters (``this_cpu_ptr``): the last counting thread's
         without a lookup, else found by thread id (registered on first use)."""
@@ -114,7 +104,8 @@ class VmEvents:
             return last[1]
         mine = self._by_ident.get(ident)
         if mine is None:
-            mine = self._mine()
+            with self._lock:
+                mine = self._by_ident.setdefault(ident, ({}, {}))
         self._last = (ident, mine)
         return mine
 
