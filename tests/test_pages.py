@@ -19,6 +19,7 @@ from pyzram.workload.pages import (
     anonymous_mappings,
     default_corpus,
     file_pages,
+    mix_pages,
     parse_mix,
     read_page_file,
     snapshot_process,
@@ -237,6 +238,43 @@ def test_binary_pages_are_pages_of_real_binaries():
     lz4 = pytest.importorskip("lz4.block")
     sizes = [len(lz4.compress(p.tobytes(), store_size=False)) for p in pages]
     assert 100 < np.median(sizes) < 4000  # compressible, unlike random bytes
+
+
+@pytest.mark.parametrize("mix", [None, {k: 1 / len(MIX_KINDS) for k in MIX_KINDS}])
+def test_a_mix_made_page_by_page_is_the_mix_as_one_array(mix):
+    src = mix_pages(2000, seed=5, mix=mix)
+    pages, kinds = synthetic_mix_with_kinds(2000, seed=5, mix=mix)
+    assert len(src) == 2000 and np.array_equal(src.kinds, kinds)
+    for i in range(len(src)):
+        page = src[i]
+        assert page.shape == (PAGE_SIZE,) and not page.flags.writeable
+        assert np.array_equal(page, pages[i]), (i, kinds[i])
+    assert np.array_equal(src[np.int64(7)], pages[7]) and np.array_equal(src[-1], pages[-1])
+    assert np.array_equal(src[100:140:3], pages[100:140:3])
+    with pytest.raises(IndexError):
+        src[2000]
+
+
+def test_a_mix_holds_only_the_pages_that_exist_as_themselves():
+    """Text and binary pages are windows of their blobs, zero pages one page: a mix
+    of them holds a small part of its pages' bytes; random bytes are held whole."""
+    import tracemalloc
+
+    P._text_blob(), P._binary_blob()  # the blobs, made once per process
+
+    def held(mix: dict[str, float]) -> int:
+        tracemalloc.start()
+        try:
+            src = mix_pages(8192, seed=1, mix=mix)
+            size, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert len(src) == 8192
+        return size
+
+    pages_bytes = 8192 * PAGE_SIZE
+    assert held({"zero": 0.2, "text": 0.3, "text_tail": 0.1, "binary": 0.4}) < pages_bytes // 50
+    assert held({"random": 0.5, "text": 0.5}) > pages_bytes // 2
 
 
 # -- live processes ----------------------------------------------------------------------

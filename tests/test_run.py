@@ -5,11 +5,12 @@ from __future__ import annotations
 import errno
 import json
 
+import numpy as np
 import pytest
 
 from pyzram.tools.cli import main
 from pyzram.tools.commands.run import run_workload
-from pyzram.workload.pages import synthetic_mix, write_page_file
+from pyzram.workload.pages import mix_pages, synthetic_mix, write_page_file
 
 
 @pytest.mark.parametrize("io_path", ["swap_ops", "bio"])
@@ -22,6 +23,16 @@ def test_run_swaps_and_every_byte_comes_back(io_path):
     assert (r.bios > 0) == (io_path == "bio")
     assert r.compression_ratio and r.compression_ratio > 1
     assert len(r.mm_stat.split()) == 9 and r.write_batch_latency_us["p50"] > 0
+
+
+def test_a_mix_made_on_demand_runs_as_its_array_does():
+    """``run --mix`` takes its pages from a :class:`MixPages`: the same run, to the
+    counter, as from the same pages in one array."""
+    src = mix_pages(400, seed=5)
+    kw = {"mem_limit_pages": 100, "accesses": 800, "seed": 3, "write_ratio": 0.3}
+    a, b = run_workload(src, **kw), run_workload(np.asarray(src), **kw)
+    assert a.intact and b.intact
+    assert (a.mm_stat, a.vmstat, a.io_stat) == (b.mm_stat, b.vmstat, b.io_stat)
 
 
 def test_compare_json(tmp_path, capsys):

@@ -155,12 +155,13 @@ def run_kwargs(
 
 
 def workload_pages(pagefile: Path | None, limit: int | None, mix: str | None, seed: int):
-    """The workload's page source and its description: the page file, the embedded
-    corpus, or (``--mix``) ``limit`` (default 4096) seeded synthetic pages of that mix."""
+    """The workload's page source and its description: the page file (mapped, not
+    read), the embedded corpus, or (``--mix``) ``limit`` (default 4096) seeded
+    synthetic pages of that mix, made on demand (a :class:`MixPages`)."""
     if mix is None:
         pages = load_pages(pagefile, limit)
         return pages, str(pagefile) if pagefile else "embedded default corpus"
-    from pyzram.workload.pages import parse_mix, synthetic_mix
+    from pyzram.workload.pages import mix_pages, parse_mix
 
     if pagefile is not None:
         raise UsageError("--mix", "give a PAGEFILE or --mix, not both")
@@ -170,7 +171,7 @@ def workload_pages(pagefile: Path | None, limit: int | None, mix: str | None, se
         kinds = parse_mix(mix)
     except ValueError as e:
         raise UsageError("--mix", str(e)) from None
-    return synthetic_mix(n, seed=seed, mix=kinds), f"mix {mix} (seed {seed})"
+    return mix_pages(n, seed=seed, mix=kinds), f"mix {mix} (seed {seed})"
 
 
 MemLimitOpt = Annotated[

@@ -39,11 +39,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pyzram import __version__
 from pyzram.tools.common import UsageError
+
+if TYPE_CHECKING:
+    from pyzram.workload.pages import PageSource
 
 RESULTS = "results.parquet"
 #: ``pyzram run`` options that are not grid parameters: its outputs, the page source
@@ -250,7 +254,7 @@ def read_source(where: str) -> bytes:
     return Path(where).read_bytes()
 
 
-def cell_pages(source: Source, params: dict, data: bytes | None) -> tuple[np.ndarray, str]:
+def cell_pages(source: Source, params: dict, data: bytes | None) -> tuple[PageSource, str]:
     """The cell's pages and run's source description, as ``pyzram run`` makes them."""
     from pyzram.tools.common import workload_pages
 
@@ -279,7 +283,10 @@ def pages_hash(source: Source, params: dict, data: bytes | None) -> str:
     if data is not None:
         return hashlib.sha256(data).hexdigest()
     pages, _ = cell_pages(source, {**params, "limit": None} if source.mix is None else params, None)
-    return hashlib.sha256(np.ascontiguousarray(pages).tobytes()).hexdigest()
+    h = hashlib.sha256()
+    for lo in range(0, len(pages), 4096):  # a mix is made a block at a time, not whole
+        h.update(np.ascontiguousarray(pages[lo : lo + 4096]))
+    return h.hexdigest()
 
 
 # -- cells ------------------------------------------------------------------------------------

@@ -24,9 +24,11 @@ Both ``pagemap`` and ``mem`` need ptrace-read access to the process
 
 from __future__ import annotations
 
+import array
 import errno
 import functools
 import glob
+import operator
 import os
 import selectors
 import subprocess
@@ -45,6 +47,7 @@ import numpy.typing as npt
 __all__ = [
     "MIX_KINDS",
     "PAGE_SIZE",
+    "PageSource",
     "SYNTHETIC_KINDS",
     "WORKLOAD_KINDS",
     "Mapping",
@@ -57,6 +60,8 @@ __all__ = [
     "snapshot_process",
     "spawn_workload",
     "stdlib_source_files",
+    "MixPages",
+    "mix_pages",
     "synthetic_mix",
     "synthetic_mix_with_kinds",
     "write_page_file",
@@ -633,6 +638,164 @@ SYNTHETIC_KINDS: dict[str, float] = {
 }
 
 
+class _Block:
+    """One kind's pages of a mix, kept as what makes them (a window of a blob, a
+    row of a table) rather than as copies: ``page(j)`` is the j-th page, read-only;
+    ``fill(out, rows)`` writes them all to ``out[rows]``."""
+
+    def page(self, j: int) -> PageArray:
+        raise NotImplementedError
+
+    def fill(self, out: PageArray, rows: npt.NDArray[np.int64]) -> None:
+        raise NotImplementedError
+
+
+_ZERO_PAGE = np.zeros(PAGE_SIZE, dtype=np.uint8)
+_ZERO_PAGE.flags.writeable = False
+
+
+class _Zero(_Block):
+    """Zero pages: one shared zero page; the rows of a new array stay untouched."""
+
+    def page(self, j: int) -> PageArray:
+        return _ZERO_PAGE
+
+    def fill(self, out: PageArray, rows: npt.NDArray[np.int64]) -> None:
+        pass  # rows of _empty_pages are zero already, and untouched they take no memory
+
+
+class _Stored(_Block):
+    """Pages that exist only as themselves (random bytes, struct words, patterns)."""
+
+    def __init__(self, pages: PageArray) -> None:
+        pages.flags.writeable = False
+        self.pages = pages
+
+    def page(self, j: int) -> PageArray:
+        return self.pages[j]
+
+    def fill(self, out: PageArray, rows: npt.NDArray[np.int64]) -> None:
+        out[rows] = self.pages
+
+
+class _Windows(_Block):
+    """Pages that are 4 KiB windows of a text blob, each with its tail from
+    ``lengths[j]`` on zeroed when ``lengths`` is given."""
+
+    def __init__(self, blob: PageArray, offs: npt.NDArray[np.int64], lengths=None) -> None:
+        self.blob = blob
+        self.offs = offs.tolist()
+        self.lengths = None if lengths is None else lengths.tolist()
+
+    def page(self, j: int) -> PageArray:
+        off = self.offs[j]
+        page = self.blob[off : off + PAGE_SIZE]
+        if self.lengths is not None:
+            page = page.copy()
+            page[self.lengths[j] :] = 0
+            page.flags.writeable = False
+        return page
+
+    def fill(self, out: PageArray, rows: npt.NDArray[np.int64]) -> None:
+        # Rows of a strided view: the pages are copied once, with no index array.
+        out[rows] = np.lib.stride_tricks.sliding_window_view(self.blob, PAGE_SIZE)[self.offs]
+        if self.lengths is not None:
+            lengths = np.asarray(self.lengths)
+            for start in range(0, len(rows), 4096):  # the tails zeroed a block at a time
+                r = rows[start : start + 4096]
+                tail = np.arange(PAGE_SIZE)[None, :] >= lengths[start : start + 4096, None]
+                block = out[r]
+                block[tail] = 0
+                out[r] = block
+
+
+class _Rows(_Block):
+    """Pages that are whole rows of a table (the pages of the binary blob)."""
+
+    def __init__(self, table: PageArray, idx: npt.NDArray[np.int64]) -> None:
+        self.table = table
+        self.idx = idx.tolist()
+
+    def page(self, j: int) -> PageArray:
+        return self.table[self.idx[j]]
+
+    def fill(self, out: PageArray, rows: npt.NDArray[np.int64]) -> None:
+        out[rows] = self.table[self.idx]
+
+
+class MixPages:
+    """``n`` pages of a synthetic mix, made on demand: the sequence of pages that
+    :func:`synthetic_mix` returns as one array, without the array.
+
+    Text and binary pages are windows and rows of their blobs (a few MiB), zero
+    pages one shared page; only the kinds that exist as nothing but themselves
+    (random bytes, struct words, same-filled patterns) are stored.  So a run of
+    a million pages holds its source in a fraction of the pages' 4 GiB, as a
+    process holds the program that makes its memory rather than a copy of it.
+
+    ``mix[i]`` (``i`` an int) is page ``i``, a read-only ``(4096,)`` uint8 array;
+    ``mix[a:b]`` and ``numpy.asarray(mix)`` make those pages as one array;
+    ``kinds`` names each page's kind.
+    """
+
+    def __init__(self, n: int, blocks: dict[str, tuple[_Block, int]], perm) -> None:
+        """``blocks``: each kind's block and page count, in the order they were made;
+        ``perm``: the shuffle (block row j of the kinds in order is page ``where[j]``,
+        ``where`` the inverse of ``perm``)."""
+        self._n = n
+        self._names = list(blocks)
+        self._blocks = [b for b, _ in blocks.values()]
+        where = np.empty(n, dtype=np.int64)
+        where[perm] = np.arange(n)
+        kind = np.zeros(n, dtype=np.uint8)
+        row = np.zeros(n, dtype=np.int64)
+        #: Each block's pages, in block order.
+        self._rows: list[npt.NDArray[np.int64]] = []
+        first = 0
+        for k, (_, count) in enumerate(blocks.values()):
+            rows = where[first : first + count]
+            kind[rows] = k
+            row[rows] = np.arange(count)
+            self._rows.append(rows)
+            first += count
+        #: Page i is row ``_row[i]`` of block ``_kind[i]`` (arrays: an index is an int).
+        self._kind = array.array("B", kind.tobytes())
+        self._row = array.array("q", row.tobytes())
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self._make(np.arange(self._n)[i])
+        i = operator.index(i)
+        if not -self._n <= i < self._n:
+            raise IndexError(f"page {i} out of range for {self._n} pages")
+        return self._blocks[self._kind[i]].page(self._row[i])
+
+    def __array__(self, dtype=None, copy=None) -> PageArray:
+        out = self._make(None)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def _make(self, idx: npt.NDArray[np.int64] | None) -> PageArray:
+        """The pages ``idx`` (all when ``None``) as one new array."""
+        if idx is None:
+            out = _empty_pages(self._n)
+            for block, rows in zip(self._blocks, self._rows, strict=True):
+                block.fill(out, rows)
+            return out
+        out = _empty_pages(len(idx))
+        for j, i in enumerate(idx.tolist()):
+            out[j] = self[i]
+        return out
+
+    @property
+    def kinds(self) -> npt.NDArray[np.str_]:
+        """The name of each page's kind."""
+        names = np.array(self._names, dtype="<U10")
+        return names[np.frombuffer(self._kind, dtype=np.uint8)] if self._n else names[:0]
+
+
 def _same_pages(count: int, rng: np.random.Generator) -> PageArray:
     """Same-filled non-zero pages: 0xff.., 0x01.., 0xdeadbeef, 1.0f, an 8-byte pattern."""
     out = _empty_pages(count)
@@ -671,18 +834,18 @@ def _near_same_pages(count: int, rng: np.random.Generator) -> PageArray:
     return out
 
 
-def _text_pages(count: int, rng: np.random.Generator) -> PageArray:
-    blob = _text_blob()
-    offs = rng.integers(0, len(blob) - PAGE_SIZE + 1, size=count)
-    # Rows of a strided view: the pages are copied once, with no index array.
-    return np.lib.stride_tricks.sliding_window_view(blob, PAGE_SIZE)[offs]
+def _text_offsets(count: int, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+    """Where ``count`` text pages start in :func:`_text_blob`."""
+    return rng.integers(0, len(_text_blob()) - PAGE_SIZE + 1, size=count)
 
 
-def _text_tail_pages(count: int, rng: np.random.Generator) -> PageArray:
-    out = _text_pages(count, rng)
-    lengths = rng.integers(256, PAGE_SIZE - 256 + 1, size=count)
-    out[np.arange(PAGE_SIZE)[None, :] >= lengths[:, None]] = 0
-    return out
+def _text_pages(count: int, rng: np.random.Generator) -> _Block:
+    return _Windows(_text_blob(), _text_offsets(count, rng))
+
+
+def _text_tail_pages(count: int, rng: np.random.Generator) -> _Block:
+    offs = _text_offsets(count, rng)
+    return _Windows(_text_blob(), offs, rng.integers(256, PAGE_SIZE - 256 + 1, size=count))
 
 
 def _struct_pages(count: int, rng: np.random.Generator) -> PageArray:
@@ -742,26 +905,31 @@ def _binary_blob(max_bytes: int = 8 << 20) -> npt.NDArray[np.uint8]:
     return blob
 
 
-def _binary_pages(count: int, rng: np.random.Generator) -> PageArray:
+def _binary_pages(count: int, rng: np.random.Generator) -> _Block:
     """Whole pages of real binaries (ELF code, symbol tables, data) at page-aligned
     offsets; struct-like pages if no binary can be read."""
     blob = _binary_blob()
     npages = len(blob) // PAGE_SIZE
     if npages < 4:
-        return _struct_pages(count, rng)
+        return _Stored(_struct_pages(count, rng))
     pages = blob[: npages * PAGE_SIZE].reshape(npages, PAGE_SIZE)
-    return pages[rng.integers(0, npages, size=count)]
+    return _Rows(pages, rng.integers(0, npages, size=count))
 
 
-_MAKERS: dict[str, Callable[[int, np.random.Generator], PageArray]] = {
-    "zero": lambda c, r: _empty_pages(c),
-    "same": _same_pages,
+def _stored(make: Callable[[int, np.random.Generator], PageArray]):
+    return lambda c, r: _Stored(make(c, r))
+
+
+#: Each kind's maker: ``(count, rng) -> _Block``, drawing from ``rng`` in this order.
+_MAKERS: dict[str, Callable[[int, np.random.Generator], _Block]] = {
+    "zero": lambda c, r: _Zero(),
+    "same": _stored(_same_pages),
     "text": _text_pages,
     "text_tail": _text_tail_pages,
-    "struct": _struct_pages,
-    "near_same": _near_same_pages,
-    "random": _random_pages,
-    "near_huge": _near_huge_pages,
+    "struct": _stored(_struct_pages),
+    "near_same": _stored(_near_same_pages),
+    "random": _stored(_random_pages),
+    "near_huge": _stored(_near_huge_pages),
     "binary": _binary_pages,
 }
 
@@ -813,10 +981,8 @@ def _mix_counts(n: int, mix: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def synthetic_mix_with_kinds(
-    n: int, seed: int = 7, mix: dict[str, float] | None = None
-) -> tuple[PageArray, npt.NDArray[np.str_]]:
-    """:func:`synthetic_mix` and, for each page, the name of its category.
+def mix_pages(n: int, seed: int = 7, mix: dict[str, float] | None = None) -> MixPages:
+    """:func:`synthetic_mix`'s pages as a :class:`MixPages`, made on demand.
 
     Without ``mix`` the categories are :data:`SYNTHETIC_KINDS` plus
     ``"near_same"`` (taken out of the ``struct`` share); counts are
@@ -841,22 +1007,24 @@ def synthetic_mix_with_kinds(
         if abs(sum(mix.values()) - 1.0) > 1e-6 or min(mix.values(), default=0) < 0:
             raise ValueError("page mix shares must be >= 0 and add up to 1")
         counts = _mix_counts(n, mix)
-    kinds_in_order = [k for k in _MAKERS if counts.get(k)]
-    # The shuffle is drawn first, from a generator of its own, so that each kind's
-    # block goes straight to its shuffled rows: the pages exist once, plus one block.
+    # The shuffle is drawn from a generator of its own; the kinds then draw from
+    # ``rng`` one after another, in the order of _MAKERS.
     perm = np.random.default_rng([seed, 1]).permutation(n)
-    where = np.empty(n, dtype=np.int64)
-    where[perm] = np.arange(n)  # block row j of the kinds in order lands at where[j]
-    pages = _empty_pages(n)
-    kinds = np.empty(n, dtype="<U10")
-    first = 0
-    for k in kinds_in_order:
-        rows = where[first : first + counts[k]]
-        if k != "zero":  # zero rows stay as allocated: untouched, they take no memory
-            pages[rows] = _MAKERS[k](counts[k], rng)
-        kinds[rows] = k
-        first += counts[k]
-    return pages, kinds
+    blocks = {k: (_MAKERS[k](counts[k], rng), counts[k]) for k in _MAKERS if counts.get(k)}
+    return MixPages(n, blocks, perm)
+
+
+#: What a run takes its pages from: an array (a page file's mapping, the corpus)
+#: or a mix made on demand; ``len(src)`` pages, ``src[i]`` page i.
+PageSource = PageArray | MixPages
+
+
+def synthetic_mix_with_kinds(
+    n: int, seed: int = 7, mix: dict[str, float] | None = None
+) -> tuple[PageArray, npt.NDArray[np.str_]]:
+    """:func:`synthetic_mix` and, for each page, the name of its category."""
+    pages = mix_pages(n, seed, mix)
+    return np.asarray(pages), pages.kinds
 
 
 def synthetic_mix(n: int, seed: int = 7, mix: dict[str, float] | None = None) -> PageArray:

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -79,6 +79,9 @@ from pyzram.zram import table as T
 from pyzram.zram.stat import MmStat
 from pyzram.zram.swap import zram_init
 from pyzram.zram.zram_drv import Zram
+
+if TYPE_CHECKING:
+    from pyzram.workload.pages import PageSource
 
 #: ``writeback`` modes (``echo MODE > /sys/block/zramN/writeback``).
 WRITEBACK_MODES = ("idle", "huge", "huge_idle", "incompressible")
@@ -307,17 +310,20 @@ def _replay(mm: AddressSpace, pages, acc, src, exp, sample, after_step=None) -> 
             sample(step, "fill")
         if after_step is not None:
             after_step(step)
-    for vpn, s in zip(acc.vpn.tolist(), src.tolist(), strict=True):
-        if s >= 0:  # a write: the original bytes of page s
-            exp[vpn] = s
-            touch(vpn, data=pages[s])
-        else:
-            touch(vpn)
-        step += 1
-        if (step - n) % pattern_every == 0:
-            sample(step, "pattern")
-        if after_step is not None:
-            after_step(step)
+    chunk = 1 << 16  # the pattern's arrays taken as lists a chunk at a time
+    for lo in range(0, len(src), chunk):
+        vpns, srcs = acc.vpn[lo : lo + chunk].tolist(), src[lo : lo + chunk].tolist()
+        for vpn, s in zip(vpns, srcs, strict=True):
+            if s >= 0:  # a write: the original bytes of page s
+                exp[vpn] = s
+                touch(vpn, data=pages[s])
+            else:
+                touch(vpn)
+            step += 1
+            if (step - n) % pattern_every == 0:
+                sample(step, "pattern")
+            if after_step is not None:
+                after_step(step)
     return step
 
 
@@ -352,7 +358,7 @@ def _workload_counts(m: Machine) -> tuple[dict[str, int], dict[str, dict[str, in
 
 
 def run_workload(
-    pages: np.ndarray,
+    pages: PageSource,
     *,
     algorithm: str = "lzo-rle",
     mem_limit_pages: int | None = None,
@@ -613,7 +619,7 @@ def zswap_report(m: Machine) -> dict:
 def _run_on_swap_file(
     m: Machine,
     mm: AddressSpace,
-    pages: np.ndarray,
+    pages: PageSource,
     acc,
     src: np.ndarray,
     path: Path,
