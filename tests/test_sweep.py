@@ -84,6 +84,28 @@ def test_local_cluster_grid_equals_standalone_runs(tmp_path):
     assert rows(out) == got
 
 
+def test_local_workers_run_a_cell_as_it_runs_alone():
+    """The local cluster's workers leave out Dask's statistical profiler (a thread
+    that takes the GIL every 10 ms to sample the running cell), and the warm-up
+    reads the blobs the mix's text and binary pages are cut from, so a worker's
+    first cell does not."""
+    from pyzram.tools.sweep import dask_client, warm_up
+
+    def blobs() -> tuple[int, int]:
+        from pyzram.workload import pages as P
+
+        return P._text_blob.cache_info().currsize, P._binary_blob.cache_info().currsize
+
+    with dask_client(None, 1) as client:
+        import dask
+
+        profiling = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+        assert list(profiling.values()) == [False]
+        assert list(client.run(blobs).values()) == [(0, 0)]
+        client.run(warm_up)
+        assert list(client.run(blobs).values()) == [(1, 1)]
+
+
 def _wait_for(cond, timeout: float, what: str) -> None:
     end = time.monotonic() + timeout
     while not cond():

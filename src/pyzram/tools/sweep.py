@@ -387,10 +387,11 @@ def warm_up() -> None:
     """Load the model and run a tiny workload, so that a process's first cell does
     not pay the imports and first calls (run once in each worker at the start)."""
     from pyzram.tools.commands.run import run_workload
-    from pyzram.workload.pages import synthetic_mix
+    from pyzram.workload.pages import MIX_KINDS, mix_pages
 
-    with _CELL_LOCK:
-        run_workload(synthetic_mix(64, seed=0), mem_limit_pages=32, accesses=64)
+    with _CELL_LOCK:  # every kind of page, so that the text and binary blobs are read
+        pages = mix_pages(64, seed=0, mix=dict.fromkeys(MIX_KINDS, 1 / len(MIX_KINDS)))
+        run_workload(pages, mem_limit_pages=32, accesses=64)
 
 
 def _hash_task(source: Source, params: dict) -> str:
@@ -448,6 +449,7 @@ def dask_client(scheduler: str | None, workers: int | None):
     processes (default: one per core), one thread each."""
     import logging
 
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -463,13 +465,16 @@ def dask_client(scheduler: str | None, workers: int | None):
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.CRITICAL,
-        )
+        # The workers' statistical profiler (every 10 ms, a thread that takes the GIL
+        # to walk the running cell's stack) is off: a cell runs as it would alone.
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.CRITICAL,
+            )
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
