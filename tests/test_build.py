@@ -69,3 +69,26 @@ def test_the_interpreted_form_passes_the_fidelity_tests():
     )
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert " passed" in r.stdout.splitlines()[-1]
+
+
+def test_an_extension_runs_unless_its_source_was_edited_after_the_build(tmp_path):
+    """An installed wheel's files are all written in one moment, in any order (the
+    ``.py`` may come microseconds after its extension): the extension runs.  A
+    source edited after the build runs instead of its stale extension, with a
+    warning."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    from pyzram._build import SourceFirstFinder
+
+    source, built = tmp_path / "mod.py", tmp_path / f"mod{EXTENSION_SUFFIXES[0]}"
+    source.write_text("")
+    built.write_bytes(b"")
+    finder = SourceFirstFinder(interpreted=False)
+    t = built.stat().st_mtime
+    os.utime(source, (t + 0.001, t + 0.001))  # as pip extracts a wheel
+    assert finder.find_spec("pyzram.mod", [str(tmp_path)]) is None
+    os.utime(source, (t + 60, t + 60))  # edited a minute after the build
+    with pytest.warns(UserWarning, match="older than"):
+        spec = finder.find_spec("pyzram.mod", [str(tmp_path)])
+    assert spec is not None and spec.origin == str(source)
+    assert SourceFirstFinder(interpreted=True).find_spec("pyzram.mod", [str(tmp_path)])

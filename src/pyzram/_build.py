@@ -5,9 +5,9 @@ own ``.py`` source, and the extension sits beside the source.  Python
 imports the extension when both are there.  ``PYZRAM_INTERPRETED=1`` in the
 environment makes every ``pyzram`` module load from its ``.py`` instead, in
 the same installation, so one checkout runs (and CI tests) both forms of the
-same code.  An extension older than its ``.py`` (the source was edited
-since the last build) is never loaded either: the source runs, with a
-warning to rebuild (``pip install -e .``).  ``pyzram.COMPILED`` says which
+same code.  An extension older than its ``.py`` by more than two seconds
+(the source was edited since the last build) is never loaded either: the
+source runs, with a warning to rebuild (``pip install -e .``).  ``pyzram.COMPILED`` says which
 form this process runs.
 """
 
@@ -21,6 +21,10 @@ import warnings
 from importlib.machinery import EXTENSION_SUFFIXES, ModuleSpec
 
 ENV = "PYZRAM_INTERPRETED"
+#: An extension is stale when its source is newer by more than this: an edit after
+#: the build.  Installing a wheel writes every file in the same moment, in any
+#: order, so an installed ``.py`` may be newer than its extension by microseconds.
+STALE_S = 2.0
 
 
 class SourceFirstFinder(importlib.abc.MetaPathFinder):
@@ -43,7 +47,7 @@ class SourceFirstFinder(importlib.abc.MetaPathFinder):
             if not self.interpreted:
                 built = [os.path.join(entry, leaf + s) for s in EXTENSION_SUFFIXES]
                 built = [b for b in built if os.path.isfile(b)]
-                if not built or os.path.getmtime(built[0]) >= os.path.getmtime(source):
+                if not built or os.path.getmtime(source) - os.path.getmtime(built[0]) <= STALE_S:
                     return None
                 warnings.warn(
                     f"{built[0]} is older than {source}: running the source; "

@@ -35,6 +35,7 @@ cdef class Folio:
     cpdef bint trylock(self) except? False
     @cython.locals(flags=long)
     cpdef void unlock(self) except *
+    cpdef void set_locked(self)
     cpdef void mark_uptodate(self)
     cpdef void mark_dirty(self)
     cpdef void start_writeback(self) except *

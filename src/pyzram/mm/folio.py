@@ -201,6 +201,11 @@ class Folio:
             self.flags |= _locked_bit
             return True
 
+    def set_locked(self) -> None:
+        """``__folio_set_locked``: the bit set without an atomic operation, for a new
+        folio that no one else can see yet (as the swap-in path prepares one)."""
+        self.flags |= _locked_bit
+
     def unlock(self) -> None:
         """``folio_unlock``: clear the bit; wake the queue if ``PG_waiters`` was set."""
         with _bitlock:

@@ -675,7 +675,7 @@ def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio
     si = swp_swap_info(m, entry)
     nr = 1 << order
     folio = Folio(order)
-    folio.lock()
+    folio.set_locked()  # __folio_set_locked: no one else can see it yet
     with si.lock:
         for off in range(entry.offset, entry.offset + nr):
             if off in si.swap_cache:
