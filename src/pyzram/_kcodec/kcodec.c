@@ -287,8 +287,9 @@ KC_INLINE void kc_backcopy(uint8_t *op, size_t dist, size_t len, size_t room)
 }
 
 /* ------------------------------------------------------------------------ */
-/* LZ4 compressor: models LZ4_compress_fast() -> LZ4_compress_generic() with */
-/* noDict, byU16, noLimit (zram's 2*PAGE_SIZE buffer is always >= the bound) */
+/* LZ4 compressor: models LZ4_compress_generic() as zram calls it, noLimit, */
+/* either noDict and byU16 (LZ4_compress_fast) or usingExtDict and byU32   */
+/* after LZ4_loadDict (LZ4_compress_fast_continue).                        */
 /* ------------------------------------------------------------------------ */
 
 #define LZ4K_MINMATCH 4
@@ -301,17 +302,51 @@ KC_INLINE void kc_backcopy(uint8_t *op, size_t dist, size_t len, size_t room)
 #define LZ4K_ML_MASK 15u
 #define LZ4K_RUN_MASK 15u
 
+#define LZ4KD_HASH_BITS 12        /* LZ4_HASHLOG, the byU32 table */
+#define LZ4KD_TABLE (1u << LZ4KD_HASH_BITS)
+#define LZ4KD_HASH_UNIT 8         /* sizeof(size_t): LZ4_loadDict's step bound */
+#define LZ4KD_WINDOW 65536u       /* 64 KiB */
+#define LZ4KD_MAX_DISTANCE 65535u /* LZ4_DISTANCE_MAX */
+
+/* LZ4_compress_generic()'s tableType: what a hash table slot holds. */
+typedef enum {
+    LZ4K_BY_U16, /* positions from the input's start (inputs under 64 KiB, no dictionary) */
+    LZ4K_BY_U32, /* stream offsets (a dictionary before the input) */
+} lz4k_table_type;
+
 typedef struct {
-    uint16_t pos[LZ4K_TABLE]; /* byU16: positions relative to the source */
+    uint16_t pos[LZ4K_TABLE]; /* byU16 */
 } lz4k_work;
+
+typedef struct {
+    uint32_t pos[LZ4KD_TABLE]; /* byU32 */
+} lz4kd_work;
 
 /* Worst case output of LZ4 for n input bytes (LZ4_COMPRESSBOUND). */
 static size_t lz4k_bound(size_t n) { return n + n / 255 + 16; }
 
-KC_INLINE uint32_t lz4k_hash(const uint8_t *p)
+/* LZ4_hashPosition(): byU16 hashes 4 bytes (LZ4_hash4, Knuth's multiplicative
+ * hash, the top 13 bits); byU32 hashes 5 (LZ4_hash5 of an 8-byte little-endian
+ * load, as on x86-64: the low 5 bytes, the top 12 bits). */
+KC_INLINE uint32_t lz4k_hash(lz4k_table_type tt, const uint8_t *p)
 {
-    /* LZ4_hash4() for byU16: Knuth's multiplicative hash, top 13 bits */
-    return (kc_le32(p) * 2654435761u) >> (32 - LZ4K_HASH_BITS);
+    if (tt == LZ4K_BY_U16)
+        return (kc_le32(p) * 2654435761u) >> (32 - LZ4K_HASH_BITS);
+    return (uint32_t)(((kc_le64(p) << 24) * 889523592379ull) >> (64 - LZ4KD_HASH_BITS));
+}
+
+/* LZ4_getIndexOnHash() and LZ4_putIndexOnHash(). */
+KC_INLINE uint32_t lz4k_get(lz4k_table_type tt, const void *tab, uint32_t h)
+{
+    return tt == LZ4K_BY_U16 ? ((const uint16_t *)tab)[h] : ((const uint32_t *)tab)[h];
+}
+
+KC_INLINE void lz4k_put(lz4k_table_type tt, void *tab, uint32_t h, uint32_t idx)
+{
+    if (tt == LZ4K_BY_U16)
+        ((uint16_t *)tab)[h] = (uint16_t)idx;
+    else
+        ((uint32_t *)tab)[h] = idx;
 }
 
 /* LZ4_count(): number of equal bytes at a and b, stopping at lim. */
@@ -386,161 +421,51 @@ KC_INLINE uint8_t *lz4k_put_last_literals(uint8_t *op, const uint8_t *anchor, si
 }
 
 /*
- * Models LZ4_compress_fast(src, dst, n, >= bound, acceleration, wrkmem).
- * n <= 65536.  dst must hold lz4k_bound(n) + 8 bytes (literal copies run in
- * 8-byte steps).  Returns the compressed size.
+ * Models LZ4_compress_generic(), one body for both of zram's calls:
+ *
+ * - LZ4_compress_fast(src, dst, n, >= bound, accel, wrkmem): noDict, byU16
+ *   (tt LZ4K_BY_U16, dict_len 0);
+ * - backend_lz4.c's LZ4_loadDict(stream, dict, dict_len), then
+ *   LZ4_compress_fast_continue(stream, src, dst, n, >= bound, accel) on a page
+ *   elsewhere in memory: usingExtDict, byU32, dictSmall below 64 KiB of
+ *   dictionary (tt LZ4K_BY_U32).
+ *
+ * Both are noLimit: zram's 2 * PAGE_SIZE buffer is always >= the bound.  n <=
+ * 65536.  dst must hold lz4k_bound(n) + 8 bytes (literal copies run in 8-byte
+ * steps).  Returns the compressed size.  The callers pass tt and the
+ * dictionary as constants, so each inlined copy keeps only its own case, as
+ * the kernel's LZ4_FORCE_INLINE does.
+ *
+ * Positions are stream offsets: the input starts at `cur`, 0 without a
+ * dictionary.  LZ4_loadDict puts the dictionary's last (at most) 64 KiB at
+ * offsets 64 KiB + i, and the input then starts at 64 KiB + its size; table
+ * slots hold offsets, 0 when empty (LZ4_resetStream: an empty slot means
+ * "offset 0", compared like any other candidate).  A dictionary shorter than
+ * 8 bytes loads nothing (cur stays 0).
+ *
+ * zram's dictionary stream is not reset between pages (6.18's lz4_compress
+ * only calls LZ4_loadDict again, which adds 64 KiB + the dictionary to
+ * currentOffset, and resets past 1 GiB); the output is the same as from a
+ * zeroed stream: every offset left from an earlier page, like an empty slot,
+ * lies more than 64 KiB + the dictionary before the input, and is refused by
+ * the dictSmall test (below 64 KiB of dictionary) or by the distance limit.
+ * Without a dictionary no candidate is ever refused: every offset is within
+ * 64 KiB of an input under 64 KiB.
  */
-static size_t lz4k_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_t accel,
-                            lz4k_work *w)
+KC_INLINE size_t lz4k_compress_generic(const uint8_t *src, size_t n, uint8_t *dst,
+                                       uint32_t accel, lz4k_table_type tt, void *tab,
+                                       size_t tab_size, const uint8_t *dict, size_t dict_len)
 {
     const uint8_t *ip = src;
     const uint8_t *anchor = src;
     const uint8_t *const iend = src + n;
     uint8_t *op = dst;
-    uint16_t *const tab = w->pos;
+    uint32_t cur = 0;    /* offset of src[0] */
+    uint32_t ds = 0;     /* dictionary bytes loaded */
+    int small;           /* dictSmall: offsets before the dictionary refused */
+    const uint8_t *dend; /* end of the loaded dictionary */
 
-    /* LZ4_resetStream(): an empty slot means "position 0", which is then
-     * compared like any other candidate. */
-    memset(tab, 0, sizeof(w->pos));
-    if (accel < 1)
-        accel = 1;
-
-    if (n >= LZ4K_MIN_LENGTH) {
-        const uint8_t *const mflimit = iend - LZ4K_MFLIMIT;
-        const uint8_t *const matchlimit = iend - LZ4K_LASTLITERALS;
-        uint32_t fwd_h;
-
-        tab[lz4k_hash(ip)] = 0;
-        ip++;
-        fwd_h = lz4k_hash(ip);
-
-        for (;;) {
-            const uint8_t *match;
-            uint8_t *token;
-            size_t lit, ml;
-
-            /* Find a match; the step grows every 64 failed probes
-             * (scaled by acceleration). */
-            {
-                const uint8_t *fwd = ip;
-                uint32_t step = 1;
-                uint32_t probes = accel << LZ4K_SKIPTRIGGER;
-                for (;;) {
-                    uint32_t h = fwd_h;
-                    ip = fwd;
-                    if ((ptrdiff_t)step > mflimit - fwd)
-                        goto last_literals;
-                    fwd += step;
-                    step = probes++ >> LZ4K_SKIPTRIGGER;
-                    match = src + tab[h];
-                    fwd_h = lz4k_hash(fwd);
-                    tab[h] = (uint16_t)(ip - src);
-                    if (kc_le32(match) == kc_le32(ip))
-                        break;
-                }
-            }
-
-            /* Extend the match backwards over the pending literals. */
-            while (ip > anchor && match > src && ip[-1] == match[-1]) {
-                ip--;
-                match--;
-            }
-
-            /* Literal run. */
-            lit = (size_t)(ip - anchor);
-            op = lz4k_put_literals(op, &token, anchor, lit); /* anchor + lit <= mflimit */
-
-            for (;;) {
-                /* Offset and match length. */
-                uint16_t off = (uint16_t)(ip - match);
-                op[0] = (uint8_t)off;
-                op[1] = (uint8_t)(off >> 8);
-                op += 2;
-                ml = lz4k_count(ip + LZ4K_MINMATCH, match + LZ4K_MINMATCH, matchlimit);
-                ip += LZ4K_MINMATCH + ml;
-                op = lz4k_put_match_length(op, token, ml);
-                anchor = ip;
-
-                if (ip > mflimit)
-                    goto last_literals;
-
-                /* Fill the table at ip - 2, then try an immediate match. */
-                tab[lz4k_hash(ip - 2)] = (uint16_t)(ip - 2 - src);
-                {
-                    uint32_t h = lz4k_hash(ip);
-                    match = src + tab[h];
-                    tab[h] = (uint16_t)(ip - src);
-                }
-                /* MAX_DISTANCE (65535) always holds for n <= 65536. */
-                if (kc_le32(match) != kc_le32(ip))
-                    break;
-                token = op++;
-                *token = 0;
-            }
-            ip++;
-            fwd_h = lz4k_hash(ip);
-        }
-    }
-
-last_literals:
-    op = lz4k_put_last_literals(op, anchor, (size_t)(iend - anchor));
-    return (size_t)(op - dst);
-}
-
-/* ------------------------------------------------------------------------ */
-/* LZ4 with a dictionary: models backend_lz4.c's LZ4_loadDict() on its      */
-/* stream, then LZ4_compress_fast_continue() on a page elsewhere in memory: */
-/* LZ4_compress_generic() with usingExtDict, byU32 (a 4096-entry table      */
-/* hashed from 5 bytes), dictSmall below 64 KiB of dictionary.             */
-/* ------------------------------------------------------------------------ */
-
-#define LZ4KD_HASH_BITS 12        /* LZ4_HASHLOG, the byU32 table */
-#define LZ4KD_TABLE (1u << LZ4KD_HASH_BITS)
-#define LZ4KD_HASH_UNIT 8         /* sizeof(size_t): LZ4_loadDict's step bound */
-#define LZ4KD_WINDOW 65536u       /* 64 KiB */
-#define LZ4KD_MAX_DISTANCE 65535u /* LZ4_DISTANCE_MAX */
-
-typedef struct {
-    uint32_t pos[LZ4KD_TABLE]; /* byU32: stream offsets (see lz4kd_compress) */
-} lz4kd_work;
-
-KC_INLINE uint32_t lz4kd_hash(const uint8_t *p)
-{
-    /* LZ4_hash5() of an 8-byte little-endian load (x86-64): the low 5 bytes */
-    return (uint32_t)(((kc_le64(p) << 24) * 889523592379ull) >> (64 - LZ4KD_HASH_BITS));
-}
-
-/*
- * Models LZ4_loadDict(stream, dict, dict_len) then
- * LZ4_compress_fast_continue(stream, src, dst, n, >= bound, accel) on a
- * zeroed stream.  n <= 65536; dst as for lz4k_compress.
- *
- * Stream offsets: LZ4_loadDict puts the dictionary's last (at most) 64 KiB
- * at offsets 64 KiB + i and the input starts at `cur` = 64 KiB + its size;
- * table slots hold offsets, 0 when empty.  A dictionary shorter than 8
- * bytes loads nothing (cur stays 0: the input starts at offset 0).
- *
- * zram's stream is not reset between pages (6.18's lz4_compress only calls
- * LZ4_loadDict again, which adds 64 KiB + the dictionary to currentOffset,
- * and resets past 1 GiB); the output is the same as from a zeroed stream:
- * every offset left from an earlier page, like an empty slot, lies more
- * than 64 KiB + the dictionary before the input, and is refused by the
- * dictSmall test (below 64 KiB of dictionary) or by the distance limit.
- */
-static size_t lz4kd_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_t accel,
-                             const uint8_t *dict, size_t dict_len, lz4kd_work *w)
-{
-    const uint8_t *ip = src;
-    const uint8_t *anchor = src;
-    const uint8_t *const iend = src + n;
-    uint8_t *op = dst;
-    uint32_t *const tab = w->pos;
-    uint32_t cur = 0;      /* offset of src[0] */
-    uint32_t ds = 0;       /* dictionary bytes loaded */
-    int small;             /* dictSmall: offsets before the dictionary refused */
-    const uint8_t *dend;   /* end of the loaded dictionary */
-
-    memset(tab, 0, sizeof(w->pos));
+    memset(tab, 0, tab_size); /* LZ4_resetStream() */
     if (accel < 1)
         accel = 1;
     if (dict_len >= LZ4KD_HASH_UNIT) {
@@ -552,27 +477,30 @@ static size_t lz4kd_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_
         cur = LZ4KD_WINDOW + ds;
         /* every third position while 8 bytes remain; later ones win */
         for (uint32_t i = 0; i + LZ4KD_HASH_UNIT <= ds; i += 3)
-            tab[lz4kd_hash(dict + i)] = LZ4KD_WINDOW + i;
+            lz4k_put(tt, tab, lz4k_hash(tt, dict + i), LZ4KD_WINDOW + i);
     } else {
         dict = src; /* nothing loaded: no offset below cur is ever accepted */
     }
     dend = dict + ds;
     small = ds < LZ4KD_WINDOW && ds < cur;
 
-/* The offset of input byte p; a candidate offset m accepted at p (the
- * dictSmall and distance tests, in the kernel's order); its bytes. */
-#define LZ4KD_AT(p) (cur + (uint32_t)((p) - src))
-#define LZ4KD_REFUSED(m, p) ((small && (m) < cur - ds) || (m) + LZ4KD_MAX_DISTANCE < LZ4KD_AT(p))
-#define LZ4KD_PTR(m) ((m) < cur ? dend - (cur - (m)) : src + ((m) - cur))
+/* The offset of input byte p; a candidate offset m refused at p (the dictSmall
+ * and distance tests, in the kernel's order; byU16 has no distance test); the
+ * bytes at offset m. */
+#define LZ4K_AT(p) (cur + (uint32_t)((p) - src))
+#define LZ4K_REFUSED(m, p)                                                                 \
+    ((small && (m) < cur - ds) ||                                                          \
+     (tt != LZ4K_BY_U16 && (m) + LZ4KD_MAX_DISTANCE < LZ4K_AT(p)))
+#define LZ4K_PTR(m) ((m) < cur ? dend - (cur - (m)) : src + ((m) - cur))
 
     if (n >= LZ4K_MIN_LENGTH) {
         const uint8_t *const mflimit = iend - LZ4K_MFLIMIT;
         const uint8_t *const matchlimit = iend - LZ4K_LASTLITERALS;
         uint32_t fwd_h;
 
-        tab[lz4kd_hash(ip)] = LZ4KD_AT(ip);
+        lz4k_put(tt, tab, lz4k_hash(tt, ip), LZ4K_AT(ip));
         ip++;
-        fwd_h = lz4kd_hash(ip);
+        fwd_h = lz4k_hash(tt, ip);
 
         for (;;) {
             uint32_t m;
@@ -580,6 +508,8 @@ static size_t lz4kd_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_
             uint8_t *token;
             size_t lit, ml;
 
+            /* Find a match; the step grows every 64 failed probes (scaled by
+             * acceleration). */
             {
                 const uint8_t *fwd = ip;
                 uint32_t step = 1;
@@ -591,20 +521,21 @@ static size_t lz4kd_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_
                         goto last_literals;
                     fwd += step;
                     step = probes++ >> LZ4K_SKIPTRIGGER;
-                    m = tab[h];
-                    fwd_h = lz4kd_hash(fwd);
-                    tab[h] = LZ4KD_AT(ip);
+                    m = lz4k_get(tt, tab, h);
+                    fwd_h = lz4k_hash(tt, fwd);
+                    lz4k_put(tt, tab, h, LZ4K_AT(ip));
                     /* refused offsets are never dereferenced; an accepted one
                      * below cur is at or after the dictionary's first byte */
-                    if (LZ4KD_REFUSED(m, ip))
+                    if (LZ4K_REFUSED(m, ip))
                         continue;
-                    match = LZ4KD_PTR(m);
+                    match = LZ4K_PTR(m);
                     if (kc_le32(match) == kc_le32(ip))
                         break;
                 }
             }
 
-            /* Catch up, inside the dictionary or inside the input. */
+            /* Extend the match backwards over the pending literals, inside the
+             * dictionary or inside the input. */
             {
                 const uint8_t *const lo = m < cur ? dict : src;
                 while (ip > anchor && match > lo && ip[-1] == match[-1]) {
@@ -614,11 +545,13 @@ static size_t lz4kd_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_
                 }
             }
 
+            /* Literal run. */
             lit = (size_t)(ip - anchor);
             op = lz4k_put_literals(op, &token, anchor, lit); /* anchor + lit <= mflimit */
 
             for (;;) {
-                uint16_t off = (uint16_t)(LZ4KD_AT(ip) - m);
+                /* Offset and match length. */
+                uint16_t off = (uint16_t)(LZ4K_AT(ip) - m);
                 op[0] = (uint8_t)off;
                 op[1] = (uint8_t)(off >> 8);
                 op += 2;
@@ -644,31 +577,48 @@ static size_t lz4kd_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_
                 if (ip > mflimit)
                     goto last_literals;
 
-                tab[lz4kd_hash(ip - 2)] = LZ4KD_AT(ip - 2);
+                /* Fill the table at ip - 2, then try an immediate match. */
+                lz4k_put(tt, tab, lz4k_hash(tt, ip - 2), LZ4K_AT(ip - 2));
                 {
-                    uint32_t h = lz4kd_hash(ip);
-                    m = tab[h];
-                    tab[h] = LZ4KD_AT(ip);
+                    uint32_t h = lz4k_hash(tt, ip);
+                    m = lz4k_get(tt, tab, h);
+                    lz4k_put(tt, tab, h, LZ4K_AT(ip));
                 }
-                if (LZ4KD_REFUSED(m, ip))
+                if (LZ4K_REFUSED(m, ip))
                     break;
-                match = LZ4KD_PTR(m);
+                match = LZ4K_PTR(m);
                 if (kc_le32(match) != kc_le32(ip))
                     break;
                 token = op++;
                 *token = 0;
             }
             ip++;
-            fwd_h = lz4kd_hash(ip);
+            fwd_h = lz4k_hash(tt, ip);
         }
     }
-#undef LZ4KD_AT
-#undef LZ4KD_REFUSED
-#undef LZ4KD_PTR
+#undef LZ4K_AT
+#undef LZ4K_REFUSED
+#undef LZ4K_PTR
 
 last_literals:
     op = lz4k_put_last_literals(op, anchor, (size_t)(iend - anchor));
     return (size_t)(op - dst);
+}
+
+/* LZ4_compress_fast(): zram's lz4 without a dictionary. */
+static size_t lz4k_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_t accel,
+                            lz4k_work *w)
+{
+    return lz4k_compress_generic(src, n, dst, accel, LZ4K_BY_U16, w->pos, sizeof(w->pos),
+                                 NULL, 0);
+}
+
+/* LZ4_loadDict() then LZ4_compress_fast_continue(): zram's lz4 with a dictionary. */
+static size_t lz4kd_compress(const uint8_t *src, size_t n, uint8_t *dst, uint32_t accel,
+                             const uint8_t *dict, size_t dict_len, lz4kd_work *w)
+{
+    return lz4k_compress_generic(src, n, dst, accel, LZ4K_BY_U32, w->pos, sizeof(w->pos), dict,
+                                 dict_len);
 }
 
 /* ------------------------------------------------------------------------ */
