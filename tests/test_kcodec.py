@@ -738,6 +738,32 @@ def test_argument_validation():
         kc.compress_batch("lz4", src, 2, dst, bytes(8))
 
 
+@pytest.mark.parametrize("algo", ALGOS)
+def test_compress_batch_of_separate_pages_is_each_page_compressed(algo, corpus, dict_source):
+    """The batch zram's swap_ops write path makes: a list of the folios' pages (each
+    its own buffer), with the device's acceleration or level and dictionary,
+    gives exactly what compress() gives page by page."""
+    pages_ = [bytearray(corpus[i]) for i in range(0, 320, 10)]
+    n = len(pages_)
+    kw = [{}, {"acceleration": 3}]
+    if algo in ("lz4", "lz4hc"):
+        kw.append({"acceleration": 2, "dict": _dict(dict_source, 4096)})
+    for k in kw:
+        dst = bytearray(n * STRIDE)
+        sizes = array("i", [0]) * n
+        kc.compress_batch(algo, pages_, n, dst, sizes, k.get("acceleration", 1), k.get("dict"))
+        for i, p in enumerate(pages_):
+            want = kc.compress(algo, p, k.get("acceleration", 1), k.get("dict"))
+            assert bytes(dst[i * STRIDE : i * STRIDE + sizes[i]]) == want, (k, i)
+    dst, sizes = bytearray(2 * STRIDE), array("i", [0, 0])
+    for bad in (pages_[:1], [pages_[0], bytes(PAGE - 1)], (pages_[0], memoryview(dst)[:PAGE])):
+        with pytest.raises(ValueError):  # a buffer short, one not a page, one on dst
+            kc.compress_batch(algo, bad, 2, dst, sizes)
+    if algo.startswith("lzo"):
+        with pytest.raises(ValueError, match="dictionary"):
+            kc.compress_batch(algo, pages_[:2], 2, dst, sizes, 1, b"x" * 64)
+
+
 def test_decompress_batch_validation():
     c = kc.compress("lzo", bytes(range(256)) * 16)
     src = np.frombuffer(c * 2, np.uint8)

@@ -201,6 +201,43 @@ def test_zram_batches_merge_any_folios_and_submit_no_bios(m):
     release(m, back)
 
 
+def test_two_threads_write_batches_at_once(m):
+    """Two threads swap out their own folios to one device at once: each hands
+    its batches' pages to the codec in one call on its own stream, then writes
+    them one by one.  Every page is stored at its slot and reads back, and the
+    device holds what one thread writing them all gives (its pool layout aside:
+    the two threads' writes interleave)."""
+    import threading
+
+    pages = np.concatenate([synthetic_mix(300, seed=8), same_pages(20, 60)])
+    pages = pages[[i for i in range(len(pages)) if pages[i].any()]]
+    results = {}
+    for threads in (1, 2):
+        mach = m if threads == 2 else Machine()
+        zram_init(mach)
+        z = new_zram()
+        si = swapon(mach, z.disk)
+        spy = OpsSpy(si)
+        folios = folios_of(pages)
+        entries = alloc(mach, folios)
+        halves = [folios[k::threads] for k in range(threads)]
+        workers = [threading.Thread(target=writeout, args=(mach, h)) for h in halves]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert sum(len(b) for b in spy.batches[WRITE]) == len(pages)
+        for f, e in zip(folios, entries, strict=True):
+            assert zram_page(z, e.offset) == bytes(f.data)
+        z.check()
+        results[threads] = z.mm_stat()
+        if mach is not m:
+            mach.close()
+    one, two = results[1], results[2]
+    assert (one.orig_data_size, one.compr_data_size) == (two.orig_data_size, two.compr_data_size)
+    assert (one.same_pages, one.huge_pages) == (two.same_pages, two.huge_pages)
+
+
 def test_bio_path_counts_one_bio_per_batch(m):
     si, z = zram_area(m, use_block_ops=False)
     spy = OpsSpy(si)

@@ -1729,28 +1729,112 @@ done:
     return res;
 }
 
+/* The pages of a batch: n pages of one buffer, or n buffers of a list/tuple
+ * (each C-contiguous and exactly one page; writable for a decode's
+ * destinations).  *pages gets one pointer per page; *views (n entries, or
+ * NULL for one buffer) must be given back with kc_release_pages.  Every page
+ * is checked against the other buffers of the call (`others`).  `name` names
+ * the argument in errors. */
+static void kc_release_pages(Py_buffer *views, Py_ssize_t n)
+{
+    if (!views)
+        return;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (views[i].obj)
+            PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+}
+
+static int kc_get_pages(PyObject *obj, Py_ssize_t n, int writable, const char *name,
+                        Py_buffer *one, Py_buffer **views, uint8_t ***pages,
+                        const Py_buffer *const *others, int n_others)
+{
+    const int flags = (writable ? PyBUF_WRITABLE : 0) | PyBUF_C_CONTIGUOUS;
+    uint8_t **p = PyMem_Calloc(n ? (size_t)n : 1, sizeof(*p));
+    *views = NULL;
+    *pages = p;
+    if (!p) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (PyList_Check(obj) || PyTuple_Check(obj)) {
+        if (PySequence_Fast_GET_SIZE(obj) != n) {
+            PyErr_Format(PyExc_ValueError, "%s has %zd buffers for %zd pages", name,
+                         PySequence_Fast_GET_SIZE(obj), n);
+            return -1;
+        }
+        Py_buffer *v = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Py_buffer));
+        if (!v) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *views = v;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *item = PySequence_Fast_GET_ITEM(obj, i);
+            if (PyObject_GetBuffer(item, &v[i], flags) < 0) {
+                v[i].obj = NULL;
+                return -1;
+            }
+            if (v[i].len != KC_PAGE) {
+                PyErr_Format(PyExc_ValueError, "%s[%zd] has %zd bytes, not 4096", name, i,
+                             v[i].len);
+                return -1;
+            }
+            for (int k = 0; k < n_others; k++)
+                if (kc_overlap(&v[i], others[k])) {
+                    PyErr_Format(PyExc_ValueError, "%s must not overlap the other buffers",
+                                 name);
+                    return -1;
+                }
+            p[i] = v[i].buf;
+        }
+        return 0;
+    }
+    if (PyObject_GetBuffer(obj, one, flags) < 0) {
+        one->obj = NULL;
+        return -1;
+    }
+    if (n > PY_SSIZE_T_MAX / KC_PAGE || one->len / KC_PAGE < n) {
+        PyErr_Format(PyExc_ValueError, "%s too small: %zd bytes for %zd pages", name, one->len,
+                     n);
+        return -1;
+    }
+    for (int k = 0; k < n_others; k++)
+        if (kc_overlap(one, others[k])) {
+            PyErr_Format(PyExc_ValueError, "%s must not overlap the other buffers", name);
+            return -1;
+        }
+    for (Py_ssize_t i = 0; i < n; i++)
+        p[i] = (uint8_t *)one->buf + (size_t)i * KC_PAGE;
+    return 0;
+}
+
 PyDoc_STRVAR(kc_compress_batch_doc,
-             "compress_batch(algo, src, n, dst, sizes, acceleration=1) -> None\n\n"
-             "Compress n contiguous 4096-byte pages of src.  Page i's output goes to\n"
-             "dst[i*8192 : i*8192 + sizes[i]]; sizes is a writable int32 buffer.\n"
-             "Runs without the GIL.");
+             "compress_batch(algo, src, n, dst, sizes, acceleration=1, dict=None) -> None\n\n"
+             "Compress n 4096-byte pages: n contiguous pages of src, or, when src is a\n"
+             "list or tuple of n 4096-byte buffers (the pages of the folios being\n"
+             "written), src[i].  Page i's output goes to dst[i*8192 : i*8192 + sizes[i]];\n"
+             "sizes is a writable int32 buffer.  acceleration and dict as for\n"
+             "compress().  Runs without the GIL, once for the whole batch.");
 
 static PyObject *kc_py_compress_batch(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"algo", "src", "n", "dst", "sizes", "acceleration", NULL};
-    PyObject *algo_obj, *dst_obj, *sizes_obj, *accel_obj = NULL;
-    Py_buffer src, dst = {0}, sizes = {0};
+    static char *kwlist[] = {"algo", "src", "n", "dst", "sizes", "acceleration", "dict", NULL};
+    PyObject *algo_obj, *src_obj, *dst_obj, *sizes_obj, *accel_obj = NULL, *dict_obj = NULL;
+    Py_buffer one = {0}, dst = {0}, sizes = {0}, dict = {0};
+    Py_buffer *views = NULL;
+    uint8_t **pages = NULL;
     Py_ssize_t n;
     int algo;
     uint32_t accel;
     PyObject *res = NULL;
     (void)self;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*nOO|O:compress_batch", kwlist, &algo_obj,
-                                     &src, &n, &dst_obj, &sizes_obj, &accel_obj))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOnOO|OO:compress_batch", kwlist, &algo_obj,
+                                     &src_obj, &n, &dst_obj, &sizes_obj, &accel_obj, &dict_obj))
         return NULL;
     algo = kc_parse_algo(algo_obj);
-    if (algo < 0 || kc_parse_accel(accel_obj, &accel) < 0)
+    if (algo < 0 || kc_parse_accel(accel_obj, &accel) < 0 || kc_get_dict(dict_obj, algo, &dict) < 0)
         goto done;
     if (PyObject_GetBuffer(dst_obj, &dst, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
         dst.obj = NULL;
@@ -1765,29 +1849,29 @@ static PyObject *kc_py_compress_batch(PyObject *self, PyObject *args, PyObject *
         PyErr_SetString(PyExc_ValueError, "n must be >= 0");
         goto done;
     }
-    if (n > PY_SSIZE_T_MAX / KC_DST_STRIDE || src.len / KC_PAGE < n) {
-        PyErr_Format(PyExc_ValueError, "src too small: %zd bytes for %zd pages", src.len, n);
-        goto done;
-    }
-    if (dst.len / KC_DST_STRIDE < n) {
+    if (n > PY_SSIZE_T_MAX / KC_DST_STRIDE || dst.len / KC_DST_STRIDE < n) {
         PyErr_Format(PyExc_ValueError, "dst too small: %zd bytes, need %zd * 8192", dst.len, n);
         goto done;
     }
     if (kc_check_int_buffer(&sizes, "sizes", 4, n) < 0)
         goto done;
-    if (kc_overlap(&src, &dst) || kc_overlap(&src, &sizes) || kc_overlap(&dst, &sizes)) {
-        PyErr_SetString(PyExc_ValueError, "src, dst and sizes must not overlap");
+    if (kc_overlap(&dst, &sizes) || kc_overlap(&dict, &dst) || kc_overlap(&dict, &sizes)) {
+        PyErr_SetString(PyExc_ValueError, "dst, sizes and dict must not overlap");
         goto done;
     }
     {
-        const uint8_t *s = src.buf;
+        const Py_buffer *const others[] = {&dst, &sizes};
+        if (kc_get_pages(src_obj, n, 0, "src", &one, &views, &pages, others, 2) < 0)
+            goto done;
+    }
+    {
         uint8_t *d = dst.buf;
         uint8_t *z = sizes.buf;
         Py_BEGIN_ALLOW_THREADS
         kc_work work;
         for (Py_ssize_t i = 0; i < n; i++) {
-            size_t c = kc_compress(algo, s + (size_t)i * KC_PAGE, KC_PAGE,
-                                   d + (size_t)i * KC_DST_STRIDE, accel, NULL, 0, &work);
+            size_t c = kc_compress(algo, pages[i], KC_PAGE, d + (size_t)i * KC_DST_STRIDE, accel,
+                                   dict.buf, (size_t)dict.len, &work);
             int32_t v = (int32_t)c;
             memcpy(z + (size_t)i * 4, &v, 4);
         }
@@ -1795,11 +1879,15 @@ static PyObject *kc_py_compress_batch(PyObject *self, PyObject *args, PyObject *
     }
     res = Py_NewRef(Py_None);
 done:
-    PyBuffer_Release(&src);
+    kc_release_pages(views, n);
+    PyMem_Free(pages);
+    if (one.obj)
+        PyBuffer_Release(&one);
     if (dst.obj)
         PyBuffer_Release(&dst);
     if (sizes.obj)
         PyBuffer_Release(&sizes);
+    kc_release_dict(&dict);
     return res;
 }
 
@@ -1813,81 +1901,6 @@ PyDoc_STRVAR(kc_decompress_batch_doc,
              "page is then zero-filled).  Returns the number of failures.  Offsets and\n"
              "lengths outside src raise ValueError before anything is decoded.  Runs\n"
              "without the GIL.");
-
-/* The destinations of a batch decode: n pages of one buffer, or n buffers of a
- * list/tuple (each writable, C-contiguous, exactly one page).  *pages gets one
- * pointer per object; *views (n entries, or NULL for one buffer) must be given
- * back with kc_release_pages.  Every page is checked against the inputs. */
-static void kc_release_pages(Py_buffer *views, Py_ssize_t n)
-{
-    if (!views)
-        return;
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (views[i].obj)
-            PyBuffer_Release(&views[i]);
-    PyMem_Free(views);
-}
-
-static int kc_get_pages(PyObject *dst_obj, Py_ssize_t n, Py_buffer *one, Py_buffer **views,
-                        uint8_t ***pages, const Py_buffer *const *inputs, int n_inputs)
-{
-    uint8_t **p = PyMem_Calloc(n ? (size_t)n : 1, sizeof(*p));
-    *views = NULL;
-    *pages = p;
-    if (!p) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    if (PyList_Check(dst_obj) || PyTuple_Check(dst_obj)) {
-        PyObject *seq = dst_obj;
-        if (PySequence_Fast_GET_SIZE(seq) != n) {
-            PyErr_Format(PyExc_ValueError, "dst has %zd buffers for %zd objects",
-                         PySequence_Fast_GET_SIZE(seq), n);
-            return -1;
-        }
-        Py_buffer *v = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Py_buffer));
-        if (!v) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        *views = v;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-            if (PyObject_GetBuffer(item, &v[i], PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
-                v[i].obj = NULL;
-                return -1;
-            }
-            if (v[i].len != KC_PAGE) {
-                PyErr_Format(PyExc_ValueError, "dst[%zd] has %zd bytes, not 4096", i, v[i].len);
-                return -1;
-            }
-            for (int k = 0; k < n_inputs; k++)
-                if (kc_overlap(&v[i], inputs[k])) {
-                    PyErr_SetString(PyExc_ValueError,
-                                    "dst and results must not overlap the inputs");
-                    return -1;
-                }
-            p[i] = v[i].buf;
-        }
-        return 0;
-    }
-    if (PyObject_GetBuffer(dst_obj, one, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
-        one->obj = NULL;
-        return -1;
-    }
-    if (n > PY_SSIZE_T_MAX / KC_PAGE || one->len / KC_PAGE < n) {
-        PyErr_Format(PyExc_ValueError, "dst too small: %zd bytes, need %zd * 4096", one->len, n);
-        return -1;
-    }
-    for (int k = 0; k < n_inputs; k++)
-        if (kc_overlap(one, inputs[k])) {
-            PyErr_SetString(PyExc_ValueError, "dst and results must not overlap the inputs");
-            return -1;
-        }
-    for (Py_ssize_t i = 0; i < n; i++)
-        p[i] = (uint8_t *)one->buf + (size_t)i * KC_PAGE;
-    return 0;
-}
 
 static PyObject *kc_py_decompress_batch(PyObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -1935,7 +1948,7 @@ static PyObject *kc_py_decompress_batch(PyObject *self, PyObject *args, PyObject
     }
     {
         const Py_buffer *inputs[] = {&src, &results, &offs, &lens};
-        if (kc_get_pages(dst_obj, n, &dst, &views, &pages, inputs, 4) < 0)
+        if (kc_get_pages(dst_obj, n, 1, "dst", &dst, &views, &pages, inputs, 4) < 0)
             goto done;
     }
     /* Validate every object's extent before decoding anything. */

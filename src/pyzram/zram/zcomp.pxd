@@ -1,14 +1,20 @@
 # Types of pyzram/zram/zcomp.py when it is compiled (Cython pure-Python mode).
+cimport cython
 
 cdef class ZcompStrm:
     cdef public bytearray buffer
     cdef public unsigned char[::1] mem
+    cdef public list ahead
+    cdef public Py_ssize_t ahead_next
+    cdef public unsigned char[::1] ahead_mem
+    cdef public int[::1] ahead_len
 
 cdef class ZcompBackend:
     cdef public object params
     cdef dict __dict__
 
     cpdef Py_ssize_t compress_into(self, object page, object dst) except? -1
+    cpdef void compress_batch(self, list pages, object dst, object sizes) except *
     cpdef int decompress_into(
         self, object src, Py_ssize_t offset, Py_ssize_t length, object page
     ) except? -1
@@ -25,6 +31,8 @@ cdef class Zcomp:
 
     cpdef ZcompStrm zcomp_stream_get(self)
     cpdef void zcomp_stream_put(self, ZcompStrm zstrm)
+    cpdef void zcomp_compress_ahead(self, ZcompStrm zstrm, list pages) except *
+    @cython.locals(ahead=list, k=Py_ssize_t, n=Py_ssize_t, at=Py_ssize_t)
     cpdef Py_ssize_t zcomp_compress(self, ZcompStrm zstrm, object src) except? -1
     cpdef int zcomp_decompress(
         self, ZcompStrm zstrm, object src, Py_ssize_t offset, Py_ssize_t length, object dst

@@ -9,6 +9,15 @@ is processed page by page, as the kernel does: zram takes this CPU's stream
 decompresses straight from the pool's memory into the page being read
 (``zcomp_decompress``).
 
+One thing is not done page by page: zram's swap_ops write path hands the
+codec a swap batch's pages (up to :data:`ZCOMP_BATCH` at a time) in one call
+before it writes them (``zcomp_compress_ahead``), and each page's
+``zcomp_compress`` then takes its output from the stream.  The bytes, the
+lengths and the order of every other step are the same; what changes is the
+time: one call into the codec, which runs without the interpreter lock, in
+place of one per page, so that threads writing at once overlap their
+compression rather than hand the lock back and forth for every page.
+
 Backends live in ``backend_<name>.py`` like the kernel's ``backend_<name>.c``
 and are listed in the kernel's fixed order (``lzo-rle lzo lz4 lz4hc zstd
 deflate 842``).  ``lz4``, ``lz4hc``, ``lzo`` and ``lzo-rle`` run on
@@ -37,6 +46,9 @@ ZCOMP_BUFFER_SIZE = 2 * PAGE_SIZE
 ZCOMP_PARAM_NO_LEVEL = -(2**31)
 #: ``CRYPTO_MAX_ALG_NAME``: algorithm names must be shorter than this.
 CRYPTO_MAX_ALG_NAME = 128
+#: The pages compressed in one codec call ahead of their writes (a swap batch's
+#: at most ``SWAP_CLUSTER_MAX`` folios, of one page each).
+ZCOMP_BATCH = 32
 
 
 @dataclass
@@ -60,6 +72,13 @@ class ZcompStrm:
         self.buffer = bytearray(ZCOMP_BUFFER_SIZE)
         #: The buffer as bytes zsmalloc copies from (a typed view when compiled).
         self.mem = memoryview(self.buffer)
+        #: The pages compressed ahead (:meth:`Zcomp.zcomp_compress_ahead`): page
+        #: ``k``'s output is at ``ahead_mem[k * ZCOMP_BUFFER_SIZE:]``, its length
+        #: (or a negative errno) ``ahead_len[k]``; ``ahead_next`` the first not taken.
+        self.ahead: list = []
+        self.ahead_next = 0
+        self.ahead_mem = memoryview(bytearray(ZCOMP_BATCH * ZCOMP_BUFFER_SIZE))
+        self.ahead_len = memoryview(bytearray(4 * ZCOMP_BATCH)).cast("i")
 
 
 @cython.cclass
@@ -99,6 +118,15 @@ class ZcompBackend:
             return -errno.ENOSPC
         dst[:n] = out
         return n
+
+    def compress_batch(self, pages: list, dst: Any, sizes: Any) -> None:
+        """``ops->compress`` of each of ``pages``: page ``i``'s output into
+        ``dst[i * ZCOMP_BUFFER_SIZE:]``, its length or negative errno into
+        ``sizes[i]``.  Backends on the C codecs do it in one call."""
+        out = memoryview(dst)
+        for i, page in enumerate(pages):
+            at = i * ZCOMP_BUFFER_SIZE
+            sizes[i] = self.compress_into(page, out[at : at + ZCOMP_BUFFER_SIZE])
 
     def decompress_into(self, src: Any, offset: int, length: int, page: Any) -> int:
         """``ops->decompress``: decode ``src[offset:offset+length]`` into ``page``;
@@ -163,6 +191,13 @@ class KernelCodecBackend(ZcompBackend):
         if self._dict_err:
             return self._dict_err
         return self._compress_into(self._algo, page, dst, self._arg, self._dict)
+
+    def compress_batch(self, pages: list, dst: Any, sizes: Any) -> None:
+        if self._dict_err:
+            for i in range(len(pages)):
+                sizes[i] = self._dict_err
+            return
+        self._k.compress_batch(self.name, pages, len(pages), dst, sizes, self._arg, self._dict)
 
     def decompress_into(self, src: Any, offset: int, length: int, page: Any) -> int:
         return self._decompress_into(self._algo, src, offset, length, page, self._dict)
@@ -238,9 +273,32 @@ class Zcomp:
     def zcomp_stream_put(self, zstrm: ZcompStrm) -> None:
         """``zcomp_stream_put``: nothing to release (see :meth:`zcomp_stream_get`)."""
 
+    def zcomp_compress_ahead(self, zstrm: ZcompStrm, pages: list) -> None:
+        """The pages (at most :data:`ZCOMP_BATCH`) that are about to be written
+        one by one, each through ``zcomp_compress``, compressed now in one call
+        into the stream's batch buffer; an empty list drops what was not taken.
+        Not a kernel function: see the module docstring."""
+        if pages:
+            self.backend.compress_batch(pages, zstrm.ahead_mem, zstrm.ahead_len)
+        zstrm.ahead = pages
+        zstrm.ahead_next = 0
+
     def zcomp_compress(self, zstrm: ZcompStrm, src: Any) -> int:
         """``zcomp_compress``: ``src`` (one page) into ``zstrm.buffer``; the
-        compressed length, or a negative errno."""
+        compressed length, or a negative errno.  A page compressed ahead
+        (:meth:`zcomp_compress_ahead`; the very object) has its output copied
+        from the batch buffer; the pages passed over were not written."""
+        ahead = zstrm.ahead
+        k = zstrm.ahead_next
+        while k < len(ahead):
+            if ahead[k] is src:
+                zstrm.ahead_next = k + 1
+                n = zstrm.ahead_len[k]
+                if n > 0:
+                    at = k * ZCOMP_BUFFER_SIZE
+                    zstrm.mem[:n] = zstrm.ahead_mem[at : at + n]
+                return n
+            k += 1
         return self.backend.compress_into(src, zstrm.buffer)
 
     def zcomp_decompress(
