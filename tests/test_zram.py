@@ -9,8 +9,9 @@ import pytest
 from conftest import make_sized_zram, sized_page
 from pyzram import Zram
 from pyzram.lib.atomic import atomic64_read
+from pyzram.workload.pages import synthetic_mix
 from pyzram.zram import table as T
-from pyzram.zram.zcomp import PAGE_SIZE
+from pyzram.zram.zcomp import PAGE_SIZE, ZCOMP_BATCH, Zcomp, ZcompParams
 
 P = 4096
 
@@ -555,3 +556,27 @@ def test_a_failing_page_stops_a_bio_and_only_pages_before_it_are_marked():
         marked = k < 5
         assert (not z.table.flags[first + k] & T.IDLE) == marked, k
         assert (z.table.ac_time[first + k] == now[0]) == marked, k
+
+
+@pytest.mark.parametrize("algo", ["lz4", "lzo-rle", "zstd"])
+def test_pages_compressed_ahead_are_what_zcomp_compress_makes(algo):
+    """``zcomp_compress_ahead`` (one codec call for a batch's pages) and then
+    ``zcomp_compress`` of each page give the bytes and lengths of compressing
+    each page on its own; a page passed over is simply not taken, a page not
+    among them is compressed on the spot, and an empty batch drops the rest."""
+    comp = Zcomp(algo, ZcompParams())
+    pages = [memoryview(bytearray(p.tobytes())) for p in synthetic_mix(ZCOMP_BATCH, seed=4)]
+    want = []
+    for p in pages:
+        strm = Zcomp(algo, ZcompParams()).zcomp_stream_get()
+        n = Zcomp(algo, ZcompParams()).zcomp_compress(strm, p)
+        want.append((n, bytes(strm.buffer[: max(n, 0)])))
+    zstrm = comp.zcomp_stream_get()
+    comp.zcomp_compress_ahead(zstrm, pages)
+    for k in (0, 1, 5, 6, ZCOMP_BATCH - 1):  # 2..4 and 7.. passed over (same-filled, say)
+        n = comp.zcomp_compress(zstrm, pages[k])
+        assert (n, bytes(zstrm.buffer[: max(n, 0)])) == want[k], k
+    other = memoryview(bytearray(pages[3]))  # the same bytes, not the page compressed ahead
+    assert comp.zcomp_compress(zstrm, other) == want[3][0]
+    comp.zcomp_compress_ahead(zstrm, [])
+    assert zstrm.ahead == [] and comp.zcomp_compress(zstrm, pages[2]) == want[2][0]

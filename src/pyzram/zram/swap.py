@@ -101,21 +101,23 @@ def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
             for j in range(folio.nr_pages):
                 pages.append(folio.page(j))
                 slots.append(folio.swap.offset + j)
-        for lo in range(0, len(pages), ZCOMP_BATCH):
-            comp.zcomp_compress_ahead(zstrm, pages[lo : lo + ZCOMP_BATCH])
-            for j in range(lo, min(lo + ZCOMP_BATCH, len(pages))):
-                index = slots[j]
-                if zram.zram_write_page(pages[j], index) < 0:
-                    atomic64_inc(zram.stats.failed_writes)
-                    failed = True
+        try:
+            for lo in range(0, len(pages), ZCOMP_BATCH):
+                comp.zcomp_compress_ahead(zstrm, pages[lo : lo + ZCOMP_BATCH])
+                for j in range(lo, min(lo + ZCOMP_BATCH, len(pages))):
+                    index = slots[j]
+                    if zram.zram_write_page(pages[j], index) < 0:
+                        atomic64_inc(zram.stats.failed_writes)
+                        failed = True
+                        break
+                    zram.table.slot_lock(index)
+                    zram.zram_accessed(index)
+                    zram.table.slot_unlock(index)
+                if failed:
                     break
-                zram.table.slot_lock(index)
-                zram.zram_accessed(index)
-                zram.table.slot_unlock(index)
-            if failed:
-                break
-        comp.zcomp_compress_ahead(zstrm, [])
-        comp.zcomp_stream_put(zstrm)
+        finally:
+            comp.zcomp_compress_ahead(zstrm, [])  # what was not taken is dropped
+            comp.zcomp_stream_put(zstrm)
     swap_write_end(sio, failed)
 
 
