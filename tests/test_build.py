@@ -71,24 +71,54 @@ def test_the_interpreted_form_passes_the_fidelity_tests():
     assert " passed" in r.stdout.splitlines()[-1]
 
 
-def test_an_extension_runs_unless_its_source_was_edited_after_the_build(tmp_path):
-    """An installed wheel's files are all written in one moment, in any order (the
-    ``.py`` may come microseconds after its extension): the extension runs.  A
-    source edited after the build runs instead of its stale extension, with a
-    warning."""
+def test_the_build_is_stale_only_when_a_source_was_edited_after_it(tmp_path):
+    """An installed wheel's files are all written in one moment, in any order (a
+    ``.py`` may come microseconds after its extension): the build is current.  A
+    ``.py`` or ``.pxd`` edited after the build makes it stale; a C extension with
+    no Python source never is."""
     from importlib.machinery import EXTENSION_SUFFIXES
 
-    from pyzram._build import SourceFirstFinder
+    from pyzram._build import stale_extensions
 
-    source, built = tmp_path / "mod.py", tmp_path / f"mod{EXTENSION_SUFFIXES[0]}"
-    source.write_text("")
-    built.write_bytes(b"")
-    finder = SourceFirstFinder(interpreted=False)
+    sub = tmp_path / "mm"
+    sub.mkdir()
+    source, types = sub / "mod.py", sub / "mod.pxd"
+    built = sub / f"mod{EXTENSION_SUFFIXES[0]}"
+    codec = tmp_path / f"_codec{EXTENSION_SUFFIXES[0]}"
+    for f in (source, types, built, codec):
+        f.write_bytes(b"")
     t = built.stat().st_mtime
-    os.utime(source, (t + 0.001, t + 0.001))  # as pip extracts a wheel
-    assert finder.find_spec("pyzram.mod", [str(tmp_path)]) is None
-    os.utime(source, (t + 60, t + 60))  # edited a minute after the build
-    with pytest.warns(UserWarning, match="older than"):
-        spec = finder.find_spec("pyzram.mod", [str(tmp_path)])
-    assert spec is not None and spec.origin == str(source)
-    assert SourceFirstFinder(interpreted=True).find_spec("pyzram.mod", [str(tmp_path)])
+    for f in (source, types):
+        os.utime(f, (t + 0.001, t + 0.001))  # as pip extracts a wheel
+    os.utime(codec, (t - 3600, t - 3600))
+    assert stale_extensions(str(tmp_path)) == []
+    os.utime(types, (t + 60, t + 60))  # the types edited a minute after the build
+    assert stale_extensions(str(tmp_path)) == [str(types)]
+    os.utime(source, (t + 60, t + 60))
+    assert stale_extensions(str(tmp_path)) == [str(types), str(source)]
+
+
+def test_an_edited_source_runs_every_module_from_its_source(tmp_path):
+    """One module's source edited after the build: the process runs every module
+    from its source (the compiled modules take each other's types as built, so
+    one stale module cannot run beside the others), with one warning."""
+    import shutil
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    here = Path(pyzram.__file__).parent
+    if not (here / "zram" / f"zram_drv{EXTENSION_SUFFIXES[0]}").exists():
+        pytest.skip("built without the compiled modules (PYZRAM_COMPILE=0)")
+    pkg = tmp_path / "pyzram"
+    shutil.copytree(here, pkg, copy_function=shutil.copy2)
+    (pkg / "mm" / "folio.py").touch()  # edited now, after the build
+    code = "import pyzram; print(pyzram.COMPILED)"
+    out = subprocess.run(
+        [sys.executable, "-W", "always", "-c", code],
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "PYZRAM_INTERPRETED": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert out.stdout.strip() == "False"
+    assert out.stderr.count("changed since the build") == 1 and "folio.py" in out.stderr
