@@ -86,9 +86,10 @@ def test_local_cluster_grid_equals_standalone_runs(tmp_path):
 
 def test_local_workers_run_a_cell_as_it_runs_alone():
     """The local cluster's workers leave out Dask's statistical profiler (a thread
-    that takes the GIL every 10 ms to sample the running cell), and the warm-up
-    reads the blobs the mix's text and binary pages are cut from, so a worker's
-    first cell does not."""
+    that takes the GIL every 10 ms to sample the running cell) and tick their
+    event loop once a second rather than every 20 ms, and the warm-up reads the
+    blobs the mix's text and binary pages are cut from, so a worker's first cell
+    does not."""
     from pyzram.tools.sweep import dask_client, warm_up
 
     def blobs() -> tuple[int, int]:
@@ -101,6 +102,8 @@ def test_local_workers_run_a_cell_as_it_runs_alone():
 
         profiling = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
         assert list(profiling.values()) == [False]
+        tick = client.run(lambda: dask.config.get("distributed.admin.tick.interval"))
+        assert list(tick.values()) == ["1s"]
         assert list(client.run(blobs).values()) == [(0, 0)]
         client.run(warm_up)
         assert list(client.run(blobs).values()) == [(1, 1)]

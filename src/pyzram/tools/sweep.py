@@ -465,9 +465,14 @@ def dask_client(scheduler: str | None, workers: int | None):
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
-        # The workers' statistical profiler (every 10 ms, a thread that takes the GIL
-        # to walk the running cell's stack) is off: a cell runs as it would alone.
-        with dask.config.set({"distributed.worker.profile.enabled": False}):
+        # A cell runs as it would alone: the workers' statistical profiler (every
+        # 10 ms, a thread that takes the GIL to walk the running cell's stack) is
+        # off, and the event loops' health tick comes once a second, not every 20 ms.
+        quiet = {
+            "distributed.worker.profile.enabled": False,
+            "distributed.admin.tick.interval": "1s",
+        }
+        with dask.config.set(quiet):
             cluster = LocalCluster(
                 n_workers=n,
                 threads_per_worker=1,
