@@ -87,9 +87,10 @@ def test_local_cluster_grid_equals_standalone_runs(tmp_path):
 def test_local_workers_run_a_cell_as_it_runs_alone():
     """The local cluster's workers leave out Dask's statistical profiler (a thread
     that takes the GIL every 10 ms to sample the running cell) and tick their
-    event loop once a second rather than every 20 ms, and the warm-up reads the
+    event loop once a second rather than every 20 ms; the warm-up reads the
     blobs the mix's text and binary pages are cut from, so a worker's first cell
-    does not."""
+    does not, and freezes what the worker holds out of the garbage collector's
+    way, so a cell's collections walk its own objects."""
     from pyzram.tools.sweep import dask_client, warm_up
 
     def blobs() -> tuple[int, int]:
@@ -107,6 +108,10 @@ def test_local_workers_run_a_cell_as_it_runs_alone():
         assert list(client.run(blobs).values()) == [(0, 0)]
         client.run(warm_up)
         assert list(client.run(blobs).values()) == [(1, 1)]
+        import gc
+
+        frozen = client.run(gc.get_freeze_count)  # the worker's own objects, out of the way
+        assert list(frozen.values())[0] > 10_000
 
 
 def _wait_for(cond, timeout: float, what: str) -> None:

@@ -27,6 +27,7 @@ at most its last second of cells.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import itertools
 import json
@@ -351,6 +352,7 @@ def run_cell(cell: Cell, data: bytes | None = None) -> dict:
     from pyzram.tools.commands.run import default_disksize, run_workload, workload_options
 
     row = cell.identity()
+    gc.collect()  # no collection owed by earlier cells falls inside this one
     t0 = time.perf_counter()
     with _CELL_LOCK, tempfile.TemporaryDirectory(prefix="pyzram-sweep-") as tmp:
         try:
@@ -385,13 +387,18 @@ def _worker_name() -> str:
 
 def warm_up() -> None:
     """Load the model and run a tiny workload, so that a process's first cell does
-    not pay the imports and first calls (run once in each worker at the start)."""
+    not pay the imports and first calls (run once in each worker at the start);
+    then freeze what the process holds out of the garbage collector's way."""
     from pyzram.tools.commands.run import run_workload
     from pyzram.workload.pages import MIX_KINDS, mix_pages
 
     with _CELL_LOCK:  # every kind of page, so that the text and binary blobs are read
         pages = mix_pages(64, seed=0, mix=dict.fromkeys(MIX_KINDS, 1 / len(MIX_KINDS)))
         run_workload(pages, mem_limit_pages=32, accesses=64)
+    # What the process holds now (Dask's objects in a worker, the modules) is kept
+    # out of every later collection: a cell's collections walk its own objects.
+    gc.collect()
+    gc.freeze()
 
 
 def _hash_task(source: Source, params: dict) -> str:
