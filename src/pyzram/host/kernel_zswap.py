@@ -229,6 +229,11 @@ class KernelZswap:
         The mapping is unmapped before returning (its slots freed).
         """
         n = len(pages)
+        # One CPU from the fill to the page-out: MADV_PAGEOUT drains only this CPU's
+        # LRU batches (lru_add_drain), and a page still in another CPU's batch is
+        # not on the LRU, so it would not be paged out (up to a batch of pages).
+        allowed = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(allowed)})
         buf = mmap.mmap(-1, n * PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         try:
             buf.madvise(MADV_NOHUGEPAGE)
@@ -259,4 +264,5 @@ class KernelZswap:
             del arr
         finally:
             buf.close()
+            os.sched_setaffinity(0, allowed)
         return out
