@@ -641,12 +641,12 @@ SYNTHETIC_KINDS: dict[str, float] = {
 class _Block:
     """One kind's pages of a mix, kept as what makes them (a window of a blob, a
     row of a table) rather than as copies: ``page(j)`` is the j-th page, read-only;
-    ``fill(out, rows)`` writes them all to ``out[rows]``."""
+    ``fill(out, at, js)`` writes pages ``js`` to ``out[at]``."""
 
     def page(self, j: int) -> PageArray:
         raise NotImplementedError
 
-    def fill(self, out: PageArray, rows: npt.NDArray[np.int64]) -> None:
+    def fill(self, out: PageArray, at: npt.NDArray[np.int64], js: npt.NDArray[np.int64]) -> None:
         raise NotImplementedError
 
 
@@ -660,7 +660,7 @@ class _Zero(_Block):
     def page(self, j: int) -> PageArray:
         return _ZERO_PAGE
 
-    def fill(self, out: PageArray, rows: npt.NDArray[np.int64]) -> None:
+    def fill(self, out: PageArray, at: npt.NDArray[np.int64], js: npt.NDArray[np.int64]) -> None:
         pass  # rows of _empty_pages are zero already, and untouched they take no memory
 
 
@@ -674,8 +674,8 @@ class _Stored(_Block):
     def page(self, j: int) -> PageArray:
         return self.pages[j]
 
-    def fill(self, out: PageArray, rows: npt.NDArray[np.int64]) -> None:
-        out[rows] = self.pages
+    def fill(self, out: PageArray, at: npt.NDArray[np.int64], js: npt.NDArray[np.int64]) -> None:
+        out[at] = self.pages[js]
 
 
 class _Windows(_Block):
@@ -684,29 +684,26 @@ class _Windows(_Block):
 
     def __init__(self, blob: PageArray, offs: npt.NDArray[np.int64], lengths=None) -> None:
         self.blob = blob
-        self.offs = offs.tolist()
-        self.lengths = None if lengths is None else lengths.tolist()
+        self.offs, self.lengths = offs, lengths
+        #: The same as lists: ``page(j)`` reads one item of each.
+        self._offs = offs.tolist()
+        self._lengths = None if lengths is None else lengths.tolist()
 
     def page(self, j: int) -> PageArray:
-        off = self.offs[j]
+        off = self._offs[j]
         page = self.blob[off : off + PAGE_SIZE]
-        if self.lengths is not None:
+        if self._lengths is not None:
             page = page.copy()
-            page[self.lengths[j] :] = 0
+            page[self._lengths[j] :] = 0
             page.flags.writeable = False
         return page
 
-    def fill(self, out: PageArray, rows: npt.NDArray[np.int64]) -> None:
+    def fill(self, out: PageArray, at: npt.NDArray[np.int64], js: npt.NDArray[np.int64]) -> None:
         # Rows of a strided view: the pages are copied once, with no index array.
-        out[rows] = np.lib.stride_tricks.sliding_window_view(self.blob, PAGE_SIZE)[self.offs]
+        pages = np.lib.stride_tricks.sliding_window_view(self.blob, PAGE_SIZE)[self.offs[js]]
         if self.lengths is not None:
-            lengths = np.asarray(self.lengths)
-            for start in range(0, len(rows), 4096):  # the tails zeroed a block at a time
-                r = rows[start : start + 4096]
-                tail = np.arange(PAGE_SIZE)[None, :] >= lengths[start : start + 4096, None]
-                block = out[r]
-                block[tail] = 0
-                out[r] = block
+            pages[np.arange(PAGE_SIZE)[None, :] >= self.lengths[js][:, None]] = 0
+        out[at] = pages
 
 
 class _Rows(_Block):
@@ -714,13 +711,14 @@ class _Rows(_Block):
 
     def __init__(self, table: PageArray, idx: npt.NDArray[np.int64]) -> None:
         self.table = table
-        self.idx = idx.tolist()
+        self.idx = idx
+        self._idx = idx.tolist()
 
     def page(self, j: int) -> PageArray:
-        return self.table[self.idx[j]]
+        return self.table[self._idx[j]]
 
-    def fill(self, out: PageArray, rows: npt.NDArray[np.int64]) -> None:
-        out[rows] = self.table[self.idx]
+    def fill(self, out: PageArray, at: npt.NDArray[np.int64], js: npt.NDArray[np.int64]) -> None:
+        out[at] = self.table[self.idx[js]]
 
 
 class MixPages:
@@ -738,6 +736,9 @@ class MixPages:
     ``kinds`` names each page's kind.
     """
 
+    #: Pages made per step by ``_make``: what it copies at once besides its result.
+    _STEP = 4096
+
     def __init__(self, n: int, blocks: dict[str, tuple[_Block, int]], perm) -> None:
         """``blocks``: each kind's block and page count, in the order they were made;
         ``perm``: the shuffle (block row j of the kinds in order is page ``where[j]``,
@@ -749,16 +750,15 @@ class MixPages:
         where[perm] = np.arange(n)
         kind = np.zeros(n, dtype=np.uint8)
         row = np.zeros(n, dtype=np.int64)
-        #: Each block's pages, in block order.
-        self._rows: list[npt.NDArray[np.int64]] = []
         first = 0
         for k, (_, count) in enumerate(blocks.values()):
             rows = where[first : first + count]
             kind[rows] = k
             row[rows] = np.arange(count)
-            self._rows.append(rows)
             first += count
-        #: Page i is row ``_row[i]`` of block ``_kind[i]`` (arrays: an index is an int).
+        #: Page i is row ``row[i]`` of block ``kind[i]``; as arrays for ``_make``,
+        #: and as ``array.array``\ s for ``mix[i]`` (an item is then an int).
+        self._kind_np, self._row_np = kind, row
         self._kind = array.array("B", kind.tobytes())
         self._row = array.array("q", row.tobytes())
 
@@ -774,26 +774,26 @@ class MixPages:
         return self._blocks[self._kind[i]].page(self._row[i])
 
     def __array__(self, dtype=None, copy=None) -> PageArray:
-        out = self._make(None)
+        out = self._make(np.arange(self._n))
         return out if dtype is None else out.astype(dtype, copy=False)
 
-    def _make(self, idx: npt.NDArray[np.int64] | None) -> PageArray:
-        """The pages ``idx`` (all when ``None``) as one new array."""
-        if idx is None:
-            out = _empty_pages(self._n)
-            for block, rows in zip(self._blocks, self._rows, strict=True):
-                block.fill(out, rows)
-            return out
+    def _make(self, idx: npt.NDArray[np.int64]) -> PageArray:
+        """The pages ``idx`` as one new array, each block's pages a step at a time."""
         out = _empty_pages(len(idx))
-        for j, i in enumerate(idx.tolist()):
-            out[j] = self[i]
+        for lo in range(0, len(idx), self._STEP):
+            part = idx[lo : lo + self._STEP]
+            kinds, rows = self._kind_np[part], self._row_np[part]
+            for k, block in enumerate(self._blocks):
+                at = np.flatnonzero(kinds == k)
+                if len(at):
+                    block.fill(out, lo + at, rows[at])
         return out
 
     @property
     def kinds(self) -> npt.NDArray[np.str_]:
         """The name of each page's kind."""
         names = np.array(self._names, dtype="<U10")
-        return names[np.frombuffer(self._kind, dtype=np.uint8)] if self._n else names[:0]
+        return names[self._kind_np]
 
 
 def _same_pages(count: int, rng: np.random.Generator) -> PageArray:
