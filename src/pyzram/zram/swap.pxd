@@ -1,9 +1,8 @@
 # Types of pyzram/zram/swap.py when it is compiled (Cython pure-Python mode).
-from pyzram.zram.zram_drv cimport Zram
+from pyzram.zram.zram_drv cimport Zram, zram_write_pages
 from pyzram.mm.folio cimport Folio
 from pyzram.lib.atomic cimport atomic64_inc
 from pyzram.mm.swap cimport SwapIoCtx
-from pyzram.zram.zcomp cimport Zcomp, ZcompStrm
 
 cpdef Zram _zram_of(object ctx_or_si)
 cpdef int zram_swap_read_page(Zram zram, object page, Py_ssize_t index) except? -1000

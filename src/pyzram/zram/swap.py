@@ -57,8 +57,7 @@ from pyzram.mm.swap_ops import (
 )
 from pyzram.mm.swapfile import SwapInfo
 from pyzram.zram.table import WB
-from pyzram.zram.zcomp import ZCOMP_BATCH, Zcomp, ZcompStrm
-from pyzram.zram.zram_drv import ZRAM_PRIMARY_COMP, Zram, zram_devops
+from pyzram.zram.zram_drv import Zram, zram_devops, zram_write_pages
 
 if TYPE_CHECKING:
     from pyzram.mm.machine import Machine
@@ -69,55 +68,23 @@ def _zram_of(ctx_or_si) -> Zram:
     return si.bdev.disk.private_data
 
 
-@cython.locals(
-    zram=Zram,
-    folio=Folio,
-    index=cython.Py_ssize_t,
-    lo=cython.Py_ssize_t,
-    j=cython.Py_ssize_t,
-    comp=Zcomp,
-    zstrm=ZcompStrm,
-    pages=list,
-    slots=list,
-)
+@cython.locals(zram=Zram, folio=Folio, j=cython.Py_ssize_t, pages=list, slots=list)
 def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
     """``zram_swap_submit_write``: every page of every folio of the batch goes
     to its slot through ``zram_write_page``, then is marked accessed in its
-    own slot-lock section; the first failing page stops the batch
-    (``failed_writes``), and ``swap_write_end`` runs once for the batch.
-
-    The pages are handed to the codec :data:`ZCOMP_BATCH` at a time just
-    before they are written (``zcomp_compress_ahead``, see
-    :mod:`pyzram.zram.zcomp`): the same writes, in the same order."""
+    own slot-lock section (:func:`~pyzram.zram.zram_drv.zram_write_pages`,
+    the loop ``zram_bio_write`` runs too); the first failing page stops the
+    batch (``failed_writes``), and ``swap_write_end`` runs once for the batch."""
     zram = _zram_of(ctx)
     sio = ctx.sio
-    failed = False
     with zram.init_lock.read():
-        comp = zram.comps[ZRAM_PRIMARY_COMP]
-        zstrm = comp.zcomp_stream_get()
         pages = []
         slots = []
         for folio in sio.bvecs:
             for j in range(folio.nr_pages):
                 pages.append(folio.page(j))
                 slots.append(folio.swap.offset + j)
-        try:
-            for lo in range(0, len(pages), ZCOMP_BATCH):
-                comp.zcomp_compress_ahead(zstrm, pages[lo : lo + ZCOMP_BATCH])
-                for j in range(lo, min(lo + ZCOMP_BATCH, len(pages))):
-                    index = slots[j]
-                    if zram.zram_write_page(pages[j], index) < 0:
-                        atomic64_inc(zram.stats.failed_writes)
-                        failed = True
-                        break
-                    zram.table.slot_lock(index)
-                    zram.zram_accessed(index)
-                    zram.table.slot_unlock(index)
-                if failed:
-                    break
-        finally:
-            comp.zcomp_compress_ahead(zstrm, [])  # what was not taken is dropped
-            comp.zcomp_stream_put(zstrm)
+        failed = not zram_write_pages(zram, pages, slots)
     swap_write_end(sio, failed)
 
 

@@ -9,9 +9,10 @@ is processed page by page, as the kernel does: zram takes this CPU's stream
 decompresses straight from the pool's memory into the page being read
 (``zcomp_decompress``).
 
-One thing is not done page by page: zram's swap_ops write path hands the
-codec a swap batch's pages (up to :data:`ZCOMP_BATCH` at a time) in one call
-before it writes them (``zcomp_compress_ahead``), and each page's
+One thing is not done page by page: zram's write loop
+(``zram_write_pages``, for a swap batch or a bio) hands the codec the pages
+(up to :data:`ZCOMP_BATCH` at a time) in one call before it writes them
+(``zcomp_compress_ahead``), and each page's
 ``zcomp_compress`` then takes its output from the stream.  The bytes, the
 lengths and the order of every other step are the same; what changes is the
 time: one call into the codec, which runs without the interpreter lock, in
@@ -46,8 +47,8 @@ ZCOMP_BUFFER_SIZE = 2 * PAGE_SIZE
 ZCOMP_PARAM_NO_LEVEL = -(2**31)
 #: ``CRYPTO_MAX_ALG_NAME``: algorithm names must be shorter than this.
 CRYPTO_MAX_ALG_NAME = 128
-#: The pages compressed in one codec call ahead of their writes (a swap batch's
-#: at most ``SWAP_CLUSTER_MAX`` folios, of one page each).
+#: The pages compressed in one codec call ahead of their writes (as many as a
+#: swap batch's ``SWAP_CLUSTER_MAX`` order-0 folios).
 ZCOMP_BATCH = 32
 
 

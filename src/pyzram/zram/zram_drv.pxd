@@ -53,3 +53,6 @@ cdef class Zram:
     cpdef int zram_read_page(self, object page, Py_ssize_t index)
     cpdef void read_slot_unlocked(self, Py_ssize_t index)
     cpdef void zram_slot_free_notify(self, Py_ssize_t index)
+
+@cython.locals(tbl=ZramTable, comp=Zcomp, zstrm=ZcompStrm, lo=Py_ssize_t, j=Py_ssize_t, index=Py_ssize_t)
+cpdef bint zram_write_pages(Zram zram, list pages, list slots) except? False

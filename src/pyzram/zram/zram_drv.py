@@ -71,7 +71,7 @@ from pyzram.zram import table as T
 from pyzram.zram.stat import IoStat, MmStat, format_debug_stat
 from pyzram.zram.table import ZramTable
 from pyzram.zram.writeback import free_block_bdev, read_from_bdev
-from pyzram.zram.zcomp import Zcomp, ZcompParams, ZcompStrm
+from pyzram.zram.zcomp import ZCOMP_BATCH, Zcomp, ZcompParams, ZcompStrm
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
@@ -794,19 +794,44 @@ def bio_pages(bio: Bio):
             index += 1
 
 
-@cython.locals(zram=Zram, tbl=ZramTable, index=cython.Py_ssize_t)
-def zram_bio_write(zram: Zram, bio: Bio) -> None:
-    """``zram_bio_write``: each page in order, then marked accessed in its own
-    section; the first failing page fails the bio (``failed_writes``)."""
+def zram_write_pages(zram: Zram, pages: list, slots: list) -> bool:
+    """The loop of ``zram_bio_write`` and ``zram_swap_submit_write``: page ``j``
+    to slot ``slots[j]`` through ``zram_write_page``, in order, each then marked
+    accessed in its own slot-lock section; the first failing page stops it
+    (``failed_writes``) and the result is False.
+
+    The pages are handed to the codec :data:`ZCOMP_BATCH` at a time just before
+    they are written (``zcomp_compress_ahead``, see :mod:`pyzram.zram.zcomp`):
+    the same writes, in the same order."""
     tbl = zram.table
+    comp = zram.comps[ZRAM_PRIMARY_COMP]
+    zstrm = comp.zcomp_stream_get()
+    try:
+        for lo in range(0, len(pages), ZCOMP_BATCH):
+            comp.zcomp_compress_ahead(zstrm, pages[lo : lo + ZCOMP_BATCH])
+            for j in range(lo, min(lo + ZCOMP_BATCH, len(pages))):
+                index = slots[j]
+                if zram.zram_write_page(pages[j], index) < 0:
+                    atomic64_inc(zram.stats.failed_writes)
+                    return False
+                tbl.slot_lock(index)
+                zram.zram_accessed(index)
+                tbl.slot_unlock(index)
+    finally:
+        comp.zcomp_compress_ahead(zstrm, [])  # what was not taken is dropped
+        comp.zcomp_stream_put(zstrm)
+    return True
+
+
+def zram_bio_write(zram: Zram, bio: Bio) -> None:
+    """``zram_bio_write``: each page in order (:func:`zram_write_pages`); the first
+    failing page fails the bio."""
+    slots, pages = [], []
     for index, page in bio_pages(bio):
-        if zram.zram_write_page(page, index) < 0:
-            atomic64_inc(zram.stats.failed_writes)
-            bio.status = BLK_STS_IOERR
-            break
-        tbl.slot_lock(index)
-        zram.zram_accessed(index)
-        tbl.slot_unlock(index)
+        slots.append(index)
+        pages.append(page)
+    if not zram_write_pages(zram, pages, slots):
+        bio.status = BLK_STS_IOERR
     bio_endio(bio)
 
 
