@@ -325,3 +325,5 @@ def test_bench_table_sweep_rows():
     for r in rows.values():
         assert r.skipped is None and r.ours is not None and r.ours >= 0, r
     assert rows["sweep_2_workers"].ours_unit == "cells/h" and rows["sweep_2_workers"].ratio > 0
+    # (the cells alone ran twice, around the sweeps: the row says how much a rerun moved)
+    assert "run again" in rows["sweep_cell_wall"].note

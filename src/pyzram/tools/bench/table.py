@@ -170,7 +170,7 @@ class Plan:
 PLANS: dict[str, Plan] = {
     "full": Plan(
         "full", real_kinds=("python", "sqlite"), real_scale=1.0, synthetic=8192, repeat=3,
-        scaling=(10**4, 10**5, 10**6), scaling_repeat=(3, 2, 1), sweep_pages=4096,
+        scaling=(10**4, 10**5, 10**6), scaling_repeat=(3, 2, 1), sweep_pages=16384,
     ),
     "quick": Plan(
         "quick", real_kinds=("python",), real_scale=1.0, synthetic=4096, repeat=2,

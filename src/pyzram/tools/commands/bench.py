@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pyzram.mm.tlb import TLB_ENTRIES
+from pyzram.tools.bench.sweep import SWEEP_PAGES
 from pyzram.tools.commands.run import ZswapCompressorOpt, ZswapOpt, ZswapPoolOpt
 from pyzram.tools.common import (
     ALGO_HELP,
@@ -413,7 +414,7 @@ def run_command(
 
 
 def sweep_command(
-    limit: Annotated[int, typer.Option(help="pages of each cell (the standard mix)")] = 4096,
+    limit: Annotated[int, typer.Option(help="pages of each cell (the standard mix)")] = SWEEP_PAGES,
     as_json: JsonOpt = False,
 ) -> None:
     """pyzram sweep on a local Dask cluster: 16 cells on 2 workers against 1, each cell
