@@ -1045,7 +1045,7 @@ def test_vm_events_are_per_thread_and_sum_exactly():
     """``count_vm_events`` adds to the caller's own counters (per-CPU in the
     kernel) with no lock; reads sum every thread's, those of threads that
     have ended included, and nothing is lost to concurrent adds."""
-    from pyzram.mm.swap import VmEvents
+    from pyzram.mm.swap import NRSWPOUT, PSWPIN, PSWPOUT, VmEvents
 
     ev = VmEvents()
     threads, per = 8, 20_000
@@ -1054,9 +1054,9 @@ def test_vm_events_are_per_thread_and_sum_exactly():
     def work(i: int) -> None:
         barrier.wait()
         for _ in range(per):
-            ev.count("pswpout")
+            ev.count(PSWPOUT)
             ev.count_mthp(4, "swpout", 2)
-        ev.count("nrswpout", i)
+        ev.count(NRSWPOUT, i)
 
     ts = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
     for t in ts:
@@ -1071,13 +1071,28 @@ def test_vm_events_are_per_thread_and_sum_exactly():
     # Threads that ended leave their counts; a new thread (which may reuse an
     # ended one's id, and then its counters) adds to the totals, loses none.
     for _ in range(threads):
-        t = threading.Thread(target=ev.count, args=("pswpin", 3))
+        t = threading.Thread(target=ev.count, args=(PSWPIN, 3))
         t.start()
         t.join()
     assert ev["pswpout"] == threads * per and ev["pswpin"] == 3 * threads
     ev.restore(Counter({"pswpin": 7}), Counter())
     assert ev["pswpin"] == 7 and ev["pswpout"] == 0
-    ev.count("pswpin")
+    ev.count(PSWPIN)
     assert ev.counts == Counter({"pswpin": 8})
     ev.reset()
     assert not +ev.counts and not +ev.mthp
+    with pytest.raises(KeyError):  # a name /proc/vmstat has, but the model does not count
+        ev["pgpgin"]
+
+
+def test_vm_event_items_are_named_as_in_proc_vmstat():
+    """``enum vm_event_item``: each item's number indexes its /proc/vmstat name."""
+    from pyzram.mm import swap
+
+    assert len(set(swap.VM_EVENT_NAMES)) == swap.NR_VM_EVENT_ITEMS
+    for item, name in enumerate(swap.VM_EVENT_NAMES):
+        assert getattr(swap, name.upper()) == item, name
+    ev = swap.VmEvents()
+    for item in range(swap.NR_VM_EVENT_ITEMS):
+        ev.count(item, item + 1)
+    assert ev.counts == {name: i + 1 for i, name in enumerate(swap.VM_EVENT_NAMES)}

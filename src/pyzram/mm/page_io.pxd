@@ -6,6 +6,14 @@ from pyzram.mm.swap cimport SwapIoCtx, VmEvents
 from pyzram.mm.swapfile cimport SwapInfo, folio_free_swap, swp_swap_info
 from pyzram.mm.zswap cimport zswap_load, zswap_store
 
+# Constants imported by the .py, C longs here: each use is a C load, not a
+# module-global lookup and a boxed int (not re-exported: import them from
+# the module that defines them).
+cdef long PAGE_SHIFT, PG_dirty, PG_locked, PG_reclaim, SWAP_CLUSTER_MAX
+cdef int READ, WRITE
+cdef long SWAP_OPS_F_NOFS
+cdef int NRSWPIN, NRSWPOUT, PSWPIN, PSWPOUT, SWPIN_ZERO, SWPOUT_ZERO, THP_SWPOUT
+
 
 @cython.locals(m=Machine, si=SwapInfo)
 cpdef void swap_add_folio(SwapIoCtx ctx, Folio folio, int rw) except *

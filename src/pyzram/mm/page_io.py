@@ -42,7 +42,18 @@ from pyzram.block.bio import (
 from pyzram.block.blkdev import BLK_FEAT_SYNCHRONOUS
 from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_dirty, PG_locked, PG_reclaim
 from pyzram.mm.machine import Machine
-from pyzram.mm.swap import SWAP_CLUSTER_MAX, SwapIoCtx, VmEvents
+from pyzram.mm.swap import (
+    NRSWPIN,
+    NRSWPOUT,
+    PSWPIN,
+    PSWPOUT,
+    SWAP_CLUSTER_MAX,
+    SWPIN_ZERO,
+    SWPOUT_ZERO,
+    THP_SWPOUT,
+    SwapIoCtx,
+    VmEvents,
+)
 from pyzram.mm.swap_ops import READ, SWAP_OPS_F_NOFS, WRITE, SwapOps
 from pyzram.mm.swapfile import SwapInfo, folio_free_swap, swp_swap_info
 from pyzram.mm.zswap import (
@@ -140,7 +151,7 @@ def swap_read_end(sio: SwapIocb, failed: bool) -> None:
             folio.mark_uptodate()
         folio.unlock()
     if not failed:
-        m.vm_events.count("pswpin", sio.len >> PAGE_SHIFT)
+        m.vm_events.count(PSWPIN, sio.len >> PAGE_SHIFT)
     m.sio_pool.free(sio)
 
 
@@ -200,16 +211,16 @@ def _submit(ctx: SwapIoCtx, rw: int) -> None:
 
 def swap_write_submit(ctx: SwapIoCtx) -> None:
     """``swap_write_submit``: hand the batch to ``ops.submit_write``; no-op when empty."""
-    _hand_over(ctx, "nrswpout", WRITE)
+    _hand_over(ctx, NRSWPOUT, WRITE)
 
 
 def swap_read_submit(ctx: SwapIoCtx) -> None:
     """``swap_read_submit``: hand the batch to ``ops.submit_read``; no-op when empty."""
-    _hand_over(ctx, "nrswpin", READ)
+    _hand_over(ctx, NRSWPIN, READ)
 
 
 @cython.locals(ctx=SwapIoCtx)
-def _hand_over(ctx: SwapIoCtx, counter: str, rw: int) -> None:
+def _hand_over(ctx: SwapIoCtx, counter: int, rw: int) -> None:
     """Count the batch, give it to the ops (which now own and end it), empty the ctx."""
     if ctx.sio is None:
         return
@@ -260,7 +271,7 @@ def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
     si = swp_swap_info(m, folio.swap)
     if is_folio_zero_filled(folio):
         si.set_zero(folio.swap.offset, folio.nr_pages, True)
-        m.vm_events.count("swpout_zero", folio.nr_pages)
+        m.vm_events.count(SWPOUT_ZERO, folio.nr_pages)
         folio.clear(PG_dirty)  # the zero map now holds it
         folio.unlock()
         return 0
@@ -283,9 +294,9 @@ def __swap_writepage(ctx: SwapIoCtx, folio: Folio) -> None:
     """``__swap_writepage``: count at submission, start writeback, unlock, queue."""
     vm_events = ctx.machine.vm_events
     if folio.order == HPAGE_PMD_ORDER:
-        vm_events.count("thp_swpout")
+        vm_events.count(THP_SWPOUT)
     vm_events.count_mthp(folio.order, "swpout")
-    vm_events.count("pswpout", folio.nr_pages)
+    vm_events.count(PSWPOUT, folio.nr_pages)
     folio.start_writeback()
     folio.unlock()
     swap_add_folio(ctx, folio, WRITE)
@@ -310,7 +321,7 @@ def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
         folio.data[:] = bytes(folio.size)
         folio.mark_uptodate()
         folio.unlock()
-        m.vm_events.count("swpin_zero", folio.nr_pages)
+        m.vm_events.count(SWPIN_ZERO, folio.nr_pages)
         return
     if nz:
         folio.unlock()  # mixed: leaves it !uptodate

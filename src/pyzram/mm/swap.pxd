@@ -8,15 +8,19 @@ cdef class SwapIoCtx:
     cdef public object sis
 
 
+cdef class VmEventState:
+    cdef public long long[::1] event
+    cdef public dict mthp
+
+
 cdef class VmEvents:
     cdef object _lock
     cdef dict _by_ident
     cdef tuple _last
     cdef object __weakref__
 
-    @cython.locals(last=tuple, mine=tuple)
-    cpdef tuple _this_cpu(self)
-    @cython.locals(mine=tuple, c=dict)
-    cpdef void count(self, str name, long n=*) except *
-    @cython.locals(mine=tuple, m=dict)
+    @cython.locals(last=tuple, mine=VmEventState)
+    cpdef VmEventState _this_cpu(self)
+    cpdef void count(self, int item, long n=*) except *
+    @cython.locals(m=dict)
     cpdef void count_mthp(self, int order, str name, long n=*) except *

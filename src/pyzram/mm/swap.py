@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from _thread import get_ident
+from array import array
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -76,26 +77,103 @@ class SwapIoCtx:
         return f"SwapIoCtx(machine={self.machine!r}, sio={self.sio!r}, sis={self.sis!r})"
 
 
+#: ``enum vm_event_item`` (include/linux/vm_event_item.h): the events the swap
+#: path counts, by number; ``VM_EVENT_NAMES[item]`` is the /proc/vmstat name
+#: (``vmstat_text``).  Simplified: the kernel keeps ``workingset_*`` as node
+#: stats (``mod_lruvec_state``); here they are events like the others.
+VM_EVENT_NAMES = (
+    "pgfault",
+    "pgmajfault",
+    "pswpin",
+    "pswpout",
+    "pgactivate",
+    "pgdeactivate",
+    "pgscan_anon",
+    "pgsteal_anon",
+    "slabs_scanned",
+    "workingset_refault_anon",
+    "workingset_activate_anon",
+    "workingset_restore_anon",
+    "thp_fault_alloc",
+    "thp_fault_fallback",
+    "thp_fault_fallback_charge",
+    "thp_split_page",
+    "thp_swpout",
+    "thp_swpout_fallback",
+    "swap_ra",
+    "swap_ra_hit",
+    "swpin_zero",
+    "swpout_zero",
+    "zswpin",
+    "zswpout",
+    "zswpwb",
+    "nrswpin",
+    "nrswpout",
+)
+(
+    PGFAULT,
+    PGMAJFAULT,
+    PSWPIN,
+    PSWPOUT,
+    PGACTIVATE,
+    PGDEACTIVATE,
+    PGSCAN_ANON,
+    PGSTEAL_ANON,
+    SLABS_SCANNED,
+    WORKINGSET_REFAULT_ANON,
+    WORKINGSET_ACTIVATE_ANON,
+    WORKINGSET_RESTORE_ANON,
+    THP_FAULT_ALLOC,
+    THP_FAULT_FALLBACK,
+    THP_FAULT_FALLBACK_CHARGE,
+    THP_SPLIT_PAGE,
+    THP_SWPOUT,
+    THP_SWPOUT_FALLBACK,
+    SWAP_RA,
+    SWAP_RA_HIT,
+    SWPIN_ZERO,
+    SWPOUT_ZERO,
+    ZSWPIN,
+    ZSWPOUT,
+    ZSWPWB,
+    NRSWPIN,
+    NRSWPOUT,
+) = range(len(VM_EVENT_NAMES))
+NR_VM_EVENT_ITEMS = len(VM_EVENT_NAMES)
+_VM_EVENT_ITEM = {name: item for item, name in enumerate(VM_EVENT_NAMES)}
+
+
+class VmEventState:
+    """``struct vm_event_state``: one CPU's counters (here one thread's): an
+    array indexed by ``enum vm_event_item``, and the mTHP stats by (order, name)."""
+
+    def __init__(self) -> None:
+        self.event = array("q", bytes(8 * NR_VM_EVENT_ITEMS))
+        self.mthp: dict[tuple[int, str], int] = {}
+
+
 class VmEvents:
     """/proc/vmstat swap counters and per-order mTHP stats.
 
     Like the kernel's per-CPU ``vm_event_states``, each thread counts into
-    its own dicts with no lock (``count_vm_events`` is a plain per-CPU add),
-    and a read sums them all (``all_vm_events``).  A thread's dicts are
-    found by its id (``get_ident``), as a CPU's by its number: a thread that
-    ends leaves its counts in place, and a later thread given the same id
-    goes on counting into them, so no count is ever lost or moved.
+    its own :class:`VmEventState` with no lock (``count_vm_events`` is a
+    plain per-CPU add of an ``enum vm_event_item``), and a read sums them
+    all (``all_vm_events``).  A thread's state is found by its id
+    (``get_ident``), as a CPU's by its number: a thread that ends leaves its
+    counts in place, and a later thread given the same id goes on counting
+    into them, so no count is ever lost or moved.  Reads take the
+    /proc/vmstat names.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # registration, reads and reset
-        #: (counts, mthp) of every thread id that has counted.
-        self._by_ident: dict[int, tuple[dict, dict]] = {}
-        #: (thread id, its (counts, mthp)) of the thread that counted last: one
-        #: object, read at once, so a thread never takes another's counters.
-        self._last: tuple[int, tuple[dict, dict] | None] = (-1, None)
+        #: The state of every thread id that has counted.
+        self._by_ident: dict[int, VmEventState] = {}
+        #: (thread id, its state) of the thread that counted last: one object,
+        #: read at once, so a thread never takes another's counters.
+        self._last: tuple[int, VmEventState | None] = (-1, None)
 
-    def _this_cpu(self) -> tuple[dict, dict]:
+    def _this_cpu(self) -> VmEventState:
         """This thread's counters (``this_cpu_ptr``): the last counting thread's
         without a lookup, else found by thread id (registered on first use)."""
         last = self._last
@@ -105,47 +183,48 @@ class VmEvents:
         mine = self._by_ident.get(ident)
         if mine is None:
             with self._lock:
-                mine = self._by_ident.setdefault(ident, ({}, {}))
+                mine = self._by_ident.setdefault(ident, VmEventState())
         self._last = (ident, mine)
         return mine
 
-    def count(self, name: str, n: int = 1) -> None:
-        """``count_vm_events``."""
-        mine = self._this_cpu()
-        c = mine[0]
-        c[name] = c.get(name, 0) + n
+    def count(self, item: int, n: int = 1) -> None:
+        """``count_vm_events(item, n)``."""
+        self._this_cpu().event[item] += n
 
     def count_mthp(self, order: int, name: str, n: int = 1) -> None:
         """``count_mthp_stat``: only orders 1..PMD_ORDER have mTHP stats."""
         if not 0 < order <= 9:
             return
-        mine = self._this_cpu()
-        m = mine[1]
+        m = self._this_cpu().mthp
         key = (order, name)
         m[key] = m.get(key, 0) + n
 
-    def _sum(self, which: int) -> Counter:
-        total: Counter = Counter()
-        with self._lock:
-            for mine in self._by_ident.values():
-                total.update(dict(mine[which]))  # dict(): one atomic copy
-        return total
-
     @property
     def counts(self) -> Counter:
-        """Every vm event counter summed over the threads (a snapshot)."""
-        return self._sum(0)
+        """Every vm event that moved, by name, summed over the threads (a snapshot)."""
+        total = [0] * NR_VM_EVENT_ITEMS
+        with self._lock:
+            for mine in self._by_ident.values():
+                for item, v in enumerate(mine.event):
+                    total[item] += v
+        return Counter({VM_EVENT_NAMES[i]: v for i, v in enumerate(total) if v})
 
     @property
     def mthp(self) -> Counter:
         """Every mTHP counter, ``(order, name) -> n``, summed over the threads."""
-        return self._sum(1)
+        total: Counter = Counter()
+        with self._lock:
+            for mine in self._by_ident.values():
+                total.update(dict(mine.mthp))  # dict(): one atomic copy
+        return total
 
     def __getitem__(self, name: str) -> int:
+        """The /proc/vmstat counter ``name`` (``KeyError`` for a name not modelled)."""
+        item = _VM_EVENT_ITEM[name]
         total = 0
         with self._lock:
             for mine in self._by_ident.values():
-                total += mine[0].get(name, 0)
+                total += mine.event[item]
         return total
 
     def reset(self) -> None:
@@ -153,11 +232,13 @@ class VmEvents:
         self.restore(Counter(), Counter())
 
     def restore(self, counts: Counter, mthp: Counter) -> None:
-        """Set the totals to ``counts`` and ``mthp`` (quiescent callers only)."""
+        """Set the totals to ``counts`` (by name) and ``mthp`` (quiescent callers only)."""
         with self._lock:
-            for c, m in self._by_ident.values():
-                c.clear()
-                m.clear()
-            c, m = self._by_ident.setdefault(get_ident(), ({}, {}))
-            c.update(counts)
-            m.update(mthp)
+            for mine in self._by_ident.values():
+                for item in range(NR_VM_EVENT_ITEMS):
+                    mine.event[item] = 0
+                mine.mthp.clear()
+            mine = self._by_ident.setdefault(get_ident(), VmEventState())
+            for name, v in counts.items():
+                mine.event[_VM_EVENT_ITEM[name]] = v
+            mine.mthp.update(mthp)

@@ -5,6 +5,14 @@ from pyzram.mm.folio cimport Folio, SwpEntry
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.zswap cimport zswap_invalidate
 
+# Constants imported by the .py, C longs here: each use is a C load, not a
+# module-global lookup and a boxed int (not re-exported: import them from
+# the module that defines them).
+cdef long PAGE_SHIFT, PAGE_SIZE, PG_locked, PG_swapcache, PG_uptodate, PG_writeback
+cdef long MAX_SWAPFILES, SWAP_FLAG_PRIO_MASK, SWAP_HAS_CACHE, SWAP_MAP_BAD, SWAP_MAP_MAX
+cdef long SWAPFILE_CLUSTER, SWP_BLKDEV, SWP_SOLIDSTATE, SWP_STABLE_WRITES, SWP_SYNCHRONOUS_IO
+cdef long SWP_USED, SWP_WRITEOK
+
 
 cdef long _COUNT_MASK
 

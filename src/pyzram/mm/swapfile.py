@@ -660,10 +660,11 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
 
 
 def swap_cache_get_folio(m: Machine, entry: SwpEntry) -> Folio | None:
-    """``swap_cache_get_folio``."""
+    """``swap_cache_get_folio``: lockless, as the kernel's one atomic read of the
+    slot's swap-table entry (here one dict lookup, which no other thread can
+    interleave with)."""
     si = swp_swap_info(m, entry)
-    with si.lock:
-        return si.swap_cache.get(entry.offset)
+    return si.swap_cache.get(entry.offset)
 
 
 def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio:

@@ -69,10 +69,11 @@ class Tlb:
         if not self.nr_entries:
             return
         entries = self.entries
-        entries[vpn] = dirty
-        entries.move_to_end(vpn)
+        if vpn in entries:  # a write through a clean entry walked again: now the newest
+            entries.move_to_end(vpn)
+        entries[vpn] = dirty  # (a new key goes in last)
         if len(entries) > self.nr_entries:
-            entries.popitem(last=False)
+            entries.popitem(False)  # the least recently used
 
     def flush_tlb_one_user(self, vpn: int) -> None:
         """``flush_tlb_one_user`` (``invlpg``): the translation of ``vpn`` is gone."""

@@ -17,6 +17,16 @@ from pyzram.mm.swapfile cimport (
     swp_swap_info,
 )
 
+# Constants imported by the .py, C longs here: each use is a C load, not a
+# module-global lookup and a boxed int (not re-exported: import them from
+# the module that defines them).
+cdef long PG_dirty, PG_locked, PG_readahead, PG_swapcache, PG_uptodate
+cdef long SWAP_CLUSTER_MAX, SWP_SYNCHRONOUS_IO, SWAP_OPS_F_NOFS
+cdef int PGACTIVATE, PGDEACTIVATE, PGFAULT, PGMAJFAULT, PGSCAN_ANON, PGSTEAL_ANON
+cdef int SLABS_SCANNED, SWAP_RA, SWAP_RA_HIT, THP_FAULT_ALLOC, THP_FAULT_FALLBACK
+cdef int THP_FAULT_FALLBACK_CHARGE, THP_SPLIT_PAGE, THP_SWPOUT_FALLBACK
+cdef int WORKINGSET_ACTIVATE_ANON, WORKINGSET_REFAULT_ANON, WORKINGSET_RESTORE_ANON
+
 
 cdef long _ENTRY_SHIFT, _OFFSET_MASK
 

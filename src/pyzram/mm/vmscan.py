@@ -102,7 +102,28 @@ from pyzram.mm.folio import (
     SwpEntry,
 )
 from pyzram.mm.page_io import swap_read_folio, swap_read_submit, swap_write_submit, swap_writeout
-from pyzram.mm.swap import SWAP_CLUSTER_MAX, SWP_SYNCHRONOUS_IO, SwapIoCtx
+from pyzram.mm.swap import (
+    PGACTIVATE,
+    PGDEACTIVATE,
+    PGFAULT,
+    PGMAJFAULT,
+    PGSCAN_ANON,
+    PGSTEAL_ANON,
+    SLABS_SCANNED,
+    SWAP_CLUSTER_MAX,
+    SWAP_RA,
+    SWAP_RA_HIT,
+    SWP_SYNCHRONOUS_IO,
+    THP_FAULT_ALLOC,
+    THP_FAULT_FALLBACK,
+    THP_FAULT_FALLBACK_CHARGE,
+    THP_SPLIT_PAGE,
+    THP_SWPOUT_FALLBACK,
+    WORKINGSET_ACTIVATE_ANON,
+    WORKINGSET_REFAULT_ANON,
+    WORKINGSET_RESTORE_ANON,
+    SwapIoCtx,
+)
 from pyzram.mm.swap_ops import SWAP_OPS_F_NOFS
 from pyzram.mm.swapfile import (
     folio_alloc_swap,
@@ -544,7 +565,7 @@ def shrink_slab(memcg: MemCgroup, priority: int = DEF_PRIORITY) -> int:
         if ret == SHRINK_STOP:
             break
         freed += ret
-        m.vm_events.count("slabs_scanned", nr_to_scan)
+        m.vm_events.count(SLABS_SCANNED, nr_to_scan)
         total_scan -= nr_to_scan
         scanned += nr_to_scan
     next_deferred = min(max(nr + delta - scanned, 0), 2 * freeable)
@@ -570,7 +591,7 @@ def shrink_active_list(memcg: MemCgroup, nr: int) -> None:
         memcg.inactive.add(folio, owner)
         moved += folio.nr_pages
     if moved:
-        memcg.machine.vm_events.count("pgdeactivate", moved)
+        memcg.machine.vm_events.count(PGDEACTIVATE, moved)
 
 
 @cython.locals(folio=Folio, memcg=MemCgroup)
@@ -583,7 +604,7 @@ def isolate_lru_folios(memcg: MemCgroup, nr: int) -> list[tuple[Folio, Owner]]:
         folio, owner = memcg.inactive.pop_tail()
         folio_list.append((folio, owner))
         taken += folio.nr_pages
-    memcg.machine.vm_events.count("pgscan_anon", taken)
+    memcg.machine.vm_events.count(PGSCAN_ANON, taken)
     return folio_list
 
 
@@ -624,7 +645,7 @@ def shrink_inactive_list(memcg: MemCgroup, nr: int, gfp_mask: int = GFP_KERNEL) 
     freed = shrink_folio_list(memcg.machine, folio_list, gfp_mask, stat)
     move_folios_to_lru(memcg, folio_list)
     memcg.lru_note_cost(stat.nr_pageout, nr_scanned - freed)
-    memcg.machine.vm_events.count("pgsteal_anon", freed)
+    memcg.machine.vm_events.count(PGSTEAL_ANON, freed)
     return freed
 
 
@@ -650,7 +671,7 @@ def split_folio_to_list(folio: Folio, owner: Owner) -> list[tuple[Folio, Owner]]
     pieces[0][0].lock()
     vm_events = mm.machine.vm_events
     if folio.order == HPAGE_PMD_ORDER:
-        vm_events.count("thp_split_page")
+        vm_events.count(THP_SPLIT_PAGE)
     vm_events.count_mthp(folio.order, "split")
     folio.unlock()
     return pieces
@@ -675,7 +696,7 @@ def _alloc_swap_or_split(
     order = folio.order
     pieces = split_folio_to_list(folio, owner)
     if order == HPAGE_PMD_ORDER:
-        m.vm_events.count("thp_swpout_fallback")
+        m.vm_events.count(THP_SWPOUT_FALLBACK)
     m.vm_events.count_mthp(order, "swpout_fallback")
     batch.extend(pieces[1:])
     head, head_owner = pieces[0]
@@ -814,7 +835,7 @@ def shrink_folio_list(
     swap_write_submit(ctx)
     if nr_activate:
         stat.nr_activate += nr_activate
-        m.vm_events.count("pgactivate", nr_activate)
+        m.vm_events.count(PGACTIVATE, nr_activate)
     freed = 0
     for folio, owner in written:
         folio.lock()
@@ -848,7 +869,7 @@ def workingset_refault(memcg: MemCgroup, folio: Folio, raw: int) -> None:
     if shadow is None:
         return
     vm_events = memcg.machine.vm_events
-    vm_events.count("workingset_refault_anon", nr)
+    vm_events.count(WORKINGSET_REFAULT_ANON, nr)
     eviction, workingset = shadow
     workingset_size = 0
     if get_nr_swap_pages(memcg.machine) > 0:  # mem_cgroup_get_nr_swap_pages
@@ -858,11 +879,11 @@ def workingset_refault(memcg: MemCgroup, folio: Folio, raw: int) -> None:
     folio.set(PG_active)
     memcg.nonresident_age += nr  # workingset_age_nonresident
     memcg.workingset_activate_anon += nr
-    vm_events.count("workingset_activate_anon", nr)
+    vm_events.count(WORKINGSET_ACTIVATE_ANON, nr)
     if workingset:
         folio.set(PG_workingset)
         memcg.lru_note_cost(nr, 0)  # lru_note_cost_refault
-        vm_events.count("workingset_restore_anon", nr)
+        vm_events.count(WORKINGSET_RESTORE_ANON, nr)
 
 
 class AddressSpace:
@@ -1019,7 +1040,7 @@ class AddressSpace:
         (``anon_fault_fallback_charge``; ``thp_fault_fallback_charge`` at PMD size).
         """
         vm_events = self.machine.vm_events
-        vm_events.count("pgfault")
+        vm_events.count(PGFAULT)
         self.pmd_alloc(vpn)
         order = self._anon_order(vpn)
         if order != HPAGE_PMD_ORDER:
@@ -1032,8 +1053,8 @@ class AddressSpace:
             except OSError:
                 thp = order == HPAGE_PMD_ORDER
                 if thp:
-                    vm_events.count("thp_fault_fallback")
-                    vm_events.count("thp_fault_fallback_charge")
+                    vm_events.count(THP_FAULT_FALLBACK)
+                    vm_events.count(THP_FAULT_FALLBACK_CHARGE)
                 vm_events.count_mthp(order, "anon_fault_fallback")
                 vm_events.count_mthp(order, "anon_fault_fallback_charge")
                 if thp:
@@ -1045,7 +1066,7 @@ class AddressSpace:
                 folio = Folio(order, data)
                 folio.mark_uptodate()
                 if order == HPAGE_PMD_ORDER:
-                    vm_events.count("thp_fault_alloc")
+                    vm_events.count(THP_FAULT_ALLOC)
                 vm_events.count_mthp(order, "anon_fault_alloc")
                 self._map(base, folio)
                 return folio
@@ -1100,11 +1121,11 @@ class AddressSpace:
         """``do_swap_page``: a swap cache hit, or a read of the slot(s); maps the folio."""
         m = self.machine
         vm_events = m.vm_events
-        vm_events.count("pgfault")
+        vm_events.count(PGFAULT)
         entry = self.pte_to_swp_entry(vpn)
         folio = swap_cache_get_folio(m, entry)
         if folio is None:
-            vm_events.count("pgmajfault")
+            vm_events.count(PGMAJFAULT)
             if swp_swap_info(m, entry).flags & SWP_SYNCHRONOUS_IO:
                 order = self._swapin_order(vpn, entry)
                 if order:
@@ -1129,7 +1150,7 @@ class AddressSpace:
         else:  # still in memory (readahead, or its write failed): charged, on the LRU
             if folio.test(PG_readahead):
                 folio.clear(PG_readahead)
-                vm_events.count("swap_ra_hit")
+                vm_events.count(SWAP_RA_HIT)
                 m.swap_readahead.hits += 1
             self.memcg.lru_del(folio)
         folio.lock()
@@ -1177,7 +1198,7 @@ class AddressSpace:
                 target = folio
             else:
                 folio.set(PG_readahead)
-                m.vm_events.count("swap_ra")
+                m.vm_events.count(SWAP_RA)
                 self.memcg.lru_add(folio, (self, vpn))
             swap_read_folio(ctx, folio)
         swap_read_submit(ctx)

@@ -4,6 +4,12 @@ from pyzram.mm.folio cimport Folio, SwpEntry
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.zsmalloc cimport ZsPool
 
+# Constants imported by the .py, C longs here: each use is a C load, not a
+# module-global lookup and a boxed int (not re-exported: import them from
+# the module that defines them).
+cdef long PAGE_SHIFT, PAGE_SIZE, PG_reclaim
+cdef int ZSWPIN, ZSWPOUT, ZSWPWB
+
 
 cdef class ZswapPool:
     cdef public ZsPool zs_pool

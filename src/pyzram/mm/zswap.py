@@ -62,6 +62,7 @@ import cython
 
 from pyzram.lib.kstrtox import kstrtouint
 from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_reclaim, SwpEntry
+from pyzram.mm.swap import ZSWPIN, ZSWPOUT, ZSWPWB
 from pyzram.mm.zsmalloc import IS_ERR_VALUE, ZsPool
 
 if TYPE_CHECKING:
@@ -862,7 +863,7 @@ def zswap_store(m: Machine, folio: Folio) -> bool:
                     ):
                         break
                 else:
-                    m.vm_events.count("zswpout", nr_pages)
+                    m.vm_events.count(ZSWPOUT, nr_pages)
                     ret = True
                 zs.zswap_pool_put(pool)
         if not ret and zs.pool_reached_full:
@@ -900,7 +901,7 @@ def zswap_load(m: Machine, folio: Folio) -> int:
         folio.unlock()
         return -errno.EIO
     folio.mark_uptodate()
-    m.vm_events.count("zswpin")
+    m.vm_events.count(ZSWPIN)
     folio.mark_dirty()
     with zs.tree_lock:
         tree.pop(swp.offset, None)
@@ -961,7 +962,7 @@ def zswap_writeback_entry(m: Machine, entry: ZswapEntry, swpentry: SwpEntry) -> 
         return ret
     with zs.tree_lock:
         tree.pop(swpentry.offset, None)
-    m.vm_events.count("zswpwb")
+    m.vm_events.count(ZSWPWB)
     zs.zswap_entry_free(entry)
     folio.mark_uptodate()
     folio.set(PG_reclaim)
