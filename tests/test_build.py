@@ -48,6 +48,20 @@ def test_the_environment_switch_loads_every_module_from_its_source():
     assert _run(code, PYZRAM_INTERPRETED="1") == "False ['py']"
 
 
+def test_every_module_has_the_names_it_exports():
+    """Compiled, a constant a module imports may be a C variable of that module
+    (its ``.pxd``), which is then no attribute: it must not be in ``__all__``."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.walk_packages(pyzram.__path__, "pyzram."):
+        if info.name.startswith("pyzram._"):
+            continue
+        mod = importlib.import_module(info.name)
+        missing = [n for n in getattr(mod, "__all__", ()) if not hasattr(mod, n)]
+        assert not missing, (info.name, missing)
+
+
 @pytest.mark.skipif(not pyzram.COMPILED, reason="the compiled modules are not built here")
 def test_the_compiled_modules_are_extensions():
     from pyzram.mm import zsmalloc

@@ -107,6 +107,22 @@ def test_pages_order_independent_without_frees():
         pool.check()
 
 
+def test_the_arena_is_made_present_ahead_of_its_use():
+    """As the used part of the arena grows, the pages past it are made present a
+    chunk at a time (``MADV_POPULATE_WRITE``), never behind it."""
+    from pyzram.mm.zsmalloc import _POPULATE_CHUNK
+
+    pool = ZsPool()
+    handles = []
+    for i in range(600):  # 600 objects of 3624 bytes: well past one chunk
+        handles.append(pool.zs_malloc(3624))
+        assert pool._arena_top <= pool._populated, i
+    assert pool._populated < pool._arena_top + _POPULATE_CHUNK + 8 * 4096
+    for h in handles:
+        pool.zs_free(h)
+    pool.check()
+
+
 def test_lifo_reuse_and_data():
     pool = ZsPool()
     hs = [pool.zs_malloc(1000) for _ in range(4)]  # class 1024: 4 per page

@@ -15,6 +15,10 @@ cdef class SwpEntry:
     cdef readonly long offset
 
 
+@cython.locals(entry=SwpEntry)
+cpdef SwpEntry swp_entry(long type_, long offset)
+
+
 @cython.freelist(64)
 cdef class Folio:
     cdef readonly int order

@@ -124,6 +124,17 @@ class SwpEntry:
         return (SwpEntry, (self.type, self.offset))
 
 
+def swp_entry(type_: int, offset: int) -> SwpEntry:
+    """``swp_entry``: the entry of slot ``offset`` in swap area ``type_``.
+
+    The one way the model makes an entry: the object is allocated and its two
+    fields set, without a call of ``__init__`` (compiled, a C allocation)."""
+    entry = SwpEntry.__new__(SwpEntry)
+    entry.type = type_
+    entry.offset = offset
+    return entry
+
+
 class Folio:
     """``struct folio``: ``nr_pages`` pages of data and their flags.
 

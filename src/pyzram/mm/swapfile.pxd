@@ -1,7 +1,7 @@
 # Types of pyzram/mm/swapfile.py when it is compiled (Cython pure-Python mode).
 cimport cython
 from pyzram.lib.atomic cimport atomic64_add, atomic64_read, atomic64_sub
-from pyzram.mm.folio cimport Folio, SwpEntry
+from pyzram.mm.folio cimport Folio, SwpEntry, swp_entry
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.zswap cimport zswap_invalidate
 
@@ -52,7 +52,7 @@ cpdef SwapInfo swp_swap_info(Machine m, SwpEntry entry)
 cpdef long get_nr_swap_pages(Machine m)
 cpdef object _alloc_in_cluster(SwapInfo si, long c, int order)
 cpdef object _take_slots(SwapInfo si, int order)
-@cython.locals(nr=long, i=long, corder=int)
+@cython.locals(nr=long, i=long, corder=int, lst=dict)
 cpdef long _claim(SwapInfo si, long c, int order, long off, object cluster_order=*) except -1
 @cython.locals(si=SwapInfo, nr=long, i=long, off=object, entry=SwpEntry)
 cpdef SwpEntry folio_alloc_swap(Machine m, Folio folio)
@@ -60,7 +60,7 @@ cpdef SwpEntry folio_alloc_swap(Machine m, Folio folio)
 cpdef void swap_duplicate(Machine m, SwpEntry entry, long nr=*) except *
 @cython.locals(si=SwapInfo, off=long)
 cpdef void swap_free(Machine m, SwpEntry entry, long nr=*) except *
-@cython.locals(m=Machine, off=long, c=long, order=int, zswap_used=bint)
+@cython.locals(m=Machine, off=long, c=long, order=int, zswap_used=bint, lst=dict)
 cpdef void swap_range_free(SwapInfo si, long offset, long nr) except *
 @cython.locals(si=SwapInfo)
 cpdef Folio swap_cache_get_folio(Machine m, SwpEntry entry)

@@ -61,6 +61,7 @@ from pyzram.mm.folio import (
     PG_uptodate,
     PG_writeback,
     SwpEntry,
+    swp_entry,
 )
 from pyzram.mm.swap import (
     MAX_SWAPFILES,
@@ -427,7 +428,7 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     folios: list[tuple[SwpEntry, Folio]] = []
     ctx = SwapIoCtx(m)
     for off in offsets.tolist():
-        entry = SwpEntry(si.type, off)
+        entry = swp_entry(si.type, off)
         folio = swap_cache_get_folio(m, entry)
         if folio is None:
             folio = swap_cache_alloc_folio(m, entry)
@@ -573,7 +574,7 @@ def folio_alloc_swap(m: Machine, folio: Folio) -> SwpEntry:
             off = _take_slots(si, folio.order)
             if off is None:
                 continue
-            entry = SwpEntry(si.type, off)
+            entry = swp_entry(si.type, off)
             for i in range(nr):
                 si.swap_cache[off + i] = folio
             folio.swap = entry
@@ -634,7 +635,7 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
     zswap_used = m.zswap.ever_enabled  # else every tree is empty (xa_empty)
     for off in range(offset, offset + nr):
         if zswap_used:
-            zswap_invalidate(m, SwpEntry(si.type, off))
+            zswap_invalidate(m, swp_entry(si.type, off))
         if notify is not None:
             notify(si, off)
         elif old_notify is not None:

@@ -1,6 +1,6 @@
 # Types of pyzram/mm/vmscan.py when it is compiled (Cython pure-Python mode).
 cimport cython
-from pyzram.mm.folio cimport Folio, SwpEntry
+from pyzram.mm.folio cimport Folio, SwpEntry, swp_entry
 from pyzram.mm.tlb cimport Tlb
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.page_io cimport swap_read_folio, swap_read_submit, swap_write_submit, swap_writeout
@@ -29,6 +29,7 @@ cdef int WORKINGSET_ACTIVATE_ANON, WORKINGSET_REFAULT_ANON, WORKINGSET_RESTORE_A
 
 
 cdef long _ENTRY_SHIFT, _OFFSET_MASK
+cdef long _PTE_NONE, _PTE_PRESENT, _PTE_YOUNG, _PTE_DIRTY, _HPAGE_PMD_ORDER
 
 
 cdef class LruList:
@@ -84,6 +85,10 @@ cdef class AddressSpace:
     cdef object __weakref__
 
     cpdef void _flush_folio(self, long base, Folio folio) except *
+    @cython.locals(order=int, nr=long, base=long)
+    cpdef int _anon_order(self, long vpn) except -1
+    @cython.locals(order=int, nr=long, base=long, first=long, raw=long, j=long, m=Machine, si=SwapInfo)
+    cpdef int _swapin_order(self, long vpn, SwpEntry entry) except -1
     cpdef void unmap(self, long base, Folio folio) except *
     cpdef Folio touch(self, long vpn, bint write=*, object data=*)
     cpdef void pmd_alloc(self, long vpn) except *

@@ -100,6 +100,7 @@ from pyzram.mm.folio import (
     PG_swapcache,
     PG_uptodate,
     SwpEntry,
+    swp_entry,
 )
 from pyzram.mm.page_io import swap_read_folio, swap_read_submit, swap_write_submit, swap_writeout
 from pyzram.mm.swap import (
@@ -181,6 +182,12 @@ PUD_NR_PAGES = 512 * 512
 
 _ENTRY_SHIFT = 48
 _OFFSET_MASK = (1 << _ENTRY_SHIFT) - 1
+# C-typed copies for the compiled access path (vmscan.pxd).
+_PTE_NONE = PTE_NONE
+_PTE_PRESENT = PTE_PRESENT
+_PTE_YOUNG = PTE_YOUNG
+_PTE_DIRTY = PTE_DIRTY
+_HPAGE_PMD_ORDER = HPAGE_PMD_ORDER
 
 
 def mthp_size_name(order: int) -> str:
@@ -964,7 +971,7 @@ class AddressSpace:
             del self.present[base + j]
             self.swapped[raw + j] = base + j
 
-    @cython.locals(folio=Folio)
+    @cython.locals(folio=Folio, state=cython.int, key=cython.long)
     def touch(
         self, vpn: int, write: bool = False, data: bytes | memoryview | np.ndarray | None = None
     ) -> Folio:
@@ -973,18 +980,18 @@ class AddressSpace:
         ``data`` (4096 bytes) is stored into the page (a write).
         """
         state = self.pte[vpn]
-        if state == PTE_PRESENT:
+        if state == _PTE_PRESENT:
             folio = self.present[vpn]
-        elif state == PTE_NONE:
+        elif state == _PTE_NONE:
             folio = self.do_anonymous_page(vpn)
-            folio.set(PTE_DIRTY)  # a write fault: the new PTE is dirty
+            folio.set(_PTE_DIRTY)  # a write fault: the new PTE is dirty
         else:
             folio = self.do_swap_page(vpn)
         write = data is not None
-        key = vpn & ~((1 << HPAGE_PMD_ORDER) - 1) if folio.order == HPAGE_PMD_ORDER else vpn
+        key = vpn & ~((1 << _HPAGE_PMD_ORDER) - 1) if folio.order == _HPAGE_PMD_ORDER else vpn
         if not self.tlb.hit(key, write):  # the page walk sets the accessed bit
-            folio.set(PTE_YOUNG | PTE_DIRTY if write else PTE_YOUNG)
-            self.tlb.fill(key, folio.test(PTE_DIRTY))
+            folio.set(_PTE_YOUNG | _PTE_DIRTY if write else _PTE_YOUNG)
+            self.tlb.fill(key, folio.test(_PTE_DIRTY))
         if data is not None:
             if folio.order:
                 folio.page(vpn & (folio.nr_pages - 1))[:] = data
@@ -1081,7 +1088,7 @@ class AddressSpace:
     def pte_to_swp_entry(self, vpn: int) -> SwpEntry:
         """``pte_to_swp_entry``: the swap entry a swap PTE of page ``vpn`` holds."""
         raw = self.pte_raw[vpn]
-        return SwpEntry(raw >> _ENTRY_SHIFT, raw & _OFFSET_MASK)
+        return swp_entry(raw >> _ENTRY_SHIFT, raw & _OFFSET_MASK)
 
     def _swapin_order(self, vpn: int, entry: SwpEntry) -> int:
         """``alloc_swap_folio``: the mTHP order if the aligned range around ``vpn`` can
@@ -1105,8 +1112,9 @@ class AddressSpace:
         si = swp_swap_info(m, entry)
         if si.count_zero(first, nr) not in (0, nr):  # swap_zeromap_batch
             return 0
-        if any(swap_cache_get_folio(m, SwpEntry(entry.type, first + j)) for j in range(nr)):
-            return 0
+        for j in range(nr):
+            if swap_cache_get_folio(m, swp_entry(entry.type, first + j)) is not None:
+                return 0
         return order
 
     @cython.locals(
@@ -1136,7 +1144,7 @@ class AddressSpace:
                         vm_events.count_mthp(order, "swpin_fallback_charge")
                         order = 0
                     else:
-                        entry = SwpEntry(entry.type, entry.offset - (vpn & ((1 << order) - 1)))
+                        entry = swp_entry(entry.type, entry.offset - (vpn & ((1 << order) - 1)))
                 if not order:
                     self.memcg.try_charge()
                 folio = swap_cache_alloc_folio(m, entry, order)
@@ -1187,7 +1195,7 @@ class AddressSpace:
             vpn = self.swapped.get(entry.type << _ENTRY_SHIFT | off)
             if off != entry.offset and (vpn is None or si.swap_count(off) == 0):
                 continue  # free slot, or another process's page
-            e = SwpEntry(entry.type, off)
+            e = swp_entry(entry.type, off)
             if swap_cache_get_folio(m, e) is not None:
                 continue
             self.memcg.try_charge()
@@ -1334,7 +1342,7 @@ class AddressSpace:
         nr = folio.nr_pages
         if nr == 1:
             self.present[base] = folio
-            self.pte[base] = PTE_PRESENT
+            self.pte[base] = _PTE_PRESENT
         else:
             for j in range(nr):
                 self.present[base + j] = folio

@@ -43,7 +43,7 @@ cdef class ZsPool:
     cdef public list size_class
     cdef public Py_ssize_t huge_class_size
     cdef public list class_of_len
-    cdef public Py_ssize_t _arena_size, _arena_top, _dirty_top
+    cdef public Py_ssize_t _arena_size, _arena_top, _dirty_top, _populated
     cdef public object _arena, arena
     cdef public unsigned long long[::1] _words
     cdef public unsigned char[::1] _mem
@@ -59,6 +59,8 @@ cdef class ZsPool:
     cpdef tuple _handle_to_obj(self, long handle)
     @cython.locals(pages=int, base=Py_ssize_t, first=Py_ssize_t, i=Py_ssize_t, zspage=Zspage)
     cpdef Zspage alloc_zspage(self, SizeClass cls)
+    @cython.locals(start=Py_ssize_t, end=Py_ssize_t)
+    cpdef void _populate(self) except *
     @cython.locals(step=Py_ssize_t, w=Py_ssize_t, i=Py_ssize_t, words="unsigned long long[::1]")
     cpdef void init_zspage(self, SizeClass cls, Zspage zspage)
     cpdef void _free_zspage(self, SizeClass cls, Zspage zspage)

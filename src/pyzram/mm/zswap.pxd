@@ -1,6 +1,6 @@
 # Types of pyzram/mm/zswap.py when it is compiled (Cython pure-Python mode).
 cimport cython
-from pyzram.mm.folio cimport Folio, SwpEntry
+from pyzram.mm.folio cimport Folio, SwpEntry, swp_entry
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.zsmalloc cimport ZsPool
 

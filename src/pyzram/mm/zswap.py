@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 import cython
 
 from pyzram.lib.kstrtox import kstrtouint
-from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_reclaim, SwpEntry
+from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_reclaim, SwpEntry, swp_entry
 from pyzram.mm.swap import ZSWPIN, ZSWPOUT, ZSWPWB
 from pyzram.mm.zsmalloc import IS_ERR_VALUE, ZsPool
 
@@ -859,7 +859,7 @@ def zswap_store(m: Machine, folio: Folio) -> bool:
                 for index in range(nr_pages):
                     page = data[index * PAGE_SIZE : (index + 1) * PAGE_SIZE]
                     if not zswap_store_page(
-                        zs, page, SwpEntry(swp.type, swp.offset + index), objcg, pool, memcg
+                        zs, page, swp_entry(swp.type, swp.offset + index), objcg, pool, memcg
                     ):
                         break
                 else:

@@ -103,11 +103,9 @@ def zswap_pageout(
             # Each page faulted back (order-0 folios: a folio's bytes are its page) and
             # compared in place, as the host side's one pass of np.array_equal does.
             flat = memoryview(np.ascontiguousarray(pages).reshape(-1))
+            expected = [flat[vpn * PAGE_SIZE : (vpn + 1) * PAGE_SIZE] for vpn in range(n)]
             t2 = time.perf_counter()
-            equal = all(
-                mm.touch(vpn).data == flat[vpn * PAGE_SIZE : (vpn + 1) * PAGE_SIZE]
-                for vpn in range(n)
-            )
+            equal = all(mm.touch(vpn).data == expected[vpn] for vpn in range(n))
             out["read_back_equal"] = equal
             out["read_back_seconds"] = time.perf_counter() - t2
             out["vmstat_read_back"] = {
