@@ -13,6 +13,7 @@ cdef long PAGE_SHIFT, PG_dirty, PG_locked, PG_reclaim, SWAP_CLUSTER_MAX
 cdef int READ, WRITE
 cdef long SWAP_OPS_F_NOFS
 cdef int NRSWPIN, NRSWPOUT, PSWPIN, PSWPOUT, SWPIN_ZERO, SWPOUT_ZERO, THP_SWPOUT
+cdef int EIO, ENOENT
 
 
 @cython.locals(m=Machine, si=SwapInfo)

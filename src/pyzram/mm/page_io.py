@@ -23,9 +23,9 @@ submitted batch.
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
+from errno import EIO, ENOENT
 
 import cython
 
@@ -326,7 +326,7 @@ def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
     if nz:
         folio.unlock()  # mixed: leaves it !uptodate
         return
-    if zswap_load(m, folio) != -errno.ENOENT:
+    if zswap_load(m, folio) != -ENOENT:
         return
     zswap_folio_swapin(m, folio)
     swap_add_folio(ctx, folio, READ)
@@ -412,7 +412,7 @@ def _swap_fs_rw(ctx: SwapIoCtx, write: bool) -> None:
     try:
         done = os.pwritev(fd, views, pos) if write else os.preadv(fd, views, pos)
     except OSError:
-        done = -errno.EIO
+        done = -EIO
     failed = done != sio.len
     (swap_write_end if write else swap_read_end)(sio, failed)
 

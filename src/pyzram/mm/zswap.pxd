@@ -9,6 +9,8 @@ from pyzram.mm.zsmalloc cimport ZsPool
 # the module that defines them).
 cdef long PAGE_SHIFT, PAGE_SIZE, PG_reclaim
 cdef int ZSWPIN, ZSWPOUT, ZSWPWB
+cdef long ZSWAP_ADDRESS_SPACE_SHIFT  # (its own; not exported)
+cdef int EAGAIN, EEXIST, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, ENOSPC
 
 
 cdef class ZswapPool:

@@ -51,10 +51,10 @@ charged and ``obj_cgroup_may_zswap`` is always true.
 
 from __future__ import annotations
 
-import errno
 import zlib
 from _thread import get_ident
 from collections import OrderedDict
+from errno import EAGAIN, EEXIST, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, ENOSPC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -165,7 +165,7 @@ class _CryptoDeflate:
         )
         out = c.compress(page) + c.flush(zlib.Z_FINISH)
         if len(out) > PAGE_SIZE:
-            return -errno.ENOSPC  # the output scatterlist is one page
+            return -ENOSPC  # the output scatterlist is one page
         dst[: len(out)] = out
         return len(out)
 
@@ -174,9 +174,9 @@ class _CryptoDeflate:
             d = zlib.decompressobj(-CRYPTO_DEFLATE_WINBITS)
             out = d.decompress(memoryview(src)[offset : offset + length], PAGE_SIZE)
         except zlib.error:
-            return -errno.EINVAL
+            return -EINVAL
         if len(out) != PAGE_SIZE:
-            return -errno.EINVAL
+            return -EINVAL
         memoryview(page).cast("B")[:] = out
         return 0
 
@@ -236,22 +236,22 @@ class _CryptoZstd:
 
     def _check(self, n: int) -> int:
         """A libzstd result: its value, or ``-EINVAL`` for an error (``zstd_is_error``)."""
-        return -errno.EINVAL if self._lib.ZSTD_isError(n) else n
+        return -EINVAL if self._lib.ZSTD_isError(n) else n
 
     def compress_into(self, page: Any, dst: bytearray) -> int:
         if self._fallback is not None:
             n = self._fallback.compress_into(page, dst)
-            return n if n <= PAGE_SIZE else -errno.EINVAL
+            return n if n <= PAGE_SIZE else -EINVAL
         lib, ffi, cctx = self._lib, self._ffi, self._cctx
         src = ffi.from_buffer(page)
         # zstd_cctx_init: any error there is the call's error
         if self._check(lib.ZSTD_CCtx_reset(cctx, lib.ZSTD_reset_session_and_parameters)) < 0:
-            return -errno.EINVAL
+            return -EINVAL
         if self._check(lib.ZSTD_CCtx_setPledgedSrcSize(cctx, len(src))) < 0:
-            return -errno.EINVAL
+            return -EINVAL
         for param, value in self._settings:
             if self._check(lib.ZSTD_CCtx_setParameter(cctx, param, value)) < 0:
-                return -errno.EINVAL
+                return -EINVAL
         n = self._check(lib.ZSTD_compress2(cctx, self._dst, PAGE_SIZE, src, len(src)))
         if n < 0:
             return n
@@ -266,7 +266,7 @@ class _CryptoZstd:
         data = ffi.from_buffer(memoryview(src)[offset : offset + length])
         out = ffi.from_buffer(memoryview(page).cast("B"), require_writable=True)
         n = lib.ZSTD_decompressDCtx(self._dctx, out, PAGE_SIZE, data, length)
-        return 0 if not lib.ZSTD_isError(n) and n == PAGE_SIZE else -errno.EINVAL
+        return 0 if not lib.ZSTD_isError(n) and n == PAGE_SIZE else -EINVAL
 
 
 def crypto_alloc_acomp(name: str) -> Any:
@@ -323,7 +323,7 @@ def totalram_pages_of(meminfo: str) -> int:
     for line in meminfo.splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) >> (PAGE_SHIFT - 10)
-    raise OSError(errno.ENOENT, "no MemTotal in /proc/meminfo")
+    raise OSError(ENOENT, "no MemTotal in /proc/meminfo")
 
 
 def kstrtobool(s: str) -> bool:
@@ -338,7 +338,7 @@ def kstrtobool(s: str) -> bool:
             return True
         if s[1:2] in ("f", "F"):
             return False
-    raise OSError(errno.EINVAL, "Invalid argument")
+    raise OSError(EINVAL, "Invalid argument")
 
 
 def strstrip(s: str) -> str:
@@ -571,7 +571,7 @@ class Zswap:
             if self.init_state == ZSWAP_INIT_SUCCEED and self.has_pool:
                 self.enabled = kstrtobool(val)
                 return
-        raise OSError(errno.ENODEV, "No such device")
+        raise OSError(ENODEV, "No such device")
 
     def zswap_compressor_param_set(self, val: str) -> None:
         """``zswap_compressor_param_set``: a new (or revived) pool made current."""
@@ -581,11 +581,11 @@ class Zswap:
                 self._param_set_charp(s)  # zswap_setup() checks it later
                 return
             if self.init_state == ZSWAP_INIT_FAILED:
-                raise OSError(errno.ENODEV, "No such device")
+                raise OSError(ENODEV, "No such device")
             if self.has_pool and s == self.compressor:
                 return
         if not self.crypto_has_acomp(s):
-            raise OSError(errno.ENOENT, f"compressor {s} not available")
+            raise OSError(ENOENT, f"compressor {s} not available")
         with self.pools_lock:
             pool = next((p for p in self.pools if p.tfm_name == s and p.ref > 0), None)
             if pool is not None:  # zswap_pool_find_get + list_del_rcu + resurrect
@@ -604,7 +604,7 @@ class Zswap:
 
     def _param_set_charp(self, s: str) -> None:
         if len(s) > CHARP_MAX:
-            raise OSError(errno.ENOSPC, "string parameter too long")
+            raise OSError(ENOSPC, "string parameter too long")
         self.compressor = s
 
     def param_write(self, name: str, value: str | bytes) -> None:
@@ -615,7 +615,7 @@ class Zswap:
         with the kernel's errno.
         """
         if name not in PARAMETERS:
-            raise OSError(errno.ENOENT, f"no parameter {name}")
+            raise OSError(ENOENT, f"no parameter {name}")
         raw = value.encode() if isinstance(value, str) else bytes(value)
         raw = raw[:PAGE_SIZE]
         if not raw:
@@ -644,7 +644,7 @@ class Zswap:
             return f"{self.max_pool_percent}\n"
         if name == "accept_threshold_percent":
             return f"{self.accept_thr_percent}\n"
-        raise OSError(errno.ENOENT, f"no parameter {name}")
+        raise OSError(ENOENT, f"no parameter {name}")
 
     # -- what the kernel shows ------------------------------------------------------
 
@@ -664,7 +664,7 @@ class Zswap:
         """The text of /sys/kernel/debug/zswap/NAME (``%llu\\n``)."""
         values = self.debugfs()
         if name not in values:
-            raise OSError(errno.ENOENT, f"no debugfs file zswap/{name}")
+            raise OSError(ENOENT, f"no debugfs file zswap/{name}")
         return f"{values[name]}\n"
 
     def meminfo(self) -> dict[str, int]:
@@ -731,12 +731,12 @@ def zswap_compress(zs: Zswap, page: memoryview, entry: ZswapEntry, pool: ZswapPo
     dlen = acomp.compress_into(page, buffer)
     comp_ret = dlen if dlen < 0 else 0
     if dlen > PAGE_SIZE:  # a codec that wrote past the one-page output: an overrun
-        comp_ret, dlen = -errno.EINVAL, 0
+        comp_ret, dlen = -EINVAL, 0
     alloc_ret = 0
     src: Any = memoryview(buffer)[:dlen] if dlen > 0 else None
     if comp_ret or dlen <= 0 or dlen >= PAGE_SIZE:
         if not mem_cgroup_zswap_writeback_enabled(memcg):
-            comp_ret = comp_ret or -errno.EINVAL
+            comp_ret = comp_ret or -EINVAL
         else:
             comp_ret = 0
             dlen = PAGE_SIZE
@@ -749,7 +749,7 @@ def zswap_compress(zs: Zswap, page: memoryview, entry: ZswapEntry, pool: ZswapPo
             pool.zs_pool.zs_obj_write(handle, src, dlen)
             entry.handle = handle
             entry.length = dlen
-    if comp_ret == -errno.ENOSPC or alloc_ret == -errno.ENOSPC:
+    if comp_ret == -ENOSPC or alloc_ret == -ENOSPC:
         zs.reject_compress_poor += 1
     elif comp_ret:
         zs.reject_compress_fail += 1
@@ -762,7 +762,7 @@ def zswap_decompress(zs: Zswap, entry: ZswapEntry, folio: Folio) -> bool:
     """``zswap_decompress``: the entry's page into the folio (order 0)."""
     pool = entry.pool
     zsp = pool.zs_pool
-    page = folio.page(0)
+    page = folio.data  # (order 0: the folio is its one page)
     off = zsp.zs_obj_read_begin(entry.handle)
     try:
         if entry.length == PAGE_SIZE:
@@ -888,18 +888,18 @@ def zswap_load(m: Machine, folio: Folio) -> int:
     not uptodate)."""
     zs: Zswap = m.zswap
     if not zs.ever_enabled:  # zswap_never_enabled()
-        return -errno.ENOENT
+        return -ENOENT
     if folio.nr_pages > 1:
         folio.unlock()
-        return -errno.EINVAL
+        return -EINVAL
     swp = folio.swap
     tree = zs.swap_zswap_tree(swp)
     entry = tree.get(swp.offset)
     if entry is None:
-        return -errno.ENOENT
+        return -ENOENT
     if not zswap_decompress(zs, entry, folio):
         folio.unlock()
-        return -errno.EIO
+        return -EIO
     folio.mark_uptodate()
     m.vm_events.count(ZSWPIN)
     folio.mark_dirty()
@@ -953,9 +953,9 @@ def zswap_writeback_entry(m: Machine, entry: ZswapEntry, swpentry: SwpEntry) -> 
     tree = zs.swap_zswap_tree(swpentry)
     ret = 0
     if tree.get(swpentry.offset) is not entry:
-        ret = -errno.ENOMEM
+        ret = -ENOMEM
     elif not zswap_decompress(zs, entry, folio):
-        ret = -errno.EIO
+        ret = -EIO
     if ret:
         _swap_cache_del_folio(m, folio)
         folio.unlock()
@@ -987,7 +987,7 @@ def shrink_memcg_cb(m: Machine, lru: OrderedDict, entry: ZswapEntry, arg: list |
         zs.lru_lock.acquire()
     if result:
         zs.reject_reclaim_fail += 1
-        if result == -errno.EEXIST and arg is not None:
+        if result == -EEXIST and arg is not None:
             arg[0] = True
             return LRU_STOP
         return LRU_RETRY
@@ -1016,11 +1016,11 @@ def list_lru_walk_one(m: Machine, memcg: Any, nr_to_walk: int, arg: list | None)
 def shrink_memcg(m: Machine, memcg: Any) -> int:
     """``shrink_memcg``: one entry of the memcg's LRU (one node here)."""
     if not mem_cgroup_zswap_writeback_enabled(memcg):
-        return -errno.ENOENT
+        return -ENOENT
     shrunk, scanned = list_lru_walk_one(m, memcg, 1, None)
     if not scanned:
-        return -errno.ENOENT
-    return 0 if shrunk else -errno.EAGAIN
+        return -ENOENT
+    return 0 if shrunk else -EAGAIN
 
 
 @cython.locals(zs=Zswap)
@@ -1056,7 +1056,7 @@ def shrink_worker(m: Machine) -> None:
             attempts = 0
         else:
             ret = shrink_memcg(m, memcg)
-            if ret != -errno.ENOENT:
+            if ret != -ENOENT:
                 attempts += 1
                 if ret:
                     failures += 1
@@ -1136,13 +1136,13 @@ def _swap_cache_alloc_folio(m: Machine, entry: SwpEntry) -> Folio | int:
     try:
         si = swp_swap_info(m, entry)  # get_swap_device
     except OSError:
-        return -errno.EEXIST
+        return -EEXIST
     if not si.flags & SWP_WRITEOK:  # swapoff under way: try_to_unuse will read it
-        return -errno.EEXIST
+        return -EEXIST
     try:
         return swap_cache_alloc_folio(m, entry)
     except OSError as e:
-        return -errno.EEXIST if e.errno == errno.EEXIST else -errno.ENOMEM
+        return -EEXIST if e.errno == EEXIST else -ENOMEM
 
 
 def _swap_cache_del_folio(m: Machine, folio: Folio) -> None:
