@@ -30,6 +30,9 @@ cdef int WORKINGSET_ACTIVATE_ANON, WORKINGSET_REFAULT_ANON, WORKINGSET_RESTORE_A
 
 cdef long _ENTRY_SHIFT, _OFFSET_MASK
 cdef long _PTE_NONE, _PTE_PRESENT, _PTE_YOUNG, _PTE_DIRTY, _HPAGE_PMD_ORDER
+cdef long _PG_referenced, _PG_active, _PG_workingset
+# (its own, not exported)
+cdef int FOLIOREF_RECLAIM, FOLIOREF_KEEP, FOLIOREF_ACTIVATE
 
 
 cdef class LruList:

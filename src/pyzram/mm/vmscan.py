@@ -163,6 +163,16 @@ PTE_YOUNG = 1 << 11
 #: a write's page walk; a TLB entry loaded while it was clear makes a write walk.
 PTE_DIRTY = 1 << 12
 
+# C-typed copies for the compiled access and reclaim paths (vmscan.pxd): each use
+# a C load, not a module-global lookup and a boxed int.
+_PTE_NONE = PTE_NONE
+_PTE_PRESENT = PTE_PRESENT
+_PTE_YOUNG = PTE_YOUNG
+_PTE_DIRTY = PTE_DIRTY
+_PG_referenced = PG_referenced
+_PG_active = PG_active
+_PG_workingset = PG_workingset
+
 # gfp_t bits that reclaim looks at (include/linux/gfp_types.h).
 __GFP_IO = 1 << 6
 __GFP_FS = 1 << 7
@@ -175,6 +185,7 @@ GFP_NOIO = __GFP_RECLAIM
 
 #: ``HPAGE_PMD_ORDER`` on x86-64 (2 MiB folios); orders 1..8 are mTHP sizes.
 HPAGE_PMD_ORDER = 9
+_HPAGE_PMD_ORDER = HPAGE_PMD_ORDER
 #: ``PTRS_PER_PTE``: the pages one PTE table maps (x86-64, 4 KiB pages).
 PTRS_PER_PTE = 512
 #: The pages one PMD table maps (``PUD_SIZE`` / ``PAGE_SIZE``: 1 GiB).
@@ -182,12 +193,6 @@ PUD_NR_PAGES = 512 * 512
 
 _ENTRY_SHIFT = 48
 _OFFSET_MASK = (1 << _ENTRY_SHIFT) - 1
-# C-typed copies for the compiled access path (vmscan.pxd).
-_PTE_NONE = PTE_NONE
-_PTE_PRESENT = PTE_PRESENT
-_PTE_YOUNG = PTE_YOUNG
-_PTE_DIRTY = PTE_DIRTY
-_HPAGE_PMD_ORDER = HPAGE_PMD_ORDER
 
 
 def mthp_size_name(order: int) -> str:
@@ -358,7 +363,7 @@ class MemCgroup:
         """``folio_add_lru`` / ``lruvec_add_folio``: on the list ``PG_active`` names
         (new anon folios are not active: they start on the inactive list)."""
         folio.memcg = self  # commit_charge: the folio's memcg (zswap's LRU follows it)
-        if folio.flags & PG_active:
+        if folio.flags & _PG_active:
             self.active.add(folio, owner)
         else:
             self.inactive.add(folio, owner)
@@ -747,11 +752,11 @@ def folio_check_references(folio: Folio) -> int:
     young bit of its own fault.  Not young: reclaimed (an anon folio is
     never ``FOLIOREF_RECLAIM_CLEAN``).
     """
-    referenced_ptes = folio.flags & PTE_YOUNG
-    referenced_folio = folio.flags & PG_referenced
-    folio.clear(PTE_YOUNG | PG_referenced)
+    referenced_ptes = folio.flags & _PTE_YOUNG
+    referenced_folio = folio.flags & _PG_referenced
+    folio.clear(_PTE_YOUNG | _PG_referenced)
     if referenced_ptes:
-        folio.set(PG_referenced)
+        folio.set(_PG_referenced)
         if referenced_folio:
             return FOLIOREF_ACTIVATE
         return FOLIOREF_KEEP
@@ -762,7 +767,7 @@ def workingset_eviction(memcg: MemCgroup, folio: Folio, raw: int) -> None:
     """``workingset_eviction`` of a reclaimed swap-cache folio (``__remove_mapping``):
     a shadow with the memcg's ``nonresident_age`` and ``PG_workingset`` in each of its
     slots, then the clock ages by its pages."""
-    shadow = (memcg.nonresident_age, bool(folio.flags & PG_workingset))
+    shadow = (memcg.nonresident_age, bool(folio.flags & _PG_workingset))
     for j in range(folio.nr_pages):
         memcg.shadows[raw + j] = shadow
     memcg.nonresident_age += folio.nr_pages
@@ -806,7 +811,7 @@ def shrink_folio_list(
         references = folio_check_references(folio)
         if references == FOLIOREF_ACTIVATE:  # activate_locked
             folio.unlock()
-            folio.set(PG_active)
+            folio.set(_PG_active)
             folio_list.append((folio, owner))
             nr_activate += folio.nr_pages
             continue
@@ -819,12 +824,12 @@ def shrink_folio_list(
             folio, owner, ok = _alloc_swap_or_split(m, folio, owner, batch)
             if not ok:  # no swap space: keep it (activate_locked)
                 folio.unlock()
-                folio.set(PG_active)
+                folio.set(_PG_active)
                 folio_list.append((folio, owner))
                 nr_activate += folio.nr_pages
                 continue
         mm, vpn = owner
-        if mm.pte[vpn] == PTE_PRESENT:  # try_to_unmap: the PTEs take the entries
+        if mm.pte[vpn] == _PTE_PRESENT:  # try_to_unmap: the PTEs take the entries
             swap_duplicate(m, folio.swap, folio.nr_pages)
             mm.unmap(vpn, folio)
             folio.mark_dirty()  # the page may differ from any copy in swap
@@ -883,12 +888,12 @@ def workingset_refault(memcg: MemCgroup, folio: Folio, raw: int) -> None:
         workingset_size = memcg.stats["nr_active_anon"]
     if memcg.nonresident_age - eviction > workingset_size:
         return
-    folio.set(PG_active)
+    folio.set(_PG_active)
     memcg.nonresident_age += nr  # workingset_age_nonresident
     memcg.workingset_activate_anon += nr
     vm_events.count(WORKINGSET_ACTIVATE_ANON, nr)
     if workingset:
-        folio.set(PG_workingset)
+        folio.set(_PG_workingset)
         memcg.lru_note_cost(nr, 0)  # lru_note_cost_refault
         vm_events.count(WORKINGSET_RESTORE_ANON, nr)
 
