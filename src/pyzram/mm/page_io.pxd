@@ -16,6 +16,8 @@ cdef int NRSWPIN, NRSWPOUT, PSWPIN, PSWPOUT, SWPIN_ZERO, SWPOUT_ZERO, THP_SWPOUT
 cdef int EIO, ENOENT
 
 
+@cython.locals(prev=Folio)
+cpdef bint swap_can_merge(SwapIoCtx ctx, SwapInfo si, Folio folio, int rw) except? False
 @cython.locals(m=Machine, si=SwapInfo)
 cpdef void swap_add_folio(SwapIoCtx ctx, Folio folio, int rw) except *
 cpdef void swap_write_submit(SwapIoCtx ctx) except *

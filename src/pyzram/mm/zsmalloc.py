@@ -329,7 +329,7 @@ class ZsPool:
         self._mem = self.arena
         self._arena_top = PAGE_SIZE  # arena offset 0 stays unused: 0 means "no object"
         #: How far the arena has been made present (``_populate``).
-        self._populated = 0
+        self._populated = self._dirty_top  # (a recycled arena: present below that)
         self._free_extents: list[list[int]] = [[] for _ in range(CHAIN_SIZE_MAX + 1)]
         #: ``page->zspage``: the zspage owning each arena page (grows with the
         #: arena's used part, so metadata stays proportional to the pool).
