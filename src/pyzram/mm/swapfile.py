@@ -540,7 +540,9 @@ def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None
         si._sm[i] = SWAP_HAS_CACHE
     si.cluster_count[c] += nr
     si.cluster_order[c] = corder
-    lst = si.nonfull_clusters.setdefault(corder, {})
+    lst = si.nonfull_clusters.get(corder)
+    if lst is None:
+        lst = si.nonfull_clusters[corder] = {}
     if si.cluster_count[c] >= SWAPFILE_CLUSTER:
         lst.pop(c, None)
     else:

@@ -682,7 +682,11 @@ class Zswap:
 
     def zswap_lru_add(self, entry: ZswapEntry) -> None:
         with self.lru_lock:
-            self.list_lru.setdefault(_memcg_of(entry.objcg), OrderedDict())[entry] = None
+            memcg = _memcg_of(entry.objcg)
+            lru = self.list_lru.get(memcg)
+            if lru is None:
+                lru = self.list_lru[memcg] = OrderedDict()
+            lru[entry] = None
 
     def zswap_lru_del(self, entry: ZswapEntry) -> None:
         with self.lru_lock:
