@@ -19,8 +19,10 @@ from pyzram.mm.vmscan import (
     MemCgroup,
     PG_active,
     PG_referenced,
+    pack_shadow,
     shrink_inactive_list,
     try_to_free_mem_cgroup_pages,
+    unpack_shadow,
 )
 from pyzram.workload.pages import synthetic_mix
 from pyzram.zram.swap import zram_init
@@ -255,7 +257,11 @@ def test_refaults_counted_activated_only_within_the_flushed_workingset(m, zram_s
     assert m.vm_events["workingset_activate_anon"] == 0
     memcg.mem_cgroup_flush_stats()  # the workingset is now the 96 active pages
     swapped = np.flatnonzero(mm.pte_state == PTE_SWAP)
-    recent = max(swapped.tolist(), key=lambda v: memcg.shadows[int(mm.pte_raw[v])][0])
+
+    def eviction(v: int) -> int:
+        return unpack_shadow(memcg.shadows[int(mm.pte_raw[v])])[0]
+
+    recent = max(swapped.tolist(), key=eviction)
     assert mm.touch(recent).test(PG_active)
     assert m.vm_events["workingset_activate_anon"] == 1
 
@@ -456,3 +462,13 @@ def test_vmstat_equals_the_swap_core_and_zram(m, zram_swap, order):
     assert m.vm_events["pgsteal_anon"] == allocated
     assert memcg.usage - mm.pgtables == int((mm.pte_state == PTE_PRESENT).sum())
     z.check()
+
+
+def test_a_shadow_packs_the_eviction_clock_and_the_workingset_bit():
+    """pack_shadow / unpack_shadow: one value per slot, given back exactly."""
+    for eviction in (0, 1, 2, 12_345, 2**40 + 3):
+        for workingset in (False, True):
+            shadow = pack_shadow(eviction, workingset)
+            assert isinstance(shadow, int)
+            assert unpack_shadow(shadow) == (eviction, workingset)
+    assert pack_shadow(5, True) != pack_shadow(5, False) != pack_shadow(4, True)

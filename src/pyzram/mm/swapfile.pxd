@@ -33,8 +33,8 @@ cdef class SwapInfo:
     cdef public bytearray _zm
     cdef public object swap_map
     cdef public object zeromap
-    cdef public object cluster_count
-    cdef public object cluster_order
+    cdef public int[::1] cluster_count
+    cdef public signed char[::1] cluster_order
     cdef public object free_clusters
     cdef public dict nonfull_clusters
     cdef public dict cluster_next
@@ -42,6 +42,7 @@ cdef class SwapInfo:
     cdef cython.pymutex lock
     cdef object __weakref__
 
+    cpdef int swap_count(self, long offset) except -1
     @cython.locals(bit=int, off=long)
     cpdef void set_zero(self, long offset, long nr, bint value)
     @cython.locals(n=long, off=long)

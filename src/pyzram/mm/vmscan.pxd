@@ -29,7 +29,7 @@ cdef int WORKINGSET_ACTIVATE_ANON, WORKINGSET_REFAULT_ANON, WORKINGSET_RESTORE_A
 
 
 cdef long _ENTRY_SHIFT, _OFFSET_MASK
-cdef long _PTE_NONE, _PTE_PRESENT, _PTE_YOUNG, _PTE_DIRTY, _HPAGE_PMD_ORDER
+cdef long _PTE_NONE, _PTE_PRESENT, _PTE_SWAP, _PTE_YOUNG, _PTE_DIRTY, _HPAGE_PMD_ORDER
 cdef long _PG_referenced, _PG_active, _PG_workingset
 # (its own, not exported)
 cdef int FOLIOREF_RECLAIM, FOLIOREF_KEEP, FOLIOREF_ACTIVATE
@@ -67,6 +67,12 @@ cdef class MemCgroup:
     cpdef void lru_del(self, Folio folio) except *
 
 
+cdef class ReclaimStat:
+    cdef public long nr_activate
+    cdef public long nr_pageout
+    cdef public long nr_ref_keep
+
+
 cdef class AddressSpace:
     cdef public long nr_pages
     cdef public MemCgroup memcg
@@ -87,11 +93,13 @@ cdef class AddressSpace:
     cdef public long pgtables
     cdef object __weakref__
 
+    @cython.locals(j=long)
     cpdef void _flush_folio(self, long base, Folio folio) except *
     @cython.locals(order=int, nr=long, base=long)
     cpdef int _anon_order(self, long vpn) except -1
     @cython.locals(order=int, nr=long, base=long, first=long, raw=long, j=long, m=Machine, si=SwapInfo)
     cpdef int _swapin_order(self, long vpn, SwpEntry entry) except -1
+    @cython.locals(entry=SwpEntry, nr=long, raw=long, j=long)
     cpdef void unmap(self, long base, Folio folio) except *
     cpdef Folio touch(self, long vpn, bint write=*, object data=*)
     cpdef void pmd_alloc(self, long vpn) except *
@@ -105,9 +113,11 @@ cdef class AddressSpace:
 cpdef tuple _alloc_swap_or_split(Machine m, Folio folio, object owner, list batch)
 cpdef bint may_enter_fs(Machine m, Folio folio, long gfp_mask) except? False
 cpdef int folio_check_references(Folio folio) except -1
-@cython.locals(j=long)
+cpdef long pack_shadow(long eviction, bint workingset)
+cpdef tuple unpack_shadow(long shadow)
+@cython.locals(j=long, shadow=object)
 cpdef void workingset_eviction(MemCgroup memcg, Folio folio, long raw) except *
 @cython.locals(folio=Folio, mm=AddressSpace, vpn=long, i=long, nr_activate=long, freed=long, references=int, raw=long, memcg=MemCgroup)
-cpdef long shrink_folio_list(Machine m, list folio_list, long gfp_mask=*, object stat=*) except -1
+cpdef long shrink_folio_list(Machine m, list folio_list, long gfp_mask=*, ReclaimStat stat=*) except -1
 @cython.locals(nr=long, j=long, workingset_size=long, eviction=long, workingset=bint)
 cpdef void workingset_refault(MemCgroup memcg, Folio folio, long raw) except *

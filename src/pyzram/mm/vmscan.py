@@ -169,6 +169,7 @@ _PTE_NONE = PTE_NONE
 _PTE_PRESENT = PTE_PRESENT
 _PTE_YOUNG = PTE_YOUNG
 _PTE_DIRTY = PTE_DIRTY
+_PTE_SWAP = PTE_SWAP
 _PG_referenced = PG_referenced
 _PG_active = PG_active
 _PG_workingset = PG_workingset
@@ -315,8 +316,8 @@ class MemCgroup:
         #: ``target_lruvec->refaults[WORKINGSET_ANON]`` (``snapshot_refaults``).
         self.refaults_anon = 0
         #: The shadow entries of reclaimed folios, by swap entry (``type << 48 | offset``):
-        #: ``(nonresident_age at eviction, PG_workingset)`` (``workingset_eviction``).
-        self.shadows: dict[int, tuple[int, bool]] = {}
+        #: ``nonresident_age`` at eviction and ``PG_workingset``, packed (``pack_shadow``).
+        self.shadows: dict[int, int] = {}
 
     # -- charging ----------------------------------------------------------------
 
@@ -763,11 +764,27 @@ def folio_check_references(folio: Folio) -> int:
     return FOLIOREF_RECLAIM
 
 
+def pack_shadow(eviction: int, workingset: bool) -> int:
+    """``pack_shadow``: the eviction clock and ``PG_workingset`` in one value, as the
+    kernel stores a shadow in the swap cache's xarray (``xa_mk_value``).
+
+    Simplified: no memcg id and node id fields (one memcg, one node) and no
+    ``EVICTION_MASK`` / ``bucket_order`` truncation (the model's clock never
+    wraps), so ``unpack_shadow`` gives back exactly what was packed.
+    """
+    return eviction << 1 | workingset
+
+
+def unpack_shadow(shadow: int) -> tuple[int, bool]:
+    """``unpack_shadow``: ``(eviction, workingset)`` of a packed shadow."""
+    return shadow >> 1, bool(shadow & 1)
+
+
 def workingset_eviction(memcg: MemCgroup, folio: Folio, raw: int) -> None:
     """``workingset_eviction`` of a reclaimed swap-cache folio (``__remove_mapping``):
     a shadow with the memcg's ``nonresident_age`` and ``PG_workingset`` in each of its
     slots, then the clock ages by its pages."""
-    shadow = (memcg.nonresident_age, bool(folio.flags & _PG_workingset))
+    shadow = pack_shadow(memcg.nonresident_age, folio.flags & _PG_workingset != 0)
     for j in range(folio.nr_pages):
         memcg.shadows[raw + j] = shadow
     memcg.nonresident_age += folio.nr_pages
@@ -882,7 +899,7 @@ def workingset_refault(memcg: MemCgroup, folio: Folio, raw: int) -> None:
         return
     vm_events = memcg.machine.vm_events
     vm_events.count(WORKINGSET_REFAULT_ANON, nr)
-    eviction, workingset = shadow
+    eviction, workingset = unpack_shadow(shadow)
     workingset_size = 0
     if get_nr_swap_pages(memcg.machine) > 0:  # mem_cgroup_get_nr_swap_pages
         workingset_size = memcg.stats["nr_active_anon"]
@@ -963,9 +980,9 @@ class AddressSpace:
             self.on_mmlist = True
             self.machine.mmlist.append(self)
         self._flush_folio(base, folio)  # ptep_clear_flush
-        folio.clear(PTE_DIRTY)  # the PTE's dirty bit went to the folio with it
+        folio.clear(_PTE_DIRTY)  # the PTE's dirty bit went to the folio with it
         if nr == 1:
-            self.pte[base] = PTE_SWAP
+            self.pte[base] = _PTE_SWAP
             self.pte_raw[base] = raw
             del self.present[base]
             self.swapped[raw] = base
@@ -1243,7 +1260,17 @@ class AddressSpace:
             swap_read_folio(ctx, folio)
         swap_read_submit(ctx)
 
-    @cython.locals(folio=Folio)
+    @cython.locals(
+        memcg=MemCgroup,
+        freed=cython.long,
+        pmd=cython.long,
+        lo=cython.long,
+        hi=cython.long,
+        vpn=cython.long,
+        folio=Folio,
+        nr=cython.long,
+        base=cython.long,
+    )
     def madvise_pageout(self, start: int, end: int) -> int:
         """``madvise(MADV_PAGEOUT)`` of pages ``start..end-1``; pages freed.
 
@@ -1266,7 +1293,7 @@ class AddressSpace:
             folio_list: list[tuple[Folio, Owner]] = []
             vpn = lo
             while vpn < hi:
-                if self.pte[vpn] != PTE_PRESENT:
+                if self.pte[vpn] != _PTE_PRESENT:
                     vpn += 1
                     continue
                 folio = self.present[vpn]
@@ -1275,7 +1302,7 @@ class AddressSpace:
                 vpn = base + nr
                 if base < start or base + nr > end:
                     continue
-                folio.clear(PTE_YOUNG | PG_referenced | PG_active)  # young, referenced, active
+                folio.clear(_PTE_YOUNG | _PG_referenced | _PG_active)  # young, referenced, active
                 if folio in memcg.inactive or folio in memcg.active:  # folio_isolate_lru
                     memcg.lru_del(folio)
                     folio_list.append((folio, (self, base)))

@@ -27,6 +27,7 @@ cdef class Zspage:
     cdef public Py_ssize_t base
     cdef public Zspage prev, next
 
+cpdef bint IS_ERR_VALUE(long handle)
 @cython.locals(head=Zspage)
 cpdef void insert_zspage(SizeClass cls, Zspage zspage, int fg)
 @cython.locals(fg=int, prev=Zspage, nxt=Zspage)

@@ -2,7 +2,7 @@
 cimport cython
 from pyzram.mm.folio cimport Folio, SwpEntry, swp_entry
 from pyzram.mm.machine cimport Machine
-from pyzram.mm.zsmalloc cimport ZsPool
+from pyzram.mm.zsmalloc cimport IS_ERR_VALUE, ZsPool
 
 # Constants imported by the .py, C longs here: each use is a C load, not a
 # module-global lookup and a boxed int (not re-exported: import them from
@@ -89,6 +89,8 @@ cdef class Zswap:
     cpdef void zswap_entry_free(self, ZswapEntry entry) except *
 
 
+cpdef object _memcg_of(object objcg)
+cpdef bint mem_cgroup_zswap_writeback_enabled(object memcg) except? False
 @cython.locals(dlen=long, comp_ret=long, alloc_ret=long, handle=long, buffer=bytearray)
 cpdef bint zswap_compress(Zswap zs, object page, ZswapEntry entry, ZswapPool pool, object memcg) except? False
 @cython.locals(pool=ZswapPool, zsp=ZsPool, off=Py_ssize_t, ret=int)

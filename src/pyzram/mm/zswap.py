@@ -737,7 +737,7 @@ def zswap_compress(zs: Zswap, page: memoryview, entry: ZswapEntry, pool: ZswapPo
     if dlen > PAGE_SIZE:  # a codec that wrote past the one-page output: an overrun
         comp_ret, dlen = -EINVAL, 0
     alloc_ret = 0
-    src: Any = memoryview(buffer)[:dlen] if dlen > 0 else None
+    src: Any = buffer  # (zs_obj_write copies its first dlen bytes)
     if comp_ret or dlen <= 0 or dlen >= PAGE_SIZE:
         if not mem_cgroup_zswap_writeback_enabled(memcg):
             comp_ret = comp_ret or -EINVAL
@@ -859,11 +859,14 @@ def zswap_store(m: Machine, folio: Folio) -> bool:
         if not zs.zswap_check_limits():
             pool = zs.zswap_pool_current_get()
             if pool is not None:
-                data = memoryview(folio.data)
                 for index in range(nr_pages):
-                    page = data[index * PAGE_SIZE : (index + 1) * PAGE_SIZE]
                     if not zswap_store_page(
-                        zs, page, swp_entry(swp.type, swp.offset + index), objcg, pool, memcg
+                        zs,
+                        folio.page(index),
+                        swp_entry(swp.type, swp.offset + index),
+                        objcg,
+                        pool,
+                        memcg,
                     ):
                         break
                 else:
