@@ -4,7 +4,12 @@ from pyzram.mm.folio cimport Folio
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.swap cimport SwapIoCtx, VmEvents
 from pyzram.mm.swapfile cimport SwapInfo, folio_free_swap, swp_swap_info
-from pyzram.mm.zswap cimport zswap_load, zswap_store
+from pyzram.mm.zswap cimport (
+    mem_cgroup_zswap_writeback_enabled,
+    zswap_folio_swapin,
+    zswap_load,
+    zswap_store,
+)
 
 # Constants imported by the .py, C longs here: each use is a C load, not a
 # module-global lookup and a boxed int (not re-exported: import them from
@@ -16,13 +21,44 @@ cdef int NRSWPIN, NRSWPOUT, PSWPIN, PSWPOUT, SWPIN_ZERO, SWPOUT_ZERO, THP_SWPOUT
 cdef int EIO, ENOENT
 
 
+
+@cython.freelist(32)
+cdef class SwapIocb:
+    cdef public object machine
+    cdef public list bvecs
+    cdef public long len
+    cdef public bint _ended
+    cdef object __weakref__
+
+
+cdef class SioPool:
+    cdef public object machine
+    cdef public long size
+    cdef public long outstanding
+    cdef public long allocated_total
+    cdef object _lock
+    cdef object _cv
+
+    cpdef SwapIocb alloc(self)
+    cpdef void free(self, SwapIocb sio) except *
+
+
+@cython.locals(folio=Folio, m=Machine, pool=SioPool)
+cpdef void swap_read_end(SwapIocb sio, bint failed) except *
+@cython.locals(folio=Folio, m=Machine, pool=SioPool)
+cpdef void swap_write_end(SwapIocb sio, bint failed) except *
 @cython.locals(prev=Folio)
 cpdef bint swap_can_merge(SwapIoCtx ctx, SwapInfo si, Folio folio, int rw) except? False
-@cython.locals(m=Machine, si=SwapInfo)
+@cython.locals(m=Machine, si=SwapInfo, sio=SwapIocb, pool=SioPool)
 cpdef void swap_add_folio(SwapIoCtx ctx, Folio folio, int rw) except *
+cpdef void _submit(SwapIoCtx ctx, int rw) except *
 cpdef void swap_write_submit(SwapIoCtx ctx) except *
 cpdef void swap_read_submit(SwapIoCtx ctx) except *
+@cython.locals(ops=object)
+cpdef void _hand_over(SwapIoCtx ctx, int counter, int rw) except *
 cpdef bint is_folio_zero_filled(Folio folio) except? False
+@cython.locals(vm_events=VmEvents)
+cpdef void __swap_writepage(SwapIoCtx ctx, Folio folio) except *
 @cython.locals(m=Machine, si=SwapInfo)
 cpdef int swap_writeout(SwapIoCtx ctx, Folio folio) except? -1
 @cython.locals(m=Machine, si=SwapInfo, nz=long)

@@ -52,7 +52,6 @@ from pyzram.mm.swap import (
     SWPOUT_ZERO,
     THP_SWPOUT,
     SwapIoCtx,
-    VmEvents,
 )
 from pyzram.mm.swap_ops import READ, SWAP_OPS_F_NOFS, WRITE, SwapOps
 from pyzram.mm.swapfile import SwapInfo, folio_free_swap, swp_swap_info
@@ -141,7 +140,6 @@ def swap_iocb_folio(sio: SwapIocb, idx: int) -> Folio:
 # -- completion ----------------------------------------------------------------------
 
 
-@cython.locals(folio=Folio, m=Machine)
 def swap_read_end(sio: SwapIocb, failed: bool) -> None:
     """``swap_read_end``: once per read batch; uptodate on success, unlock always."""
     m = sio.machine
@@ -152,10 +150,10 @@ def swap_read_end(sio: SwapIocb, failed: bool) -> None:
         folio.unlock()
     if not failed:
         m.vm_events.count(PSWPIN, sio.len >> PAGE_SHIFT)
-    m.sio_pool.free(sio)
+    pool = m.sio_pool
+    pool.free(sio)
 
 
-@cython.locals(folio=Folio)
 def swap_write_end(sio: SwapIocb, failed: bool) -> None:
     """``swap_write_end``: once per write batch; a failure re-dirties every folio."""
     for folio in sio.bvecs:
@@ -163,7 +161,9 @@ def swap_write_end(sio: SwapIocb, failed: bool) -> None:
             folio.mark_dirty()
             folio.clear(PG_reclaim)
         folio.end_writeback()
-    sio.machine.sio_pool.free(sio)
+    m = sio.machine
+    pool = m.sio_pool
+    pool.free(sio)
 
 
 # -- batching --------------------------------------------------------------------------
@@ -185,7 +185,6 @@ def swap_can_merge(ctx: SwapIoCtx, si, folio: Folio, rw: int) -> bool:
     return can_merge(si, folio, prev, prev.size, rw)
 
 
-@cython.locals(folio=Folio)
 def swap_add_folio(ctx: SwapIoCtx, folio: Folio, rw: int) -> None:
     """``swap_add_folio``: append to the batch, submitting first or after as needed."""
     m = ctx.machine
@@ -194,7 +193,8 @@ def swap_add_folio(ctx: SwapIoCtx, folio: Folio, rw: int) -> None:
         _submit(ctx, rw)
     if ctx.sio is None:
         ctx.sis = si
-        ctx.sio = m.sio_pool.alloc()
+        pool = m.sio_pool
+        ctx.sio = pool.alloc()
     sio = ctx.sio
     sio.bvecs.append(folio)
     sio.len += folio.size
@@ -219,7 +219,6 @@ def swap_read_submit(ctx: SwapIoCtx) -> None:
     _hand_over(ctx, NRSWPIN, READ)
 
 
-@cython.locals(ctx=SwapIoCtx)
 def _hand_over(ctx: SwapIoCtx, counter: int, rw: int) -> None:
     """Count the batch, give it to the ops (which now own and end it), empty the ctx."""
     if ctx.sio is None:
@@ -227,7 +226,10 @@ def _hand_over(ctx: SwapIoCtx, counter: int, rw: int) -> None:
     ctx.machine.vm_events.count(counter)
     ops: SwapOps = ctx.sis.ops
     try:
-        (ops.submit_write if rw == WRITE else ops.submit_read)(ctx)
+        if rw == WRITE:
+            ops.submit_write(ctx)
+        else:
+            ops.submit_read(ctx)
     finally:
         ctx.sio = None
         ctx.sis = None
@@ -289,7 +291,6 @@ def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
     return 0
 
 
-@cython.locals(folio=Folio, ctx=SwapIoCtx, vm_events=VmEvents)
 def __swap_writepage(ctx: SwapIoCtx, folio: Folio) -> None:
     """``__swap_writepage``: count at submission, start writeback, unlock, queue."""
     vm_events = ctx.machine.vm_events
@@ -414,7 +415,10 @@ def _swap_fs_rw(ctx: SwapIoCtx, write: bool) -> None:
     except OSError:
         done = -EIO
     failed = done != sio.len
-    (swap_write_end if write else swap_read_end)(sio, failed)
+    if write:
+        swap_write_end(sio, failed)
+    else:
+        swap_read_end(sio, failed)
 
 
 def swap_fs_submit_write(ctx: SwapIoCtx) -> None:

@@ -101,5 +101,7 @@ cpdef bint zswap_store_page(Zswap zs, object page, SwpEntry swp, object objcg, Z
 cpdef bint zswap_store(Machine m, Folio folio) except? False
 @cython.locals(swp=SwpEntry, zs=Zswap, entry=ZswapEntry, tree=dict)
 cpdef int zswap_load(Machine m, Folio folio) except? -1000
+@cython.locals(zs=Zswap)
+cpdef void zswap_folio_swapin(Machine m, Folio folio) except *
 @cython.locals(zs=Zswap, entry=ZswapEntry, tree=dict, trees=list)
 cpdef void zswap_invalidate(Machine m, SwpEntry swp) except *

@@ -932,7 +932,6 @@ def zswap_invalidate(m: Machine, swp: SwpEntry) -> None:
         zs.zswap_entry_free(entry)
 
 
-@cython.locals(zs=Zswap)
 def zswap_folio_swapin(m: Machine, folio: Folio | None) -> None:
     """``zswap_folio_swapin``: a read from the disk; the shrinker backs off by one."""
     zs: Zswap = m.zswap
