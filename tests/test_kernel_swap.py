@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import host_tlb_entries
 from pyzram.host import kernel_swap as ks
 from pyzram.tools.cli import main
 from pyzram.tools.commands.run import run_workload
@@ -95,13 +96,22 @@ def test_swap_traffic_matches_the_kernel(devices):
     2026-12-06 once 857, 869 and 940 in three runs: hence five), pyzram
     within 2 % of their median on every counter but pgactivate, whose kernel
     figure (35-182) moves with TLB flushes the kernel does not see (the
-    hypervisor's).  The counters cover the workload only, on both sides: the
-    final check of the pages is not part of it."""
+    hypervisor's).  On the build 6.18.44-fc-v1300 the host's accessed bits are
+    set on far more accesses (pgactivate about 200, pswpin 860-891): there the
+    model predicts it with a TLB of 128 entries, every counter within 2 %, and
+    with 2,048 its pswpin is 6 % over.  So the TLB size is the host's
+    (:func:`conftest.host_tlb_entries`, by pgactivate), the rest is predicted.
+    The counters cover the workload only, on both sides: the final check of the
+    pages is not part of it."""
     pages = synthetic_mix(2048, seed=1)
     kw = dict(mem_limit_pages=512, accesses=4096, seed=2)
     runs = [ks.run_kernel_swap(pages, **kw) for _ in range(5)]
     _assert_clean(devices)
-    o = run_workload(pages, **kw).vmstat
+    tlb = host_tlb_entries(
+        [r.vmstat["pgactivate"] for r in runs],
+        lambda t: run_workload(pages, tlb_entries=t, **kw).vmstat["pgactivate"],
+    )
+    o = run_workload(pages, tlb_entries=tlb, **kw).vmstat
     tolerance = {"pswpout": 0.04, "pswpin": 0.04, "pgmajfault": 0.04, "pgsteal_anon": 0.04,
                  "swpout_zero": 0.04, "swpin_zero": 0.08, "pgscan_anon": 0.04,
                  "workingset_refault_anon": 0.04}  # fmt: skip
