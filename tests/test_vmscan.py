@@ -370,8 +370,10 @@ def test_no_mthp_swapin_reads_order0(m):
 
 
 def test_pmd_thp_swaps_out_whole_and_in_as_order0_pages(m):
-    """Order 9: thp_fault_alloc, thp_swpout at reclaim; swap-in is order 0 (6.18 never
-    swaps a PMD-size folio in whole)."""
+    """Order 9: thp_fault_alloc, thp_swpout at reclaim, each with its PMD mapping split
+    into a PTE table first (thp_split_pmd: try_to_unmap's TTU_SPLIT_HUGE_PMD; the
+    folio stays whole, no thp_split_page); swap-in is order 0 (6.18 never swaps a
+    PMD-size folio in whole)."""
     z, si = _zram_area(m, "16M")
     try:
         pages = synthetic_mix(2048, seed=13)
@@ -380,6 +382,8 @@ def test_pmd_thp_swaps_out_whole_and_in_as_order0_pages(m):
         _fill(mm, len(pages))
         assert m.vm_events["thp_fault_alloc"] == 4
         assert m.vm_events["thp_swpout"] >= 2 and m.vm_events.mthp[(9, "swpout")] >= 2
+        assert m.vm_events["thp_split_pmd"] == m.vm_events["thp_swpout"]
+        assert m.vm_events["thp_split_page"] == 0
         assert memcg.usage <= 1100
         swapped = np.flatnonzero(mm.pte_state == PTE_SWAP)
         vpn, other = int(swapped[7]), int(swapped[8])

@@ -119,6 +119,7 @@ from pyzram.mm.swap import (
     THP_FAULT_FALLBACK,
     THP_FAULT_FALLBACK_CHARGE,
     THP_SPLIT_PAGE,
+    THP_SPLIT_PMD,
     THP_SWPOUT_FALLBACK,
     WORKINGSET_ACTIVATE_ANON,
     WORKINGSET_REFAULT_ANON,
@@ -668,7 +669,9 @@ def split_folio_to_list(folio: Folio, owner: Owner) -> list[tuple[Folio, Owner]]
 
     Returns its order-0 pieces with their owners, the first one (the head)
     still locked, the others unlocked; each PTE now maps its piece.  Counts
-    ``thp_split_page`` for a PMD-size folio and the mTHP ``split`` stat.
+    ``thp_split_page`` for a PMD-size folio, and ``thp_split_pmd`` for its PMD
+    mapping, which ``unmap_folio`` splits first (``TTU_SPLIT_HUGE_PMD``), and
+    the mTHP ``split`` stat.
     """
     if not folio.test(PG_locked) or folio.swap is not None:
         raise RuntimeError("split_folio_to_list needs a locked folio outside the swap cache")
@@ -684,6 +687,7 @@ def split_folio_to_list(folio: Folio, owner: Owner) -> list[tuple[Folio, Owner]]
     pieces[0][0].lock()
     vm_events = mm.machine.vm_events
     if folio.order == HPAGE_PMD_ORDER:
+        vm_events.count(THP_SPLIT_PMD)
         vm_events.count(THP_SPLIT_PAGE)
     vm_events.count_mthp(folio.order, "split")
     folio.unlock()
@@ -979,6 +983,10 @@ class AddressSpace:
         if not self.on_mmlist:  # try_to_unmap_one: list_add(&mm->mmlist, &init_mm.mmlist)
             self.on_mmlist = True
             self.machine.mmlist.append(self)
+        if folio.order == _HPAGE_PMD_ORDER:
+            # reclaim's TTU_SPLIT_HUGE_PMD: the PMD mapping becomes a PTE table
+            # (split_huge_pmd_locked), whose PTEs then take the entries
+            self.machine.vm_events.count(THP_SPLIT_PMD)
         self._flush_folio(base, folio)  # ptep_clear_flush
         folio.clear(_PTE_DIRTY)  # the PTE's dirty bit went to the folio with it
         if nr == 1:
