@@ -33,8 +33,12 @@ default, :data:`TLB_ENTRIES`, is the 4 KiB L2 DTLB of common x86 server
 cores (2,048 entries: AMD Zen 2/3, Intel Ice Lake and later); it also
 predicts best, of 2,048 and 4,096, the swap traffic of the 6.18 host these
 tools were measured on (AMD Zen 5, whose 4,096-entry L2 TLB also holds the
-kernel's 2 MiB translations).  ``nr_entries`` 0 is a CPU whose
-``ptep_clear_flush_young`` flushes (arm64): every access sets the bit.
+kernel's 2 MiB translations).  That host's later build (6.18.44-fc-v1300,
+a PVM guest whose hypervisor keeps its own shadow page tables) sets the
+accessed bits on far more accesses: 128 entries predict it, and its 2 MiB
+mappings behave as if no entry cached them (docs/architecture.md).
+``nr_entries`` 0 is a CPU whose ``ptep_clear_flush_young`` flushes
+(arm64): every access sets the bit.
 """
 
 from __future__ import annotations
