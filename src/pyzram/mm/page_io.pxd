@@ -21,7 +21,6 @@ cdef int NRSWPIN, NRSWPOUT, PSWPIN, PSWPOUT, SWPIN_ZERO, SWPOUT_ZERO, THP_SWPOUT
 cdef int EIO, ENOENT
 
 
-
 @cython.freelist(32)
 cdef class SwapIocb:
     cdef public object machine
@@ -54,7 +53,6 @@ cpdef void swap_add_folio(SwapIoCtx ctx, Folio folio, int rw) except *
 cpdef void _submit(SwapIoCtx ctx, int rw) except *
 cpdef void swap_write_submit(SwapIoCtx ctx) except *
 cpdef void swap_read_submit(SwapIoCtx ctx) except *
-@cython.locals(ops=object)
 cpdef void _hand_over(SwapIoCtx ctx, int counter, int rw) except *
 cpdef bint is_folio_zero_filled(Folio folio) except? False
 @cython.locals(vm_events=VmEvents)
