@@ -22,6 +22,7 @@ from setuptools.command.build_ext import build_ext
 COMPILED = [
     "src/pyzram/lib/atomic.py",
     "src/pyzram/lib/rwsem.py",
+    "src/pyzram/lib/spinlock.py",
     "src/pyzram/mm/zsmalloc.py",
     "src/pyzram/zram/table.py",
     "src/pyzram/zram/zcomp.py",

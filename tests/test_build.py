@@ -25,6 +25,7 @@ FIDELITY_TESTS = [
     "tests/test_zram.py",
     "tests/test_machine.py",
     "tests/test_swap_core.py",
+    "tests/test_locks.py",
 ]
 
 

@@ -1,9 +1,11 @@
 # Types of pyzram/lib/atomic.py when it is compiled (Cython pure-Python mode).
 cimport cython
 
+cpdef void atomic_begin() noexcept
+cpdef void atomic_end() noexcept
+
 cdef class atomic64_t:
     cdef public long long counter
-    cdef cython.pymutex lock
 
 cpdef long long atomic64_read(atomic64_t v)
 cpdef void atomic64_set(atomic64_t v, long long i)

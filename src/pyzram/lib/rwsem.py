@@ -12,22 +12,23 @@ import threading
 
 import cython
 
+from pyzram.lib.atomic import atomic_begin, atomic_end
+
 
 @cython.cclass
 class RWSemaphore:
     """``struct rw_semaphore``: shared ``down_read``, exclusive ``down_write``.
 
-    The state (readers, a writer, writers waiting) changes under a short
-    mutex, a C lock in the object when compiled; the uncontended paths take
-    only that.  A task that must wait counts itself in ``_waiters`` and
-    sleeps on a condition variable, which whoever releases the semaphore
-    signals after changing the state, so no wake-up is lost (the same
-    scheme as zram's slot lock).
+    The state (readers, a writer, writers waiting) changes atomically
+    (:func:`~pyzram.lib.atomic.atomic_begin`), as the kernel changes
+    ``sem->count`` with atomic operations; the uncontended paths do only
+    that.  A task that must wait counts itself in ``_waiters`` and sleeps on
+    a condition variable, which whoever releases the semaphore signals after
+    changing the state, so no wake-up is lost (the same scheme as zram's
+    slot lock).
     """
 
     def __init__(self) -> None:
-        if not cython.compiled:  # compiled, the mutex is a C lock in the object
-            self._mutex = cython.pymutex()
         self._cv = threading.Condition()
         self._readers = 0
         self._writer = False
@@ -38,44 +39,57 @@ class RWSemaphore:
 
     def down_read(self) -> None:
         while True:
-            with self._mutex:
-                if not (self._writer or self._writers_waiting):
-                    self._readers += 1
-                    return
+            atomic_begin()
+            taken = not (self._writer or self._writers_waiting)
+            if taken:
+                self._readers += 1
+            else:
                 self._waiters += 1
+            atomic_end()
+            if taken:
+                return
             with self._cv:
                 while self._writer or self._writers_waiting:
                     self._cv.wait()
-            with self._mutex:
-                self._waiters -= 1
+            atomic_begin()
+            self._waiters -= 1
+            atomic_end()
 
     def up_read(self) -> None:
-        with self._mutex:
-            self._readers -= 1
-            wake = self._readers == 0 and self._waiters
+        atomic_begin()
+        self._readers -= 1
+        wake = self._readers == 0 and self._waiters
+        atomic_end()
         if wake:
             self._wake()
 
     def down_write(self) -> None:
-        with self._mutex:
-            self._writers_waiting += 1
+        atomic_begin()
+        self._writers_waiting += 1
+        atomic_end()
         while True:
-            with self._mutex:
-                if not (self._writer or self._readers):
-                    self._writers_waiting -= 1
-                    self._writer = True
-                    return
+            atomic_begin()
+            taken = not (self._writer or self._readers)
+            if taken:
+                self._writers_waiting -= 1
+                self._writer = True
+            else:
                 self._waiters += 1
+            atomic_end()
+            if taken:
+                return
             with self._cv:
                 while self._writer or self._readers:
                     self._cv.wait()
-            with self._mutex:
-                self._waiters -= 1
+            atomic_begin()
+            self._waiters -= 1
+            atomic_end()
 
     def up_write(self) -> None:
-        with self._mutex:
-            self._writer = False
-            wake = self._waiters
+        atomic_begin()
+        self._writer = False
+        wake = self._waiters
+        atomic_end()
         if wake:
             self._wake()
 

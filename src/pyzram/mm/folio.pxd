@@ -1,9 +1,9 @@
 # Types of pyzram/mm/folio.py when it is compiled (Cython pure-Python mode).
 
 cimport cython
+from pyzram.lib.atomic cimport atomic_begin, atomic_end
 
 cdef list folio_wait_table
-cdef cython.pymutex _bitlock
 cdef long _WAIT_TABLE_MASK
 cdef long _locked_bit, _waiters_bit
 cpdef long folio_waitqueue(object folio)
@@ -36,6 +36,7 @@ cdef class Folio:
     cpdef void clear(self, long flag)
     @cython.locals(locked=long)
     cpdef void lock(self) except *
+    @cython.locals(flags=long)
     cpdef bint trylock(self) except? False
     @cython.locals(flags=long)
     cpdef void unlock(self) except *

@@ -26,6 +26,8 @@ import threading
 
 import cython
 
+from pyzram.lib.atomic import atomic_begin, atomic_end
+
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
 
@@ -63,9 +65,6 @@ folio_wait_table = [threading.Condition() for _ in range(1 << PAGE_WAIT_TABLE_BI
 #: tests them without making Python ints.
 _locked_bit = PG_locked
 _waiters_bit = PG_waiters
-#: The stand-in for the CPU's atomic bit operations on ``PG_locked``/``PG_waiters``.
-if not cython.compiled:  # compiled, it is a C mutex (folio.pxd)
-    _bitlock = cython.pymutex()
 
 
 def folio_waitqueue(folio: object) -> int:
@@ -197,20 +196,21 @@ class Folio:
         while not self.trylock():
             q = folio_wait_table[folio_waitqueue(self)]
             with q:
-                with _bitlock:
-                    locked = self.flags & _locked_bit
-                    if locked:
-                        self.flags |= _waiters_bit
+                atomic_begin()  # set_bit(PG_waiters) if still locked
+                locked = self.flags & _locked_bit
+                if locked:
+                    self.flags |= _waiters_bit
+                atomic_end()
                 if locked:
                     q.wait()
 
     def trylock(self) -> bool:
         """``folio_trylock``: ``test_and_set_bit_lock(PG_locked)``."""
-        with _bitlock:
-            if self.flags & _locked_bit:
-                return False
-            self.flags |= _locked_bit
-            return True
+        atomic_begin()
+        flags = self.flags
+        self.flags = flags | _locked_bit
+        atomic_end()
+        return not flags & _locked_bit
 
     def set_locked(self) -> None:
         """``__folio_set_locked``: the bit set without an atomic operation, for a new
@@ -219,10 +219,11 @@ class Folio:
 
     def unlock(self) -> None:
         """``folio_unlock``: clear the bit; wake the queue if ``PG_waiters`` was set."""
-        with _bitlock:
-            flags = self.flags
-            if flags & _locked_bit:
-                self.flags = flags & ~(_locked_bit | _waiters_bit)
+        atomic_begin()  # clear_bit_unlock(PG_locked), and PG_waiters with it
+        flags = self.flags
+        if flags & _locked_bit:
+            self.flags = flags & ~(_locked_bit | _waiters_bit)
+        atomic_end()
         if not flags & _locked_bit:
             raise RuntimeError(f"folio_unlock of an unlocked folio {self!r}")
         if flags & _waiters_bit:

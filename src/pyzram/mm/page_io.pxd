@@ -1,5 +1,6 @@
 # Types of pyzram/mm/page_io.py when it is compiled (Cython pure-Python mode).
 cimport cython
+from pyzram.lib.atomic cimport atomic_begin, atomic_end
 from pyzram.mm.folio cimport Folio
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.swap cimport SwapIoCtx, VmEvents
@@ -35,10 +36,12 @@ cdef class SioPool:
     cdef public long size
     cdef public long outstanding
     cdef public long allocated_total
-    cdef object _lock
+    cdef public long waiters
     cdef object _cv
 
+    @cython.locals(free=bint, timed_out=bint)
     cpdef SwapIocb alloc(self)
+    @cython.locals(waiters=long)
     cpdef void free(self, SwapIocb sio) except *
 
 

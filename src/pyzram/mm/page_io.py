@@ -40,6 +40,7 @@ from pyzram.block.bio import (
     submit_bio,
 )
 from pyzram.block.blkdev import BLK_FEAT_SYNCHRONOUS
+from pyzram.lib.atomic import atomic_begin, atomic_end
 from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_dirty, PG_locked, PG_reclaim
 from pyzram.mm.machine import Machine
 from pyzram.mm.swap import (
@@ -93,7 +94,10 @@ class SioPool:
     Counts what is outstanding so tests can assert that every batch was
     ended exactly once (the pool is full again at quiescence).  A
     ``GFP_NOIO`` mempool allocation waits for a free element rather than
-    failing; so does this one.
+    failing; so does this one.  The counts change atomically
+    (:mod:`pyzram.lib.atomic`); a task that finds the pool empty counts
+    itself in ``waiters`` in the same step and sleeps on ``pool->wait``,
+    which a free wakes only when someone waits.
     """
 
     def __init__(self, machine: Machine, size: int = SWAP_CLUSTER_MAX) -> None:
@@ -101,25 +105,42 @@ class SioPool:
         self.size = size
         self.outstanding = 0
         self.allocated_total = 0
-        self._lock = threading.Lock()
-        self._cv = threading.Condition(self._lock)  # waiters for a free element
+        self.waiters = 0
+        self._cv = threading.Condition()  # pool->wait
 
     def alloc(self) -> SwapIocb:
-        with self._lock:
-            while self.outstanding >= self.size:
-                if not self._cv.wait(timeout=30):
-                    raise RuntimeError("sio_pool exhausted for 30 s: a swap_iocb leaked")
-            self.outstanding += 1
-            self.allocated_total += 1
-        return SwapIocb(self.machine)
+        """``mempool_alloc(sio_pool, GFP_NOIO)``."""
+        while True:
+            atomic_begin()
+            free = self.outstanding < self.size
+            if free:
+                self.outstanding += 1
+                self.allocated_total += 1
+            else:
+                self.waiters += 1
+            atomic_end()
+            if free:
+                return SwapIocb(self.machine)
+            with self._cv:
+                timed_out = self.outstanding >= self.size and not self._cv.wait(timeout=30)
+            atomic_begin()
+            self.waiters -= 1
+            atomic_end()
+            if timed_out:
+                raise RuntimeError("sio_pool exhausted for 30 s: a swap_iocb leaked")
 
     def free(self, sio: SwapIocb) -> None:
+        """``mempool_free``: the element back, and a waiter woken."""
         if sio._ended:
             raise RuntimeError("swap_iocb ended twice")
         sio._ended = True
-        with self._lock:
-            self.outstanding -= 1
-            self._cv.notify()
+        atomic_begin()
+        self.outstanding -= 1
+        waiters = self.waiters
+        atomic_end()
+        if waiters:
+            with self._cv:
+                self._cv.notify()
 
 
 # -- accessors exported to providers (patch 2/3) -------------------------------------

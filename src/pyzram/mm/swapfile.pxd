@@ -1,6 +1,7 @@
 # Types of pyzram/mm/swapfile.py when it is compiled (Cython pure-Python mode).
 cimport cython
 from pyzram.lib.atomic cimport atomic64_add, atomic64_read, atomic64_sub
+from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
 from pyzram.mm.folio cimport Folio, SwpEntry, swp_entry
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.zswap cimport zswap_invalidate
@@ -39,7 +40,7 @@ cdef class SwapInfo:
     cdef public dict nonfull_clusters
     cdef public dict cluster_next
     cdef public dict swap_cache
-    cdef cython.pymutex lock
+    cdef public spinlock_t lock
     cdef object __weakref__
 
     cpdef int swap_count(self, long offset) except -1

@@ -52,6 +52,7 @@ from pyzram.block.blkdev import (
     blkdev_put,
 )
 from pyzram.lib.atomic import atomic64_add, atomic64_read, atomic64_sub
+from pyzram.lib.spinlock import spin_lock, spin_unlock, spinlock_t
 from pyzram.mm.folio import (
     PAGE_SHIFT,
     PAGE_SIZE,
@@ -174,8 +175,7 @@ class SwapInfo:
         self.nonfull_clusters: dict[int, dict[int, None]] = {}
         self.cluster_next: dict[int, int] = {}  # order -> its current cluster
         self.swap_cache: dict[int, Folio] = {}
-        if not cython.compiled:  # compiled, a C mutex (swapfile.pxd)
-            self.lock = cython.pymutex()  # si->lock + cluster locks (see module doc)
+        self.lock = spinlock_t()  # si->lock + cluster locks (see module doc)
 
     def __repr__(self) -> str:
         what = self.bdev.disk.disk_name if self.bdev else str(self.swap_file)
@@ -195,7 +195,7 @@ class SwapInfo:
 
     def spin_is_locked(self) -> bool:
         """``spin_is_locked(&si->lock)``: whether anyone holds the area's lock."""
-        return self.lock.locked()
+        return self.lock.locked
 
     # -- zero map (si->zeromap) -----------------------------------------------------
 
@@ -381,8 +381,11 @@ def release_swap_area(si: SwapInfo) -> None:
     if si.flags & SWP_WRITEOK:  # never swapped off (power-off): its free slots go
         atomic64_sub(si.pages - si.inuse_pages, m.nr_swap_pages)
     si.flags &= ~SWP_WRITEOK
-    with si.lock:
+    spin_lock(si.lock)
+    try:
         si.swap_cache.clear()
+    finally:
+        spin_unlock(si.lock)
     if si.bdev is not None:
         blkdev_put(si.bdev)
         si.bdev = None
@@ -417,11 +420,14 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     from pyzram.mm.page_io import swap_read_folio, swap_read_submit
 
     m = si.machine
-    with si.lock:
+    spin_lock(si.lock)
+    try:
         if not si.flags & SWP_WRITEOK:
             raise OSError(errno.EINVAL, "swap area is not active")
         si.flags &= ~SWP_WRITEOK
         atomic64_sub(si.pages, m.nr_swap_pages)  # del_from_avail_list
+    finally:
+        spin_unlock(si.lock)
     offsets = np.flatnonzero(
         (si.swap_map & ~np.uint8(SWAP_HAS_CACHE) != 0) & (si.swap_map != SWAP_MAP_BAD)
     )
@@ -447,9 +453,12 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
             if unuse is not None:
                 dropped += unuse(entry, folio)
         except OSError:  # ENOMEM from a memcg charge: reinsert_swap_info, fail
-            with si.lock:
+            spin_lock(si.lock)
+            try:
                 si.flags |= SWP_WRITEOK
                 atomic64_add(si.pages, m.nr_swap_pages)
+            finally:
+                spin_unlock(si.lock)
             raise
         for _ in range(dropped):
             swap_free(m, entry)
@@ -458,19 +467,28 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
         folio.unlock()
     # try_to_unuse visits cache-only slots too (swap_map == SWAP_HAS_CACHE, say a
     # mapped folio whose PTE no longer holds the entry): folio_free_swap drops them.
-    with si.lock:
+    spin_lock(si.lock)
+    try:
         cached = list({id(f): f for f in si.swap_cache.values()}.values())
+    finally:
+        spin_unlock(si.lock)
     for folio in cached:
         folio.lock()
         if folio.swap is not None and folio.swap.type == si.type:
             folio_free_swap(m, folio)
         folio.unlock()
-    with si.lock:
+    spin_lock(si.lock)
+    try:
         busy = np.flatnonzero((si.swap_map != 0) & (si.swap_map != SWAP_MAP_BAD))
+    finally:
+        spin_unlock(si.lock)
     if busy.size:
-        with si.lock:
+        spin_lock(si.lock)
+        try:
             si.flags |= SWP_WRITEOK
             atomic64_add(si.pages, m.nr_swap_pages)
+        finally:
+            spin_unlock(si.lock)
         raise OSError(errno.EBUSY, f"swapoff: {len(busy)} slots still referenced")
     release_swap_area(si)
     si.ops = None
@@ -570,7 +588,8 @@ def folio_alloc_swap(m: Machine, folio: Folio) -> SwpEntry:
     for si in m.swap_avail:
         if not si.flags & SWP_WRITEOK:
             continue
-        with si.lock:
+        spin_lock(si.lock)
+        try:
             if si.pages - si.inuse_pages < nr:
                 continue
             off = _take_slots(si, folio.order)
@@ -582,13 +601,16 @@ def folio_alloc_swap(m: Machine, folio: Folio) -> SwpEntry:
             folio.swap = entry
             folio.set(PG_swapcache)
             return entry
+        finally:
+            spin_unlock(si.lock)
     raise OSError(errno.ENOMEM, "no free swap slots")
 
 
 def swap_duplicate(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
     """``swap_duplicate``: one more reference (a PTE) to ``nr`` slots from ``entry``."""
     si = swp_swap_info(m, entry)
-    with si.lock:
+    spin_lock(si.lock)
+    try:
         sm = si._sm
         for off in range(entry.offset, entry.offset + nr):
             count = sm[off] & ~SWAP_HAS_CACHE
@@ -597,12 +619,15 @@ def swap_duplicate(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
             if count >= SWAP_MAP_MAX:
                 raise OSError(errno.ENOMEM, "swap count overflow (continuation not modelled)")
             sm[off] += 1
+    finally:
+        spin_unlock(si.lock)
 
 
 def swap_free(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
     """``swap_free_nr``: drop one reference to ``nr`` slots; free those that reach 0."""
     si = swp_swap_info(m, entry)
-    with si.lock:
+    spin_lock(si.lock)
+    try:
         sm = si._sm
         for off in range(entry.offset, entry.offset + nr):
             if sm[off] & ~SWAP_HAS_CACHE == 0:
@@ -610,6 +635,8 @@ def swap_free(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
             sm[off] -= 1
             if sm[off] == 0:
                 swap_range_free(si, off, 1)
+    finally:
+        spin_unlock(si.lock)
 
 
 def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
@@ -680,7 +707,8 @@ def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio
     nr = 1 << order
     folio = Folio(order)
     folio.set_locked()  # __folio_set_locked: no one else can see it yet
-    with si.lock:
+    spin_lock(si.lock)
+    try:
         for off in range(entry.offset, entry.offset + nr):
             if off in si.swap_cache:
                 folio.unlock()
@@ -691,6 +719,8 @@ def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio
         for off in range(entry.offset, entry.offset + nr):
             si._sm[off] |= SWAP_HAS_CACHE
             si.swap_cache[off] = folio
+    finally:
+        spin_unlock(si.lock)
     folio.swap = entry
     folio.set(PG_swapcache)
     return folio
@@ -700,12 +730,15 @@ def swap_cache_del_folio(m: Machine, folio: Folio) -> None:
     """``swap_cache_del_folio``: leave the cache; slots with no references are freed."""
     entry = folio.swap
     si = swp_swap_info(m, entry)
-    with si.lock:
+    spin_lock(si.lock)
+    try:
         for off in range(entry.offset, entry.offset + folio.nr_pages):
             del si.swap_cache[off]
             si._sm[off] &= ~SWAP_HAS_CACHE & 0xFF
             if si._sm[off] == 0:
                 swap_range_free(si, off, 1)
+    finally:
+        spin_unlock(si.lock)
     folio.clear(PG_swapcache)
     folio.swap = None
 
@@ -723,12 +756,15 @@ def folio_free_swap(m: Machine, folio: Folio) -> bool:
         return False
     si = swp_swap_info(m, folio.swap)
     swapped = False
-    with si.lock:
+    spin_lock(si.lock)
+    try:
         off, sm = folio.swap.offset, si._sm
         for o in range(off, off + folio.nr_pages):
             if sm[o] & _COUNT_MASK:
                 swapped = True
                 break
+    finally:
+        spin_unlock(si.lock)
     if swapped:
         return False
     swap_cache_del_folio(m, folio)

@@ -1,6 +1,7 @@
 # Types of pyzram/mm/zsmalloc.py when it is compiled (Cython pure-Python mode).
 cimport cython
 from pyzram.lib.rwsem cimport RWSemaphore
+from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
 
 cdef Py_ssize_t _HDR, _PG_SHIFT
 cdef unsigned long long _TAG, _TAG_BITS, _LAST_LINK, _FREEOBJ_MASK
@@ -14,7 +15,7 @@ cdef class SizeClass:
     cdef public tuple fg_of
     cdef public unsigned int nonempty
     cdef public Py_ssize_t objs_allocated, objs_inuse
-    cdef cython.pymutex lock
+    cdef public spinlock_t lock
 
     cpdef list zspages(self, int fg)
 
@@ -38,7 +39,7 @@ cdef class ZsPool:
     cdef public str name
     cdef public int chain_size
     cdef public Py_ssize_t pages_allocated, pages_compacted
-    cdef cython.pymutex _stat_lock
+    cdef public spinlock_t _stat_lock
     cdef public object _compaction_in_progress
     cdef public RWSemaphore _migrate_lock
     cdef public list size_class

@@ -56,6 +56,7 @@ import cython
 import numpy as np
 
 from pyzram.lib.rwsem import RWSemaphore
+from pyzram.lib.spinlock import spin_lock, spin_unlock, spinlock_t
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
@@ -151,8 +152,7 @@ class SizeClass:
         self.fg_of = tuple(_fullness_group(objs, n) for n in range(objs + 1))
         self.objs_allocated = 0  # ZS_OBJS_ALLOCATED
         self.objs_inuse = 0  # ZS_OBJS_INUSE
-        if not cython.compiled:  # compiled, the class lock is a C mutex in the object
-            self.lock = cython.pymutex()
+        self.lock = spinlock_t()  # class->lock
 
     def zspages(self, fg: int) -> list[Zspage]:
         """``list_for_each_entry`` over group ``fg``'s list, head first."""
@@ -301,8 +301,7 @@ class ZsPool:
         self.chain_size = chain_size
         self.pages_allocated = 0
         self.pages_compacted = 0  # zs_pool_stats.pages_compacted
-        if not cython.compiled:  # compiled, a C mutex in the object
-            self._stat_lock = cython.pymutex()
+        self._stat_lock = spinlock_t()  # the handle cache's and the page allocator's
         self._compaction_in_progress = threading.Lock()
         #: ``pool->migrate_lock``: handle lookups (read) against object moves (write).
         self._migrate_lock = RWSemaphore()
@@ -423,25 +422,35 @@ class ZsPool:
         no lookup runs while it is replaced.
         """
         while True:
-            with self._stat_lock:
+            spin_lock(self._stat_lock)
+            try:
                 if self._free_handles:
                     return self._free_handles.pop()
                 handle = self._next_handle
                 if handle < len(self._addr):
                     self._next_handle = handle + 1
                     return handle
-            with self._migrate_lock.write(), self._stat_lock:
-                if self._next_handle >= len(self._addr):
-                    grown = np.zeros(2 * len(self._obj_addr), dtype=np.int64)
-                    grown[: len(self._obj_addr)] = self._obj_addr
-                    self._obj_addr = grown
-                    self._addr = memoryview(grown)
+            finally:
+                spin_unlock(self._stat_lock)
+            with self._migrate_lock.write():
+                spin_lock(self._stat_lock)
+                try:
+                    if self._next_handle >= len(self._addr):
+                        grown = np.zeros(2 * len(self._obj_addr), dtype=np.int64)
+                        grown[: len(self._obj_addr)] = self._obj_addr
+                        self._obj_addr = grown
+                        self._addr = memoryview(grown)
+                finally:
+                    spin_unlock(self._stat_lock)
 
     def cache_free_handle(self, handle: int) -> None:
         """``cache_free_handle``."""
-        with self._stat_lock:
+        spin_lock(self._stat_lock)
+        try:
             self._addr[handle] = 0
             self._free_handles.append(handle)
+        finally:
+            spin_unlock(self._stat_lock)
 
     @cython.locals(addr=cython.Py_ssize_t, zspage=Zspage, cls=SizeClass)
     def _handle_to_obj(self, handle: int) -> tuple[Zspage, int]:
@@ -460,7 +469,8 @@ class ZsPool:
         when the arena is used up (the kernel's page allocation failing);
         then ``init_zspage``."""
         pages = cls.pages_per_zspage
-        with self._stat_lock:
+        spin_lock(self._stat_lock)
+        try:
             extents = self._free_extents[pages]
             if extents:
                 base = extents.pop()
@@ -481,6 +491,8 @@ class ZsPool:
             first = base >> PAGE_SHIFT
             for i in range(first, first + pages):
                 self._page_zspage[i] = zspage
+        finally:
+            spin_unlock(self._stat_lock)
         self.init_zspage(cls, zspage)
         return zspage
 
@@ -520,13 +532,16 @@ class ZsPool:
         """``free_zspage``: unlink it and give its pages back (class lock held)."""
         remove_zspage(cls, zspage)
         cls.objs_allocated -= cls.objs_per_zspage
-        with self._stat_lock:
+        spin_lock(self._stat_lock)
+        try:
             self._nr_zspages -= 1
             first = zspage.base >> PAGE_SHIFT
             for i in range(first, first + cls.pages_per_zspage):
                 self._page_zspage[i] = None
             self._free_extents[cls.pages_per_zspage].append(zspage.base)
             self.pages_allocated -= cls.pages_per_zspage
+        finally:
+            spin_unlock(self._stat_lock)
 
     # -- allocation --------------------------------------------------------
 
@@ -564,7 +579,8 @@ class ZsPool:
             return -errno.ENOSPC
         handle = self.cache_alloc_handle()
         cls = self.class_of_len[size]  # size + ZS_HANDLE_SIZE -> its class
-        with cls.lock:
+        spin_lock(cls.lock)
+        try:
             fg = _FULLEST[cls.nonempty & _NONFULL_GROUPS]
             if fg >= 0:  # find_get_zspage: the head of the fullest non-full group
                 zspage = cls.fullness_list[fg]
@@ -572,17 +588,25 @@ class ZsPool:
                 fix_fullness_group(cls, zspage)
                 cls.objs_inuse += 1
                 return handle
+        finally:
+            spin_unlock(cls.lock)
         zspage = self.alloc_zspage(cls)
         if zspage is None:
             self.cache_free_handle(handle)
             return -errno.ENOMEM
-        with cls.lock:
+        spin_lock(cls.lock)
+        try:
             self.obj_malloc(zspage, handle)
             insert_zspage(cls, zspage, cls.fg_of[zspage.inuse])
-            with self._stat_lock:  # atomic_long_add(pages_per_zspage, &pages_allocated)
+            spin_lock(self._stat_lock)  # atomic_long_add(pages_per_zspage, &pages_allocated)
+            try:
                 self.pages_allocated += cls.pages_per_zspage
+            finally:
+                spin_unlock(self._stat_lock)
             cls.objs_allocated += cls.objs_per_zspage
             cls.objs_inuse += 1
+        finally:
+            spin_unlock(cls.lock)
         return handle
 
     def _obj_handle(self, zspage: Zspage, obj_idx: int) -> int:
@@ -620,7 +644,7 @@ class ZsPool:
         try:
             zspage, obj_idx = self._handle_to_obj(handle)
             cls = zspage.cls
-            cls.lock.acquire()
+            spin_lock(cls.lock)
         finally:
             migrate.up_read()
         try:
@@ -629,7 +653,7 @@ class ZsPool:
             if fix_fullness_group(cls, zspage) == ZS_INUSE_RATIO_0:
                 self._free_zspage(cls, zspage)
         finally:
-            cls.lock.release()
+            spin_unlock(cls.lock)
         self.cache_free_handle(handle)
 
     # -- object access -----------------------------------------------------
@@ -730,24 +754,30 @@ class ZsPool:
         """``__zs_compact``: one class, from the fullest destination down."""
         pages_freed = 0
         dst: Zspage | None = None
-        with self._migrate_lock.write(), cls.lock:
-            while self.zs_can_compact(cls):
-                if dst is None:
-                    dst = self._isolate(cls, range(ZS_INUSE_RATIO_99, ZS_INUSE_RATIO_10 - 1, -1))
+        with self._migrate_lock.write():
+            spin_lock(cls.lock)
+            try:
+                while self.zs_can_compact(cls):
                     if dst is None:
+                        dst = self._isolate(
+                            cls, range(ZS_INUSE_RATIO_99, ZS_INUSE_RATIO_10 - 1, -1)
+                        )
+                        if dst is None:
+                            break
+                    src = self._isolate(cls, range(ZS_INUSE_RATIO_10, ZS_INUSE_RATIO_99 + 1))
+                    if src is None:
                         break
-                src = self._isolate(cls, range(ZS_INUSE_RATIO_10, ZS_INUSE_RATIO_99 + 1))
-                if src is None:
-                    break
-                self._migrate_zspage(src, dst)
-                if self._putback_zspage(cls, src) == ZS_INUSE_RATIO_0:
-                    self._free_zspage(cls, src)
-                    pages_freed += cls.pages_per_zspage
-                if get_fullness_group(cls, dst.inuse) == ZS_INUSE_RATIO_100:
+                    self._migrate_zspage(src, dst)
+                    if self._putback_zspage(cls, src) == ZS_INUSE_RATIO_0:
+                        self._free_zspage(cls, src)
+                        pages_freed += cls.pages_per_zspage
+                    if get_fullness_group(cls, dst.inuse) == ZS_INUSE_RATIO_100:
+                        self._putback_zspage(cls, dst)
+                        dst = None
+                if dst is not None:
                     self._putback_zspage(cls, dst)
-                    dst = None
-            if dst is not None:
-                self._putback_zspage(cls, dst)
+            finally:
+                spin_unlock(cls.lock)
         return pages_freed
 
     def zs_compact(self) -> int:
@@ -763,8 +793,11 @@ class ZsPool:
                 cls = self.size_class[i]
                 if cls.index == i:
                     freed += self._zs_compact_class(cls)
-            with self._stat_lock:
+            spin_lock(self._stat_lock)
+            try:
                 self.pages_compacted += freed
+            finally:
+                spin_unlock(self._stat_lock)
             return freed
         finally:
             self._compaction_in_progress.release()

@@ -1,5 +1,7 @@
 # Types of pyzram/mm/zswap.py when it is compiled (Cython pure-Python mode).
 cimport cython
+from pyzram.lib.atomic cimport atomic_begin, atomic_end
+from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
 from pyzram.mm.folio cimport Folio, SwpEntry, swp_entry
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.zsmalloc cimport IS_ERR_VALUE, ZsPool
@@ -49,13 +51,13 @@ cdef class Zswap:
     cdef public bint has_pool
     cdef public bint ever_enabled
     cdef public list pools
-    cdef cython.pymutex pools_lock
+    cdef public spinlock_t pools_lock
     cdef public long pools_count
     cdef public bint pool_reached_full
     cdef public dict trees
-    cdef cython.pymutex tree_lock
+    cdef public spinlock_t tree_lock
     cdef public dict list_lru
-    cdef cython.pymutex lru_lock
+    cdef public spinlock_t lru_lock
     cdef public long next_shrink
     cdef public dict shrinker_nr_deferred
     cdef public dict nr_disk_swapins
@@ -69,12 +71,13 @@ cdef class Zswap:
     cdef public long decompress_fail
     cdef public long reject_alloc_fail
     cdef public long reject_kmemcache_fail
-    cdef cython.pymutex stat_lock
     cdef public bint shrink_work_queued
     cdef object __weakref__
 
     cpdef ZswapPool zswap_pool_current(self)
+    @cython.locals(dead=bint)
     cpdef ZswapPool zswap_pool_current_get(self)
+    @cython.locals(last=bint)
     cpdef void zswap_pool_put(self, ZswapPool pool) except *
     @cython.locals(pool=ZswapPool, total=long)
     cpdef long zswap_total_pages(self) except -1

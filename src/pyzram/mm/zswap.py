@@ -60,7 +60,9 @@ from typing import TYPE_CHECKING, Any
 
 import cython
 
+from pyzram.lib.atomic import atomic_begin, atomic_end
 from pyzram.lib.kstrtox import kstrtouint
+from pyzram.lib.spinlock import spin_lock, spin_unlock, spinlock_t
 from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_reclaim, SwpEntry, swp_entry
 from pyzram.mm.swap import ZSWPIN, ZSWPOUT, ZSWPWB
 from pyzram.mm.zsmalloc import IS_ERR_VALUE, ZsPool
@@ -428,17 +430,14 @@ class Zswap:
         self.has_pool = False
         self.ever_enabled = False
         self.pools: list[ZswapPool] = []  # the current one first
-        if not cython.compiled:  # compiled, a C mutex (zswap.pxd)
-            self.pools_lock = cython.pymutex()
+        self.pools_lock = spinlock_t()
         self.pools_count = 0
         self.pool_reached_full = False
         self.trees: dict[int, list[dict[int, ZswapEntry]]] = {}
-        if not cython.compiled:  # compiled, a C mutex (zswap.pxd)
-            self.tree_lock = cython.pymutex()
+        self.tree_lock = spinlock_t()
         #: ``zswap_list_lru``: per memcg (None: the root), entries in LRU order.
         self.list_lru: dict[Any, OrderedDict[ZswapEntry, None]] = {}
-        if not cython.compiled:  # compiled, a C mutex (zswap.pxd)
-            self.lru_lock = cython.pymutex()
+        self.lru_lock = spinlock_t()
         #: ``zswap_next_shrink``: the cursor of shrink_worker's walk (-1: none).
         self.next_shrink = -1
         #: The shrinker's ``nr_deferred`` per memcg (``shrink_slab``'s carried work).
@@ -456,8 +455,6 @@ class Zswap:
         self.decompress_fail = 0
         self.reject_alloc_fail = 0
         self.reject_kmemcache_fail = 0
-        if not cython.compiled:  # compiled, a C mutex (zswap.pxd)
-            self.stat_lock = cython.pymutex()
         self.shrink_work_queued = False
         if default_on:
             self.zswap_setup()
@@ -494,23 +491,35 @@ class Zswap:
         return self.pools[0] if self.pools else None
 
     def zswap_pool_current_get(self) -> ZswapPool | None:
-        """``zswap_pool_current_get``: the current pool, with a reference."""
-        with self.pools_lock:
-            pool = self.zswap_pool_current()
-            if pool is None or pool.killed and pool.ref == 0:
-                return None
+        """``zswap_pool_current_get``: the current pool (read as under RCU), with a
+        reference taken by ``zswap_pool_tryget`` (``percpu_ref_tryget``: an atomic
+        increment that fails once the count is dead)."""
+        pool = self.zswap_pool_current()
+        if pool is None:
+            return None
+        atomic_begin()
+        dead = pool.killed and pool.ref == 0
+        if not dead:
             pool.ref += 1
-            return pool
+        atomic_end()
+        return None if dead else pool
 
     def zswap_pool_put(self, pool: ZswapPool) -> None:
-        """``zswap_pool_put``: a killed pool whose last reference goes is destroyed."""
-        with self.pools_lock:
-            pool.ref -= 1
-            if pool.ref == 0:
-                # __zswap_pool_empty -> __zswap_pool_release -> zswap_pool_destroy
+        """``zswap_pool_put`` (``percpu_ref_put``, atomic): the release of the last
+        reference, ``__zswap_pool_empty``, takes the pool off the list under
+        ``zswap_pools_lock`` and destroys it (``__zswap_pool_release``)."""
+        atomic_begin()
+        pool.ref -= 1
+        last = pool.ref == 0
+        atomic_end()
+        if last:
+            spin_lock(self.pools_lock)
+            try:
                 if pool in self.pools:
                     self.pools.remove(pool)
-                pool.zs_pool.zs_destroy_pool()
+            finally:
+                spin_unlock(self.pools_lock)
+            pool.zs_pool.zs_destroy_pool()
 
     def _pool_kill(self, pool: ZswapPool) -> None:
         """``percpu_ref_kill``: drop the initial (current) reference."""
@@ -586,19 +595,27 @@ class Zswap:
                 return
         if not self.crypto_has_acomp(s):
             raise OSError(ENOENT, f"compressor {s} not available")
-        with self.pools_lock:
+        spin_lock(self.pools_lock)
+        try:
             pool = next((p for p in self.pools if p.tfm_name == s and p.ref > 0), None)
             if pool is not None:  # zswap_pool_find_get + list_del_rcu + resurrect
                 self.pools.remove(pool)
                 pool.killed = False
-                pool.ref += 1  # percpu_ref_resurrect (the find_get ref is dropped)
+                atomic_begin()  # percpu_ref_resurrect (the find_get ref is dropped)
+                pool.ref += 1
+                atomic_end()
+        finally:
+            spin_unlock(self.pools_lock)
         if pool is None:
             pool = self.zswap_pool_create(s)
         self._param_set_charp(s)
-        with self.pools_lock:
+        spin_lock(self.pools_lock)
+        try:
             old = self.zswap_pool_current()
             self.pools.insert(0, pool)
             self.has_pool = True
+        finally:
+            spin_unlock(self.pools_lock)
         if old is not None:
             self._pool_kill(old)
 
@@ -681,22 +698,31 @@ class Zswap:
         return self.trees[swp.type][swp.offset >> ZSWAP_ADDRESS_SPACE_SHIFT]
 
     def zswap_lru_add(self, entry: ZswapEntry) -> None:
-        with self.lru_lock:
+        spin_lock(self.lru_lock)
+        try:
             memcg = _memcg_of(entry.objcg)
             lru = self.list_lru.get(memcg)
             if lru is None:
                 lru = self.list_lru[memcg] = OrderedDict()
             lru[entry] = None
+        finally:
+            spin_unlock(self.lru_lock)
 
     def zswap_lru_del(self, entry: ZswapEntry) -> None:
-        with self.lru_lock:
+        spin_lock(self.lru_lock)
+        try:
             lru = self.list_lru.get(_memcg_of(entry.objcg))
             if lru is not None:
                 lru.pop(entry, None)
+        finally:
+            spin_unlock(self.lru_lock)
 
     def lru_count(self, memcg: Any = None) -> int:
-        with self.lru_lock:
+        spin_lock(self.lru_lock)
+        try:
             return len(self.list_lru.get(memcg, ()))
+        finally:
+            spin_unlock(self.lru_lock)
 
     def zswap_entry_free(self, entry: ZswapEntry) -> None:
         """``zswap_entry_free``: off the LRU, object freed, counters down."""
@@ -704,10 +730,11 @@ class Zswap:
         pool = entry.pool
         pool.zs_pool.zs_free(entry.handle)
         self.zswap_pool_put(pool)
-        with self.stat_lock:
-            if entry.length == PAGE_SIZE:
-                self.stored_incompressible_pages -= 1
-            self.stored_pages -= 1
+        atomic_begin()  # atomic_long_dec(&zswap_stored_pages), and the incompressible count
+        if entry.length == PAGE_SIZE:
+            self.stored_incompressible_pages -= 1
+        self.stored_pages -= 1
+        atomic_end()
 
     def __repr__(self) -> str:
         pools = ", ".join(p.tfm_name for p in self.pools)
@@ -791,8 +818,11 @@ def zswap_swapon(m: Machine, type_: int, nr_pages: int) -> int:
     """``zswap_swapon``: the area's xarrays, one per 64 MiB of slots."""
     zs = m.zswap
     nr = -(-nr_pages // ZSWAP_ADDRESS_SPACE_PAGES)
-    with zs.tree_lock:
+    spin_lock(zs.tree_lock)
+    try:
         zs.trees[type_] = [{} for _ in range(max(nr, 1))]
+    finally:
+        spin_unlock(zs.tree_lock)
     return 0
 
 
@@ -806,8 +836,11 @@ def zswap_swapoff(m: Machine, type_: int) -> int:
     freed, and their number returned.
     """
     zs = m.zswap
-    with zs.tree_lock:
+    spin_lock(zs.tree_lock)
+    try:
         trees = zs.trees.pop(type_, None)
+    finally:
+        spin_unlock(zs.tree_lock)
     left = [e for tree in trees or () for e in tree.values()]
     for entry in left:
         zs.zswap_entry_free(entry)
@@ -822,17 +855,22 @@ def zswap_store_page(
     if not zswap_compress(zs, page, entry, pool, memcg):
         return False
     tree = zs.swap_zswap_tree(swp)
-    with zs.tree_lock:
+    spin_lock(zs.tree_lock)
+    try:
         old = tree.get(swp.offset)
         tree[swp.offset] = entry
+    finally:
+        spin_unlock(zs.tree_lock)
     if old is not None:  # a stale entry of a redirtied folio
         zs.zswap_entry_free(old)
-    with zs.pools_lock:
-        pool.ref += 1  # zswap_pool_get
-    with zs.stat_lock:
-        zs.stored_pages += 1
-        if entry.length == PAGE_SIZE:
-            zs.stored_incompressible_pages += 1
+    atomic_begin()  # zswap_pool_get (percpu_ref_get)
+    pool.ref += 1
+    atomic_end()
+    atomic_begin()  # atomic_long_inc(&zswap_stored_pages), and the incompressible count
+    zs.stored_pages += 1
+    if entry.length == PAGE_SIZE:
+        zs.stored_incompressible_pages += 1
+    atomic_end()
     entry.pool = pool
     entry.swpentry = swp
     entry.objcg = objcg
@@ -876,7 +914,8 @@ def zswap_store(m: Machine, folio: Folio) -> bool:
         if not ret and zs.pool_reached_full:
             queue_shrink_work(m)
     if not ret and zs.ever_enabled:  # never enabled: no entry can be stale
-        with zs.tree_lock:
+        spin_lock(zs.tree_lock)
+        try:
             stale = []
             for index in range(nr_pages):
                 off = swp.offset + index
@@ -884,6 +923,8 @@ def zswap_store(m: Machine, folio: Folio) -> bool:
                 entry = tree.pop(off, None)
                 if entry is not None:
                     stale.append(entry)
+        finally:
+            spin_unlock(zs.tree_lock)
         for entry in stale:
             zs.zswap_entry_free(entry)
     return ret
@@ -910,8 +951,11 @@ def zswap_load(m: Machine, folio: Folio) -> int:
     folio.mark_uptodate()
     m.vm_events.count(ZSWPIN)
     folio.mark_dirty()
-    with zs.tree_lock:
+    spin_lock(zs.tree_lock)
+    try:
         tree.pop(swp.offset, None)
+    finally:
+        spin_unlock(zs.tree_lock)
     zs.zswap_entry_free(entry)
     folio.unlock()
     return 0
@@ -926,8 +970,11 @@ def zswap_invalidate(m: Machine, swp: SwpEntry) -> None:
     tree = trees[swp.offset >> ZSWAP_ADDRESS_SPACE_SHIFT]
     if not tree:  # xa_empty
         return
-    with zs.tree_lock:
+    spin_lock(zs.tree_lock)
+    try:
         entry = tree.pop(swp.offset, None)
+    finally:
+        spin_unlock(zs.tree_lock)
     if entry is not None:
         zs.zswap_entry_free(entry)
 
@@ -938,8 +985,11 @@ def zswap_folio_swapin(m: Machine, folio: Folio | None) -> None:
     if folio is None or not zs.ever_enabled:
         return
     memcg = folio.memcg
-    with zs.lru_lock:
+    spin_lock(zs.lru_lock)
+    try:
         zs.nr_disk_swapins[memcg] = zs.nr_disk_swapins.get(memcg, 0) + 1
+    finally:
+        spin_unlock(zs.lru_lock)
 
 
 # -- writeback -----------------------------------------------------------------------------------
@@ -966,8 +1016,11 @@ def zswap_writeback_entry(m: Machine, entry: ZswapEntry, swpentry: SwpEntry) -> 
         _swap_cache_del_folio(m, folio)
         folio.unlock()
         return ret
-    with zs.tree_lock:
+    spin_lock(zs.tree_lock)
+    try:
         tree.pop(swpentry.offset, None)
+    finally:
+        spin_unlock(zs.tree_lock)
     m.vm_events.count(ZSWPWB)
     zs.zswap_entry_free(entry)
     folio.mark_uptodate()
@@ -986,11 +1039,11 @@ def shrink_memcg_cb(m: Machine, lru: OrderedDict, entry: ZswapEntry, arg: list |
         return LRU_ROTATE
     lru.move_to_end(entry)
     swpentry = entry.swpentry
-    zs.lru_lock.release()
+    spin_unlock(zs.lru_lock)
     try:
         result = zswap_writeback_entry(m, entry, swpentry)
     finally:
-        zs.lru_lock.acquire()
+        spin_lock(zs.lru_lock)
     if result:
         zs.reject_reclaim_fail += 1
         if result == -EEXIST and arg is not None:
@@ -1006,7 +1059,8 @@ def list_lru_walk_one(m: Machine, memcg: Any, nr_to_walk: int, arg: list | None)
     """``list_lru_walk_one``: ``(isolated, walked)`` over the memcg's LRU from its head."""
     zs: Zswap = m.zswap
     isolated = walked = 0
-    with zs.lru_lock:
+    spin_lock(zs.lru_lock)
+    try:
         lru = zs.list_lru.get(memcg)
         while lru and walked < nr_to_walk:
             entry = next(iter(lru))
@@ -1016,6 +1070,8 @@ def list_lru_walk_one(m: Machine, memcg: Any, nr_to_walk: int, arg: list | None)
                 isolated += 1
             elif status == LRU_STOP:
                 break
+    finally:
+        spin_unlock(zs.lru_lock)
     return isolated, walked
 
 
@@ -1033,8 +1089,11 @@ def shrink_memcg(m: Machine, memcg: Any) -> int:
 def _mem_cgroup_iter(zs: Zswap) -> Any:
     """``mem_cgroup_iter(NULL, zswap_next_shrink, NULL)``: the memcg after the cursor,
     ``_WALK_END`` after the last one (the kernel's NULL), the first one after that."""
-    with zs.lru_lock:
+    spin_lock(zs.lru_lock)
+    try:
         memcgs = list(zs.list_lru)
+    finally:
+        spin_unlock(zs.lru_lock)
     pos = zs.next_shrink + 1
     if pos >= len(memcgs):
         zs.next_shrink = -1
@@ -1102,10 +1161,13 @@ def zswap_shrinker_count(m: Machine, memcg: Any = None) -> int:
     nr_freeable = zs.lru_count(memcg)
     if not nr_freeable:
         return 0
-    with zs.lru_lock:
+    spin_lock(zs.lru_lock)
+    try:
         cur = zs.nr_disk_swapins.get(memcg, 0)
         remain = 0 if nr_freeable >= cur else cur - nr_freeable
         zs.nr_disk_swapins[memcg] = remain
+    finally:
+        spin_unlock(zs.lru_lock)
     nr_freeable -= cur - remain
     if not nr_freeable:
         return 0

@@ -26,6 +26,8 @@ import threading
 import cython
 import numpy as np
 
+from pyzram.lib.atomic import atomic_begin, atomic_end
+
 PAGE_SHIFT = 12
 ZRAM_FLAG_SHIFT = PAGE_SHIFT + 1
 ZRAM_SIZE_MASK = (1 << ZRAM_FLAG_SHIFT) - 1
@@ -86,8 +88,6 @@ class ZramTable:
         self.handle = memoryview(self.handle_np)
         self.flags = memoryview(self.flags_np)
         self.ac_time = memoryview(self.ac_time_np) if track_actime else None
-        if not cython.compiled:  # compiled, the mutex is a C lock in the object
-            self._mutex = cython.pymutex()
         self._cv = threading.Condition()
         self._waiters = 0
         #: Interleaving-explorer hook (pyzram.explore): ``("lock"|"trylock", index)``
@@ -106,39 +106,46 @@ class ZramTable:
         """``zram_slot_lock``: take the slot's ZRAM_ENTRY_LOCK bit, sleeping while
         another task holds it (``wait_on_bit_lock``).
 
-        The test-and-set runs under a short mutex; a waiter counts itself
-        there and sleeps on a condition variable, which the unlocker signals
-        after clearing the bit, so no wake-up is lost.
+        The test-and-set is atomic (``test_and_set_bit_lock``,
+        :func:`~pyzram.lib.atomic.atomic_begin`); a waiter counts itself in
+        the same step and sleeps on a condition variable, which the unlocker
+        signals after clearing the bit, so no wake-up is lost.
         """
         if self.yield_point is not None:
             self.yield_point("lock", index)
         while True:
-            with self._mutex:
-                if not self.flags[index] & _LOCK_BIT:  # uncontended: no condition variable
-                    self.flags[index] |= _LOCK_BIT
-                    return
+            atomic_begin()
+            flags = self.flags[index]
+            if flags & _LOCK_BIT:
                 self._waiters += 1
+            else:  # uncontended: no condition variable
+                self.flags[index] = flags | _LOCK_BIT
+            atomic_end()
+            if not flags & _LOCK_BIT:
+                return
             with self._cv:
                 while self.flags[index] & _LOCK_BIT:
                     self._cv.wait()
-            with self._mutex:
-                self._waiters -= 1
+            atomic_begin()
+            self._waiters -= 1
+            atomic_end()
 
     def slot_trylock(self, index: int) -> bool:
         """``zram_slot_trylock``: take the bit if it is free; never sleeps."""
         if self.yield_point is not None:
             self.yield_point("trylock", index)
-        with self._mutex:
-            if self.flags[index] & _LOCK_BIT:
-                return False
-            self.flags[index] |= _LOCK_BIT
-            return True
+        atomic_begin()
+        flags = self.flags[index]
+        self.flags[index] = flags | _LOCK_BIT
+        atomic_end()
+        return not flags & _LOCK_BIT
 
     def slot_unlock(self, index: int) -> None:
         """``zram_slot_unlock``: clear the bit and wake whoever waits for a slot."""
-        with self._mutex:
-            self.flags[index] &= _UNLOCK
-            waiters = self._waiters
+        atomic_begin()  # clear_bit_unlock
+        self.flags[index] &= _UNLOCK
+        waiters = self._waiters
+        atomic_end()
         if waiters:
             with self._cv:
                 self._cv.notify_all()
