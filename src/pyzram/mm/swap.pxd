@@ -1,5 +1,7 @@
 # Types of pyzram/mm/swap.py when it is compiled (Cython pure-Python mode).
 cimport cython
+from cpython.pythread cimport PyThread_get_thread_ident
+from pyzram.lib.atomic cimport atomic_begin, atomic_end
 
 @cython.freelist(64)
 cdef class SwapIoCtx:
@@ -16,10 +18,11 @@ cdef class VmEventState:
 cdef class VmEvents:
     cdef object _lock
     cdef dict _by_ident
-    cdef tuple _last
+    cdef unsigned long _last_ident
+    cdef VmEventState _last_state
     cdef object __weakref__
 
-    @cython.locals(last=tuple, mine=VmEventState)
+    @cython.locals(ident="unsigned long", mine=VmEventState)
     cpdef VmEventState _this_cpu(self)
     cpdef void count(self, int item, long n=*) except *
     @cython.locals(m=dict)

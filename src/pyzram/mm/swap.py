@@ -13,10 +13,16 @@ hugepages-*/stats``).
 from __future__ import annotations
 
 import threading
-from _thread import get_ident
 from array import array
 from collections import Counter
 from typing import TYPE_CHECKING
+
+import cython
+
+from pyzram.lib.atomic import atomic_begin, atomic_end
+
+if not cython.compiled:  # compiled, the C function itself (swap.pxd)
+    from _thread import get_ident as PyThread_get_thread_ident
 
 if TYPE_CHECKING:
     from pyzram.mm.machine import Machine
@@ -171,22 +177,28 @@ class VmEvents:
         self._lock = threading.Lock()  # registration, reads and reset
         #: The state of every thread id that has counted.
         self._by_ident: dict[int, VmEventState] = {}
-        #: (thread id, its state) of the thread that counted last: one object,
-        #: read at once, so a thread never takes another's counters.
-        self._last: tuple[int, VmEventState | None] = (-1, None)
+        #: The thread id and the state of the thread that counted last, read and
+        #: written together (atomically), so a thread never takes another's counters.
+        self._last_ident = 0
+        self._last_state: VmEventState | None = None
 
     def _this_cpu(self) -> VmEventState:
         """This thread's counters (``this_cpu_ptr``): the last counting thread's
         without a lookup, else found by thread id (registered on first use)."""
-        last = self._last
-        ident = get_ident()
-        if last[0] == ident:
-            return last[1]
+        ident = PyThread_get_thread_ident()
+        atomic_begin()
+        mine = self._last_state if self._last_ident == ident else None
+        atomic_end()
+        if mine is not None:
+            return mine
         mine = self._by_ident.get(ident)
         if mine is None:
             with self._lock:
                 mine = self._by_ident.setdefault(ident, VmEventState())
-        self._last = (ident, mine)
+        atomic_begin()
+        self._last_ident = ident
+        self._last_state = mine
+        atomic_end()
         return mine
 
     def count(self, item: int, n: int = 1) -> None:
@@ -240,7 +252,7 @@ class VmEvents:
                 for item in range(NR_VM_EVENT_ITEMS):
                     mine.event[item] = 0
                 mine.mthp.clear()
-            mine = self._by_ident.setdefault(get_ident(), VmEventState())
+            mine = self._by_ident.setdefault(PyThread_get_thread_ident(), VmEventState())
             for name, v in counts.items():
                 mine.event[_VM_EVENT_ITEM[name]] = v
             mine.mthp.update(mthp)

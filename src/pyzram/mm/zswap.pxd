@@ -1,5 +1,6 @@
 # Types of pyzram/mm/zswap.py when it is compiled (Cython pure-Python mode).
 cimport cython
+from cpython.pythread cimport PyThread_get_thread_ident
 from pyzram.lib.atomic cimport atomic_begin, atomic_end
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
 from pyzram.mm.folio cimport Folio, SwpEntry, swp_entry
@@ -23,6 +24,7 @@ cdef class ZswapPool:
     cdef public dict _ctx
 
     @cython.locals(ctx=tuple)
+    @cython.locals(ident="unsigned long")
     cpdef tuple acomp_ctx(self)
 
 

@@ -52,7 +52,6 @@ charged and ``obj_cgroup_may_zswap`` is always true.
 from __future__ import annotations
 
 import zlib
-from _thread import get_ident
 from collections import OrderedDict
 from errno import EAGAIN, EEXIST, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, ENOSPC
 from pathlib import Path
@@ -66,6 +65,9 @@ from pyzram.lib.spinlock import spin_lock, spin_unlock, spinlock_t
 from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_reclaim, SwpEntry, swp_entry
 from pyzram.mm.swap import ZSWPIN, ZSWPOUT, ZSWPWB
 from pyzram.mm.zsmalloc import IS_ERR_VALUE, ZsPool
+
+if not cython.compiled:  # compiled, the C function itself (zswap.pxd)
+    from _thread import get_ident as PyThread_get_thread_ident
 
 if TYPE_CHECKING:
     from pyzram.mm.machine import Machine
@@ -368,9 +370,10 @@ class ZswapPool:
 
     def acomp_ctx(self) -> tuple[Any, bytearray]:
         """This thread's compressor and its one-page buffer (``raw_cpu_ptr``)."""
-        ctx = self._ctx.get(get_ident())
+        ident = PyThread_get_thread_ident()
+        ctx = self._ctx.get(ident)
         if ctx is None:
-            ctx = self._ctx[get_ident()] = (
+            ctx = self._ctx[ident] = (
                 crypto_alloc_acomp(self.tfm_name),
                 bytearray(2 * PAGE_SIZE),
             )
