@@ -357,7 +357,7 @@ def test_zswap_takes_the_page_and_the_ops_see_no_batch(m, file_area):
     assert m.vm_events["zswpout"] == 100 and m.vm_events["swpout_zero"] == 4
     assert m.zswap.stored_pages == 100
     assert (mm.pte_state == PTE_SWAP).all() and mm.memcg.usage == mm.pgtables
-    assert si.inuse_pages == len(pages) and not si.swap_cache  # slots held, folios freed
+    assert si.inuse_pages == len(pages) and not any(si.swap_cache)  # slots held, folios freed
 
 
 def test_load_hit_needs_no_io_and_drops_the_entry(m, file_area):
@@ -426,7 +426,7 @@ def test_writeback_through_the_swap_core_then_load_from_the_disk(m, file_area):
     assert zs.stored_pages == 0 and zs.written_back_pages == 8
     assert m.vm_events["zswpwb"] == 8 and m.vm_events["pswpout"] == 8
     assert spy.nr(WRITE) == 8  # __swap_writepage(folio, NULL): one unplugged write each
-    assert not si.swap_cache and si.inuse_pages == 8  # written folios left the cache
+    assert not any(si.swap_cache) and si.inuse_pages == 8  # written folios left the cache
     fd = os.open(disk.path, os.O_RDONLY)
     try:
         for vpn in range(8):

@@ -39,7 +39,7 @@ cdef class SwapInfo:
     cdef public object free_clusters
     cdef public dict nonfull_clusters
     cdef public dict cluster_next
-    cdef public dict swap_cache
+    cdef public list swap_cache
     cdef public spinlock_t lock
     cdef object __weakref__
 

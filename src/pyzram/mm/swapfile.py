@@ -174,7 +174,9 @@ class SwapInfo:
         #: Per order, the non-full clusters in list order (a dict: O(1) membership).
         self.nonfull_clusters: dict[int, dict[int, None]] = {}
         self.cluster_next: dict[int, int] = {}  # order -> its current cluster
-        self.swap_cache: dict[int, Folio] = {}
+        #: The swap cache, one entry a slot (the kernel's swap table: the folio
+        #: that caches the slot, or None), indexed by offset: no hashing, no key.
+        self.swap_cache: list[Folio | None] = []
         self.lock = spinlock_t()  # si->lock + cluster locks (see module doc)
 
     def __repr__(self) -> str:
@@ -353,6 +355,7 @@ def _setup_clusters(si: SwapInfo, bad: tuple[int, ...]) -> None:
     n = si.max
     si._sm = bytearray(n)
     si._zm = bytearray(n)
+    si.swap_cache = [None] * n
     si.swap_map = np.frombuffer(si._sm, dtype=np.uint8)  # numpy views of the same bytes
     si.zeromap = np.frombuffer(si._zm, dtype=bool)
     nclusters = -(-n // SWAPFILE_CLUSTER)
@@ -469,7 +472,7 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     # mapped folio whose PTE no longer holds the entry): folio_free_swap drops them.
     spin_lock(si.lock)
     try:
-        cached = list({id(f): f for f in si.swap_cache.values()}.values())
+        cached = list({id(f): f for f in si.swap_cache if f is not None}.values())
     finally:
         spin_unlock(si.lock)
     for folio in cached:
@@ -691,10 +694,10 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
 
 def swap_cache_get_folio(m: Machine, entry: SwpEntry) -> Folio | None:
     """``swap_cache_get_folio``: lockless, as the kernel's one atomic read of the
-    slot's swap-table entry (here one dict lookup, which no other thread can
+    slot's swap-table entry (here one list item, which no other thread can
     interleave with)."""
     si = swp_swap_info(m, entry)
-    return si.swap_cache.get(entry.offset)
+    return si.swap_cache[entry.offset]
 
 
 def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio:
@@ -710,7 +713,7 @@ def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio
     spin_lock(si.lock)
     try:
         for off in range(entry.offset, entry.offset + nr):
-            if off in si.swap_cache:
+            if si.swap_cache[off] is not None:
                 folio.unlock()
                 raise OSError(errno.EEXIST, f"slot {off} is already cached")
             if si.swap_count(off) == 0:
@@ -733,7 +736,7 @@ def swap_cache_del_folio(m: Machine, folio: Folio) -> None:
     spin_lock(si.lock)
     try:
         for off in range(entry.offset, entry.offset + folio.nr_pages):
-            del si.swap_cache[off]
+            si.swap_cache[off] = None
             si._sm[off] &= ~SWAP_HAS_CACHE & 0xFF
             if si._sm[off] == 0:
                 swap_range_free(si, off, 1)
