@@ -23,8 +23,7 @@ cdef class ZswapPool:
     cdef public bint killed
     cdef public dict _ctx
 
-    @cython.locals(ctx=tuple)
-    @cython.locals(ident="unsigned long")
+    @cython.locals(ctx=tuple, ident="unsigned long", buffer="unsigned char[::1]")
     cpdef tuple acomp_ctx(self)
 
 
@@ -96,7 +95,7 @@ cdef class Zswap:
 
 cpdef object _memcg_of(object objcg)
 cpdef bint mem_cgroup_zswap_writeback_enabled(object memcg) except? False
-@cython.locals(dlen=long, comp_ret=long, alloc_ret=long, handle=long, buffer=bytearray)
+@cython.locals(dlen=long, comp_ret=long, alloc_ret=long, handle=long)
 cpdef bint zswap_compress(Zswap zs, object page, ZswapEntry entry, ZswapPool pool, object memcg) except? False
 @cython.locals(pool=ZswapPool, zsp=ZsPool, off=Py_ssize_t, ret=int)
 cpdef bint zswap_decompress(Zswap zs, ZswapEntry entry, Folio folio) except? False

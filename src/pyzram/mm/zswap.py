@@ -373,10 +373,10 @@ class ZswapPool:
         ident = PyThread_get_thread_ident()
         ctx = self._ctx.get(ident)
         if ctx is None:
-            ctx = self._ctx[ident] = (
-                crypto_alloc_acomp(self.tfm_name),
-                bytearray(2 * PAGE_SIZE),
-            )
+            # The buffer as a typed view once (compiled), not one per page
+            # converted where zs_obj_write takes it.
+            buffer = bytearray(2 * PAGE_SIZE)
+            ctx = self._ctx[ident] = (crypto_alloc_acomp(self.tfm_name), buffer)
         return ctx
 
     def __repr__(self) -> str:
