@@ -3,6 +3,7 @@ cimport cython
 from cpython.pythread cimport PyThread_get_thread_ident
 from pyzram.lib.atomic cimport atomic_begin, atomic_end
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
+from pyzram.lib.xarray cimport XArray, xa_empty, xa_erase, xa_load, xa_store
 from pyzram.mm.folio cimport Folio, SwpEntry, swp_entry
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.zsmalloc cimport IS_ERR_VALUE, ZsPool
@@ -86,7 +87,7 @@ cdef class Zswap:
     cpdef long zswap_accept_thr_pages(self)
     @cython.locals(cur_pages=long, max_pages=long)
     cpdef bint zswap_check_limits(self) except? True
-    cpdef dict swap_zswap_tree(self, SwpEntry swp)
+    cpdef XArray swap_zswap_tree(self, SwpEntry swp)
     cpdef void zswap_lru_add(self, ZswapEntry entry) except *
     cpdef void zswap_lru_del(self, ZswapEntry entry) except *
     @cython.locals(pool=ZswapPool)
@@ -99,13 +100,13 @@ cpdef bint mem_cgroup_zswap_writeback_enabled(object memcg) except? False
 cpdef bint zswap_compress(Zswap zs, object page, ZswapEntry entry, ZswapPool pool, object memcg) except? False
 @cython.locals(pool=ZswapPool, zsp=ZsPool, off=Py_ssize_t, ret=int)
 cpdef bint zswap_decompress(Zswap zs, ZswapEntry entry, Folio folio) except? False
-@cython.locals(entry=ZswapEntry, tree=dict, old=ZswapEntry)
+@cython.locals(entry=ZswapEntry, tree=XArray, old=ZswapEntry)
 cpdef bint zswap_store_page(Zswap zs, object page, SwpEntry swp, object objcg, ZswapPool pool, object memcg) except? False
-@cython.locals(swp=SwpEntry, zs=Zswap, pool=ZswapPool, nr_pages=long, index=long, off=long, entry=ZswapEntry, tree=dict, ret=bint)
+@cython.locals(swp=SwpEntry, zs=Zswap, pool=ZswapPool, nr_pages=long, index=long, off=long, entry=ZswapEntry, tree=XArray, ret=bint)
 cpdef bint zswap_store(Machine m, Folio folio) except? False
-@cython.locals(swp=SwpEntry, zs=Zswap, entry=ZswapEntry, tree=dict)
+@cython.locals(swp=SwpEntry, zs=Zswap, entry=ZswapEntry, tree=XArray)
 cpdef int zswap_load(Machine m, Folio folio) except? -1000
 @cython.locals(zs=Zswap)
 cpdef void zswap_folio_swapin(Machine m, Folio folio) except *
-@cython.locals(zs=Zswap, entry=ZswapEntry, tree=dict, trees=list)
+@cython.locals(zs=Zswap, entry=ZswapEntry, tree=XArray, trees=list)
 cpdef void zswap_invalidate(Machine m, SwpEntry swp) except *

@@ -62,6 +62,7 @@ import cython
 from pyzram.lib.atomic import atomic_begin, atomic_end
 from pyzram.lib.kstrtox import kstrtouint
 from pyzram.lib.spinlock import spin_lock, spin_unlock, spinlock_t
+from pyzram.lib.xarray import XArray, xa_empty, xa_erase, xa_load, xa_store
 from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_reclaim, SwpEntry, swp_entry
 from pyzram.mm.swap import ZSWPIN, ZSWPOUT, ZSWPWB
 from pyzram.mm.zsmalloc import IS_ERR_VALUE, ZsPool
@@ -436,7 +437,7 @@ class Zswap:
         self.pools_lock = spinlock_t()
         self.pools_count = 0
         self.pool_reached_full = False
-        self.trees: dict[int, list[dict[int, ZswapEntry]]] = {}
+        self.trees: dict[int, list[XArray]] = {}
         self.tree_lock = spinlock_t()
         #: ``zswap_list_lru``: per memcg (None: the root), entries in LRU order.
         self.list_lru: dict[Any, OrderedDict[ZswapEntry, None]] = {}
@@ -696,7 +697,7 @@ class Zswap:
 
     # -- trees and LRU --------------------------------------------------------------
 
-    def swap_zswap_tree(self, swp: SwpEntry) -> dict[int, ZswapEntry]:
+    def swap_zswap_tree(self, swp: SwpEntry) -> XArray:
         """``swap_zswap_tree``: the xarray of the slot's 64 MiB."""
         return self.trees[swp.type][swp.offset >> ZSWAP_ADDRESS_SPACE_SHIFT]
 
@@ -823,7 +824,10 @@ def zswap_swapon(m: Machine, type_: int, nr_pages: int) -> int:
     nr = -(-nr_pages // ZSWAP_ADDRESS_SPACE_PAGES)
     spin_lock(zs.tree_lock)
     try:
-        zs.trees[type_] = [{} for _ in range(max(nr, 1))]
+        zs.trees[type_] = [
+            XArray(i * ZSWAP_ADDRESS_SPACE_PAGES, ZSWAP_ADDRESS_SPACE_PAGES)
+            for i in range(max(nr, 1))
+        ]
     finally:
         spin_unlock(zs.tree_lock)
     return 0
@@ -860,8 +864,7 @@ def zswap_store_page(
     tree = zs.swap_zswap_tree(swp)
     spin_lock(zs.tree_lock)
     try:
-        old = tree.get(swp.offset)
-        tree[swp.offset] = entry
+        old = xa_store(tree, swp.offset, entry)
     finally:
         spin_unlock(zs.tree_lock)
     if old is not None:  # a stale entry of a redirtied folio
@@ -923,7 +926,7 @@ def zswap_store(m: Machine, folio: Folio) -> bool:
             for index in range(nr_pages):
                 off = swp.offset + index
                 tree = zs.trees[swp.type][off >> ZSWAP_ADDRESS_SPACE_SHIFT]
-                entry = tree.pop(off, None)
+                entry = xa_erase(tree, off)
                 if entry is not None:
                     stale.append(entry)
         finally:
@@ -945,7 +948,7 @@ def zswap_load(m: Machine, folio: Folio) -> int:
         return -EINVAL
     swp = folio.swap
     tree = zs.swap_zswap_tree(swp)
-    entry = tree.get(swp.offset)
+    entry = xa_load(tree, swp.offset)
     if entry is None:
         return -ENOENT
     if not zswap_decompress(zs, entry, folio):
@@ -956,7 +959,7 @@ def zswap_load(m: Machine, folio: Folio) -> int:
     folio.mark_dirty()
     spin_lock(zs.tree_lock)
     try:
-        tree.pop(swp.offset, None)
+        xa_erase(tree, swp.offset)
     finally:
         spin_unlock(zs.tree_lock)
     zs.zswap_entry_free(entry)
@@ -971,11 +974,11 @@ def zswap_invalidate(m: Machine, swp: SwpEntry) -> None:
     if not trees:
         return
     tree = trees[swp.offset >> ZSWAP_ADDRESS_SPACE_SHIFT]
-    if not tree:  # xa_empty
+    if xa_empty(tree):
         return
     spin_lock(zs.tree_lock)
     try:
-        entry = tree.pop(swp.offset, None)
+        entry = xa_erase(tree, swp.offset)
     finally:
         spin_unlock(zs.tree_lock)
     if entry is not None:
@@ -1011,7 +1014,7 @@ def zswap_writeback_entry(m: Machine, entry: ZswapEntry, swpentry: SwpEntry) -> 
         return folio
     tree = zs.swap_zswap_tree(swpentry)
     ret = 0
-    if tree.get(swpentry.offset) is not entry:
+    if xa_load(tree, swpentry.offset) is not entry:
         ret = -ENOMEM
     elif not zswap_decompress(zs, entry, folio):
         ret = -EIO
@@ -1021,7 +1024,7 @@ def zswap_writeback_entry(m: Machine, entry: ZswapEntry, swpentry: SwpEntry) -> 
         return ret
     spin_lock(zs.tree_lock)
     try:
-        tree.pop(swpentry.offset, None)
+        xa_erase(tree, swpentry.offset)
     finally:
         spin_unlock(zs.tree_lock)
     m.vm_events.count(ZSWPWB)
