@@ -24,6 +24,7 @@ COMPILED = [
     "src/pyzram/lib/rwsem.py",
     "src/pyzram/lib/spinlock.py",
     "src/pyzram/lib/xarray.py",
+    "src/pyzram/lib/percpu.py",
     "src/pyzram/mm/zsmalloc.py",
     "src/pyzram/zram/table.py",
     "src/pyzram/zram/zcomp.py",

@@ -25,6 +25,7 @@ from pyzram.lib.atomic import (
     atomic_begin,
     atomic_end,
 )
+from pyzram.lib.percpu import PerCpu, this_cpu_ptr
 from pyzram.lib.rwsem import RWSemaphore
 from pyzram.lib.spinlock import spin_lock, spin_trylock, spin_unlock, spinlock_t
 from pyzram.mm.folio import Folio
@@ -226,3 +227,23 @@ def test_sio_pool_waits_for_a_free_element():
         assert pool.outstanding == 0 and pool.waiters == 0
     finally:
         m.close()
+
+
+def test_per_cpu_copies_one_per_thread_and_the_last_asked_is_kept():
+    pcpu = PerCpu(list)
+    mine = this_cpu_ptr(pcpu)
+    assert this_cpu_ptr(pcpu) is mine  # the last thread's copy, again
+    theirs = []
+
+    def worker(_i: int) -> None:
+        for _ in range(ROUNDS):
+            c = this_cpu_ptr(pcpu)
+            c.append(1)  # only this thread touches its copy
+            time.sleep(0)
+        theirs.append(this_cpu_ptr(pcpu))
+
+    _run(worker)
+    assert this_cpu_ptr(pcpu) is mine and mine == []
+    assert len({id(c) for c in theirs}) == THREADS  # never another thread's copy
+    assert all(len(c) == ROUNDS for c in theirs)
+    assert len(pcpu.values()) >= THREADS + 1

@@ -1,7 +1,6 @@
 # Types of pyzram/mm/swap.py when it is compiled (Cython pure-Python mode).
 cimport cython
-from cpython.pythread cimport PyThread_get_thread_ident
-from pyzram.lib.atomic cimport atomic_begin, atomic_end
+from pyzram.lib.percpu cimport PerCpu, this_cpu_ptr
 
 @cython.freelist(64)
 cdef class SwapIoCtx:
@@ -16,13 +15,9 @@ cdef class VmEventState:
 
 
 cdef class VmEvents:
-    cdef object _lock
-    cdef dict _by_ident
-    cdef unsigned long _last_ident
-    cdef VmEventState _last_state
+    cdef PerCpu _pcpu
     cdef object __weakref__
 
-    @cython.locals(ident="unsigned long", mine=VmEventState)
     cpdef VmEventState _this_cpu(self)
     cpdef void count(self, int item, long n=*) except *
     @cython.locals(m=dict)

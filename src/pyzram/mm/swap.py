@@ -12,17 +12,11 @@ hugepages-*/stats``).
 
 from __future__ import annotations
 
-import threading
 from array import array
 from collections import Counter
 from typing import TYPE_CHECKING
 
-import cython
-
-from pyzram.lib.atomic import atomic_begin, atomic_end
-
-if not cython.compiled:  # compiled, the C function itself (swap.pxd)
-    from _thread import get_ident as PyThread_get_thread_ident
+from pyzram.lib.percpu import PerCpu, this_cpu_ptr
 
 if TYPE_CHECKING:
     from pyzram.mm.machine import Machine
@@ -166,40 +160,20 @@ class VmEvents:
     Like the kernel's per-CPU ``vm_event_states``, each thread counts into
     its own :class:`VmEventState` with no lock (``count_vm_events`` is a
     plain per-CPU add of an ``enum vm_event_item``), and a read sums them
-    all (``all_vm_events``).  A thread's state is found by its id
-    (``get_ident``), as a CPU's by its number: a thread that ends leaves its
+    all (``all_vm_events``).  A thread's state is found as a per-CPU
+    variable's (:mod:`pyzram.lib.percpu`): a thread that ends leaves its
     counts in place, and a later thread given the same id goes on counting
     into them, so no count is ever lost or moved.  Reads take the
     /proc/vmstat names.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # registration, reads and reset
-        #: The state of every thread id that has counted.
-        self._by_ident: dict[int, VmEventState] = {}
-        #: The thread id and the state of the thread that counted last, read and
-        #: written together (atomically), so a thread never takes another's counters.
-        self._last_ident = 0
-        self._last_state: VmEventState | None = None
+        #: ``vm_event_states``: one VmEventState a thread.
+        self._pcpu = PerCpu(VmEventState)
 
     def _this_cpu(self) -> VmEventState:
-        """This thread's counters (``this_cpu_ptr``): the last counting thread's
-        without a lookup, else found by thread id (registered on first use)."""
-        ident = PyThread_get_thread_ident()
-        atomic_begin()
-        mine = self._last_state if self._last_ident == ident else None
-        atomic_end()
-        if mine is not None:
-            return mine
-        mine = self._by_ident.get(ident)
-        if mine is None:
-            with self._lock:
-                mine = self._by_ident.setdefault(ident, VmEventState())
-        atomic_begin()
-        self._last_ident = ident
-        self._last_state = mine
-        atomic_end()
-        return mine
+        """This thread's counters (``this_cpu_ptr(&vm_event_states)``)."""
+        return this_cpu_ptr(self._pcpu)
 
     def count(self, item: int, n: int = 1) -> None:
         """``count_vm_events(item, n)``."""
@@ -217,28 +191,25 @@ class VmEvents:
     def counts(self) -> Counter:
         """Every vm event that moved, by name, summed over the threads (a snapshot)."""
         total = [0] * NR_VM_EVENT_ITEMS
-        with self._lock:
-            for mine in self._by_ident.values():
-                for item, v in enumerate(mine.event):
-                    total[item] += v
+        for mine in self._pcpu.values():
+            for item, v in enumerate(mine.event):
+                total[item] += v
         return Counter({VM_EVENT_NAMES[i]: v for i, v in enumerate(total) if v})
 
     @property
     def mthp(self) -> Counter:
         """Every mTHP counter, ``(order, name) -> n``, summed over the threads."""
         total: Counter = Counter()
-        with self._lock:
-            for mine in self._by_ident.values():
-                total.update(dict(mine.mthp))  # dict(): one atomic copy
+        for mine in self._pcpu.values():
+            total.update(dict(mine.mthp))  # dict(): one atomic copy
         return total
 
     def __getitem__(self, name: str) -> int:
         """The /proc/vmstat counter ``name`` (``KeyError`` for a name not modelled)."""
         item = _VM_EVENT_ITEM[name]
         total = 0
-        with self._lock:
-            for mine in self._by_ident.values():
-                total += mine.event[item]
+        for mine in self._pcpu.values():
+            total += mine.event[item]
         return total
 
     def reset(self) -> None:
@@ -247,12 +218,11 @@ class VmEvents:
 
     def restore(self, counts: Counter, mthp: Counter) -> None:
         """Set the totals to ``counts`` (by name) and ``mthp`` (quiescent callers only)."""
-        with self._lock:
-            for mine in self._by_ident.values():
-                for item in range(NR_VM_EVENT_ITEMS):
-                    mine.event[item] = 0
-                mine.mthp.clear()
-            mine = self._by_ident.setdefault(PyThread_get_thread_ident(), VmEventState())
-            for name, v in counts.items():
-                mine.event[_VM_EVENT_ITEM[name]] = v
-            mine.mthp.update(mthp)
+        for mine in self._pcpu.values():
+            for item in range(NR_VM_EVENT_ITEMS):
+                mine.event[item] = 0
+            mine.mthp.clear()
+        mine = self._this_cpu()
+        for name, v in counts.items():
+            mine.event[_VM_EVENT_ITEM[name]] = v
+        mine.mthp.update(mthp)

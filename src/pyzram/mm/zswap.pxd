@@ -1,6 +1,6 @@
 # Types of pyzram/mm/zswap.py when it is compiled (Cython pure-Python mode).
 cimport cython
-from cpython.pythread cimport PyThread_get_thread_ident
+from pyzram.lib.percpu cimport PerCpu, this_cpu_ptr
 from pyzram.lib.atomic cimport atomic_begin, atomic_end
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
 from pyzram.lib.xarray cimport XArray, xa_empty, xa_erase, xa_load, xa_store
@@ -22,9 +22,10 @@ cdef class ZswapPool:
     cdef public str tfm_name
     cdef public long ref
     cdef public bint killed
-    cdef public dict _ctx
+    cdef PerCpu _ctx
 
-    @cython.locals(ctx=tuple, ident="unsigned long", buffer="unsigned char[::1]")
+    @cython.locals(buffer="unsigned char[::1]")
+    cpdef tuple _acomp_ctx_alloc(self)
     cpdef tuple acomp_ctx(self)
 
 

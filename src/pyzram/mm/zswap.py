@@ -61,14 +61,12 @@ import cython
 
 from pyzram.lib.atomic import atomic_begin, atomic_end
 from pyzram.lib.kstrtox import kstrtouint
+from pyzram.lib.percpu import PerCpu, this_cpu_ptr
 from pyzram.lib.spinlock import spin_lock, spin_unlock, spinlock_t
 from pyzram.lib.xarray import XArray, xa_empty, xa_erase, xa_load, xa_store
 from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_reclaim, SwpEntry, swp_entry
 from pyzram.mm.swap import ZSWPIN, ZSWPOUT, ZSWPWB
 from pyzram.mm.zsmalloc import IS_ERR_VALUE, ZsPool
-
-if not cython.compiled:  # compiled, the C function itself (zswap.pxd)
-    from _thread import get_ident as PyThread_get_thread_ident
 
 if TYPE_CHECKING:
     from pyzram.mm.machine import Machine
@@ -366,19 +364,19 @@ class ZswapPool:
         self.tfm_name = tfm_name
         self.ref = 1
         self.killed = False
-        #: (compressor, buffer) per thread id, as the kernel's per CPU.
-        self._ctx: dict[int, tuple[Any, bytearray]] = {}
+        #: ``pool->acomp_ctx``: (compressor, buffer) per CPU (here per thread).
+        self._ctx = PerCpu(self._acomp_ctx_alloc)
 
-    def acomp_ctx(self) -> tuple[Any, bytearray]:
-        """This thread's compressor and its one-page buffer (``raw_cpu_ptr``)."""
-        ident = PyThread_get_thread_ident()
-        ctx = self._ctx.get(ident)
-        if ctx is None:
-            # The buffer as a typed view once (compiled), not one per page
-            # converted where zs_obj_write takes it.
-            buffer = bytearray(2 * PAGE_SIZE)
-            ctx = self._ctx[ident] = (crypto_alloc_acomp(self.tfm_name), buffer)
-        return ctx
+    def _acomp_ctx_alloc(self) -> tuple[Any, Any]:
+        """``zswap_cpu_comp_prepare``: a compressor and its two-page buffer, the
+        buffer as a typed view once (compiled), not one per page converted where
+        ``zs_obj_write`` takes it."""
+        buffer = bytearray(2 * PAGE_SIZE)
+        return (crypto_alloc_acomp(self.tfm_name), buffer)
+
+    def acomp_ctx(self) -> tuple[Any, Any]:
+        """This thread's compressor and its buffer (``raw_cpu_ptr(pool->acomp_ctx)``)."""
+        return this_cpu_ptr(self._ctx)
 
     def __repr__(self) -> str:
         return f"<ZswapPool {self.zs_pool.name} {self.tfm_name} ref={self.ref}>"
