@@ -28,6 +28,8 @@ cdef class Folio:
     cdef public long flags
     cdef public SwpEntry swap
     cdef public object memcg
+    cdef public Folio lru_prev, lru_next
+    cdef public object lru_list, lru_owner
     cdef object __weakref__
 
     cpdef object page(self, long j)

@@ -162,6 +162,12 @@ class Folio:
         self.flags = PG_swapbacked
         self.swap: SwpEntry | None = None
         self.memcg: object | None = None
+        #: ``folio->lru``: the neighbours on the LRU list the folio is on
+        #: (``pyzram.mm.vmscan.LruList``), which list, and its owner there.
+        self.lru_prev: Folio | None = None
+        self.lru_next: Folio | None = None
+        self.lru_list: object | None = None
+        self.lru_owner: object | None = None
 
     def __repr__(self) -> str:
         names = ",".join(n for bit, n in _NAMES.items() if self.flags & bit)

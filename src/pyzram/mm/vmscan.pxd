@@ -36,13 +36,16 @@ cdef int FOLIOREF_RECLAIM, FOLIOREF_KEEP, FOLIOREF_ACTIVATE
 
 
 cdef class LruList:
-    cdef public object _d
-    cdef public long nr_pages
+    cdef public Folio oldest, newest
+    cdef public long nr, nr_pages
 
+    @cython.locals(newest=Folio)
     cpdef void add(self, Folio folio, object owner) except *
     cpdef object remove(self, Folio folio)
     @cython.locals(folio=Folio)
     cpdef tuple pop_tail(self)
+    @cython.locals(prev=Folio, nxt=Folio)
+    cdef void _unlink(self, Folio folio)
 
 
 cdef class MemCgroup:

@@ -84,7 +84,6 @@ from __future__ import annotations
 
 import errno
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -240,44 +239,98 @@ Owner = tuple["AddressSpace", int]  # (address space, first page of the folio)
 
 
 class LruList:
-    """One LRU list of a lruvec: folios in order, the *last* one the list head (most
-    recently added), and ``nr_pages``, the page count (``lruvec_page_state``) that the
-    inactive/active balance compares."""
+    """One LRU list of a lruvec, linked through its folios as the kernel's is through
+    ``folio->lru``: ``oldest`` .. ``newest`` (the newest is the list head, the one
+    added last), ``nr`` folios, and ``nr_pages``, the page count
+    (``lruvec_page_state``) that the inactive/active balance compares.
 
-    __slots__ = ("_d", "nr_pages")
+    A folio on a list knows it (``folio.lru_list``, which the kernel reads from
+    ``PG_lru`` and ``PG_active``) and carries its owner (``folio.lru_owner``:
+    the address space and first page that map it, the model's ``folio->mapping``
+    and ``folio->index``), so adding, removing and taking the oldest are a few
+    pointer moves, with no lookup.
+    """
+
+    __slots__ = ("oldest", "newest", "nr", "nr_pages")
 
     def __init__(self) -> None:
-        self._d: OrderedDict[Folio, Owner] = OrderedDict()
+        self.oldest: Folio | None = None
+        self.newest: Folio | None = None
+        self.nr = 0
         self.nr_pages = 0
 
-    @cython.locals(folio=Folio)
+    @cython.locals(folio=Folio, newest=Folio)
     def add(self, folio: Folio, owner: Owner) -> None:
-        """``lruvec_add_folio``: at the head."""
-        self._d[folio] = owner
+        """``lruvec_add_folio``: at the head (a folio already on this list keeps its
+        place and takes the new owner)."""
+        if folio.lru_list is self:
+            folio.lru_owner = owner
+            return
+        if folio.lru_list is not None:
+            raise RuntimeError(f"{folio!r} is on another LRU list")
+        folio.lru_list = self
+        folio.lru_owner = owner
+        newest = self.newest
+        folio.lru_prev = newest
+        folio.lru_next = None
+        if newest is None:
+            self.oldest = folio
+        else:
+            newest.lru_next = folio
+        self.newest = folio
+        self.nr += 1
         self.nr_pages += folio.nr_pages
 
     @cython.locals(folio=Folio)
     def remove(self, folio: Folio) -> Owner | None:
         """``lruvec_del_folio`` if the folio is on this list; its owner or None."""
-        owner = self._d.pop(folio, None)
-        if owner is not None:
-            self.nr_pages -= folio.nr_pages
+        if folio.lru_list is not self:
+            return None
+        owner = folio.lru_owner
+        self._unlink(folio)
         return owner
 
+    @cython.locals(folio=Folio)
     def pop_tail(self) -> tuple[Folio, Owner]:
-        """The oldest folio, taken off the list."""
-        folio, owner = self._d.popitem(False)  # last=False: the oldest
-        self.nr_pages -= folio.nr_pages
+        """The oldest folio, taken off the list (``lru_to_folio`` + delete)."""
+        folio = self.oldest
+        if folio is None:
+            raise IndexError("pop_tail of an empty LRU list")
+        owner = folio.lru_owner
+        self._unlink(folio)
         return folio, owner
 
+    @cython.locals(folio=Folio, prev=Folio, nxt=Folio)
+    def _unlink(self, folio: Folio) -> None:
+        """``list_del``: the neighbours joined, the folio's links and owner cleared."""
+        prev, nxt = folio.lru_prev, folio.lru_next
+        if prev is None:
+            self.oldest = nxt
+        else:
+            prev.lru_next = nxt
+        if nxt is None:
+            self.newest = prev
+        else:
+            nxt.lru_prev = prev
+        folio.lru_prev = folio.lru_next = None
+        folio.lru_list = folio.lru_owner = None
+        self.nr -= 1
+        self.nr_pages -= folio.nr_pages
+
     def __len__(self) -> int:
-        return len(self._d)
+        return self.nr
 
     def __contains__(self, folio: object) -> bool:
-        return folio in self._d
+        return isinstance(folio, Folio) and folio.lru_list is self
 
     def __iter__(self) -> Iterator[Folio]:
-        return iter(self._d)
+        """Oldest first (a snapshot)."""
+        folios = []
+        folio = self.oldest
+        while folio is not None:
+            folios.append(folio)
+            folio = folio.lru_next
+        return iter(folios)
 
 
 class MemCgroup:
