@@ -141,7 +141,20 @@ class Folio:
     cimport it read ``flags``/``order`` and call the flag methods in C.
     """
 
-    __slots__ = ("order", "nr_pages", "size", "data", "flags", "swap", "memcg", "__weakref__")
+    __slots__ = (
+        "order",
+        "nr_pages",
+        "size",
+        "data",
+        "flags",
+        "swap",
+        "memcg",
+        "lru_prev",
+        "lru_next",
+        "lru_list",
+        "lru_owner",
+        "__weakref__",
+    )
 
     @cython.locals(order=cython.int, size=cython.long)
     def __init__(self, order: int = 0, data: bytes | bytearray | memoryview | None = None) -> None:

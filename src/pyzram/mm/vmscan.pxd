@@ -88,7 +88,7 @@ cdef class AddressSpace:
     cdef public object pte_entry
     cdef public unsigned char[::1] pte
     cdef public long[::1] pte_raw
-    cdef public dict present
+    cdef public list present
     cdef public dict swapped
     cdef public Tlb tlb
     cdef public bytearray pte_tables

@@ -1007,7 +1007,8 @@ class AddressSpace:
         # memoryviews of the same arrays: one page at a time, Python ints, ~3x faster
         self.pte = memoryview(self.pte_state)
         self.pte_raw = memoryview(self.pte_entry)
-        self.present: dict[int, Folio] = {}
+        #: The folio each present PTE maps (``pte_page``), None elsewhere.
+        self.present: list[Folio | None] = [None] * nr_pages
         self.swapped: dict[int, int] = {}  # raw entry -> vpn (the rmap of swap entries)
         #: The translations the CPU has cached for this process (``pyzram.mm.tlb``).
         self.tlb = Tlb(self.machine.tlb_entries)
@@ -1045,13 +1046,13 @@ class AddressSpace:
         if nr == 1:
             self.pte[base] = _PTE_SWAP
             self.pte_raw[base] = raw
-            del self.present[base]
+            self.present[base] = None
             self.swapped[raw] = base
             return
         self.pte_state[base : base + nr] = PTE_SWAP
         self.pte_entry[base : base + nr] = np.arange(raw, raw + nr, dtype=np.int64)
         for j in range(nr):
-            del self.present[base + j]
+            self.present[base + j] = None
             self.swapped[raw + j] = base + j
 
     @cython.locals(folio=Folio, state=cython.int, key=cython.long)
@@ -1391,7 +1392,7 @@ class AddressSpace:
                 nr = folio.nr_pages
                 base = vpn & ~(nr - 1)
                 for j in range(nr):
-                    self.present.pop(base + j, None)
+                    self.present[base + j] = None
                 self._flush_folio(base, folio)
                 self.pte_state[base : base + nr] = PTE_NONE
                 self.memcg.lru_del(folio)
