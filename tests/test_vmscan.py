@@ -129,7 +129,7 @@ def test_a_hot_set_between_cold_faults(m, zram_swap, tlb_entries):
     if tlb_entries:
         assert m.vm_events["pgactivate"] == 0 and swapped_hot > 0
         assert len(mm.tlb) <= TLB_ENTRIES
-        assert all(vpn in mm.tlb.entries for vpn in hot)  # touched last: cached
+        assert all(mm.tlb.cached(vpn) is not None for vpn in hot)  # touched last: cached
     else:
         assert m.vm_events["pgactivate"] > 0
         assert len(mm.tlb) == 0
@@ -145,18 +145,18 @@ def test_a_write_through_a_clean_tlb_entry_walks(m, zram_swap):
     memcg = MemCgroup(m, limit_pages=64)
     mm = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn].tobytes())
     folio = mm.touch(0)  # the first touch is a write fault: a dirty PTE
-    assert folio.test(PTE_YOUNG | PTE_DIRTY) and mm.tlb.entries[0] is True
+    assert folio.test(PTE_YOUNG | PTE_DIRTY) and mm.tlb.cached(0) is True
     folio.clear(PTE_YOUNG)  # folio_referenced: no flush
     mm.touch(0, data=pages[1])
     assert not folio.test(PTE_YOUNG)  # a dirty entry: no walk
     folio.clear(PTE_DIRTY)
-    mm.tlb.entries[0] = False  # a translation loaded from a clean PTE
+    mm.tlb.fill(0, False)  # a translation loaded from a clean PTE
     mm.touch(0)
     assert not folio.test(PTE_YOUNG)  # a read hit
     mm.touch(0, data=pages[2])
-    assert folio.test(PTE_YOUNG | PTE_DIRTY) and mm.tlb.entries[0] is True
+    assert folio.test(PTE_YOUNG | PTE_DIRTY) and mm.tlb.cached(0) is True
     mm.zap_pte_range(0, 1)
-    assert 0 not in mm.tlb.entries  # zap_pte_range flushes
+    assert mm.tlb.cached(0) is None  # zap_pte_range flushes
 
 
 def test_page_tables_are_charged_to_the_memcg(m, zram_swap):

@@ -43,49 +43,103 @@ mappings behave as if no entry cached them (docs/architecture.md).
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from array import array
 
 #: Default number of 4 KiB user translations the TLB holds (see the module docstring).
 TLB_ENTRIES = 2048
 
+#: An entry's state, by page number: not cached, loaded from a clean PTE, from a dirty one.
+_NONE = 0
+_CLEAN = 1
+_DIRTY = 2
+
 
 class Tlb:
-    """The translations one process has cached: page number -> loaded from a dirty PTE."""
+    """The translations one process has cached, least recently used first.
 
-    __slots__ = ("entries", "nr_entries")
+    Kept as the model's arrays over the process's pages (``nr_pages``): by page
+    number, whether its translation is cached and from a dirty PTE (``state``),
+    and its neighbours in use order (``prev`` / ``next``, -1 at the ends), so a
+    hit, a fill and a flush move a few numbers, with no lookup.
+    """
 
-    def __init__(self, nr_entries: int = TLB_ENTRIES) -> None:
+    __slots__ = ("nr_entries", "nr", "oldest", "newest", "state", "prev", "next")
+
+    def __init__(self, nr_entries: int = TLB_ENTRIES, nr_pages: int = 0) -> None:
         if nr_entries < 0:
             raise ValueError(f"the TLB size must not be negative, got {nr_entries}")
         self.nr_entries = nr_entries
-        self.entries: OrderedDict[int, bool] = OrderedDict()
+        self.nr = 0
+        self.oldest = -1
+        self.newest = -1
+        size = nr_pages if nr_entries else 0  # no TLB: nothing is ever cached
+        self.state = bytearray(size)
+        self.prev = array("l", bytes(8 * size))
+        self.next = array("l", bytes(8 * size))
+
+    def cached(self, vpn: int) -> bool | None:
+        """Whether ``vpn``'s translation is cached: None (no), False (from a clean
+        PTE), True (from a dirty one)."""
+        if vpn >= len(self.state) or self.state[vpn] == _NONE:
+            return None
+        return self.state[vpn] == _DIRTY
 
     def hit(self, vpn: int, write: bool) -> bool:
         """An access to ``vpn`` that the TLB translates without a page walk."""
-        dirty = self.entries.get(vpn)
-        if dirty is None or (write and not dirty):
+        if vpn >= len(self.state):
             return False
-        self.entries.move_to_end(vpn)
+        st = self.state[vpn]
+        if st == _NONE or (write and st == _CLEAN):
+            return False
+        self._unlink(vpn)
+        self._link_newest(vpn)
         return True
 
     def fill(self, vpn: int, dirty: bool) -> None:
         """The page walk's translation of ``vpn`` enters the TLB (the oldest leaves)."""
         if not self.nr_entries:
             return
-        entries = self.entries
-        if vpn in entries:  # a write through a clean entry walked again: now the newest
-            entries.move_to_end(vpn)
-        entries[vpn] = dirty  # (a new key goes in last)
-        if len(entries) > self.nr_entries:
-            entries.popitem(False)  # the least recently used
+        if self.state[vpn] != _NONE:  # a write through a clean entry walked again: now the newest
+            self._unlink(vpn)
+        self.state[vpn] = _DIRTY if dirty else _CLEAN
+        self._link_newest(vpn)
+        if self.nr > self.nr_entries:
+            self.flush_tlb_one_user(self.oldest)  # the least recently used
 
     def flush_tlb_one_user(self, vpn: int) -> None:
         """``flush_tlb_one_user`` (``invlpg``): the translation of ``vpn`` is gone."""
-        self.entries.pop(vpn, None)
+        if vpn >= len(self.state) or self.state[vpn] == _NONE:
+            return
+        self._unlink(vpn)
+        self.state[vpn] = _NONE
 
     def flush_tlb_all(self) -> None:
         """A full flush of the process's translations."""
-        self.entries.clear()
+        while self.oldest >= 0:
+            self.flush_tlb_one_user(self.oldest)
+
+    def _unlink(self, vpn: int) -> None:
+        p, n = self.prev[vpn], self.next[vpn]
+        if p < 0:
+            self.oldest = n
+        else:
+            self.next[p] = n
+        if n < 0:
+            self.newest = p
+        else:
+            self.prev[n] = p
+        self.nr -= 1
+
+    def _link_newest(self, vpn: int) -> None:
+        last = self.newest
+        self.prev[vpn] = last
+        self.next[vpn] = -1
+        if last < 0:
+            self.oldest = vpn
+        else:
+            self.next[last] = vpn
+        self.newest = vpn
+        self.nr += 1
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return self.nr

@@ -1011,7 +1011,7 @@ class AddressSpace:
         self.present: list[Folio | None] = [None] * nr_pages
         self.swapped: dict[int, int] = {}  # raw entry -> vpn (the rmap of swap entries)
         #: The translations the CPU has cached for this process (``pyzram.mm.tlb``).
-        self.tlb = Tlb(self.machine.tlb_entries)
+        self.tlb = Tlb(self.machine.tlb_entries, nr_pages)
         #: Which PTE tables (one per PMD_SIZE of pages) and PMD tables (one per
         #: PUD_SIZE) exist; ``pgtables`` counts them (``mm->pgtables_bytes`` / 4096).
         self.pte_tables = bytearray((nr_pages + PTRS_PER_PTE - 1) // PTRS_PER_PTE)
