@@ -29,6 +29,9 @@ cdef class ZswapPool:
     cpdef tuple acomp_ctx(self)
 
 
+cdef class ListLruOne
+
+
 @cython.freelist(64)
 cdef class ZswapEntry:
     cdef public SwpEntry swpentry
@@ -37,6 +40,19 @@ cdef class ZswapEntry:
     cdef public ZswapPool pool
     cdef public long handle
     cdef public object objcg
+    cdef public ZswapEntry lru_prev, lru_next
+    cdef public ListLruOne lru_list
+
+
+cdef class ListLruOne:
+    cdef public ZswapEntry oldest, newest
+    cdef public long nr_items
+
+    @cython.locals(newest=ZswapEntry)
+    cpdef void list_add_tail(self, ZswapEntry entry)
+    @cython.locals(prev=ZswapEntry, nxt=ZswapEntry)
+    cpdef void list_del(self, ZswapEntry entry)
+    cpdef void list_move_tail(self, ZswapEntry entry)
 
 
 cdef class Zswap:
@@ -90,6 +106,7 @@ cdef class Zswap:
     cpdef bint zswap_check_limits(self) except? True
     cpdef XArray swap_zswap_tree(self, SwpEntry swp)
     cpdef void zswap_lru_add(self, ZswapEntry entry) except *
+    @cython.locals(lru=ListLruOne)
     cpdef void zswap_lru_del(self, ZswapEntry entry) except *
     @cython.locals(pool=ZswapPool)
     cpdef void zswap_entry_free(self, ZswapEntry entry) except *

@@ -52,7 +52,6 @@ charged and ``obj_cgroup_may_zswap`` is always true.
 from __future__ import annotations
 
 import zlib
-from collections import OrderedDict
 from errno import EAGAIN, EEXIST, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, ENOSPC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -383,9 +382,19 @@ class ZswapPool:
 
 
 class ZswapEntry:
-    """``struct zswap_entry``."""
+    """``struct zswap_entry`` (``lru``: its links on its memcg's LRU list)."""
 
-    __slots__ = ("swpentry", "length", "referenced", "pool", "handle", "objcg")
+    __slots__ = (
+        "swpentry",
+        "length",
+        "referenced",
+        "pool",
+        "handle",
+        "objcg",
+        "lru_prev",
+        "lru_next",
+        "lru_list",
+    )
 
     def __init__(self) -> None:
         self.swpentry: SwpEntry | None = None
@@ -394,6 +403,54 @@ class ZswapEntry:
         self.pool: ZswapPool | None = None
         self.handle = 0
         self.objcg: Any = None
+        self.lru_prev: ZswapEntry | None = None
+        self.lru_next: ZswapEntry | None = None
+        self.lru_list: ListLruOne | None = None
+
+
+class ListLruOne:
+    """``struct list_lru_one``: one memcg's list of entries, linked through them
+    (``entry->lru``), oldest first, and ``nr_items``."""
+
+    __slots__ = ("oldest", "newest", "nr_items")
+
+    def __init__(self) -> None:
+        self.oldest: ZswapEntry | None = None
+        self.newest: ZswapEntry | None = None
+        self.nr_items = 0
+
+    def list_add_tail(self, entry: ZswapEntry) -> None:
+        """``list_lru_add``: the entry becomes the newest."""
+        newest = self.newest
+        entry.lru_prev = newest
+        entry.lru_next = None
+        entry.lru_list = self
+        if newest is None:
+            self.oldest = entry
+        else:
+            newest.lru_next = entry
+        self.newest = entry
+        self.nr_items += 1
+
+    def list_del(self, entry: ZswapEntry) -> None:
+        """``list_lru_del``: off the list, the neighbours joined."""
+        prev, nxt = entry.lru_prev, entry.lru_next
+        if prev is None:
+            self.oldest = nxt
+        else:
+            prev.lru_next = nxt
+        if nxt is None:
+            self.newest = prev
+        else:
+            nxt.lru_prev = prev
+        entry.lru_prev = entry.lru_next = None
+        entry.lru_list = None
+        self.nr_items -= 1
+
+    def list_move_tail(self, entry: ZswapEntry) -> None:
+        """``list_move_tail``: the entry becomes the newest (a rotation)."""
+        self.list_del(entry)
+        self.list_add_tail(entry)
 
 
 class Zswap:
@@ -438,7 +495,7 @@ class Zswap:
         self.trees: dict[int, list[XArray]] = {}
         self.tree_lock = spinlock_t()
         #: ``zswap_list_lru``: per memcg (None: the root), entries in LRU order.
-        self.list_lru: dict[Any, OrderedDict[ZswapEntry, None]] = {}
+        self.list_lru: dict[Any, ListLruOne] = {}
         self.lru_lock = spinlock_t()
         #: ``zswap_next_shrink``: the cursor of shrink_worker's walk (-1: none).
         self.next_shrink = -1
@@ -705,24 +762,25 @@ class Zswap:
             memcg = _memcg_of(entry.objcg)
             lru = self.list_lru.get(memcg)
             if lru is None:
-                lru = self.list_lru[memcg] = OrderedDict()
-            lru[entry] = None
+                lru = self.list_lru[memcg] = ListLruOne()
+            lru.list_add_tail(entry)
         finally:
             spin_unlock(self.lru_lock)
 
     def zswap_lru_del(self, entry: ZswapEntry) -> None:
         spin_lock(self.lru_lock)
         try:
-            lru = self.list_lru.get(_memcg_of(entry.objcg))
+            lru = entry.lru_list
             if lru is not None:
-                lru.pop(entry, None)
+                lru.list_del(entry)
         finally:
             spin_unlock(self.lru_lock)
 
     def lru_count(self, memcg: Any = None) -> int:
         spin_lock(self.lru_lock)
         try:
-            return len(self.list_lru.get(memcg, ()))
+            lru = self.list_lru.get(memcg)
+            return 0 if lru is None else lru.nr_items
         finally:
             spin_unlock(self.lru_lock)
 
@@ -1034,14 +1092,14 @@ def zswap_writeback_entry(m: Machine, entry: ZswapEntry, swpentry: SwpEntry) -> 
 
 
 @cython.locals(zs=Zswap)
-def shrink_memcg_cb(m: Machine, lru: OrderedDict, entry: ZswapEntry, arg: list | None) -> int:
+def shrink_memcg_cb(m: Machine, lru: ListLruOne, entry: ZswapEntry, arg: list | None) -> int:
     """``shrink_memcg_cb``: second chance, then write back (rotating first)."""
     zs: Zswap = m.zswap
     if entry.referenced:
         entry.referenced = False
-        lru.move_to_end(entry)
+        lru.list_move_tail(entry)
         return LRU_ROTATE
-    lru.move_to_end(entry)
+    lru.list_move_tail(entry)
     swpentry = entry.swpentry
     spin_unlock(zs.lru_lock)
     try:
@@ -1066,8 +1124,8 @@ def list_lru_walk_one(m: Machine, memcg: Any, nr_to_walk: int, arg: list | None)
     spin_lock(zs.lru_lock)
     try:
         lru = zs.list_lru.get(memcg)
-        while lru and walked < nr_to_walk:
-            entry = next(iter(lru))
+        while lru is not None and lru.nr_items and walked < nr_to_walk:
+            entry = lru.oldest
             walked += 1
             status = shrink_memcg_cb(m, lru, entry, arg)
             if status == LRU_REMOVED_RETRY:
