@@ -188,12 +188,12 @@ class Folio:
 
     # -- size ------------------------------------------------------------------
 
-    def page(self, j: int) -> memoryview:
-        """The bytes of page ``j`` (``folio_page`` + ``kmap_local_page``)."""
-        view = memoryview(self.data)
+    def page(self, j: int) -> bytearray | memoryview:
+        """The bytes of page ``j`` (``folio_page`` + ``kmap_local_page``): of an
+        order-0 folio, its one page's own buffer; else a view of page ``j``."""
         if self.order == 0:  # the folio is its one page
-            return view
-        return view[j * PAGE_SIZE : (j + 1) * PAGE_SIZE]
+            return self.data
+        return memoryview(self.data)[j * PAGE_SIZE : (j + 1) * PAGE_SIZE]
 
     # -- flags -------------------------------------------------------------------
 
