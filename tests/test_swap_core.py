@@ -457,6 +457,23 @@ def test_swap_counts_and_swap_cache(m, tmp_path):
         swap_duplicate(m, e)
 
 
+def test_single_slots_are_taken_first_fit_and_freed_slots_first_again(m, tmp_path):
+    """A single slot is the first free one of the order's cluster: freed slots
+    below the last one taken are found again, lowest first."""
+    swapon(m, new_filedisk(tmp_path, size=1 << 20).disk)
+    folios = [Folio(0, rand_pages(1).tobytes()) for _ in range(10)]
+    entries = alloc(m, folios, refs=1)
+    offs = [e.offset for e in entries]
+    assert offs == list(range(offs[0], offs[0] + 10))
+    for i in (7, 3):  # the PTE reference and the cached folio go: the slot is free
+        swap_free(m, entries[i])
+        folios[i].lock()
+        assert folio_free_swap(m, folios[i])
+        folios[i].unlock()
+    again = alloc(m, [Folio(0, rand_pages(1).tobytes()) for _ in range(3)], refs=1)
+    assert [e.offset for e in again] == [offs[3], offs[7], offs[9] + 1]
+
+
 def test_swap_writeout_of_unreferenced_folio_just_drops_it(m, tmp_path):
     si = swapon(m, new_filedisk(tmp_path, size=1 << 20).disk)
     spy = OpsSpy(si)

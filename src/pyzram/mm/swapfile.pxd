@@ -36,6 +36,7 @@ cdef class SwapInfo:
     cdef public object zeromap
     cdef public int[::1] cluster_count
     cdef public signed char[::1] cluster_order
+    cdef public int[::1] cluster_free_hint
     cdef public object free_clusters
     cdef public dict nonfull_clusters
     cdef public dict cluster_next
@@ -52,6 +53,7 @@ cdef class SwapInfo:
 
 cpdef SwapInfo swp_swap_info(Machine m, SwpEntry entry)
 cpdef long get_nr_swap_pages(Machine m)
+@cython.locals(nr=long, base=long, end=long, off=long, sm=bytearray)
 cpdef object _alloc_in_cluster(SwapInfo si, long c, int order)
 cpdef object _take_slots(SwapInfo si, int order)
 @cython.locals(nr=long, i=long, corder=int, lst=dict)

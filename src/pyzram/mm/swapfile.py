@@ -170,6 +170,9 @@ class SwapInfo:
         #: (``array``: one slot at a time, Python ints, no numpy scalar cost).
         self.cluster_count = array("i")
         self.cluster_order = array("b")
+        #: Per cluster, the first slot that may be free (every slot below it is
+        #: in use): where the first-fit search of a single slot starts.
+        self.cluster_free_hint = array("i")
         self.free_clusters: deque[int] = deque()
         #: Per order, the non-full clusters in list order (a dict: O(1) membership).
         self.nonfull_clusters: dict[int, dict[int, None]] = {}
@@ -361,6 +364,7 @@ def _setup_clusters(si: SwapInfo, bad: tuple[int, ...]) -> None:
     nclusters = -(-n // SWAPFILE_CLUSTER)
     si.cluster_count = array("i", bytes(4 * nclusters))
     si.cluster_order = array("b", bytes(nclusters))
+    si.cluster_free_hint = array("i", bytes(4 * nclusters))
     unusable = {0, *(b for b in bad if 0 < b < n)}
     for off in unusable:
         si.swap_map[off] = SWAP_MAP_BAD
@@ -501,14 +505,20 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
 
 
 def _alloc_in_cluster(si: SwapInfo, c: int, order: int) -> int | None:
-    """First 2**order aligned run of free slots in cluster ``c`` (a C-speed search)."""
+    """First 2**order aligned run of free slots in cluster ``c`` (a run: a C-speed
+    search of the swap map)."""
     nr = 1 << order
     base = c * SWAPFILE_CLUSTER
     end = min(base + SWAPFILE_CLUSTER, si.max)
     sm = si._sm
     if nr == 1:
-        off = sm.find(0, base, end)
-        return off if off >= 0 else None
+        # The first free slot: every slot below the cluster's hint is in use
+        # (swap_range_free lowers it), so the search starts there.
+        off = base + si.cluster_free_hint[c]
+        while off < end and sm[off]:
+            off += 1
+        si.cluster_free_hint[c] = off - base
+        return off if off < end else None
     run = bytes(nr)
     off = sm.find(run, base, end)
     while off >= 0:
@@ -673,6 +683,8 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
         elif old_notify is not None:
             old_notify(si.bdev, off)
         c = off // SWAPFILE_CLUSTER
+        if off - c * SWAPFILE_CLUSTER < si.cluster_free_hint[c]:
+            si.cluster_free_hint[c] = off - c * SWAPFILE_CLUSTER
         si.cluster_count[c] -= 1
         order = si.cluster_order[c]
         lst = si.nonfull_clusters.get(order)
