@@ -25,6 +25,7 @@ COMPILED = [
     "src/pyzram/lib/spinlock.py",
     "src/pyzram/lib/xarray.py",
     "src/pyzram/lib/percpu.py",
+    "src/pyzram/lib/list.py",
     "src/pyzram/mm/zsmalloc.py",
     "src/pyzram/zram/table.py",
     "src/pyzram/zram/zcomp.py",

@@ -55,6 +55,16 @@ def _run(worker, n: int = THREADS) -> None:
     assert not any(t.is_alive() for t in threads), "a thread never woke (lost wake-up?)"
 
 
+def _start_sleeper(waiter, waiters) -> threading.Thread:
+    """Start ``waiter`` in a thread; return once ``waiters()`` says it sleeps."""
+    t = threading.Thread(target=waiter, args=(0,))
+    t.start()
+    deadline = time.monotonic() + 10
+    while not waiters() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return t
+
+
 def test_spinlock_excludes_while_its_holder_gives_the_gil_away():
     lock = spinlock_t()
     box = [0]
@@ -93,11 +103,7 @@ def test_a_sleeping_waiter_is_woken_by_the_unlock():
         got.set()
         spin_unlock(lock)
 
-    t = threading.Thread(target=waiter, args=(0,))
-    t.start()
-    deadline = time.monotonic() + 10
-    while lock.waiters == 0 and time.monotonic() < deadline:
-        time.sleep(0.001)
+    t = _start_sleeper(waiter, lambda: lock.waiters)
     assert lock.waiters == 1 and not got.is_set()
     spin_unlock(lock)
     t.join(timeout=10)
@@ -213,11 +219,7 @@ def test_sio_pool_waits_for_a_free_element():
             got.set()
             pool.free(sio)
 
-        t = threading.Thread(target=waiter, args=(0,))
-        t.start()
-        deadline = time.monotonic() + 10
-        while pool.waiters == 0 and time.monotonic() < deadline:
-            time.sleep(0.001)
+        t = _start_sleeper(waiter, lambda: pool.waiters)
         assert pool.waiters == 1 and not got.is_set()
         pool.free(held.pop())
         t.join(timeout=10)

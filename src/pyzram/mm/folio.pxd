@@ -1,6 +1,7 @@
 # Types of pyzram/mm/folio.py when it is compiled (Cython pure-Python mode).
 
 cimport cython
+from pyzram.lib.list cimport ListHead
 from pyzram.lib.atomic cimport atomic_begin, atomic_end
 
 cdef list folio_wait_table
@@ -20,7 +21,7 @@ cpdef SwpEntry swp_entry(long type_, long offset)
 
 
 @cython.freelist(64)
-cdef class Folio:
+cdef class Folio(ListHead):
     cdef readonly int order
     cdef readonly long nr_pages
     cdef readonly long size
@@ -28,8 +29,7 @@ cdef class Folio:
     cdef public long flags
     cdef public SwpEntry swap
     cdef public object memcg
-    cdef public Folio lru_prev, lru_next
-    cdef public object lru_list, lru_owner
+    cdef public object lru_owner
     cdef object __weakref__
 
     cpdef object page(self, long j)

@@ -27,6 +27,7 @@ import threading
 import cython
 
 from pyzram.lib.atomic import atomic_begin, atomic_end
+from pyzram.lib.list import ListHead
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
@@ -134,7 +135,7 @@ def swp_entry(type_: int, offset: int) -> SwpEntry:
     return entry
 
 
-class Folio:
+class Folio(ListHead):
     """``struct folio``: ``nr_pages`` pages of data and their flags.
 
     Compiled, an extension type (``folio.pxd``): the swap core's modules that
@@ -149,15 +150,13 @@ class Folio:
         "flags",
         "swap",
         "memcg",
-        "lru_prev",
-        "lru_next",
-        "lru_list",
         "lru_owner",
         "__weakref__",
     )
 
     @cython.locals(order=cython.int, size=cython.long)
     def __init__(self, order: int = 0, data: bytes | bytearray | memoryview | None = None) -> None:
+        ListHead.__init__(self)  # folio->lru: on no list
         if not 0 <= order <= 9:
             raise ValueError(f"folio order {order} out of range 0..9")
         self.order = order
@@ -175,11 +174,7 @@ class Folio:
         self.flags = PG_swapbacked
         self.swap: SwpEntry | None = None
         self.memcg: object | None = None
-        #: ``folio->lru``: the neighbours on the LRU list the folio is on
-        #: (``pyzram.mm.vmscan.LruList``), which list, and its owner there.
-        self.lru_prev: Folio | None = None
-        self.lru_next: Folio | None = None
-        self.lru_list: object | None = None
+        #: Its owner on the LRU list it is on (``pyzram.mm.vmscan.LruList``).
         self.lru_owner: object | None = None
 
     def __repr__(self) -> str:

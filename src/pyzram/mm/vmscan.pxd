@@ -1,5 +1,6 @@
 # Types of pyzram/mm/vmscan.py when it is compiled (Cython pure-Python mode).
 cimport cython
+from pyzram.lib.list cimport List, list_add_tail, list_del
 from pyzram.mm.folio cimport Folio, SwpEntry, swp_entry
 from pyzram.mm.tlb cimport Tlb
 from pyzram.mm.machine cimport Machine
@@ -35,17 +36,14 @@ cdef long _PG_referenced, _PG_active, _PG_workingset
 cdef int FOLIOREF_RECLAIM, FOLIOREF_KEEP, FOLIOREF_ACTIVATE
 
 
-cdef class LruList:
-    cdef public Folio oldest, newest
-    cdef public long nr, nr_pages
+cdef class LruList(List):
+    cdef public long nr_pages
 
-    @cython.locals(newest=Folio)
     cpdef void add(self, Folio folio, object owner) except *
     cpdef object remove(self, Folio folio)
     @cython.locals(folio=Folio)
     cpdef tuple pop_tail(self)
-    @cython.locals(prev=Folio, nxt=Folio)
-    cdef void _unlink(self, Folio folio)
+    cdef void _del(self, Folio folio)
 
 
 cdef class MemCgroup:

@@ -84,12 +84,13 @@ from __future__ import annotations
 
 import errno
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import cython
 import numpy as np
 
+from pyzram.lib.list import List, list_add_tail, list_del
 from pyzram.mm.folio import (
     PAGE_SIZE,
     Folio,
@@ -238,28 +239,22 @@ class SwapReadahead:
 Owner = tuple["AddressSpace", int]  # (address space, first page of the folio)
 
 
-class LruList:
+class LruList(List):
     """One LRU list of a lruvec, linked through its folios as the kernel's is through
-    ``folio->lru``: ``oldest`` .. ``newest`` (the newest is the list head, the one
-    added last), ``nr`` folios, and ``nr_pages``, the page count
+    ``folio->lru`` (:mod:`pyzram.lib.list`): ``oldest`` .. ``newest`` (the list head,
+    the one added last), ``nr`` folios, and ``nr_pages``, the page count
     (``lruvec_page_state``) that the inactive/active balance compares.
 
-    A folio on a list knows it (``folio.lru_list``, which the kernel reads from
-    ``PG_lru`` and ``PG_active``) and carries its owner (``folio.lru_owner``:
-    the address space and first page that map it, the model's ``folio->mapping``
-    and ``folio->index``), so adding, removing and taking the oldest are a few
-    pointer moves, with no lookup.
+    A folio on a list knows it (``folio.lru_list``) and carries its owner
+    (``folio.lru_owner``: the address space and first page that map it, the
+    model's ``folio->mapping`` and ``folio->index``).
     """
 
-    __slots__ = ("oldest", "newest", "nr", "nr_pages")
-
     def __init__(self) -> None:
-        self.oldest: Folio | None = None
-        self.newest: Folio | None = None
-        self.nr = 0
+        List.__init__(self)
         self.nr_pages = 0
 
-    @cython.locals(folio=Folio, newest=Folio)
+    @cython.locals(folio=Folio)
     def add(self, folio: Folio, owner: Owner) -> None:
         """``lruvec_add_folio``: at the head (a folio already on this list keeps its
         place and takes the new owner)."""
@@ -268,17 +263,8 @@ class LruList:
             return
         if folio.lru_list is not None:
             raise RuntimeError(f"{folio!r} is on another LRU list")
-        folio.lru_list = self
+        list_add_tail(self, folio)
         folio.lru_owner = owner
-        newest = self.newest
-        folio.lru_prev = newest
-        folio.lru_next = None
-        if newest is None:
-            self.oldest = folio
-        else:
-            newest.lru_next = folio
-        self.newest = folio
-        self.nr += 1
         self.nr_pages += folio.nr_pages
 
     @cython.locals(folio=Folio)
@@ -287,50 +273,27 @@ class LruList:
         if folio.lru_list is not self:
             return None
         owner = folio.lru_owner
-        self._unlink(folio)
+        self._del(folio)
         return owner
 
     @cython.locals(folio=Folio)
     def pop_tail(self) -> tuple[Folio, Owner]:
         """The oldest folio, taken off the list (``lru_to_folio`` + delete)."""
-        folio = self.oldest
+        folio = cython.cast(Folio, self.oldest)
         if folio is None:
             raise IndexError("pop_tail of an empty LRU list")
         owner = folio.lru_owner
-        self._unlink(folio)
+        self._del(folio)
         return folio, owner
 
-    @cython.locals(folio=Folio, prev=Folio, nxt=Folio)
-    def _unlink(self, folio: Folio) -> None:
-        """``list_del``: the neighbours joined, the folio's links and owner cleared."""
-        prev, nxt = folio.lru_prev, folio.lru_next
-        if prev is None:
-            self.oldest = nxt
-        else:
-            prev.lru_next = nxt
-        if nxt is None:
-            self.newest = prev
-        else:
-            nxt.lru_prev = prev
-        folio.lru_prev = folio.lru_next = None
-        folio.lru_list = folio.lru_owner = None
-        self.nr -= 1
+    def _del(self, folio: Folio) -> None:
+        """``lruvec_del_folio``: ``list_del`` and the page count."""
+        list_del(self, folio)
+        folio.lru_owner = None
         self.nr_pages -= folio.nr_pages
-
-    def __len__(self) -> int:
-        return self.nr
 
     def __contains__(self, folio: object) -> bool:
         return isinstance(folio, Folio) and folio.lru_list is self
-
-    def __iter__(self) -> Iterator[Folio]:
-        """Oldest first (a snapshot)."""
-        folios = []
-        folio = self.oldest
-        while folio is not None:
-            folios.append(folio)
-            folio = folio.lru_next
-        return iter(folios)
 
 
 class MemCgroup:

@@ -1,5 +1,6 @@
 # Types of pyzram/mm/zswap.py when it is compiled (Cython pure-Python mode).
 cimport cython
+from pyzram.lib.list cimport List, ListHead, list_add_tail, list_del, list_move_tail
 from pyzram.lib.percpu cimport PerCpu, this_cpu_ptr
 from pyzram.lib.atomic cimport atomic_begin, atomic_end
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
@@ -29,30 +30,18 @@ cdef class ZswapPool:
     cpdef tuple acomp_ctx(self)
 
 
-cdef class ListLruOne
-
-
 @cython.freelist(64)
-cdef class ZswapEntry:
+cdef class ZswapEntry(ListHead):
     cdef public SwpEntry swpentry
     cdef public long length
     cdef public bint referenced
     cdef public ZswapPool pool
     cdef public long handle
     cdef public object objcg
-    cdef public ZswapEntry lru_prev, lru_next
-    cdef public ListLruOne lru_list
 
 
-cdef class ListLruOne:
-    cdef public ZswapEntry oldest, newest
-    cdef public long nr_items
-
-    @cython.locals(newest=ZswapEntry)
-    cpdef void list_add_tail(self, ZswapEntry entry)
-    @cython.locals(prev=ZswapEntry, nxt=ZswapEntry)
-    cpdef void list_del(self, ZswapEntry entry)
-    cpdef void list_move_tail(self, ZswapEntry entry)
+cdef class ListLruOne(List):
+    pass
 
 
 cdef class Zswap:
@@ -106,7 +95,7 @@ cdef class Zswap:
     cpdef bint zswap_check_limits(self) except? True
     cpdef XArray swap_zswap_tree(self, SwpEntry swp)
     cpdef void zswap_lru_add(self, ZswapEntry entry) except *
-    @cython.locals(lru=ListLruOne)
+    @cython.locals(lru=List)
     cpdef void zswap_lru_del(self, ZswapEntry entry) except *
     @cython.locals(pool=ZswapPool)
     cpdef void zswap_entry_free(self, ZswapEntry entry) except *

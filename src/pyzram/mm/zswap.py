@@ -60,6 +60,7 @@ import cython
 
 from pyzram.lib.atomic import atomic_begin, atomic_end
 from pyzram.lib.kstrtox import kstrtouint
+from pyzram.lib.list import List, ListHead, list_add_tail, list_del, list_move_tail
 from pyzram.lib.percpu import PerCpu, this_cpu_ptr
 from pyzram.lib.spinlock import spin_lock, spin_unlock, spinlock_t
 from pyzram.lib.xarray import XArray, xa_empty, xa_erase, xa_load, xa_store
@@ -381,76 +382,25 @@ class ZswapPool:
         return f"<ZswapPool {self.zs_pool.name} {self.tfm_name} ref={self.ref}>"
 
 
-class ZswapEntry:
+class ZswapEntry(ListHead):
     """``struct zswap_entry`` (``lru``: its links on its memcg's LRU list)."""
 
-    __slots__ = (
-        "swpentry",
-        "length",
-        "referenced",
-        "pool",
-        "handle",
-        "objcg",
-        "lru_prev",
-        "lru_next",
-        "lru_list",
-    )
+    __slots__ = ("swpentry", "length", "referenced", "pool", "handle", "objcg")
 
     def __init__(self) -> None:
+        ListHead.__init__(self)
         self.swpentry: SwpEntry | None = None
         self.length = 0
         self.referenced = False
         self.pool: ZswapPool | None = None
         self.handle = 0
         self.objcg: Any = None
-        self.lru_prev: ZswapEntry | None = None
-        self.lru_next: ZswapEntry | None = None
-        self.lru_list: ListLruOne | None = None
 
 
-class ListLruOne:
+class ListLruOne(List):
     """``struct list_lru_one``: one memcg's list of entries, linked through them
-    (``entry->lru``), oldest first, and ``nr_items``."""
-
-    __slots__ = ("oldest", "newest", "nr_items")
-
-    def __init__(self) -> None:
-        self.oldest: ZswapEntry | None = None
-        self.newest: ZswapEntry | None = None
-        self.nr_items = 0
-
-    def list_add_tail(self, entry: ZswapEntry) -> None:
-        """``list_lru_add``: the entry becomes the newest."""
-        newest = self.newest
-        entry.lru_prev = newest
-        entry.lru_next = None
-        entry.lru_list = self
-        if newest is None:
-            self.oldest = entry
-        else:
-            newest.lru_next = entry
-        self.newest = entry
-        self.nr_items += 1
-
-    def list_del(self, entry: ZswapEntry) -> None:
-        """``list_lru_del``: off the list, the neighbours joined."""
-        prev, nxt = entry.lru_prev, entry.lru_next
-        if prev is None:
-            self.oldest = nxt
-        else:
-            prev.lru_next = nxt
-        if nxt is None:
-            self.newest = prev
-        else:
-            nxt.lru_prev = prev
-        entry.lru_prev = entry.lru_next = None
-        entry.lru_list = None
-        self.nr_items -= 1
-
-    def list_move_tail(self, entry: ZswapEntry) -> None:
-        """``list_move_tail``: the entry becomes the newest (a rotation)."""
-        self.list_del(entry)
-        self.list_add_tail(entry)
+    (``entry->lru``, :mod:`pyzram.lib.list`), oldest first; ``nr`` is
+    ``nr_items``."""
 
 
 class Zswap:
@@ -763,7 +713,7 @@ class Zswap:
             lru = self.list_lru.get(memcg)
             if lru is None:
                 lru = self.list_lru[memcg] = ListLruOne()
-            lru.list_add_tail(entry)
+            list_add_tail(lru, entry)
         finally:
             spin_unlock(self.lru_lock)
 
@@ -772,7 +722,7 @@ class Zswap:
         try:
             lru = entry.lru_list
             if lru is not None:
-                lru.list_del(entry)
+                list_del(lru, entry)
         finally:
             spin_unlock(self.lru_lock)
 
@@ -780,7 +730,7 @@ class Zswap:
         spin_lock(self.lru_lock)
         try:
             lru = self.list_lru.get(memcg)
-            return 0 if lru is None else lru.nr_items
+            return 0 if lru is None else lru.nr
         finally:
             spin_unlock(self.lru_lock)
 
@@ -1097,9 +1047,9 @@ def shrink_memcg_cb(m: Machine, lru: ListLruOne, entry: ZswapEntry, arg: list | 
     zs: Zswap = m.zswap
     if entry.referenced:
         entry.referenced = False
-        lru.list_move_tail(entry)
+        list_move_tail(lru, entry)
         return LRU_ROTATE
-    lru.list_move_tail(entry)
+    list_move_tail(lru, entry)
     swpentry = entry.swpentry
     spin_unlock(zs.lru_lock)
     try:
@@ -1124,7 +1074,7 @@ def list_lru_walk_one(m: Machine, memcg: Any, nr_to_walk: int, arg: list | None)
     spin_lock(zs.lru_lock)
     try:
         lru = zs.list_lru.get(memcg)
-        while lru is not None and lru.nr_items and walked < nr_to_walk:
+        while lru is not None and lru.nr and walked < nr_to_walk:
             entry = lru.oldest
             walked += 1
             status = shrink_memcg_cb(m, lru, entry, arg)
