@@ -11,6 +11,7 @@ cdef class List:
     cdef public ListHead oldest, newest
     cdef public long nr
 
+cpdef void INIT_LIST_HEAD(ListHead node)
 @cython.locals(newest=ListHead)
 cpdef void list_add_tail(List head, ListHead node)
 @cython.locals(prev=ListHead, nxt=ListHead)

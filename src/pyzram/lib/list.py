@@ -24,9 +24,7 @@ class ListHead:
     __slots__ = ("lru_prev", "lru_next", "lru_list")
 
     def __init__(self) -> None:
-        self.lru_prev: ListHead | None = None
-        self.lru_next: ListHead | None = None
-        self.lru_list: List | None = None
+        INIT_LIST_HEAD(self)
 
 
 @cython.cclass
@@ -49,6 +47,13 @@ class List:
             members.append(node)
             node = node.lru_next
         return iter(members)
+
+
+def INIT_LIST_HEAD(node: ListHead) -> None:  # noqa: N802  (the kernel's name)
+    """``INIT_LIST_HEAD``: on no list (what a member's constructor calls)."""
+    node.lru_prev = None
+    node.lru_next = None
+    node.lru_list = None
 
 
 def list_add_tail(head: List, node: ListHead) -> None:

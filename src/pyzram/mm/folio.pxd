@@ -1,7 +1,7 @@
 # Types of pyzram/mm/folio.py when it is compiled (Cython pure-Python mode).
 
 cimport cython
-from pyzram.lib.list cimport ListHead
+from pyzram.lib.list cimport INIT_LIST_HEAD, ListHead
 from pyzram.lib.atomic cimport atomic_begin, atomic_end
 
 cdef list folio_wait_table

@@ -27,7 +27,7 @@ import threading
 import cython
 
 from pyzram.lib.atomic import atomic_begin, atomic_end
-from pyzram.lib.list import ListHead
+from pyzram.lib.list import INIT_LIST_HEAD, ListHead
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
@@ -156,7 +156,7 @@ class Folio(ListHead):
 
     @cython.locals(order=cython.int, size=cython.long)
     def __init__(self, order: int = 0, data: bytes | bytearray | memoryview | None = None) -> None:
-        ListHead.__init__(self)  # folio->lru: on no list
+        INIT_LIST_HEAD(self)  # folio->lru
         if not 0 <= order <= 9:
             raise ValueError(f"folio order {order} out of range 0..9")
         self.order = order

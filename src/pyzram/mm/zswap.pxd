@@ -1,6 +1,6 @@
 # Types of pyzram/mm/zswap.py when it is compiled (Cython pure-Python mode).
 cimport cython
-from pyzram.lib.list cimport List, ListHead, list_add_tail, list_del, list_move_tail
+from pyzram.lib.list cimport INIT_LIST_HEAD, List, ListHead, list_add_tail, list_del, list_move_tail
 from pyzram.lib.percpu cimport PerCpu, this_cpu_ptr
 from pyzram.lib.atomic cimport atomic_begin, atomic_end
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t

@@ -60,7 +60,14 @@ import cython
 
 from pyzram.lib.atomic import atomic_begin, atomic_end
 from pyzram.lib.kstrtox import kstrtouint
-from pyzram.lib.list import List, ListHead, list_add_tail, list_del, list_move_tail
+from pyzram.lib.list import (
+    INIT_LIST_HEAD,
+    List,
+    ListHead,
+    list_add_tail,
+    list_del,
+    list_move_tail,
+)
 from pyzram.lib.percpu import PerCpu, this_cpu_ptr
 from pyzram.lib.spinlock import spin_lock, spin_unlock, spinlock_t
 from pyzram.lib.xarray import XArray, xa_empty, xa_erase, xa_load, xa_store
@@ -388,7 +395,7 @@ class ZswapEntry(ListHead):
     __slots__ = ("swpentry", "length", "referenced", "pool", "handle", "objcg")
 
     def __init__(self) -> None:
-        ListHead.__init__(self)
+        INIT_LIST_HEAD(self)  # entry->lru
         self.swpentry: SwpEntry | None = None
         self.length = 0
         self.referenced = False
