@@ -29,10 +29,11 @@ whose sizes differ from the kernel's at levels 12 and above
 from __future__ import annotations
 
 import errno
-import threading
+from types import SimpleNamespace
 
 import zstandard
 
+from pyzram.lib.percpu import PerCpu, this_cpu_ptr
 from pyzram.zram.zcomp import PAGE_SIZE, ZcompBackend, ZcompParams
 
 ZSTD_DEFAULT_CLEVEL = 3
@@ -70,14 +71,19 @@ class _KernelCDict:
         if cdict == _ffi.NULL:
             raise OSError(errno.EINVAL, "zstd: cannot create a CDict from the dictionary")
         self._cdict = _ffi.gc(cdict, _lib.ZSTD_freeCDict)
-        self._strm = threading.local()
+        self._strm = PerCpu(self._strm_alloc)  # zcomp_strm: per CPU (here per thread)
+
+    @staticmethod
+    def _strm_alloc() -> SimpleNamespace:
+        """A compression context and its output (``zcomp_compress``: two pages)."""
+        return SimpleNamespace(
+            cctx=_ffi.gc(_lib.ZSTD_createCCtx(), _lib.ZSTD_freeCCtx),
+            dst=_ffi.new("char[]", 2 * PAGE_SIZE),
+        )
 
     def compress(self, page: bytes | memoryview) -> bytes:
         """``zstd_compress`` with a dictionary: ``ZSTD_compress_usingCDict``."""
-        strm = self._strm
-        if not hasattr(strm, "cctx"):
-            strm.cctx = _ffi.gc(_lib.ZSTD_createCCtx(), _lib.ZSTD_freeCCtx)
-            strm.dst = _ffi.new("char[]", 2 * PAGE_SIZE)  # zcomp_compress: dst_len 2 pages
+        strm = this_cpu_ptr(self._strm)
         src = _ffi.from_buffer(page)
         n = _lib.ZSTD_compress_usingCDict(
             strm.cctx, strm.dst, 2 * PAGE_SIZE, src, len(src), self._cdict
@@ -99,16 +105,19 @@ class Backend(ZcompBackend):
             if params.dict and DICT_KERNEL_CALLS
             else None
         )
-        self._strm = threading.local()  # zcomp_strm: per thread, like per CPU
+        self._strm = PerCpu(self._strm_alloc)  # zcomp_strm: per CPU (here per thread)
 
-    def _ctx(self) -> threading.local:
-        strm = self._strm
-        if not hasattr(strm, "c"):
-            strm.c = zstandard.ZstdCompressor(
+    def _strm_alloc(self) -> SimpleNamespace:
+        """This CPU's compressor and decompressor."""
+        return SimpleNamespace(
+            c=zstandard.ZstdCompressor(
                 level=self._level, dict_data=self._dict, write_checksum=False
-            )
-            strm.d = zstandard.ZstdDecompressor(dict_data=self._dict)
-        return strm
+            ),
+            d=zstandard.ZstdDecompressor(dict_data=self._dict),
+        )
+
+    def _ctx(self) -> SimpleNamespace:
+        return this_cpu_ptr(self._strm)
 
     def compress(self, page: bytes | memoryview) -> bytes:
         if self._cdict is not None:

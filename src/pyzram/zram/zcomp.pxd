@@ -1,5 +1,6 @@
 # Types of pyzram/zram/zcomp.py when it is compiled (Cython pure-Python mode).
 cimport cython
+from pyzram.lib.percpu cimport PerCpu, this_cpu_ptr
 
 cdef class ZcompStrm:
     cdef public bytearray buffer
@@ -26,7 +27,8 @@ cdef class KernelCodecBackend(ZcompBackend):
 
 cdef class Zcomp:
     cdef public str name
-    cdef public object params, _streams
+    cdef public object params
+    cdef public PerCpu _streams
     cdef public ZcompBackend backend
 
     cpdef ZcompStrm zcomp_stream_get(self)

@@ -31,7 +31,6 @@ checked under qemu; see ``docs/architecture.md``).
 from __future__ import annotations
 
 import errno
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +38,7 @@ import cython
 
 from pyzram.config import ALL_BACKENDS
 from pyzram.lib.cmdline import sysfs_streq
+from pyzram.lib.percpu import PerCpu, this_cpu_ptr
 
 PAGE_SIZE = 4096
 #: zcomp_strm buffer: compression output may be up to twice the page.
@@ -256,7 +256,8 @@ class Zcomp:
         self.params = params
         self.backend = registry[resolved](params)
 
-        self._streams = threading.local()
+        #: ``comp->stream``: one stream per CPU (here per thread).
+        self._streams = PerCpu(ZcompStrm)
 
     @classmethod
     def create(cls, name: str, params: ZcompParams) -> Zcomp:
@@ -264,12 +265,10 @@ class Zcomp:
         return cls(name, params)
 
     def zcomp_stream_get(self) -> ZcompStrm:
-        """``zcomp_stream_get``: this CPU's stream.  pyzram's CPUs are threads, so
-        the stream is per thread and its mutex is never contended (not modelled)."""
-        strm = getattr(self._streams, "strm", None)
-        if strm is None:
-            strm = self._streams.strm = ZcompStrm()
-        return strm
+        """``zcomp_stream_get``: this CPU's stream (``raw_cpu_ptr(comp->stream)``).
+        pyzram's CPUs are threads, so the stream is per thread and its mutex is
+        never contended (not modelled)."""
+        return this_cpu_ptr(self._streams)
 
     def zcomp_stream_put(self, zstrm: ZcompStrm) -> None:
         """``zcomp_stream_put``: nothing to release (see :meth:`zcomp_stream_get`)."""
