@@ -35,6 +35,7 @@ COMPILED = [
     "src/pyzram/zram/backend_lzorle.py",
     "src/pyzram/zram/zram_drv.py",
     "src/pyzram/zram/swap.py",
+    "src/pyzram/block/blkdev.py",
     "src/pyzram/block/bio.py",
     "src/pyzram/mm/folio.py",
     "src/pyzram/mm/machine.py",

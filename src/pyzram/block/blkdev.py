@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -38,21 +38,41 @@ class BlockDeviceOperations:
     swap_slot_free_notify: Callable[[BlockDevice, int], None] | None = None
 
 
-@dataclass(eq=False)
-class Gendisk:
-    """``struct gendisk``."""
+def _no_capacity() -> int:
+    return 0
 
-    disk_name: str
-    fops: BlockDeviceOperations
-    private_data: object = None
-    capacity_fn: Callable[[], int] = lambda: 0
-    features: int = 0
-    logical_block_size: int = 512
-    _openers: int = field(default=0)
-    #: ``bd_holder``: who claimed the disk exclusively (a swap area), or None.
-    bd_holder: object = field(default=None)
-    #: Bios submitted to the disk, by op name (the ios of ``/sys/block/<disk>/stat``).
-    bio_stats: Counter = field(default_factory=Counter)
+
+class Gendisk:
+    """``struct gendisk``.
+
+    Compiled, an extension type (``blkdev.pxd``): a driver's swap hooks reach
+    their device through ``si.bdev.disk.private_data`` as C loads, as the
+    kernel's ``si->bdev->bd_disk->private_data`` does.
+    """
+
+    def __init__(
+        self,
+        disk_name: str,
+        fops: BlockDeviceOperations,
+        private_data: object = None,
+        capacity_fn: Callable[[], int] = _no_capacity,
+        features: int = 0,
+        logical_block_size: int = 512,
+    ) -> None:
+        self.disk_name = disk_name
+        self.fops = fops
+        self.private_data = private_data
+        self.capacity_fn = capacity_fn
+        self.features = features
+        self.logical_block_size = logical_block_size
+        self._openers = 0
+        #: ``bd_holder``: who claimed the disk exclusively (a swap area), or None.
+        self.bd_holder: object = None
+        #: Bios submitted to the disk, by op name (the ios of ``/sys/block/<disk>/stat``).
+        self.bio_stats: Counter = Counter()
+
+    def __repr__(self) -> str:
+        return f"Gendisk(disk_name={self.disk_name!r})"
 
     @property
     def capacity(self) -> int:
@@ -60,12 +80,17 @@ class Gendisk:
         return self.capacity_fn()
 
 
-@dataclass(eq=False)
 class BlockDevice:
-    """``struct block_device``: the device node, opened by ``swapon``, mkswap..."""
+    """``struct block_device``: the device node, opened by ``swapon``, mkswap...
 
-    disk: Gendisk
-    holder: object = None
+    Compiled, an extension type, like :class:`Gendisk`."""
+
+    def __init__(self, disk: Gendisk, holder: object = None) -> None:
+        self.disk = disk
+        self.holder = holder
+
+    def __repr__(self) -> str:
+        return f"BlockDevice(disk={self.disk!r})"
 
     @property
     def size(self) -> int:

@@ -29,7 +29,8 @@ cdef class Folio(ListHead):
     cdef public long flags
     cdef public SwpEntry swap
     cdef public object memcg
-    cdef public object lru_owner
+    cdef public object mapping
+    cdef public long index
     cdef object __weakref__
 
     cpdef object page(self, long j)
@@ -47,3 +48,8 @@ cdef class Folio(ListHead):
     cpdef void mark_dirty(self)
     cpdef void start_writeback(self) except *
     cpdef void end_writeback(self) except *
+
+
+@cython.locals(size=long)
+cpdef void _folio_init(Folio folio, int order, object data) except *
+cpdef Folio folio_alloc(int order=*, object data=*)

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import threading
 
-import cython
-
 from pyzram.lib.atomic import atomic_begin, atomic_end
 from pyzram.lib.list import INIT_LIST_HEAD, ListHead
 
@@ -150,32 +148,13 @@ class Folio(ListHead):
         "flags",
         "swap",
         "memcg",
-        "lru_owner",
+        "mapping",
+        "index",
         "__weakref__",
     )
 
-    @cython.locals(order=cython.int, size=cython.long)
     def __init__(self, order: int = 0, data: bytes | bytearray | memoryview | None = None) -> None:
-        INIT_LIST_HEAD(self)  # folio->lru
-        if not 0 <= order <= 9:
-            raise ValueError(f"folio order {order} out of range 0..9")
-        self.order = order
-        #: ``folio_nr_pages`` (``folio->_nr_pages``): fixed for the folio's life.
-        self.nr_pages = 1 << order
-        size = PAGE_SIZE << order
-        #: ``folio_size``.
-        self.size = size
-        if data is None:
-            self.data = bytearray(size)
-        else:
-            if len(data) != size:
-                raise ValueError(f"order-{order} folio needs {size} bytes, got {len(data)}")
-            self.data = bytearray(data)
-        self.flags = PG_swapbacked
-        self.swap: SwpEntry | None = None
-        self.memcg: object | None = None
-        #: Its owner on the LRU list it is on (``pyzram.mm.vmscan.LruList``).
-        self.lru_owner: object | None = None
+        _folio_init(self, order, data)
 
     def __repr__(self) -> str:
         names = ",".join(n for bit, n in _NAMES.items() if self.flags & bit)
@@ -267,3 +246,44 @@ class Folio(ListHead):
         if not self.flags & PG_writeback:
             raise RuntimeError(f"folio_end_writeback without writeback: {self!r}")
         self.flags &= ~(PG_writeback | PG_reclaim)
+
+
+def _folio_init(folio: Folio, order: int, data: bytes | bytearray | memoryview | None) -> None:
+    """The fields of a new folio: ``order``, its size, its data (zeroed or a copy
+    of ``data``), ``PG_swapbacked``, no swap entry, memcg or mapping."""
+    INIT_LIST_HEAD(folio)  # folio->lru
+    if not 0 <= order <= 9:
+        raise ValueError(f"folio order {order} out of range 0..9")
+    folio.order = order
+    #: ``folio_nr_pages`` (``folio->_nr_pages``): fixed for the folio's life.
+    folio.nr_pages = 1 << order
+    size = PAGE_SIZE << order
+    #: ``folio_size``.
+    folio.size = size
+    if data is None:
+        folio.data = bytearray(size)
+    else:
+        if len(data) != size:
+            raise ValueError(f"order-{order} folio needs {size} bytes, got {len(data)}")
+        folio.data = bytearray(data)
+    folio.flags = PG_swapbacked
+    folio.swap = None
+    folio.memcg = None
+    #: ``folio->mapping`` and ``folio->index`` of an anon folio: the address
+    #: space whose pages it holds (the model's anon_vma: one per process)
+    #: and its first page there; reclaim's rmap walk starts from them.
+    folio.mapping = None
+    folio.index = 0
+
+
+def folio_alloc(order: int = 0, data: bytes | bytearray | memoryview | None = None) -> Folio:
+    """``folio_alloc``: a new folio of ``2**order`` pages, holding ``data`` if given.
+
+    The model's allocations take this way: the object is allocated and its
+    fields set without a call through the type (compiled, a C allocation and
+    a C call, as :func:`swp_entry` makes an entry); ``Folio(order, data)``
+    sets the same fields through the same function.
+    """
+    folio = Folio.__new__(Folio)
+    _folio_init(folio, order, data)
+    return folio

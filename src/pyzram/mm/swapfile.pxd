@@ -2,7 +2,8 @@
 cimport cython
 from pyzram.lib.atomic cimport atomic64_add, atomic64_read, atomic64_sub
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
-from pyzram.mm.folio cimport Folio, SwpEntry, swp_entry
+from pyzram.block.blkdev cimport BlockDevice, Gendisk
+from pyzram.mm.folio cimport Folio, SwpEntry, folio_alloc, swp_entry
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.zswap cimport zswap_invalidate
 
@@ -26,7 +27,7 @@ cdef class SwapInfo:
     cdef public long max
     cdef public long pages
     cdef public long inuse_pages
-    cdef public object bdev
+    cdef public BlockDevice bdev
     cdef public object swap_file
     cdef public int swap_file_fd
     cdef public object ops
@@ -74,3 +75,5 @@ cpdef Folio swap_cache_alloc_folio(Machine m, SwpEntry entry, int order=*)
 cpdef void swap_cache_del_folio(Machine m, Folio folio) except *
 @cython.locals(si=SwapInfo, off=long, o=long, swapped=bint)
 cpdef bint folio_free_swap(Machine m, Folio folio) except? False
+@cython.locals(m=Machine, folio=Folio, entry=SwpEntry, dropped=long, i=Py_ssize_t, _j=long)
+cpdef void swapoff(SwapInfo si, object unuse=*) except *

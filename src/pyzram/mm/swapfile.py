@@ -62,6 +62,7 @@ from pyzram.mm.folio import (
     PG_uptodate,
     PG_writeback,
     SwpEntry,
+    folio_alloc,
     swp_entry,
 )
 from pyzram.mm.swap import (
@@ -438,7 +439,8 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     offsets = np.flatnonzero(
         (si.swap_map & ~np.uint8(SWAP_HAS_CACHE) != 0) & (si.swap_map != SWAP_MAP_BAD)
     )
-    folios: list[tuple[SwpEntry, Folio]] = []
+    entries: list[SwpEntry] = []  # each slot's entry and the folio that holds it
+    folios: list[Folio] = []
     ctx = SwapIoCtx(m)
     for off in offsets.tolist():
         entry = swp_entry(si.type, off)
@@ -446,9 +448,12 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
         if folio is None:
             folio = swap_cache_alloc_folio(m, entry)
             swap_read_folio(ctx, folio)
-        folios.append((entry, folio))
+        entries.append(entry)
+        folios.append(folio)
     swap_read_submit(ctx)
-    for entry, folio in folios:
+    for i in range(len(folios)):
+        entry = entries[i]
+        folio = folios[i]
         folio.lock()
         folio.unlock()  # wait for the read (folio_wait_locked)
         if not folio.test(PG_uptodate):
@@ -467,7 +472,7 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
             finally:
                 spin_unlock(si.lock)
             raise
-        for _ in range(dropped):
+        for _j in range(dropped):
             swap_free(m, entry)
         folio.lock()
         folio_free_swap(m, folio)
@@ -720,7 +725,7 @@ def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio
     """
     si = swp_swap_info(m, entry)
     nr = 1 << order
-    folio = Folio(order)
+    folio = folio_alloc(order)
     folio.set_locked()  # __folio_set_locked: no one else can see it yet
     spin_lock(si.lock)
     try:

@@ -1,7 +1,7 @@
 # Types of pyzram/mm/vmscan.py when it is compiled (Cython pure-Python mode).
 cimport cython
 from pyzram.lib.list cimport List, list_add_tail, list_del
-from pyzram.mm.folio cimport Folio, SwpEntry, swp_entry
+from pyzram.mm.folio cimport Folio, SwpEntry, folio_alloc, swp_entry
 from pyzram.mm.tlb cimport Tlb
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.page_io cimport swap_read_folio, swap_read_submit, swap_write_submit, swap_writeout
@@ -39,10 +39,10 @@ cdef int FOLIOREF_RECLAIM, FOLIOREF_KEEP, FOLIOREF_ACTIVATE
 cdef class LruList(List):
     cdef public long nr_pages
 
-    cpdef void add(self, Folio folio, object owner) except *
-    cpdef object remove(self, Folio folio)
+    cpdef void add(self, Folio folio) except *
+    cpdef bint remove(self, Folio folio) except? False
     @cython.locals(folio=Folio)
-    cpdef tuple pop_tail(self)
+    cpdef Folio pop_tail(self)
     cdef void _del(self, Folio folio)
 
 
@@ -64,7 +64,7 @@ cdef class MemCgroup:
 
     cpdef void try_charge(self, long nr=*, long gfp_mask=*) except *
     cpdef void uncharge(self, long nr=*) except *
-    cpdef void lru_add(self, Folio folio, object owner) except *
+    cpdef void lru_add(self, Folio folio) except *
     cpdef void lru_del(self, Folio folio) except *
 
 
@@ -111,7 +111,7 @@ cdef class AddressSpace:
     cpdef void _map(self, long base, Folio folio) except *
 
 
-cpdef tuple _alloc_swap_or_split(Machine m, Folio folio, object owner, list batch)
+cpdef Folio _alloc_swap_or_split(Machine m, Folio folio, list batch)
 cpdef bint may_enter_fs(Machine m, Folio folio, long gfp_mask) except? False
 cpdef int folio_check_references(Folio folio) except -1
 cpdef long pack_shadow(long eviction, bint workingset)

@@ -100,6 +100,7 @@ from pyzram.mm.folio import (
     PG_swapcache,
     PG_uptodate,
     SwpEntry,
+    folio_alloc,
     swp_entry,
 )
 from pyzram.mm.page_io import swap_read_folio, swap_read_submit, swap_write_submit, swap_writeout
@@ -236,18 +237,14 @@ class SwapReadahead:
         return pages
 
 
-Owner = tuple["AddressSpace", int]  # (address space, first page of the folio)
-
-
 class LruList(List):
     """One LRU list of a lruvec, linked through its folios as the kernel's is through
     ``folio->lru`` (:mod:`pyzram.lib.list`): ``oldest`` .. ``newest`` (the list head,
     the one added last), ``nr`` folios, and ``nr_pages``, the page count
     (``lruvec_page_state``) that the inactive/active balance compares.
 
-    A folio on a list knows it (``folio.lru_list``) and carries its owner
-    (``folio.lru_owner``: the address space and first page that map it, the
-    model's ``folio->mapping`` and ``folio->index``).
+    A folio on a list knows it (``folio.lru_list``); reclaim finds the PTEs
+    that map it from the folio itself (``folio.mapping``, ``folio.index``).
     """
 
     def __init__(self) -> None:
@@ -255,41 +252,36 @@ class LruList(List):
         self.nr_pages = 0
 
     @cython.locals(folio=Folio)
-    def add(self, folio: Folio, owner: Owner) -> None:
+    def add(self, folio: Folio) -> None:
         """``lruvec_add_folio``: at the head (a folio already on this list keeps its
-        place and takes the new owner)."""
+        place)."""
         if folio.lru_list is self:
-            folio.lru_owner = owner
             return
         if folio.lru_list is not None:
             raise RuntimeError(f"{folio!r} is on another LRU list")
         list_add_tail(self, folio)
-        folio.lru_owner = owner
         self.nr_pages += folio.nr_pages
 
     @cython.locals(folio=Folio)
-    def remove(self, folio: Folio) -> Owner | None:
-        """``lruvec_del_folio`` if the folio is on this list; its owner or None."""
+    def remove(self, folio: Folio) -> bool:
+        """``lruvec_del_folio`` if the folio is on this list; whether it was."""
         if folio.lru_list is not self:
-            return None
-        owner = folio.lru_owner
+            return False
         self._del(folio)
-        return owner
+        return True
 
     @cython.locals(folio=Folio)
-    def pop_tail(self) -> tuple[Folio, Owner]:
+    def pop_tail(self) -> Folio:
         """The oldest folio, taken off the list (``lru_to_folio`` + delete)."""
         folio = cython.cast(Folio, self.oldest)
         if folio is None:
             raise IndexError("pop_tail of an empty LRU list")
-        owner = folio.lru_owner
         self._del(folio)
-        return folio, owner
+        return folio
 
     def _del(self, folio: Folio) -> None:
         """``lruvec_del_folio``: ``list_del`` and the page count."""
         list_del(self, folio)
-        folio.lru_owner = None
         self.nr_pages -= folio.nr_pages
 
     def __contains__(self, folio: object) -> bool:
@@ -377,19 +369,19 @@ class MemCgroup:
     # -- LRU -------------------------------------------------------------------------
 
     @cython.locals(folio=Folio)
-    def lru_add(self, folio: Folio, owner: Owner) -> None:
+    def lru_add(self, folio: Folio) -> None:
         """``folio_add_lru`` / ``lruvec_add_folio``: on the list ``PG_active`` names
         (new anon folios are not active: they start on the inactive list)."""
         folio.memcg = self  # commit_charge: the folio's memcg (zswap's LRU follows it)
         if folio.flags & _PG_active:
-            self.active.add(folio, owner)
+            self.active.add(folio)
         else:
-            self.inactive.add(folio, owner)
+            self.inactive.add(folio)
 
     @cython.locals(folio=Folio)
     def lru_del(self, folio: Folio) -> None:
         """Take a folio off whichever list holds it (``folio_isolate_lru``)."""
-        if self.inactive.remove(folio) is None:
+        if not self.inactive.remove(folio):
             self.active.remove(folio)
 
     def inactive_is_low(self) -> bool:
@@ -614,36 +606,36 @@ def shrink_active_list(memcg: MemCgroup, nr: int) -> None:
     moved = 0
     taken = 0
     while taken < nr and len(memcg.active):
-        folio, owner = memcg.active.pop_tail()
+        folio = memcg.active.pop_tail()
         taken += folio.nr_pages
         folio.clear(PTE_YOUNG | PG_active)  # folio_referenced; folio_clear_active
         folio.set(PG_workingset)
-        memcg.inactive.add(folio, owner)
+        memcg.inactive.add(folio)
         moved += folio.nr_pages
     if moved:
         memcg.machine.vm_events.count(PGDEACTIVATE, moved)
 
 
 @cython.locals(folio=Folio, memcg=MemCgroup)
-def isolate_lru_folios(memcg: MemCgroup, nr: int) -> list[tuple[Folio, Owner]]:
+def isolate_lru_folios(memcg: MemCgroup, nr: int) -> list[Folio]:
     """``isolate_lru_folios``: folios of about ``nr`` pages off the inactive tail
     (``pgscan_anon``); pages are counted, so one 2 MiB folio is a batch alone."""
-    folio_list: list[tuple[Folio, Owner]] = []
+    folio_list: list[Folio] = []
     taken = 0
     while taken < nr and len(memcg.inactive):
-        folio, owner = memcg.inactive.pop_tail()
-        folio_list.append((folio, owner))
+        folio = memcg.inactive.pop_tail()
+        folio_list.append(folio)
         taken += folio.nr_pages
     memcg.machine.vm_events.count(PGSCAN_ANON, taken)
     return folio_list
 
 
 @cython.locals(folio=Folio, memcg=MemCgroup)
-def move_folios_to_lru(memcg: MemCgroup, folio_list: list[tuple[Folio, Owner]]) -> None:
+def move_folios_to_lru(memcg: MemCgroup, folio_list: list[Folio]) -> None:
     """``move_folios_to_lru``: put back what reclaim kept, each on its list; an active
     one ages the non-resident clock (``workingset_age_nonresident``)."""
-    for folio, owner in folio_list:
-        memcg.lru_add(folio, owner)
+    for folio in folio_list:
+        memcg.lru_add(folio)
         if folio.flags & PG_active:
             memcg.nonresident_age += folio.nr_pages
     folio_list.clear()
@@ -670,7 +662,7 @@ def shrink_inactive_list(memcg: MemCgroup, nr: int, gfp_mask: int = GFP_KERNEL) 
     """
     memcg.nr_reclaim_batches += 1
     folio_list = isolate_lru_folios(memcg, nr)
-    nr_scanned = sum([folio.nr_pages for folio, _ in folio_list])
+    nr_scanned = sum([folio.nr_pages for folio in folio_list])
     stat = ReclaimStat()
     freed = shrink_folio_list(memcg.machine, folio_list, gfp_mask, stat)
     move_folios_to_lru(memcg, folio_list)
@@ -679,28 +671,31 @@ def shrink_inactive_list(memcg: MemCgroup, nr: int, gfp_mask: int = GFP_KERNEL) 
     return freed
 
 
-@cython.locals(folio=Folio)
-def split_folio_to_list(folio: Folio, owner: Owner) -> list[tuple[Folio, Owner]]:
+@cython.locals(folio=Folio, piece=Folio)
+def split_folio_to_list(folio: Folio) -> list[Folio]:
     """``split_folio_to_list`` of a locked, mapped, not-yet-swapped large folio.
 
-    Returns its order-0 pieces with their owners, the first one (the head)
-    still locked, the others unlocked; each PTE now maps its piece.  Counts
+    Returns its order-0 pieces, the first one (the head) still locked, the
+    others unlocked; each PTE now maps its piece (``mapping`` and ``index``
+    each piece's own).  Counts
     ``thp_split_page`` for a PMD-size folio, and ``thp_split_pmd`` for its PMD
     mapping, which ``unmap_folio`` splits first (``TTU_SPLIT_HUGE_PMD``), and
     the mTHP ``split`` stat.
     """
     if not folio.test(PG_locked) or folio.swap is not None:
         raise RuntimeError("split_folio_to_list needs a locked folio outside the swap cache")
-    mm, base = owner
+    mm, base = folio.mapping, folio.index
     flags = folio.flags & ~PG_locked
-    pieces: list[tuple[Folio, Owner]] = []
+    pieces: list[Folio] = []
     for j in range(folio.nr_pages):
-        piece = Folio(0, folio.page(j))
+        piece = folio_alloc(0, folio.page(j))
         piece.flags = flags
         piece.memcg = folio.memcg
+        piece.mapping = mm
+        piece.index = base + j
         mm.present[base + j] = piece
-        pieces.append((piece, (mm, base + j)))
-    pieces[0][0].lock()
+        pieces.append(piece)
+    pieces[0].lock()
     vm_events = mm.machine.vm_events
     if folio.order == HPAGE_PMD_ORDER:
         vm_events.count(THP_SPLIT_PMD)
@@ -710,34 +705,32 @@ def split_folio_to_list(folio: Folio, owner: Owner) -> list[tuple[Folio, Owner]]
     return pieces
 
 
-def _alloc_swap_or_split(
-    m: Machine, folio: Folio, owner: Owner, batch: list[tuple[Folio, Owner]]
-) -> tuple[Folio, Owner, bool]:
+def _alloc_swap_or_split(m: Machine, folio: Folio, batch: list[Folio]) -> Folio:
     """The ``folio_alloc_swap`` step of shrink_folio_list for a locked folio.
 
     A large folio that gets no slots is split (its tail pieces are appended
     to ``batch``, to be reclaimed in this same pass) and its head retried.
-    Returns the folio now in hand (the head after a split, still locked)
-    and whether it got slots.
+    Returns the folio now in hand (the head after a split, still locked),
+    which has slots (``folio.swap``) or none.
     """
     try:
         folio_alloc_swap(m, folio)
-        return folio, owner, True
+        return folio
     except OSError:
         if folio.order == 0:
-            return folio, owner, False
+            return folio
     order = folio.order
-    pieces = split_folio_to_list(folio, owner)
+    pieces = split_folio_to_list(folio)
     if order == HPAGE_PMD_ORDER:
         m.vm_events.count(THP_SWPOUT_FALLBACK)
     m.vm_events.count_mthp(order, "swpout_fallback")
     batch.extend(pieces[1:])
-    head, head_owner = pieces[0]
+    head = pieces[0]
     try:
         folio_alloc_swap(m, head)
     except OSError:
-        return head, head_owner, False
-    return head, head_owner, True
+        pass
+    return head
 
 
 def may_enter_fs(m: Machine, folio: Folio, gfp_mask: int) -> bool:
@@ -812,13 +805,14 @@ def workingset_eviction(memcg: MemCgroup, folio: Folio, raw: int) -> None:
 
 def shrink_folio_list(
     m: Machine,
-    folio_list: list[tuple[Folio, Owner]],
+    folio_list: list[Folio],
     gfp_mask: int = GFP_KERNEL,
     stat: ReclaimStat | None = None,
 ) -> int:
     """``shrink_folio_list``: reclaim the isolated folios of ``folio_list``; pages freed.
 
-    Each entry is ``(folio, (address space, first page))``.  Each locked
+    Each folio's PTEs are found from ``folio.mapping`` and ``folio.index``
+    (the rmap walk of ``try_to_unmap``).  Each locked
     folio's references decide (``folio_check_references``): activated
     (``PG_active``, ``pgactivate``), kept for another trip, or reclaimed:
     it gets swap slots (split first if a large folio gets none), is
@@ -836,63 +830,63 @@ def shrink_folio_list(
     batch = list(folio_list)
     folio_list.clear()
     ctx = SwapIoCtx(m)
-    written: list[tuple[Folio, Owner]] = []
+    written: list[Folio] = []
     nr_activate = 0
     i = 0
     while i < len(batch):  # split_folio_to_list appends to the batch as we go
-        folio, owner = batch[i]
+        folio = batch[i]
         i += 1
         if not folio.trylock():  # under I/O (a readahead not yet read): keep it
-            folio_list.append((folio, owner))
+            folio_list.append(folio)
             continue
         references = folio_check_references(folio)
         if references == FOLIOREF_ACTIVATE:  # activate_locked
             folio.unlock()
             folio.set(_PG_active)
-            folio_list.append((folio, owner))
+            folio_list.append(folio)
             nr_activate += folio.nr_pages
             continue
         if references == FOLIOREF_KEEP:  # keep_locked
             folio.unlock()
-            folio_list.append((folio, owner))
+            folio_list.append(folio)
             stat.nr_ref_keep += folio.nr_pages
             continue
         if folio.swap is None:
-            folio, owner, ok = _alloc_swap_or_split(m, folio, owner, batch)
-            if not ok:  # no swap space: keep it (activate_locked)
+            folio = _alloc_swap_or_split(m, folio, batch)
+            if folio.swap is None:  # no swap space: keep it (activate_locked)
                 folio.unlock()
                 folio.set(_PG_active)
-                folio_list.append((folio, owner))
+                folio_list.append(folio)
                 nr_activate += folio.nr_pages
                 continue
-        mm, vpn = owner
+        mm, vpn = folio.mapping, folio.index
         if mm.pte[vpn] == _PTE_PRESENT:  # try_to_unmap: the PTEs take the entries
             swap_duplicate(m, folio.swap, folio.nr_pages)
             mm.unmap(vpn, folio)
             folio.mark_dirty()  # the page may differ from any copy in swap
         elif not folio.test(PG_dirty):  # clean swap cache (readahead): swap holds it
             folio.unlock()
-            written.append((folio, owner))
+            written.append(folio)
             continue
         if not may_enter_fs(m, folio, gfp_mask):  # keep_locked
             folio.unlock()
-            folio_list.append((folio, owner))
+            folio_list.append(folio)
             continue
         stat.nr_pageout += folio.nr_pages
         swap_writeout(ctx, folio)  # unlocks
-        written.append((folio, owner))
+        written.append(folio)
     swap_write_submit(ctx)
     if nr_activate:
         stat.nr_activate += nr_activate
         m.vm_events.count(PGACTIVATE, nr_activate)
     freed = 0
-    for folio, owner in written:
+    for folio in written:
         folio.lock()
         if folio.test(PG_dirty) and folio.swap is not None:  # the write failed: retry later
             folio.unlock()
-            folio_list.append((folio, owner))
+            folio_list.append(folio)
             continue
-        memcg = owner[0].memcg
+        memcg = folio.memcg
         if folio.swap is not None:  # __remove_mapping
             raw = folio.swap.type << _ENTRY_SHIFT | folio.swap.offset
             swap_cache_del_folio(m, folio)
@@ -1117,7 +1111,7 @@ class AddressSpace:
                 if order == HPAGE_PMD_ORDER:  # the PTE table deposited for a later split
                     self.pte_alloc(vpn)
                 data = b"".join([self.source(v) for v in range(base, base + nr)])
-                folio = Folio(order, data)
+                folio = folio_alloc(order, data)
                 folio.mark_uptodate()
                 if order == HPAGE_PMD_ORDER:
                     vm_events.count(THP_FAULT_ALLOC)
@@ -1125,7 +1119,7 @@ class AddressSpace:
                 self._map(base, folio)
                 return folio
         self.memcg.try_charge()
-        folio = Folio(0, self.source(vpn))
+        folio = folio_alloc(0, self.source(vpn))
         folio.mark_uptodate()
         self._map(vpn, folio)
         return folio
@@ -1254,7 +1248,8 @@ class AddressSpace:
             else:
                 folio.set(PG_readahead)
                 m.vm_events.count(SWAP_RA)
-                self.memcg.lru_add(folio, (self, vpn))
+                folio.mapping, folio.index = self, vpn
+                self.memcg.lru_add(folio)
             swap_read_folio(ctx, folio)
         swap_read_submit(ctx)
         return target
@@ -1281,7 +1276,8 @@ class AddressSpace:
             self.memcg.try_charge()
             folio = swap_cache_alloc_folio(m, entry)
             workingset_refault(self.memcg, folio, int(self.pte_raw[vpn]))
-            self.memcg.lru_add(folio, (self, vpn))
+            folio.mapping, folio.index = self, vpn
+            self.memcg.lru_add(folio)
             swap_read_folio(ctx, folio)
         swap_read_submit(ctx)
 
@@ -1315,7 +1311,7 @@ class AddressSpace:
         while pmd < end:
             lo = max(start, pmd)
             hi = min(end, pmd + (1 << HPAGE_PMD_ORDER))
-            folio_list: list[tuple[Folio, Owner]] = []
+            folio_list: list[Folio] = []
             vpn = lo
             while vpn < hi:
                 if self.pte[vpn] != _PTE_PRESENT:
@@ -1330,7 +1326,7 @@ class AddressSpace:
                 folio.clear(_PTE_YOUNG | _PG_referenced | _PG_active)  # young, referenced, active
                 if folio in memcg.inactive or folio in memcg.active:  # folio_isolate_lru
                     memcg.lru_del(folio)
-                    folio_list.append((folio, (self, base)))
+                    folio_list.append(folio)
             if folio_list:
                 freed += shrink_folio_list(self.machine, folio_list)
                 move_folios_to_lru(memcg, folio_list)
@@ -1404,7 +1400,9 @@ class AddressSpace:
             for j in range(nr):
                 self.present[base + j] = folio
             self.pte_state[base : base + nr] = PTE_PRESENT
-        self.memcg.lru_add(folio, (self, base))
+        folio.mapping = self  # folio_add_anon_rmap: folio->mapping, folio->index
+        folio.index = base
+        self.memcg.lru_add(folio)
 
 
 __all__ = [

@@ -3,7 +3,10 @@ from pyzram.zram.zram_drv cimport Zram, zram_write_pages
 from pyzram.mm.folio cimport Folio
 from pyzram.lib.atomic cimport atomic64_inc
 from pyzram.mm.swap cimport SwapIoCtx
+from pyzram.mm.swapfile cimport SwapInfo
+cimport cython
 from pyzram.mm.page_io cimport swap_read_end, swap_write_end
 
+@cython.locals(si=SwapInfo)
 cpdef Zram _zram_of(object ctx_or_si)
 cpdef int zram_swap_read_page(Zram zram, object page, Py_ssize_t index) except? -1000
