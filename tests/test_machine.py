@@ -148,11 +148,8 @@ def test_slot_free_reaches_zram_through_the_kernel_it_runs(series):
     m = Machine(swap_ops_series=series)
     z, si = zram_area(m)
     if series:
-        si.ops = type(si.ops)(
-            **{
-                **si.ops.__dict__,
-                "slot_free_notify": lambda s, o: (routes.append("swap_ops"), ops_hook(s, o)),
-            }
+        si.ops = si.ops.replace(
+            slot_free_notify=lambda s, o: (routes.append("swap_ops"), ops_hook(s, o))
         )
     zram_devops.swap_slot_free_notify = lambda b, o: (routes.append("fops"), fops_hook(b, o))
     try:

@@ -12,7 +12,6 @@ fixture and helpers of this file.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import random
@@ -112,7 +111,7 @@ class OpsSpy:
         self.inner = si.ops
         self.batches: dict[int, list[list[tuple[int, int]]]] = {READ: [], WRITE: []}
         self.sios = []
-        si.ops = dataclasses.replace(si.ops, submit_write=self._write, submit_read=self._read)
+        si.ops = si.ops.replace(submit_write=self._write, submit_read=self._read)
 
     def _check(self, ctx, rw):
         sio = ctx.sio
@@ -672,7 +671,7 @@ def test_ended_twice_raises_and_delegating_provider_must_not_end(m, tmp_path):
         swap_bdev_submit_read(ctx)  # its completion ends the batch ...
         page_io.swap_read_end(sio, False)  # ... so this is a second end
 
-    si.ops = dataclasses.replace(swap_bdev_ops, submit_read=bad_read)
+    si.ops = swap_bdev_ops.replace(submit_read=bad_read)
     with pytest.raises(RuntimeError, match="unlocked folio"):  # the second end's unlock
         swap_in(m, entries_of(si))
     si.ops = swap_bdev_ops
@@ -845,6 +844,17 @@ def _fake_ops(calls: list[str], name: str = "fake") -> SwapOps:
     return SwapOps(name, submit_write=w, submit_read=r, can_merge=page_io.swap_bdev_can_merge)
 
 
+def test_swap_ops_replace_makes_a_variant():
+    """``replace`` copies every field but the ones it is given; the original stays."""
+    ops = swap_bdev_ops.replace(name="variant", flags=5)
+    assert (ops.name, ops.flags) == ("variant", 5)
+    assert (swap_bdev_ops.name, swap_bdev_ops.flags) != ("variant", 5)
+    for field in ("submit_write", "submit_read", "can_merge", "slot_free_notify"):
+        assert getattr(ops, field) is getattr(swap_bdev_ops, field)
+    with pytest.raises(TypeError, match="no field 'submit'"):
+        swap_bdev_ops.replace(submit=None)
+
+
 def test_register_einval(m, tmp_path):
     fd = FileDisk(tmp_path / "d", size=1 << 20)
     ops = _fake_ops([])
@@ -856,15 +866,15 @@ def test_register_einval(m, tmp_path):
         warnings.simplefilter("ignore")
         for bad in (
             None,
-            dataclasses.replace(ops, submit_read=None),
-            dataclasses.replace(ops, submit_write=None),
+            ops.replace(submit_read=None),
+            ops.replace(submit_write=None),
         ):
             with pytest.raises(OSError) as e:
                 swap_register_block_ops(m, fd.fops, bad)
             assert e.value.errno == errno.EINVAL
     assert registered_block_ops(m) == (None, None)
     # can_merge and slot_free_notify are optional
-    swap_register_block_ops(m, fd.fops, dataclasses.replace(ops, can_merge=None))
+    swap_register_block_ops(m, fd.fops, ops.replace(can_merge=None))
     assert registered_block_ops(m)[0] is fd.fops
 
 
@@ -943,7 +953,7 @@ def test_slot_free_notify_under_area_lock_once_per_slot(m, tmp_path):
         assert si.spin_is_locked(), "slot_free_notify runs under the cluster lock"
         freed.append(offset)
 
-    ops = dataclasses.replace(_fake_ops([]), slot_free_notify=notify)
+    ops = _fake_ops([]).replace(slot_free_notify=notify)
     swap_register_block_ops(m, fd.fops, ops)
     si = swapon(m, fd.disk)
     folios = [Folio(0, rand_pages(1, 1).tobytes()), Folio(2, rand_pages(4, 2).tobytes())]

@@ -10,7 +10,6 @@ ordering.  Uses the autouse fixture and helpers of test_swap_core.py.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 from collections import Counter
 
@@ -477,7 +476,7 @@ def test_slot_free_notify_and_miss_free(m, path, monkeypatch):
             routes["swap_ops"] += 1
             hook(si_, offset)
 
-        si.ops = dataclasses.replace(si.ops, slot_free_notify=counted)
+        si.ops = si.ops.replace(slot_free_notify=counted)
     else:
         assert si.ops.slot_free_notify is None
         old = zram_devops.swap_slot_free_notify

@@ -5,6 +5,7 @@ from pyzram.mm.folio cimport Folio
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.swap cimport SwapIoCtx, VmEvents
 from pyzram.mm.swapfile cimport SwapInfo, folio_free_swap, swp_swap_info
+from pyzram.mm.swap_ops cimport SwapOps
 from pyzram.mm.zswap cimport (
     mem_cgroup_zswap_writeback_enabled,
     zswap_folio_swapin,
@@ -56,6 +57,7 @@ cpdef void swap_add_folio(SwapIoCtx ctx, Folio folio, int rw) except *
 cpdef void _submit(SwapIoCtx ctx, int rw) except *
 cpdef void swap_write_submit(SwapIoCtx ctx) except *
 cpdef void swap_read_submit(SwapIoCtx ctx) except *
+@cython.locals(si=SwapInfo, ops=SwapOps)
 cpdef void _hand_over(SwapIoCtx ctx, int counter, int rw) except *
 cpdef bint is_folio_zero_filled(Folio folio) except? False
 @cython.locals(vm_events=VmEvents)

@@ -245,7 +245,8 @@ def _hand_over(ctx: SwapIoCtx, counter: int, rw: int) -> None:
     if ctx.sio is None:
         return
     ctx.machine.vm_events.count(counter)
-    ops: SwapOps = ctx.sis.ops
+    si = ctx.sis
+    ops = si.ops
     try:
         if rw == WRITE:
             ops.submit_write(ctx)

@@ -28,7 +28,6 @@ import errno
 import threading
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -45,16 +44,49 @@ READ = 0
 WRITE = 1
 
 
-@dataclass(frozen=True, eq=False)
 class SwapOps:
-    """``struct swap_ops``."""
+    """``struct swap_ops``: the area's methods and flags, fixed once made.
 
-    name: str
-    submit_write: Callable[[SwapIoCtx], None] | None
-    submit_read: Callable[[SwapIoCtx], None] | None
-    can_merge: Callable[[SwapInfo, Folio, Folio, int, int], bool] | None = None
-    slot_free_notify: Callable[[SwapInfo, int], None] | None = None
-    flags: int = 0
+    Compiled, an extension type (``swap_ops.pxd``) with read-only fields, so
+    the swap core's ``si.ops.submit_read`` is a C load, as the kernel's
+    ``si->ops->submit_read`` is.  A variant is made with :meth:`replace`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        submit_write: Callable[[SwapIoCtx], None] | None,
+        submit_read: Callable[[SwapIoCtx], None] | None,
+        can_merge: Callable[[SwapInfo, Folio, Folio, int, int], bool] | None = None,
+        slot_free_notify: Callable[[SwapInfo, int], None] | None = None,
+        flags: int = 0,
+    ) -> None:
+        self.name = name
+        self.submit_write = submit_write
+        self.submit_read = submit_read
+        self.can_merge = can_merge
+        self.slot_free_notify = slot_free_notify
+        self.flags = flags
+
+    def replace(self, **changes: object) -> SwapOps:
+        """A copy with the fields named in ``changes`` replaced (an unknown name is
+        a ``TypeError``, as a constructor's unknown keyword is)."""
+        fields = {
+            "name": self.name,
+            "submit_write": self.submit_write,
+            "submit_read": self.submit_read,
+            "can_merge": self.can_merge,
+            "slot_free_notify": self.slot_free_notify,
+            "flags": self.flags,
+        }
+        for key in changes:
+            if key not in fields:
+                raise TypeError(f"SwapOps has no field {key!r}")
+        fields.update(changes)
+        return SwapOps(**fields)
+
+    def __repr__(self) -> str:
+        return f"SwapOps(name={self.name!r}, flags={self.flags:#x})"
 
 
 class SwapBlockOps:

@@ -3,6 +3,7 @@ cimport cython
 from pyzram.lib.atomic cimport atomic64_add, atomic64_read, atomic64_sub
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
 from pyzram.block.blkdev cimport BlockDevice, Gendisk
+from pyzram.mm.swap_ops cimport SwapOps
 from pyzram.mm.folio cimport Folio, SwpEntry, folio_alloc, swp_entry
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.zswap cimport zswap_invalidate
@@ -30,7 +31,7 @@ cdef class SwapInfo:
     cdef public BlockDevice bdev
     cdef public object swap_file
     cdef public int swap_file_fd
-    cdef public object ops
+    cdef public SwapOps ops
     cdef public bytearray _sm
     cdef public bytearray _zm
     cdef public object swap_map

@@ -108,6 +108,8 @@ cdef class AddressSpace:
     cpdef Folio do_anonymous_page(self, long vpn)
     cpdef Folio do_swap_page(self, long vpn)
     cpdef SwpEntry pte_to_swp_entry(self, long vpn)
+    @cython.locals(raw=long)
+    cpdef long unuse_pte(self, SwpEntry entry, Folio folio) except -1
     cpdef void _map(self, long base, Folio folio) except *
 
 

@@ -32,7 +32,6 @@ and what each post-processing step did.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import time
@@ -469,8 +468,7 @@ def run_workload(
     wpages: list[int] = []
     rpages: list[int] = []
     wsample, rsample = kcost.PageSampler(seed), kcost.PageSampler(seed + 1)
-    si.ops = dataclasses.replace(
-        si.ops,
+    si.ops = si.ops.replace(
         submit_write=_timed(si.ops.submit_write, wlat, wpages, before=wsample),
         submit_read=_timed(si.ops.submit_read, rlat, rpages, after=rsample),
     )
@@ -650,8 +648,7 @@ def _run_on_swap_file(
         rlat: list[float] = []
         wpages: list[int] = []
         rpages: list[int] = []
-        si.ops = dataclasses.replace(
-            si.ops,
+        si.ops = si.ops.replace(
             submit_write=_timed(si.ops.submit_write, wlat, wpages),
             submit_read=_timed(si.ops.submit_read, rlat, rpages),
         )
