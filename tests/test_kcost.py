@@ -64,3 +64,20 @@ def test_sampler_keeps_each_page_with_the_same_chance():
             thirds[min(2, int.from_bytes(p[:4], "little") * 3 // n)] += 1
     expected = seeds * kcost.SAMPLE / 3
     assert all(abs(t - expected) < 0.06 * expected for t in thirds), thirds
+
+
+def test_a_batch_keeps_the_pages_its_folios_would():
+    """``add_batch`` keeps the same pages and count as ``add`` of each folio, batches
+    with nothing to keep counted at once."""
+    from types import SimpleNamespace
+
+    n = kcost.SAMPLE * 40
+    pages = [i.to_bytes(4, "little") * 1024 for i in range(n)]
+    one, batched = kcost.PageSampler(7), kcost.PageSampler(7)
+    for p in pages:
+        one.add(p)
+    for lo in range(0, n, 32):
+        folios = [SimpleNamespace(data=p) for p in pages[lo : lo + 32]]
+        batched.add_batch(SimpleNamespace(bvecs=folios, len=4096 * len(folios)))
+    assert batched.seen == one.seen == n
+    assert batched.pages == one.pages

@@ -580,3 +580,26 @@ def test_pages_compressed_ahead_are_what_zcomp_compress_makes(algo):
     assert comp.zcomp_compress(zstrm, other) == want[3][0]
     comp.zcomp_compress_ahead(zstrm, [])
     assert zstrm.ahead == [] and comp.zcomp_compress(zstrm, pages[2]) == want[2][0]
+
+
+@pytest.mark.parametrize("kind", ["bytearray", "bytes", "memoryview"])
+def test_page_same_filled_finds_the_fill_word_and_nothing_else(kind):
+    """``page_same_filled``: the u64 fill word (read little-endian) of a page whose 512
+    words are equal; ``None`` when any one word differs, first, middle or last."""
+    from pyzram.zram.zram_drv import page_same_filled
+
+    def as_kind(data: bytes):
+        if kind == "memoryview":  # a page inside a larger folio
+            return memoryview(bytearray(PAGE_SIZE) + data)[PAGE_SIZE:]
+        return bytearray(data) if kind == "bytearray" else bytes(data)
+
+    word = struct.pack("<Q", 0x0123456789ABCDEF)
+    assert page_same_filled(as_kind(word * 512)) == 0x0123456789ABCDEF
+    assert page_same_filled(as_kind(bytes(PAGE_SIZE))) == 0
+    for pos in (0, 1, 256, 510, 511):
+        words = [word] * 512
+        words[pos] = struct.pack("<Q", 0x0123456789ABCDEE)
+        assert page_same_filled(as_kind(b"".join(words))) is None, pos
+    # one byte repeated is the same word; a byte pattern of period 3 is not
+    assert page_same_filled(as_kind(b"\x5a" * PAGE_SIZE)) == 0x5A5A5A5A5A5A5A5A
+    assert page_same_filled(as_kind(b"abc" * 1365 + b"a")) is None

@@ -79,10 +79,18 @@ class PageSampler:
                 self._next += self._skip() + 1
 
     def add_batch(self, sio) -> None:
-        """Every folio of a swap_iocb (a write's before its submit, a read's after)."""
-        if self.active and sio is not None:
-            for folio in sio.bvecs:
-                self.add(folio.data)
+        """Every folio of a swap_iocb (a write's before its submit, a read's after).
+
+        A batch none of whose pages is to be kept is counted at once, as
+        :meth:`add` counts such a folio: the same pages are kept either way."""
+        if not self.active or sio is None:
+            return
+        n = sio.len // PAGE_SIZE
+        if self.seen + n < self._next and len(self.pages) >= SAMPLE:
+            self.seen += n
+            return
+        for folio in sio.bvecs:
+            self.add(folio.data)
 
 
 def _same_filled(page: bytes) -> bool:

@@ -17,10 +17,6 @@ cdef class ZramStats:
     cdef public atomic64_t same_pages, huge_pages, huge_pages_since, pages_stored
     cdef public atomic64_t max_used_pages, miss_free, bd_count, bd_reads, bd_writes
 
-@cython.locals(
-    words="const unsigned long long[::1]", val="unsigned long long", diff="unsigned long long",
-    pos=Py_ssize_t, last_pos=Py_ssize_t,
-)
 cpdef object page_same_filled(object page)
 
 cdef class Zram:

@@ -507,7 +507,9 @@ def run_workload(
                 events.append(pp.run(dev, step, memcg.nr_reclaim_batches))
                 next_pp = memcg.nr_reclaim_batches + pp.every
 
-        step = _replay(mm, pages, acc, src, exp, sample, post_process)
+        step = _replay(
+            mm, pages, acc, src, exp, sample, post_process if next_pp is not None else None
+        )
         seconds = time.perf_counter() - t0
         # The vmstat deltas and swapped pages/s are those of the workload (fill +
         # pattern), as on the kernel side of `bench run`: the check is ours.
