@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 
 from pyzram.tools import kcost
 from pyzram.tools.commands.run import run_workload
@@ -66,18 +69,30 @@ def test_sampler_keeps_each_page_with_the_same_chance():
     assert all(abs(t - expected) < 0.06 * expected for t in thirds), thirds
 
 
-def test_a_batch_keeps_the_pages_its_folios_would():
-    """``add_batch`` keeps the same pages and count as ``add`` of each folio, batches
-    with nothing to keep counted at once."""
+@pytest.mark.parametrize("folio_pages", [1, 8, 512])
+def test_a_batch_keeps_the_pages_its_folios_would(folio_pages):
+    """Pages given in large folios and in batches of them are kept as the same pages
+    given one by one: ``add`` passes over a folio's pages to the next one kept,
+    ``add_batch`` counts a batch with nothing to keep at once."""
     from types import SimpleNamespace
 
     n = kcost.SAMPLE * 40
     pages = [i.to_bytes(4, "little") * 1024 for i in range(n)]
     one, batched = kcost.PageSampler(7), kcost.PageSampler(7)
-    for p in pages:
-        one.add(p)
-    for lo in range(0, n, 32):
-        folios = [SimpleNamespace(data=p) for p in pages[lo : lo + 32]]
-        batched.add_batch(SimpleNamespace(bvecs=folios, len=4096 * len(folios)))
+    for p in pages:  # Algorithm L page by page, the reference
+        one.seen += 1
+        if len(one.pages) < kcost.SAMPLE:
+            one.pages.append(p)
+        elif one.seen == one._next:
+            one.pages[one._rng.randrange(kcost.SAMPLE)] = p
+            one._w *= math.exp(math.log(one._rng.random()) / kcost.SAMPLE)
+            one._next += one._skip() + 1
+    folios = [
+        SimpleNamespace(data=b"".join(pages[lo : lo + folio_pages]))
+        for lo in range(0, n, folio_pages)
+    ]
+    for lo in range(0, len(folios), 32):
+        bvecs = folios[lo : lo + 32]
+        batched.add_batch(SimpleNamespace(bvecs=bvecs, len=sum(len(f.data) for f in bvecs)))
     assert batched.seen == one.seen == n
     assert batched.pages == one.pages

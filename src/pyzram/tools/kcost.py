@@ -63,20 +63,28 @@ class PageSampler:
         return int(math.log(self._rng.random()) / math.log(1.0 - self._w))
 
     def add(self, data) -> None:
-        """Count the pages of one folio's ``data`` and keep some of them."""
+        """Count the pages of one folio's ``data`` and keep some of them: the first
+        ``SAMPLE`` pages seen, then page number ``_next`` and each one after it
+        that ``_skip`` draws (a large folio's pages in between are counted, not
+        visited)."""
         n = len(data) // PAGE_SIZE
-        if self.seen + n < self._next and len(self.pages) >= SAMPLE:
-            self.seen += n  # none of these is kept
-            return
         mv = memoryview(data)
-        for off in range(0, n * PAGE_SIZE, PAGE_SIZE):
+        j = 0  # the folio's next page
+        while j < n and len(self.pages) < SAMPLE:
+            self.pages.append(bytes(mv[j * PAGE_SIZE : (j + 1) * PAGE_SIZE]))
             self.seen += 1
-            if len(self.pages) < SAMPLE:
-                self.pages.append(bytes(mv[off : off + PAGE_SIZE]))
-            elif self.seen == self._next:
-                self.pages[self._rng.randrange(SAMPLE)] = bytes(mv[off : off + PAGE_SIZE])
-                self._w *= math.exp(math.log(self._rng.random()) / SAMPLE)
-                self._next += self._skip() + 1
+            j += 1
+        while j < n:
+            passed = self._next - self.seen - 1  # pages before the next one kept
+            if j + passed >= n:
+                self.seen += n - j  # none of the rest is kept
+                return
+            j += passed
+            self.seen += passed + 1  # seen == _next: page j is kept
+            self.pages[self._rng.randrange(SAMPLE)] = bytes(mv[j * PAGE_SIZE : (j + 1) * PAGE_SIZE])
+            self._w *= math.exp(math.log(self._rng.random()) / SAMPLE)
+            self._next += self._skip() + 1
+            j += 1
 
     def add_batch(self, sio) -> None:
         """Every folio of a swap_iocb (a write's before its submit, a read's after).
