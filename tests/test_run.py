@@ -177,3 +177,25 @@ def test_a_run_is_repeatable_to_the_byte():
     ]  # fmt: skip
     assert runs[0].mm_stat == runs[1].mm_stat and runs[0].vmstat == runs[1].vmstat
     assert swap_uuid(3) == swap_uuid(3) != swap_uuid(4) and len(swap_uuid(3)) == 16
+
+
+def test_frozen_heap_freezes_until_the_outermost_use_ends():
+    """A run's window freezes the interpreter's objects; a window inside another (a
+    bench row's run) leaves them frozen for the outer one, which unfreezes them."""
+    import gc
+
+    from pyzram.tools.common import frozen_heap
+
+    was_frozen = gc.get_freeze_count() > 0  # (a sweep worker's warm-up freezes for good)
+    gc.unfreeze()
+    try:
+        with frozen_heap():
+            outer = gc.get_freeze_count()
+            assert outer > 0
+            with frozen_heap():
+                pass
+            assert gc.get_freeze_count() >= outer
+        assert gc.get_freeze_count() == 0
+    finally:
+        if was_frozen:
+            gc.freeze()

@@ -26,6 +26,7 @@ cdef class Folio(ListHead):
     cdef readonly long nr_pages
     cdef readonly long size
     cdef public object data
+    cdef readonly object pages
     cdef public long flags
     cdef public SwpEntry swap
     cdef public object memcg

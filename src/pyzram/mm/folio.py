@@ -145,6 +145,7 @@ class Folio(ListHead):
         "nr_pages",
         "size",
         "data",
+        "pages",
         "flags",
         "swap",
         "memcg",
@@ -167,7 +168,7 @@ class Folio(ListHead):
         order-0 folio, its one page's own buffer; else a view of page ``j``."""
         if self.order == 0:  # the folio is its one page
             return self.data
-        return memoryview(self.data)[j * PAGE_SIZE : (j + 1) * PAGE_SIZE]
+        return self.pages[j * PAGE_SIZE : (j + 1) * PAGE_SIZE]
 
     # -- flags -------------------------------------------------------------------
 
@@ -266,6 +267,8 @@ def _folio_init(folio: Folio, order: int, data: bytes | bytearray | memoryview |
         if len(data) != size:
             raise ValueError(f"order-{order} folio needs {size} bytes, got {len(data)}")
         folio.data = bytearray(data)
+    #: A large folio's data as a memoryview, made once: ``page(j)`` slices it.
+    folio.pages = memoryview(folio.data) if order else None
     folio.flags = PG_swapbacked
     folio.swap = None
     folio.memcg = None

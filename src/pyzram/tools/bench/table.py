@@ -42,6 +42,7 @@ import numpy as np
 
 from pyzram.config import ZramConfig
 from pyzram.mm.machine import Machine
+from pyzram.tools.common import frozen_heap
 from pyzram.zram.zram_drv import PAGE_SIZE, Zram
 
 Progress = Callable[[str], None]
@@ -1029,7 +1030,24 @@ def run_bench(
     plot: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
 ) -> Report:
-    """Measure every row on one corpus, in this process; return the report."""
+    """Measure every row on one corpus, in this process; return the report.
+
+    The interpreter's objects from before are frozen for the whole run
+    (:func:`~pyzram.tools.common.frozen_heap`), so no full collection of
+    them lands inside a timed row."""
+    with frozen_heap():
+        return _measure_rows(plan, algo, threads, kernel, plot, progress)
+
+
+def _measure_rows(
+    plan: Plan | str,
+    algo: str,
+    threads: int,
+    kernel: bool,
+    plot: str | os.PathLike[str] | None,
+    progress: Progress | None,
+) -> Report:
+    """The body of :func:`run_bench`."""
     from pyzram.tools.bench.device import _swap_run
 
     if algo not in KCODEC_ALGOS:

@@ -70,6 +70,7 @@ from pyzram.tools.common import (
     TlbEntriesOpt,
     UsageError,
     console,
+    frozen_heap,
     print_kernel_line,
     run_kwargs,
     workload_pages,
@@ -507,9 +508,10 @@ def run_workload(
                 events.append(pp.run(dev, step, memcg.nr_reclaim_batches))
                 next_pp = memcg.nr_reclaim_batches + pp.every
 
-        step = _replay(
-            mm, pages, acc, src, exp, sample, post_process if next_pp is not None else None
-        )
+        with frozen_heap():
+            step = _replay(
+                mm, pages, acc, src, exp, sample, post_process if next_pp is not None else None
+            )
         seconds = time.perf_counter() - t0
         # The vmstat deltas and swapped pages/s are those of the workload (fill +
         # pattern), as on the kernel side of `bench run`: the check is ours.
@@ -527,7 +529,8 @@ def run_workload(
         mm_text, io_text, bd_text = dev.sysfs["mm_stat"], dev.sysfs["io_stat"], dev.bd_stat()
         device = device_state(dev, mountpoint="[SWAP]")
         bios = sum(bio_stats.values()) - bios_before
-        intact = _check(mm, pages, exp, folio_order, progress, step, total)
+        with frozen_heap():
+            intact = _check(mm, pages, exp, folio_order, progress, step, total)
     finally:
         try:  # the process exits (exit_mmap), then swapoff
             mm.zap_pte_range(0, n)
@@ -677,12 +680,14 @@ def _run_on_swap_file(
                 progress(step, total)
 
         try:
-            step = _replay(mm, pages, acc, src, exp, sample)
+            with frozen_heap():
+                step = _replay(mm, pages, acc, src, exp, sample)
             seconds = time.perf_counter() - t0
             wlat, rlat, wpages, rpages = list(wlat), list(rlat), list(wpages), list(rpages)
             counts, mthp = _workload_counts(m)
             zswap_state = zswap_report(m) if zs.enabled else None
-            intact = _check(mm, pages, exp, folio_order, progress, step, total)
+            with frozen_heap():
+                intact = _check(mm, pages, exp, folio_order, progress, step, total)
         finally:
             try:
                 mm.zap_pte_range(0, n)
