@@ -662,6 +662,10 @@ def bench_run(
         progress("pyzram: running the same workload")
     if zswap:
         zkw["totalram_pages"] = host_totalram_pages()
+    # The kernel's process copies its pages from a page file already in memory (the
+    # page cache); pyzram's copies them from one array in memory too, so neither
+    # window includes making them (a --mix source makes each page when asked).
+    pages = np.asarray(pages)
     ours = run_workload(pages, io_path=io_path, source=source, tlb_entries=tlb_entries, **kw, **zkw)
     ratio = ours.swapped_pages_s / kernel.swapped_pages_s if kernel.swapped_pages_s else None
     return BenchRun(kernel, ours, ratio, base.system_seconds)
