@@ -44,6 +44,7 @@ RUN_SCHEMA: dict[str, type | tuple[type, ...]] = {
     "folio_order": int,
     "mthp_swapin": bool,
     "tlb_entries": int,
+    "tlb_2m_entries": (int, type(None)),
     "swapped_pages_s": float,
     "mthp": dict,
     "post_processing": list,

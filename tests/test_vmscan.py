@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pyzram import Zram
+from pyzram.mm.machine import Machine
 from pyzram.mm.swap import SWAP_CLUSTER_MAX
 from pyzram.mm.swap_ops import READ, WRITE
 from pyzram.mm.swapfile import get_nr_swap_pages, mkswap, swapoff, swapon
@@ -157,6 +158,28 @@ def test_a_write_through_a_clean_tlb_entry_walks(m, zram_swap):
     assert folio.test(PTE_YOUNG | PTE_DIRTY) and mm.tlb.cached(0) is True
     mm.zap_pte_range(0, 1)
     assert mm.tlb.cached(0) is None  # zap_pte_range flushes
+
+
+@pytest.mark.parametrize("tlb_2m_entries", [None, 0])
+def test_a_pmd_mapping_in_the_tlb(zram_swap, tlb_2m_entries):
+    """A 2 MiB mapping is one translation: by default one entry of the TLB, so an
+    access through it after reclaim cleared its accessed bit sets nothing; with
+    no entries for 2 MiB mappings (``tlb_2m_entries`` 0) every access walks and
+    sets the bit, while 4 KiB translations stay cached as before."""
+    m = Machine(tlb_entries=128, tlb_2m_entries=tlb_2m_entries)
+    pages = synthetic_mix(1024, seed=5)
+    memcg = MemCgroup(m, limit_pages=2048)
+    thp = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn], folio_order=9)
+    small = AddressSpace(len(pages), memcg, lambda vpn: pages[vpn])
+    for mm, again in ((thp, 7), (small, 3)):  # page 7 is in page 3's 2 MiB folio
+        folio = mm.touch(3)
+        folio.clear(PTE_YOUNG)  # folio_referenced: no flush
+        assert mm.touch(again) is folio
+    assert thp.present[3].order == 9 and small.present[3].order == 0
+    assert not small.present[3].test(PTE_YOUNG)  # a 4 KiB translation: cached
+    assert thp.present[3].test(PTE_YOUNG) == (tlb_2m_entries == 0)
+    assert (thp.tlb_2m is thp.tlb) == (tlb_2m_entries is None)
+    m.close()
 
 
 def test_page_tables_are_charged_to_the_memcg(m, zram_swap):

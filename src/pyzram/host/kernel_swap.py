@@ -633,6 +633,7 @@ def bench_run(
     zswap: str | None = None,
     zswap_params: dict[str, str] | None = None,
     tlb_entries: int = TLB_ENTRIES,
+    tlb_2m_entries: int | None = None,
 ) -> BenchRun:
     """The workload on the host kernel (:func:`run_kernel_swap`), then through
     :func:`pyzram.tools.commands.run.run_workload`; the ratio of their swapped pages/s.
@@ -666,6 +667,14 @@ def bench_run(
     # page cache); pyzram's copies them from one array in memory too, so neither
     # window includes making them (a --mix source makes each page when asked).
     pages = np.asarray(pages)
-    ours = run_workload(pages, io_path=io_path, source=source, tlb_entries=tlb_entries, **kw, **zkw)
+    ours = run_workload(
+        pages,
+        io_path=io_path,
+        source=source,
+        tlb_entries=tlb_entries,
+        tlb_2m_entries=tlb_2m_entries,
+        **kw,
+        **zkw,
+    )
     ratio = ours.swapped_pages_s / kernel.swapped_pages_s if kernel.swapped_pages_s else None
     return BenchRun(kernel, ours, ratio, base.system_seconds)

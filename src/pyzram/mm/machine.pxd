@@ -18,4 +18,5 @@ cdef class Machine:
     cdef public long totalram_pages
     cdef public object zswap
     cdef public long tlb_entries
+    cdef public object tlb_2m_entries
     cdef object __weakref__

@@ -32,7 +32,8 @@ time, as a disk belongs to one booted kernel.
 
 Simplified: ``vm_events`` has no per-CPU arrays (per-thread counters instead,
 see :class:`~pyzram.mm.swap.VmEvents`); the machine has no notion of CPUs or
-NUMA nodes, beyond the size of a CPU's data TLB (``tlb_entries``: each
+NUMA nodes, beyond the size of a CPU's data TLB (``tlb_entries``, and
+``tlb_2m_entries`` where 2 MiB translations have entries of their own: each
 process gets its own, see :mod:`pyzram.mm.tlb`).  zsmalloc's spare arenas
 are the host's memory (mmaps kept for reuse by any pool), not kernel state,
 and stay process-wide.
@@ -70,6 +71,7 @@ class Machine:
         page_cluster: int = 3,
         totalram_pages: int = 1 << 20,
         tlb_entries: int = TLB_ENTRIES,
+        tlb_2m_entries: int | None = None,
     ) -> None:
         from pyzram.mm.page_io import SioPool
         from pyzram.mm.swap_ops import SwapBlockOps
@@ -115,6 +117,12 @@ class Machine:
         if tlb_entries < 0:
             raise ValueError(f"the TLB size must not be negative, got {tlb_entries}")
         self.tlb_entries = tlb_entries
+        #: Its entries for 2 MiB (PMD) mappings, if they are apart from the 4 KiB
+        #: ones (None: a PMD mapping takes one of the ``tlb_entries``; 0: no
+        #: 2 MiB translation is cached, each access sets the PMD's accessed bit).
+        if tlb_2m_entries is not None and tlb_2m_entries < 0:
+            raise ValueError(f"the TLB size must not be negative, got {tlb_2m_entries}")
+        self.tlb_2m_entries = tlb_2m_entries
 
     def active_areas(self) -> list[SwapInfo]:
         """The areas swapped on, by type."""

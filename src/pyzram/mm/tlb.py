@@ -18,7 +18,9 @@ than a model in which every access sets the bit (measured on the
 Modelled (one CPU, the process's own PCID, nothing else using the TLB):
 
 * ``nr_entries`` translations of 4 KiB user pages, least recently used
-  out first (a 2 MiB PMD mapping takes one entry, keyed by its first page);
+  out first (a 2 MiB PMD mapping takes one entry, keyed by its first page,
+  unless the machine gives 2 MiB translations a TLB of their own:
+  ``Machine.tlb_2m_entries``, the address space's ``tlb_2m``);
 * a hit uses the entry; a miss walks (accessed bit set; dirty on a write)
   and fills; a write through a clean entry walks again;
 * ``flush_tlb_one_user`` (``invlpg``) when a PTE is cleared: try_to_unmap's
@@ -36,7 +38,8 @@ tools were measured on (AMD Zen 5, whose 4,096-entry L2 TLB also holds the
 kernel's 2 MiB translations).  That host's later build (6.18.44-fc-v1300,
 a PVM guest whose hypervisor keeps its own shadow page tables) sets the
 accessed bits on far more accesses: 128 entries predict it, and its 2 MiB
-mappings behave as if no entry cached them (docs/architecture.md).
+mappings behave as if no entry cached them (``tlb_2m_entries`` 0;
+docs/architecture.md).
 ``nr_entries`` 0 is a CPU whose ``ptep_clear_flush_young`` flushes
 (arm64): every access sets the bit.
 """

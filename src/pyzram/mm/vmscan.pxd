@@ -89,6 +89,7 @@ cdef class AddressSpace:
     cdef public list present
     cdef public dict swapped
     cdef public Tlb tlb
+    cdef public Tlb tlb_2m
     cdef public bytearray pte_tables
     cdef public bytearray pmd_tables
     cdef public long pgtables

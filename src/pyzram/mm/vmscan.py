@@ -967,8 +967,12 @@ class AddressSpace:
         #: The folio each present PTE maps (``pte_page``), None elsewhere.
         self.present: list[Folio | None] = [None] * nr_pages
         self.swapped: dict[int, int] = {}  # raw entry -> vpn (the rmap of swap entries)
-        #: The translations the CPU has cached for this process (``pyzram.mm.tlb``).
+        #: The translations the CPU has cached for this process (``pyzram.mm.tlb``),
+        #: and those of its 2 MiB (PMD) mappings: the same TLB unless the machine's
+        #: CPU keeps them apart (``Machine.tlb_2m_entries``).
         self.tlb = Tlb(self.machine.tlb_entries, nr_pages)
+        tlb_2m = self.machine.tlb_2m_entries
+        self.tlb_2m = self.tlb if tlb_2m is None else Tlb(tlb_2m, nr_pages)
         #: Which PTE tables (one per PMD_SIZE of pages) and PMD tables (one per
         #: PUD_SIZE) exist; ``pgtables`` counts them (``mm->pgtables_bytes`` / 4096).
         self.pte_tables = bytearray((nr_pages + PTRS_PER_PTE - 1) // PTRS_PER_PTE)
@@ -980,7 +984,7 @@ class AddressSpace:
         """``flush_tlb_one_user`` of each page of ``folio`` mapped at ``base`` (one
         entry for a PMD mapping): its PTEs are being cleared."""
         if folio.order == HPAGE_PMD_ORDER:
-            self.tlb.flush_tlb_one_user(base)
+            self.tlb_2m.flush_tlb_one_user(base)
             return
         for j in range(folio.nr_pages):
             self.tlb.flush_tlb_one_user(base + j)
@@ -1012,7 +1016,7 @@ class AddressSpace:
             self.present[base + j] = None
             self.swapped[raw + j] = base + j
 
-    @cython.locals(folio=Folio, state=cython.int, key=cython.long)
+    @cython.locals(folio=Folio, state=cython.int, key=cython.long, tlb=Tlb)
     def touch(
         self, vpn: int, write: bool = False, data: bytes | memoryview | np.ndarray | None = None
     ) -> Folio:
@@ -1029,10 +1033,15 @@ class AddressSpace:
         else:
             folio = self.do_swap_page(vpn)
         write = data is not None
-        key = vpn & ~((1 << _HPAGE_PMD_ORDER) - 1) if folio.order == _HPAGE_PMD_ORDER else vpn
-        if not self.tlb.hit(key, write):  # the page walk sets the accessed bit
+        if folio.order == _HPAGE_PMD_ORDER:  # one translation for the PMD mapping
+            tlb = self.tlb_2m
+            key = vpn & ~((1 << _HPAGE_PMD_ORDER) - 1)
+        else:
+            tlb = self.tlb
+            key = vpn
+        if not tlb.hit(key, write):  # the page walk sets the accessed bit
             folio.set(_PTE_YOUNG | _PTE_DIRTY if write else _PTE_YOUNG)
-            self.tlb.fill(key, folio.test(_PTE_DIRTY))
+            tlb.fill(key, folio.test(_PTE_DIRTY))
         if data is not None:
             if folio.order:
                 folio.page(vpn & (folio.nr_pages - 1))[:] = data

@@ -122,6 +122,7 @@ def run_kwargs(
     recompress_algo: str | None = None,
     recompress: str | None = None,
     tlb_entries: int | None = None,
+    tlb_2m_entries: int | None = None,
 ) -> dict:
     """The keyword arguments of ``run_workload`` from the command line's options; a bad
     option value is a :class:`UsageError` naming the option."""
@@ -134,6 +135,7 @@ def run_kwargs(
     check_count("--accesses", accesses)
     check_count("--pp-every", pp_every)
     check_count("--tlb-entries", tlb_entries)
+    check_count("--tlb-2m-entries", tlb_2m_entries)
     if not 0 <= write_ratio <= 1:
         raise UsageError("--write-ratio", f"must be between 0 and 1, not {write_ratio:g}")
     if not 0 <= folio_order <= HPAGE_PMD_ORDER:
@@ -165,6 +167,8 @@ def run_kwargs(
     }
     if tlb_entries is not None:
         kw["tlb_entries"] = tlb_entries
+    if tlb_2m_entries is not None:
+        kw["tlb_2m_entries"] = tlb_2m_entries
     for name, option, text in (
         ("mem_limit_pages", "--mem-limit", mem_limit),
         ("disksize", "--disksize", disksize),
@@ -243,6 +247,15 @@ TlbEntriesOpt = Annotated[
         help="pyzram's CPU data TLB: 4 KiB translations it caches per process (a cached "
         "page's accessed bit stays clear after reclaim clears it, as on x86; 0: every "
         "access sets it, as on arm64)",
+    ),
+]
+Tlb2mEntriesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--tlb-2m-entries",
+        help="pyzram's CPU data TLB for 2 MiB (PMD) mappings, where it has entries of its "
+        "own (default: a PMD mapping takes one of --tlb-entries; 0: every access sets "
+        "the PMD's accessed bit)",
     ),
 ]
 SeedOpt = Annotated[int, typer.Option(help="seed of the pattern, the writes and --mix")]

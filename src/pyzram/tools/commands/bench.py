@@ -24,6 +24,7 @@ from pyzram.tools.common import (
     PageFileArg,
     PatternOpt,
     SeedOpt,
+    Tlb2mEntriesOpt,
     TlbEntriesOpt,
     UsageError,
     check_algorithm,
@@ -314,6 +315,7 @@ def run_command(
     mix: MixOpt = None,
     folio_order: FolioOrderOpt = 0,
     tlb_entries: TlbEntriesOpt = TLB_ENTRIES,
+    tlb_2m_entries: Tlb2mEntriesOpt = None,
     timeout: Annotated[float, typer.Option(help="seconds the kernel-side child may take")] = 600,
     zswap: ZswapOpt = False,
     zswap_compressor: ZswapCompressorOpt = "lzo",
@@ -340,6 +342,7 @@ def run_command(
         None,
         folio_order=folio_order,
         tlb_entries=tlb_entries,
+        tlb_2m_entries=tlb_2m_entries,
     )
     kw = {k: v for k, v in kw.items() if k in workload}
     if io_path not in ("swap_ops", "bio"):
@@ -355,6 +358,7 @@ def run_command(
             timeout=timeout,
             progress=lambda msg: status.update(f"pyzram bench run: {msg}"),
             tlb_entries=tlb_entries,
+            tlb_2m_entries=tlb_2m_entries,
             **kw,
             **zkw,
         )
@@ -385,7 +389,10 @@ def run_command(
             )
         console.print(t)
         print_kernel_line("kernel", f"Linux {k.kernel_release}, {k.device}")
-        print_kernel_line("pyzram", f"the {o.io_path} path, a TLB of {o.tlb_entries:,} entries")
+        tlb = f"a TLB of {o.tlb_entries:,} entries"
+        if o.tlb_2m_entries is not None:
+            tlb += f" and {o.tlb_2m_entries:,} for 2 MiB mappings"
+        print_kernel_line("pyzram", f"the {o.io_path} path, {tlb}")
         ratio = "-" if res.ratio is None else f"{res.ratio:.2f}x"
         goal = "met" if res.ratio is not None and res.ratio >= 1 else "not met"
         console.print(f"pyzram / kernel swapped pages/s: {ratio} (goal >= 1x: {goal})")

@@ -31,6 +31,7 @@ from pyzram.tools.common import (
     PageFileArg,
     PatternOpt,
     SeedOpt,
+    Tlb2mEntriesOpt,
     TlbEntriesOpt,
     console,
     run_kwargs,
@@ -52,6 +53,7 @@ def command(
     folio_order: FolioOrderOpt = 0,
     mthp_swapin: MthpSwapinOpt = True,
     tlb_entries: TlbEntriesOpt = TLB_ENTRIES,
+    tlb_2m_entries: Tlb2mEntriesOpt = None,
     zswap: Annotated[
         bool,
         typer.Option(
@@ -80,6 +82,7 @@ def command(
         folio_order=folio_order,
         mthp_swapin=mthp_swapin,
         tlb_entries=tlb_entries,
+        tlb_2m_entries=tlb_2m_entries,
     )
     if zswap:
         zkw = zswap_kwargs(True, zswap_compressor, zswap_max_pool_percent, ram)

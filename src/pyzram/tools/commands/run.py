@@ -67,6 +67,7 @@ from pyzram.tools.common import (
     PageFileArg,
     PatternOpt,
     SeedOpt,
+    Tlb2mEntriesOpt,
     TlbEntriesOpt,
     UsageError,
     console,
@@ -138,8 +139,10 @@ class RunReport:
     source: str = ""
     folio_order: int = 0
     mthp_swapin: bool = True
-    #: The model CPU's data TLB size (``Machine.tlb_entries``).
+    #: The model CPU's data TLB size (``Machine.tlb_entries``), and its entries for
+    #: 2 MiB mappings where they are apart (``Machine.tlb_2m_entries``; None: shared).
     tlb_entries: int = TLB_ENTRIES
+    tlb_2m_entries: int | None = None
     #: (pswpout + pswpin) / seconds of the fill and the pattern (the final check excluded).
     swapped_pages_s: float = 0.0
     #: /sys/kernel/mm/transparent_hugepage/hugepages-<size>/stats deltas, per size.
@@ -383,6 +386,7 @@ def run_workload(
     totalram_pages: int | None = None,
     swap_file: str | Path | None = None,
     tlb_entries: int = TLB_ENTRIES,
+    tlb_2m_entries: int | None = None,
 ) -> RunReport:
     """Run the workload and return its report (see the module docstring).
 
@@ -396,8 +400,10 @@ def run_workload(
     zswap in front of the area (``enabled`` Y, ``compressor`` ZSWAP, then
     ``zswap_params``); ``totalram_pages`` is the machine's RAM, the base of
     ``max_pool_percent``; ``swap_file`` swaps to that file (made of
-    ``disksize`` bytes) instead of zram.  ``ValueError`` for inconsistent
-    options, the device's ``OSError`` for a bad sysfs word.
+    ``disksize`` bytes) instead of zram.  ``tlb_entries`` and
+    ``tlb_2m_entries`` size the model CPU's TLB (:class:`Machine`).
+    ``ValueError`` for inconsistent options, the device's ``OSError`` for a
+    bad sysfs word.
     """
     from pyzram.workload.patterns import make_pattern, write_sources
 
@@ -424,7 +430,12 @@ def run_workload(
     limit = mem_limit_pages if mem_limit_pages is not None else max(32, n // 4)
     pp = PostProcessing(writeback, recompress, str(idle_age), pp_every)
     mkw = {"totalram_pages": totalram_pages} if totalram_pages else {}
-    m = Machine(swap_ops_series=io_path == "swap_ops", tlb_entries=tlb_entries, **mkw)
+    m = Machine(
+        swap_ops_series=io_path == "swap_ops",
+        tlb_entries=tlb_entries,
+        tlb_2m_entries=tlb_2m_entries,
+        **mkw,
+    )
     if zswap:  # the parameters first, then enabled (a bad word fails before the run)
         m.zswap.param_write("compressor", zswap)
         for name, value in (zswap_params or {}).items():
@@ -583,6 +594,7 @@ def run_workload(
         folio_order=folio_order,
         mthp_swapin=mthp_swapin,
         tlb_entries=m.tlb_entries,
+        tlb_2m_entries=m.tlb_2m_entries,
         swapped_pages_s=swapped_pages(counts) / seconds if seconds else 0.0,
         mthp=mthp,
         post_processing=events,
@@ -723,6 +735,7 @@ def _run_on_swap_file(
         folio_order=folio_order,
         mthp_swapin=mthp_swapin,
         tlb_entries=m.tlb_entries,
+        tlb_2m_entries=m.tlb_2m_entries,
         swapped_pages_s=swapped_pages(counts) / seconds if seconds else 0.0,
         mthp=mthp,
         timeline=timeline,
@@ -1006,6 +1019,7 @@ def workload_options(
     zswap_max_pool_percent=None,
     ram=None,
     tlb_entries=None,
+    tlb_2m_entries=None,
     **_others,
 ) -> dict:
     """``run_workload``'s keyword arguments but ``io_path`` from ``command``'s options
@@ -1032,6 +1046,7 @@ def workload_options(
         recompress_algo=recompress_algo,
         recompress=recompress,
         tlb_entries=tlb_entries,
+        tlb_2m_entries=tlb_2m_entries,
     )
     kw.update(zswap_kwargs(zswap, zswap_compressor, zswap_max_pool_percent, ram))
     return kw
@@ -1053,6 +1068,7 @@ def command(
     folio_order: FolioOrderOpt = 0,
     mthp_swapin: MthpSwapinOpt = True,
     tlb_entries: TlbEntriesOpt = TLB_ENTRIES,
+    tlb_2m_entries: Tlb2mEntriesOpt = None,
     writeback: Annotated[
         str | None,
         typer.Option(help="write back to --backing-dev: idle, huge, huge_idle or incompressible"),
