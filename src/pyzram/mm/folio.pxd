@@ -25,7 +25,7 @@ cdef class Folio(ListHead):
     cdef readonly int order
     cdef readonly long nr_pages
     cdef readonly long size
-    cdef public object data
+    cdef readonly object data
     cdef readonly object pages
     cdef public long flags
     cdef public SwpEntry swap

@@ -267,7 +267,8 @@ def _folio_init(folio: Folio, order: int, data: bytes | bytearray | memoryview |
         if len(data) != size:
             raise ValueError(f"order-{order} folio needs {size} bytes, got {len(data)}")
         folio.data = bytearray(data)
-    #: A large folio's data as a memoryview, made once: ``page(j)`` slices it.
+    #: A large folio's data as a memoryview, made once: ``page(j)`` slices it
+    #: (compiled, ``data`` and ``pages`` are read-only: they stay one buffer).
     folio.pages = memoryview(folio.data) if order else None
     folio.flags = PG_swapbacked
     folio.swap = None
