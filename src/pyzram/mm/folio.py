@@ -60,10 +60,15 @@ PAGE_WAIT_TABLE_BITS = 8
 _WAIT_TABLE_MASK = (1 << PAGE_WAIT_TABLE_BITS) - 1
 #: ``folio_wait_table``: the hashed wait queues.
 folio_wait_table = [threading.Condition() for _ in range(1 << PAGE_WAIT_TABLE_BITS)]
-#: The two bits as C constants when compiled (``folio.pxd``): the lock's hot path
-#: tests them without making Python ints.
+#: The bits the folio's own methods change, as C constants when compiled
+#: (``folio.pxd``): the lock's and writeback's hot paths test and set them
+#: without making Python ints.
 _locked_bit = PG_locked
 _waiters_bit = PG_waiters
+_uptodate_bit = PG_uptodate
+_dirty_bit = PG_dirty
+_writeback_bit = PG_writeback
+_reclaim_bit = PG_reclaim
 
 
 def folio_waitqueue(folio: object) -> int:
@@ -229,24 +234,24 @@ class Folio(ListHead):
 
     def mark_uptodate(self) -> None:
         """``folio_mark_uptodate``."""
-        self.flags |= PG_uptodate
+        self.flags |= _uptodate_bit
 
     def mark_dirty(self) -> None:
         """``folio_mark_dirty`` (swap cache folios: a plain flag set)."""
-        self.flags |= PG_dirty
+        self.flags |= _dirty_bit
 
     def start_writeback(self) -> None:
         """``folio_start_writeback``: dirty -> writeback."""
-        if self.flags & PG_writeback:
+        if self.flags & _writeback_bit:
             raise RuntimeError(f"folio already under writeback: {self!r}")
-        self.flags = (self.flags & ~PG_dirty) | PG_writeback
+        self.flags = (self.flags & ~_dirty_bit) | _writeback_bit
 
     def end_writeback(self) -> None:
         """``folio_end_writeback``: clears PG_writeback (and PG_reclaim, as the
         LRU rotation it asks for happens here)."""
-        if not self.flags & PG_writeback:
+        if not self.flags & _writeback_bit:
             raise RuntimeError(f"folio_end_writeback without writeback: {self!r}")
-        self.flags &= ~(PG_writeback | PG_reclaim)
+        self.flags &= ~(_writeback_bit | _reclaim_bit)
 
 
 def _folio_init(folio: Folio, order: int, data: bytes | bytearray | memoryview | None) -> None:

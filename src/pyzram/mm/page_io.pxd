@@ -50,7 +50,7 @@ cdef class SioPool:
 cpdef void swap_read_end(SwapIocb sio, bint failed) except *
 @cython.locals(folio=Folio, m=Machine, pool=SioPool)
 cpdef void swap_write_end(SwapIocb sio, bint failed) except *
-@cython.locals(prev=Folio)
+@cython.locals(sio=SwapIocb, prev=Folio)
 cpdef bint swap_can_merge(SwapIoCtx ctx, SwapInfo si, Folio folio, int rw) except? False
 @cython.locals(m=Machine, si=SwapInfo, sio=SwapIocb, pool=SioPool)
 cpdef void swap_add_folio(SwapIoCtx ctx, Folio folio, int rw) except *

@@ -202,7 +202,8 @@ def swap_can_merge(ctx: SwapIoCtx, si, folio: Folio, rw: int) -> bool:
     can_merge = si.ops.can_merge
     if can_merge is None:
         return True
-    prev = ctx.sio.bvecs[-1]
+    sio = ctx.sio
+    prev = sio.bvecs[-1]
     return can_merge(si, folio, prev, prev.size, rw)
 
 

@@ -3,7 +3,7 @@ cimport cython
 from pyzram.lib.rwsem cimport RWSemaphore
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
 
-cdef Py_ssize_t _HDR, _PG_SHIFT
+cdef Py_ssize_t _HDR, _PG_SHIFT, _PG_SIZE
 cdef unsigned long long _TAG, _TAG_BITS, _LAST_LINK, _FREEOBJ_MASK
 cdef unsigned int _NONFULL_GROUPS
 cdef tuple _FULLEST
@@ -19,6 +19,7 @@ cdef class SizeClass:
 
     cpdef list zspages(self, int fg)
 
+@cython.freelist(64)
 cdef class Zspage:
     cdef public Py_ssize_t id
     cdef public SizeClass cls
@@ -28,6 +29,7 @@ cdef class Zspage:
     cdef public Py_ssize_t base
     cdef public Zspage prev, next
 
+cpdef void _zspage_init(Zspage zspage, Py_ssize_t zid, SizeClass cls, Py_ssize_t base)
 cpdef bint IS_ERR_VALUE(long handle)
 @cython.locals(head=Zspage)
 cpdef void insert_zspage(SizeClass cls, Zspage zspage, int fg)
@@ -56,15 +58,17 @@ cdef class ZsPool:
     cdef public Py_ssize_t _next_handle, _next_zspage_id, _nr_zspages
     cdef public list _free_handles
 
+    @cython.locals(handle=long)
     cpdef long cache_alloc_handle(self)
     cpdef void cache_free_handle(self, long handle)
     cpdef tuple _handle_to_obj(self, long handle)
-    @cython.locals(pages=int, base=Py_ssize_t, first=Py_ssize_t, i=Py_ssize_t, zspage=Zspage)
+    @cython.locals(pages=int, base=Py_ssize_t, first=Py_ssize_t, i=Py_ssize_t, zspage=Zspage, zid=Py_ssize_t, extents=list)
     cpdef Zspage alloc_zspage(self, SizeClass cls)
     @cython.locals(start=Py_ssize_t, end=Py_ssize_t)
     cpdef void _populate(self) except *
     @cython.locals(step=Py_ssize_t, w=Py_ssize_t, i=Py_ssize_t, words="unsigned long long[::1]")
     cpdef void init_zspage(self, SizeClass cls, Zspage zspage)
+    @cython.locals(first=Py_ssize_t, i=Py_ssize_t)
     cpdef void _free_zspage(self, SizeClass cls, Zspage zspage)
     @cython.locals(cls=SizeClass, obj_idx=Py_ssize_t, addr=Py_ssize_t)
     cpdef void obj_malloc(self, Zspage zspage, long handle)

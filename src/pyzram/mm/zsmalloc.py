@@ -88,6 +88,7 @@ _HDR = ZS_HANDLE_SIZE
 _TAG = OBJ_ALLOCATED_TAG
 _TAG_BITS = OBJ_TAG_BITS
 _PG_SHIFT = PAGE_SHIFT
+_PG_SIZE = PAGE_SIZE
 
 #: MAP_NORESERVE (linux/mman.h; not exported by Python's mmap module).
 _MAP_NORESERVE = 0x4000
@@ -178,15 +179,21 @@ class Zspage:
     """
 
     def __init__(self, zid: int, cls: SizeClass, base: int) -> None:
-        self.id = zid
-        self.cls = cls
-        self.inuse = 0
-        self.fullness = ZS_INUSE_RATIO_0
-        self.freeobj = 0
-        self.huge_handle = 0
-        self.base = base
-        self.prev = None
-        self.next = None
+        _zspage_init(self, zid, cls, base)
+
+
+def _zspage_init(zspage: Zspage, zid: int, cls: SizeClass, base: int) -> None:
+    """The fields of a new zspage (``alloc_zspage`` makes it without a call
+    through the type, as ``folio_alloc`` makes a folio)."""
+    zspage.id = zid
+    zspage.cls = cls
+    zspage.inuse = 0
+    zspage.fullness = ZS_INUSE_RATIO_0
+    zspage.freeobj = 0
+    zspage.huge_handle = 0
+    zspage.base = base
+    zspage.prev = None
+    zspage.next = None
 
 
 def _fullness_group(objs: int, inuse: int) -> int:
@@ -474,9 +481,9 @@ class ZsPool:
             extents = self._free_extents[pages]
             if extents:
                 base = extents.pop()
-            elif self._arena_top + pages * PAGE_SIZE <= self._arena_size:
+            elif self._arena_top + pages * _PG_SIZE <= self._arena_size:
                 base = self._arena_top
-                self._arena_top = base + pages * PAGE_SIZE
+                self._arena_top = base + pages * _PG_SIZE
                 self._page_zspage.extend([None] * pages)
                 if self._arena_top > self._populated:
                     self._populate()
@@ -486,9 +493,10 @@ class ZsPool:
                     return None
             zid = self._next_zspage_id
             self._next_zspage_id = zid + 1
-            zspage = Zspage(zid, cls, base)
+            zspage = Zspage.__new__(Zspage)  # cache_alloc_zspage
+            _zspage_init(zspage, zid, cls, base)
             self._nr_zspages += 1
-            first = base >> PAGE_SHIFT
+            first = base >> _PG_SHIFT
             for i in range(first, first + pages):
                 self._page_zspage[i] = zspage
         finally:
@@ -535,7 +543,7 @@ class ZsPool:
         spin_lock(self._stat_lock)
         try:
             self._nr_zspages -= 1
-            first = zspage.base >> PAGE_SHIFT
+            first = zspage.base >> _PG_SHIFT
             for i in range(first, first + cls.pages_per_zspage):
                 self._page_zspage[i] = None
             self._free_extents[cls.pages_per_zspage].append(zspage.base)

@@ -7,6 +7,5 @@ from pyzram.mm.swapfile cimport SwapInfo
 cimport cython
 from pyzram.mm.page_io cimport swap_read_end, swap_write_end
 
-@cython.locals(si=SwapInfo)
-cpdef Zram _zram_of(object ctx_or_si)
+cpdef Zram _zram_of(SwapInfo si)
 cpdef int zram_swap_read_page(Zram zram, object page, Py_ssize_t index) except? -1000

@@ -63,8 +63,8 @@ if TYPE_CHECKING:
     from pyzram.mm.machine import Machine
 
 
-def _zram_of(ctx_or_si) -> Zram:
-    si = ctx_or_si.sis if isinstance(ctx_or_si, SwapIoCtx) else ctx_or_si
+def _zram_of(si: SwapInfo) -> Zram:
+    """``sis->bdev->bd_disk->private_data``: the device behind the area."""
     return si.bdev.disk.private_data
 
 
@@ -75,7 +75,7 @@ def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
     own slot-lock section (:func:`~pyzram.zram.zram_drv.zram_write_pages`,
     the loop ``zram_bio_write`` runs too); the first failing page stops the
     batch (``failed_writes``), and ``swap_write_end`` runs once for the batch."""
-    zram = _zram_of(ctx)
+    zram = _zram_of(ctx.sis)
     sio = ctx.sio
     with zram.init_lock.read():
         pages = []
@@ -124,7 +124,7 @@ def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
     folio's page (:func:`zram_swap_read_page`); the first failure stops the
     batch (``failed_reads``); ``swap_read_end`` runs once.  With a backing
     device the whole batch goes to the block path instead."""
-    zram = _zram_of(ctx)
+    zram = _zram_of(ctx.sis)
     sio = ctx.sio
     if zram.backing_dev is not None:
         swap_bdev_submit_read(ctx)  # its completion ends the batch

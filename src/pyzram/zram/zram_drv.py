@@ -158,21 +158,26 @@ def page_same_filled(page: Any) -> int | None:
     equal, else ``None``.
 
     As in the kernel, the last word is tested against the first, so a
-    typical page costs one comparison; then the words from the second on
-    are tested.  The kernel loops over them against the first word; here
-    the page is compared with itself shifted by one word (every word equals
-    the one before it exactly when all equal the first): the same answer,
-    from a ``memcmp`` in C, compiled or interpreted.  The word is read as
-    x86-64 reads it, little-endian.
+    typical page costs one comparison; then every word is tested against
+    the first: here the page is compared with the first word repeated 512
+    times (the zero page kept made), a ``memcmp`` in C, compiled or
+    interpreted, that stops at the first difference as the kernel's loop
+    does.  The word is read as x86-64 reads it, little-endian.
     """
     first = page[:8]
     if first != page[_LAST_WORD:]:
         return None
+    fill = int.from_bytes(first, "little")
     if type(page) is memoryview:  # (a memoryview compares item by item: take the bytes)
         page = page.tobytes()
-    if page[8:] != page[:_LAST_WORD]:
+    if page != _filled_page(fill):
         return None
-    return int.from_bytes(first, "little")
+    return fill
+
+
+def _filled_page(fill: int) -> bytes:
+    """A page of the u64 word ``fill`` (little-endian) 512 times; the zero page is kept made."""
+    return fill.to_bytes(8, "little") * 512 if fill else _ZERO_PAGE
 
 
 @cython.cclass
@@ -501,7 +506,7 @@ class Zram:
         """``read_same_filled_page``: fill the page with the slot's word (0 if empty)."""
         tbl = self.table
         fill = tbl.handle[index]
-        memoryview(page).cast("B")[:] = fill.to_bytes(8, "little") * 512 if fill else _ZERO_PAGE
+        memoryview(page).cast("B")[:] = _filled_page(fill)
         return 0
 
     @cython.locals(tbl=ZramTable)
