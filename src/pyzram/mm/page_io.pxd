@@ -16,7 +16,7 @@ from pyzram.mm.zswap cimport (
 # Constants imported by the .py, C longs here: each use is a C load, not a
 # module-global lookup and a boxed int (not re-exported: import them from
 # the module that defines them).
-cdef long PAGE_SHIFT, PG_dirty, PG_locked, PG_reclaim, SWAP_CLUSTER_MAX
+cdef long PAGE_SHIFT, PAGE_SIZE, PG_dirty, PG_locked, PG_reclaim, SWAP_CLUSTER_MAX
 cdef int READ, WRITE
 cdef long SWAP_OPS_F_NOFS
 cdef int NRSWPIN, NRSWPOUT, PSWPIN, PSWPOUT, SWPIN_ZERO, SWPOUT_ZERO, THP_SWPOUT

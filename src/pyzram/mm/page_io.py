@@ -469,7 +469,6 @@ def swap_bdev_is_synchronous(si) -> bool:
 
 
 __all__ = [
-    "PAGE_SIZE",
     "SwapIocb",
     "swap_add_folio",
     "swap_bdev_ops",

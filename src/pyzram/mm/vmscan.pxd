@@ -32,6 +32,7 @@ cdef int WORKINGSET_ACTIVATE_ANON, WORKINGSET_REFAULT_ANON, WORKINGSET_RESTORE_A
 cdef long _ENTRY_SHIFT, _OFFSET_MASK
 cdef long _PTE_NONE, _PTE_PRESENT, _PTE_SWAP, _PTE_YOUNG, _PTE_DIRTY, _HPAGE_PMD_ORDER
 cdef long _PG_referenced, _PG_active, _PG_workingset
+cdef long _GFP_IO, _GFP_FS, _PTRS_PER_PTE, _PUD_NR_PAGES
 # (its own, not exported)
 cdef int FOLIOREF_RECLAIM, FOLIOREF_KEEP, FOLIOREF_ACTIVATE
 
@@ -106,6 +107,7 @@ cdef class AddressSpace:
     cpdef Folio touch(self, long vpn, bint write=*, object data=*)
     cpdef void pmd_alloc(self, long vpn) except *
     cpdef void pte_alloc(self, long vpn) except *
+    cpdef void _pgtable_alloc(self, bytearray tables, long i) except *
     cpdef Folio do_anonymous_page(self, long vpn)
     cpdef Folio do_swap_page(self, long vpn)
     cpdef SwpEntry pte_to_swp_entry(self, long vpn)

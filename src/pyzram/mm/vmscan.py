@@ -182,6 +182,8 @@ __GFP_FS = 1 << 7
 __GFP_DIRECT_RECLAIM = 1 << 10
 __GFP_KSWAPD_RECLAIM = 1 << 11
 __GFP_RECLAIM = __GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM
+_GFP_IO = __GFP_IO
+_GFP_FS = __GFP_FS
 GFP_KERNEL = __GFP_RECLAIM | __GFP_IO | __GFP_FS
 GFP_NOFS = __GFP_RECLAIM | __GFP_IO
 GFP_NOIO = __GFP_RECLAIM
@@ -193,6 +195,8 @@ _HPAGE_PMD_ORDER = HPAGE_PMD_ORDER
 PTRS_PER_PTE = 512
 #: The pages one PMD table maps (``PUD_SIZE`` / ``PAGE_SIZE``: 1 GiB).
 PUD_NR_PAGES = 512 * 512
+_PTRS_PER_PTE = PTRS_PER_PTE
+_PUD_NR_PAGES = PUD_NR_PAGES
 
 _ENTRY_SHIFT = 48
 _OFFSET_MASK = (1 << _ENTRY_SHIFT) - 1
@@ -740,9 +744,9 @@ def may_enter_fs(m: Machine, folio: Folio, gfp_mask: int) -> bool:
     cache; otherwise only if the area's ops do not enter the filesystem
     (``SWAP_OPS_F_NOFS``, where mainline tests ``SWP_FS_OPS``).
     """
-    if gfp_mask & __GFP_FS:
+    if gfp_mask & _GFP_FS:
         return True
-    if not folio.flags & PG_swapcache or not gfp_mask & __GFP_IO:
+    if not folio.flags & PG_swapcache or not gfp_mask & _GFP_IO:
         return False
     ops = swp_swap_info(m, folio.swap).ops
     return not (ops is not None and ops.flags & SWAP_OPS_F_NOFS)
@@ -1073,12 +1077,12 @@ class AddressSpace:
     def pmd_alloc(self, vpn: int) -> None:
         """``pmd_alloc`` (``__pmd_alloc``): the PMD table over ``vpn``'s PUD_SIZE of
         address space, allocated on first use and charged to the memcg."""
-        self._pgtable_alloc(self.pmd_tables, vpn // PUD_NR_PAGES)
+        self._pgtable_alloc(self.pmd_tables, vpn // _PUD_NR_PAGES)
 
     def pte_alloc(self, vpn: int) -> None:
         """``pte_alloc`` (``__pte_alloc``): the PTE table over ``vpn``'s PMD_SIZE of
         address space, allocated on first use and charged to the memcg."""
-        self._pgtable_alloc(self.pte_tables, vpn // PTRS_PER_PTE)
+        self._pgtable_alloc(self.pte_tables, vpn // _PTRS_PER_PTE)
 
     def _pgtable_alloc(self, tables: bytearray, i: int) -> None:
         """Table ``i`` of ``tables``, unless it exists: ``pagetable_alloc(GFP_PGTABLE_USER)``,

@@ -18,6 +18,7 @@ cdef class ZramStats:
     cdef public atomic64_t max_used_pages, miss_free, bd_count, bd_reads, bd_writes
 
 cpdef object page_same_filled(object page)
+cpdef bytes _filled_page(unsigned long fill)
 
 cdef class Zram:
     cdef public object config, clock, comps, comp_algs, params
