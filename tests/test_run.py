@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 
 import numpy as np
 import pytest
@@ -177,6 +178,45 @@ def test_a_run_is_repeatable_to_the_byte():
     ]  # fmt: skip
     assert runs[0].mm_stat == runs[1].mm_stat and runs[0].vmstat == runs[1].vmstat
     assert swap_uuid(3) == swap_uuid(3) != swap_uuid(4) and len(swap_uuid(3)) == 16
+
+
+def _rss_freed_by_dropping(nbytes: int) -> int:
+    """Bytes of resident memory the process gives back when ``nbytes`` of 32 KiB
+    buffers (malloc's heap, under its mmap threshold) it just made are freed."""
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    blocks = [bytearray(32 * 1024) for _ in range(nbytes // (32 * 1024))]  # zeroed: resident
+    before = rss()
+    del blocks
+    return before - rss()
+
+
+def test_frozen_heap_keeps_the_memory_freed_inside_for_reuse():
+    """Inside a measured window the C heap keeps what is freed (the folios reclaim
+    frees hold the next ones' pages, as the kernel's free lists do); outside it,
+    glibc gives the heap's free top back to the host kernel."""
+    import ctypes
+    import gc
+
+    from pyzram.tools.common import frozen_heap
+
+    if getattr(ctypes.CDLL(None), "mallopt", None) is None:
+        pytest.skip("the C library has no mallopt (not glibc)")
+    if "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        pytest.skip("MALLOC_TRIM_THRESHOLD_ is set: the user's choice stands")
+    was_frozen = gc.get_freeze_count() > 0
+    gc.unfreeze()
+    try:
+        assert _rss_freed_by_dropping(64 << 20) > 32 << 20
+        with frozen_heap():
+            assert _rss_freed_by_dropping(64 << 20) < 8 << 20
+        assert _rss_freed_by_dropping(64 << 20) > 32 << 20
+    finally:
+        if was_frozen:
+            gc.freeze()
 
 
 def test_frozen_heap_freezes_until_the_outermost_use_ends():

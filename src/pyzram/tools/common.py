@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,24 +33,51 @@ class UsageError(ValueError):
         self.option = option
 
 
+#: glibc's ``mallopt`` parameter and its default (malloc/malloc.c): freed memory at
+#: the top of the heap beyond this many bytes goes back to the operating system.
+_M_TRIM_THRESHOLD = -1
+_DEFAULT_TRIM_THRESHOLD = 128 * 1024
+#: What a measured window lets the heap keep: every folio the model frees.
+_KEEP_FREED = 1 << 30
+
+
+def _set_trim_threshold(nbytes: int) -> None:
+    """``mallopt(M_TRIM_THRESHOLD, nbytes)`` where the C library has it (glibc); left
+    alone where the user chose one (``MALLOC_TRIM_THRESHOLD_``) or there is none."""
+    if "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_TRIM_THRESHOLD, nbytes)
+
+
 @contextmanager
 def frozen_heap() -> Iterator[None]:
-    """A measured stretch of work with the host Python's existing objects frozen
-    (``gc.freeze``): its cyclic collector then looks only at objects made inside.
+    """A measured stretch of work with the host Python's heap held still: its
+    existing objects frozen (``gc.freeze``), so the cyclic collector looks only
+    at objects made inside, and the memory freed inside kept for reuse.
 
-    Without it, the first full collection after start-up (every module,
-    function and dictionary of the interpreter: 17–22 ms on the machines of
-    ``docs/perf.md``) lands in whichever window happens to cross its
-    threshold, a pause of the host language that no kernel has.  Nested
-    uses freeze what was made since and leave the unfreezing to the
-    outermost.
+    Without the first, the first full collection after start-up (every
+    module, function and dictionary of the interpreter: 17–22 ms on the
+    machines of ``docs/perf.md``) lands in whichever window happens to cross
+    its threshold, a pause of the host language that no kernel has.
+    Without the second, glibc hands the top of the heap back to the host
+    kernel whenever more than 128 KiB of it is free, as it is each time
+    reclaim frees a batch of folios, and the next folios' 4 KiB buffers
+    fault their pages in again: a host page fault per folio (a seventh of a
+    swap-in's time here) that the kernel's page allocator, handing out pages
+    from its free lists, does not pay.  Nested uses leave the unfreezing and
+    the heap's default to the outermost.
     """
     outermost = gc.get_freeze_count() == 0
     gc.freeze()
+    if outermost:
+        _set_trim_threshold(_KEEP_FREED)
     try:
         yield
     finally:
         if outermost:
+            _set_trim_threshold(_DEFAULT_TRIM_THRESHOLD)
             gc.unfreeze()
 
 
