@@ -84,7 +84,7 @@ def test_a_batch_keeps_the_pages_its_folios_would(folio_pages):
         if len(one.pages) < kcost.SAMPLE:
             one.pages.append(p)
         elif one.seen == one._next:
-            one.pages[one._rng.randrange(kcost.SAMPLE)] = p
+            one.pages[int(one._rng.random() * kcost.SAMPLE)] = p
             one._w *= math.exp(math.log(one._rng.random()) / kcost.SAMPLE)
             one._next += one._skip() + 1
     folios = [

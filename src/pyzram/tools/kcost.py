@@ -66,14 +66,14 @@ class PageSampler:
         """Count the pages of one folio's ``data`` and keep some of them: the first
         ``SAMPLE`` pages seen, then page number ``_next`` and each one after it
         that ``_skip`` draws (a large folio's pages in between are counted, not
-        visited)."""
+        visited); a kept page replaces one drawn uniformly."""
         n = len(data) // PAGE_SIZE
-        mv = memoryview(data)
         j = 0  # the folio's next page
         while j < n and len(self.pages) < SAMPLE:
-            self.pages.append(bytes(mv[j * PAGE_SIZE : (j + 1) * PAGE_SIZE]))
+            self.pages.append(_page_bytes(data, j, n))
             self.seen += 1
             j += 1
+        rng = self._rng
         while j < n:
             passed = self._next - self.seen - 1  # pages before the next one kept
             if j + passed >= n:
@@ -81,8 +81,8 @@ class PageSampler:
                 return
             j += passed
             self.seen += passed + 1  # seen == _next: page j is kept
-            self.pages[self._rng.randrange(SAMPLE)] = bytes(mv[j * PAGE_SIZE : (j + 1) * PAGE_SIZE])
-            self._w *= math.exp(math.log(self._rng.random()) / SAMPLE)
+            self.pages[int(rng.random() * SAMPLE)] = _page_bytes(data, j, n)
+            self._w *= math.exp(math.log(rng.random()) / SAMPLE)
             self._next += self._skip() + 1
             j += 1
 
@@ -99,6 +99,14 @@ class PageSampler:
             return
         for folio in sio.bvecs:
             self.add(folio.data)
+
+
+def _page_bytes(data, j: int, n: int) -> bytes:
+    """A copy of page ``j`` of a folio's ``n`` pages of ``data`` (the folio's own
+    buffer when it has one page)."""
+    if n == 1:
+        return bytes(data)
+    return bytes(memoryview(data)[j * PAGE_SIZE : (j + 1) * PAGE_SIZE])
 
 
 def _same_filled(page: bytes) -> bool:
