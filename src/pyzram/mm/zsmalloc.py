@@ -89,6 +89,7 @@ _TAG = OBJ_ALLOCATED_TAG
 _TAG_BITS = OBJ_TAG_BITS
 _PG_SHIFT = PAGE_SHIFT
 _PG_SIZE = PAGE_SIZE
+_MAX_ALLOC = ZS_MAX_ALLOC_SIZE
 
 #: MAP_NORESERVE (linux/mman.h; not exported by Python's mmap module).
 _MAP_NORESERVE = 0x4000
@@ -583,7 +584,7 @@ class ZsPool:
         """
         if size <= 0:
             return -errno.EINVAL
-        if size > ZS_MAX_ALLOC_SIZE:
+        if size > _MAX_ALLOC:  # ZS_MAX_ALLOC_SIZE
             return -errno.ENOSPC
         handle = self.cache_alloc_handle()
         cls = self.class_of_len[size]  # size + ZS_HANDLE_SIZE -> its class

@@ -2,6 +2,8 @@
 cimport cython
 from pyzram.lib.percpu cimport PerCpu, this_cpu_ptr
 
+cdef Py_ssize_t _BUFFER_SIZE
+
 cdef class ZcompStrm:
     cdef public bytearray buffer
     cdef public unsigned char[::1] mem

@@ -43,6 +43,7 @@ from pyzram.lib.percpu import PerCpu, this_cpu_ptr
 PAGE_SIZE = 4096
 #: zcomp_strm buffer: compression output may be up to twice the page.
 ZCOMP_BUFFER_SIZE = 2 * PAGE_SIZE
+_BUFFER_SIZE = ZCOMP_BUFFER_SIZE  # (a C constant when compiled: zcomp.pxd)
 #: ``ZCOMP_PARAM_NO_LEVEL`` (INT_MIN): the backend's default level.
 ZCOMP_PARAM_NO_LEVEL = -(2**31)
 #: ``CRYPTO_MAX_ALG_NAME``: algorithm names must be shorter than this.
@@ -295,7 +296,7 @@ class Zcomp:
                 zstrm.ahead_next = k + 1
                 n = zstrm.ahead_len[k]
                 if n > 0:
-                    at = k * ZCOMP_BUFFER_SIZE
+                    at = k * _BUFFER_SIZE
                     zstrm.mem[:n] = zstrm.ahead_mem[at : at + n]
                 return n
             k += 1
