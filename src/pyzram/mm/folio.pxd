@@ -7,6 +7,7 @@ from pyzram.lib.atomic cimport atomic_begin, atomic_end
 cdef list folio_wait_table
 cdef long _WAIT_TABLE_MASK
 cdef long _locked_bit, _waiters_bit, _uptodate_bit, _dirty_bit, _writeback_bit, _reclaim_bit
+cdef long _swapbacked_bit, _page_size
 cpdef long folio_waitqueue(object folio)
 
 

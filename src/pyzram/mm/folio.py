@@ -69,6 +69,8 @@ _uptodate_bit = PG_uptodate
 _dirty_bit = PG_dirty
 _writeback_bit = PG_writeback
 _reclaim_bit = PG_reclaim
+_swapbacked_bit = PG_swapbacked
+_page_size = PAGE_SIZE
 
 
 def folio_waitqueue(folio: object) -> int:
@@ -173,7 +175,7 @@ class Folio(ListHead):
         order-0 folio, its one page's own buffer; else a view of page ``j``."""
         if self.order == 0:  # the folio is its one page
             return self.data
-        return self.pages[j * PAGE_SIZE : (j + 1) * PAGE_SIZE]
+        return self.pages[j * _page_size : (j + 1) * _page_size]
 
     # -- flags -------------------------------------------------------------------
 
@@ -263,7 +265,7 @@ def _folio_init(folio: Folio, order: int, data: bytes | bytearray | memoryview |
     folio.order = order
     #: ``folio_nr_pages`` (``folio->_nr_pages``): fixed for the folio's life.
     folio.nr_pages = 1 << order
-    size = PAGE_SIZE << order
+    size = _page_size << order
     #: ``folio_size``.
     folio.size = size
     if data is None:
@@ -275,7 +277,7 @@ def _folio_init(folio: Folio, order: int, data: bytes | bytearray | memoryview |
     #: A large folio's data as a memoryview, made once: ``page(j)`` slices it
     #: (compiled, ``data`` and ``pages`` are read-only: they stay one buffer).
     folio.pages = memoryview(folio.data) if order else None
-    folio.flags = PG_swapbacked
+    folio.flags = _swapbacked_bit
     folio.swap = None
     folio.memcg = None
     #: ``folio->mapping`` and ``folio->index`` of an anon folio: the address

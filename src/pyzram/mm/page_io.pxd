@@ -22,6 +22,8 @@ cdef long SWAP_OPS_F_NOFS
 cdef int NRSWPIN, NRSWPOUT, PSWPIN, PSWPOUT, SWPIN_ZERO, SWPOUT_ZERO, THP_SWPOUT
 cdef int EIO, ENOENT
 
+cdef long _HPAGE_PMD_ORDER
+
 
 @cython.freelist(32)
 cdef class SwapIocb:

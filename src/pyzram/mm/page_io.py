@@ -64,6 +64,7 @@ from pyzram.mm.zswap import (
 )
 
 HPAGE_PMD_ORDER = 9
+_HPAGE_PMD_ORDER = HPAGE_PMD_ORDER  # (a C constant when compiled: page_io.pxd)
 #: ``AOP_WRITEPAGE_ACTIVATE``: "not written, put it back on the active list".
 AOP_WRITEPAGE_ACTIVATE = 0x80000
 
@@ -317,7 +318,7 @@ def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
 def __swap_writepage(ctx: SwapIoCtx, folio: Folio) -> None:
     """``__swap_writepage``: count at submission, start writeback, unlock, queue."""
     vm_events = ctx.machine.vm_events
-    if folio.order == HPAGE_PMD_ORDER:
+    if folio.order == _HPAGE_PMD_ORDER:
         vm_events.count(THP_SWPOUT)
     vm_events.count_mthp(folio.order, "swpout")
     vm_events.count(PSWPOUT, folio.nr_pages)

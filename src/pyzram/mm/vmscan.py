@@ -701,7 +701,7 @@ def split_folio_to_list(folio: Folio) -> list[Folio]:
         pieces.append(piece)
     pieces[0].lock()
     vm_events = mm.machine.vm_events
-    if folio.order == HPAGE_PMD_ORDER:
+    if folio.order == _HPAGE_PMD_ORDER:
         vm_events.count(THP_SPLIT_PMD)
         vm_events.count(THP_SPLIT_PAGE)
     vm_events.count_mthp(folio.order, "split")
@@ -725,7 +725,7 @@ def _alloc_swap_or_split(m: Machine, folio: Folio, batch: list[Folio]) -> Folio:
             return folio
     order = folio.order
     pieces = split_folio_to_list(folio)
-    if order == HPAGE_PMD_ORDER:
+    if order == _HPAGE_PMD_ORDER:
         m.vm_events.count(THP_SWPOUT_FALLBACK)
     m.vm_events.count_mthp(order, "swpout_fallback")
     batch.extend(pieces[1:])
@@ -953,8 +953,8 @@ class AddressSpace:
         folio_order: int = 0,
         mthp_swapin: bool = True,
     ) -> None:
-        if not 0 <= folio_order <= HPAGE_PMD_ORDER:
-            raise ValueError(f"folio order {folio_order} out of range 0..{HPAGE_PMD_ORDER}")
+        if not 0 <= folio_order <= _HPAGE_PMD_ORDER:
+            raise ValueError(f"folio order {folio_order} out of range 0..{_HPAGE_PMD_ORDER}")
         self.nr_pages = nr_pages
         self.memcg = memcg
         #: The machine this process runs on (its memcg's).
@@ -987,7 +987,7 @@ class AddressSpace:
     def _flush_folio(self, base: int, folio: Folio) -> None:
         """``flush_tlb_one_user`` of each page of ``folio`` mapped at ``base`` (one
         entry for a PMD mapping): its PTEs are being cleared."""
-        if folio.order == HPAGE_PMD_ORDER:
+        if folio.order == _HPAGE_PMD_ORDER:
             self.tlb_2m.flush_tlb_one_user(base)
             return
         for j in range(folio.nr_pages):
@@ -1104,7 +1104,7 @@ class AddressSpace:
         vm_events.count(PGFAULT)
         self.pmd_alloc(vpn)
         order = self._anon_order(vpn)
-        if order != HPAGE_PMD_ORDER:
+        if order != _HPAGE_PMD_ORDER:
             self.pte_alloc(vpn)
         if order:
             nr = 1 << order
@@ -1112,7 +1112,7 @@ class AddressSpace:
             try:
                 self.memcg.try_charge(nr)
             except OSError:
-                thp = order == HPAGE_PMD_ORDER
+                thp = order == _HPAGE_PMD_ORDER
                 if thp:
                     vm_events.count(THP_FAULT_FALLBACK)
                     vm_events.count(THP_FAULT_FALLBACK_CHARGE)
@@ -1121,12 +1121,12 @@ class AddressSpace:
                 if thp:
                     self.pte_alloc(vpn)  # mapped with PTEs after all
             else:
-                if order == HPAGE_PMD_ORDER:  # the PTE table deposited for a later split
+                if order == _HPAGE_PMD_ORDER:  # the PTE table deposited for a later split
                     self.pte_alloc(vpn)
                 data = b"".join([self.source(v) for v in range(base, base + nr)])
                 folio = folio_alloc(order, data)
                 folio.mark_uptodate()
-                if order == HPAGE_PMD_ORDER:
+                if order == _HPAGE_PMD_ORDER:
                     vm_events.count(THP_FAULT_ALLOC)
                 vm_events.count_mthp(order, "anon_fault_alloc")
                 self._map(base, folio)
@@ -1148,7 +1148,7 @@ class AddressSpace:
         """``alloc_swap_folio``: the mTHP order if the aligned range around ``vpn`` can
         be swapped in whole (``thp_swap_suitable_orders`` + ``can_swapin_thp``), else 0."""
         order = self.folio_order
-        if not self.mthp_swapin or not 0 < order < HPAGE_PMD_ORDER:
+        if not self.mthp_swapin or not 0 < order < _HPAGE_PMD_ORDER:
             return 0
         if self.machine.zswap.ever_enabled:  # !zswap_never_enabled(): zswap loads order 0
             return 0
@@ -1320,10 +1320,10 @@ class AddressSpace:
         """
         memcg = self.memcg
         freed = 0
-        pmd = start & ~((1 << HPAGE_PMD_ORDER) - 1)
+        pmd = start & ~((1 << _HPAGE_PMD_ORDER) - 1)
         while pmd < end:
             lo = max(start, pmd)
-            hi = min(end, pmd + (1 << HPAGE_PMD_ORDER))
+            hi = min(end, pmd + (1 << _HPAGE_PMD_ORDER))
             folio_list: list[Folio] = []
             vpn = lo
             while vpn < hi:
@@ -1343,7 +1343,7 @@ class AddressSpace:
             if folio_list:
                 freed += shrink_folio_list(self.machine, folio_list)
                 move_folios_to_lru(memcg, folio_list)
-            pmd += 1 << HPAGE_PMD_ORDER
+            pmd += 1 << _HPAGE_PMD_ORDER
         return freed
 
     @cython.locals(folio=Folio)
@@ -1422,7 +1422,7 @@ __all__ = [
     "GFP_KERNEL",
     "GFP_NOFS",
     "GFP_NOIO",
-    "HPAGE_PMD_ORDER",
+    "_HPAGE_PMD_ORDER",
     "PG_active",
     "AddressSpace",
     "LruList",

@@ -4,6 +4,7 @@ from pyzram.lib.rwsem cimport RWSemaphore
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
 
 cdef Py_ssize_t _HDR, _PG_SHIFT, _PG_SIZE, _MAX_ALLOC
+cdef int _EMPTY
 cdef unsigned long long _TAG, _TAG_BITS, _LAST_LINK, _FREEOBJ_MASK
 cdef unsigned int _NONFULL_GROUPS
 cdef tuple _FULLEST

@@ -90,6 +90,7 @@ _TAG_BITS = OBJ_TAG_BITS
 _PG_SHIFT = PAGE_SHIFT
 _PG_SIZE = PAGE_SIZE
 _MAX_ALLOC = ZS_MAX_ALLOC_SIZE
+_EMPTY = ZS_INUSE_RATIO_0
 
 #: MAP_NORESERVE (linux/mman.h; not exported by Python's mmap module).
 _MAP_NORESERVE = 0x4000
@@ -189,7 +190,7 @@ def _zspage_init(zspage: Zspage, zid: int, cls: SizeClass, base: int) -> None:
     zspage.id = zid
     zspage.cls = cls
     zspage.inuse = 0
-    zspage.fullness = ZS_INUSE_RATIO_0
+    zspage.fullness = _EMPTY  # ZS_INUSE_RATIO_0
     zspage.freeobj = 0
     zspage.huge_handle = 0
     zspage.base = base
@@ -624,7 +625,7 @@ class ZsPool:
         if cls.huge:
             return zspage.huge_handle
         word = self._words[(zspage.base + obj_idx * cls.size) >> 3]
-        return word >> OBJ_TAG_BITS if word & OBJ_ALLOCATED_TAG else 0
+        return word >> _TAG_BITS if word & _TAG else 0
 
     def _obj_free(self, zspage: Zspage, obj_idx: int) -> None:
         """``obj_free``: the object's first word becomes the link to the old
@@ -659,7 +660,7 @@ class ZsPool:
         try:
             cls.objs_inuse -= 1
             self._obj_free(zspage, obj_idx)
-            if fix_fullness_group(cls, zspage) == ZS_INUSE_RATIO_0:
+            if fix_fullness_group(cls, zspage) == _EMPTY:  # ZS_INUSE_RATIO_0
                 self._free_zspage(cls, zspage)
         finally:
             spin_unlock(cls.lock)
@@ -690,7 +691,7 @@ class ZsPool:
     def _obj_span(self, handle: int, length: int) -> int:
         zspage, _ = self._handle_to_obj(handle)
         cls = zspage.cls
-        if length > cls.size - (0 if cls.huge else ZS_HANDLE_SIZE):
+        if length > cls.size - (0 if cls.huge else _HDR):
             raise ValueError(f"{length} bytes do not fit a {cls.size}-byte object")
         return self._addr[handle]
 

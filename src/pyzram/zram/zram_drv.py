@@ -96,6 +96,9 @@ _HUGE = T.HUGE
 _SIZE_MASK = T.ZRAM_SIZE_MASK
 _PRIO_SHIFT = T.ZRAM_COMP_PRIORITY_BIT1
 _PRIO_MASK = T.ZRAM_COMP_PRIORITY_MASK
+_PG_SIZE = PAGE_SIZE
+_PRIMARY = ZRAM_PRIMARY_COMP
+_BATCH = ZCOMP_BATCH
 #: zram_accessed clears these.
 _CLEAR_ON_ACCESS = _U64 ^ (T.IDLE | T.PP_SLOT)
 #: zram_free_page clears these first, whatever the slot holds.
@@ -434,21 +437,21 @@ class Zram:
     def write_incompressible_page(self, page: Any, index: int) -> int:
         """``write_incompressible_page``: the page stored raw in a huge-class object."""
         pool = self.mem_pool
-        handle = pool.zs_malloc(PAGE_SIZE)
+        handle = pool.zs_malloc(_PG_SIZE)
         if IS_ERR_VALUE(handle):
             return handle
         if not self.zram_can_store_page():
             pool.zs_free(handle)
             return -errno.ENOMEM
-        pool.zs_obj_write(handle, page, PAGE_SIZE)
+        pool.zs_obj_write(handle, page, _PG_SIZE)
         tbl = self.table
         tbl.slot_lock(index)
         self.zram_free_page(index)
-        tbl.flags[index] |= _HUGE | PAGE_SIZE  # zram_set_flag(HUGE), zram_set_obj_size
+        tbl.flags[index] |= _HUGE | _PG_SIZE  # zram_set_flag(HUGE), zram_set_obj_size
         tbl.handle[index] = handle
         tbl.slot_unlock(index)
         st = self.stats
-        atomic64_add(PAGE_SIZE, st.compr_data_size)
+        atomic64_add(_PG_SIZE, st.compr_data_size)
         atomic64_inc(st.huge_pages)
         atomic64_inc(st.huge_pages_since)
         atomic64_inc(st.pages_stored)
@@ -469,7 +472,7 @@ class Zram:
         fill = page_same_filled(page)
         if fill is not None:
             return self.write_same_filled_page(fill, index)
-        comp = self.comps[ZRAM_PRIMARY_COMP]
+        comp = self.comps[_PRIMARY]
         zstrm = comp.zcomp_stream_get()
         comp_len = comp.zcomp_compress(zstrm, page)
         if comp_len <= 0:
@@ -516,7 +519,7 @@ class Zram:
         tbl = self.table
         handle = tbl.handle[index]
         src = pool.zs_obj_read_begin(handle)
-        memoryview(page).cast("B")[:] = pool.arena[src : src + PAGE_SIZE]
+        memoryview(page).cast("B")[:] = pool.arena[src : src + _PG_SIZE]
         pool.zs_obj_read_end(handle)
         return 0
 
@@ -807,12 +810,12 @@ def zram_write_pages(zram: Zram, pages: list, slots: list) -> bool:
     they are written (``zcomp_compress_ahead``, see :mod:`pyzram.zram.zcomp`):
     the same writes, in the same order."""
     tbl = zram.table
-    comp = zram.comps[ZRAM_PRIMARY_COMP]
+    comp = zram.comps[_PRIMARY]
     zstrm = comp.zcomp_stream_get()
     try:
-        for lo in range(0, len(pages), ZCOMP_BATCH):
-            comp.zcomp_compress_ahead(zstrm, pages[lo : lo + ZCOMP_BATCH])
-            for j in range(lo, min(lo + ZCOMP_BATCH, len(pages))):
+        for lo in range(0, len(pages), _BATCH):
+            comp.zcomp_compress_ahead(zstrm, pages[lo : lo + _BATCH])
+            for j in range(lo, min(lo + _BATCH, len(pages))):
                 index = slots[j]
                 if zram.zram_write_page(pages[j], index) < 0:
                     atomic64_inc(zram.stats.failed_writes)
