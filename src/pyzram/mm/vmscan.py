@@ -1422,7 +1422,7 @@ __all__ = [
     "GFP_KERNEL",
     "GFP_NOFS",
     "GFP_NOIO",
-    "_HPAGE_PMD_ORDER",
+    "HPAGE_PMD_ORDER",
     "PG_active",
     "AddressSpace",
     "LruList",
