@@ -239,3 +239,30 @@ def test_thp_settings_must_give_exactly_the_folio_size(monkeypatch, tmp_path):
     ks._check_thp(9)  # 2048kB inherits madvise
     with pytest.raises(ValueError, match="hugepages-64kB.*enabled: 2048kB"):
         ks._check_thp(4)
+
+
+def test_bench_run_keeps_the_fastest_of_its_runs_on_each_side(monkeypatch):
+    """``repeat`` runs of each side, the fastest of each kept: a host's pause in one
+    run does not decide the ratio (the unlimited baseline runs once)."""
+    from types import SimpleNamespace
+
+    kernel_rates = iter([50.0, 80.0, 60.0, 1.0])  # three limited runs, then the baseline
+    ours_rates = iter([70.0, 40.0, 90.0])
+    calls = {"kernel": 0, "ours": 0}
+
+    def kernel(pages, unlimited=False, **kw):
+        calls["kernel"] += 1
+        return SimpleNamespace(swapped_pages_s=next(kernel_rates), system_seconds=0.5)
+
+    def ours(pages, **kw):
+        calls["ours"] += 1
+        return SimpleNamespace(swapped_pages_s=next(ours_rates))
+
+    monkeypatch.setattr(ks, "run_kernel_swap", kernel)
+    monkeypatch.setattr(ks, "run_workload", ours)
+    res = ks.bench_run(synthetic_mix(8, seed=1), repeat=3)
+    assert calls == {"kernel": 4, "ours": 3}
+    assert res.kernel.swapped_pages_s == 80.0 and res.pyzram.swapped_pages_s == 90.0
+    assert res.ratio == 90.0 / 80.0
+    with pytest.raises(ValueError):
+        ks.bench_run(synthetic_mix(8, seed=1), repeat=0)

@@ -317,6 +317,7 @@ def run_command(
     tlb_entries: TlbEntriesOpt = TLB_ENTRIES,
     tlb_2m_entries: Tlb2mEntriesOpt = None,
     timeout: Annotated[float, typer.Option(help="seconds the kernel-side child may take")] = 600,
+    repeat: Annotated[int, typer.Option(help="runs of each side, the fastest kept")] = 3,
     zswap: ZswapOpt = False,
     zswap_compressor: ZswapCompressorOpt = "lzo",
     zswap_max_pool_percent: ZswapPoolOpt = None,
@@ -324,7 +325,8 @@ def run_command(
 ) -> None:
     """The same workload on the host kernel (memcg limit, swap on a hot_added zram) and in
     pyzram: swapped pages/s of each and their ratio (needs root, zram-control, cgroup v1);
-    with ``--zswap``, zswap in front of the area on both sides, and its counters side by side."""
+    with ``--zswap``, zswap in front of the area on both sides, and its counters side by side.
+    Each side runs ``--repeat`` times; its fastest run is the one reported."""
     from pyzram.host.kernel_swap import bench_run as run
     from pyzram.tools.commands.run import zswap_kwargs
 
@@ -347,6 +349,7 @@ def run_command(
     kw = {k: v for k, v in kw.items() if k in workload}
     if io_path not in ("swap_ops", "bio"):
         raise UsageError("--io-path", f"must be swap_ops or bio, not {io_path!r}")
+    check_count("--repeat", repeat, 1)
     zkw = zswap_kwargs(zswap, zswap_compressor, zswap_max_pool_percent, None)
     pages, source = workload_pages(pagefile, limit, mix, seed)
     err = Console(stderr=True)
@@ -359,6 +362,7 @@ def run_command(
             progress=lambda msg: status.update(f"pyzram bench run: {msg}"),
             tlb_entries=tlb_entries,
             tlb_2m_entries=tlb_2m_entries,
+            repeat=repeat,
             **kw,
             **zkw,
         )
@@ -369,7 +373,7 @@ def run_command(
         t = Table(
             title=f"swap on zram ({k.algorithm}), {source}: {k.pages:,} pages, "
             f"{k.accesses:,} accesses, limit {k.mem_limit_pages:,} pages, folio order "
-            f"{k.folio_order}"
+            f"{k.folio_order}; the fastest of {repeat} runs of each"
         )
         for c in ("target", "pswpout", "pswpin", "major faults", "seconds", "swapped pages/s"):
             t.add_column(c, justify="left" if c == "target" else "right")
