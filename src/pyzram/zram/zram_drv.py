@@ -160,13 +160,16 @@ def page_same_filled(page: Any) -> int | None:
     """``page_same_filled``: the fill word if the page's 512 u64 words are all
     equal, else ``None``.
 
-    As in the kernel, the last word is tested against the first, so a
-    typical page costs one comparison; then every word is tested against
-    the first: here the page is compared with the first word repeated 512
-    times (the zero page kept made), a ``memcmp`` in C, compiled or
-    interpreted, that stops at the first difference as the kernel's loop
-    does.  The word is read as x86-64 reads it, little-endian.
+    As in the kernel, the last word is tested against the first (their
+    first bytes, then the whole words), so a typical page costs one
+    comparison; then every word is tested against the first: here the page
+    is compared with the first word repeated 512 times (the zero page kept
+    made), a ``memcmp`` in C, compiled or interpreted, that stops at the
+    first difference as the kernel's loop does.  The word is read as x86-64
+    reads it, little-endian.
     """
+    if page[0] != page[_LAST_WORD]:
+        return None
     first = page[:8]
     if first != page[_LAST_WORD:]:
         return None
