@@ -776,6 +776,18 @@ def test_swapfile_io_errors(m, tmp_path):
 # -- counters ----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("order", [0, 2, 9])
+def test_is_folio_zero_filled_looks_at_every_page(order):
+    """A folio is zero-filled only if every one of its pages is: one non-zero byte
+    anywhere, the first page, a middle one or the last byte, makes it not."""
+    size = PAGE_SIZE << order
+    assert page_io.is_folio_zero_filled(Folio(order))
+    for at in sorted({0, size // 2 + 17, size - 1}):
+        data = bytearray(size)
+        data[at] = 1
+        assert not page_io.is_folio_zero_filled(Folio(order, data)), at
+
+
 def test_counters_zero_pages_and_mthp(m, tmp_path):
     si = swapon(m, new_filedisk(tmp_path).disk)
     spy = OpsSpy(si)
