@@ -41,7 +41,7 @@ cdef class SwapInfo:
     cdef public int[::1] cluster_free_hint
     cdef public object free_clusters
     cdef public dict nonfull_clusters
-    cdef public dict cluster_next
+    cdef public long[::1] cluster_next
     cdef public list swap_cache
     cdef public spinlock_t lock
     cdef object __weakref__
@@ -56,11 +56,12 @@ cdef class SwapInfo:
 cpdef SwapInfo swp_swap_info(Machine m, SwpEntry entry)
 cpdef long get_nr_swap_pages(Machine m)
 @cython.locals(nr=long, base=long, end=long, off=long, sm=bytearray)
-cpdef object _alloc_in_cluster(SwapInfo si, long c, int order)
-cpdef object _take_slots(SwapInfo si, int order)
+cpdef long _alloc_in_cluster(SwapInfo si, long c, int order) except -2
+@cython.locals(cur=long, c=long, off=long)
+cpdef long _take_slots(SwapInfo si, int order) except -2
 @cython.locals(nr=long, i=long, corder=int, lst=dict)
 cpdef long _claim(SwapInfo si, long c, int order, long off, object cluster_order=*) except -1
-@cython.locals(si=SwapInfo, nr=long, i=long, off=object, entry=SwpEntry)
+@cython.locals(si=SwapInfo, nr=long, i=long, off=long, entry=SwpEntry)
 cpdef SwpEntry folio_alloc_swap(Machine m, Folio folio)
 @cython.locals(si=SwapInfo, off=long, count=int)
 cpdef void swap_duplicate(Machine m, SwpEntry entry, long nr=*) except *

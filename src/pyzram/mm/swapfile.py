@@ -177,7 +177,9 @@ class SwapInfo:
         self.free_clusters: deque[int] = deque()
         #: Per order, the non-full clusters in list order (a dict: O(1) membership).
         self.nonfull_clusters: dict[int, dict[int, None]] = {}
-        self.cluster_next: dict[int, int] = {}  # order -> its current cluster
+        #: Per order, its current cluster (``-1``: none), as the kernel's
+        #: ``percpu_cluster->next[order]`` keeps one.
+        self.cluster_next = array("l", [-1] * SWAPFILE_CLUSTER.bit_length())  # orders 0..9
         #: The swap cache, one entry a slot (the kernel's swap table: the folio
         #: that caches the slot, or None), indexed by offset: no hashing, no key.
         self.swap_cache: list[Folio | None] = []
@@ -509,9 +511,9 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
 # -- slot allocation ------------------------------------------------------------------------
 
 
-def _alloc_in_cluster(si: SwapInfo, c: int, order: int) -> int | None:
+def _alloc_in_cluster(si: SwapInfo, c: int, order: int) -> int:
     """First 2**order aligned run of free slots in cluster ``c`` (a run: a C-speed
-    search of the swap map)."""
+    search of the swap map); -1 if there is none."""
     nr = 1 << order
     base = c * SWAPFILE_CLUSTER
     end = min(base + SWAPFILE_CLUSTER, si.max)
@@ -523,7 +525,7 @@ def _alloc_in_cluster(si: SwapInfo, c: int, order: int) -> int | None:
         while off < end and sm[off]:
             off += 1
         si.cluster_free_hint[c] = off - base
-        return off if off < end else None
+        return off if off < end else -1
     run = bytes(nr)
     off = sm.find(run, base, end)
     while off >= 0:
@@ -531,27 +533,28 @@ def _alloc_in_cluster(si: SwapInfo, c: int, order: int) -> int | None:
         if aligned == off:
             return off
         off = sm.find(run, aligned, end)
-    return None
+    return -1
 
 
-def _take_slots(si: SwapInfo, order: int) -> int | None:
-    """``cluster_alloc_swap_entry``: the order's current cluster, a non-full one, a free one."""
-    cur = si.cluster_next.get(order)
-    if cur is not None:
+def _take_slots(si: SwapInfo, order: int) -> int:
+    """``cluster_alloc_swap_entry``: the order's current cluster, a non-full one, a
+    free one; the first slot taken, or -1."""
+    cur = si.cluster_next[order]
+    if cur >= 0:
         off = _alloc_in_cluster(si, cur, order)
-        if off is not None:
+        if off >= 0:
             return _claim(si, cur, order, off)
     for c in si.nonfull_clusters.get(order, ()):
         if c == cur:
             continue
         off = _alloc_in_cluster(si, c, order)
-        if off is not None:
+        if off >= 0:
             return _claim(si, c, order, off)
     while si.free_clusters:
         c = si.free_clusters.popleft()
         si.cluster_order[c] = order
         off = _alloc_in_cluster(si, c, order)
-        if off is not None:
+        if off >= 0:
             return _claim(si, c, order, off)
     if order == 0:
         # "Order 0 stealing from higher order": a single slot may come from any
@@ -559,9 +562,9 @@ def _take_slots(si: SwapInfo, order: int) -> int | None:
         for o, lst in si.nonfull_clusters.items():
             for c in lst if o else ():
                 off = _alloc_in_cluster(si, c, 0)
-                if off is not None:
+                if off >= 0:
                     return _claim(si, c, 0, off, cluster_order=o)
-    return None
+    return -1
 
 
 _COUNT_MASK = 0xFF & ~SWAP_HAS_CACHE
@@ -611,7 +614,7 @@ def folio_alloc_swap(m: Machine, folio: Folio) -> SwpEntry:
             if si.pages - si.inuse_pages < nr:
                 continue
             off = _take_slots(si, folio.order)
-            if off is None:
+            if off < 0:
                 continue
             entry = swp_entry(si.type, off)
             for i in range(nr):
@@ -697,8 +700,8 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
             lst = si.nonfull_clusters[order] = {}
         if si.cluster_count[c] == 0:
             lst.pop(c, None)
-            if si.cluster_next.get(order) == c:
-                del si.cluster_next[order]
+            if si.cluster_next[order] == c:
+                si.cluster_next[order] = -1
             si.free_clusters.append(c)
         else:
             lst.setdefault(c)
