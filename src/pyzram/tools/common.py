@@ -64,9 +64,10 @@ def frozen_heap() -> Iterator[None]:
     Without the second, glibc hands the top of the heap back to the host
     kernel whenever more than 128 KiB of it is free, as it is each time
     reclaim frees a batch of folios, and the next folios' 4 KiB buffers
-    fault their pages in again: a host page fault per folio (a seventh of a
-    swap-in's time here) that the kernel's page allocator, handing out pages
-    from its free lists, does not pay.  Nested uses leave the unfreezing and
+    fault their pages in again: a host page fault per folio that the
+    kernel's page allocator, handing out pages from its free lists, does
+    not pay (``docs/perf.md``: swap-in 4.1–4.8 µs a page with the memory
+    kept, 5.7–7.8 without).  Nested uses leave the unfreezing and
     the heap's default to the outermost.
     """
     outermost = gc.get_freeze_count() == 0

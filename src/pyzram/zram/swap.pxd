@@ -5,10 +5,10 @@ from pyzram.lib.atomic cimport atomic64_inc
 from pyzram.mm.swap cimport SwapIoCtx
 from pyzram.mm.swapfile cimport SwapInfo
 cimport cython
+from pyzram.mm.page_io cimport swap_read_end, swap_write_end
 
 # A constant imported by the .py, a C unsigned long here.
 cdef unsigned long WB
-from pyzram.mm.page_io cimport swap_read_end, swap_write_end
 
 cpdef Zram _zram_of(SwapInfo si)
 cpdef int zram_swap_read_page(Zram zram, object page, Py_ssize_t index) except? -1000
