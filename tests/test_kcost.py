@@ -79,14 +79,18 @@ def test_a_batch_keeps_the_pages_its_folios_would(folio_pages):
     n = kcost.SAMPLE * 40
     pages = [i.to_bytes(4, "little") * 1024 for i in range(n)]
     one, batched = kcost.PageSampler(7), kcost.PageSampler(7)
-    for p in pages:  # Algorithm L page by page, the reference
+    kept = []
+    for p in pages:  # Algorithm L page by page on the same schedule, the reference
         one.seen += 1
-        if len(one.pages) < kcost.SAMPLE:
-            one.pages.append(p)
+        if len(kept) < kcost.SAMPLE:
+            kept.append(p)
         elif one.seen == one._next:
-            one.pages[int(one._rng.random() * kcost.SAMPLE)] = p
-            one._w *= math.exp(math.log(one._rng.random()) / kcost.SAMPLE)
-            one._next += one._skip() + 1
+            kept[one._slot[one._i]] = p
+            one._i += 1
+            if one._i == kcost.SCHEDULE:
+                one._schedule(one._next)
+            else:
+                one._next = one._at[one._i]
     folios = [
         SimpleNamespace(data=b"".join(pages[lo : lo + folio_pages]))
         for lo in range(0, n, folio_pages)
@@ -95,4 +99,4 @@ def test_a_batch_keeps_the_pages_its_folios_would(folio_pages):
         bvecs = folios[lo : lo + 32]
         batched.add_batch(SimpleNamespace(bvecs=bvecs, len=sum(len(f.data) for f in bvecs)))
     assert batched.seen == one.seen == n
-    assert batched.pages == one.pages
+    assert batched.pages == kept

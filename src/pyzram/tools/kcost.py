@@ -26,7 +26,6 @@ shows the prediction beside the host kernel's measured system time.
 from __future__ import annotations
 
 import math
-import random
 import time
 
 import numpy as np
@@ -35,6 +34,8 @@ from pyzram.mm.folio import PAGE_SIZE
 
 #: Pages kept per direction for timing the codec.
 SAMPLE = 512
+#: Keeps of the sampler's schedule drawn at a time.
+SCHEDULE = 1024
 #: The kernel's major-fault path beyond the decompression, µs per fault (do_swap_page,
 #: swap cache, folio allocation and memcg charge, PTE install; a 6.18 kernel on the
 #: 2-vCPU EPYC of docs/perf.md).
@@ -45,46 +46,81 @@ REPEAT = 3
 
 class PageSampler:
     """A seeded reservoir of the pages passing one direction of the device, and their
-    count: every page seen has the same chance to be kept.  Li's "Algorithm L" draws
-    how many pages to pass over before the next one is kept, so a page that is not
-    kept costs a count, not a random draw: the sampler stays a small part of a run."""
+    count: every page seen has the same chance to be kept.
 
-    __slots__ = ("pages", "seen", "active", "_rng", "_w", "_next")
+    Li's "Algorithm L": after the first :data:`SAMPLE` pages, the next page kept
+    is a random number of pages further on, and it replaces a uniformly drawn
+    one of those kept.  Which pages are kept and where they go depends on the
+    random numbers alone, not on the pages, so the sampler draws that schedule
+    ahead, :data:`SCHEDULE` keeps at a time with numpy (the page counts at
+    which pages are kept, and the entries they replace): a page passing by
+    costs a comparison with the next count, a kept page one copy.
+
+    The reservoir is one buffer of :data:`SAMPLE` pages, allocated and written
+    when the sampler is made: a kept page is one 4 KiB copy into memory already
+    mapped, not a new object whose first touch faults in the middle of the
+    measured run."""
+
+    __slots__ = ("_buf", "kept", "seen", "active", "_rng", "_log_w", "_at", "_slot", "_i", "_next")
 
     def __init__(self, seed: int = 0) -> None:
-        self.pages: list[bytes] = []
+        # (a repeated byte is written with memset: every page is faulted in here)
+        self._buf = memoryview(bytearray(1) * (SAMPLE * PAGE_SIZE))
+        self.kept = 0  # pages in the reservoir
         self.seen = 0
         self.active = True  # (cleared when the workload ends: its final check is not counted)
-        self._rng = random.Random(seed)
-        self._w = math.exp(math.log(self._rng.random()) / SAMPLE)
-        self._next = SAMPLE + self._skip() + 1  # the count at which the next page is kept
+        self._rng = np.random.default_rng(seed)
+        self._log_w = math.log(1.0 - self._rng.random()) / SAMPLE  # log W, the draws' state
+        self._at: list[int] = []  # the counts at which the next pages are kept ...
+        self._slot: list[int] = []  # ... and the reservoir entries they replace
+        self._i = 0
+        self._schedule(SAMPLE)
 
-    def _skip(self) -> int:
-        return int(math.log(self._rng.random()) / math.log(1.0 - self._w))
+    def _schedule(self, last: int) -> None:
+        """The next :data:`SCHEDULE` keeps after the one at count ``last``: each skips
+        ``floor(log(u) / log(1 - W))`` pages, then ``W *= u' ** (1 / SAMPLE)``."""
+        r = self._rng.random((3, SCHEDULE))
+        u = 1.0 - r[:2]  # uniform on (0, 1]: each has a logarithm
+        steps = np.log(u[1]) / SAMPLE
+        log_w = self._log_w + np.concatenate(([0.0], np.cumsum(steps[:-1])))
+        skip = np.floor(np.log(u[0]) / np.log1p(-np.exp(log_w)))
+        self._at = (last + np.cumsum(skip + 1)).astype(np.int64).tolist()
+        self._slot = (r[2] * SAMPLE).astype(np.int64).tolist()
+        self._log_w = float(log_w[-1] + steps[-1])
+        self._i = 0
+        self._next = self._at[0]
+
+    @property
+    def pages(self) -> list[bytes]:
+        """The kept pages, in reservoir order."""
+        buf = self._buf
+        return [bytes(buf[k * PAGE_SIZE : (k + 1) * PAGE_SIZE]) for k in range(self.kept)]
 
     def add(self, data) -> None:
         """Count the pages of one folio's ``data`` and keep some of them: the first
-        ``SAMPLE`` pages seen, then page number ``_next`` and each one after it
-        that ``_skip`` draws (a large folio's pages in between are counted, not
-        visited); a kept page replaces one drawn uniformly."""
+        ``SAMPLE`` pages seen (a folio's run of them in one copy), then each page
+        whose count the schedule names (a large folio's pages in between are
+        counted, not visited)."""
         n = len(data) // PAGE_SIZE
-        j = 0  # the folio's next page
-        while j < n and len(self.pages) < SAMPLE:
-            self.pages.append(_page_bytes(data, j, n))
-            self.seen += 1
-            j += 1
-        rng = self._rng
-        while j < n:
-            passed = self._next - self.seen - 1  # pages before the next one kept
-            if j + passed >= n:
-                self.seen += n - j  # none of the rest is kept
-                return
-            j += passed
-            self.seen += passed + 1  # seen == _next: page j is kept
-            self.pages[int(rng.random() * SAMPLE)] = _page_bytes(data, j, n)
-            self._w *= math.exp(math.log(rng.random()) / SAMPLE)
-            self._next += self._skip() + 1
-            j += 1
+        first = self.seen  # the pages counted before this folio's
+        self.seen = first + n
+        buf = self._buf
+        if self.kept < SAMPLE:
+            m = min(n, SAMPLE - self.kept)
+            k = self.kept
+            buf[k * PAGE_SIZE : (k + m) * PAGE_SIZE] = memoryview(data)[: m * PAGE_SIZE]
+            self.kept = k + m
+        while self._next <= self.seen:
+            j = self._next - first - 1  # the folio's page with that count
+            k = self._slot[self._i]
+            buf[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = memoryview(data)[
+                j * PAGE_SIZE : (j + 1) * PAGE_SIZE
+            ]
+            self._i += 1
+            if self._i == SCHEDULE:
+                self._schedule(self._next)
+            else:
+                self._next = self._at[self._i]
 
     def add_batch(self, sio) -> None:
         """Every folio of a swap_iocb (a write's before its submit, a read's after).
@@ -94,19 +130,11 @@ class PageSampler:
         if not self.active or sio is None:
             return
         n = sio.len // PAGE_SIZE
-        if self.seen + n < self._next and len(self.pages) >= SAMPLE:
+        if self.seen + n < self._next and self.kept >= SAMPLE:
             self.seen += n
             return
         for folio in sio.bvecs:
             self.add(folio.data)
-
-
-def _page_bytes(data, j: int, n: int) -> bytes:
-    """A copy of page ``j`` of a folio's ``n`` pages of ``data`` (the folio's own
-    buffer when it has one page)."""
-    if n == 1:
-        return bytes(data)
-    return bytes(memoryview(data)[j * PAGE_SIZE : (j + 1) * PAGE_SIZE])
 
 
 def _same_filled(page: bytes) -> bool:

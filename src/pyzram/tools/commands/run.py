@@ -295,12 +295,20 @@ def swap_uuid(seed: int) -> bytes:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"pyzram-run-seed-{seed}").bytes
 
 
-def _replay(mm: AddressSpace, pages, acc, src, exp, sample, after_step=None) -> int:
+def _page_source(pages: np.ndarray) -> Callable[[int], memoryview]:
+    """Page ``vpn`` of ``pages`` (``(N, 4096)`` uint8) as a view of its bytes: a slice
+    of one flat view of the array, not a new array object (and its buffer export)
+    each time the process reads its source."""
+    flat = memoryview(np.ascontiguousarray(pages)).cast("B")
+    return lambda vpn: flat[vpn * PAGE_SIZE : (vpn + 1) * PAGE_SIZE]
+
+
+def _replay(mm: AddressSpace, page_of, acc, src, exp, sample, after_step=None) -> int:
     """The process: it builds its memory page by page (the fill), then replays the
     access pattern (a write stores the original bytes of the page ``src`` names,
-    and ``exp`` keeps which page each one holds now); about 256 ``sample``s over
-    each phase (at most every 512 steps); ``after_step(step)`` after each step.
-    Returns the steps taken."""
+    ``page_of(s)``, and ``exp`` keeps which page each one holds now); about 256
+    ``sample``s over each phase (at most every 512 steps); ``after_step(step)``
+    after each step.  Returns the steps taken."""
     n = len(exp)
     fill_every = max(1, min(512, n // 256))
     pattern_every = max(1, min(512, len(acc) // 256))
@@ -319,7 +327,7 @@ def _replay(mm: AddressSpace, pages, acc, src, exp, sample, after_step=None) -> 
         for vpn, s in zip(vpns, srcs, strict=True):
             if s >= 0:  # a write: the original bytes of page s
                 exp[vpn] = s
-                touch(vpn, data=pages[s])
+                touch(vpn, data=page_of(s))
             else:
                 touch(vpn)
             step += 1
@@ -442,9 +450,8 @@ def run_workload(
             m.zswap.param_write(name, value)
         m.zswap.param_write("enabled", "Y")
     memcg = MemCgroup(m, limit)
-    mm = AddressSpace(
-        n, memcg, lambda vpn: pages[vpn], folio_order=folio_order, mthp_swapin=mthp_swapin
-    )
+    page_of = _page_source(pages)
+    mm = AddressSpace(n, memcg, page_of, folio_order=folio_order, mthp_swapin=mthp_swapin)
     acc = make_pattern(
         pattern, n, accesses if accesses is not None else 2 * n, seed=seed, write_ratio=write_ratio
     )
@@ -521,7 +528,7 @@ def run_workload(
 
         with frozen_heap():
             step = _replay(
-                mm, pages, acc, src, exp, sample, post_process if next_pp is not None else None
+                mm, page_of, acc, src, exp, sample, post_process if next_pp is not None else None
             )
         seconds = time.perf_counter() - t0
         # The vmstat deltas and swapped pages/s are those of the workload (fill +
@@ -693,7 +700,7 @@ def _run_on_swap_file(
 
         try:
             with frozen_heap():
-                step = _replay(mm, pages, acc, src, exp, sample)
+                step = _replay(mm, mm.source, acc, src, exp, sample)
             seconds = time.perf_counter() - t0
             wlat, rlat, wpages, rpages = list(wlat), list(rlat), list(wpages), list(rpages)
             counts, mthp = _workload_counts(m)
