@@ -104,36 +104,44 @@ class PageSampler:
         n = len(data) // PAGE_SIZE
         first = self.seen  # the pages counted before this folio's
         self.seen = first + n
-        buf = self._buf
         if self.kept < SAMPLE:
-            m = min(n, SAMPLE - self.kept)
             k = self.kept
-            buf[k * PAGE_SIZE : (k + m) * PAGE_SIZE] = memoryview(data)[: m * PAGE_SIZE]
+            m = min(n, SAMPLE - k)
+            self._buf[k * PAGE_SIZE : (k + m) * PAGE_SIZE] = memoryview(data)[: m * PAGE_SIZE]
             self.kept = k + m
         while self._next <= self.seen:
-            j = self._next - first - 1  # the folio's page with that count
-            k = self._slot[self._i]
-            buf[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = memoryview(data)[
-                j * PAGE_SIZE : (j + 1) * PAGE_SIZE
-            ]
-            self._i += 1
-            if self._i == SCHEDULE:
-                self._schedule(self._next)
-            else:
-                self._next = self._at[self._i]
+            self._replace(data, self._next - first - 1)  # the folio's page with that count
+
+    def _replace(self, data, j: int) -> None:
+        """Page ``j`` of ``data`` replaces the entry the schedule draws; on to the next."""
+        k = self._slot[self._i]
+        self._buf[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = memoryview(data)[
+            j * PAGE_SIZE : (j + 1) * PAGE_SIZE
+        ]
+        self._i += 1
+        if self._i == SCHEDULE:
+            self._schedule(self._next)
+        else:
+            self._next = self._at[self._i]
 
     def add_batch(self, sio) -> None:
         """Every folio of a swap_iocb (a write's before its submit, a read's after).
 
-        A batch none of whose pages is to be kept is counted at once, as
-        :meth:`add` counts such a folio: the same pages are kept either way."""
+        The same pages are kept as by :meth:`add` folio by folio.  Once the
+        reservoir is full, a batch of one-page folios (the common one) is counted
+        at once and its kept pages are found by their count, without visiting
+        the others."""
         if not self.active or sio is None:
             return
+        bvecs = sio.bvecs
         n = sio.len // PAGE_SIZE
-        if self.seen + n < self._next and self.kept >= SAMPLE:
-            self.seen += n
+        if n == len(bvecs) and self.kept >= SAMPLE:
+            first = self.seen
+            self.seen = first + n
+            while self._next <= self.seen:
+                self._replace(bvecs[self._next - first - 1].data, 0)
             return
-        for folio in sio.bvecs:
+        for folio in bvecs:
             self.add(folio.data)
 
 
