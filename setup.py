@@ -18,7 +18,8 @@ import os
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-#: Modules compiled from their .py source (the kernel model's hot paths).
+#: Modules compiled from their .py source (the kernel model's hot paths, and the run's
+#: page sampler, which works inside every measured window).
 COMPILED = [
     "src/pyzram/lib/atomic.py",
     "src/pyzram/lib/rwsem.py",
@@ -46,6 +47,7 @@ COMPILED = [
     "src/pyzram/mm/tlb.py",
     "src/pyzram/mm/vmscan.py",
     "src/pyzram/mm/zswap.py",
+    "src/pyzram/tools/kcost.py",
 ]
 
 

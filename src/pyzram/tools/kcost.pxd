@@ -1,0 +1,17 @@
+# Types of pyzram/tools/kcost.py when it is compiled (Cython pure-Python mode): the
+# page sampler runs inside the measured window of every run, at each batch.
+cimport cython
+
+cdef class PageSampler:
+    cdef public object _buf, _rng
+    cdef public Py_ssize_t kept, seen, _i, _next
+    cdef public bint active
+    cdef public double _log_w
+    cdef public list _at, _slot
+
+    @cython.locals(n=Py_ssize_t, first=Py_ssize_t, k=Py_ssize_t, m=Py_ssize_t)
+    cpdef void add(self, object data) except *
+    @cython.locals(k=Py_ssize_t)
+    cdef void _replace(self, object data, Py_ssize_t j) except *
+    @cython.locals(n=Py_ssize_t, first=Py_ssize_t, bvecs=list)
+    cpdef void add_batch(self, object sio) except *
