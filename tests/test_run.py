@@ -36,6 +36,19 @@ def test_a_mix_made_on_demand_runs_as_its_array_does():
     assert (a.mm_stat, a.vmstat, a.io_stat) == (b.mm_stat, b.vmstat, b.io_stat)
 
 
+def test_a_mix_made_on_demand_is_never_made_whole(monkeypatch):
+    """A run reads a :class:`MixPages` page by page: the pages are never made as one
+    array (a million of them would be 4 GiB beside the model's memory)."""
+    from pyzram.workload.pages import MixPages
+
+    def whole(self, dtype=None, copy=None):
+        raise AssertionError("the whole mix was made")
+
+    monkeypatch.setattr(MixPages, "__array__", whole)
+    r = run_workload(mix_pages(200, seed=5), mem_limit_pages=64, accesses=300, seed=1)
+    assert r.intact and r.vmstat["pswpout"] > 0
+
+
 def test_compare_json(tmp_path, capsys):
     f = tmp_path / "w.pages"
     write_page_file(f, synthetic_mix(300, seed=2))

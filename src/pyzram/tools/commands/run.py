@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -295,12 +295,15 @@ def swap_uuid(seed: int) -> bytes:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"pyzram-run-seed-{seed}").bytes
 
 
-def _page_source(pages: np.ndarray) -> Callable[[int], memoryview]:
-    """Page ``vpn`` of ``pages`` (``(N, 4096)`` uint8) as a view of its bytes: a slice
-    of one flat view of the array, not a new array object (and its buffer export)
-    each time the process reads its source."""
-    flat = memoryview(np.ascontiguousarray(pages)).cast("B")
-    return lambda vpn: flat[vpn * PAGE_SIZE : (vpn + 1) * PAGE_SIZE]
+def _page_source(pages: PageSource) -> Callable[[int], Any]:
+    """Page ``vpn`` of the workload's pages: of an array, a view of its bytes (a slice
+    of one flat view of the array, not a new array object and its buffer export
+    each time the process reads its source); of a source that makes its pages
+    on demand (:class:`~pyzram.workload.pages.MixPages`), the page it makes."""
+    if isinstance(pages, np.ndarray) and pages.flags.c_contiguous:
+        flat = memoryview(pages).cast("B")
+        return lambda vpn: flat[vpn * PAGE_SIZE : (vpn + 1) * PAGE_SIZE]
+    return pages.__getitem__
 
 
 def _replay(mm: AddressSpace, page_of, acc, src, exp, sample, after_step=None) -> int:
