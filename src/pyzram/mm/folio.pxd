@@ -7,7 +7,8 @@ from pyzram.lib.atomic cimport atomic_begin, atomic_end
 cdef list folio_wait_table
 cdef long _WAIT_TABLE_MASK
 cdef long _locked_bit, _waiters_bit, _uptodate_bit, _dirty_bit, _writeback_bit, _reclaim_bit
-cdef long _swapbacked_bit, _page_size
+cdef long _swapbacked_bit, _page_size, _free_pages_high
+cdef object _POISON_WORD
 cpdef long folio_waitqueue(object folio)
 
 
@@ -53,5 +54,9 @@ cdef class Folio(ListHead):
 
 
 @cython.locals(size=long)
-cpdef void _folio_init(Folio folio, int order, object data) except *
+cpdef void _folio_init(Folio folio, int order, object data, object page=*) except *
 cpdef Folio folio_alloc(int order=*, object data=*)
+@cython.locals(free=list, folio=Folio)
+cpdef Folio folio_alloc_mpol(object m, int order=*, object data=*)
+@cython.locals(free=list, folio=Folio)
+cpdef void free_unref_folios(object m, list folios) except *

@@ -23,6 +23,7 @@ loop absorbs, as in the kernel).
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from pyzram.lib.atomic import atomic_begin, atomic_end
 from pyzram.lib.list import INIT_LIST_HEAD, ListHead
@@ -71,6 +72,12 @@ _writeback_bit = PG_writeback
 _reclaim_bit = PG_reclaim
 _swapbacked_bit = PG_swapbacked
 _page_size = PAGE_SIZE
+#: The most free order-0 pages a machine keeps for reuse (256 MiB); beyond, a freed
+#: folio's memory goes back to the host.
+FREE_PAGES_HIGH = 1 << 16
+#: ``PAGE_POISON`` (include/linux/poison.h) over a word: what a free page starts with.
+_POISON_WORD = bytearray(b"\xaa" * 8)
+_free_pages_high = FREE_PAGES_HIGH
 
 
 def folio_waitqueue(folio: object) -> int:
@@ -256,9 +263,15 @@ class Folio(ListHead):
         self.flags &= ~(_writeback_bit | _reclaim_bit)
 
 
-def _folio_init(folio: Folio, order: int, data: bytes | bytearray | memoryview | None) -> None:
-    """The fields of a new folio: ``order``, its size, its data (zeroed or a copy
-    of ``data``), ``PG_swapbacked``, no swap entry, memcg or mapping."""
+def _folio_init(
+    folio: Folio,
+    order: int,
+    data: bytes | bytearray | memoryview | None,
+    page: bytearray | None = None,
+) -> None:
+    """The fields of a new folio: ``order``, its size, its data, ``PG_swapbacked``,
+    no swap entry, memcg or mapping.  The data is ``page`` (a free page's buffer:
+    :func:`folio_alloc_mpol`) or a new buffer, zeroed; ``data`` is copied in."""
     INIT_LIST_HEAD(folio)  # folio->lru
     if not 0 <= order <= 9:
         raise ValueError(f"folio order {order} out of range 0..9")
@@ -268,11 +281,15 @@ def _folio_init(folio: Folio, order: int, data: bytes | bytearray | memoryview |
     size = _page_size << order
     #: ``folio_size``.
     folio.size = size
-    if data is None:
+    if data is not None and len(data) != size:
+        raise ValueError(f"order-{order} folio needs {size} bytes, got {len(data)}")
+    if page is not None:
+        folio.data = page
+        if data is not None:
+            memoryview(page)[:] = data
+    elif data is None:
         folio.data = bytearray(size)
     else:
-        if len(data) != size:
-            raise ValueError(f"order-{order} folio needs {size} bytes, got {len(data)}")
         folio.data = bytearray(data)
     #: A large folio's data as a memoryview, made once: ``page(j)`` slices it
     #: (compiled, ``data`` and ``pages`` are read-only: they stay one buffer).
@@ -298,3 +315,46 @@ def folio_alloc(order: int = 0, data: bytes | bytearray | memoryview | None = No
     folio = Folio.__new__(Folio)
     _folio_init(folio, order, data)
     return folio
+
+
+def folio_alloc_mpol(
+    m: Any, order: int = 0, data: bytes | bytearray | memoryview | None = None
+) -> Folio:
+    """``folio_alloc_mpol``: a folio from machine ``m``'s page allocator.
+
+    An order-0 folio takes the page freed last (``m.free_pages``, the per-CPU
+    free list, last in first out: the page most likely still in the CPU's
+    cache).  Without ``data`` it holds what that page held, as a page
+    allocated without ``__GFP_ZERO`` does (a swap-in reads over all of it);
+    ``data`` is copied in.  With no free page, and for a large folio (the
+    model's free pages are order 0), the folio's memory is new and zeroed
+    (:func:`folio_alloc`).
+    """
+    free = m.free_pages
+    if order or not free:
+        return folio_alloc(order, data)
+    folio = Folio.__new__(Folio)
+    _folio_init(folio, 0, data, free.pop())
+    return folio
+
+
+def free_unref_folios(m: Any, folios: list[Folio]) -> None:
+    """``free_unref_folios``: the memory of folios no one uses any more back to machine
+    ``m``'s page allocator: an order-0 folio's page onto ``m.free_pages`` (while it
+    has fewer than :data:`FREE_PAGES_HIGH`), a large folio's to the host.
+
+    A freed folio keeps no page (its ``data`` is None: a use after free fails
+    at once), and the first word of a page put on the free list is
+    overwritten with ``PAGE_POISON`` bytes, so that a read which never fills
+    a page it was given cannot pass for one that did because the page still
+    held the same bytes (the kernel's pages keep all their stale bytes unless
+    ``page_poison`` or ``init_on_free`` is on).
+    """
+    free = m.free_pages
+    for folio in folios:
+        if folio.order == 0 and len(free) < _free_pages_high:
+            page = folio.data
+            page[:8] = _POISON_WORD
+            free.append(page)
+        folio.data = None
+        folio.pages = None

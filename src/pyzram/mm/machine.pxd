@@ -19,4 +19,5 @@ cdef class Machine:
     cdef public object zswap
     cdef public long tlb_entries
     cdef public object tlb_2m_entries
+    cdef public list free_pages
     cdef object __weakref__

@@ -4,11 +4,11 @@ The kernel keeps the state of swap in globals: the ``swap_info[]`` array and
 ``swap_lock``, the priority list of areas (``swap_avail_heads``) and
 ``least_priority``, the ``sio_pool`` mempool, the per-CPU vm event counters
 behind ``/proc/vmstat``, the one-slot registry of block-driver ``swap_ops``
-(``swap_block_ops_lock``), the swap readahead state of mm/swap_state.c and,
-once enabled, zswap's pool and parameters.  pyzram holds all of it in one
-:class:`Machine`, so a model is created and torn down as a unit, two models
-share a process without seeing each other, and nothing ever resets a module
-global by hand.
+(``swap_block_ops_lock``), the swap readahead state of mm/swap_state.c, the
+page allocator's free pages and, once enabled, zswap's pool and parameters.
+pyzram holds all of it in one :class:`Machine`, so a model is created and
+torn down as a unit, two models share a process without seeing each other,
+and nothing ever resets a module global by hand.
 
 How kernel functions reach it (the one rule)
 --------------------------------------------
@@ -123,6 +123,10 @@ class Machine:
         if tlb_2m_entries is not None and tlb_2m_entries < 0:
             raise ValueError(f"the TLB size must not be negative, got {tlb_2m_entries}")
         self.tlb_2m_entries = tlb_2m_entries
+        #: The page allocator's free order-0 pages (the per-CPU free list): the
+        #: buffers of freed folios, which new folios take, the last freed first
+        #: (``free_unref_folios``, ``folio_alloc_mpol`` in ``pyzram.mm.folio``).
+        self.free_pages: list[bytearray] = []
 
     def active_areas(self) -> list[SwapInfo]:
         """The areas swapped on, by type."""

@@ -4,7 +4,7 @@ from pyzram.lib.atomic cimport atomic64_add, atomic64_read, atomic64_sub
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
 from pyzram.block.blkdev cimport BlockDevice, Gendisk
 from pyzram.mm.swap_ops cimport SwapOps
-from pyzram.mm.folio cimport Folio, SwpEntry, folio_alloc, swp_entry
+from pyzram.mm.folio cimport Folio, SwpEntry, folio_alloc_mpol, swp_entry
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.zswap cimport zswap_invalidate
 

@@ -62,7 +62,7 @@ from pyzram.mm.folio import (
     PG_uptodate,
     PG_writeback,
     SwpEntry,
-    folio_alloc,
+    folio_alloc_mpol,
     swp_entry,
 )
 from pyzram.mm.swap import (
@@ -728,7 +728,7 @@ def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio
     """
     si = swp_swap_info(m, entry)
     nr = 1 << order
-    folio = folio_alloc(order)
+    folio = folio_alloc_mpol(m, order)
     folio.set_locked()  # __folio_set_locked: no one else can see it yet
     spin_lock(si.lock)
     try:

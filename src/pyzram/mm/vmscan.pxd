@@ -1,7 +1,14 @@
 # Types of pyzram/mm/vmscan.py when it is compiled (Cython pure-Python mode).
 cimport cython
 from pyzram.lib.list cimport List, list_add_tail, list_del
-from pyzram.mm.folio cimport Folio, SwpEntry, folio_alloc, swp_entry
+from pyzram.mm.folio cimport (
+    Folio,
+    SwpEntry,
+    folio_alloc,
+    folio_alloc_mpol,
+    free_unref_folios,
+    swp_entry,
+)
 from pyzram.mm.tlb cimport Tlb
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.page_io cimport swap_read_folio, swap_read_submit, swap_write_submit, swap_writeout

@@ -101,6 +101,8 @@ from pyzram.mm.folio import (
     PG_uptodate,
     SwpEntry,
     folio_alloc,
+    folio_alloc_mpol,
+    free_unref_folios,
     swp_entry,
 )
 from pyzram.mm.page_io import swap_read_folio, swap_read_submit, swap_write_submit, swap_writeout
@@ -884,6 +886,7 @@ def shrink_folio_list(
         stat.nr_activate += nr_activate
         m.vm_events.count(PGACTIVATE, nr_activate)
     freed = 0
+    free_folios: list[Folio] = []
     for folio in written:
         folio.lock()
         if folio.test(PG_dirty) and folio.swap is not None:  # the write failed: retry later
@@ -898,6 +901,8 @@ def shrink_folio_list(
         folio.unlock()
         memcg.uncharge(folio.nr_pages)
         freed += folio.nr_pages
+        free_folios.append(folio)
+    free_unref_folios(m, free_folios)
     return freed
 
 
@@ -1124,7 +1129,7 @@ class AddressSpace:
                 if order == _HPAGE_PMD_ORDER:  # the PTE table deposited for a later split
                     self.pte_alloc(vpn)
                 data = b"".join([self.source(v) for v in range(base, base + nr)])
-                folio = folio_alloc(order, data)
+                folio = folio_alloc_mpol(self.machine, order, data)
                 folio.mark_uptodate()
                 if order == _HPAGE_PMD_ORDER:
                     vm_events.count(THP_FAULT_ALLOC)
@@ -1132,7 +1137,7 @@ class AddressSpace:
                 self._map(base, folio)
                 return folio
         self.memcg.try_charge()
-        folio = folio_alloc(0, self.source(vpn))
+        folio = folio_alloc_mpol(self.machine, 0, self.source(vpn))
         folio.mark_uptodate()
         self._map(vpn, folio)
         return folio
