@@ -199,6 +199,7 @@ PTRS_PER_PTE = 512
 PUD_NR_PAGES = 512 * 512
 _PTRS_PER_PTE = PTRS_PER_PTE
 _PUD_NR_PAGES = PUD_NR_PAGES
+_PAGE_SIZE = PAGE_SIZE
 
 _ENTRY_SHIFT = 48
 _OFFSET_MASK = (1 << _ENTRY_SHIFT) - 1
@@ -1098,10 +1099,13 @@ class AddressSpace:
             self.pgtables += 1
             tables[i] = 1
 
-    @cython.locals(folio=Folio)
+    @cython.locals(folio=Folio, order=cython.int, nr=cython.long, base=cython.long, j=cython.long)
     def do_anonymous_page(self, vpn: int) -> Folio:
         """``do_anonymous_page``: charge, then a new folio with the page's bytes.
 
+        A large folio is allocated zeroed, as ``clear_huge_page`` leaves it,
+        and the process then writes each of its pages (``source``); an
+        order-0 folio takes a free page and the page's bytes at once.
         A large folio whose charge fails falls back to order 0
         (``anon_fault_fallback_charge``; ``thp_fault_fallback_charge`` at PMD size).
         """
@@ -1128,8 +1132,10 @@ class AddressSpace:
             else:
                 if order == _HPAGE_PMD_ORDER:  # the PTE table deposited for a later split
                     self.pte_alloc(vpn)
-                data = b"".join([self.source(v) for v in range(base, base + nr)])
-                folio = folio_alloc_mpol(self.machine, order, data)
+                folio = folio_alloc_mpol(self.machine, order)  # zeroed (clear_huge_page)
+                pages = folio.pages
+                for j in range(nr):  # then the process writes its pages
+                    pages[j * _PAGE_SIZE : (j + 1) * _PAGE_SIZE] = self.source(base + j)
                 folio.mark_uptodate()
                 if order == _HPAGE_PMD_ORDER:
                     vm_events.count(THP_FAULT_ALLOC)
