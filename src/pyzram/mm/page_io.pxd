@@ -23,6 +23,7 @@ cdef int NRSWPIN, NRSWPOUT, PSWPIN, PSWPOUT, SWPIN_ZERO, SWPOUT_ZERO, THP_SWPOUT
 cdef int EIO, ENOENT
 
 cdef long _HPAGE_PMD_ORDER
+cdef bytearray _ZERO_PAGE_BUF
 
 
 @cython.freelist(32)
@@ -67,5 +68,5 @@ cpdef bint is_folio_zero_filled(Folio folio) except? False
 cpdef void __swap_writepage(SwapIoCtx ctx, Folio folio) except *
 @cython.locals(m=Machine, si=SwapInfo)
 cpdef int swap_writeout(SwapIoCtx ctx, Folio folio) except? -1
-@cython.locals(m=Machine, si=SwapInfo, nz=long)
+@cython.locals(m=Machine, si=SwapInfo, nz=long, data=bytearray, i=Py_ssize_t)
 cpdef void swap_read_folio(SwapIoCtx ctx, Folio folio) except *

@@ -263,6 +263,10 @@ def _hand_over(ctx: SwapIoCtx, counter: int, rw: int) -> None:
 
 
 _ZERO_PAGE = bytes(PAGE_SIZE)
+#: The same zeros as a bytearray: what ``folio_zero_range`` copies over each page
+#: (a bytearray's slice takes another bytearray's bytes as they are; any other
+#: buffer it would first copy).
+_ZERO_PAGE_BUF = bytearray(PAGE_SIZE)
 
 
 def is_folio_zero_filled(folio: Folio) -> bool:
@@ -342,7 +346,9 @@ def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
     si = swp_swap_info(m, folio.swap)
     nz = si.count_zero(folio.swap.offset, folio.nr_pages)
     if nz == folio.nr_pages:
-        folio.data[:] = bytes(folio.size)
+        data = folio.data  # folio_zero_range
+        for i in range(0, folio.size, PAGE_SIZE):
+            data[i : i + PAGE_SIZE] = _ZERO_PAGE_BUF
         folio.mark_uptodate()
         folio.unlock()
         m.vm_events.count(SWPIN_ZERO, folio.nr_pages)
