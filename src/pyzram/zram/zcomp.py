@@ -72,8 +72,11 @@ class ZcompStrm:
 
     def __init__(self) -> None:
         self.buffer = bytearray(ZCOMP_BUFFER_SIZE)
-        #: The buffer as bytes zsmalloc copies from (a typed view when compiled).
-        self.mem = memoryview(self.buffer)
+        #: The buffer as bytes (a typed view when compiled) ...
+        self.own = memoryview(self.buffer)
+        #: ... and where the last page compressed is, which zsmalloc copies from:
+        #: the buffer, or that page's output in the batch buffer below.
+        self.mem = self.own
         #: The pages compressed ahead (:meth:`Zcomp.zcomp_compress_ahead`): page
         #: ``k``'s output is at ``ahead_mem[k * ZCOMP_BUFFER_SIZE:]``, its length
         #: (or a negative errno) ``ahead_len[k]``; ``ahead_next`` the first not taken.
@@ -285,21 +288,21 @@ class Zcomp:
         zstrm.ahead_next = 0
 
     def zcomp_compress(self, zstrm: ZcompStrm, src: Any) -> int:
-        """``zcomp_compress``: ``src`` (one page) into ``zstrm.buffer``; the
-        compressed length, or a negative errno.  A page compressed ahead
-        (:meth:`zcomp_compress_ahead`; the very object) has its output copied
-        from the batch buffer; the pages passed over were not written."""
+        """``zcomp_compress``: ``src`` (one page) into the stream's buffer; the
+        compressed length, or a negative errno.  The output is at ``zstrm.mem``:
+        a page compressed ahead (:meth:`zcomp_compress_ahead`; the very object)
+        has it in the batch buffer already, and ``zstrm.mem`` is that page's
+        slot of it; the pages passed over were not written."""
         ahead = zstrm.ahead
         k = zstrm.ahead_next
         while k < len(ahead):
             if ahead[k] is src:
                 zstrm.ahead_next = k + 1
-                n = zstrm.ahead_len[k]
-                if n > 0:
-                    at = k * _BUFFER_SIZE
-                    zstrm.mem[:n] = zstrm.ahead_mem[at : at + n]
-                return n
+                at = k * _BUFFER_SIZE
+                zstrm.mem = zstrm.ahead_mem[at : at + _BUFFER_SIZE]
+                return zstrm.ahead_len[k]
             k += 1
+        zstrm.mem = zstrm.own
         return self.backend.compress_into(src, zstrm.buffer)
 
     def zcomp_decompress(
