@@ -24,6 +24,7 @@ cdef int EIO, ENOENT
 
 cdef long _HPAGE_PMD_ORDER
 cdef bytearray _ZERO_PAGE_BUF
+cdef tuple _FOLIO_SIZES
 
 
 @cython.freelist(32)

@@ -191,6 +191,11 @@ def swap_write_end(sio: SwapIocb, failed: bool) -> None:
 # -- batching --------------------------------------------------------------------------
 
 
+#: ``folio_size`` by order, as the Python integers a hook is given (made once, not
+#: one per call).
+_FOLIO_SIZES = tuple(PAGE_SIZE << order for order in range(10))
+
+
 @cython.locals(folio=Folio, ctx=SwapIoCtx, si=SwapInfo, prev=Folio)
 def swap_can_merge(ctx: SwapIoCtx, si, folio: Folio, rw: int) -> bool:
     """``swap_can_merge``: same area, then the area's ``can_merge`` (None = always).
@@ -205,7 +210,7 @@ def swap_can_merge(ctx: SwapIoCtx, si, folio: Folio, rw: int) -> bool:
         return True
     sio = ctx.sio
     prev = sio.bvecs[-1]
-    return can_merge(si, folio, prev, prev.size, rw)
+    return can_merge(si, folio, prev, _FOLIO_SIZES[prev.order], rw)
 
 
 def swap_add_folio(ctx: SwapIoCtx, folio: Folio, rw: int) -> None:
