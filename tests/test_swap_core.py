@@ -601,6 +601,26 @@ def test_batches_cap_at_32_and_merge_only_adjacent(m, kind, tmp_path):
     assert si.inuse_pages == 0
 
 
+@pytest.mark.parametrize("kind", ["filedisk", "swapfile"])
+def test_large_folios_merge_when_the_next_starts_after_the_previous_last_page(m, kind, tmp_path):
+    """``can_merge`` is given the previous folio's size: order-2 folios in adjacent
+    slot runs form one batch, and one that does not follow the previous folio's
+    last page starts a new one."""
+    path = new_filedisk(tmp_path).disk if kind == "filedisk" else new_swapfile(tmp_path)
+    si = swapon(m, path)
+    spy = OpsSpy(si)
+    folios = folios_of(rand_pages(16, seed=4), order=2)
+    entries = alloc(m, folios)
+    assert [e.offset for e in entries] == [entries[0].offset + 4 * i for i in range(4)]
+    writeout(m, folios)
+    assert [len(b) for b in spy.batches[WRITE]] == [4]
+    writeout(m, [folios[0], folios[2], folios[3], folios[1]])
+    assert [len(b) for b in spy.batches[WRITE][1:]] == [1, 2, 1]
+    evict(m, folios)
+    release(m, swap_in(m, entries, orders=[2] * 4))
+    assert [len(b) for b in spy.batches[READ]] == [4]
+
+
 def test_bdev_bio_per_batch_at_first_sector(m, tmp_path):
     fd = new_filedisk(tmp_path)
     swapon(m, fd.disk)
