@@ -133,7 +133,8 @@ class Machine:
         return [si for si in self.swap_info if si is not None]
 
     def close(self) -> None:
-        """Power off: release every area's device or file and empty the registry.
+        """Power off: release every area's device or file, empty the registry and
+        give the free pages' memory back to the host.
 
         No page is brought back (that is ``swapoff``); the devices are left
         as they are, free to be reset, or swapped on by another machine.
@@ -145,6 +146,7 @@ class Machine:
         reg = self.swap_block_ops
         with reg.lock:
             reg.fops = reg.ops = None
+        self.free_pages.clear()
 
     def __enter__(self) -> Machine:
         return self
