@@ -117,6 +117,7 @@ cdef class AddressSpace:
     cpdef void _pgtable_alloc(self, bytearray tables, long i) except *
     cpdef Folio do_anonymous_page(self, long vpn)
     cpdef Folio do_swap_page(self, long vpn)
+    @cython.locals(raw=long)
     cpdef SwpEntry pte_to_swp_entry(self, long vpn)
     @cython.locals(raw=long)
     cpdef long unuse_pte(self, SwpEntry entry, Folio folio) except -1
