@@ -70,8 +70,7 @@ def test_sampler_keeps_each_page_with_the_same_chance():
 @pytest.mark.parametrize("folio_pages", [1, 8, 512])
 def test_a_batch_keeps_the_pages_its_folios_would(folio_pages):
     """Pages given in large folios and in batches of them are kept as the same pages
-    given one by one: ``add`` passes over a folio's pages to the next one kept,
-    ``add_batch`` counts a batch with nothing to keep at once."""
+    given one by one: ``add`` passes over a folio's pages to the next one kept."""
     from types import SimpleNamespace
 
     n = kcost.SAMPLE * 40

@@ -13,5 +13,4 @@ cdef class PageSampler:
     cpdef void add(self, object data) except *
     @cython.locals(k=Py_ssize_t)
     cdef void _replace(self, object data, Py_ssize_t j) except *
-    @cython.locals(n=Py_ssize_t, first=Py_ssize_t, bvecs=list)
     cpdef void add_batch(self, object sio) except *

@@ -124,23 +124,10 @@ class PageSampler:
             self._next = self._at[self._i]
 
     def add_batch(self, sio) -> None:
-        """Every folio of a swap_iocb (a write's before its submit, a read's after).
-
-        The same pages are kept as by :meth:`add` folio by folio.  Once the
-        reservoir is full, a batch of one-page folios (the common one) is counted
-        at once and its kept pages are found by their count, without visiting
-        the others."""
+        """Every folio of a swap_iocb (a write's before its submit, a read's after)."""
         if not self.active or sio is None:
             return
-        bvecs = sio.bvecs
-        n = sio.len // PAGE_SIZE
-        if n == len(bvecs) and self.kept >= SAMPLE:
-            first = self.seen
-            self.seen = first + n
-            while self._next <= self.seen:
-                self._replace(bvecs[self._next - first - 1].data, 0)
-            return
-        for folio in bvecs:
+        for folio in sio.bvecs:
             self.add(folio.data)
 
 
