@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -295,17 +295,6 @@ def swap_uuid(seed: int) -> bytes:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"pyzram-run-seed-{seed}").bytes
 
 
-def _page_source(pages: PageSource) -> Callable[[int], Any]:
-    """Page ``vpn`` of the workload's pages: of an array, a view of its bytes (a slice
-    of one flat view of the array, not a new array object and its buffer export
-    each time the process reads its source); of a source that makes its pages
-    on demand (:class:`~pyzram.workload.pages.MixPages`), the page it makes."""
-    if isinstance(pages, np.ndarray) and pages.flags.c_contiguous:
-        flat = memoryview(pages).cast("B")
-        return lambda vpn: flat[vpn * PAGE_SIZE : (vpn + 1) * PAGE_SIZE]
-    return pages.__getitem__
-
-
 def _replay(mm: AddressSpace, page_of, acc, src, exp, sample, after_step=None) -> int:
     """The process: it builds its memory page by page (the fill), then replays the
     access pattern (a write stores the original bytes of the page ``src`` names,
@@ -453,7 +442,7 @@ def run_workload(
             m.zswap.param_write(name, value)
         m.zswap.param_write("enabled", "Y")
     memcg = MemCgroup(m, limit)
-    page_of = _page_source(pages)
+    page_of = pages.__getitem__  # page vpn of the source (an array's row, or made on demand)
     mm = AddressSpace(n, memcg, page_of, folio_order=folio_order, mthp_swapin=mthp_swapin)
     acc = make_pattern(
         pattern, n, accesses if accesses is not None else 2 * n, seed=seed, write_ratio=write_ratio
