@@ -9,7 +9,14 @@ from pyzram import Zram
 from pyzram.mm.machine import Machine
 from pyzram.mm.swap import SWAP_CLUSTER_MAX
 from pyzram.mm.swap_ops import READ, WRITE
-from pyzram.mm.swapfile import get_nr_swap_pages, mkswap, swapoff, swapon
+from pyzram.mm.swapfile import (
+    NO_SHADOW,
+    get_nr_swap_pages,
+    mkswap,
+    swapoff,
+    swapon,
+    swp_swap_info,
+)
 from pyzram.mm.tlb import TLB_ENTRIES
 from pyzram.mm.vmscan import (
     PTE_DIRTY,
@@ -311,6 +318,30 @@ def test_the_active_list_ages_only_from_flushed_stats(m, zram_swap):
     assert m.vm_events["pgdeactivate"] >= SWAP_CLUSTER_MAX
 
 
+def test_a_shadow_lives_in_its_slot_until_a_read_takes_it_or_a_free(m, zram_swap):
+    """workingset_eviction's shadow takes the folio's place in the swap table's slot
+    (swap_cache_del_folio); a read into the swap cache takes it (workingset_refault),
+    and freeing the slot clears it (swap_range_free: clear_shadow_from_swap_cache)."""
+    mm, memcg = _hot_and_active(m, zram_swap)
+    for vpn in range(120, 200):
+        mm.touch(vpn)  # evicts the first cold pages
+    swapped = np.flatnonzero(mm.pte_state == PTE_SWAP).tolist()
+    assert len(swapped) >= 2
+    entries = [mm.pte_to_swp_entry(v) for v in swapped[:2]]
+    si = swp_swap_info(m, entries[0])
+    ages = [unpack_shadow(si.shadows[e.offset])[0] for e in entries]
+    assert NO_SHADOW not in [si.shadows[e.offset] for e in entries]
+    assert 0 <= ages[0] < memcg.nonresident_age and ages[0] != ages[1]
+    refaults = m.vm_events["workingset_refault_anon"]
+    mm.madvise_willneed(swapped[0], swapped[0] + 1)  # read into the swap cache, not mapped
+    assert m.vm_events["workingset_refault_anon"] == refaults + 1
+    assert si.swap_count(entries[0].offset) == 1  # the PTE still holds the slot
+    assert si.shadows[entries[0].offset] == NO_SHADOW  # the folio took the shadow's place
+    mm.zap_pte_range(swapped[1], swapped[1] + 1)  # the slot freed, its shadow with it
+    assert si.swap_count(entries[1].offset) == 0
+    assert si.shadows[entries[1].offset] == NO_SHADOW
+
+
 def test_refaults_counted_activated_only_within_the_flushed_workingset(m, zram_swap):
     """workingset_refault: every swap-in with a shadow counts workingset_refault_anon;
     it activates only when the refault distance is within the flushed active list."""
@@ -326,7 +357,8 @@ def test_refaults_counted_activated_only_within_the_flushed_workingset(m, zram_s
     swapped = np.flatnonzero(mm.pte_state == PTE_SWAP)
 
     def eviction(v: int) -> int:
-        return unpack_shadow(memcg.shadows[int(mm.pte_raw[v])])[0]
+        entry = mm.pte_to_swp_entry(v)
+        return unpack_shadow(swp_swap_info(m, entry).shadows[entry.offset])[0]
 
     recent = max(swapped.tolist(), key=eviction)
     assert mm.touch(recent).test(PG_active)

@@ -43,6 +43,7 @@ cdef class SwapInfo:
     cdef public dict nonfull_clusters
     cdef public long[::1] cluster_next
     cdef public list swap_cache
+    cdef public long[::1] shadows
     cdef public spinlock_t lock
     cdef object __weakref__
 
@@ -74,7 +75,7 @@ cpdef Folio swap_cache_get_folio(Machine m, SwpEntry entry)
 @cython.locals(si=SwapInfo, nr=long, off=long, folio=Folio)
 cpdef Folio swap_cache_alloc_folio(Machine m, SwpEntry entry, int order=*)
 @cython.locals(si=SwapInfo, off=long, entry=SwpEntry)
-cpdef void swap_cache_del_folio(Machine m, Folio folio) except *
+cpdef void swap_cache_del_folio(Machine m, Folio folio, long shadow=*) except *
 @cython.locals(si=SwapInfo, off=long, o=long, swapped=bint)
 cpdef bint folio_free_swap(Machine m, Folio folio) except? False
 @cython.locals(m=Machine, folio=Folio, entry=SwpEntry, dropped=long, i=Py_ssize_t, _j=long)

@@ -91,6 +91,8 @@ SWAP_VERSION = 1
 _HDR = struct.Struct("<III")  # version, last_page, nr_badpages at offset 1024
 _UUID_OFF = 1024 + 12
 _BADPAGES_OFF = 1024 + 12 + 16 + 16 + 117 * 4
+#: A slot of the swap table with no shadow entry (the kernel's NULL).
+NO_SHADOW = -1
 
 
 def mkswap(
@@ -183,6 +185,11 @@ class SwapInfo:
         #: The swap cache, one entry a slot (the kernel's swap table: the folio
         #: that caches the slot, or None), indexed by offset: no hashing, no key.
         self.swap_cache: list[Folio | None] = []
+        #: The shadow entries of the swap table, one a slot beside ``swap_cache``:
+        #: what ``workingset_eviction`` left when reclaim took the slot's folio
+        #: out of the cache (``NO_SHADOW``: none), until a swap-in takes the
+        #: slot's place in the cache again or the slot is freed.
+        self.shadows = array("l")
         self.lock = spinlock_t()  # si->lock + cluster locks (see module doc)
 
     def __repr__(self) -> str:
@@ -362,6 +369,7 @@ def _setup_clusters(si: SwapInfo, bad: tuple[int, ...]) -> None:
     si._sm = bytearray(n)
     si._zm = bytearray(n)
     si.swap_cache = [None] * n
+    si.shadows = array("l", [NO_SHADOW]) * n
     si.swap_map = np.frombuffer(si._sm, dtype=np.uint8)  # numpy views of the same bytes
     si.zeromap = np.frombuffer(si._zm, dtype=bool)
     nclusters = -(-n // SWAPFILE_CLUSTER)
@@ -663,7 +671,8 @@ def swap_free(m: Machine, entry: SwpEntry, nr: int = 1) -> None:
 def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
     """``swap_range_free``: slots became free; tell zswap and the device, return them.
 
-    Each slot's zswap entry, if any, is freed first (``zswap_invalidate``).
+    Each slot's zero bit and shadow entry are cleared (``clear_shadow_from_swap_cache``)
+    and its zswap entry, if any, is freed (``zswap_invalidate``).
 
     On a machine built with the series, calls
     ``si.ops.slot_free_notify(si, offset)`` for each slot (patch 3/3), with
@@ -675,6 +684,7 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
     """
     for off in range(offset, offset + nr):
         si._zm[off] = 0
+        si.shadows[off] = NO_SHADOW  # clear_shadow_from_swap_cache
     notify = None
     old_notify = None
     if si.machine.swap_ops_series:
@@ -749,14 +759,24 @@ def swap_cache_alloc_folio(m: Machine, entry: SwpEntry, order: int = 0) -> Folio
     return folio
 
 
-def swap_cache_del_folio(m: Machine, folio: Folio) -> None:
-    """``swap_cache_del_folio``: leave the cache; slots with no references are freed."""
+def swap_cache_del_folio(m: Machine, folio: Folio, shadow: int = NO_SHADOW) -> None:
+    """``__swap_cache_del_folio``: leave the cache; slots with no references are freed
+    (their shadows with them).
+
+    Reclaim gives the ``shadow`` of ``workingset_eviction``, which takes the
+    folio's place in each of its slots.  Without one, a slot keeps the shadow
+    it had: the swap-ins that do not consume it (``swapoff``'s reads, zswap's
+    writeback) are simplified to leave it, where the kernel's would count a
+    refault and its reclaim later leave a new one.
+    """
     entry = folio.swap
     si = swp_swap_info(m, entry)
     spin_lock(si.lock)
     try:
         for off in range(entry.offset, entry.offset + folio.nr_pages):
             si.swap_cache[off] = None
+            if shadow != NO_SHADOW:
+                si.shadows[off] = shadow
             si._sm[off] &= ~SWAP_HAS_CACHE & 0xFF
             if si._sm[off] == 0:
                 swap_range_free(si, off, 1)

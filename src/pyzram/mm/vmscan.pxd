@@ -39,6 +39,7 @@ cdef int WORKINGSET_ACTIVATE_ANON, WORKINGSET_REFAULT_ANON, WORKINGSET_RESTORE_A
 cdef long _ENTRY_SHIFT, _OFFSET_MASK
 cdef long _PTE_NONE, _PTE_PRESENT, _PTE_SWAP, _PTE_YOUNG, _PTE_DIRTY, _HPAGE_PMD_ORDER
 cdef long _PG_referenced, _PG_active, _PG_workingset
+cdef long NO_SHADOW
 cdef long _GFP_IO, _GFP_FS, _PTRS_PER_PTE, _PUD_NR_PAGES, _PAGE_SIZE
 # (its own, not exported)
 cdef int FOLIOREF_RECLAIM, FOLIOREF_KEEP, FOLIOREF_ACTIVATE
@@ -67,7 +68,6 @@ cdef class MemCgroup:
     cdef public long workingset_activate_anon
     cdef public dict stats
     cdef public long refaults_anon
-    cdef public dict shadows
     cdef object __weakref__
 
     cpdef void try_charge(self, long nr=*, long gfp_mask=*) except *
@@ -129,9 +129,9 @@ cpdef bint may_enter_fs(Machine m, Folio folio, long gfp_mask) except? False
 cpdef int folio_check_references(Folio folio) except -1
 cpdef long pack_shadow(long eviction, bint workingset)
 cpdef tuple unpack_shadow(long shadow)
-@cython.locals(j=long, shadow=object)
-cpdef void workingset_eviction(MemCgroup memcg, Folio folio, long raw) except *
-@cython.locals(folio=Folio, mm=AddressSpace, vpn=long, i=long, nr_activate=long, freed=long, references=int, raw=long, memcg=MemCgroup)
+@cython.locals(shadow=long)
+cpdef long workingset_eviction(MemCgroup memcg, Folio folio) except? -1
+@cython.locals(folio=Folio, mm=AddressSpace, vpn=long, i=long, nr_activate=long, freed=long, references=int, memcg=MemCgroup)
 cpdef long shrink_folio_list(Machine m, list folio_list, long gfp_mask=*, ReclaimStat stat=*) except -1
-@cython.locals(nr=long, j=long, workingset_size=long, eviction=long, workingset=bint)
-cpdef void workingset_refault(MemCgroup memcg, Folio folio, long raw) except *
+@cython.locals(nr=long, j=long, workingset_size=long, eviction=long, workingset=bint, si=SwapInfo, off=long, shadow=long)
+cpdef void workingset_refault(MemCgroup memcg, Folio folio) except *

@@ -69,8 +69,7 @@ of partially mapped folios), the accessed and dirty bits set by
 (:mod:`pyzram.mm.tlb`: x86, where ``ptep_clear_flush_young`` does not flush,
 so a hot page still cached in the TLB looks cold) and kept per folio
 (``PTE_YOUNG``, ``PTE_DIRTY``: ``folio_referenced`` counts 0 or 1, also for
-an mTHP folio whose several PTEs are young), no MGLRU, no VMA readahead,
-shadows kept per memcg (by swap entry) rather than in the swap cache, no
+an mTHP folio whose several PTEs are young), no MGLRU, no VMA readahead, no
 per-CPU charge stock or LRU batches, no periodic stats flush, no THP
 shrinker/khugepaged.  Page tables are charged to the memcg as cgroup v1
 counts them (a PTE table per 2 MiB and a PMD table per 1 GiB of the
@@ -131,6 +130,7 @@ from pyzram.mm.swap import (
 )
 from pyzram.mm.swap_ops import SWAP_OPS_F_NOFS
 from pyzram.mm.swapfile import (
+    NO_SHADOW,
     folio_alloc_swap,
     folio_free_swap,
     get_nr_swap_pages,
@@ -331,9 +331,6 @@ class MemCgroup:
         self.stats = {"nr_inactive_anon": 0, "nr_active_anon": 0, "workingset_activate_anon": 0}
         #: ``target_lruvec->refaults[WORKINGSET_ANON]`` (``snapshot_refaults``).
         self.refaults_anon = 0
-        #: The shadow entries of reclaimed folios, by swap entry (``type << 48 | offset``):
-        #: ``nonresident_age`` at eviction and ``PG_workingset``, packed (``pack_shadow``).
-        self.shadows: dict[int, int] = {}
 
     # -- charging ----------------------------------------------------------------
 
@@ -800,14 +797,14 @@ def unpack_shadow(shadow: int) -> tuple[int, bool]:
     return shadow >> 1, bool(shadow & 1)
 
 
-def workingset_eviction(memcg: MemCgroup, folio: Folio, raw: int) -> None:
+def workingset_eviction(memcg: MemCgroup, folio: Folio) -> int:
     """``workingset_eviction`` of a reclaimed swap-cache folio (``__remove_mapping``):
-    a shadow with the memcg's ``nonresident_age`` and ``PG_workingset`` in each of its
-    slots, then the clock ages by its pages."""
+    the shadow, the memcg's ``nonresident_age`` and ``PG_workingset`` packed, that
+    ``swap_cache_del_folio`` leaves in each of its slots; the clock then ages by its
+    pages."""
     shadow = pack_shadow(memcg.nonresident_age, folio.flags & _PG_workingset != 0)
-    for j in range(folio.nr_pages):
-        memcg.shadows[raw + j] = shadow
     memcg.nonresident_age += folio.nr_pages
+    return shadow
 
 
 def shrink_folio_list(
@@ -896,9 +893,7 @@ def shrink_folio_list(
             continue
         memcg = folio.memcg
         if folio.swap is not None:  # __remove_mapping
-            raw = folio.swap.type << _ENTRY_SHIFT | folio.swap.offset
-            swap_cache_del_folio(m, folio)
-            workingset_eviction(memcg, folio, raw)
+            swap_cache_del_folio(m, folio, workingset_eviction(memcg, folio))
         folio.unlock()
         memcg.uncharge(folio.nr_pages)
         freed += folio.nr_pages
@@ -907,19 +902,21 @@ def shrink_folio_list(
     return freed
 
 
-def workingset_refault(memcg: MemCgroup, folio: Folio, raw: int) -> None:
-    """``swap_cache_get_shadow`` + ``workingset_refault`` for a folio being swapped in
-    at swap entry ``raw`` (the first of its slots): if its slots hold a shadow, count
+def workingset_refault(memcg: MemCgroup, folio: Folio) -> None:
+    """``swap_cache_get_shadow`` + ``workingset_refault`` for a folio just added to the
+    swap cache for its swap-in (``folio.swap``): if its first slot held a shadow, count
     ``workingset_refault_anon`` and activate the folio when ``workingset_test_recent``
     finds the refault distance (``nonresident_age`` now minus at eviction) within the
     workingset (the active anon pages, while swap is free — flushed stats, so 0 until
     a flush); a folio that was in the workingset is restored (``PG_workingset``).
     The shadows are consumed (the folio takes their slots in the swap cache)."""
     nr = folio.nr_pages
-    shadow = memcg.shadows.pop(raw, None)
-    for j in range(1, nr):
-        memcg.shadows.pop(raw + j, None)
-    if shadow is None:
+    si = swp_swap_info(memcg.machine, folio.swap)
+    off = folio.swap.offset
+    shadow = si.shadows[off]
+    for j in range(nr):
+        si.shadows[off + j] = NO_SHADOW
+    if shadow == NO_SHADOW:
         return
     vm_events = memcg.machine.vm_events
     vm_events.count(WORKINGSET_REFAULT_ANON, nr)
@@ -1214,7 +1211,7 @@ class AddressSpace:
                     self.memcg.try_charge()
                 folio = swap_cache_alloc_folio(m, entry, order)
                 folio.memcg = self.memcg  # mem_cgroup_swapin_charge_folio
-                workingset_refault(self.memcg, folio, entry.type << _ENTRY_SHIFT | entry.offset)
+                workingset_refault(self.memcg, folio)
                 ctx = SwapIoCtx(m)
                 swap_read_folio(ctx, folio)
                 swap_read_submit(ctx)  # never wait on a folio of our own ctx
@@ -1266,7 +1263,7 @@ class AddressSpace:
             self.memcg.try_charge()
             folio = swap_cache_alloc_folio(m, e)
             folio.memcg = self.memcg  # mem_cgroup_swapin_charge_folio
-            workingset_refault(self.memcg, folio, entry.type << _ENTRY_SHIFT | off)
+            workingset_refault(self.memcg, folio)
             if off == entry.offset:
                 target = folio
             else:
@@ -1299,7 +1296,7 @@ class AddressSpace:
                 continue
             self.memcg.try_charge()
             folio = swap_cache_alloc_folio(m, entry)
-            workingset_refault(self.memcg, folio, int(self.pte_raw[vpn]))
+            workingset_refault(self.memcg, folio)
             folio.mapping, folio.index = self, vpn
             self.memcg.lru_add(folio)
             swap_read_folio(ctx, folio)
@@ -1385,7 +1382,6 @@ class AddressSpace:
             if state == PTE_SWAP:
                 entry = self.pte_to_swp_entry(vpn)
                 self.swapped.pop(self.pte_raw[vpn], None)
-                self.memcg.shadows.pop(self.pte_raw[vpn], None)  # the slot's shadow goes
                 self.pte[vpn] = PTE_NONE
                 swap_free(m, entry)
                 folio = swap_cache_get_folio(m, entry)
@@ -1408,7 +1404,6 @@ class AddressSpace:
         vpn = self.swapped.pop(raw, None)
         if vpn is None:
             return 0
-        self.memcg.shadows.pop(raw, None)
         self.memcg.try_charge()
         self._map(vpn, folio)
         return 1
