@@ -6,7 +6,7 @@ from pyzram.block.blkdev cimport BlockDevice, Gendisk
 from pyzram.mm.swap_ops cimport SwapOps
 from pyzram.mm.folio cimport Folio, SwpEntry, folio_alloc_mpol, swp_entry
 from pyzram.mm.machine cimport Machine
-from pyzram.mm.zswap cimport zswap_invalidate
+from pyzram.mm.zswap cimport Zswap, zswap_invalidate
 
 # Constants imported by the .py, C longs here: each use is a C load, not a
 # module-global lookup and a boxed int (not re-exported: import them from
@@ -68,7 +68,7 @@ cpdef SwpEntry folio_alloc_swap(Machine m, Folio folio)
 cpdef void swap_duplicate(Machine m, SwpEntry entry, long nr=*) except *
 @cython.locals(si=SwapInfo, off=long)
 cpdef void swap_free(Machine m, SwpEntry entry, long nr=*) except *
-@cython.locals(m=Machine, off=long, c=long, order=int, zswap_used=bint, lst=dict)
+@cython.locals(m=Machine, zs=Zswap, off=long, c=long, order=int, zswap_used=bint, lst=dict)
 cpdef void swap_range_free(SwapInfo si, long offset, long nr) except *
 @cython.locals(si=SwapInfo)
 cpdef Folio swap_cache_get_folio(Machine m, SwpEntry entry)

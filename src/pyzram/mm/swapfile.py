@@ -692,7 +692,8 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
     elif si.flags & SWP_BLKDEV and si.bdev is not None:
         old_notify = si.bdev.disk.fops.swap_slot_free_notify
     m = si.machine
-    zswap_used = m.zswap.ever_enabled  # else every tree is empty (xa_empty)
+    zs = m.zswap
+    zswap_used = zs.ever_enabled  # else every tree is empty (xa_empty)
     for off in range(offset, offset + nr):
         if zswap_used:
             zswap_invalidate(m, swp_entry(si.type, off))
