@@ -78,6 +78,10 @@ FREE_PAGES_HIGH = 1 << 16
 #: ``PAGE_POISON`` (include/linux/poison.h) over a word: what a free page starts with.
 _POISON_WORD = bytearray(b"\xaa" * 8)
 _free_pages_high = FREE_PAGES_HIGH
+#: Page ``j`` of a large folio's memory is ``folio.pages[PAGE_SLICES[j]]``: the
+#: slices made once for the largest folio (order 9), not a slice and its two
+#: bounds made for every use.
+PAGE_SLICES = tuple(slice(j * PAGE_SIZE, (j + 1) * PAGE_SIZE) for j in range(1 << 9))
 
 
 def folio_waitqueue(folio: object) -> int:
@@ -182,7 +186,7 @@ class Folio(ListHead):
         order-0 folio, its one page's own buffer; else a view of page ``j``."""
         if self.order == 0:  # the folio is its one page
             return self.data
-        return self.pages[j * _page_size : (j + 1) * _page_size]
+        return self.pages[PAGE_SLICES[j]]
 
     # -- flags -------------------------------------------------------------------
 

@@ -69,5 +69,5 @@ cpdef bint is_folio_zero_filled(Folio folio) except? False
 cpdef void __swap_writepage(SwapIoCtx ctx, Folio folio) except *
 @cython.locals(m=Machine, si=SwapInfo)
 cpdef int swap_writeout(SwapIoCtx ctx, Folio folio) except? -1
-@cython.locals(m=Machine, si=SwapInfo, nz=long, data=bytearray, i=Py_ssize_t)
+@cython.locals(m=Machine, si=SwapInfo, nz=long, data=bytearray, j=long)
 cpdef void swap_read_folio(SwapIoCtx ctx, Folio folio) except *

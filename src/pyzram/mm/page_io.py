@@ -41,7 +41,15 @@ from pyzram.block.bio import (
 )
 from pyzram.block.blkdev import BLK_FEAT_SYNCHRONOUS
 from pyzram.lib.atomic import atomic_begin, atomic_end
-from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_dirty, PG_locked, PG_reclaim
+from pyzram.mm.folio import (
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PAGE_SLICES,
+    Folio,
+    PG_dirty,
+    PG_locked,
+    PG_reclaim,
+)
 from pyzram.mm.machine import Machine
 from pyzram.mm.swap import (
     NRSWPIN,
@@ -352,8 +360,8 @@ def swap_read_folio(ctx: SwapIoCtx, folio: Folio) -> None:
     nz = si.count_zero(folio.swap.offset, folio.nr_pages)
     if nz == folio.nr_pages:
         data = folio.data  # folio_zero_range
-        for i in range(0, folio.size, PAGE_SIZE):
-            data[i : i + PAGE_SIZE] = _ZERO_PAGE_BUF
+        for j in range(folio.nr_pages):
+            data[PAGE_SLICES[j]] = _ZERO_PAGE_BUF
         folio.mark_uptodate()
         folio.unlock()
         m.vm_events.count(SWPIN_ZERO, folio.nr_pages)

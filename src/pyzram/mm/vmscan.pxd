@@ -40,7 +40,7 @@ cdef long _ENTRY_SHIFT, _OFFSET_MASK
 cdef long _PTE_NONE, _PTE_PRESENT, _PTE_SWAP, _PTE_YOUNG, _PTE_DIRTY, _HPAGE_PMD_ORDER
 cdef long _PG_referenced, _PG_active, _PG_workingset
 cdef long NO_SHADOW
-cdef long _GFP_IO, _GFP_FS, _PTRS_PER_PTE, _PUD_NR_PAGES, _PAGE_SIZE
+cdef long _GFP_IO, _GFP_FS, _PTRS_PER_PTE, _PUD_NR_PAGES
 # (its own, not exported)
 cdef int FOLIOREF_RECLAIM, FOLIOREF_KEEP, FOLIOREF_ACTIVATE
 

@@ -92,6 +92,7 @@ import numpy as np
 from pyzram.lib.list import List, list_add_tail, list_del
 from pyzram.mm.folio import (
     PAGE_SIZE,
+    PAGE_SLICES,
     Folio,
     PG_dirty,
     PG_locked,
@@ -199,7 +200,6 @@ PTRS_PER_PTE = 512
 PUD_NR_PAGES = 512 * 512
 _PTRS_PER_PTE = PTRS_PER_PTE
 _PUD_NR_PAGES = PUD_NR_PAGES
-_PAGE_SIZE = PAGE_SIZE
 
 _ENTRY_SHIFT = 48
 _OFFSET_MASK = (1 << _ENTRY_SHIFT) - 1
@@ -1132,7 +1132,7 @@ class AddressSpace:
                 folio = folio_alloc_mpol(self.machine, order)  # zeroed (clear_huge_page)
                 pages = folio.pages
                 for j in range(nr):  # then the process writes its pages
-                    pages[j * _PAGE_SIZE : (j + 1) * _PAGE_SIZE] = self.source(base + j)
+                    pages[PAGE_SLICES[j]] = self.source(base + j)
                 folio.mark_uptodate()
                 if order == _HPAGE_PMD_ORDER:
                     vm_events.count(THP_FAULT_ALLOC)
