@@ -461,6 +461,10 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
         entries.append(entry)
         folios.append(folio)
     swap_read_submit(ctx)
+    # each address space's unuse_pte (unuse_mm), then the caller's, found once
+    unuses = [mm.unuse_pte for mm in m.mmlist]
+    if unuse is not None:
+        unuses.append(unuse)
     for i in range(len(folios)):
         entry = entries[i]
         folio = folios[i]
@@ -470,10 +474,8 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
             raise OSError(errno.EIO, f"swapoff: cannot read slot {entry.offset}")
         try:
             dropped = 0
-            for mm in m.mmlist:
-                dropped += mm.unuse_pte(entry, folio)
-            if unuse is not None:
-                dropped += unuse(entry, folio)
+            for unuse_pte in unuses:
+                dropped += unuse_pte(entry, folio)
         except OSError:  # ENOMEM from a memcg charge: reinsert_swap_info, fail
             spin_lock(si.lock)
             try:
