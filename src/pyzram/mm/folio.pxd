@@ -3,6 +3,7 @@
 cimport cython
 from pyzram.lib.list cimport INIT_LIST_HEAD, ListHead
 from pyzram.lib.atomic cimport atomic_begin, atomic_end
+from pyzram.mm.machine cimport Machine
 
 cdef list folio_wait_table
 cdef long _WAIT_TABLE_MASK
@@ -57,6 +58,6 @@ cdef class Folio(ListHead):
 cpdef void _folio_init(Folio folio, int order, object data, object page=*) except *
 cpdef Folio folio_alloc(int order=*, object data=*)
 @cython.locals(free=list, folio=Folio)
-cpdef Folio folio_alloc_mpol(object m, int order=*, object data=*)
+cpdef Folio folio_alloc_mpol(Machine m, int order=*, object data=*)
 @cython.locals(free=list, folio=Folio)
-cpdef void free_unref_folios(object m, list folios) except *
+cpdef void free_unref_folios(Machine m, list folios) except *

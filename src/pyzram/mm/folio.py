@@ -23,10 +23,13 @@ loop absorbs, as in the kernel).
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyzram.lib.atomic import atomic_begin, atomic_end
 from pyzram.lib.list import INIT_LIST_HEAD, ListHead
+
+if TYPE_CHECKING:
+    from pyzram.mm.machine import Machine
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
@@ -322,7 +325,7 @@ def folio_alloc(order: int = 0, data: bytes | bytearray | memoryview | None = No
 
 
 def folio_alloc_mpol(
-    m: Any, order: int = 0, data: bytes | bytearray | memoryview | None = None
+    m: Machine, order: int = 0, data: bytes | bytearray | memoryview | None = None
 ) -> Folio:
     """``folio_alloc_mpol``: a folio from machine ``m``'s page allocator.
 
@@ -342,7 +345,7 @@ def folio_alloc_mpol(
     return folio
 
 
-def free_unref_folios(m: Any, folios: list[Folio]) -> None:
+def free_unref_folios(m: Machine, folios: list[Folio]) -> None:
     """``free_unref_folios``: the memory of folios no one uses any more back to machine
     ``m``'s page allocator: an order-0 folio's page onto ``m.free_pages`` (while it
     has fewer than :data:`FREE_PAGES_HIGH`), a large folio's to the host.

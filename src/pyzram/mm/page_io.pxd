@@ -61,11 +61,11 @@ cpdef void swap_add_folio(SwapIoCtx ctx, Folio folio, int rw) except *
 cpdef void _submit(SwapIoCtx ctx, int rw) except *
 cpdef void swap_write_submit(SwapIoCtx ctx) except *
 cpdef void swap_read_submit(SwapIoCtx ctx) except *
-@cython.locals(si=SwapInfo, ops=SwapOps)
+@cython.locals(m=Machine, si=SwapInfo, ops=SwapOps)
 cpdef void _hand_over(SwapIoCtx ctx, int counter, int rw) except *
 @cython.locals(i=long)
 cpdef bint is_folio_zero_filled(Folio folio) except? False
-@cython.locals(vm_events=VmEvents)
+@cython.locals(m=Machine, vm_events=VmEvents)
 cpdef void __swap_writepage(SwapIoCtx ctx, Folio folio) except *
 @cython.locals(m=Machine, si=SwapInfo)
 cpdef int swap_writeout(SwapIoCtx ctx, Folio folio) except? -1

@@ -259,7 +259,8 @@ def _hand_over(ctx: SwapIoCtx, counter: int, rw: int) -> None:
     """Count the batch, give it to the ops (which now own and end it), empty the ctx."""
     if ctx.sio is None:
         return
-    ctx.machine.vm_events.count(counter)
+    m = ctx.machine
+    m.vm_events.count(counter)
     si = ctx.sis
     ops = si.ops
     try:
@@ -333,7 +334,8 @@ def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
 
 def __swap_writepage(ctx: SwapIoCtx, folio: Folio) -> None:
     """``__swap_writepage``: count at submission, start writeback, unlock, queue."""
-    vm_events = ctx.machine.vm_events
+    m = ctx.machine
+    vm_events = m.vm_events
     if folio.order == _HPAGE_PMD_ORDER:
         vm_events.count(THP_SWPOUT)
     vm_events.count_mthp(folio.order, "swpout")
