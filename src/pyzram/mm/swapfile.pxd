@@ -44,6 +44,8 @@ cdef class SwapInfo:
     cdef public long[::1] cluster_next
     cdef public list swap_cache
     cdef public long[::1] shadows
+    cdef public list rmap_mm
+    cdef public long[::1] rmap_vpn
     cdef public spinlock_t lock
     cdef object __weakref__
 

@@ -85,6 +85,7 @@ from pyzram.mm.zswap import zswap_invalidate, zswap_swapoff, zswap_swapon
 
 if TYPE_CHECKING:
     from pyzram.mm.machine import Machine
+    from pyzram.mm.vmscan import AddressSpace
 
 SWAP_MAGIC = b"SWAPSPACE2"
 SWAP_VERSION = 1
@@ -190,6 +191,12 @@ class SwapInfo:
         #: out of the cache (``NO_SHADOW``: none), until a swap-in takes the
         #: slot's place in the cache again or the slot is freed.
         self.shadows = array("l")
+        #: The model's reverse map of swap entries, one a slot: the address space
+        #: whose PTE holds the slot (None: none) and that PTE's page.  The kernel
+        #: has none: ``unuse_mm`` and readahead find a slot's PTE by walking
+        #: page tables; the model looks it up.
+        self.rmap_mm: list[AddressSpace | None] = []
+        self.rmap_vpn = array("l")
         self.lock = spinlock_t()  # si->lock + cluster locks (see module doc)
 
     def __repr__(self) -> str:
@@ -370,6 +377,8 @@ def _setup_clusters(si: SwapInfo, bad: tuple[int, ...]) -> None:
     si._zm = bytearray(n)
     si.swap_cache = [None] * n
     si.shadows = array("l", [NO_SHADOW]) * n
+    si.rmap_mm = [None] * n
+    si.rmap_vpn = array("l", bytes(8 * n))
     si.swap_map = np.frombuffer(si._sm, dtype=np.uint8)  # numpy views of the same bytes
     si.zeromap = np.frombuffer(si._zm, dtype=bool)
     nclusters = -(-n // SWAPFILE_CLUSTER)
@@ -402,6 +411,7 @@ def release_swap_area(si: SwapInfo) -> None:
     spin_lock(si.lock)
     try:
         si.swap_cache.clear()
+        si.rmap_mm.clear()
     finally:
         spin_unlock(si.lock)
     if si.bdev is not None:

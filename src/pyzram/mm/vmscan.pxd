@@ -95,7 +95,6 @@ cdef class AddressSpace:
     cdef public unsigned char[::1] pte
     cdef public long[::1] pte_raw
     cdef public list present
-    cdef public dict swapped
     cdef public Tlb tlb
     cdef public Tlb tlb_2m
     cdef public bytearray pte_tables
@@ -109,7 +108,7 @@ cdef class AddressSpace:
     cpdef int _anon_order(self, long vpn) except -1
     @cython.locals(order=int, nr=long, base=long, first=long, raw=long, j=long, m=Machine, si=SwapInfo)
     cpdef int _swapin_order(self, long vpn, SwpEntry entry) except -1
-    @cython.locals(entry=SwpEntry, nr=long, raw=long, j=long)
+    @cython.locals(entry=SwpEntry, si=SwapInfo, nr=long, off=long, raw=long, j=long)
     cpdef void unmap(self, long base, Folio folio) except *
     cpdef Folio touch(self, long vpn, bint write=*, object data=*)
     cpdef void pmd_alloc(self, long vpn) except *
@@ -119,7 +118,7 @@ cdef class AddressSpace:
     cpdef Folio do_swap_page(self, long vpn)
     @cython.locals(raw=long)
     cpdef SwpEntry pte_to_swp_entry(self, long vpn)
-    @cython.locals(raw=long)
+    @cython.locals(si=SwapInfo, vpn=long)
     cpdef long unuse_pte(self, SwpEntry entry, Folio folio) except -1
     cpdef void _map(self, long base, Folio folio) except *
 

@@ -132,6 +132,7 @@ from pyzram.mm.swap import (
 from pyzram.mm.swap_ops import SWAP_OPS_F_NOFS
 from pyzram.mm.swapfile import (
     NO_SHADOW,
+    SwapInfo,
     folio_alloc_swap,
     folio_free_swap,
     get_nr_swap_pages,
@@ -973,7 +974,6 @@ class AddressSpace:
         self.pte_raw = memoryview(self.pte_entry)
         #: The folio each present PTE maps (``pte_page``), None elsewhere.
         self.present: list[Folio | None] = [None] * nr_pages
-        self.swapped: dict[int, int] = {}  # raw entry -> vpn (the rmap of swap entries)
         #: The translations the CPU has cached for this process (``pyzram.mm.tlb``),
         #: and those of its 2 MiB (PMD) mappings: the same TLB unless the machine's
         #: CPU keeps them apart (``Machine.tlb_2m_entries``).
@@ -998,10 +998,13 @@ class AddressSpace:
 
     @cython.locals(folio=Folio)
     def unmap(self, base: int, folio: Folio) -> None:
-        """``try_to_unmap`` of a folio mapped at ``base``: each PTE takes its slot's entry."""
+        """``try_to_unmap`` of a folio mapped at ``base``: each PTE takes its slot's entry
+        (and the area's reverse map, ``SwapInfo.rmap_mm``, the PTE)."""
         entry = folio.swap
         nr = folio.nr_pages
-        raw = entry.type << _ENTRY_SHIFT | entry.offset
+        off = entry.offset
+        raw = entry.type << _ENTRY_SHIFT | off
+        si = swp_swap_info(self.machine, entry)
         if not self.on_mmlist:  # try_to_unmap_one: list_add(&mm->mmlist, &init_mm.mmlist)
             self.on_mmlist = True
             self.machine.mmlist.append(self)
@@ -1015,13 +1018,15 @@ class AddressSpace:
             self.pte[base] = _PTE_SWAP
             self.pte_raw[base] = raw
             self.present[base] = None
-            self.swapped[raw] = base
+            si.rmap_mm[off] = self
+            si.rmap_vpn[off] = base
             return
         self.pte_state[base : base + nr] = PTE_SWAP
         self.pte_entry[base : base + nr] = np.arange(raw, raw + nr, dtype=np.int64)
         for j in range(nr):
             self.present[base + j] = None
-            self.swapped[raw + j] = base + j
+            si.rmap_mm[off + j] = self
+            si.rmap_vpn[off + j] = base + j
 
     @cython.locals(folio=Folio, state=cython.int, key=cython.long, tlb=Tlb)
     def touch(
@@ -1182,6 +1187,7 @@ class AddressSpace:
     @cython.locals(
         folio=Folio,
         entry=SwpEntry,
+        si=SwapInfo,
         nr=cython.long,
         base=cython.long,
         first=cython.long,
@@ -1234,15 +1240,16 @@ class AddressSpace:
         if nr > 1 and not (self.pte_entry[base : base + nr] == np.arange(first, first + nr)).all():
             folio.unlock()
             raise RuntimeError(f"large folio at page {base} is only partly mapped by its PTEs")
+        si = swp_swap_info(m, folio.swap)
         for j in range(nr):
-            self.swapped.pop(first + j, None)
+            si.rmap_mm[folio.swap.offset + j] = None
         swap_free(m, folio.swap, nr)  # the PTEs drop their references
         folio_free_swap(m, folio)  # no one else needs the slots: free them (and zram's copies)
         folio.unlock()
         self._map(base, folio)
         return folio
 
-    @cython.locals(folio=Folio)
+    @cython.locals(folio=Folio, si=SwapInfo, off=cython.long, vpn=cython.long, mine=cython.bint)
     def swap_cluster_readahead(self, entry: SwpEntry) -> Folio:
         """``swap_cluster_readahead``: the aligned window of ``swapin_nr_pages`` slots
         around the target, read through one ctx; the others get ``PG_readahead``."""
@@ -1254,9 +1261,10 @@ class AddressSpace:
         ctx = SwapIoCtx(m)
         target = None
         for off in range(max(start, 1), min(end, si.max)):
-            vpn = self.swapped.get(entry.type << _ENTRY_SHIFT | off)
-            if off != entry.offset and (vpn is None or si.swap_count(off) == 0):
+            mine = si.rmap_mm[off] is self
+            if off != entry.offset and (not mine or si.swap_count(off) == 0):
                 continue  # free slot, or another process's page
+            vpn = si.rmap_vpn[off]
             e = swp_entry(entry.type, off)
             if swap_cache_get_folio(m, e) is not None:
                 continue
@@ -1381,7 +1389,7 @@ class AddressSpace:
                 continue
             if state == PTE_SWAP:
                 entry = self.pte_to_swp_entry(vpn)
-                self.swapped.pop(self.pte_raw[vpn], None)
+                swp_swap_info(m, entry).rmap_mm[entry.offset] = None
                 self.pte[vpn] = PTE_NONE
                 swap_free(m, entry)
                 folio = swap_cache_get_folio(m, entry)
@@ -1400,10 +1408,11 @@ class AddressSpace:
         which ``swapoff`` gives back with ``swap_free``; 0 if no PTE of this
         process holds the entry.
         """
-        raw = entry.type << _ENTRY_SHIFT | entry.offset
-        vpn = self.swapped.pop(raw, None)
-        if vpn is None:
+        si = swp_swap_info(self.machine, entry)
+        if si.rmap_mm[entry.offset] is not self:
             return 0
+        si.rmap_mm[entry.offset] = None
+        vpn = si.rmap_vpn[entry.offset]
         self.memcg.try_charge()
         self._map(vpn, folio)
         return 1
