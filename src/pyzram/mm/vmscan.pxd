@@ -74,12 +74,48 @@ cdef class MemCgroup:
     cpdef void uncharge(self, long nr=*) except *
     cpdef void lru_add(self, Folio folio) except *
     cpdef void lru_del(self, Folio folio) except *
+    @cython.locals(inactive=long, active=long, gb=long, ratio=long)
+    cpdef bint inactive_is_low(self) except? False
+    @cython.locals(cost=long, lrusize=long)
+    cpdef void lru_note_cost(self, long nr_io, long nr_rotated) except *
 
 
 cdef class ReclaimStat:
     cdef public long nr_activate
     cdef public long nr_pageout
     cdef public long nr_ref_keep
+
+
+cdef class ScanControl:
+    cdef public long anon_cost
+    cdef public bint force_deactivate
+    cdef public long gfp_mask
+    cdef public long may_deactivate
+    cdef public long nr_reclaimed
+    cdef public long nr_to_reclaim
+    cdef public long priority
+    cdef public bint skipped_deactivate
+
+
+cpdef long try_to_free_mem_cgroup_pages(MemCgroup memcg, long nr_pages, long gfp_mask=*) except -1
+cpdef long do_try_to_free_pages(MemCgroup memcg, ScanControl sc) except -1
+@cython.locals(refaults=long)
+cpdef void prepare_scan_control(MemCgroup memcg, ScanControl sc) except *
+cpdef void shrink_node(MemCgroup memcg, ScanControl sc) except *
+@cython.locals(swappiness=long, inactive=long, active=long, total=long, anon_cost=long, file_cost=long, ap=long, fp=long)
+cpdef tuple get_scan_count(MemCgroup memcg, ScanControl sc)
+@cython.locals(nr_inactive=long, nr_active=long, nr_reclaimed=long, nr=long)
+cpdef void shrink_lruvec(MemCgroup memcg, ScanControl sc) except *
+@cython.locals(m=Machine, freeable=long, nr=long, delta=long, total_scan=long, freed=long, scanned=long, nr_to_scan=long, ret=long, next_deferred=long)
+cpdef long shrink_slab(MemCgroup memcg, long priority=*) except? -1
+@cython.locals(folio=Folio, moved=long, taken=long)
+cpdef void shrink_active_list(MemCgroup memcg, long nr) except *
+@cython.locals(folio=Folio, taken=long)
+cpdef list isolate_lru_folios(MemCgroup memcg, long nr)
+@cython.locals(folio=Folio)
+cpdef void move_folios_to_lru(MemCgroup memcg, list folio_list) except *
+@cython.locals(folio=Folio, folio_list=list, nr_scanned=long, stat=ReclaimStat, freed=long)
+cpdef long shrink_inactive_list(MemCgroup memcg, long nr, long gfp_mask=*) except -1
 
 
 cdef class AddressSpace:

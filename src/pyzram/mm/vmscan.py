@@ -455,7 +455,6 @@ def try_to_free_mem_cgroup_pages(
     return do_try_to_free_pages(memcg, sc)
 
 
-@cython.locals(memcg=MemCgroup)
 def do_try_to_free_pages(memcg: MemCgroup, sc: ScanControl) -> int:
     """``do_try_to_free_pages``: ``shrink_node`` at priority 12, 11 .. 0 until
     ``nr_to_reclaim`` pages are freed; then ``snapshot_refaults``.  If nothing was
@@ -479,7 +478,6 @@ def do_try_to_free_pages(memcg: MemCgroup, sc: ScanControl) -> int:
         sc.skipped_deactivate = False
 
 
-@cython.locals(memcg=MemCgroup)
 def prepare_scan_control(memcg: MemCgroup, sc: ScanControl) -> None:
     """``prepare_scan_control``: the anon cost, and whether the active anon list may
     be aged: when refaults were seen since the last reclaim (``WORKINGSET_ACTIVATE_ANON``
@@ -496,7 +494,6 @@ def prepare_scan_control(memcg: MemCgroup, sc: ScanControl) -> None:
     sc.may_deactivate &= ~DEACTIVATE_FILE  # no file LRU: never low, no refaults
 
 
-@cython.locals(memcg=MemCgroup)
 def shrink_node(memcg: MemCgroup, sc: ScanControl) -> None:
     """``shrink_node`` → ``shrink_node_memcgs`` for a memcg limit reclaim: one memcg
     (the target, a leaf), one node — ``prepare_scan_control``, ``shrink_lruvec``,
@@ -506,7 +503,6 @@ def shrink_node(memcg: MemCgroup, sc: ScanControl) -> None:
     shrink_slab(memcg, sc.priority)
 
 
-@cython.locals(memcg=MemCgroup)
 def get_scan_count(memcg: MemCgroup, sc: ScanControl) -> tuple[int, int]:
     """``get_scan_count``: pages to scan on the inactive and the active anon list.
 
@@ -533,7 +529,6 @@ def get_scan_count(memcg: MemCgroup, sc: ScanControl) -> tuple[int, int]:
     return inactive * ap // (ap + fp), active * ap // (ap + fp)
 
 
-@cython.locals(memcg=MemCgroup)
 def shrink_lruvec(memcg: MemCgroup, sc: ScanControl) -> None:
     """``shrink_lruvec`` (no MGLRU): scan the targets of ``get_scan_count`` in
     ``SWAP_CLUSTER_MAX`` bites while the inactive target lasts, the active list
@@ -601,7 +596,6 @@ def shrink_slab(memcg: MemCgroup, priority: int = DEF_PRIORITY) -> int:
     return freed
 
 
-@cython.locals(folio=Folio, memcg=MemCgroup)
 def shrink_active_list(memcg: MemCgroup, nr: int) -> None:
     """``shrink_active_list``: isolate folios of ``nr`` pages from the active tail and
     deactivate them all (``folio_referenced`` clears their young bits; referenced
@@ -621,7 +615,6 @@ def shrink_active_list(memcg: MemCgroup, nr: int) -> None:
         memcg.machine.vm_events.count(PGDEACTIVATE, moved)
 
 
-@cython.locals(folio=Folio, memcg=MemCgroup)
 def isolate_lru_folios(memcg: MemCgroup, nr: int) -> list[Folio]:
     """``isolate_lru_folios``: folios of about ``nr`` pages off the inactive tail
     (``pgscan_anon``); pages are counted, so one 2 MiB folio is a batch alone."""
@@ -635,7 +628,6 @@ def isolate_lru_folios(memcg: MemCgroup, nr: int) -> list[Folio]:
     return folio_list
 
 
-@cython.locals(folio=Folio, memcg=MemCgroup)
 def move_folios_to_lru(memcg: MemCgroup, folio_list: list[Folio]) -> None:
     """``move_folios_to_lru``: put back what reclaim kept, each on its list; an active
     one ages the non-resident clock (``workingset_age_nonresident``)."""
@@ -657,7 +649,6 @@ class ReclaimStat:
         self.nr_ref_keep = 0
 
 
-@cython.locals(memcg=MemCgroup)
 def shrink_inactive_list(memcg: MemCgroup, nr: int, gfp_mask: int = GFP_KERNEL) -> int:
     """``shrink_inactive_list``: isolate, ``shrink_folio_list``, put back; pages freed.
 
@@ -667,7 +658,9 @@ def shrink_inactive_list(memcg: MemCgroup, nr: int, gfp_mask: int = GFP_KERNEL) 
     """
     memcg.nr_reclaim_batches += 1
     folio_list = isolate_lru_folios(memcg, nr)
-    nr_scanned = sum([folio.nr_pages for folio in folio_list])
+    nr_scanned = 0
+    for folio in folio_list:
+        nr_scanned += folio.nr_pages
     stat = ReclaimStat()
     freed = shrink_folio_list(memcg.machine, folio_list, gfp_mask, stat)
     move_folios_to_lru(memcg, folio_list)

@@ -2,6 +2,9 @@
 # page sampler runs inside the measured window of every run, at each batch.
 cimport cython
 
+# Constants the sampler reads, C integers here (PAGE_SIZE imported by the .py).
+cdef Py_ssize_t PAGE_SIZE, _SAMPLE, _SCHEDULE
+
 cdef class PageSampler:
     cdef public object _buf, _rng
     cdef public Py_ssize_t kept, seen, _i, _next

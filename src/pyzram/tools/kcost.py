@@ -42,6 +42,9 @@ SCHEDULE = 1024
 FAULT_US = 1.0
 #: Timing repeats (best of).
 REPEAT = 3
+#: The sampler's constants as it reads them (compiled: C integers, ``kcost.pxd``).
+_SAMPLE = SAMPLE
+_SCHEDULE = SCHEDULE
 
 
 class PageSampler:
@@ -103,9 +106,9 @@ class PageSampler:
         n = len(data) // PAGE_SIZE
         first = self.seen  # the pages counted before this folio's
         self.seen = first + n
-        if self.kept < SAMPLE:
+        if self.kept < _SAMPLE:
             k = self.kept
-            m = min(n, SAMPLE - k)
+            m = min(n, _SAMPLE - k)
             self._buf[k * PAGE_SIZE : (k + m) * PAGE_SIZE] = memoryview(data)[: m * PAGE_SIZE]
             self.kept = k + m
         while self._next <= self.seen:
@@ -118,7 +121,7 @@ class PageSampler:
             j * PAGE_SIZE : (j + 1) * PAGE_SIZE
         ]
         self._i += 1
-        if self._i == SCHEDULE:
+        if self._i == _SCHEDULE:
             self._schedule(self._next)
         else:
             self._next = self._at[self._i]
