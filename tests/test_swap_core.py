@@ -55,6 +55,7 @@ from pyzram.mm.swap import (
     SWAP_CLUSTER_MAX,
     SWAP_HAS_CACHE,
     SWAP_MAP_BAD,
+    SWAPFILE_CLUSTER,
     SWP_BLKDEV,
     SWP_SOLIDSTATE,
     SWP_SYNCHRONOUS_IO,
@@ -375,14 +376,27 @@ def test_swapfile_with_holes_is_refused(m, tmp_path):
     assert not m.active_areas()
 
 
+def check_nonfull_lists(si) -> None:
+    """Each cluster is on its order's non-full list exactly while it has both used and
+    free slots, and its ``cluster_nonfull`` flag says so (CLUSTER_FLAG_NONFULL)."""
+    for c in range(len(si.cluster_nonfull)):
+        lists = [o for o, lst in si.nonfull_clusters.items() if c in lst]
+        used = si.cluster_count[c]
+        assert lists == ([si.cluster_order[c]] if 0 < used < SWAPFILE_CLUSTER else []), c
+        assert si.cluster_nonfull[c] == bool(lists), c
+
+
 def test_slot_allocation_clusters_and_alignment(m, tmp_path):
     fd = new_filedisk(tmp_path, size=8 << 20)  # 2048 slots, 4 clusters
     si = swapon(m, fd.disk)
+    check_nonfull_lists(si)
     small = folios_of(rand_pages(3), 0)
     e_small = alloc(m, small)
     assert [e.offset for e in e_small] == [1, 2, 3]  # slot 0 is the header
+    check_nonfull_lists(si)
     big = [Folio(2), Folio(4), Folio(2)]
     e_big = alloc(m, big)
+    check_nonfull_lists(si)
     for f, e in zip(big, e_big, strict=True):
         assert e.offset % f.nr_pages == 0, "large folios get aligned slots"
         assert all(si.swap_cache[e.offset + j] is f for j in range(f.nr_pages))
@@ -403,12 +417,16 @@ def test_slot_allocation_clusters_and_alignment(m, tmp_path):
     # order 0 steals from the order-2/order-4 clusters: every usable slot gets used
     assert si.inuse_pages == si.pages == 2047
     assert all(f.swap.offset != 0 for f in rest)
-    for f in small + big + rest:  # no PTE refs for `rest`: dropping the cache frees them
-        if f.swap is not None and si.swap_count(f.swap.offset):
+    check_nonfull_lists(si)
+    for i, f in enumerate(small + big + rest):  # no PTE refs for `rest`: dropping the
+        if f.swap is not None and si.swap_count(f.swap.offset):  # cache frees them
             swap_free(m, f.swap, f.nr_pages)
         f.lock()
         swap_cache_del_folio(m, f)
         f.unlock()
+        if i % 97 == 0:
+            check_nonfull_lists(si)
+    check_nonfull_lists(si)
     assert si.inuse_pages == 0 and sorted(si.free_clusters) == [1, 2, 3]
     assert set(si.swap_map.tolist()) == {0, SWAP_MAP_BAD}
     swapoff(si)

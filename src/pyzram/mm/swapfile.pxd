@@ -41,6 +41,7 @@ cdef class SwapInfo:
     cdef public int[::1] cluster_free_hint
     cdef public object free_clusters
     cdef public dict nonfull_clusters
+    cdef public bytearray cluster_nonfull
     cdef public long[::1] cluster_next
     cdef public list swap_cache
     cdef public long[::1] shadows
@@ -62,7 +63,7 @@ cpdef long get_nr_swap_pages(Machine m)
 cpdef long _alloc_in_cluster(SwapInfo si, long c, int order) except -2
 @cython.locals(cur=long, c=long, off=long)
 cpdef long _take_slots(SwapInfo si, int order) except -2
-@cython.locals(nr=long, i=long, corder=int, lst=dict)
+@cython.locals(nr=long, i=long, corder=int, full=bint, lst=dict)
 cpdef long _claim(SwapInfo si, long c, int order, long off, object cluster_order=*) except -1
 @cython.locals(si=SwapInfo, nr=long, i=long, off=long, entry=SwpEntry)
 cpdef SwpEntry folio_alloc_swap(Machine m, Folio folio)
@@ -70,7 +71,7 @@ cpdef SwpEntry folio_alloc_swap(Machine m, Folio folio)
 cpdef void swap_duplicate(Machine m, SwpEntry entry, long nr=*) except *
 @cython.locals(si=SwapInfo, off=long)
 cpdef void swap_free(Machine m, SwpEntry entry, long nr=*) except *
-@cython.locals(m=Machine, zs=Zswap, off=long, c=long, order=int, zswap_used=bint, lst=dict)
+@cython.locals(m=Machine, zs=Zswap, off=long, c=long, order=int, zswap_used=bint)
 cpdef void swap_range_free(SwapInfo si, long offset, long nr) except *
 @cython.locals(si=SwapInfo)
 cpdef Folio swap_cache_get_folio(Machine m, SwpEntry entry)

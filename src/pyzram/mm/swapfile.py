@@ -180,6 +180,9 @@ class SwapInfo:
         self.free_clusters: deque[int] = deque()
         #: Per order, the non-full clusters in list order (a dict: O(1) membership).
         self.nonfull_clusters: dict[int, dict[int, None]] = {}
+        #: Per cluster, whether it is on its order's non-full list (the kernel's
+        #: ``CLUSTER_FLAG_NONFULL``): a slot taken or freed moves it only if not.
+        self.cluster_nonfull = bytearray()
         #: Per order, its current cluster (``-1``: none), as the kernel's
         #: ``percpu_cluster->next[order]`` keeps one.
         self.cluster_next = array("l", [-1] * SWAPFILE_CLUSTER.bit_length())  # orders 0..9
@@ -395,6 +398,7 @@ def _setup_clusters(si: SwapInfo, bad: tuple[int, ...]) -> None:
     si.pages = n - len(unusable)
     si.free_clusters = deque(c for c in range(nclusters) if si.cluster_count[c] == 0)
     si.nonfull_clusters = {0: dict.fromkeys(c for c in range(nclusters) if si.cluster_count[c])}
+    si.cluster_nonfull = bytearray(bool(si.cluster_count[c]) for c in range(nclusters))
 
 
 @cython.locals(si=SwapInfo)
@@ -599,13 +603,14 @@ def _claim(si: SwapInfo, c: int, order: int, off: int, cluster_order: int | None
         si._sm[i] = SWAP_HAS_CACHE
     si.cluster_count[c] += nr
     si.cluster_order[c] = corder
-    lst = si.nonfull_clusters.get(corder)
-    if lst is None:
-        lst = si.nonfull_clusters[corder] = {}
-    if si.cluster_count[c] >= SWAPFILE_CLUSTER:
-        lst.pop(c, None)
-    else:
-        lst.setdefault(c)
+    full = si.cluster_count[c] >= SWAPFILE_CLUSTER
+    if full == si.cluster_nonfull[c]:  # it leaves the non-full list, or joins it
+        lst = si.nonfull_clusters.setdefault(corder, {})
+        if full:
+            del lst[c]
+        else:
+            lst[c] = None
+        si.cluster_nonfull[c] = not full
     si.cluster_next[corder] = c
     si.inuse_pages += nr  # swap_range_alloc
     atomic64_sub(nr, si.machine.nr_swap_pages)
@@ -718,16 +723,16 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
             si.cluster_free_hint[c] = off - c * SWAPFILE_CLUSTER
         si.cluster_count[c] -= 1
         order = si.cluster_order[c]
-        lst = si.nonfull_clusters.get(order)
-        if lst is None:
-            lst = si.nonfull_clusters[order] = {}
         if si.cluster_count[c] == 0:
-            lst.pop(c, None)
+            if si.cluster_nonfull[c]:
+                del si.nonfull_clusters[order][c]
+                si.cluster_nonfull[c] = 0
             if si.cluster_next[order] == c:
                 si.cluster_next[order] = -1
             si.free_clusters.append(c)
-        else:
-            lst.setdefault(c)
+        elif not si.cluster_nonfull[c]:
+            si.nonfull_clusters.setdefault(order, {})[c] = None
+            si.cluster_nonfull[c] = 1
     atomic64_add(nr, m.nr_swap_pages)
     si.inuse_pages -= nr
 
