@@ -17,7 +17,7 @@ cdef long SWAPFILE_CLUSTER, SWP_BLKDEV, SWP_SOLIDSTATE, SWP_STABLE_WRITES, SWP_S
 cdef long SWP_USED, SWP_WRITEOK
 
 
-cdef long _COUNT_MASK
+cdef long _COUNT_MASK, _NO_SHADOW
 
 
 cdef class SwapInfo:

@@ -94,6 +94,7 @@ _UUID_OFF = 1024 + 12
 _BADPAGES_OFF = 1024 + 12 + 16 + 16 + 117 * 4
 #: A slot of the swap table with no shadow entry (the kernel's NULL).
 NO_SHADOW = -1
+_NO_SHADOW = NO_SHADOW  # (compiled: a C long, swapfile.pxd)
 
 
 def mkswap(
@@ -701,7 +702,7 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
     """
     for off in range(offset, offset + nr):
         si._zm[off] = 0
-        si.shadows[off] = NO_SHADOW  # clear_shadow_from_swap_cache
+        si.shadows[off] = _NO_SHADOW  # clear_shadow_from_swap_cache
     notify = None
     old_notify = None
     if si.machine.swap_ops_series:
@@ -793,7 +794,7 @@ def swap_cache_del_folio(m: Machine, folio: Folio, shadow: int = NO_SHADOW) -> N
     try:
         for off in range(entry.offset, entry.offset + folio.nr_pages):
             si.swap_cache[off] = None
-            if shadow != NO_SHADOW:
+            if shadow != _NO_SHADOW:
                 si.shadows[off] = shadow
             si._sm[off] &= ~SWAP_HAS_CACHE & 0xFF
             if si._sm[off] == 0:
