@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 import pytest
 
 from pyzram import Zram
 from pyzram.mm.machine import Machine
-from pyzram.mm.swap import SWAP_CLUSTER_MAX
+from pyzram.mm.swap import SWAP_CLUSTER_MAX, SWP_WRITEOK
 from pyzram.mm.swap_ops import READ, WRITE
 from pyzram.mm.swapfile import (
     NO_SHADOW,
@@ -149,6 +151,26 @@ def test_nr_swap_pages_follows_allocations_frees_and_swapoff(m, zram_swap):
     mm.memcg.limit_pages = 1000
     swapoff(si)
     assert get_nr_swap_pages(m) == 0 and si.inuse_pages == 0
+
+
+def test_swapoff_out_of_memory_fails_and_can_be_tried_again(m, zram_swap):
+    """A swapoff whose memcg cannot take the pages back fails with ENOMEM and leaves
+    the area on (``reinsert_swap_info``), every PTE not mapped still holding its
+    entry; with room, a second swapoff brings every page back intact."""
+    z, si = zram_swap
+    pages = synthetic_mix(300, seed=4)
+    mm = AddressSpace(len(pages), MemCgroup(m, limit_pages=100), lambda vpn: pages[vpn].tobytes())
+    for vpn in range(len(pages)):
+        mm.touch(vpn)
+    assert si.inuse_pages > 0
+    with pytest.raises(OSError) as exc:
+        swapoff(si)
+    assert exc.value.errno == errno.ENOMEM and si.flags & SWP_WRITEOK
+    assert (mm.pte_state == PTE_SWAP).any()
+    mm.memcg.limit_pages = 1000
+    swapoff(si)
+    assert si.inuse_pages == 0 and (mm.pte_state == PTE_PRESENT).all()
+    assert all(mm.read(vpn) == pages[vpn].tobytes() for vpn in range(len(pages)))
 
 
 @pytest.mark.parametrize("tlb_entries", [0, TLB_ENTRIES])

@@ -1404,9 +1404,9 @@ class AddressSpace:
         si = swp_swap_info(self.machine, entry)
         if si.rmap_mm[entry.offset] is not self:
             return 0
-        si.rmap_mm[entry.offset] = None
         vpn = si.rmap_vpn[entry.offset]
-        self.memcg.try_charge()
+        self.memcg.try_charge()  # ENOMEM: the PTE still holds the entry
+        si.rmap_mm[entry.offset] = None
         self._map(vpn, folio)
         return 1
 
