@@ -194,8 +194,20 @@ def test_a_run_is_repeatable_to_the_byte():
 
 
 _FREED_BACK = """
-import os
+import ctypes, os
 from pyzram.tools.common import frozen_heap
+
+libc = ctypes.CDLL(None)
+# glibc's default mmap threshold (128 KiB), which a fresh interpreter's history of
+# freed blocks may have raised already: blocks of 2 MiB are mapped on their own
+libc.mallopt(-3, 128 * 1024)
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+libc.mallinfo2.restype = Mallinfo2
 
 def rss():
     with open("/proc/self/statm") as f:
@@ -207,32 +219,56 @@ def freed_by_dropping(nbytes):
     del blocks
     return before - rss()
 
+def mapped_of_thps(n):
+    mapped = libc.mallinfo2().hblkhd
+    blocks = [bytearray(2 << 20) for _ in range(n)]
+    return (libc.mallinfo2().hblkhd - mapped) >> 20  # MiB mapped on their own
+
 outside = freed_by_dropping(64 << 20)
+thp_outside = mapped_of_thps(48)
 with frozen_heap():
     inside = freed_by_dropping(64 << 20)
+    thp_inside = mapped_of_thps(48)
 after = freed_by_dropping(64 << 20)
-print(outside >> 20, inside >> 20, after >> 20)
+thp_after = mapped_of_thps(48)
+print(outside >> 20, inside >> 20, after >> 20, thp_outside, thp_inside, thp_after)
 """
 
 
 def test_frozen_heap_keeps_the_memory_freed_inside_for_reuse():
-    """Inside a measured window the C heap keeps what is freed (the folios reclaim
-    frees hold the next ones' pages, as the kernel's free lists do); outside it,
-    glibc gives the heap's free top back to the host kernel.  Measured in a fresh
-    interpreter, whose heap top is the buffers just made (MiB given back by
-    dropping 64 MiB of 32 KiB buffers: before, inside and after a window)."""
+    """From a measured window on, the C heap keeps what is freed (the folios reclaim
+    frees hold the next ones' pages, as the kernel's free lists do; the next run
+    in the process reuses them); before the first one, glibc gives the heap's
+    free top back to the host kernel.  Measured in a fresh interpreter, whose
+    heap top is the buffers just made (MiB given back by dropping 64 MiB of
+    32 KiB buffers: before, inside and after a window).
+
+    2 MiB buffers (PMD-size folios) come from the heap inside a window and after
+    it, where a freed one's memory holds the next; with glibc's default
+    threshold (set first) those the heap's free memory cannot hold are each
+    mapped on its own, unmapped when freed and faulted in again (96 MiB of
+    them, more than the heap has free; ``mallinfo2``'s MiB in mapped blocks)."""
     import ctypes
     import subprocess
     import sys
 
     if getattr(ctypes.CDLL(None), "mallopt", None) is None:
         pytest.skip("the C library has no mallopt (not glibc)")
-    env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+    }
     out = subprocess.run(
         [sys.executable, "-c", _FREED_BACK], env=env, capture_output=True, text=True, check=True
     ).stdout
-    outside, inside, after = map(int, out.split())
-    assert outside > 32 and after > 32 and inside < 8, (outside, inside, after)
+    outside, inside, after, thp_outside, thp_inside, thp_after = map(int, out.split())
+    assert outside > 32 and inside < 8 and after < 8, (outside, inside, after)
+    assert thp_outside > 0 and thp_inside == 0 and thp_after == 0, (
+        thp_outside,
+        thp_inside,
+        thp_after,
+    )
 
 
 def test_frozen_heap_freezes_until_the_outermost_use_ends():

@@ -33,29 +33,34 @@ class UsageError(ValueError):
         self.option = option
 
 
-#: glibc's ``mallopt`` parameter and its default (malloc/malloc.c): freed memory at
-#: the top of the heap beyond this many bytes goes back to the operating system.
+#: glibc's ``mallopt`` parameters (malloc/malloc.c): freed memory at the top of the heap
+#: beyond ``M_TRIM_THRESHOLD`` bytes goes back to the operating system, and a block of
+#: ``M_MMAP_THRESHOLD`` bytes or more is mapped on its own and unmapped when freed.
 _M_TRIM_THRESHOLD = -1
-_DEFAULT_TRIM_THRESHOLD = 128 * 1024
-#: What a measured window lets the heap keep: every folio the model frees.
+_M_MMAP_THRESHOLD = -3
+#: What the heap keeps once a measured window has run: every folio the model frees.
 _KEEP_FREED = 1 << 30
+#: The largest block taken from the heap (glibc's ceiling on 64-bit,
+#: ``DEFAULT_MMAP_THRESHOLD_MAX``): a PMD-size folio's 2 MiB among them.
+_HEAP_BLOCKS = 32 << 20
 
 
-def _set_trim_threshold(nbytes: int) -> None:
-    """``mallopt(M_TRIM_THRESHOLD, nbytes)`` where the C library has it (glibc); left
-    alone where the user chose one (``MALLOC_TRIM_THRESHOLD_``) or there is none."""
-    if "MALLOC_TRIM_THRESHOLD_" in os.environ:
+def _mallopt(param: int, env: str, nbytes: int) -> None:
+    """``mallopt(param, nbytes)`` where the C library has it (glibc); left alone where
+    the user chose a value (the environment variable ``env``) or there is none."""
+    if env in os.environ:
         return
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is not None:
-        mallopt(_M_TRIM_THRESHOLD, nbytes)
+        mallopt(param, nbytes)
 
 
 @contextmanager
 def frozen_heap() -> Iterator[None]:
     """A measured stretch of work with the host Python's heap held still: its
     existing objects frozen (``gc.freeze``), so the cyclic collector looks only
-    at objects made inside, and the memory freed inside kept for reuse.
+    at objects made inside, and, from the first such window on, the memory
+    the process frees kept for reuse.
 
     Without the first, the first full collection after start-up (every
     module, function and dictionary of the interpreter: 17–22 ms on the
@@ -67,18 +72,26 @@ def frozen_heap() -> Iterator[None]:
     fault their pages in again: a host page fault per folio that the
     kernel's page allocator, handing out pages from its free lists, does
     not pay (``docs/perf.md``: swap-in 4.1–4.8 µs a page with the memory
-    kept, 5.7–7.8 without).  Nested uses leave the unfreezing and
-    the heap's default to the outermost.
+    kept, 5.7–7.8 without).  So the heap keeps up to 1 GiB of free memory
+    (``M_TRIM_THRESHOLD``), and blocks up to 32 MiB come from it
+    (``M_MMAP_THRESHOLD``: setting the first stops glibc from raising its
+    mmap threshold as blocks are freed, and every block of 128 KiB or more,
+    a PMD-size folio's 2 MiB buffer among them, would be mapped on its own,
+    unmapped when freed and faulted in again).  The memory stays with the
+    process after the window, as RAM stays with a machine: the next run in
+    it (a bench's repeats, a sweep worker's next point) reuses it instead
+    of faulting it in again.  Nested uses leave the unfreezing to the
+    outermost.
     """
     outermost = gc.get_freeze_count() == 0
     gc.freeze()
     if outermost:
-        _set_trim_threshold(_KEEP_FREED)
+        _mallopt(_M_TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_", _KEEP_FREED)
+        _mallopt(_M_MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", _HEAP_BLOCKS)
     try:
         yield
     finally:
         if outermost:
-            _set_trim_threshold(_DEFAULT_TRIM_THRESHOLD)
             gc.unfreeze()
 
 
