@@ -6,7 +6,8 @@ cimport cython
 cdef Py_ssize_t PAGE_SIZE, _SAMPLE, _SCHEDULE
 
 cdef class PageSampler:
-    cdef public object _buf, _rng
+    cdef public unsigned char[::1] _buf
+    cdef public object _rng
     cdef public Py_ssize_t kept, seen, _i, _next
     cdef public bint active
     cdef public double _log_w
@@ -14,6 +15,12 @@ cdef class PageSampler:
 
     @cython.locals(n=Py_ssize_t, first=Py_ssize_t, k=Py_ssize_t, m=Py_ssize_t)
     cpdef void add(self, object data) except *
-    @cython.locals(k=Py_ssize_t)
+    @cython.locals(src="const unsigned char[::1]")
+    cdef void _copy(self, Py_ssize_t k, object data, Py_ssize_t j, Py_ssize_t m) except *
     cdef void _replace(self, object data, Py_ssize_t j) except *
     cpdef void add_batch(self, object sio) except *
+
+cdef class TimedSubmit:
+    cdef public object fn
+    cdef public list lat, pages
+    cdef public PageSampler before, after

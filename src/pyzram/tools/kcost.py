@@ -42,6 +42,8 @@ SCHEDULE = 1024
 FAULT_US = 1.0
 #: Timing repeats (best of).
 REPEAT = 3
+#: The clock of :class:`TimedSubmit`.
+_perf_counter = time.perf_counter
 #: The sampler's constants as it reads them (compiled: C integers, ``kcost.pxd``).
 _SAMPLE = SAMPLE
 _SCHEDULE = SCHEDULE
@@ -109,17 +111,20 @@ class PageSampler:
         if self.kept < _SAMPLE:
             k = self.kept
             m = min(n, _SAMPLE - k)
-            self._buf[k * PAGE_SIZE : (k + m) * PAGE_SIZE] = memoryview(data)[: m * PAGE_SIZE]
+            self._copy(k, data, 0, m)
             self.kept = k + m
         while self._next <= self.seen:
             self._replace(data, self._next - first - 1)  # the folio's page with that count
 
+    def _copy(self, k: int, data, j: int, m: int) -> None:
+        """Pages ``j`` .. ``j + m - 1`` of ``data`` into reservoir entries ``k`` ..
+        ``k + m - 1``, one copy (compiled, between typed views: ``kcost.pxd``)."""
+        src = data
+        self._buf[k * PAGE_SIZE : (k + m) * PAGE_SIZE] = src[j * PAGE_SIZE : (j + m) * PAGE_SIZE]
+
     def _replace(self, data, j: int) -> None:
         """Page ``j`` of ``data`` replaces the entry the schedule draws; on to the next."""
-        k = self._slot[self._i]
-        self._buf[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = memoryview(data)[
-            j * PAGE_SIZE : (j + 1) * PAGE_SIZE
-        ]
+        self._copy(self._slot[self._i], data, j, 1)
         self._i += 1
         if self._i == _SCHEDULE:
             self._schedule(self._next)
@@ -132,6 +137,45 @@ class PageSampler:
             return
         for folio in sio.bvecs:
             self.add(folio.data)
+
+
+class TimedSubmit:
+    """A ``swap_ops`` submit hook, timed: ``fn(ctx)``'s seconds for each batch
+    into ``lat`` and its pages into ``pages``; the batch's folios go to the
+    sampler ``before`` (a write's, before its submit: what is written) or
+    ``after`` (a read's, once read).  ``pyzram run`` puts one around each of
+    the area's ``submit_write`` and ``submit_read`` for its batch figures
+    (the fastest-slowest latencies, the device path's pages a second).
+
+    Compiled (``kcost.pxd``), an extension type: it runs at every batch
+    inside the measured window, a C call and two clock reads around the
+    device's work."""
+
+    def __init__(
+        self,
+        fn,
+        lat: list[float],
+        pages: list[int],
+        before: PageSampler | None = None,
+        after: PageSampler | None = None,
+    ) -> None:
+        self.fn = fn
+        self.lat = lat
+        self.pages = pages
+        self.before = before
+        self.after = after
+
+    def __call__(self, ctx) -> None:
+        sio = ctx.sio
+        n = sio.len // PAGE_SIZE
+        if self.before is not None:
+            self.before.add_batch(sio)
+        t = _perf_counter()
+        self.fn(ctx)
+        self.lat.append(_perf_counter() - t)
+        self.pages.append(n)
+        if self.after is not None:
+            self.after.add_batch(sio)
 
 
 def _same_filled(page: bytes) -> bool:

@@ -198,25 +198,6 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def _timed(fn: Callable, sink: list[float], pages: list[int], before=None, after=None) -> Callable:
-    """``fn`` timed into ``sink``; its pages counted into ``pages`` and given to the
-    :class:`~pyzram.tools.kcost.PageSampler` ``before`` (writes) or ``after`` (reads)."""
-
-    def wrapper(ctx) -> None:
-        sio = ctx.sio
-        n = sio.len // PAGE_SIZE
-        if before is not None:
-            before.add_batch(sio)
-        t = time.perf_counter()
-        fn(ctx)
-        sink.append(time.perf_counter() - t)
-        pages.append(n)
-        if after is not None:
-            after.add_batch(sio)
-
-    return wrapper
-
-
 def _slot_counts(dev: Zram) -> tuple[int, int]:
     """Slots stored by a secondary algorithm (priority > 0), and ZRAM_INCOMPRESSIBLE ones."""
     f = dev.table.flags_np
@@ -480,8 +461,8 @@ def run_workload(
     rpages: list[int] = []
     wsample, rsample = kcost.PageSampler(seed), kcost.PageSampler(seed + 1)
     si.ops = si.ops.replace(
-        submit_write=_timed(si.ops.submit_write, wlat, wpages, before=wsample),
-        submit_read=_timed(si.ops.submit_read, rlat, rpages, after=rsample),
+        submit_write=kcost.TimedSubmit(si.ops.submit_write, wlat, wpages, before=wsample),
+        submit_read=kcost.TimedSubmit(si.ops.submit_read, rlat, rpages, after=rsample),
     )
     vm_events = m.vm_events
     bio_stats = dev.disk.bio_stats
@@ -665,8 +646,8 @@ def _run_on_swap_file(
         wpages: list[int] = []
         rpages: list[int] = []
         si.ops = si.ops.replace(
-            submit_write=_timed(si.ops.submit_write, wlat, wpages),
-            submit_read=_timed(si.ops.submit_read, rlat, rpages),
+            submit_write=kcost.TimedSubmit(si.ops.submit_write, wlat, wpages),
+            submit_read=kcost.TimedSubmit(si.ops.submit_read, rlat, rpages),
         )
         vm_events = m.vm_events
         zs = m.zswap
