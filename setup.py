@@ -19,7 +19,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 #: Modules compiled from their .py source (the kernel model's hot paths, and the run's
-#: page sampler, which works inside every measured window).
+#: page sampler and the workload's process, which work inside every measured window).
 COMPILED = [
     "src/pyzram/lib/atomic.py",
     "src/pyzram/lib/rwsem.py",
@@ -48,6 +48,7 @@ COMPILED = [
     "src/pyzram/mm/vmscan.py",
     "src/pyzram/mm/zswap.py",
     "src/pyzram/tools/kcost.py",
+    "src/pyzram/workload/replay.py",
 ]
 
 

@@ -76,6 +76,7 @@ from pyzram.tools.common import (
     run_kwargs,
     workload_pages,
 )
+from pyzram.workload.replay import replay
 from pyzram.zram import table as T
 from pyzram.zram.stat import MmStat
 from pyzram.zram.swap import zram_init
@@ -276,41 +277,6 @@ def swap_uuid(seed: int) -> bytes:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"pyzram-run-seed-{seed}").bytes
 
 
-def _replay(mm: AddressSpace, page_of, acc, src, exp, sample, after_step=None) -> int:
-    """The process: it builds its memory page by page (the fill), then replays the
-    access pattern (a write stores the original bytes of the page ``src`` names,
-    ``page_of(s)``, and ``exp`` keeps which page each one holds now); about 256
-    ``sample``s over each phase (at most every 512 steps); ``after_step(step)``
-    after each step.  Returns the steps taken."""
-    n = len(exp)
-    fill_every = max(1, min(512, n // 256))
-    pattern_every = max(1, min(512, len(acc) // 256))
-    touch = mm.touch
-    step = 0
-    for vpn in range(n):
-        touch(vpn)
-        step += 1
-        if step % fill_every == 0 or step == n:
-            sample(step, "fill")
-        if after_step is not None:
-            after_step(step)
-    chunk = 1 << 16  # the pattern's arrays taken as lists a chunk at a time
-    for lo in range(0, len(src), chunk):
-        vpns, srcs = acc.vpn[lo : lo + chunk].tolist(), src[lo : lo + chunk].tolist()
-        for vpn, s in zip(vpns, srcs, strict=True):
-            if s >= 0:  # a write: the original bytes of page s
-                exp[vpn] = s
-                touch(vpn, data=page_of(s))
-            else:
-                touch(vpn)
-            step += 1
-            if (step - n) % pattern_every == 0:
-                sample(step, "pattern")
-            if after_step is not None:
-                after_step(step)
-    return step
-
-
 def _check(mm: AddressSpace, pages, exp, folio_order: int, progress, step: int, total: int) -> bool:
     """The final check: every page read once more (faulting the swapped ones back)
     against what was last written, each folio given back once its pages are
@@ -500,7 +466,7 @@ def run_workload(
                 next_pp = memcg.nr_reclaim_batches + pp.every
 
         with frozen_heap():
-            step = _replay(
+            step = replay(
                 mm, page_of, acc, src, exp, sample, post_process if next_pp is not None else None
             )
         seconds = time.perf_counter() - t0
@@ -673,7 +639,7 @@ def _run_on_swap_file(
 
         try:
             with frozen_heap():
-                step = _replay(mm, mm.source, acc, src, exp, sample)
+                step = replay(mm, mm.source, acc, src, exp, sample)
             seconds = time.perf_counter() - t0
             wlat, rlat, wpages, rpages = list(wlat), list(rlat), list(wpages), list(rpages)
             counts, mthp = _workload_counts(m)
