@@ -736,16 +736,16 @@ class Zram:
         with self.init_lock.read():
             st = self.stats
             pool = self.mem_pool if self.init_done() else None
-            return MmStat(
-                orig_data_size=atomic64_read(st.pages_stored) << PAGE_SHIFT,
-                compr_data_size=atomic64_read(st.compr_data_size),
-                mem_used_total=(pool.zs_get_total_pages() << PAGE_SHIFT) if pool else 0,
-                mem_limit=self.limit_pages << PAGE_SHIFT,
-                mem_used_max=atomic64_read(st.max_used_pages) << PAGE_SHIFT,
-                same_pages=atomic64_read(st.same_pages),
-                pages_compacted=pool.pages_compacted if pool else 0,
-                huge_pages=atomic64_read(st.huge_pages),
-                huge_pages_since=atomic64_read(st.huge_pages_since),
+            return MmStat(  # (positional, in the kernel's order: no keyword parsing)
+                atomic64_read(st.pages_stored) << PAGE_SHIFT,  # orig_data_size
+                atomic64_read(st.compr_data_size),  # compr_data_size
+                (pool.zs_get_total_pages() << PAGE_SHIFT) if pool else 0,  # mem_used_total
+                self.limit_pages << PAGE_SHIFT,  # mem_limit
+                atomic64_read(st.max_used_pages) << PAGE_SHIFT,  # mem_used_max
+                atomic64_read(st.same_pages),  # same_pages
+                pool.pages_compacted if pool else 0,  # pages_compacted
+                atomic64_read(st.huge_pages),  # huge_pages
+                atomic64_read(st.huge_pages_since),  # huge_pages_since
             )
 
     def io_stat(self) -> IoStat:
