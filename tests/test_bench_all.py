@@ -95,9 +95,11 @@ def test_cli_goals_in_issue_terms(cli_run):
     mem = rows["mem_per_slot"]
     assert mem["goal"] == pytest.approx(mem["reference"] / 24.0)
     assert mem["met"] == (mem["ours"] <= 24.0)
-    beyond = rows["beyond_codec_core"]
-    assert beyond["reference"] == 1.0 and beyond["goal"] == 1.0
-    assert beyond["met"] == (beyond["ours"] <= 1.0)
+    # work beyond the codec: at most 2 µs a page through the swap core, 1 on the submit path
+    for key, limit in (("beyond_codec_core", 2.0), ("beyond_codec_submit", 1.0)):
+        beyond = rows[key]
+        assert beyond["reference"] == limit and beyond["goal"] == 1.0
+        assert beyond["met"] == (beyond["ours"] <= limit)
     scale = rows["scaling_200"]
     assert scale["goal"] == pytest.approx(1 / 1.1)
     pts = cli_run[1]["scaling"]
@@ -128,14 +130,19 @@ def test_cli_json_stdout(capsys):
 def test_ratios_follow_the_measurements(monkeypatch):
     """Replace two measurements with known times: the rows built on them follow."""
 
-    def fake_submit(pages, algo, path, threads, config, repeat):
+    def fake_submit(pages, algo, path, threads, config, repeat, after_each=None):
         # swap_ops: 1 s write + 1 s read; bio: 3 s + 3 s -> 3x; the null backend 0.25 + 0.25
         t = {"swap_ops": 1.0, "bio": 3.0, "null": 0.25}[path]
+        for _ in range(repeat):
+            if after_each is not None:
+                after_each()
         return {"write_s": t, "read_s": t, "intact": None if path == "null" else True}
+
+    codec_times = iter([0.5, 0.75] * 8)  # the floor is the fastest of the runs in between
 
     monkeypatch.setattr(bench_all, "best_submit", fake_submit)
     monkeypatch.setattr(bench_all, "interpreted_submit", lambda *a: {"write_s": 2.5, "read_s": 2.5})
-    monkeypatch.setattr(bench_all, "codec_seconds", lambda *a, **k: 0.5)
+    monkeypatch.setattr(bench_all, "codec_seconds", lambda *a, **k: next(codec_times))
     report = bench_all.run_bench("tiny", kernel=False)
     rows = {r.key: r for r in report.rows}
     n = report.pages
