@@ -303,11 +303,19 @@ def swap_area(
 
     ``path`` "swap_ops" boots a kernel with the series (zram registers its
     ``swap_ops``); "bio" one without (the area does its I/O through bios).
+
+    The machines of the runs before are collected first: each leaves its
+    process's pages, folios and page tables as one cyclic graph, which the
+    host Python's collector would otherwise take apart in whichever timed
+    stretch of a later run its threshold falls (a full collection of 17,040
+    folios and their machine in the middle of a swapoff), a cost of the
+    harness's teardown that no path measured here has.
     """
     from pyzram.mm.swap import SWAP_CLUSTER_MAX
     from pyzram.mm.swapfile import mkswap, swapon
     from pyzram.zram.swap import zram_init
 
+    gc.collect()
     m = Machine(swap_ops_series=path == "swap_ops")
     zram_init(m)
     dev = Zram(config)
