@@ -542,7 +542,10 @@ def codec_seconds(pages: np.ndarray, algo: str, huge_class_size: int, repeat: in
     swap core), and huge pages are stored raw and read back with a copy, so
     they are left out: what remains is the floor any zram write + read of
     these pages must pay, and "Python work beyond the codec" is measured
-    above it.
+    above it.  The buffers the codec writes are written once before the
+    clock starts, as zram's pool memory is present when it writes there: a
+    first write to a new mapping would time the host's page faults (half
+    a microsecond a page), not the codec.
     """
     from pyzram import _kcodec
 
@@ -551,6 +554,7 @@ def codec_seconds(pages: np.ndarray, algo: str, huge_class_size: int, repeat: in
     if n == 0:
         return 0.0
     dst = np.empty(n * 2 * PAGE_SIZE, dtype=np.uint8)
+    dst.fill(0)  # (present: see above)
     sizes = np.empty(n, dtype=np.int32)
     best_c = best_d = float("inf")
     for _ in range(repeat):
@@ -563,6 +567,7 @@ def codec_seconds(pages: np.ndarray, algo: str, huge_class_size: int, repeat: in
         offs = keep.astype(np.int64) * 2 * PAGE_SIZE
         lens = np.ascontiguousarray(sizes[keep])
         out = np.empty((m, PAGE_SIZE), dtype=np.uint8)
+        out.fill(0)
         res = np.empty(m, dtype=np.int32)
         src = dst.tobytes()
         for _ in range(repeat):
