@@ -43,8 +43,11 @@ class PerCpu:
 
     def values(self) -> list[Any]:
         """``for_each_possible_cpu``: every copy made so far (a snapshot)."""
-        with self._lock:
+        self._lock.acquire()
+        try:
             return list(self._by_ident.values())
+        finally:
+            self._lock.release()
 
     def __repr__(self) -> str:
         return f"<PerCpu of {len(self._by_ident)} threads>"

@@ -16,6 +16,8 @@ from array import array
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import cython
+
 from pyzram.lib.percpu import PerCpu, this_cpu_ptr
 
 if TYPE_CHECKING:
@@ -204,8 +206,11 @@ class VmEvents:
             total.update(dict(mine.mthp))  # dict(): one atomic copy
         return total
 
+    @cython.locals(item=cython.Py_ssize_t, total=cython.longlong, mine=VmEventState)
     def __getitem__(self, name: str) -> int:
-        """The /proc/vmstat counter ``name`` (``KeyError`` for a name not modelled)."""
+        """The /proc/vmstat counter ``name`` (``KeyError`` for a name not modelled);
+        compiled, a C loop over the threads' arrays (a run's timeline reads two at
+        every sample)."""
         item = _VM_EVENT_ITEM[name]
         total = 0
         for mine in self._pcpu.values():
