@@ -1,5 +1,6 @@
 # Types of pyzram/tools/kcost.py when it is compiled (Cython pure-Python mode): the
-# page sampler runs inside the measured window of every run, at each batch.
+# page sampler and the batch timer run inside the measured window of every run, at
+# each batch.
 cimport cython
 
 # Constants the sampler reads, C integers here (PAGE_SIZE imported by the .py).

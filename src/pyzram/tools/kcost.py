@@ -21,6 +21,10 @@ at the device's ``submit_write`` / ``submit_read``), best of three.  What
 is not counted: reclaim's LRU scan, rmap walk and TLB flushes, the swap
 slot allocation and the swap core's own bookkeeping; ``pyzram bench run``
 shows the prediction beside the host kernel's measured system time.
+
+The samplers are fed at the device's submits by :class:`TimedSubmit`, the
+hook ``pyzram run`` puts around ``submit_write`` and ``submit_read``, which
+also times each batch for the run's batch figures.
 """
 
 from __future__ import annotations
