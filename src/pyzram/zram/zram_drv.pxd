@@ -12,6 +12,7 @@ from pyzram.zram.zcomp cimport Zcomp, ZcompStrm
 cdef unsigned long _SAME, _WB, _HUGE, _SIZE_MASK, _PRIO_MASK, _CLEAR_ON_ACCESS, _CLEAR_ON_FREE
 cdef int _PRIO_SHIFT
 cdef Py_ssize_t _PG_SIZE, _PRIMARY, _BATCH
+cdef bytes _ZERO_PAGE, _ZERO_WORD
 
 cdef class ZramStats:
     cdef public atomic64_t compr_data_size, failed_reads, failed_writes, notify_free

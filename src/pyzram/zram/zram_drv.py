@@ -104,6 +104,7 @@ _CLEAR_ON_ACCESS = _U64 ^ (T.IDLE | T.PP_SLOT)
 #: zram_free_page clears these first, whatever the slot holds.
 _CLEAR_ON_FREE = _U64 ^ (T.IDLE | T.INCOMPRESSIBLE | T.PP_SLOT | T.PRIORITY_MASK)
 _ZERO_PAGE = bytes(PAGE_SIZE)
+_ZERO_WORD = bytes(8)
 _LAST_WORD = PAGE_SIZE - 8  # the offset of a page's last u64 word
 
 
@@ -166,19 +167,19 @@ def page_same_filled(page: Any) -> int | None:
     is compared with the first word repeated 512 times (the zero page kept
     made), a ``memcmp`` in C, compiled or interpreted, that stops at the
     first difference as the kernel's loop does.  The word is read as x86-64
-    reads it, little-endian.
+    reads it, little-endian, once the page is known to be filled with it.
     """
     if page[0] != page[_LAST_WORD]:
         return None
     first = page[:8]
     if first != page[_LAST_WORD:]:
         return None
-    fill = int.from_bytes(first, "little")
     if type(page) is memoryview:  # (a memoryview compares item by item: take the bytes)
         page = page.tobytes()
-    if page != _filled_page(fill):
-        return None
-    return fill
+        first = page[:8]
+    if first == _ZERO_WORD:
+        return 0 if page == _ZERO_PAGE else None
+    return int.from_bytes(first, "little") if page == first * 512 else None
 
 
 def _filled_page(fill: int) -> bytes:
