@@ -91,12 +91,12 @@ def test_swapped_in_pages_free_their_slots_and_zram_copies(m, zram_swap):
     assert z.io_stat().notify_free > notify  # the slot went back: zram was told
 
 
-def test_reclaim_frees_pages_that_faults_take_back_last_freed_first(m, zram_swap):
-    """Reclaim gives each freed order-0 folio's page to the machine's free list
-    (``free_unref_folios``), poisoned in its first word, and the freed folio keeps
-    no page; a swap-in takes the page freed last and reads over all of it, and an
-    anonymous fault copies its bytes into the next one."""
-    from pyzram.mm.folio import folio_alloc_mpol
+def test_reclaim_frees_folios_that_faults_take_back_last_freed_first(m, zram_swap):
+    """Reclaim puts each freed folio, page memory and all, on the machine's free
+    list of its order (``free_unref_folios``): flags and owners cleared, each
+    page poisoned in its first word; a swap-in takes the folio freed last and
+    reads over all of it, and an anonymous fault copies its bytes into the next one."""
+    from pyzram.mm.folio import PG_swapbacked, folio_alloc_mpol
 
     pages = np.random.default_rng(3).integers(1, 256, size=(4, P), dtype=np.uint8)
     memcg = MemCgroup(m, limit_pages=64)
@@ -104,35 +104,42 @@ def test_reclaim_frees_pages_that_faults_take_back_last_freed_first(m, zram_swap
     folios = [mm.do_anonymous_page(vpn) for vpn in range(3)]
     bufs = [f.data for f in folios]
     assert shrink_inactive_list(memcg, 3) == 3
-    assert all(f.data is None for f in folios)  # a use after free fails at once
-    assert len(m.free_pages) == 3 and {id(b) for b in m.free_pages} == {id(b) for b in bufs}
-    assert all(b[:8] == b"\xaa" * 8 for b in m.free_pages)
-    last = m.free_pages[-1]
-    g = mm.do_swap_page(0)  # the swap-in's folio: the page freed last, read over
-    assert g.data is last and bytes(g.data) == pages[0].tobytes()
-    nxt = m.free_pages[-1]
-    h = mm.do_anonymous_page(3)  # a fault's folio: the next free page, its bytes copied in
-    assert h.data is nxt and bytes(h.data) == pages[3].tobytes()
-    nxt = m.free_pages[-1]
+    free = m.free_pages[0]
+    assert len(free) == 3 == m.nr_free_pages and {id(f) for f in free} == {id(f) for f in folios}
+    assert [f.data for f in folios] == bufs and all(f.data[:8] == b"\xaa" * 8 for f in free)
+    assert all(f.flags == 0 and f.swap is None and f.memcg is None for f in free)
+    last = free[-1]
+    g = mm.do_swap_page(0)  # the swap-in's folio: the one freed last, read over
+    assert g is last and bytes(g.data) == pages[0].tobytes() and g.test(PG_swapbacked)
+    assert m.nr_free_pages == 2
+    nxt = free[-1]
+    h = mm.do_anonymous_page(3)  # a fault's folio: the next free one, its bytes copied in
+    assert h is nxt and bytes(h.data) == pages[3].tobytes()
+    nxt = free[-1]
     f = folio_alloc_mpol(m, 0)  # without data: what the page held (not zeroed)
-    assert f.data is nxt and f.data[:8] == b"\xaa" * 8 and any(f.data[8:])
-    assert not m.free_pages
+    assert f is nxt and f.data[:8] == b"\xaa" * 8 and any(f.data[8:])
+    assert not free and m.nr_free_pages == 0
     assert folio_alloc_mpol(m, 0).data == bytes(P)  # none free: a new page, zeroed
 
 
-def test_the_free_list_keeps_order0_pages_up_to_its_high_mark(m):
+def test_the_free_lists_keep_folios_of_each_order_up_to_their_high_mark(m):
     from pyzram.mm.folio import FREE_PAGES_HIGH, folio_alloc, folio_alloc_mpol, free_unref_folios
 
-    big, small = folio_alloc(2), folio_alloc(0)
-    free_unref_folios(m, [big, small])  # a large folio's memory is not kept
-    assert len(m.free_pages) == 1 and big.data is None and small.data is None
-    assert folio_alloc_mpol(m, 2).data == bytes(4 * P)  # large: new and zeroed
-    m.free_pages.extend(bytearray(1) for _ in range(FREE_PAGES_HIGH - 1))
-    full = folio_alloc(0)
-    free_unref_folios(m, [full])
-    assert len(m.free_pages) == FREE_PAGES_HIGH and full.data is None
+    big, small = folio_alloc(2, bytes(range(256)) * 64), folio_alloc(0)
+    free_unref_folios(m, [big, small])
+    assert m.free_pages[2] == [big] and m.free_pages[0] == [small] and m.nr_free_pages == 5
+    assert all(big.data[j * P : j * P + 8] == b"\xaa" * 8 for j in range(4))  # each page
+    again = folio_alloc_mpol(m, 2)  # a large folio of that order: the same memory
+    assert again is big and again.nr_pages == 4
+    assert bytes(again.page(1)[8:16]) == bytes(range(8, 16))  # what it held, past the poison
+    assert folio_alloc_mpol(m, 3).data == bytes(8 * P)  # none of that order: new, zeroed
+    m.nr_free_pages = FREE_PAGES_HIGH - 1  # one page below the mark
+    large, one = folio_alloc(1), folio_alloc(0)
+    free_unref_folios(m, [large, one])  # the 2-page folio does not fit, the page does
+    assert large.data is None and large.pages is None and m.free_pages[1] == []
+    assert m.free_pages[0][-1] is one and m.nr_free_pages == FREE_PAGES_HIGH
     m.close()  # powered off: the free pages' memory goes back to the host
-    assert not m.free_pages
+    assert not any(m.free_pages) and m.nr_free_pages == 0
 
 
 def test_nr_swap_pages_follows_allocations_frees_and_swapoff(m, zram_swap):

@@ -10,6 +10,7 @@ cdef long _WAIT_TABLE_MASK
 cdef long _locked_bit, _waiters_bit, _uptodate_bit, _dirty_bit, _writeback_bit, _reclaim_bit
 cdef long _swapbacked_bit, _page_size, _free_pages_high
 cdef object _POISON_WORD
+cdef tuple _POISON_SLICES
 cpdef long folio_waitqueue(object folio)
 
 
@@ -23,7 +24,6 @@ cdef class SwpEntry:
 cpdef SwpEntry swp_entry(long type_, long offset)
 
 
-@cython.freelist(64)
 cdef class Folio(ListHead):
     cdef readonly int order
     cdef readonly long nr_pages
@@ -55,9 +55,9 @@ cdef class Folio(ListHead):
 
 
 @cython.locals(size=long)
-cpdef void _folio_init(Folio folio, int order, object data, object page=*) except *
+cpdef void _folio_init(Folio folio, int order, object data, bint reused=*) except *
 cpdef Folio folio_alloc(int order=*, object data=*)
 @cython.locals(free=list, folio=Folio)
 cpdef Folio folio_alloc_mpol(Machine m, int order=*, object data=*)
-@cython.locals(free=list, folio=Folio)
+@cython.locals(folio=Folio, nr=long, j=long)
 cpdef void free_unref_folios(Machine m, list folios) except *

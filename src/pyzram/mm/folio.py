@@ -75,9 +75,11 @@ _writeback_bit = PG_writeback
 _reclaim_bit = PG_reclaim
 _swapbacked_bit = PG_swapbacked
 _page_size = PAGE_SIZE
-#: The most free order-0 pages a machine keeps for reuse (256 MiB); beyond, a freed
+#: The most pages a machine's free lists keep for reuse (256 MiB); beyond, a freed
 #: folio's memory goes back to the host.
 FREE_PAGES_HIGH = 1 << 16
+#: The largest folio order (a PMD-size folio: ``HPAGE_PMD_ORDER``).
+MAX_FOLIO_ORDER = 9
 #: ``PAGE_POISON`` (include/linux/poison.h) over a word: what a free page starts with.
 _POISON_WORD = bytearray(b"\xaa" * 8)
 _free_pages_high = FREE_PAGES_HIGH
@@ -85,6 +87,8 @@ _free_pages_high = FREE_PAGES_HIGH
 #: slices made once for the largest folio (order 9), not a slice and its two
 #: bounds made for every use.
 PAGE_SLICES = tuple(slice(j * PAGE_SIZE, (j + 1) * PAGE_SIZE) for j in range(1 << 9))
+#: The first word of each of them (where a freed page is poisoned).
+_POISON_SLICES = tuple(slice(j * PAGE_SIZE, j * PAGE_SIZE + 8) for j in range(1 << 9))
 
 
 def folio_waitqueue(folio: object) -> int:
@@ -274,33 +278,31 @@ def _folio_init(
     folio: Folio,
     order: int,
     data: bytes | bytearray | memoryview | None,
-    page: bytearray | None = None,
+    reused: bool = False,
 ) -> None:
     """The fields of a new folio: ``order``, its size, its data, ``PG_swapbacked``,
-    no swap entry, memcg or mapping.  The data is ``page`` (a free page's buffer:
-    :func:`folio_alloc_mpol`) or a new buffer, zeroed; ``data`` is copied in."""
+    no swap entry, memcg or mapping.  Its memory is new and zeroed, or, for a
+    folio taken from a free list (``reused``: :func:`folio_alloc_mpol`), the
+    memory it had, holding what it held; ``data`` is copied in."""
     INIT_LIST_HEAD(folio)  # folio->lru
-    if not 0 <= order <= 9:
-        raise ValueError(f"folio order {order} out of range 0..9")
-    folio.order = order
-    #: ``folio_nr_pages`` (``folio->_nr_pages``): fixed for the folio's life.
-    folio.nr_pages = 1 << order
+    if not 0 <= order <= MAX_FOLIO_ORDER:
+        raise ValueError(f"folio order {order} out of range 0..{MAX_FOLIO_ORDER}")
     size = _page_size << order
-    #: ``folio_size``.
-    folio.size = size
     if data is not None and len(data) != size:
         raise ValueError(f"order-{order} folio needs {size} bytes, got {len(data)}")
-    if page is not None:
-        folio.data = page
+    if reused:
         if data is not None:
-            memoryview(page)[:] = data
-    elif data is None:
-        folio.data = bytearray(size)
+            memoryview(folio.data)[:] = data
     else:
-        folio.data = bytearray(data)
-    #: A large folio's data as a memoryview, made once: ``page(j)`` slices it
-    #: (compiled, ``data`` and ``pages`` are read-only: they stay one buffer).
-    folio.pages = memoryview(folio.data) if order else None
+        folio.order = order
+        #: ``folio_nr_pages`` (``folio->_nr_pages``): fixed for the folio's life.
+        folio.nr_pages = 1 << order
+        #: ``folio_size``.
+        folio.size = size
+        folio.data = bytearray(size) if data is None else bytearray(data)
+        #: A large folio's data as a memoryview, made once: ``page(j)`` slices it
+        #: (compiled, ``data`` and ``pages`` are read-only: they stay one buffer).
+        folio.pages = memoryview(folio.data) if order else None
     folio.flags = _swapbacked_bit
     folio.swap = None
     folio.memcg = None
@@ -329,39 +331,47 @@ def folio_alloc_mpol(
 ) -> Folio:
     """``folio_alloc_mpol``: a folio from machine ``m``'s page allocator.
 
-    An order-0 folio takes the page freed last (``m.free_pages``, the per-CPU
-    free list, last in first out: the page most likely still in the CPU's
-    cache).  Without ``data`` it holds what that page held, as a page
-    allocated without ``__GFP_ZERO`` does (a swap-in reads over all of it);
-    ``data`` is copied in.  With no free page, and for a large folio (the
-    model's free pages are order 0), the folio's memory is new and zeroed
-    (:func:`folio_alloc`).
+    It takes the folio of its order freed last (``m.free_pages[order]``, the
+    per-CPU free list, last in first out: the memory most likely still in the
+    CPU's cache), page memory and all.  Without ``data`` it holds what that
+    memory held, as pages allocated without ``__GFP_ZERO`` do (a swap-in reads
+    over all of it); ``data`` is copied in.  With no free folio of the order,
+    the folio's memory is new and zeroed (:func:`folio_alloc`).
     """
-    free = m.free_pages
-    if order or not free:
+    free = m.free_pages[order]
+    if not free:
         return folio_alloc(order, data)
-    folio = Folio.__new__(Folio)
-    _folio_init(folio, 0, data, free.pop())
+    folio = free.pop()
+    m.nr_free_pages -= 1 << order
+    _folio_init(folio, order, data, True)
     return folio
 
 
 def free_unref_folios(m: Machine, folios: list[Folio]) -> None:
-    """``free_unref_folios``: the memory of folios no one uses any more back to machine
-    ``m``'s page allocator: an order-0 folio's page onto ``m.free_pages`` (while it
-    has fewer than :data:`FREE_PAGES_HIGH`), a large folio's to the host.
+    """``free_unref_folios``: folios no one uses any more back to machine ``m``'s page
+    allocator, each onto the free list of its order while the lists hold fewer
+    than :data:`FREE_PAGES_HIGH` pages; beyond, its memory goes back to the host
+    (its ``data`` is None: a use after free fails at once).
 
-    A freed folio keeps no page (its ``data`` is None: a use after free fails
-    at once), and the first word of a page put on the free list is
-    overwritten with ``PAGE_POISON`` bytes, so that a read which never fills
-    a page it was given cannot pass for one that did because the page still
-    held the same bytes (the kernel's pages keep all their stale bytes unless
-    ``page_poison`` or ``init_on_free`` is on).
+    As the kernel's ``free_pages_prepare``, freeing clears the folio's flags
+    and what it belonged to (swap entry, memcg, mapping), and the first word
+    of each of its pages is overwritten with ``PAGE_POISON`` bytes, so that a
+    read which never fills a page it was given cannot pass for one that did
+    because the memory still held the same bytes (the kernel's pages keep all
+    their stale bytes unless ``page_poison`` or ``init_on_free`` is on).
     """
-    free = m.free_pages
     for folio in folios:
-        if folio.order == 0 and len(free) < _free_pages_high:
-            page = folio.data
-            page[:8] = _POISON_WORD
-            free.append(page)
-        folio.data = None
-        folio.pages = None
+        nr = folio.nr_pages
+        if m.nr_free_pages + nr <= _free_pages_high:
+            data = folio.data
+            for j in range(nr):
+                data[_POISON_SLICES[j]] = _POISON_WORD
+            folio.flags = 0
+            folio.swap = None
+            folio.memcg = None
+            folio.mapping = None
+            m.free_pages[folio.order].append(folio)
+            m.nr_free_pages += nr
+        else:
+            folio.data = None
+            folio.pages = None

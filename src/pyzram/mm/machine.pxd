@@ -20,4 +20,5 @@ cdef class Machine:
     cdef public long tlb_entries
     cdef public object tlb_2m_entries
     cdef public list free_pages
+    cdef public long nr_free_pages
     cdef object __weakref__

@@ -49,6 +49,7 @@ from pyzram.mm.swap import MAX_SWAPFILES, VmEvents
 from pyzram.mm.tlb import TLB_ENTRIES
 
 if TYPE_CHECKING:
+    from pyzram.mm.folio import Folio
     from pyzram.mm.page_io import SioPool
     from pyzram.mm.swap_ops import SwapBlockOps
     from pyzram.mm.swapfile import SwapInfo
@@ -123,10 +124,14 @@ class Machine:
         if tlb_2m_entries is not None and tlb_2m_entries < 0:
             raise ValueError(f"the TLB size must not be negative, got {tlb_2m_entries}")
         self.tlb_2m_entries = tlb_2m_entries
-        #: The page allocator's free order-0 pages (the per-CPU free list): the
-        #: buffers of freed folios, which new folios take, the last freed first
-        #: (``free_unref_folios``, ``folio_alloc_mpol`` in ``pyzram.mm.folio``).
-        self.free_pages: list[bytearray] = []
+        #: The page allocator's free folios, a list per order (the per-CPU free
+        #: lists): freed folios, page memory and all, which new folios of their
+        #: order take, the last freed first (``free_unref_folios``,
+        #: ``folio_alloc_mpol`` in ``pyzram.mm.folio``); ``nr_free_pages`` pages in all.
+        from pyzram.mm.folio import MAX_FOLIO_ORDER
+
+        self.free_pages: list[list[Folio]] = [[] for _ in range(MAX_FOLIO_ORDER + 1)]
+        self.nr_free_pages = 0
 
     def active_areas(self) -> list[SwapInfo]:
         """The areas swapped on, by type."""
@@ -146,7 +151,9 @@ class Machine:
         reg = self.swap_block_ops
         with reg.lock:
             reg.fops = reg.ops = None
-        self.free_pages.clear()
+        for free in self.free_pages:
+            free.clear()
+        self.nr_free_pages = 0
 
     def __enter__(self) -> Machine:
         return self

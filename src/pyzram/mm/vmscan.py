@@ -1127,9 +1127,10 @@ class AddressSpace:
             else:
                 if order == _HPAGE_PMD_ORDER:  # the PTE table deposited for a later split
                     self.pte_alloc(vpn)
-                folio = folio_alloc_mpol(self.machine, order)  # zeroed (clear_huge_page)
+                # Not zeroed first (folio_zero_user): the process writes all of it.
+                folio = folio_alloc_mpol(self.machine, order)
                 pages = folio.pages
-                for j in range(nr):  # then the process writes its pages
+                for j in range(nr):  # the process writes its pages
                     pages[PAGE_SLICES[j]] = self.source(base + j)
                 folio.mark_uptodate()
                 if order == _HPAGE_PMD_ORDER:

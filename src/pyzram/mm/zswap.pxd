@@ -30,7 +30,6 @@ cdef class ZswapPool:
     cpdef tuple acomp_ctx(self)
 
 
-@cython.freelist(64)
 cdef class ZswapEntry(ListHead):
     cdef public SwpEntry swpentry
     cdef public long length
