@@ -43,23 +43,39 @@ def test_a_slower_codec_is_predicted_slower():
     assert slow["compress_us_per_page"] > 2 * fast["compress_us_per_page"]
 
 
+def _folio(offset: int, nr_pages: int = 1):
+    """A folio as the sampler sees one: its page count and its first swap slot."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(swap=SimpleNamespace(offset=offset), nr_pages=nr_pages)
+
+
+def _by_slot(pages: list[bytes]):
+    """Samplers over ``pages``, slot ``i`` holding page ``i``."""
+    ids = np.arange(len(pages), dtype=np.int64)
+    return lambda seed: kcost.PageSampler(ids, ids, pages.__getitem__, seed)
+
+
 def test_sampler_keeps_a_bounded_sample_and_counts_every_page():
-    s = kcost.PageSampler(1)
-    for i in range(kcost.SAMPLE * 3):
-        s.add(bytes([i % 251]) * 4096)
+    pages = [bytes([i % 251]) * 4096 for i in range(kcost.SAMPLE * 3)]
+    s = _by_slot(pages)(1)
+    for i in range(len(pages)):
+        s.add(_folio(i))
     assert s.seen == kcost.SAMPLE * 3 and len(s.pages) == kcost.SAMPLE
     assert {p[0] for p in s.pages} != {p[0] for p in s.pages[:1]}
+    assert all(p in pages for p in s.pages)  # each kept page is named, then read back
 
 
 def test_sampler_keeps_each_page_with_the_same_chance():
     """The reservoir is uniform: over many seeds, the pages of the first, middle and
     last thirds of a stream are kept about equally often (each SAMPLE / n)."""
     n, seeds = kcost.SAMPLE * 8, 60
+    pages = [i.to_bytes(4, "little") * 1024 for i in range(n)]
     thirds = [0, 0, 0]
     for seed in range(seeds):
-        s = kcost.PageSampler(seed)
+        s = _by_slot(pages)(seed)
         for i in range(n):
-            s.add(i.to_bytes(4, "little") * 1024)
+            s.add(_folio(i))
         assert s.seen == n and len(s.pages) == kcost.SAMPLE
         for p in s.pages:
             thirds[min(2, int.from_bytes(p[:4], "little") * 3 // n)] += 1
@@ -75,7 +91,7 @@ def test_a_batch_keeps_the_pages_its_folios_would(folio_pages):
 
     n = kcost.SAMPLE * 40
     pages = [i.to_bytes(4, "little") * 1024 for i in range(n)]
-    one, batched = kcost.PageSampler(7), kcost.PageSampler(7)
+    one, batched = _by_slot(pages)(7), _by_slot(pages)(7)
     kept = []
     for p in pages:  # Algorithm L page by page on the same schedule, the reference
         one.seen += 1
@@ -88,12 +104,31 @@ def test_a_batch_keeps_the_pages_its_folios_would(folio_pages):
                 one._schedule(one._next)
             else:
                 one._next = one._at[one._i]
-    folios = [
-        SimpleNamespace(data=b"".join(pages[lo : lo + folio_pages]))
-        for lo in range(0, n, folio_pages)
-    ]
+    folios = [_folio(lo, folio_pages) for lo in range(0, n, folio_pages)]
     for lo in range(0, len(folios), 32):
-        bvecs = folios[lo : lo + 32]
-        batched.add_batch(SimpleNamespace(bvecs=bvecs, len=sum(len(f.data) for f in bvecs)))
+        batched.add_batch(SimpleNamespace(bvecs=folios[lo : lo + 32]))
     assert batched.seen == one.seen == n
     assert batched.pages == kept
+
+
+@pytest.mark.parametrize("folio_order", [0, 4])
+def test_a_run_names_each_page_by_the_bytes_it_passes_with(monkeypatch, folio_order):
+    """In ``pyzram run`` the samplers keep pages by name, the source page each one's
+    bytes are a copy of (``exp`` of the page whose PTE holds its slot): every
+    page of every folio through
+    ``submit_write`` (before it) and ``submit_read`` (after it) holds the bytes of
+    the page its name gives, writes to swapped pages included."""
+    seen = []
+
+    class Checking(kcost.PageSampler):
+        def add(self, folio):
+            for j in range(folio.nr_pages):
+                named = bytes(self.page_of(self.name(folio, j)))
+                seen.append(named == bytes(folio.page(j)))
+            super().add(folio)
+
+    monkeypatch.setattr(kcost, "PageSampler", Checking)
+    pages = synthetic_mix(512, seed=11)
+    r = run_workload(pages, algorithm="lz4", folio_order=folio_order, write_ratio=0.5, **SMALL)
+    assert r.intact and r.vmstat["pswpin"] > 0
+    assert len(seen) == r.vmstat["pswpout"] + r.vmstat["pswpin"] and all(seen)

@@ -7,18 +7,18 @@ cimport cython
 cdef Py_ssize_t PAGE_SIZE, _SAMPLE, _SCHEDULE
 
 cdef class PageSampler:
-    cdef public unsigned char[::1] _buf
+    cdef public long[::1] names, vpn_of_slot, _keys
+    cdef public object page_of
     cdef public object _rng
     cdef public Py_ssize_t kept, seen, _i, _next
     cdef public bint active
     cdef public double _log_w
     cdef public list _at, _slot
 
-    @cython.locals(n=Py_ssize_t, first=Py_ssize_t, k=Py_ssize_t, m=Py_ssize_t)
-    cpdef void add(self, object data) except *
-    @cython.locals(src="const unsigned char[::1]")
-    cdef void _copy(self, Py_ssize_t k, object data, Py_ssize_t j, Py_ssize_t m) except *
-    cdef void _replace(self, object data, Py_ssize_t j) except *
+    @cython.locals(n=Py_ssize_t, first=Py_ssize_t, k=Py_ssize_t, m=Py_ssize_t, j=Py_ssize_t)
+    cpdef void add(self, object folio) except *
+    cdef void _replace(self, object folio, Py_ssize_t j) except *
+    cpdef long name(self, object folio, Py_ssize_t j) except? -1
     cpdef void add_batch(self, object sio) except *
 
 cdef class TimedSubmit:

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -63,17 +65,24 @@ class PageSampler:
     random numbers alone, not on the pages, so the sampler draws that schedule
     ahead, :data:`SCHEDULE` keeps at a time with numpy (the page counts at
     which pages are kept, and the entries they replace): a page passing by
-    costs a comparison with the next count, a kept page one copy.
+    costs a comparison with the next count.
 
-    The reservoir is one buffer of :data:`SAMPLE` pages, allocated and written
-    when the sampler is made: a kept page is one 4 KiB copy into memory already
-    mapped, not a new object whose first touch faults in the middle of the
-    measured run.  Compiled (``kcost.pxd``), an extension type: its counts are C
-    integers, its calls C calls."""
+    A kept page is kept by name, not copied: the name of what page ``j`` of a
+    passing folio holds is ``names[vpn_of_slot[folio.swap.offset + j]]`` (in
+    ``pyzram run``: the swap area's reverse map gives the page whose PTE holds
+    the slot, and ``names`` the page of the workload's source whose bytes that
+    page holds), and ``page_of(name)`` gives those bytes back when the sample
+    is read (:attr:`pages`), after the run.  So keeping a page costs the
+    measured run two array reads, not a 4 KiB copy.  Compiled (``kcost.pxd``),
+    an extension type: its counts are C integers, its arrays typed views."""
 
-    def __init__(self, seed: int = 0) -> None:
-        # (a repeated byte is written with memset: every page is faulted in here)
-        self._buf = memoryview(bytearray(1) * (SAMPLE * PAGE_SIZE))
+    def __init__(
+        self, names: Any, vpn_of_slot: Any, page_of: Callable[[int], Any], seed: int = 0
+    ) -> None:
+        self.names = names
+        self.vpn_of_slot = vpn_of_slot
+        self.page_of = page_of
+        self._keys = np.zeros(SAMPLE, dtype=np.int64)  # the kept pages' names, in order
         self.kept = 0  # pages in the reservoir
         self.seen = 0
         self.active = True  # (cleared when the workload ends: its final check is not counted)
@@ -100,35 +109,32 @@ class PageSampler:
 
     @property
     def pages(self) -> list[bytes]:
-        """The kept pages, in reservoir order."""
-        buf = self._buf
-        return [bytes(buf[k * PAGE_SIZE : (k + 1) * PAGE_SIZE]) for k in range(self.kept)]
+        """The kept pages' bytes (``page_of`` of each name), in reservoir order."""
+        return [bytes(self.page_of(int(key))) for key in self._keys[: self.kept]]
 
-    def add(self, data) -> None:
-        """Count the pages of one folio's ``data`` and keep some of them: the first
-        ``SAMPLE`` pages seen (a folio's run of them in one copy), then each page
-        whose count the schedule names (a large folio's pages in between are
-        counted, not visited)."""
-        n = len(data) // PAGE_SIZE
+    def name(self, folio, j: int) -> int:
+        """The name of what page ``j`` of ``folio`` (under swap I/O) holds."""
+        return self.names[self.vpn_of_slot[folio.swap.offset + j]]
+
+    def add(self, folio) -> None:
+        """Count the pages of one folio and keep some of them: the first ``SAMPLE``
+        pages seen, then each page whose count the schedule names (a large
+        folio's pages in between are counted, not visited)."""
+        n = folio.nr_pages
         first = self.seen  # the pages counted before this folio's
         self.seen = first + n
         if self.kept < _SAMPLE:
             k = self.kept
             m = min(n, _SAMPLE - k)
-            self._copy(k, data, 0, m)
+            for j in range(m):
+                self._keys[k + j] = self.name(folio, j)
             self.kept = k + m
         while self._next <= self.seen:
-            self._replace(data, self._next - first - 1)  # the folio's page with that count
+            self._replace(folio, self._next - first - 1)  # the folio's page with that count
 
-    def _copy(self, k: int, data, j: int, m: int) -> None:
-        """Pages ``j`` .. ``j + m - 1`` of ``data`` into reservoir entries ``k`` ..
-        ``k + m - 1``, one copy (compiled, between typed views: ``kcost.pxd``)."""
-        src = data
-        self._buf[k * PAGE_SIZE : (k + m) * PAGE_SIZE] = src[j * PAGE_SIZE : (j + m) * PAGE_SIZE]
-
-    def _replace(self, data, j: int) -> None:
-        """Page ``j`` of ``data`` replaces the entry the schedule draws; on to the next."""
-        self._copy(self._slot[self._i], data, j, 1)
+    def _replace(self, folio, j: int) -> None:
+        """Page ``j`` of ``folio`` replaces the entry the schedule draws; on to the next."""
+        self._keys[self._slot[self._i]] = self.name(folio, j)
         self._i += 1
         if self._i == _SCHEDULE:
             self._schedule(self._next)
@@ -140,7 +146,7 @@ class PageSampler:
         if not self.active or sio is None:
             return
         for folio in sio.bvecs:
-            self.add(folio.data)
+            self.add(folio)
 
 
 class TimedSubmit:

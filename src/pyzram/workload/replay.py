@@ -51,8 +51,8 @@ def replay(
             vpn = vpns[i]
             s = srcs[i]
             if s >= 0:  # a write: the original bytes of page s
-                exp[vpn] = s
                 mm.touch(vpn, False, page_of(s))
+                exp[vpn] = s  # (after: a swap-in on the way read the old bytes)
             else:
                 mm.touch(vpn)
             step += 1

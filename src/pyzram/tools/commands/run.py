@@ -425,7 +425,12 @@ def run_workload(
     rlat: list[float] = []
     wpages: list[int] = []
     rpages: list[int] = []
-    wsample, rsample = kcost.PageSampler(seed), kcost.PageSampler(seed + 1)
+    # exp[vpn]: the page of the source whose original bytes page vpn holds now.
+    exp = np.arange(n, dtype=np.int64)
+    # The samplers keep a page by the source page it holds: exp[] of the page whose
+    # PTE holds its slot (the area's reverse map).
+    wsample = kcost.PageSampler(exp, si.rmap_vpn, page_of, seed)
+    rsample = kcost.PageSampler(exp, si.rmap_vpn, page_of, seed + 1)
     si.ops = si.ops.replace(
         submit_write=kcost.TimedSubmit(si.ops.submit_write, wlat, wpages, before=wsample),
         submit_read=kcost.TimedSubmit(si.ops.submit_read, rlat, rpages, after=rsample),
@@ -433,8 +438,6 @@ def run_workload(
     vm_events = m.vm_events
     bio_stats = dev.disk.bio_stats
     bios_before = sum(bio_stats.values())  # mkswap's and swapon's header I/O
-    # exp[vpn]: the page of the source whose original bytes page vpn holds now.
-    exp = np.arange(n, dtype=np.int64)
     timeline: list[dict[str, float]] = []
     events: list[dict] = []
     total = n + len(acc) + n  # the fill, the pattern, the final check
