@@ -1,7 +1,8 @@
 """``pyzram run --plot FILE.png``: the run's time series as one PNG.
 
 Three panels over the run's wall-clock time, from the report's ``timeline``
-(about 256 samples over the fill and 256 over the pattern): the pool
+(about 64 samples over the fill and 64 over the pattern, more for a long
+run: one at least every 512 steps): the pool
 (``mem_used_total``) against the data it holds (``orig_data_size``) and the
 memcg limit of the process's resident pages, the data ratio
 (``orig_data_size / compr_data_size``, drawn once at least 64 pages are

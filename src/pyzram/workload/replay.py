@@ -28,11 +28,11 @@ def replay(
     """The process: it builds its memory page by page (the fill), then replays the
     access pattern ``acc`` (a write stores the original bytes of the page ``src``
     names, ``page_of(s)``, and ``exp`` keeps which page each one holds now);
-    about 256 ``sample``\\ s over each phase (at most every 512 steps);
+    about 64 ``sample``\\ s over each phase (at most every 512 steps);
     ``after_step(step)`` after each step.  Returns the steps taken."""
     n = len(exp)
-    fill_every = max(1, min(512, n // 256))
-    pattern_every = max(1, min(512, len(acc) // 256))
+    fill_every = max(1, min(512, n // 64))
+    pattern_every = max(1, min(512, len(acc) // 64))
     step = 0
     for vpn in range(n):
         mm.touch(vpn)
