@@ -143,6 +143,23 @@ def test_lifo_reuse_and_data():
     pool.check()
 
 
+def test_free_handles_are_reused_last_freed_first_and_refused_meanwhile():
+    """The free handles link through the handle table (``cache_free_handle``): the
+    one freed last is given out first, and a free handle names no object."""
+    pool = ZsPool()
+    hs = [pool.zs_malloc(100) for _ in range(5)]
+    for h in (hs[1], hs[3], hs[0]):
+        pool.zs_free(h)
+    for h in (hs[1], hs[3], hs[0]):
+        with pytest.raises(ValueError, match="invalid handle"):
+            pool._handle_to_obj(h)
+    again = [pool.zs_malloc(100) for _ in range(4)]
+    assert again == [hs[0], hs[3], hs[1], 6]  # last freed first, then a new one
+    for h in again + [hs[2], hs[4]]:
+        pool.zs_free(h)
+    pool.check()
+
+
 def test_allocation_prefers_fullest_zspage():
     pool = ZsPool()
     a = [pool.zs_malloc(1000) for _ in range(8)]  # zspages A (0-3) and B (4-7)

@@ -57,7 +57,7 @@ cdef class ZsPool:
     cdef public object _obj_addr
     cdef public long[::1] _addr
     cdef public Py_ssize_t _next_handle, _next_zspage_id, _nr_zspages
-    cdef public list _free_handles
+    cdef public long _free_handle
 
     @cython.locals(handle=long)
     cpdef long cache_alloc_handle(self)

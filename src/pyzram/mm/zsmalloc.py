@@ -342,12 +342,14 @@ class ZsPool:
         #: ``page->zspage``: the zspage owning each arena page (grows with the
         #: arena's used part, so metadata stays proportional to the pool).
         self._page_zspage: list[Zspage | None] = [None]
-        # The handle table: handle -> arena offset of the object's data (0: free).
-        # 0 is never a handle.
+        # The handle table: handle -> arena offset of the object's data; a free
+        # handle's entry is the next free one, negated (0: none after it), so the
+        # free handles form a list through the table, as a slab cache's free
+        # objects link through themselves.  0 is never a handle.
         self._obj_addr = np.zeros(max(handles_hint, 16), dtype=np.int64)
         self._addr = memoryview(self._obj_addr)  # scalar access as Python ints
         self._next_handle = 1
-        self._free_handles: list[int] = []
+        self._free_handle = 0  # the free handle freed last (0: none)
         self._nr_zspages = 0
         self._next_zspage_id = 1
 
@@ -433,8 +435,11 @@ class ZsPool:
         while True:
             spin_lock(self._stat_lock)
             try:
-                if self._free_handles:
-                    return self._free_handles.pop()
+                handle = self._free_handle
+                if handle:  # the one freed last; its entry names the next
+                    self._free_handle = -self._addr[handle]
+                    self._addr[handle] = 0
+                    return handle
                 handle = self._next_handle
                 if handle < len(self._addr):
                     self._next_handle = handle + 1
@@ -453,11 +458,11 @@ class ZsPool:
                     spin_unlock(self._stat_lock)
 
     def cache_free_handle(self, handle: int) -> None:
-        """``cache_free_handle``."""
+        """``cache_free_handle``: the handle heads the free list."""
         spin_lock(self._stat_lock)
         try:
-            self._addr[handle] = 0
-            self._free_handles.append(handle)
+            self._addr[handle] = -self._free_handle
+            self._free_handle = handle
         finally:
             spin_unlock(self._stat_lock)
 
@@ -465,7 +470,7 @@ class ZsPool:
     def _handle_to_obj(self, handle: int) -> tuple[Zspage, int]:
         """``handle_to_obj`` + ``obj_to_location``: the zspage and the object index."""
         addr = self._addr[handle] if 0 < handle < self._next_handle else 0
-        if not addr:
+        if addr <= 0:  # (a free handle's entry links the free list)
             raise ValueError(f"zsmalloc: invalid handle {handle}")
         zspage = self._page_zspage[addr >> _PG_SHIFT]
         cls = zspage.cls
