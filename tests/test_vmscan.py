@@ -138,6 +138,10 @@ def test_the_free_lists_keep_folios_of_each_order_up_to_their_high_mark(m):
     free_unref_folios(m, [large, one])  # the 2-page folio does not fit, the page does
     assert large.data is None and large.pages is None and m.free_pages[1] == []
     assert m.free_pages[0][-1] is one and m.nr_free_pages == FREE_PAGES_HIGH
+    with pytest.raises(RuntimeError, match="bad page state"):
+        free_unref_folios(m, [large])  # freed twice: its memory is the host's already
+    with pytest.raises(RuntimeError, match="bad page state"):
+        free_unref_folios(m, [one])  # freed twice: it would come out of the list twice
     m.close()  # powered off: the free pages' memory goes back to the host
     assert not any(m.free_pages) and m.nr_free_pages == 0
 

@@ -354,22 +354,27 @@ def free_unref_folios(m: Machine, folios: list[Folio]) -> None:
     (its ``data`` is None: a use after free fails at once).
 
     As the kernel's ``free_pages_prepare``, freeing clears the folio's flags
-    and what it belonged to (swap entry, memcg, mapping), and the first word
+    and what it belonged to (swap entry, memcg, mapping), after checking that
+    the folio is in use (``PG_swapbacked``, which every folio of the model has
+    from its allocation to its free: a folio freed twice is a
+    ``RuntimeError``, the kernel's "Bad page state"); and the first word
     of each of its pages is overwritten with ``PAGE_POISON`` bytes, so that a
     read which never fills a page it was given cannot pass for one that did
     because the memory still held the same bytes (the kernel's pages keep all
     their stale bytes unless ``page_poison`` or ``init_on_free`` is on).
     """
     for folio in folios:
+        if not folio.flags & _swapbacked_bit:  # free_page_is_bad: no folio is freed twice
+            raise RuntimeError("free_unref_folios: bad page state (a folio freed twice)")
+        folio.flags = 0
+        folio.swap = None
+        folio.memcg = None
+        folio.mapping = None
         nr = folio.nr_pages
         if m.nr_free_pages + nr <= _free_pages_high:
             data = folio.data
             for j in range(nr):
                 data[_POISON_SLICES[j]] = _POISON_WORD
-            folio.flags = 0
-            folio.swap = None
-            folio.memcg = None
-            folio.mapping = None
             m.free_pages[folio.order].append(folio)
             m.nr_free_pages += nr
         else:
