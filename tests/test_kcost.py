@@ -111,13 +111,28 @@ def test_a_batch_keeps_the_pages_its_folios_would(folio_pages):
     assert batched.pages == kept
 
 
-@pytest.mark.parametrize("folio_order", [0, 4])
-def test_a_run_names_each_page_by_the_bytes_it_passes_with(monkeypatch, folio_order):
+@pytest.mark.parametrize(
+    "kw,path",
+    [
+        ({"folio_order": 0}, None),
+        ({"folio_order": 4}, None),
+        ({"folio_order": 9, "mem_limit_pages": 1024}, "thp_swpout"),
+        ({"io_path": "bio"}, None),
+        ({"backing": True, "writeback": "huge_idle", "pp_every": 4}, "bd_reads"),
+        (
+            {"zswap": "lzo", "zswap_params": {"max_pool_percent": "1"}, "totalram_pages": 16_384},
+            "zswpwb",
+        ),
+    ],
+    ids=["order0", "order4", "thp", "bio", "backing", "zswap-writeback"],
+)
+def test_a_run_names_each_page_by_the_bytes_it_passes_with(monkeypatch, tmp_path, kw, path):
     """In ``pyzram run`` the samplers keep pages by name, the source page each one's
     bytes are a copy of (``exp`` of the page whose PTE holds its slot): every
-    page of every folio through
-    ``submit_write`` (before it) and ``submit_read`` (after it) holds the bytes of
-    the page its name gives, writes to swapped pages included."""
+    page of every folio through ``submit_write`` (before it) and ``submit_read``
+    (after it) holds the bytes of the page its name gives, writes to swapped
+    pages included, on each way a page takes to the device and back (PMD THPs,
+    bios, reads from the backing device, zswap's writeback)."""
     seen = []
 
     class Checking(kcost.PageSampler):
@@ -128,7 +143,17 @@ def test_a_run_names_each_page_by_the_bytes_it_passes_with(monkeypatch, folio_or
             super().add(folio)
 
     monkeypatch.setattr(kcost, "PageSampler", Checking)
-    pages = synthetic_mix(512, seed=11)
-    r = run_workload(pages, algorithm="lz4", folio_order=folio_order, write_ratio=0.5, **SMALL)
-    assert r.intact and r.vmstat["pswpin"] > 0
-    assert len(seen) == r.vmstat["pswpout"] + r.vmstat["pswpin"] and all(seen)
+    kw = dict(SMALL, write_ratio=0.5, **kw)
+    if kw.pop("backing", False):
+        bd = tmp_path / "backing.img"
+        bd.write_bytes(bytes(4 << 20))
+        kw["backing_dev"] = str(bd)
+    pages = synthetic_mix(1536 if kw.get("folio_order") == 9 else 512, seed=11)
+    r = run_workload(pages, algorithm="lz4", **kw)
+    v = r.vmstat
+    assert r.intact and v["pswpin"] > 0
+    assert len(seen) == v["pswpout"] + v["pswpin"] and all(seen)
+    if path == "bd_reads":
+        assert int(r.bd_stat.split()[1]) > 0  # read back through the backing device
+    elif path is not None:
+        assert v[path] > 0
