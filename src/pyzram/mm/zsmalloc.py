@@ -261,9 +261,12 @@ _spare_lock = threading.Lock()
 
 def _take_arena(size: int) -> tuple[mmap.mmap, int]:
     """A reserved mapping of at least ``size`` bytes, a spare one or else a new
-    one, and how far from its start its pages may hold old bytes (0: all zero)."""
+    one, and how far from its start its pages may hold old bytes (0: all zero).
+    The last one given back is taken first: its pages are the likeliest to be
+    still resident."""
     with _spare_lock:
-        for i, (arena, used) in enumerate(_spare_arenas):
+        for i in range(len(_spare_arenas) - 1, -1, -1):
+            arena, used = _spare_arenas[i]
             if len(arena) >= size:
                 del _spare_arenas[i]
                 return arena, used
