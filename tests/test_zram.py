@@ -12,6 +12,7 @@ from pyzram.lib.atomic import atomic64_read
 from pyzram.workload.pages import synthetic_mix
 from pyzram.zram import table as T
 from pyzram.zram.zcomp import PAGE_SIZE, ZCOMP_BATCH, Zcomp, ZcompParams
+from pyzram.zram.zram_drv import page_same_filled
 
 P = 4096
 
@@ -563,9 +564,13 @@ def test_pages_compressed_ahead_are_what_zcomp_compress_makes(algo):
     """``zcomp_compress_ahead`` (one codec call for a batch's pages) and then
     ``zcomp_compress`` of each page give the bytes and lengths of compressing
     each page on its own; a page passed over is simply not taken, a page not
-    among them is compressed on the spot, and an empty batch drops the rest."""
+    among them is compressed on the spot, and an empty batch drops the rest.
+    The C codecs leave same-filled pages out ahead (zram never compresses one);
+    one asked for all the same is compressed on the spot."""
     comp = Zcomp(algo, ZcompParams())
     pages = [memoryview(bytearray(p.tobytes())) for p in synthetic_mix(ZCOMP_BATCH, seed=4)]
+    pages[2] = memoryview(bytearray(P))
+    pages[6] = memoryview(bytearray(b"\x01\x02\x03\x04\x05\x06\x07\x08" * (P // 8)))
     want = []
     for p in pages:
         strm = Zcomp(algo, ZcompParams()).zcomp_stream_get()
@@ -573,7 +578,11 @@ def test_pages_compressed_ahead_are_what_zcomp_compress_makes(algo):
         want.append((n, bytes(strm.mem[: max(n, 0)])))
     zstrm = comp.zcomp_stream_get()
     comp.zcomp_compress_ahead(zstrm, pages)
-    for k in (0, 1, 5, 6, ZCOMP_BATCH - 1):  # 2..4 and 7.. passed over (same-filled, say)
+    same = [page_same_filled(p) is not None for p in pages]
+    assert same[2] and same[6]
+    left_out = [zstrm.ahead_len[k] == 0 for k in range(ZCOMP_BATCH)]
+    assert left_out == (same if algo != "zstd" else [False] * ZCOMP_BATCH)
+    for k in (0, 1, 5, 6, ZCOMP_BATCH - 1):  # 2..4 and 7.. passed over
         n = comp.zcomp_compress(zstrm, pages[k])
         assert (n, bytes(zstrm.mem[: max(n, 0)])) == want[k], k
     other = memoryview(bytearray(pages[3]))  # the same bytes, not the page compressed ahead
@@ -587,7 +596,6 @@ def test_pages_compressed_ahead_are_what_zcomp_compress_makes(algo):
 def test_page_same_filled_finds_the_fill_word_and_nothing_else(kind):
     """``page_same_filled``: the u64 fill word (read little-endian) of a page whose 512
     words are equal; ``None`` when any one word differs, first, middle or last."""
-    from pyzram.zram.zram_drv import page_same_filled
 
     def as_kind(data: bytes):
         if kind == "memoryview":  # a page inside a larger folio
