@@ -48,6 +48,7 @@ COMPILED = [
     "src/pyzram/mm/vmscan.py",
     "src/pyzram/mm/zswap.py",
     "src/pyzram/tools/kcost.py",
+    "src/pyzram/tools/bench/plug.py",
     "src/pyzram/workload/replay.py",
 ]
 

@@ -411,7 +411,6 @@ def submit_batches(
     """
     from pyzram.mm.folio import Folio, PG_dirty, PG_uptodate
     from pyzram.mm.page_io import (
-        swap_add_folio,
         swap_read_end,
         swap_read_submit,
         swap_write_end,
@@ -426,6 +425,7 @@ def submit_batches(
         swap_duplicate,
         swap_free,
     )
+    from pyzram.tools.bench.plug import add_folios
 
     n = len(pages)
     null = path == "null"
@@ -450,8 +450,7 @@ def submit_batches(
         def make_submit(folios_: list[Any], rw: int, submit: Callable[[Any], None]):
             def run(lo: int, hi: int) -> None:
                 ctx = SwapIoCtx(m)
-                for f in folios_[lo:hi]:
-                    swap_add_folio(ctx, f, rw)
+                add_folios(ctx, folios_, lo, hi, rw)
                 submit(ctx)
 
             return run
