@@ -184,6 +184,42 @@ def test_swapoff_out_of_memory_fails_and_can_be_tried_again(m, zram_swap):
     assert all(mm.read(vpn) == pages[vpn].tobytes() for vpn in range(len(pages)))
 
 
+def test_swapoff_frees_each_window_of_slots_before_it_reads_the_next(m, zram_swap):
+    """``try_to_unuse`` reads a window of ``SWAP_CLUSTER_MAX`` slots, maps and frees
+    each of them, then reads the next window: zram is told of each freed slot
+    while what was read from it is warm, and the slots read but not yet freed
+    never number more than one window."""
+    z, si = zram_swap
+    pages = synthetic_mix(200, seed=5)
+    mm = AddressSpace(len(pages), MemCgroup(m, limit_pages=50), lambda vpn: pages[vpn].tobytes())
+    for vpn in range(len(pages)):
+        mm.touch(vpn)
+    ops, events = si.ops, []
+
+    def read(ctx):
+        events.append(("read", [f.swap.offset for f in ctx.sio.bvecs]))
+        ops.submit_read(ctx)
+
+    def notify(si_, offset):
+        events.append(("free", offset))
+        ops.slot_free_notify(si_, offset)
+
+    si.ops = ops.replace(submit_read=read, slot_free_notify=notify)
+    mm.memcg.limit_pages = 1000
+    swapoff(si)
+    pending: set[int] = set()
+    most = 0
+    for kind, what in events:
+        if kind == "read":
+            pending.update(what)
+            most = max(most, len(pending))
+        else:
+            pending.discard(what)
+    assert sum(kind == "read" for kind, _ in events) >= 4
+    assert 0 < most <= SWAP_CLUSTER_MAX and not pending
+    assert all(mm.read(vpn) == pages[vpn].tobytes() for vpn in range(len(pages)))
+
+
 @pytest.mark.parametrize("tlb_entries", [0, TLB_ENTRIES])
 def test_a_hot_set_between_cold_faults(m, zram_swap, tlb_entries):
     """A hot set touched between cold faults; cold pages cycle through swap.

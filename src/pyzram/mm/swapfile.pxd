@@ -12,7 +12,7 @@ from pyzram.mm.zswap cimport Zswap, zswap_invalidate
 # module-global lookup and a boxed int (not re-exported: import them from
 # the module that defines them).
 cdef long PAGE_SHIFT, PAGE_SIZE, PG_locked, PG_swapcache, PG_uptodate, PG_writeback
-cdef long MAX_SWAPFILES, SWAP_FLAG_PRIO_MASK, SWAP_HAS_CACHE, SWAP_MAP_BAD, SWAP_MAP_MAX
+cdef long MAX_SWAPFILES, SWAP_CLUSTER_MAX, SWAP_FLAG_PRIO_MASK, SWAP_HAS_CACHE, SWAP_MAP_BAD, SWAP_MAP_MAX
 cdef long SWAPFILE_CLUSTER, SWP_BLKDEV, SWP_SOLIDSTATE, SWP_STABLE_WRITES, SWP_SYNCHRONOUS_IO
 cdef long SWP_USED, SWP_WRITEOK
 

@@ -67,6 +67,7 @@ from pyzram.mm.folio import (
 )
 from pyzram.mm.swap import (
     MAX_SWAPFILES,
+    SWAP_CLUSTER_MAX,
     SWAP_FLAG_PRIO_MASK,
     SWAP_HAS_CACHE,
     SWAP_MAP_BAD,
@@ -439,13 +440,19 @@ UnuseFn = Callable[[SwpEntry, Folio], int]
 def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     """``sys_swapoff``: bring every in-use slot back into memory, then release the area.
 
-    ``try_to_unuse`` reads each referenced slot into a swap-cache folio
-    (batched through a read ctx, so ``submit_read`` sees real batches) and
-    walks the machine's ``mmlist`` (the address spaces that have swapped):
-    each one's ``unuse_pte`` maps the folio in place of the entry and
-    returns the references it dropped.  ``unuse(entry, folio)``, if given,
+    ``try_to_unuse`` takes the referenced slots in windows of
+    ``SWAP_CLUSTER_MAX``, as ``unuse_pte_range`` takes each PTE's
+    ``swapin_readahead`` window: it reads the window's slots into swap-cache
+    folios (batched through a read ctx, so ``submit_read`` sees real
+    batches), then for each slot walks the machine's ``mmlist`` (the
+    address spaces that have swapped), whose ``unuse_pte`` maps the folio in
+    place of the entry and returns the references it dropped, and frees the
+    folio's swap (``folio_free_swap``), so a slot is freed while what was
+    just read from it is still warm.  ``unuse(entry, folio)``, if given,
     does the same for references held outside any address space (a PTE
-    made by hand).  Slots nobody drops keep the area busy:
+    made by hand).  Simplified: the windows are the area's slots in order,
+    not each address space's PTEs in turn.  Slots nobody drops keep the
+    area busy:
     ``EBUSY`` (the kernel would loop; here it is an owner bug).  Afterwards
     no slot and no swap-cache folio of the area remains, and the area's
     ``ops`` are no longer used.
@@ -464,46 +471,50 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     offsets = np.flatnonzero(
         (si.swap_map & ~np.uint8(SWAP_HAS_CACHE) != 0) & (si.swap_map != SWAP_MAP_BAD)
     )
-    entries: list[SwpEntry] = []  # each slot's entry and the folio that holds it
-    folios: list[Folio] = []
-    ctx = SwapIoCtx(m)
-    for off in offsets.tolist():
-        entry = swp_entry(si.type, off)
-        folio = swap_cache_get_folio(m, entry)
-        if folio is None:
-            folio = swap_cache_alloc_folio(m, entry)
-            swap_read_folio(ctx, folio)
-        entries.append(entry)
-        folios.append(folio)
-    swap_read_submit(ctx)
     # each address space's unuse_pte (unuse_mm), then the caller's, found once
     unuses = [mm.unuse_pte for mm in m.mmlist]
     if unuse is not None:
         unuses.append(unuse)
-    for i in range(len(folios)):
-        entry = entries[i]
-        folio = folios[i]
-        folio.lock()
-        folio.unlock()  # wait for the read (folio_wait_locked)
-        if not folio.test(PG_uptodate):
-            raise OSError(errno.EIO, f"swapoff: cannot read slot {entry.offset}")
-        try:
-            dropped = 0
-            for unuse_pte in unuses:
-                dropped += unuse_pte(entry, folio)
-        except OSError:  # ENOMEM from a memcg charge: reinsert_swap_info, fail
-            spin_lock(si.lock)
+    offs = offsets.tolist()
+    entries: list[SwpEntry] = []  # each slot's entry and the folio that holds it
+    folios: list[Folio] = []
+    ctx = SwapIoCtx(m)
+    for lo in range(0, len(offs), SWAP_CLUSTER_MAX):
+        entries.clear()
+        folios.clear()
+        for off in offs[lo : lo + SWAP_CLUSTER_MAX]:
+            entry = swp_entry(si.type, off)
+            folio = swap_cache_get_folio(m, entry)
+            if folio is None:
+                folio = swap_cache_alloc_folio(m, entry)
+                swap_read_folio(ctx, folio)
+            entries.append(entry)
+            folios.append(folio)
+        swap_read_submit(ctx)
+        for i in range(len(folios)):
+            entry = entries[i]
+            folio = folios[i]
+            folio.lock()
+            folio.unlock()  # wait for the read (folio_wait_locked)
+            if not folio.test(PG_uptodate):
+                raise OSError(errno.EIO, f"swapoff: cannot read slot {entry.offset}")
             try:
-                si.flags |= SWP_WRITEOK
-                atomic64_add(si.pages, m.nr_swap_pages)
-            finally:
-                spin_unlock(si.lock)
-            raise
-        for _j in range(dropped):
-            swap_free(m, entry)
-        folio.lock()
-        folio_free_swap(m, folio)
-        folio.unlock()
+                dropped = 0
+                for unuse_pte in unuses:
+                    dropped += unuse_pte(entry, folio)
+            except OSError:  # ENOMEM from a memcg charge: reinsert_swap_info, fail
+                spin_lock(si.lock)
+                try:
+                    si.flags |= SWP_WRITEOK
+                    atomic64_add(si.pages, m.nr_swap_pages)
+                finally:
+                    spin_unlock(si.lock)
+                raise
+            for _j in range(dropped):
+                swap_free(m, entry)
+            folio.lock()
+            folio_free_swap(m, folio)
+            folio.unlock()
     # try_to_unuse visits cache-only slots too (swap_map == SWAP_HAS_CACHE, say a
     # mapped folio whose PTE no longer holds the entry): folio_free_swap drops them.
     spin_lock(si.lock)
