@@ -513,7 +513,7 @@ class Zram:
         """``read_same_filled_page``: fill the page with the slot's word (0 if empty)."""
         tbl = self.table
         fill = tbl.handle[index]
-        memoryview(page).cast("B")[:] = _filled_page(fill)
+        memoryview(page)[:] = _filled_page(fill)
         return 0
 
     @cython.locals(tbl=ZramTable)
@@ -523,7 +523,7 @@ class Zram:
         tbl = self.table
         handle = tbl.handle[index]
         src = pool.zs_obj_read_begin(handle)
-        memoryview(page).cast("B")[:] = pool.arena[src : src + _PG_SIZE]
+        memoryview(page)[:] = pool.arena[src : src + _PG_SIZE]
         pool.zs_obj_read_end(handle)
         return 0
 
@@ -556,7 +556,8 @@ class Zram:
 
     @cython.locals(tbl=ZramTable)
     def zram_read_page(self, page: Any, index: int) -> int:
-        """``zram_read_page``: read slot ``index`` into ``page``; 0 or a negative errno.
+        """``zram_read_page``: read slot ``index`` into ``page`` (a writable 4096-byte
+        buffer of bytes); 0 or a negative errno.
 
         The slot lock is held while the pool is read; a written-back slot is
         read from the backing device after it is dropped.
