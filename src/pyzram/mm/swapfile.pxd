@@ -81,5 +81,6 @@ cpdef Folio swap_cache_alloc_folio(Machine m, SwpEntry entry, int order=*)
 cpdef void swap_cache_del_folio(Machine m, Folio folio, long shadow=*) except *
 @cython.locals(si=SwapInfo, off=long, o=long, swapped=bint)
 cpdef bint folio_free_swap(Machine m, Folio folio) except? False
+cpdef void reinsert_swap_info(SwapInfo si) except *
 @cython.locals(m=Machine, folio=Folio, entry=SwpEntry, dropped=long, i=Py_ssize_t, _j=long)
 cpdef void swapoff(SwapInfo si, object unuse=*) except *

@@ -437,6 +437,16 @@ UnuseFn = Callable[[SwpEntry, Folio], int]
 
 
 @cython.locals(folio=Folio, si=SwapInfo)
+def reinsert_swap_info(si: SwapInfo) -> None:
+    """``reinsert_swap_info``: a failed ``swapoff`` puts the area back in use."""
+    spin_lock(si.lock)
+    try:
+        si.flags |= SWP_WRITEOK
+        atomic64_add(si.pages, si.machine.nr_swap_pages)
+    finally:
+        spin_unlock(si.lock)
+
+
 def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     """``sys_swapoff``: bring every in-use slot back into memory, then release the area.
 
@@ -502,13 +512,8 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
                 dropped = 0
                 for unuse_pte in unuses:
                     dropped += unuse_pte(entry, folio)
-            except OSError:  # ENOMEM from a memcg charge: reinsert_swap_info, fail
-                spin_lock(si.lock)
-                try:
-                    si.flags |= SWP_WRITEOK
-                    atomic64_add(si.pages, m.nr_swap_pages)
-                finally:
-                    spin_unlock(si.lock)
+            except OSError:  # ENOMEM from a memcg charge: the area back on, fail
+                reinsert_swap_info(si)
                 raise
             for _j in range(dropped):
                 swap_free(m, entry)
@@ -533,12 +538,7 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     finally:
         spin_unlock(si.lock)
     if busy.size:
-        spin_lock(si.lock)
-        try:
-            si.flags |= SWP_WRITEOK
-            atomic64_add(si.pages, m.nr_swap_pages)
-        finally:
-            spin_unlock(si.lock)
+        reinsert_swap_info(si)
         raise OSError(errno.EBUSY, f"swapoff: {len(busy)} slots still referenced")
     release_swap_area(si)
     si.ops = None
