@@ -160,6 +160,14 @@ def test_store_fits_80_columns():
     assert "memory ratio (orig_data_size / mem_used_total): " in out
 
 
+def test_bench_table_fits_80_columns_piped():
+    """Piped, the bench's one table takes the console's width (80 here): cells fold,
+    nothing is cut."""
+    out = _narrow("bench", "--tiny", "--no-kernel")
+    _fits(out)
+    assert "met?" in out and "ratio" in out
+
+
 def test_run_fits_80_columns_and_names_its_ratios():
     out = _narrow("run", "--limit", "300", "--mem-limit", "300K", "--accesses", "300")
     assert "data ratio (orig_data_size / compr_data_size)" in out

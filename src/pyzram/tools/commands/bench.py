@@ -81,11 +81,9 @@ def command(
     if as_json:
         print(report.to_json())
         return
-    # Piped output gets a wide table rather than rich's 80 columns.
-    out = console if console.is_terminal else Console(width=220)
-    out.print(_bench_table(report))
+    console.print(_bench_table(report))
     if plot is not None:
-        out.print(f"wrote {plot}")
+        console.print(f"wrote {plot}")
 
 
 def _bench_table(report) -> Table:
