@@ -436,7 +436,6 @@ def release_swap_area(si: SwapInfo) -> None:
 UnuseFn = Callable[[SwpEntry, Folio], int]
 
 
-@cython.locals(folio=Folio, si=SwapInfo)
 def reinsert_swap_info(si: SwapInfo) -> None:
     """``reinsert_swap_info``: a failed ``swapoff`` puts the area back in use."""
     spin_lock(si.lock)
@@ -447,6 +446,7 @@ def reinsert_swap_info(si: SwapInfo) -> None:
         spin_unlock(si.lock)
 
 
+@cython.locals(folio=Folio, si=SwapInfo)
 def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     """``sys_swapoff``: bring every in-use slot back into memory, then release the area.
 
