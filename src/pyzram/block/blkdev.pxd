@@ -1,5 +1,7 @@
 # Types of pyzram/block/blkdev.py when it is compiled (Cython pure-Python mode).
+cimport cython
 
+@cython.final
 cdef class Gendisk:
     cdef public str disk_name
     cdef public object fops
@@ -13,6 +15,7 @@ cdef class Gendisk:
     cdef object __weakref__
 
 
+@cython.final
 cdef class BlockDevice:
     cdef public Gendisk disk
     cdef public object holder

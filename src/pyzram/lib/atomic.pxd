@@ -4,6 +4,7 @@ cimport cython
 cpdef void atomic_begin() noexcept
 cpdef void atomic_end() noexcept
 
+@cython.final
 cdef class atomic64_t:
     cdef public long long counter
 

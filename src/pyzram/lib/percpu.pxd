@@ -3,6 +3,7 @@ cimport cython
 from cpython.pythread cimport PyThread_get_thread_ident
 from pyzram.lib.atomic cimport atomic_begin, atomic_end
 
+@cython.final
 cdef class PerCpu:
     cdef object _alloc
     cdef object _lock

@@ -4,6 +4,7 @@ from pyzram.lib.atomic cimport atomic_begin, atomic_end
 cdef class _ReadGuard
 cdef class _WriteGuard
 
+@cython.final
 cdef class RWSemaphore:
     cdef object _cv
     cdef Py_ssize_t _readers, _writers_waiting, _waiters
@@ -23,8 +24,10 @@ cdef class RWSemaphore:
     cpdef _ReadGuard read(self)
     cpdef _WriteGuard write(self)
 
+@cython.final
 cdef class _ReadGuard:
     cdef RWSemaphore _sem
 
+@cython.final
 cdef class _WriteGuard:
     cdef RWSemaphore _sem

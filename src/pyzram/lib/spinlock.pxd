@@ -5,6 +5,7 @@ from pyzram.lib.atomic cimport atomic_begin, atomic_end
 cdef list spin_wait_table
 cdef long _SPIN_WAIT_MASK
 
+@cython.final
 cdef class spinlock_t:
     cdef public bint locked
     cdef public Py_ssize_t waiters

@@ -1,6 +1,7 @@
 # Types of pyzram/lib/xarray.py when it is compiled (Cython pure-Python mode).
 cimport cython
 
+@cython.final
 cdef class XArray:
     cdef public Py_ssize_t first
     cdef public list entries

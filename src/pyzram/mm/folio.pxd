@@ -15,6 +15,7 @@ cpdef long folio_waitqueue(object folio)
 
 
 @cython.freelist(64)
+@cython.final
 cdef class SwpEntry:
     cdef readonly long type
     cdef readonly long offset
@@ -24,6 +25,7 @@ cdef class SwpEntry:
 cpdef SwpEntry swp_entry(long type_, long offset)
 
 
+@cython.final
 cdef class Folio(ListHead):
     cdef readonly int order
     cdef readonly long nr_pages

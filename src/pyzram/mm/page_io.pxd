@@ -28,6 +28,7 @@ cdef tuple _FOLIO_SIZES
 
 
 @cython.freelist(32)
+@cython.final
 cdef class SwapIocb:
     cdef public object machine
     cdef public list bvecs
@@ -36,6 +37,7 @@ cdef class SwapIocb:
     cdef object __weakref__
 
 
+@cython.final
 cdef class SioPool:
     cdef public object machine
     cdef public long size

@@ -3,17 +3,20 @@ cimport cython
 from pyzram.lib.percpu cimport PerCpu, this_cpu_ptr
 
 @cython.freelist(64)
+@cython.final
 cdef class SwapIoCtx:
     cdef public object machine
     cdef public object sio
     cdef public object sis
 
 
+@cython.final
 cdef class VmEventState:
     cdef public long long[::1] event
     cdef public dict mthp
 
 
+@cython.final
 cdef class VmEvents:
     cdef PerCpu _pcpu
     cdef object __weakref__

@@ -1,5 +1,7 @@
 # Types of pyzram/mm/swap_ops.py when it is compiled (Cython pure-Python mode).
+cimport cython
 
+@cython.final
 cdef class SwapOps:
     cdef readonly str name
     cdef readonly object submit_write

@@ -20,6 +20,7 @@ cdef long SWP_USED, SWP_WRITEOK
 cdef long _COUNT_MASK, _NO_SHADOW
 
 
+@cython.final
 cdef class SwapInfo:
     cdef public Machine machine
     cdef public int type

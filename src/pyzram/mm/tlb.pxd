@@ -3,6 +3,7 @@ cimport cython
 
 cdef unsigned char _NONE, _CLEAN, _DIRTY
 
+@cython.final
 cdef class Tlb:
     cdef public long nr_entries, nr, oldest, newest
     cdef public unsigned char[::1] state

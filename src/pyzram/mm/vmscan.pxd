@@ -45,6 +45,7 @@ cdef long _GFP_IO, _GFP_FS, _PTRS_PER_PTE, _PUD_NR_PAGES
 cdef int FOLIOREF_RECLAIM, FOLIOREF_KEEP, FOLIOREF_ACTIVATE
 
 
+@cython.final
 cdef class LruList(List):
     cdef public long nr_pages
 
@@ -55,6 +56,7 @@ cdef class LruList(List):
     cdef void _del(self, Folio folio)
 
 
+@cython.final
 cdef class MemCgroup:
     cdef public Machine machine
     cdef public long limit_pages
@@ -80,12 +82,14 @@ cdef class MemCgroup:
     cpdef void lru_note_cost(self, long nr_io, long nr_rotated) except *
 
 
+@cython.final
 cdef class ReclaimStat:
     cdef public long nr_activate
     cdef public long nr_pageout
     cdef public long nr_ref_keep
 
 
+@cython.final
 cdef class ScanControl:
     cdef public long anon_cost
     cdef public bint force_deactivate
@@ -118,6 +122,7 @@ cpdef void move_folios_to_lru(MemCgroup memcg, list folio_list) except *
 cpdef long shrink_inactive_list(MemCgroup memcg, long nr, long gfp_mask=*) except -1
 
 
+@cython.final
 cdef class AddressSpace:
     cdef public long nr_pages
     cdef public MemCgroup memcg

@@ -9,6 +9,7 @@ cdef unsigned long long _TAG, _TAG_BITS, _LAST_LINK, _FREEOBJ_MASK
 cdef unsigned int _NONFULL_GROUPS
 cdef tuple _FULLEST
 
+@cython.final
 cdef class SizeClass:
     cdef public int index, size, pages_per_zspage, objs_per_zspage
     cdef public bint huge
@@ -21,6 +22,7 @@ cdef class SizeClass:
     cpdef list zspages(self, int fg)
 
 @cython.freelist(64)
+@cython.final
 cdef class Zspage:
     cdef public Py_ssize_t id
     cdef public SizeClass cls

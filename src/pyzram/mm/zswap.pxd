@@ -18,6 +18,7 @@ cdef long ZSWAP_ADDRESS_SPACE_SHIFT  # (its own; not exported)
 cdef int EAGAIN, EEXIST, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, ENOSPC
 
 
+@cython.final
 cdef class ZswapPool:
     cdef public ZsPool zs_pool
     cdef public str tfm_name
@@ -30,6 +31,7 @@ cdef class ZswapPool:
     cpdef tuple acomp_ctx(self)
 
 
+@cython.final
 cdef class ZswapEntry(ListHead):
     cdef public SwpEntry swpentry
     cdef public long length
@@ -39,10 +41,12 @@ cdef class ZswapEntry(ListHead):
     cdef public object objcg
 
 
+@cython.final
 cdef class ListLruOne(List):
     pass
 
 
+@cython.final
 cdef class Zswap:
     cdef public long totalram_pages
     cdef public tuple compressors

@@ -2,6 +2,7 @@
 cimport cython
 from pyzram.lib.atomic cimport atomic_begin, atomic_end
 
+@cython.final
 cdef class ZramTable:
     cdef public Py_ssize_t nr_pages
     cdef public object handle_np, flags_np, ac_time_np

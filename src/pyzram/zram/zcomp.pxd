@@ -4,6 +4,7 @@ from pyzram.lib.percpu cimport PerCpu, this_cpu_ptr
 
 cdef Py_ssize_t _BUFFER_SIZE
 
+@cython.final
 cdef class ZcompStrm:
     cdef public bytearray buffer
     cdef public unsigned char[::1] own, mem
@@ -27,6 +28,7 @@ cdef class KernelCodecBackend(ZcompBackend):
     cdef public int _algo, _dict_err
     cdef public object _arg
 
+@cython.final
 cdef class Zcomp:
     cdef public str name
     cdef public object params

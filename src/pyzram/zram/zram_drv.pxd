@@ -14,6 +14,7 @@ cdef int _PRIO_SHIFT
 cdef Py_ssize_t _PG_SIZE, _PRIMARY, _BATCH
 cdef bytes _ZERO_PAGE, _ZERO_WORD
 
+@cython.final
 cdef class ZramStats:
     cdef public atomic64_t compr_data_size, failed_reads, failed_writes, notify_free
     cdef public atomic64_t same_pages, huge_pages, huge_pages_since, pages_stored
