@@ -225,8 +225,8 @@ def test_compaction_many_classes_keeps_data():
 
 
 def test_destroyed_pool_gives_its_arena_to_the_next_and_refuses_use():
-    """``zs_destroy_pool``: the mapping goes to the next pool (its pages handed back with
-    MADV_FREE), and the dead pool cannot touch it any more."""
+    """``zs_destroy_pool``: the mapping goes to the next pool (its pages kept present, a
+    small pool's), and the dead pool cannot touch it any more."""
     import pyzram.mm.zsmalloc as zsm
 
     old = ZsPool(max_bytes=1 << 20)
@@ -234,7 +234,7 @@ def test_destroyed_pool_gives_its_arena_to_the_next_and_refuses_use():
     old.zs_obj_write(h, b"x" * 1000, 1000)
     mapping = old._arena
     old.zs_destroy_pool()
-    assert any(a is mapping for a, _ in zsm._spare_arenas)
+    assert any(a is mapping for a, *_ in zsm._spare_arenas)
     with pytest.raises(ValueError):
         old.zs_obj_read(h, 1000)  # released: no write into the next pool's memory
     new = ZsPool(max_bytes=1 << 20)
@@ -246,6 +246,40 @@ def test_destroyed_pool_gives_its_arena_to_the_next_and_refuses_use():
     new.check()
     new.zs_compact()
     new.check()
+
+
+def test_spare_arenas_keep_at_most_their_bound_present(monkeypatch):
+    """A destroyed pool's used pages stay present while the spares kept present fit
+    ``_SPARE_PRESENT_MAX``; past it they go back to the host (MADV_FREE), and either
+    way the next pool reads back what it writes."""
+    import pyzram.mm.zsmalloc as zsm
+
+    monkeypatch.setattr(zsm, "_spare_arenas", [])
+
+    def filled() -> ZsPool:
+        pool = ZsPool(max_bytes=1 << 22)
+        for _ in range(8):
+            pool.zs_obj_write(pool.zs_malloc(3000), b"\xab" * 3000, 3000)
+        return pool
+
+    def destroy(pool: ZsPool) -> tuple[int, bool]:
+        mapping = pool._arena
+        pool.zs_destroy_pool()
+        _, used, kept = next(s for s in zsm._spare_arenas if s[0] is mapping)
+        return used, kept
+
+    first, second = filled(), filled()  # two arenas
+    top = first._arena_top
+    monkeypatch.setattr(zsm, "_SPARE_PRESENT_MAX", top + second._arena_top - 1)
+    assert destroy(first) == (top, True)
+    assert destroy(second) == (second._arena_top, False)  # would pass the bound
+    pool = ZsPool(max_bytes=1 << 22)  # takes the one given back last
+    hs = [pool.zs_malloc(3000) for _ in range(40)]
+    for i, h in enumerate(hs):
+        pool.zs_obj_write(h, bytes([i]) * 3000, 3000)
+    assert [pool.zs_obj_read(h, 3000) for h in hs] == [bytes([i]) * 3000 for i in range(40)]
+    pool.check()
+    pool.zs_destroy_pool()
 
 
 def test_recycled_arena_old_bytes_never_read_as_headers():
