@@ -22,6 +22,7 @@ cdef class VmEvents:
     cdef object __weakref__
 
     cpdef VmEventState _this_cpu(self)
+    @cython.locals(mine=VmEventState)
     cpdef void count(self, int item, long n=*) except *
     @cython.locals(m=dict)
     cpdef void count_mthp(self, int order, str name, long n=*) except *

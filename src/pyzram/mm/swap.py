@@ -179,7 +179,8 @@ class VmEvents:
 
     def count(self, item: int, n: int = 1) -> None:
         """``count_vm_events(item, n)``."""
-        self._this_cpu().event[item] += n
+        mine = self._this_cpu()  # (compiled, a typed name: its array is not re-acquired)
+        mine.event[item] += n
 
     def count_mthp(self, order: int, name: str, n: int = 1) -> None:
         """``count_mthp_stat``: only orders 1..PMD_ORDER have mTHP stats."""

@@ -69,7 +69,7 @@ cdef class ZsPool:
     cpdef Zspage alloc_zspage(self, SizeClass cls)
     @cython.locals(start=Py_ssize_t, end=Py_ssize_t)
     cpdef void _populate(self) except *
-    @cython.locals(step=Py_ssize_t, w=Py_ssize_t, i=Py_ssize_t, words="unsigned long long[::1]")
+    @cython.locals(step=Py_ssize_t, w=Py_ssize_t, i=Py_ssize_t)
     cpdef void init_zspage(self, SizeClass cls, Zspage zspage)
     @cython.locals(first=Py_ssize_t, i=Py_ssize_t)
     cpdef void _free_zspage(self, SizeClass cls, Zspage zspage)

@@ -546,14 +546,16 @@ class ZsPool:
 
     def init_zspage(self, cls: SizeClass, zspage: Zspage) -> None:
         """``init_zspage``: link every object into the free list, object 0 first
-        (``link->next = (i + 1) << OBJ_TAG_BITS``; the last one ends it)."""
-        words = self._words
+        (``link->next = (i + 1) << OBJ_TAG_BITS``; the last one ends it).
+        (Compiled, ``self._words`` is indexed in place: a typed name for it
+        would be a view acquired and released, two atomic operations that
+        wait for these stores to reach memory.)"""
         step = cls.size >> 3
         w = zspage.base >> 3
         for i in range(1, cls.objs_per_zspage):
-            words[w] = i << _TAG_BITS
+            self._words[w] = i << _TAG_BITS
             w += step
-        words[w] = _LAST_LINK
+        self._words[w] = _LAST_LINK
         zspage.freeobj = 0
 
     def _split_extent(self, pages: int) -> int:
