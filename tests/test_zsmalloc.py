@@ -224,6 +224,14 @@ def test_compaction_many_classes_keeps_data():
         assert pool.zs_can_compact(cls) == 0
 
 
+def _store_and_read_back(pool: ZsPool, size: int, count: int) -> None:
+    """``count`` objects of ``size`` bytes, object ``i`` all ``i``: each reads back whole."""
+    hs = [pool.zs_malloc(size) for _ in range(count)]
+    for i, h in enumerate(hs):
+        pool.zs_obj_write(h, bytes([i]) * size, size)
+    assert [pool.zs_obj_read(h, size) for h in hs] == [bytes([i]) * size for i in range(count)]
+
+
 def test_destroyed_pool_gives_its_arena_to_the_next_and_refuses_use():
     """``zs_destroy_pool``: the mapping goes to the next pool (its pages kept present, a
     small pool's), and the dead pool cannot touch it any more."""
@@ -239,10 +247,7 @@ def test_destroyed_pool_gives_its_arena_to_the_next_and_refuses_use():
         old.zs_obj_read(h, 1000)  # released: no write into the next pool's memory
     new = ZsPool(max_bytes=1 << 20)
     assert new._arena is mapping
-    hs = [new.zs_malloc(1000) for _ in range(8)]
-    for i, h2 in enumerate(hs):
-        new.zs_obj_write(h2, bytes([i]) * 1000, 1000)
-    assert [new.zs_obj_read(h2, 1000) for h2 in hs] == [bytes([i]) * 1000 for i in range(8)]
+    _store_and_read_back(new, 1000, 8)
     new.check()
     new.zs_compact()
     new.check()
@@ -274,10 +279,7 @@ def test_spare_arenas_keep_at_most_their_bound_present(monkeypatch):
     assert destroy(first) == (top, True)
     assert destroy(second) == (second._arena_top, False)  # would pass the bound
     pool = ZsPool(max_bytes=1 << 22)  # takes the one given back last
-    hs = [pool.zs_malloc(3000) for _ in range(40)]
-    for i, h in enumerate(hs):
-        pool.zs_obj_write(h, bytes([i]) * 3000, 3000)
-    assert [pool.zs_obj_read(h, 3000) for h in hs] == [bytes([i]) * 3000 for i in range(40)]
+    _store_and_read_back(pool, 3000, 40)
     pool.check()
     pool.zs_destroy_pool()
 
