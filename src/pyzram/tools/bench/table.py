@@ -541,7 +541,8 @@ def codec_seconds(pages: np.ndarray, algo: str, huge_class_size: int, repeat: in
     swap core), and huge pages are stored raw and read back with a copy, so
     they are left out: what remains is the floor any zram write + read of
     these pages must pay, and "Python work beyond the codec" is measured
-    above it.  The buffers the codec writes are written once before the
+    above it.  The decoder reads the objects packed end to end, as a
+    pool holds them.  The buffers the codec writes are written once before the
     clock starts, as zram's pool memory is present when it writes there: a
     first write to a new mapping would time the host's page faults (half
     a microsecond a page), not the codec.
@@ -563,12 +564,19 @@ def codec_seconds(pages: np.ndarray, algo: str, huge_class_size: int, repeat: in
     keep = np.flatnonzero((sizes > 0) & (sizes < huge_class_size))
     m = len(keep)
     if m:
-        offs = keep.astype(np.int64) * 2 * PAGE_SIZE
+        # The objects packed end to end, as a pool holds them: the decoder reads
+        # them as densely as zram's reads do (spread a buffer slot apart, each
+        # would start on a line and often a page of its own).
         lens = np.ascontiguousarray(sizes[keep])
+        offs = np.zeros(m, dtype=np.int64)
+        np.cumsum(lens[:-1], out=offs[1:])
+        src = b"".join(
+            dst[o : o + n].tobytes()
+            for o, n in zip((keep * 2 * PAGE_SIZE).tolist(), lens.tolist(), strict=True)
+        )
         out = np.empty((m, PAGE_SIZE), dtype=np.uint8)
         out.fill(0)
         res = np.empty(m, dtype=np.int32)
-        src = dst.tobytes()
         for _ in range(repeat):
             t = time.perf_counter()
             _kcodec.decompress_batch(algo, src, offs, lens, m, out, res)
