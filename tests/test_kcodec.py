@@ -755,14 +755,6 @@ def test_compress_batch_of_separate_pages_is_each_page_compressed(algo, corpus, 
         for i, p in enumerate(pages_):
             want = kc.compress(algo, p, k.get("acceleration", 1), k.get("dict"))
             assert bytes(dst[i * STRIDE : i * STRIDE + sizes[i]]) == want, (k, i)
-    same = [bytearray(PAGE), bytearray(b"\x07" * PAGE), bytearray(b"01234567" * (PAGE // 8))]
-    mixed = [pages_[0], *same, pages_[1]]
-    dst, sizes = bytearray(len(mixed) * STRIDE), array("i", [0]) * len(mixed)
-    kc.compress_batch(algo, mixed, len(mixed), dst, sizes, 1, None, True)
-    assert [s == 0 for s in sizes] == [False, True, True, True, False]  # same-filled left out
-    assert bytes(dst[: sizes[0]]) == kc.compress(algo, pages_[0])
-    kc.compress_batch(algo, mixed, len(mixed), dst, sizes)
-    assert all(sizes)  # all compressed unless asked
     dst, sizes = bytearray(2 * STRIDE), array("i", [0, 0])
     for bad in (pages_[:1], [pages_[0], bytes(PAGE - 1)], (pages_[0], memoryview(dst)[:PAGE])):
         with pytest.raises(ValueError):  # a buffer short, one not a page, one on dst

@@ -1810,41 +1810,28 @@ static int kc_get_pages(PyObject *obj, Py_ssize_t n, int writable, const char *n
 }
 
 PyDoc_STRVAR(kc_compress_batch_doc,
-             "compress_batch(algo, src, n, dst, sizes, acceleration=1, dict=None,\n"
-             "               skip_same_filled=False) -> None\n\n"
+             "compress_batch(algo, src, n, dst, sizes, acceleration=1, dict=None) -> None\n\n"
              "Compress n 4096-byte pages: n contiguous pages of src, or, when src is a\n"
              "list or tuple of n 4096-byte buffers (the pages of the folios being\n"
              "written), src[i].  Page i's output goes to dst[i*8192 : i*8192 + sizes[i]];\n"
              "sizes is a writable int32 buffer.  acceleration and dict as for\n"
-             "compress().  With skip_same_filled=True a page whose 512 u64 words are\n"
-             "all equal is not compressed and its size is 0 (zram stores such a page as\n"
-             "its fill word and never compresses it).  Runs without the GIL, once for\n"
-             "the whole batch.");
-
-/* Whether the page's 8-byte words are all equal: each equals the next. */
-static int kc_same_filled(const uint8_t *page)
-{
-    return memcmp(page, page + 8, KC_PAGE - 8) == 0;
-}
+             "compress().  Runs without the GIL, once for the whole batch.");
 
 static PyObject *kc_py_compress_batch(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"algo",         "src",  "n",
-                             "dst",          "sizes", "acceleration",
-                             "dict",         "skip_same_filled", NULL};
+    static char *kwlist[] = {"algo", "src", "n", "dst", "sizes", "acceleration", "dict", NULL};
     PyObject *algo_obj, *src_obj, *dst_obj, *sizes_obj, *accel_obj = NULL, *dict_obj = NULL;
     Py_buffer one = {0}, dst = {0}, sizes = {0}, dict = {0};
     Py_buffer *views = NULL;
     uint8_t **pages = NULL;
     Py_ssize_t n;
-    int algo, skip_same = 0;
+    int algo;
     uint32_t accel;
     PyObject *res = NULL;
     (void)self;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOnOO|OOp:compress_batch", kwlist, &algo_obj,
-                                     &src_obj, &n, &dst_obj, &sizes_obj, &accel_obj, &dict_obj,
-                                     &skip_same))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOnOO|OO:compress_batch", kwlist, &algo_obj,
+                                     &src_obj, &n, &dst_obj, &sizes_obj, &accel_obj, &dict_obj))
         return NULL;
     algo = kc_parse_algo(algo_obj);
     if (algo < 0 || kc_parse_accel(accel_obj, &accel) < 0 || kc_get_dict(dict_obj, algo, &dict) < 0)
@@ -1883,10 +1870,8 @@ static PyObject *kc_py_compress_batch(PyObject *self, PyObject *args, PyObject *
         Py_BEGIN_ALLOW_THREADS
         kc_work work;
         for (Py_ssize_t i = 0; i < n; i++) {
-            size_t c = 0;
-            if (!skip_same || !kc_same_filled(pages[i]))
-                c = kc_compress(algo, pages[i], KC_PAGE, d + (size_t)i * KC_DST_STRIDE, accel,
-                                dict.buf, (size_t)dict.len, &work);
+            size_t c = kc_compress(algo, pages[i], KC_PAGE, d + (size_t)i * KC_DST_STRIDE, accel,
+                                   dict.buf, (size_t)dict.len, &work);
             int32_t v = (int32_t)c;
             memcpy(z + (size_t)i * 4, &v, 4);
         }

@@ -13,8 +13,7 @@ One thing is not done page by page: zram's write loop
 (``zram_write_pages``, for a swap batch or a bio) hands the codec the pages
 (up to :data:`ZCOMP_BATCH` at a time) in one call before it writes them
 (``zcomp_compress_ahead``), and each page's
-``zcomp_compress`` then takes its output from the stream (same-filled pages,
-which zram stores as their fill word, the C codecs leave out).  The bytes, the
+``zcomp_compress`` then takes its output from the stream.  The bytes, the
 lengths and the order of every other step are the same; what changes is the
 time: one call into the codec, which runs without the interpreter lock, in
 place of one per page, so that threads writing at once overlap their
@@ -128,8 +127,7 @@ class ZcompBackend:
     def compress_batch(self, pages: list, dst: Any, sizes: Any) -> None:
         """``ops->compress`` of each of ``pages``: page ``i``'s output into
         ``dst[i * ZCOMP_BUFFER_SIZE:]``, its length or negative errno into
-        ``sizes[i]``; a size of 0 means the page was left out.  Backends on
-        the C codecs do it in one call, and leave out same-filled pages."""
+        ``sizes[i]``.  Backends on the C codecs do it in one call."""
         out = memoryview(dst)
         for i, page in enumerate(pages):
             at = i * ZCOMP_BUFFER_SIZE
@@ -204,9 +202,7 @@ class KernelCodecBackend(ZcompBackend):
             for i in range(len(pages)):
                 sizes[i] = self._dict_err
             return
-        self._k.compress_batch(
-            self.name, pages, len(pages), dst, sizes, self._arg, self._dict, True
-        )
+        self._k.compress_batch(self.name, pages, len(pages), dst, sizes, self._arg, self._dict)
 
     def decompress_into(self, src: Any, offset: int, length: int, page: Any) -> int:
         return self._decompress_into(self._algo, src, offset, length, page, self._dict)
@@ -296,16 +292,13 @@ class Zcomp:
         compressed length, or a negative errno.  The output is at ``zstrm.mem``:
         a page compressed ahead (:meth:`zcomp_compress_ahead`; the very object)
         has it in the batch buffer already, and ``zstrm.mem`` is that page's
-        slot of it; the pages passed over were not written.  A same-filled
-        page is left out ahead (zram never compresses one: it stores the fill
-        word); should one be asked for, it is compressed now."""
+        slot of it; the pages passed over (same-filled ones, which zram
+        stores as their fill word) were not written."""
         ahead = zstrm.ahead
         k = zstrm.ahead_next
         while k < len(ahead):
             if ahead[k] is src:
                 zstrm.ahead_next = k + 1
-                if zstrm.ahead_len[k] == 0:  # left out (same-filled): compressed now
-                    break
                 at = k * _BUFFER_SIZE
                 zstrm.mem = zstrm.ahead_mem[at : at + _BUFFER_SIZE]
                 return zstrm.ahead_len[k]
