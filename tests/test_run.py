@@ -198,9 +198,14 @@ import ctypes, os
 from pyzram.tools.common import frozen_heap
 
 libc = ctypes.CDLL(None)
-# glibc's default mmap threshold (128 KiB), which a fresh interpreter's history of
-# freed blocks may have raised already: blocks of 2 MiB are mapped on their own
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+# glibc's default thresholds (128 KiB), which a fresh interpreter's history of freed
+# blocks may have raised already: blocks of 2 MiB are mapped on their own, and more
+# than 128 KiB free at the heap's top goes back to the host kernel
 libc.mallopt(-3, 128 * 1024)
+libc.mallopt(-1, 128 * 1024)
 
 class Mallinfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -209,14 +214,24 @@ class Mallinfo2(ctypes.Structure):
 
 libc.mallinfo2.restype = Mallinfo2
 
+STATM = os.open("/proc/self/statm", os.O_RDONLY)
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
 def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    # a file opened once, read into small objects: nothing from the C heap
+    return int(os.pread(STATM, 128, 0).split()[1]) * PAGE_SIZE
 
 def freed_by_dropping(nbytes):
-    blocks = [bytearray(32 * 1024) for _ in range(nbytes // (32 * 1024))]  # zeroed: resident
+    # C blocks, their addresses kept in an array made first (below them), so that
+    # the top of the heap is the last block
+    n = nbytes // (32 * 1024)
+    blocks = (ctypes.c_void_p * n)()
+    for i in range(n):
+        blocks[i] = libc.malloc(32 * 1024)
+        ctypes.memset(blocks[i], 1, 32 * 1024)  # resident
     before = rss()
-    del blocks
+    for i in reversed(range(n)):
+        libc.free(blocks[i])
     return before - rss()
 
 def mapped_of_thps(n):
@@ -240,8 +255,9 @@ def test_frozen_heap_keeps_the_memory_freed_inside_for_reuse():
     frees hold the next ones' pages, as the kernel's free lists do; the next run
     in the process reuses them); before the first one, glibc gives the heap's
     free top back to the host kernel.  Measured in a fresh interpreter, whose
-    heap top is the buffers just made (MiB given back by dropping 64 MiB of
-    32 KiB buffers: before, inside and after a window).
+    heap top is the blocks just made (MiB given back by freeing 64 MiB of 32 KiB
+    C blocks: before, inside and after a window, glibc's default thresholds set
+    first).
 
     2 MiB buffers (PMD-size folios) come from the heap inside a window and after
     it, where a freed one's memory holds the next; with glibc's default
@@ -263,8 +279,8 @@ def test_frozen_heap_keeps_the_memory_freed_inside_for_reuse():
         [sys.executable, "-c", _FREED_BACK], env=env, capture_output=True, text=True, check=True
     ).stdout
     outside, inside, after, thp_outside, thp_inside, thp_after = map(int, out.split())
-    assert outside > 32 and inside < 8 and after < 8, (outside, inside, after)
-    assert thp_outside > 0 and thp_inside == 0 and thp_after == 0, (
+    assert outside > 48 and inside < 8 and after < 8, (outside, inside, after)
+    assert thp_outside > 48 and thp_inside == 0 and thp_after == 0, (
         thp_outside,
         thp_inside,
         thp_after,
