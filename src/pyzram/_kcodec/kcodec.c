@@ -1604,7 +1604,7 @@ PyDoc_STRVAR(kc_compress_into_doc,
              "page into dst (a writable buffer of at least 8192 bytes, the zcomp_strm\n"
              "buffer) and return the compressed length.  algo is a name or its index\n"
              "in ALGORITHMS; for lz4hc acceleration is the level; dict as for\n"
-             "compress().  Runs without the GIL.");
+             "compress().  Holds the GIL (one page is shorter than a hand-over of it).");
 
 /* The algorithm argument of the per-page calls: an index into ALGORITHMS or a name. */
 static int kc_algo_arg(PyObject *obj)
@@ -1654,10 +1654,10 @@ static PyObject *kc_py_compress_into(PyObject *self, PyObject *const *args, Py_s
     }
     {
         kc_work work;
-        Py_BEGIN_ALLOW_THREADS
+        /* With the GIL held, as decompress_into: one page is too short to hand
+         * it over (compress_batch lets it go for a whole batch). */
         clen = kc_compress(algo, page.buf, KC_PAGE, dst.buf, accel, dict.buf, (size_t)dict.len,
                            &work);
-        Py_END_ALLOW_THREADS
     }
     res = PyLong_FromSize_t(clen);
 done:
@@ -1672,8 +1672,8 @@ PyDoc_STRVAR(kc_decompress_into_doc,
              "zcomp_decompress of one object: decode src[offset:offset+length] (the\n"
              "pool's memory, read in place) into page (a writable 4096-byte buffer).\n"
              "Returns 0, or -EINVAL when the input is malformed or does not decode to\n"
-             "exactly one page (zram's failed read).  dict as for decompress().  Runs\n"
-             "without the GIL.");
+             "exactly one page (zram's failed read).  dict as for decompress().  Holds\n"
+             "the GIL (a page's decode is shorter than a hand-over of it).");
 
 static PyObject *kc_py_decompress_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1715,12 +1715,14 @@ static PyObject *kc_py_decompress_into(PyObject *self, PyObject *const *args, Py
                      off, len, src.len, page.len, KC_PAGE);
         goto done;
     }
-    Py_BEGIN_ALLOW_THREADS
+    /* With the GIL held: one page's decode (1.5-2 us) is shorter than handing the
+     * GIL to another thread and back, so letting it go gains a second reading
+     * thread nothing and costs each page the hand-over (docs/perf.md).  The
+     * batch calls let it go. */
     r = kc_decompress(algo, (const uint8_t *)src.buf + off, (size_t)len, page.buf, KC_PAGE,
                       dict.buf, (size_t)dict.len);
     if (r != KC_PAGE)
         memset(page.buf, 0, KC_PAGE);
-    Py_END_ALLOW_THREADS
     res = PyLong_FromLong(r == KC_PAGE ? 0 : -EINVAL);
 done:
     PyBuffer_Release(&page);
