@@ -36,7 +36,6 @@ cdef class Zram:
     cdef public bint _claim, wb_limit_enable
     cdef public ZramTable table
     cdef public ZsPool mem_pool
-    cdef dict __dict__
 
     cpdef bint init_done(self)
     cpdef void zram_accessed(self, Py_ssize_t index)
