@@ -48,7 +48,7 @@ def layout(z) -> tuple:
         if flags & (T.SAME | T.WB) or not handle:
             slots.append((idx, flags, handle if flags & T.SAME else 0))
             continue
-        zspage, obj = pool._handle_to_obj(handle)
+        zspage, obj = pool._obj_to_location(pool._handle_to_obj(handle))
         slots.append((idx, flags, where[zspage], obj))
     return tuple(lists), tuple(slots), tuple(z.mm_stat()), pool.pages_allocated
 

@@ -133,7 +133,7 @@ def test_lifo_reuse_and_data():
     assert pool.pages_allocated == 1
     pool.zs_free(hs[1])
     h = pool.zs_malloc(1000)
-    zspage, idx = pool._handle_to_obj(h)
+    zspage, idx = pool._obj_to_location(pool._handle_to_obj(h))
     assert idx == 1  # the freed object is reused first
     for i in (0, 2, 3):
         assert bytes(pool.zs_obj_read(hs[i], 1000)) == bytes([i]) * 1000
@@ -166,8 +166,8 @@ def test_allocation_prefers_fullest_zspage():
     for h in a[1:4] + a[5:6]:
         pool.zs_free(h)  # A: 1 used (25%), B: 3 used (75%)
     h = pool.zs_malloc(1000)
-    zspage, _ = pool._handle_to_obj(h)
-    assert zspage is pool._handle_to_obj(a[4])[0]  # goes to B, the fuller one
+    zspage = pool._obj_to_zspage(pool._handle_to_obj(h))
+    assert zspage is pool._obj_to_zspage(pool._handle_to_obj(a[4]))  # goes to B, the fuller one
     assert zspage.fullness == ZS_INUSE_RATIO_100
     pool.check()
 

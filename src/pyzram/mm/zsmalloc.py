@@ -488,15 +488,30 @@ class ZsPool:
         finally:
             spin_unlock(self._stat_lock)
 
-    @cython.locals(addr=cython.Py_ssize_t, zspage=Zspage, cls=SizeClass)
-    def _handle_to_obj(self, handle: int) -> tuple[Zspage, int]:
-        """``handle_to_obj`` + ``obj_to_location``: the zspage and the object index."""
-        addr = self._addr[handle] if 0 < handle < self._next_handle else 0
-        if addr <= 0:  # (a free handle's entry links the free list)
+    @cython.locals(obj=cython.Py_ssize_t)
+    def _handle_to_obj(self, handle: int) -> int:
+        """``handle_to_obj``: the object the handle names, as its arena offset (the
+        kernel's ``obj`` encodes the page and the index; the offset holds both).
+        A handle that names none (0, beyond the table, or free) is a ``ValueError``."""
+        obj = self._addr[handle] if 0 < handle < self._next_handle else 0
+        if obj <= 0:  # (a free handle's entry links the free list)
             raise ValueError(f"zsmalloc: invalid handle {handle}")
-        zspage = self._page_zspage[addr >> _PG_SHIFT]
+        return obj
+
+    def _obj_to_zspage(self, obj: int) -> Zspage:
+        """``obj_to_zpdesc`` + ``get_zspage``: the zspage whose page holds the object."""
+        return self._page_zspage[obj >> _PG_SHIFT]
+
+    @cython.locals(cls=SizeClass)
+    def _obj_idx(self, zspage: Zspage, obj: int) -> int:
+        """The object's index in its zspage (the index half of ``obj_to_location``)."""
         cls = zspage.cls
-        return zspage, (addr - zspage.base - (0 if cls.huge else _HDR)) // cls.size
+        return (obj - zspage.base - (0 if cls.huge else _HDR)) // cls.size
+
+    def _obj_to_location(self, obj: int) -> tuple[Zspage, int]:
+        """``obj_to_location``: the zspage and the object's index in it."""
+        zspage = self._obj_to_zspage(obj)
+        return zspage, self._obj_idx(zspage, obj)
 
     # -- zspages -----------------------------------------------------------
 
@@ -656,10 +671,11 @@ class ZsPool:
         word = self._words[(zspage.base + obj_idx * cls.size) >> 3]
         return word >> _TAG_BITS if word & _TAG else 0
 
-    def _obj_free(self, zspage: Zspage, obj_idx: int) -> None:
-        """``obj_free``: the object's first word becomes the link to the old
-        first free object, and the object the first free one."""
+    def _obj_free(self, zspage: Zspage, obj: int) -> None:
+        """``obj_free``: the object (in ``zspage``, which holds it) gets its first
+        word linked to the old first free object, and becomes the first free one."""
         cls = zspage.cls
+        obj_idx = self._obj_idx(zspage, obj)
         link = zspage.freeobj
         self._words[(zspage.base + obj_idx * cls.size) >> 3] = link << _TAG_BITS
         if cls.huge:
@@ -667,7 +683,7 @@ class ZsPool:
         zspage.freeobj = obj_idx
         zspage.inuse -= 1
 
-    @cython.locals(cls=SizeClass, zspage=Zspage, obj_idx=cython.int)
+    @cython.locals(cls=SizeClass, zspage=Zspage, obj=cython.Py_ssize_t)
     def zs_free(self, handle: int) -> None:
         """``zs_free``: free the object; an emptied zspage is released at once.
 
@@ -681,14 +697,15 @@ class ZsPool:
         migrate = self._migrate_lock
         migrate.down_read()
         try:
-            zspage, obj_idx = self._handle_to_obj(handle)
+            obj = self._handle_to_obj(handle)
+            zspage = self._obj_to_zspage(obj)
             cls = zspage.cls
             spin_lock(cls.lock)
         finally:
             migrate.up_read()
         try:
             cls.objs_inuse -= 1
-            self._obj_free(zspage, obj_idx)
+            self._obj_free(zspage, obj)
             if fix_fullness_group(cls, zspage) == _EMPTY:  # ZS_INUSE_RATIO_0
                 self._free_zspage(cls, zspage)
         finally:
@@ -718,8 +735,7 @@ class ZsPool:
         return self._addr[handle]
 
     def _obj_span(self, handle: int, length: int) -> int:
-        zspage, _ = self._handle_to_obj(handle)
-        cls = zspage.cls
+        cls = self._obj_to_zspage(self._handle_to_obj(handle)).cls
         if length > cls.size - (0 if cls.huge else _HDR):
             raise ValueError(f"{length} bytes do not fit a {cls.size}-byte object")
         return self._addr[handle]
@@ -781,10 +797,11 @@ class ZsPool:
             handle = self._obj_handle(src, obj_idx)
             if not handle:
                 continue
+            used_obj = self._handle_to_obj(handle)
             self.obj_malloc(dst, handle)  # tags dst's header, records the new place
-            s0, d0 = src.base + obj_idx * size, self._addr[handle] - hdr
+            s0, d0 = used_obj - hdr, self._addr[handle] - hdr
             arena[d0 : d0 + size] = arena[s0 : s0 + size]  # zs_object_copy
-            self._obj_free(src, obj_idx)
+            self._obj_free(src, used_obj)
             if dst.inuse == objs or src.inuse == 0:
                 break
 
@@ -881,7 +898,7 @@ class ZsPool:
                     h = self._obj_handle(z, idx)
                     assert bool(h) == (idx not in free), "header disagrees with the free list"
                     if h:
-                        assert self._handle_to_obj(h) == (z, idx)
+                        assert self._obj_to_location(self._handle_to_obj(h)) == (z, idx)
                 first = z.base >> PAGE_SHIFT
                 assert all(
                     self._page_zspage[i] is z for i in range(first, first + cls.pages_per_zspage)
