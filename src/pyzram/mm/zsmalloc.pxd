@@ -88,6 +88,7 @@ cdef class ZsPool:
     cpdef Py_ssize_t zs_obj_read_begin(self, long handle)
     cpdef void zs_obj_read_end(self, long handle)
     cpdef Py_ssize_t obj_addr(self, long handle)
+    @cython.locals(obj=Py_ssize_t, cls=SizeClass)
     cpdef Py_ssize_t _obj_span(self, long handle, Py_ssize_t length)
     @cython.locals(off=Py_ssize_t)
     cpdef void zs_obj_write(self, long handle, const unsigned char[::1] handle_mem, Py_ssize_t mem_len)

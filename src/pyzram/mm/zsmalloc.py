@@ -488,7 +488,6 @@ class ZsPool:
         finally:
             spin_unlock(self._stat_lock)
 
-    @cython.locals(obj=cython.Py_ssize_t)
     def _handle_to_obj(self, handle: int) -> int:
         """``handle_to_obj``: the object the handle names, as its arena offset (the
         kernel's ``obj`` encodes the page and the index; the offset holds both).
@@ -502,7 +501,6 @@ class ZsPool:
         """``obj_to_zpdesc`` + ``get_zspage``: the zspage whose page holds the object."""
         return self._page_zspage[obj >> _PG_SHIFT]
 
-    @cython.locals(cls=SizeClass)
     def _obj_idx(self, zspage: Zspage, obj: int) -> int:
         """The object's index in its zspage (the index half of ``obj_to_location``)."""
         cls = zspage.cls
@@ -735,10 +733,11 @@ class ZsPool:
         return self._addr[handle]
 
     def _obj_span(self, handle: int, length: int) -> int:
-        cls = self._obj_to_zspage(self._handle_to_obj(handle)).cls
+        obj = self._handle_to_obj(handle)
+        cls = self._obj_to_zspage(obj).cls
         if length > cls.size - (0 if cls.huge else _HDR):
             raise ValueError(f"{length} bytes do not fit a {cls.size}-byte object")
-        return self._addr[handle]
+        return obj
 
     def zs_obj_write(self, handle: int, handle_mem: bytes | memoryview, mem_len: int) -> None:
         """``zs_obj_write``: copy the first ``mem_len`` bytes of ``handle_mem`` into
