@@ -12,3 +12,4 @@ cdef unsigned long WB
 
 cpdef Zram _zram_of(SwapInfo si)
 cpdef int zram_swap_read_page(Zram zram, object page, Py_ssize_t index) except? -1000
+cdef Py_ssize_t _LONG

@@ -37,6 +37,7 @@ difference:
 
 from __future__ import annotations
 
+from array import array
 from typing import TYPE_CHECKING
 
 import cython
@@ -63,12 +64,22 @@ if TYPE_CHECKING:
     from pyzram.mm.machine import Machine
 
 
+_LONG = array("l").itemsize
+
+
 def _zram_of(si: SwapInfo) -> Zram:
     """``sis->bdev->bd_disk->private_data``: the device behind the area."""
     return si.bdev.disk.private_data
 
 
-@cython.locals(zram=Zram, folio=Folio, j=cython.Py_ssize_t, pages=list, slots=list)
+@cython.locals(
+    zram=Zram,
+    folio=Folio,
+    j=cython.Py_ssize_t,
+    k=cython.Py_ssize_t,
+    pages=list,
+    slots=cython.long[::1],
+)
 def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
     """``zram_swap_submit_write``: every page of every folio of the batch goes
     to its slot through ``zram_write_page``, then is marked accessed in its
@@ -79,11 +90,13 @@ def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
     sio = ctx.sio
     with zram.init_lock.read():
         pages = []
-        slots = []
+        slots = array("l", bytes(sio.len // PAGE_SIZE * _LONG))  # the pages' slots
+        k = 0
         for folio in sio.bvecs:
             for j in range(folio.nr_pages):
                 pages.append(folio.page(j))
-                slots.append(folio.swap.offset + j)
+                slots[k] = folio.swap.offset + j
+                k += 1
         failed = not zram_write_pages(zram, pages, slots)
     swap_write_end(sio, failed)
 

@@ -56,4 +56,4 @@ cdef class Zram:
     cpdef void zram_slot_free_notify(self, Py_ssize_t index)
 
 @cython.locals(tbl=ZramTable, comp=Zcomp, zstrm=ZcompStrm, lo=Py_ssize_t, j=Py_ssize_t, index=Py_ssize_t)
-cpdef bint zram_write_pages(Zram zram, list pages, list slots) except? False
+cpdef bint zram_write_pages(Zram zram, list pages, const long[::1] slots) except? False

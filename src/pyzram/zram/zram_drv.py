@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 import threading
 import time
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -805,11 +806,12 @@ def bio_pages(bio: Bio):
             index += 1
 
 
-def zram_write_pages(zram: Zram, pages: list, slots: list) -> bool:
+def zram_write_pages(zram: Zram, pages: list, slots: Any) -> bool:
     """The loop of ``zram_bio_write`` and ``zram_swap_submit_write``: page ``j``
     to slot ``slots[j]`` through ``zram_write_page``, in order, each then marked
     accessed in its own slot-lock section; the first failing page stops it
-    (``failed_writes``) and the result is False.
+    (``failed_writes``) and the result is False.  ``slots`` is an
+    ``array("l")``: compiled, a typed view, so no slot is a Python int.
 
     The pages are handed to the codec :data:`ZCOMP_BATCH` at a time just before
     they are written (``zcomp_compress_ahead``, see :mod:`pyzram.zram.zcomp`):
@@ -837,7 +839,7 @@ def zram_write_pages(zram: Zram, pages: list, slots: list) -> bool:
 def zram_bio_write(zram: Zram, bio: Bio) -> None:
     """``zram_bio_write``: each page in order (:func:`zram_write_pages`); the first
     failing page fails the bio."""
-    slots, pages = [], []
+    slots, pages = array("l"), []
     for index, page in bio_pages(bio):
         slots.append(index)
         pages.append(page)
