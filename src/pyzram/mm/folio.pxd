@@ -9,8 +9,7 @@ cdef list folio_wait_table
 cdef long _WAIT_TABLE_MASK
 cdef long _locked_bit, _waiters_bit, _uptodate_bit, _dirty_bit, _writeback_bit, _reclaim_bit
 cdef long _swapbacked_bit, _page_size, _free_pages_high
-cdef object _POISON_WORD
-cdef tuple _POISON_SLICES
+cdef int PAGE_POISON
 cpdef long folio_waitqueue(object folio)
 
 
@@ -30,7 +29,7 @@ cdef class Folio(ListHead):
     cdef readonly int order
     cdef readonly long nr_pages
     cdef readonly long size
-    cdef readonly object data
+    cdef readonly bytearray data
     cdef readonly object pages
     cdef public long flags
     cdef public SwpEntry swap
@@ -61,5 +60,5 @@ cpdef void _folio_init(Folio folio, int order, object data, bint reused=*) excep
 cpdef Folio folio_alloc(int order=*, object data=*)
 @cython.locals(free=list, folio=Folio)
 cpdef Folio folio_alloc_mpol(Machine m, int order=*, object data=*)
-@cython.locals(folio=Folio, nr=long, j=long)
+@cython.locals(folio=Folio, nr=long, j=long, at=long, k=long, data=bytearray)
 cpdef void free_unref_folios(Machine m, list folios) except *

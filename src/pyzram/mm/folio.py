@@ -80,15 +80,13 @@ _page_size = PAGE_SIZE
 FREE_PAGES_HIGH = 1 << 16
 #: The largest folio order (a PMD-size folio: ``HPAGE_PMD_ORDER``).
 MAX_FOLIO_ORDER = 9
-#: ``PAGE_POISON`` (include/linux/poison.h) over a word: what a free page starts with.
-_POISON_WORD = bytearray(b"\xaa" * 8)
+#: ``PAGE_POISON`` (include/linux/poison.h): the byte a free page's first word holds.
+PAGE_POISON = 0xAA
 _free_pages_high = FREE_PAGES_HIGH
 #: Page ``j`` of a large folio's memory is ``folio.pages[PAGE_SLICES[j]]``: the
 #: slices made once for the largest folio (order 9), not a slice and its two
 #: bounds made for every use.
 PAGE_SLICES = tuple(slice(j * PAGE_SIZE, (j + 1) * PAGE_SIZE) for j in range(1 << 9))
-#: The first word of each of them (where a freed page is poisoned).
-_POISON_SLICES = tuple(slice(j * PAGE_SIZE, j * PAGE_SIZE + 8) for j in range(1 << 9))
 
 
 def folio_waitqueue(folio: object) -> int:
@@ -374,7 +372,9 @@ def free_unref_folios(m: Machine, folios: list[Folio]) -> None:
         if m.nr_free_pages + nr <= _free_pages_high:
             data = folio.data
             for j in range(nr):
-                data[_POISON_SLICES[j]] = _POISON_WORD
+                at = j * _page_size
+                for k in range(at, at + 8):
+                    data[k] = PAGE_POISON
             m.free_pages[folio.order].append(folio)
             m.nr_free_pages += nr
         else:
