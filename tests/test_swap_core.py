@@ -19,6 +19,7 @@ import threading
 import time
 import warnings
 from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -40,6 +41,7 @@ from pyzram.mm.folio import (
 )
 from pyzram.mm.machine import Machine
 from pyzram.mm.page_io import (
+    AOP_WRITEPAGE_ACTIVATE,
     swap_bdev_ops,
     swap_bdev_submit_read,
     swap_bdev_submit_write,
@@ -500,6 +502,38 @@ def test_swap_writeout_of_unreferenced_folio_just_drops_it(m, tmp_path):
     assert ctx.sio is None and not f.test(PG_swapcache) and not f.test(PG_locked)
     swap_write_submit(ctx)
     assert spy.nr(WRITE) == 0 and m.vm_events["pswpout"] == 0 and si.inuse_pages == 0
+
+
+@pytest.mark.parametrize("zswap_on", [False, True])
+def test_memcg_without_zswap_writeback_keeps_pages_from_the_device_only_with_zswap_on(
+    m, tmp_path, zswap_on
+):
+    """``memory.zswap.writeback=0``: a page zswap rejects (random bytes do not
+    compress) stays in memory, dirty (``AOP_WRITEPAGE_ACTIVATE``), while zswap is
+    on; with zswap off the setting blocks nothing (``mem_cgroup_zswap_writeback_enabled``
+    tests ``zswap_is_enabled()`` first) and the page goes to the device."""
+    si = swapon(m, new_filedisk(tmp_path, size=1 << 20).disk)
+    if zswap_on:
+        m.zswap.param_write("compressor", "lzo")
+        m.zswap.param_write("enabled", "Y\n")
+    spy = OpsSpy(si)
+    f = Folio(0, rand_pages(1).tobytes())
+    f.memcg = SimpleNamespace(zswap_writeback=False)
+    alloc(m, [f])
+    ctx = SwapIoCtx(m)
+    f.lock()
+    f.set(PG_reclaim)
+    ret = swap_writeout(ctx, f)
+    swap_write_submit(ctx)
+    assert not f.test(PG_locked)
+    if zswap_on:
+        assert ret == AOP_WRITEPAGE_ACTIVATE and f.test(PG_dirty)
+        assert spy.nr(WRITE) == 0 and m.vm_events["pswpout"] == 0
+        assert m.zswap.reject_compress_fail == 1
+    else:
+        assert ret == 0 and not f.test(PG_dirty)
+        assert spy.nr(WRITE) == 1 and m.vm_events["pswpout"] == 1
+    release(m, [f])
 
 
 def test_swapoff_needs_references_dropped(m, tmp_path):

@@ -324,7 +324,7 @@ def swap_writeout(ctx: SwapIoCtx, folio: Folio) -> int:
         folio.clear(PG_dirty)  # zswap now holds it (pageout cleared it for I/O)
         folio.unlock()
         return 0
-    if not mem_cgroup_zswap_writeback_enabled(folio.memcg):
+    if not mem_cgroup_zswap_writeback_enabled(m.zswap, folio.memcg):
         folio.mark_dirty()
         folio.unlock()
         return AOP_WRITEPAGE_ACTIVATE

@@ -105,7 +105,7 @@ cdef class Zswap:
 
 
 cpdef object _memcg_of(object objcg)
-cpdef bint mem_cgroup_zswap_writeback_enabled(object memcg) except? False
+cpdef bint mem_cgroup_zswap_writeback_enabled(Zswap zs, object memcg) except? False
 @cython.locals(dlen=long, comp_ret=long, alloc_ret=long, handle=long)
 cpdef bint zswap_compress(Zswap zs, object page, ZswapEntry entry, ZswapPool pool, object memcg) except? False
 @cython.locals(pool=ZswapPool, zsp=ZsPool, off=Py_ssize_t, ret=int)

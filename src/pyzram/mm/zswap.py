@@ -765,8 +765,14 @@ def _memcg_of(objcg: Any) -> Any:
     return objcg
 
 
-def mem_cgroup_zswap_writeback_enabled(memcg: Any) -> bool:
-    """``mem_cgroup_zswap_writeback_enabled``: ``memory.zswap.writeback`` (default on)."""
+def mem_cgroup_zswap_writeback_enabled(zs: Zswap, memcg: Any) -> bool:
+    """``mem_cgroup_zswap_writeback_enabled``: ``memory.zswap.writeback`` (default on);
+    always true while zswap is off (``zswap_is_enabled``), so that a memcg's
+    setting never keeps pages from the swap device when zswap is not there to
+    take them.  Simplified: a memcg has no parent here (cgroup v1, one level),
+    so the kernel's walk up the hierarchy is the memcg's own setting."""
+    if not zs.enabled:  # zswap_is_enabled()
+        return True
     return memcg is None or getattr(memcg, "zswap_writeback", True)
 
 
@@ -783,7 +789,7 @@ def zswap_compress(zs: Zswap, page: memoryview, entry: ZswapEntry, pool: ZswapPo
     alloc_ret = 0
     src: Any = buffer  # (zs_obj_write copies its first dlen bytes)
     if comp_ret or dlen <= 0 or dlen >= PAGE_SIZE:
-        if not mem_cgroup_zswap_writeback_enabled(memcg):
+        if not mem_cgroup_zswap_writeback_enabled(zs, memcg):
             comp_ret = comp_ret or -EINVAL
         else:
             comp_ret = 0
@@ -1096,7 +1102,7 @@ def list_lru_walk_one(m: Machine, memcg: Any, nr_to_walk: int, arg: list | None)
 
 def shrink_memcg(m: Machine, memcg: Any) -> int:
     """``shrink_memcg``: one entry of the memcg's LRU (one node here)."""
-    if not mem_cgroup_zswap_writeback_enabled(memcg):
+    if not mem_cgroup_zswap_writeback_enabled(m.zswap, memcg):
         return -ENOENT
     shrunk, scanned = list_lru_walk_one(m, memcg, 1, None)
     if not scanned:
@@ -1171,7 +1177,7 @@ def zswap_shrinker_count(m: Machine, memcg: Any = None) -> int:
     """``zswap_shrinker_count``: freeable entries, less recent disk swap-ins,
     scaled by the pool's pages per stored page (cgroup v1: the pool-wide figures)."""
     zs: Zswap = m.zswap
-    if not zs.shrinker_enabled or not mem_cgroup_zswap_writeback_enabled(memcg):
+    if not zs.shrinker_enabled or not mem_cgroup_zswap_writeback_enabled(zs, memcg):
         return 0
     nr_backing = zs.zswap_total_pages()
     nr_stored = zs.stored_pages
@@ -1198,7 +1204,7 @@ def zswap_shrinker_count(m: Machine, memcg: Any = None) -> int:
 def zswap_shrinker_scan(m: Machine, memcg: Any, nr_to_scan: int) -> int:
     """``zswap_shrinker_scan``: walk ``nr_to_scan`` entries; freed, or -1 (SHRINK_STOP)."""
     zs: Zswap = m.zswap
-    if not zs.shrinker_enabled or not mem_cgroup_zswap_writeback_enabled(memcg):
+    if not zs.shrinker_enabled or not mem_cgroup_zswap_writeback_enabled(zs, memcg):
         return -1
     hot = [False]
     freed, _ = list_lru_walk_one(m, memcg, nr_to_scan, hot)
