@@ -13,7 +13,6 @@ cdef int PAGE_POISON
 cpdef long folio_waitqueue(object folio)
 
 
-@cython.freelist(64)
 @cython.final
 cdef class SwpEntry:
     cdef readonly long type

@@ -27,7 +27,6 @@ cdef bytearray _ZERO_PAGE_BUF
 cdef tuple _FOLIO_SIZES
 
 
-@cython.freelist(32)
 @cython.final
 cdef class SwapIocb:
     cdef public object machine

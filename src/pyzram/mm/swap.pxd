@@ -2,7 +2,6 @@
 cimport cython
 from pyzram.lib.percpu cimport PerCpu, this_cpu_ptr
 
-@cython.freelist(64)
 @cython.final
 cdef class SwapIoCtx:
     cdef public object machine

@@ -21,7 +21,6 @@ cdef class SizeClass:
 
     cpdef list zspages(self, int fg)
 
-@cython.freelist(64)
 @cython.final
 cdef class Zspage:
     cdef public Py_ssize_t id
