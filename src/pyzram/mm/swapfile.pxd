@@ -83,5 +83,8 @@ cpdef void swap_cache_del_folio(Machine m, Folio folio, long shadow=*) except *
 @cython.locals(si=SwapInfo, off=long, o=long, swapped=bint)
 cpdef bint folio_free_swap(Machine m, Folio folio) except? False
 cpdef void reinsert_swap_info(SwapInfo si) except *
-@cython.locals(m=Machine, folio=Folio, entry=SwpEntry, dropped=long, i=Py_ssize_t, _j=long)
+@cython.locals(
+    m=Machine, folio=Folio, entry=SwpEntry, dropped=long, i=Py_ssize_t, _j=long, offs="const long[::1]",
+    nr=Py_ssize_t, lo=Py_ssize_t, k=Py_ssize_t,
+)
 cpdef void swapoff(SwapInfo si, object unuse=*) except *

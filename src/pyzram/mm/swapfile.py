@@ -485,15 +485,16 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     unuses = [mm.unuse_pte for mm in m.mmlist]
     if unuse is not None:
         unuses.append(unuse)
-    offs = offsets.tolist()
+    offs = memoryview(offsets)  # (compiled, a typed view: no Python int per slot)
+    nr = len(offs)
     entries: list[SwpEntry] = []  # each slot's entry and the folio that holds it
     folios: list[Folio] = []
     ctx = SwapIoCtx(m)
-    for lo in range(0, len(offs), SWAP_CLUSTER_MAX):
+    for lo in range(0, nr, SWAP_CLUSTER_MAX):
         entries.clear()
         folios.clear()
-        for off in offs[lo : lo + SWAP_CLUSTER_MAX]:
-            entry = swp_entry(si.type, off)
+        for k in range(lo, min(lo + SWAP_CLUSTER_MAX, nr)):
+            entry = swp_entry(si.type, offs[k])
             folio = swap_cache_get_folio(m, entry)
             if folio is None:
                 folio = swap_cache_alloc_folio(m, entry)
