@@ -13,6 +13,7 @@ cdef unsigned long _SAME, _WB, _HUGE, _SIZE_MASK, _PRIO_MASK, _CLEAR_ON_ACCESS, 
 cdef int _PRIO_SHIFT
 cdef Py_ssize_t _PG_SIZE, _PRIMARY, _BATCH
 cdef bytes _ZERO_PAGE, _ZERO_WORD
+cdef object _LAST_WORD
 
 @cython.final
 cdef class ZramStats:
