@@ -32,6 +32,7 @@ from pyzram.mm.vmscan import (
 from pyzram.workload.pages import synthetic_mix
 from pyzram.zram.swap import zram_init, zram_swap_ops, zram_swap_registered
 from pyzram.zram.zram_drv import zram_devops
+from test_swap_core import HookedOps
 
 P = 4096
 SRC = Path(__file__).resolve().parent.parent / "src" / "pyzram"
@@ -148,8 +149,8 @@ def test_slot_free_reaches_zram_through_the_kernel_it_runs(series):
     m = Machine(swap_ops_series=series)
     z, si = zram_area(m)
     if series:
-        si.ops = si.ops.replace(
-            slot_free_notify=lambda s, o: (routes.append("swap_ops"), ops_hook(s, o))
+        si.ops = HookedOps(
+            si.ops, slot_free_notify=lambda s, o: (routes.append("swap_ops"), ops_hook(s, o))
         )
     zram_devops.swap_slot_free_notify = lambda b, o: (routes.append("fops"), fops_hook(b, o))
     try:

@@ -70,6 +70,7 @@ from pyzram.mm.swap_ops import (
     SwapOps,
     lookup_swap_block_ops,
     registered_block_ops,
+    swap_ops_defines,
     swap_register_block_ops,
     swap_unregister_block_ops,
 )
@@ -106,6 +107,37 @@ def swap_env(m):
 # -- helpers -----------------------------------------------------------------------------------
 
 
+_HOOKS = ("submit_write", "submit_read", "can_merge", "slot_free_notify")
+
+
+class HookedOps(SwapOps):
+    """``inner``'s ops with some hooks replaced by plain functions (a test's spies,
+    which call ``inner``'s own where they want it); name and flags are
+    ``inner``'s unless given."""
+
+    def __init__(self, inner: SwapOps, name: str | None = None, flags: int | None = None, **hooks):
+        SwapOps.__init__(
+            self, inner.name if name is None else name, inner.flags if flags is None else flags
+        )
+        for key in hooks:
+            if key not in _HOOKS:
+                raise TypeError(f"no swap_ops hook {key!r}")
+        self.inner = inner
+        self.hooks = hooks
+
+    def submit_write(self, ctx):
+        self.hooks.get("submit_write", self.inner.submit_write)(ctx)
+
+    def submit_read(self, ctx):
+        self.hooks.get("submit_read", self.inner.submit_read)(ctx)
+
+    def can_merge(self, si, folio, prev, prev_size, rw):
+        return self.hooks.get("can_merge", self.inner.can_merge)(si, folio, prev, prev_size, rw)
+
+    def slot_free_notify(self, si, offset):
+        self.hooks.get("slot_free_notify", self.inner.slot_free_notify)(si, offset)
+
+
 class OpsSpy:
     """Wraps an area's ops: records each batch and checks invariants around the submit."""
 
@@ -114,7 +146,7 @@ class OpsSpy:
         self.inner = si.ops
         self.batches: dict[int, list[list[tuple[int, int]]]] = {READ: [], WRITE: []}
         self.sios = []
-        si.ops = si.ops.replace(submit_write=self._write, submit_read=self._read)
+        si.ops = HookedOps(si.ops, submit_write=self._write, submit_read=self._read)
 
     def _check(self, ctx, rw):
         sio = ctx.sio
@@ -743,7 +775,7 @@ def test_ended_twice_raises_and_delegating_provider_must_not_end(m, tmp_path):
         swap_bdev_submit_read(ctx)  # its completion ends the batch ...
         page_io.swap_read_end(sio, False)  # ... so this is a second end
 
-    si.ops = swap_bdev_ops.replace(submit_read=bad_read)
+    si.ops = HookedOps(swap_bdev_ops, submit_read=bad_read)
     with pytest.raises(RuntimeError, match="unlocked folio"):  # the second end's unlock
         swap_in(m, entries_of(si))
     si.ops = swap_bdev_ops
@@ -916,58 +948,82 @@ def test_mixed_zero_large_folio_read_is_an_error(m, tmp_path):
 # -- the registry ------------------------------------------------------------------------------
 
 
-def _fake_ops(calls: list[str], name: str = "fake") -> SwapOps:
-    def w(ctx):
-        calls.append("w")
+class FakeOps(SwapOps):
+    """A block driver's ops: the bio path, each submit recorded in ``calls``."""
+
+    def __init__(self, calls: list[str], name: str = "fake") -> None:
+        SwapOps.__init__(self, name)
+        self.calls = calls
+
+    def submit_write(self, ctx):
+        self.calls.append("w")
         swap_bdev_submit_write(ctx)
 
-    def r(ctx):
-        calls.append("r")
+    def submit_read(self, ctx):
+        self.calls.append("r")
         swap_bdev_submit_read(ctx)
 
-    return SwapOps(name, submit_write=w, submit_read=r, can_merge=page_io.swap_bdev_can_merge)
+    def can_merge(self, si, folio, prev, prev_size, rw):
+        return page_io.swap_bdev_can_merge(si, folio, prev, prev_size, rw)
 
 
-def test_swap_ops_replace_makes_a_variant():
-    """``replace`` copies every field but the ones it is given; the original stays."""
-    ops = swap_bdev_ops.replace(name="variant", flags=5)
-    assert (ops.name, ops.flags) == ("variant", 5)
-    assert (swap_bdev_ops.name, swap_bdev_ops.flags) != ("variant", 5)
-    for field in ("submit_write", "submit_read", "can_merge", "slot_free_notify"):
-        assert getattr(ops, field) is getattr(swap_bdev_ops, field)
-    with pytest.raises(TypeError, match="no field 'submit'"):
-        swap_bdev_ops.replace(submit=None)
+class NoReadOps(SwapOps):
+    def submit_write(self, ctx):
+        swap_bdev_submit_write(ctx)
+
+
+class NoWriteOps(SwapOps):
+    def submit_read(self, ctx):
+        swap_bdev_submit_read(ctx)
+
+
+class NoMergeOps(NoReadOps):
+    def submit_read(self, ctx):
+        swap_bdev_submit_read(ctx)
+
+
+def test_swap_ops_hooks_a_class_leaves_undefined_are_the_kernels_null_ones(m):
+    """The base class's ``can_merge`` says yes, its ``slot_free_notify`` does nothing, and
+    ``swap_ops_defines`` tells them apart from an implementation's (the kernel's test of
+    the pointer)."""
+    ops = NoMergeOps("plain", flags=5)
+    assert (ops.name, ops.flags) == ("plain", 5)
+    assert ops.can_merge(None, Folio(0), Folio(0), P, READ) is True
+    assert ops.slot_free_notify(None, 3) is None
+    assert [swap_ops_defines(ops, h) for h in _HOOKS] == [True, True, False, False]
+    assert [swap_ops_defines(swap_bdev_ops, h) for h in _HOOKS] == [True, True, True, False]
+    assert [swap_ops_defines(zram_swap_ops, h) for h in _HOOKS] == [True] * 4
+    with pytest.raises(NotImplementedError, match="plain has no submit_write"):
+        SwapOps("plain").submit_write(SwapIoCtx(m))
+    with pytest.raises(NotImplementedError, match="plain has no submit_read"):
+        NoReadOps("plain").submit_read(SwapIoCtx(m))
 
 
 def test_register_einval(m, tmp_path):
     fd = FileDisk(tmp_path / "d", size=1 << 20)
-    ops = _fake_ops([])
+    ops = FakeOps([])
     with pytest.warns(RuntimeWarning):
         with pytest.raises(OSError) as e:
             swap_register_block_ops(m, None, ops)
     assert e.value.errno == errno.EINVAL
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for bad in (
-            None,
-            ops.replace(submit_read=None),
-            ops.replace(submit_write=None),
-        ):
+        for bad in (None, NoReadOps("r"), NoWriteOps("w")):
             with pytest.raises(OSError) as e:
                 swap_register_block_ops(m, fd.fops, bad)
             assert e.value.errno == errno.EINVAL
     assert registered_block_ops(m) == (None, None)
     # can_merge and slot_free_notify are optional
-    swap_register_block_ops(m, fd.fops, ops.replace(can_merge=None))
+    swap_register_block_ops(m, fd.fops, NoMergeOps("no can_merge"))
     assert registered_block_ops(m)[0] is fd.fops
 
 
 def test_register_ebusy_even_for_same_fops(m, tmp_path):
     fd = FileDisk(tmp_path / "d", size=1 << 20)
     other = FileDisk(tmp_path / "o", size=1 << 20)
-    ops = _fake_ops([])
+    ops = FakeOps([])
     swap_register_block_ops(m, fd.fops, ops)
-    for fops, o in ((fd.fops, ops), (fd.fops, _fake_ops([], "x")), (other.fops, ops)):
+    for fops, o in ((fd.fops, ops), (fd.fops, FakeOps([], "x")), (other.fops, ops)):
         with pytest.raises(OSError) as e:
             swap_register_block_ops(m, fops, o)
         assert e.value.errno == errno.EBUSY
@@ -981,7 +1037,7 @@ def test_unregister_mismatch_warns_and_keeps_empty_is_noop(m, tmp_path):
         warnings.simplefilter("error")
         swap_unregister_block_ops(m, fd.fops)  # nothing registered: silent no-op
     assert registered_block_ops(m) == (None, None)
-    ops = _fake_ops([])
+    ops = FakeOps([])
     swap_register_block_ops(m, fd.fops, ops)
     with pytest.warns(RuntimeWarning):
         swap_unregister_block_ops(m, other.fops)
@@ -997,7 +1053,7 @@ def test_registered_ops_captured_at_swapon_until_swapoff(m, tmp_path):
     calls: list[str] = []
     fd = new_filedisk(tmp_path, "d", 1 << 20)
     other = new_filedisk(tmp_path, "o", 1 << 20)
-    ops = _fake_ops(calls)
+    ops = FakeOps(calls)
     swap_register_block_ops(m, fd.fops, ops)
     si = swapon(m, fd.disk)
     assert si.ops is ops and lookup_swap_block_ops(si) is ops
@@ -1037,7 +1093,7 @@ def test_slot_free_notify_under_area_lock_once_per_slot(m, tmp_path):
         assert si.spin_is_locked(), "slot_free_notify runs under the cluster lock"
         freed.append(offset)
 
-    ops = _fake_ops([]).replace(slot_free_notify=notify)
+    ops = HookedOps(FakeOps([]), slot_free_notify=notify)
     swap_register_block_ops(m, fd.fops, ops)
     si = swapon(m, fd.disk)
     folios = [Folio(0, rand_pages(1, 1).tobytes()), Folio(2, rand_pages(4, 2).tobytes())]

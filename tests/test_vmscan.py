@@ -36,7 +36,7 @@ from pyzram.mm.vmscan import (
 )
 from pyzram.workload.pages import synthetic_mix
 from pyzram.zram.swap import zram_init
-from test_swap_core import OpsSpy, swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
+from test_swap_core import HookedOps, OpsSpy, swap_env  # noqa: F401  (autouse: fresh swap state, sio checks)
 
 P = 4096
 
@@ -204,7 +204,7 @@ def test_swapoff_frees_each_window_of_slots_before_it_reads_the_next(m, zram_swa
         events.append(("free", offset))
         ops.slot_free_notify(si_, offset)
 
-    si.ops = ops.replace(submit_read=read, slot_free_notify=notify)
+    si.ops = HookedOps(ops, submit_read=read, slot_free_notify=notify)
     mm.memcg.limit_pages = 1000
     swapoff(si)
     pending: set[int] = set()

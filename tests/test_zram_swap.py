@@ -42,6 +42,7 @@ from pyzram.mm.swap_ops import (
     WRITE,
     SwapOps,
     registered_block_ops,
+    swap_ops_defines,
     swap_register_block_ops,
     swap_unregister_block_ops,
 )
@@ -58,6 +59,7 @@ from pyzram.zram.swap import (
 from pyzram.zram.zcomp import ZcompBackend
 from pyzram.zram.zram_drv import zram_devops
 from test_swap_core import (  # noqa: F401 (swap_env is the autouse fixture)
+    HookedOps,
     OpsSpy,
     alloc,
     evict,
@@ -120,7 +122,7 @@ def test_zram_init_registers_once_and_exit_unregisters(m):
 
 def test_zram_init_fails_when_another_driver_holds_the_slot(m, tmp_path):
     fd = FileDisk(tmp_path / "d", size=1 << 20)
-    other = SwapOps("other", submit_write=lambda c: None, submit_read=lambda c: None)
+    other = HookedOps(SwapOps("other"), submit_write=lambda c: None, submit_read=lambda c: None)
     swap_register_block_ops(m, fd.fops, other)
     with pytest.raises(OSError) as e:
         zram_init(m)
@@ -150,7 +152,7 @@ def test_area_keeps_zram_ops_after_unregister_until_swapoff(m):
     si, z = zram_area(m)
     spy = OpsSpy(si)
     zram_exit(m)
-    assert si.ops.submit_write is not None and spy.inner is zram_swap_ops
+    assert spy.inner is zram_swap_ops
     folios = folios_of(rand_pages(6, seed=1))
     entries = alloc(m, folios)
     order = [5, 0, 3, 1, 4, 2]  # not adjacent: only zram's ops merge these
@@ -470,15 +472,15 @@ def test_slot_free_notify_and_miss_free(m, path, monkeypatch):
     routes = Counter()
     if path == "ops":
         hook = si.ops.slot_free_notify
-        assert hook is not None
+        assert swap_ops_defines(si.ops, "slot_free_notify")
 
         def counted(si_, offset):
             routes["swap_ops"] += 1
             hook(si_, offset)
 
-        si.ops = si.ops.replace(slot_free_notify=counted)
+        si.ops = HookedOps(si.ops, slot_free_notify=counted)
     else:
-        assert si.ops.slot_free_notify is None
+        assert not swap_ops_defines(si.ops, "slot_free_notify")
         old = zram_devops.swap_slot_free_notify
 
         def counted_old(bdev, offset):

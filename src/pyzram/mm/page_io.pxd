@@ -24,7 +24,6 @@ cdef int EIO, ENOENT
 
 cdef long _HPAGE_PMD_ORDER
 cdef bytearray _ZERO_PAGE_BUF
-cdef tuple _FOLIO_SIZES
 
 
 @cython.final
@@ -72,3 +71,21 @@ cpdef void __swap_writepage(SwapIoCtx ctx, Folio folio) except *
 cpdef int swap_writeout(SwapIoCtx ctx, Folio folio) except? -1
 @cython.locals(m=Machine, si=SwapInfo, nz=long, data=bytearray, j=long)
 cpdef void swap_read_folio(SwapIoCtx ctx, Folio folio) except *
+
+
+cpdef long swap_folio_sector(SwapInfo si, Folio folio) except? -1
+cpdef bint swap_bdev_can_merge(SwapInfo si, Folio folio, Folio prev, long prev_size, int rw) except? False
+cpdef long swap_dev_pos(SwapInfo si, Folio folio) except? -1
+cpdef bint swap_fs_can_merge(SwapInfo si, Folio folio, Folio prev, long prev_size, int rw) except? False
+
+
+cdef class SwapBdevOps(SwapOps):
+    cpdef void submit_write(self, object ctx) except *
+    cpdef void submit_read(self, object ctx) except *
+    cpdef bint can_merge(self, object si, Folio folio, Folio prev, long prev_size, int rw) except? False
+
+
+cdef class SwapFsOps(SwapOps):
+    cpdef void submit_write(self, object ctx) except *
+    cpdef void submit_read(self, object ctx) except *
+    cpdef bint can_merge(self, object si, Folio folio, Folio prev, long prev_size, int rw) except? False

@@ -199,26 +199,19 @@ def swap_write_end(sio: SwapIocb, failed: bool) -> None:
 # -- batching --------------------------------------------------------------------------
 
 
-#: ``folio_size`` by order, as the Python integers a hook is given (made once, not
-#: one per call).
-_FOLIO_SIZES = tuple(PAGE_SIZE << order for order in range(10))
-
-
 @cython.locals(folio=Folio, ctx=SwapIoCtx, si=SwapInfo, prev=Folio)
 def swap_can_merge(ctx: SwapIoCtx, si, folio: Folio, rw: int) -> bool:
-    """``swap_can_merge``: same area, then the area's ``can_merge`` (None = always).
+    """``swap_can_merge``: same area, then the area's ``can_merge`` (an
+    undefined hook, the kernel's NULL one, says yes: :class:`SwapOps`).
 
     The hook is given the area first: the kernel's finds it from
     ``folio->swap`` through the global ``swap_info``; ours has no global.
     """
     if ctx.sis is not si:
         return False
-    can_merge = si.ops.can_merge
-    if can_merge is None:
-        return True
     sio = ctx.sio
     prev = sio.bvecs[-1]
-    return can_merge(si, folio, prev, _FOLIO_SIZES[prev.order], rw)
+    return si.ops.can_merge(si, folio, prev, prev.size, rw)
 
 
 def swap_add_folio(ctx: SwapIoCtx, folio: Folio, rw: int) -> None:
@@ -428,12 +421,21 @@ def swap_bdev_submit_read(ctx: SwapIoCtx) -> None:
     _bdev_submit(ctx, REQ_OP_READ, swap_read_end)
 
 
-swap_bdev_ops = SwapOps(
-    name="swap_bdev_ops",
-    submit_write=swap_bdev_submit_write,
-    submit_read=swap_bdev_submit_read,
-    can_merge=swap_bdev_can_merge,
-)
+@cython.cclass
+class SwapBdevOps(SwapOps):
+    """``swap_bdev_ops``: the bio path, every block device's default."""
+
+    def submit_write(self, ctx: SwapIoCtx) -> None:
+        swap_bdev_submit_write(ctx)
+
+    def submit_read(self, ctx: SwapIoCtx) -> None:
+        swap_bdev_submit_read(ctx)
+
+    def can_merge(self, si: SwapInfo, folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
+        return swap_bdev_can_merge(si, folio, prev, prev_size, rw)
+
+
+swap_bdev_ops = SwapBdevOps("swap_bdev_ops")
 
 
 # -- swap_fs_ops: one kiocb per batch on the swap file -----------------------------------------
@@ -475,13 +477,22 @@ def swap_fs_submit_read(ctx: SwapIoCtx) -> None:
     _swap_fs_rw(ctx, False)
 
 
-swap_fs_ops = SwapOps(
-    name="swap_fs_ops",
-    submit_write=swap_fs_submit_write,
-    submit_read=swap_fs_submit_read,
-    can_merge=swap_fs_can_merge,
-    flags=SWAP_OPS_F_NOFS,  # it enters the filesystem (the kernel's SWP_FS_OPS)
-)
+@cython.cclass
+class SwapFsOps(SwapOps):
+    """``swap_fs_ops``: the kiocb path of swap files (it enters the filesystem:
+    ``SWAP_OPS_F_NOFS``, the kernel's ``SWP_FS_OPS``)."""
+
+    def submit_write(self, ctx: SwapIoCtx) -> None:
+        swap_fs_submit_write(ctx)
+
+    def submit_read(self, ctx: SwapIoCtx) -> None:
+        swap_fs_submit_read(ctx)
+
+    def can_merge(self, si: SwapInfo, folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
+        return swap_fs_can_merge(si, folio, prev, prev_size, rw)
+
+
+swap_fs_ops = SwapFsOps("swap_fs_ops", SWAP_OPS_F_NOFS)
 
 
 def swap_bdev_is_synchronous(si) -> bool:

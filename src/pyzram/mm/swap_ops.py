@@ -2,11 +2,24 @@
 
 A swap area does its I/O through ``si.ops``: ``submit_write(ctx)`` and
 ``submit_read(ctx)`` receive a whole batch (a ``swap_iocb`` of up to 32
-folios), ``can_merge(si, folio, prev, prev_size, rw)`` (optional; ``None`` =
-always) decides whether the next folio may join the batch (the area comes
-first: the kernel's hook finds it through the global ``swap_info``), and
-``slot_free_notify`` (patch 3/3, optional) is told when a slot becomes free
-— under the cluster lock, so it must not block.
+folios), ``can_merge(si, folio, prev, prev_size, rw)`` (optional) decides
+whether the next folio may join the batch (the area comes first: the
+kernel's hook finds it through the global ``swap_info``), and
+``slot_free_notify(si, offset)`` (patch 3/3, optional) is told when a slot
+becomes free — under the cluster lock, so it must not block.
+
+The kernel's ``struct swap_ops`` is a const table of function pointers, one
+per implementation (``swap_bdev_ops``, ``swap_fs_ops``, ``zram_swap_ops``).
+Here the table is a class: an implementation subclasses :class:`SwapOps`
+and defines its hooks as methods, and one instance of it is what
+``si->ops`` points to.  Compiled, :class:`SwapOps` is an extension type
+whose hooks are C methods (``swap_ops.pxd``): ``si.ops.can_merge(...)`` is
+an indirect C call through the type's method table, as the kernel's
+``si->ops->can_merge(...)`` is one through the struct.  A hook an
+implementation leaves undefined is the base class's, which does what the
+swap core does for a NULL pointer (``can_merge``: always; no free
+notification); :func:`swap_ops_defines` tells whether a hook is defined,
+the kernel's test of the pointer.
 
 ``swap_register_block_ops(m, fops, ops)`` lets one block driver claim the
 areas of its disks on machine ``m`` (the registry is the machine's
@@ -15,7 +28,7 @@ areas of its disks on machine ``m`` (the registry is the machine's
 The contract of the patch, exactly:
 
 * ``EINVAL`` (warned once) if ``fops`` or ``ops`` is missing, or ``ops``
-  lacks ``submit_read`` or ``submit_write``;
+  does not define ``submit_read`` or ``submit_write``;
 * ``EBUSY`` if the single slot is taken, by anyone, the same fops included;
 * ``swap_unregister_block_ops(m, fops)``: no-op when empty; a different
   ``fops`` is warned about once and changes nothing (soft owner check);
@@ -27,8 +40,9 @@ from __future__ import annotations
 import errno
 import threading
 import warnings
-from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import cython
 
 if TYPE_CHECKING:
     from pyzram.block.blkdev import BlockDeviceOperations
@@ -44,49 +58,47 @@ READ = 0
 WRITE = 1
 
 
+@cython.cclass
 class SwapOps:
-    """``struct swap_ops``: the area's methods and flags, fixed once made.
+    """``struct swap_ops``: an implementation's hooks (its methods) and ``flags``.
 
-    Compiled, an extension type (``swap_ops.pxd``) with read-only fields, so
-    the swap core's ``si.ops.submit_read`` is a C load, as the kernel's
-    ``si->ops->submit_read`` is.  A variant is made with :meth:`replace`.
+    Subclass it and define ``submit_write`` and ``submit_read`` (required:
+    the registry refuses ops without them), and ``can_merge`` and
+    ``slot_free_notify`` where the implementation has them.  ``name`` is
+    the kernel symbol the instance stands for (``"zram_swap_ops"``).
     """
 
-    def __init__(
-        self,
-        name: str,
-        submit_write: Callable[[SwapIoCtx], None] | None,
-        submit_read: Callable[[SwapIoCtx], None] | None,
-        can_merge: Callable[[SwapInfo, Folio, Folio, int, int], bool] | None = None,
-        slot_free_notify: Callable[[SwapInfo, int], None] | None = None,
-        flags: int = 0,
-    ) -> None:
+    def __init__(self, name: str, flags: int = 0) -> None:
         self.name = name
-        self.submit_write = submit_write
-        self.submit_read = submit_read
-        self.can_merge = can_merge
-        self.slot_free_notify = slot_free_notify
         self.flags = flags
 
-    def replace(self, **changes: object) -> SwapOps:
-        """A copy with the fields named in ``changes`` replaced (an unknown name is
-        a ``TypeError``, as a constructor's unknown keyword is)."""
-        fields = {
-            "name": self.name,
-            "submit_write": self.submit_write,
-            "submit_read": self.submit_read,
-            "can_merge": self.can_merge,
-            "slot_free_notify": self.slot_free_notify,
-            "flags": self.flags,
-        }
-        for key in changes:
-            if key not in fields:
-                raise TypeError(f"SwapOps has no field {key!r}")
-        fields.update(changes)
-        return SwapOps(**fields)
+    def submit_write(self, ctx: SwapIoCtx) -> None:
+        """``submit_write``: write the batch; own it from now on and end it
+        (``swap_write_end``) exactly once.  Not defined here: a NULL pointer."""
+        raise NotImplementedError(f"{self.name} has no submit_write")
+
+    def submit_read(self, ctx: SwapIoCtx) -> None:
+        """``submit_read``: read the batch; end it (``swap_read_end``) exactly
+        once.  Not defined here: a NULL pointer."""
+        raise NotImplementedError(f"{self.name} has no submit_read")
+
+    def can_merge(self, si: SwapInfo, folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
+        """``can_merge``: may ``folio`` join the batch whose last folio is ``prev``?
+        Not defined here, and the swap core's answer for a NULL hook is yes:
+        batch until full or flushed."""
+        return True
+
+    def slot_free_notify(self, si: SwapInfo, offset: int) -> None:
+        """``slot_free_notify``: slot ``offset`` became free (under the cluster
+        lock: must not block).  Not defined here: nobody is told."""
 
     def __repr__(self) -> str:
-        return f"SwapOps(name={self.name!r}, flags={self.flags:#x})"
+        return f"{type(self).__name__}(name={self.name!r}, flags={self.flags:#x})"
+
+
+def swap_ops_defines(ops: SwapOps, hook: str) -> bool:
+    """Whether ``ops`` defines ``hook`` (the kernel's ``ops->hook != NULL``)."""
+    return getattr(type(ops), hook) is not getattr(SwapOps, hook)
 
 
 class SwapBlockOps:
@@ -109,7 +121,12 @@ def swap_register_block_ops(
 ) -> None:
     """``swap_register_block_ops``: claim the one slot; ``OSError`` EINVAL / EBUSY."""
     reg = m.swap_block_ops
-    if fops is None or ops is None or ops.submit_read is None or ops.submit_write is None:
+    if (
+        fops is None
+        or ops is None
+        or not swap_ops_defines(ops, "submit_read")
+        or not swap_ops_defines(ops, "submit_write")
+    ):
         reg.warn_once("einval", "swap_register_block_ops: missing fops, ops or callbacks")
         raise OSError(errno.EINVAL, "swap_register_block_ops: missing fops, ops or callbacks")
     with reg.lock:

@@ -72,7 +72,7 @@ cpdef SwpEntry folio_alloc_swap(Machine m, Folio folio)
 cpdef void swap_duplicate(Machine m, SwpEntry entry, long nr=*) except *
 @cython.locals(si=SwapInfo, off=long)
 cpdef void swap_free(Machine m, SwpEntry entry, long nr=*) except *
-@cython.locals(m=Machine, zs=Zswap, off=long, c=long, order=int, zswap_used=bint)
+@cython.locals(m=Machine, zs=Zswap, off=long, c=long, order=int, zswap_used=bint, ops=SwapOps)
 cpdef void swap_range_free(SwapInfo si, long offset, long nr) except *
 @cython.locals(si=SwapInfo)
 cpdef Folio swap_cache_get_folio(Machine m, SwpEntry entry)

@@ -708,17 +708,17 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
     ``si.ops.slot_free_notify(si, offset)`` for each slot (patch 3/3), with
     the area lock held, as the kernel holds the cluster lock; patch 3/3 also
     removes ``block_device_operations.swap_slot_free_notify``, so an area
-    whose ops have no hook is told nothing.  On a machine without the series
+    whose ops do not define the hook is told nothing.  On a machine without the series
     (``m.swap_ops_series`` false) a block device's pre-series
     ``swap_slot_free_notify`` is called instead, as mainline 6.18 does.
     """
     for off in range(offset, offset + nr):
         si._zm[off] = 0
         si.shadows[off] = _NO_SHADOW  # clear_shadow_from_swap_cache
-    notify = None
+    ops = None
     old_notify = None
     if si.machine.swap_ops_series:
-        notify = si.ops.slot_free_notify if si.ops is not None else None
+        ops = si.ops  # (an undefined hook is told and does nothing: the kernel's NULL test)
     elif si.flags & SWP_BLKDEV and si.bdev is not None:
         old_notify = si.bdev.disk.fops.swap_slot_free_notify
     m = si.machine
@@ -727,8 +727,8 @@ def swap_range_free(si: SwapInfo, offset: int, nr: int) -> None:
     for off in range(offset, offset + nr):
         if zswap_used:
             zswap_invalidate(m, swp_entry(si.type, off))
-        if notify is not None:
-            notify(si, off)
+        if ops is not None:
+            ops.slot_free_notify(si, off)
         elif old_notify is not None:
             old_notify(si.bdev, off)
         c = off // SWAPFILE_CLUSTER

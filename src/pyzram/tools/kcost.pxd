@@ -2,6 +2,8 @@
 # page sampler and the batch timer run inside the measured window of every run, at
 # each batch.
 cimport cython
+from pyzram.mm.folio cimport Folio
+from pyzram.mm.swap_ops cimport SwapOps
 
 # Constants the sampler reads, C integers here (PAGE_SIZE imported by the .py).
 cdef Py_ssize_t PAGE_SIZE, _SAMPLE, _SCHEDULE
@@ -21,7 +23,14 @@ cdef class PageSampler:
     cpdef long name(self, object folio, Py_ssize_t j) except? -1
     cpdef void add_batch(self, object sio) except *
 
-cdef class TimedSubmit:
-    cdef public object fn
-    cdef public list lat, pages
-    cdef public PageSampler before, after
+cdef class TimedOps(SwapOps):
+    cdef public SwapOps inner
+    cdef public list wlat, wpages, rlat, rpages
+    cdef public PageSampler write_sampler, read_sampler
+
+    @cython.locals(n=Py_ssize_t, t=double)
+    cpdef void submit_write(self, object ctx) except *
+    @cython.locals(n=Py_ssize_t, t=double)
+    cpdef void submit_read(self, object ctx) except *
+    cpdef bint can_merge(self, object si, Folio folio, Folio prev, long prev_size, int rw) except? False
+    cpdef void slot_free_notify(self, object si, long offset) except *

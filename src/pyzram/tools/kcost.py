@@ -22,9 +22,9 @@ is not counted: reclaim's LRU scan, rmap walk and TLB flushes, the swap
 slot allocation and the swap core's own bookkeeping; ``pyzram bench run``
 shows the prediction beside the host kernel's measured system time.
 
-The samplers are fed at the device's submits by :class:`TimedSubmit`, the
-hook ``pyzram run`` puts around ``submit_write`` and ``submit_read``, which
-also times each batch for the run's batch figures.
+The samplers are fed at the device's submits by :class:`TimedOps`, the
+ops ``pyzram run`` puts around the area's own, which also time each batch
+for the run's batch figures.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from pyzram.mm.folio import PAGE_SIZE
+from pyzram.mm.swap_ops import SwapOps
 
 #: Pages kept per direction for timing the codec.
 SAMPLE = 512
@@ -48,7 +49,7 @@ SCHEDULE = 1024
 FAULT_US = 1.0
 #: Timing repeats (best of).
 REPEAT = 3
-#: The clock of :class:`TimedSubmit`.
+#: The clock of :class:`TimedOps`.
 _perf_counter = time.perf_counter
 #: The sampler's constants as it reads them (compiled: C integers, ``kcost.pxd``).
 _SAMPLE = SAMPLE
@@ -149,43 +150,64 @@ class PageSampler:
             self.add(folio)
 
 
-class TimedSubmit:
-    """A ``swap_ops`` submit hook, timed: ``fn(ctx)``'s seconds for each batch
-    into ``lat`` and its pages into ``pages``; the batch's folios go to the
-    sampler ``before`` (a write's, before its submit: what is written) or
-    ``after`` (a read's, once read).  ``pyzram run`` puts one around each of
-    the area's ``submit_write`` and ``submit_read`` for its batch figures
-    (the fastest-slowest latencies, the device path's pages a second).
+class TimedOps(SwapOps):
+    """An area's ``swap_ops`` with its submits timed: each batch's seconds in
+    ``submit_write`` / ``submit_read`` go into ``wlat`` / ``rlat`` and its
+    pages into ``wpages`` / ``rpages``; a written batch's folios go to the
+    sampler ``write_sampler`` before its submit (what is written), a read
+    one's to ``read_sampler`` once read.  The other hooks, the name and the
+    flags are those of ``inner``.  ``pyzram run`` swaps an area's ops for one
+    of these for its batch figures (the fastest-slowest latencies, the device
+    path's pages a second).
 
     Compiled (``kcost.pxd``), an extension type: it runs at every batch
     inside the measured window, a C call and two clock reads around the
-    device's work."""
+    device's work, and its other hooks are C calls to ``inner``'s."""
 
     def __init__(
         self,
-        fn,
-        lat: list[float],
-        pages: list[int],
-        before: PageSampler | None = None,
-        after: PageSampler | None = None,
+        inner: SwapOps,
+        wlat: list[float],
+        wpages: list[int],
+        rlat: list[float],
+        rpages: list[int],
+        write_sampler: PageSampler | None = None,
+        read_sampler: PageSampler | None = None,
     ) -> None:
-        self.fn = fn
-        self.lat = lat
-        self.pages = pages
-        self.before = before
-        self.after = after
+        SwapOps.__init__(self, inner.name, inner.flags)
+        self.inner = inner
+        self.wlat = wlat
+        self.wpages = wpages
+        self.rlat = rlat
+        self.rpages = rpages
+        self.write_sampler = write_sampler
+        self.read_sampler = read_sampler
 
-    def __call__(self, ctx) -> None:
+    def submit_write(self, ctx) -> None:
         sio = ctx.sio
         n = sio.len // PAGE_SIZE
-        if self.before is not None:
-            self.before.add_batch(sio)
+        if self.write_sampler is not None:
+            self.write_sampler.add_batch(sio)
         t = _perf_counter()
-        self.fn(ctx)
-        self.lat.append(_perf_counter() - t)
-        self.pages.append(n)
-        if self.after is not None:
-            self.after.add_batch(sio)
+        self.inner.submit_write(ctx)
+        self.wlat.append(_perf_counter() - t)
+        self.wpages.append(n)
+
+    def submit_read(self, ctx) -> None:
+        sio = ctx.sio
+        n = sio.len // PAGE_SIZE
+        t = _perf_counter()
+        self.inner.submit_read(ctx)
+        self.rlat.append(_perf_counter() - t)
+        self.rpages.append(n)
+        if self.read_sampler is not None:
+            self.read_sampler.add_batch(sio)
+
+    def can_merge(self, si, folio, prev, prev_size: int, rw: int) -> bool:
+        return self.inner.can_merge(si, folio, prev, prev_size, rw)
+
+    def slot_free_notify(self, si, offset: int) -> None:
+        self.inner.slot_free_notify(si, offset)
 
 
 def _same_filled(page: bytes) -> bool:

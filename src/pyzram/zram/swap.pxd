@@ -4,6 +4,7 @@ from pyzram.mm.folio cimport Folio
 from pyzram.lib.atomic cimport atomic64_inc
 from pyzram.mm.swap cimport SwapIoCtx
 from pyzram.mm.swapfile cimport SwapInfo
+from pyzram.mm.swap_ops cimport SwapOps
 cimport cython
 from pyzram.mm.page_io cimport swap_read_end, swap_write_end
 
@@ -13,3 +14,17 @@ cdef unsigned long WB
 cpdef Zram _zram_of(SwapInfo si)
 cpdef int zram_swap_read_page(Zram zram, object page, Py_ssize_t index) except? -1000
 cdef Py_ssize_t _LONG
+
+@cython.locals(zram=Zram)
+cpdef bint zram_swap_can_merge(SwapInfo si, Folio folio, Folio prev, long prev_size, int rw) except? False
+cpdef void zram_swap_slot_free_notify(SwapInfo si, long offset) except *
+
+
+cdef class ZramSwapOpsAsPosted(SwapOps):
+    cpdef void submit_write(self, object ctx) except *
+    cpdef void submit_read(self, object ctx) except *
+    cpdef void slot_free_notify(self, object si, long offset) except *
+
+
+cdef class ZramSwapOps(ZramSwapOpsAsPosted):
+    cpdef bint can_merge(self, object si, Folio folio, Folio prev, long prev_size, int rw) except? False

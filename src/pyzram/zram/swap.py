@@ -156,7 +156,6 @@ def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
     swap_read_end(sio, failed)
 
 
-@cython.locals(zram=Zram, folio=Folio, prev=Folio)
 def zram_swap_can_merge(si: SwapInfo, folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
     """The correct variant's ``can_merge``: slot-adjacent batches while a backing
     device is set (so the block-path fallback reads the right slots)."""
@@ -171,22 +170,31 @@ def zram_swap_slot_free_notify(si, offset: int) -> None:
     _zram_of(si).zram_slot_free_notify(offset)
 
 
-zram_swap_ops = SwapOps(
-    name="zram_swap_ops",
-    submit_write=zram_swap_submit_write,
-    submit_read=zram_swap_submit_read,
-    can_merge=zram_swap_can_merge,
-    slot_free_notify=zram_swap_slot_free_notify,
-)
+@cython.cclass
+class ZramSwapOpsAsPosted(SwapOps):
+    """zram's ``swap_ops`` exactly as the patch posts them: no ``can_merge``."""
 
+    def submit_write(self, ctx: SwapIoCtx) -> None:
+        zram_swap_submit_write(ctx)
+
+    def submit_read(self, ctx: SwapIoCtx) -> None:
+        zram_swap_submit_read(ctx)
+
+    def slot_free_notify(self, si: SwapInfo, offset: int) -> None:
+        zram_swap_slot_free_notify(si, offset)
+
+
+@cython.cclass
+class ZramSwapOps(ZramSwapOpsAsPosted):
+    """``zram_swap_ops``: the posted ones and :func:`zram_swap_can_merge`."""
+
+    def can_merge(self, si: SwapInfo, folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
+        return zram_swap_can_merge(si, folio, prev, prev_size, rw)
+
+
+zram_swap_ops = ZramSwapOps("zram_swap_ops")
 #: The patch exactly as posted: no ``can_merge`` at all.
-zram_swap_ops_as_posted = SwapOps(
-    name="zram_swap_ops (as posted)",
-    submit_write=zram_swap_submit_write,
-    submit_read=zram_swap_submit_read,
-    can_merge=None,
-    slot_free_notify=zram_swap_slot_free_notify,
-)
+zram_swap_ops_as_posted = ZramSwapOpsAsPosted("zram_swap_ops (as posted)")
 
 
 def zram_init(m: Machine, ops: SwapOps = zram_swap_ops) -> None:

@@ -410,14 +410,9 @@ def submit_batches(
     moves, so ``intact`` is ``None``.
     """
     from pyzram.mm.folio import Folio, PG_dirty, PG_uptodate
-    from pyzram.mm.page_io import (
-        swap_read_end,
-        swap_read_submit,
-        swap_write_end,
-        swap_write_submit,
-    )
+    from pyzram.mm.page_io import swap_read_submit, swap_write_submit
     from pyzram.mm.swap import SwapIoCtx
-    from pyzram.mm.swap_ops import READ, WRITE, SwapOps
+    from pyzram.mm.swap_ops import READ, WRITE
     from pyzram.mm.swapfile import (
         folio_alloc_swap,
         swap_cache_alloc_folio,
@@ -425,19 +420,13 @@ def submit_batches(
         swap_duplicate,
         swap_free,
     )
-    from pyzram.tools.bench.plug import add_folios
+    from pyzram.tools.bench.plug import NullSwapOps, add_folios
 
     n = len(pages)
     null = path == "null"
     with swap_area(n, algo, "swap_ops" if null else path, config) as (m, _dev, si):
         if null:
-            si.ops = SwapOps(
-                name="null",
-                submit_write=lambda ctx: swap_write_end(ctx.sio, False),
-                submit_read=lambda ctx: swap_read_end(ctx.sio, False),
-                can_merge=None,
-                slot_free_notify=si.ops.slot_free_notify,
-            )
+            si.ops = NullSwapOps(si.ops)
         # The state reclaim leaves between swap_writeout and the submit: each folio
         # in the swap cache, one PTE reference on its slot, under writeback.
         folios = [Folio(0, pages[i].data) for i in range(n)]

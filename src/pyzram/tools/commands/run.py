@@ -431,9 +431,8 @@ def run_workload(
     # PTE holds its slot (the area's reverse map).
     wsample = kcost.PageSampler(exp, si.rmap_vpn, page_of, seed)
     rsample = kcost.PageSampler(exp, si.rmap_vpn, page_of, seed + 1)
-    si.ops = si.ops.replace(
-        submit_write=kcost.TimedSubmit(si.ops.submit_write, wlat, wpages, before=wsample),
-        submit_read=kcost.TimedSubmit(si.ops.submit_read, rlat, rpages, after=rsample),
+    si.ops = kcost.TimedOps(
+        si.ops, wlat, wpages, rlat, rpages, write_sampler=wsample, read_sampler=rsample
     )
     vm_events = m.vm_events
     bio_stats = dev.disk.bio_stats
@@ -614,10 +613,7 @@ def _run_on_swap_file(
         rlat: list[float] = []
         wpages: list[int] = []
         rpages: list[int] = []
-        si.ops = si.ops.replace(
-            submit_write=kcost.TimedSubmit(si.ops.submit_write, wlat, wpages),
-            submit_read=kcost.TimedSubmit(si.ops.submit_read, rlat, rpages),
-        )
+        si.ops = kcost.TimedOps(si.ops, wlat, wpages, rlat, rpages)
         vm_events = m.vm_events
         zs = m.zswap
         exp = np.arange(n, dtype=np.int64)
