@@ -603,9 +603,10 @@ def test_page_same_filled_finds_the_fill_word_and_nothing_else(kind):
     assert page_same_filled(as_kind(word * 512)) == 0x0123456789ABCDEF
     assert page_same_filled(as_kind(bytes(PAGE_SIZE))) == 0
     for pos in (0, 1, 256, 510, 511):
-        words = [word] * 512
-        words[pos] = struct.pack("<Q", 0x0123456789ABCDEE)
-        assert page_same_filled(as_kind(b"".join(words))) is None, pos
+        for other in (0x0123456789ABCDEE, 0x1123456789ABCDEF):  # its first byte, its last
+            words = [word] * 512
+            words[pos] = struct.pack("<Q", other)
+            assert page_same_filled(as_kind(b"".join(words))) is None, (pos, other)
     # one byte repeated is the same word; a byte pattern of period 3 is not
     assert page_same_filled(as_kind(b"\x5a" * PAGE_SIZE)) == 0x5A5A5A5A5A5A5A5A
     assert page_same_filled(as_kind(b"abc" * 1365 + b"a")) is None

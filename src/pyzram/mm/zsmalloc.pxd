@@ -52,7 +52,7 @@ cdef class ZsPool:
     cdef public Py_ssize_t _arena_size, _arena_top, _dirty_top, _populated
     cdef public object _arena, arena
     cdef public unsigned long long[::1] _words
-    cdef public unsigned char[::1] _mem
+    cdef public unsigned char[::1] mem
     cdef public list _free_extents
     cdef public list _page_zspage
     cdef public object _obj_addr

@@ -355,8 +355,9 @@ class ZsPool:
         self.arena = memoryview(self._arena)
         #: The arena as 64-bit words (object headers) and as a numpy view of them.
         self._words = self.arena.cast("Q")
-        #: The arena as bytes, typed when compiled (object copies).
-        self._mem = self.arena
+        #: The arena as bytes, typed when compiled: object copies (the memory
+        #: ``zs_obj_read_begin``'s offsets index, as ``arena`` is).
+        self.mem = self.arena
         self._arena_top = PAGE_SIZE  # arena offset 0 stays unused: 0 means "no object"
         #: How far the arena has been made present (``_populate``).
         self._populated = self._dirty_top  # (a recycled arena: present below that)
@@ -438,7 +439,7 @@ class ZsPool:
         if arena is None:
             return
         self._words = None
-        self._mem = None
+        self.mem = None
         try:
             self.arena.release()  # any later use of this pool fails loudly
         except BufferError:  # a view of the arena is still alive: do not recycle it
@@ -750,7 +751,7 @@ class ZsPool:
         """
         self._migrate_lock.down_read()
         off = self._addr[handle]
-        self._mem[off : off + mem_len] = handle_mem[:mem_len]
+        self.mem[off : off + mem_len] = handle_mem[:mem_len]
         self._migrate_lock.up_read()
 
     def zs_obj_read(self, handle: int, length: int) -> bytes:

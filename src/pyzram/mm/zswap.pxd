@@ -108,7 +108,7 @@ cpdef object _memcg_of(object objcg)
 cpdef bint mem_cgroup_zswap_writeback_enabled(Zswap zs, object memcg) except? False
 @cython.locals(dlen=long, comp_ret=long, alloc_ret=long, handle=long)
 cpdef bint zswap_compress(Zswap zs, object page, ZswapEntry entry, ZswapPool pool, object memcg) except? False
-@cython.locals(pool=ZswapPool, zsp=ZsPool, off=Py_ssize_t, ret=int)
+@cython.locals(pool=ZswapPool, zsp=ZsPool, off=Py_ssize_t, ret=int, dst="unsigned char[::1]")
 cpdef bint zswap_decompress(Zswap zs, ZswapEntry entry, Folio folio) except? False
 @cython.locals(entry=ZswapEntry, tree=XArray, old=ZswapEntry)
 cpdef bint zswap_store_page(Zswap zs, object page, SwpEntry swp, object objcg, ZswapPool pool, object memcg) except? False

@@ -820,7 +820,8 @@ def zswap_decompress(zs: Zswap, entry: ZswapEntry, folio: Folio) -> bool:
     off = zsp.zs_obj_read_begin(entry.handle)
     try:
         if entry.length == PAGE_SIZE:
-            page[:] = zsp.arena[off : off + PAGE_SIZE]
+            dst = page  # (compiled: a copy between typed views)
+            dst[:] = zsp.mem[off : off + PAGE_SIZE]
             ret = 0
         else:
             acomp, _ = pool.acomp_ctx()

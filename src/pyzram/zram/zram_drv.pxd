@@ -12,8 +12,8 @@ from pyzram.zram.zcomp cimport Zcomp, ZcompStrm
 cdef unsigned long _SAME, _WB, _HUGE, _SIZE_MASK, _PRIO_MASK, _CLEAR_ON_ACCESS, _CLEAR_ON_FREE
 cdef int _PRIO_SHIFT
 cdef Py_ssize_t _PG_SIZE, _PRIMARY, _BATCH
-cdef bytes _ZERO_PAGE, _ZERO_WORD
-cdef object _LAST_WORD
+cdef bytearray _ZERO_PAGE
+cdef Py_ssize_t _LAST_WORD
 
 @cython.final
 cdef class ZramStats:
@@ -21,8 +21,9 @@ cdef class ZramStats:
     cdef public atomic64_t same_pages, huge_pages, huge_pages_since, pages_stored
     cdef public atomic64_t max_used_pages, miss_free, bd_count, bd_reads, bd_writes
 
+@cython.locals(mem=bytearray, fill="unsigned long long", b="unsigned long long", k=Py_ssize_t)
 cpdef object page_same_filled(object page)
-cpdef bytes _filled_page(unsigned long fill)
+cpdef bytearray _filled_page(unsigned long fill)
 
 cdef class Zram:
     cdef public object config, clock, comps, comp_algs, params

@@ -104,8 +104,7 @@ _BATCH = ZCOMP_BATCH
 _CLEAR_ON_ACCESS = _U64 ^ (T.IDLE | T.PP_SLOT)
 #: zram_free_page clears these first, whatever the slot holds.
 _CLEAR_ON_FREE = _U64 ^ (T.IDLE | T.INCOMPRESSIBLE | T.PP_SLOT | T.PRIORITY_MASK)
-_ZERO_PAGE = bytes(PAGE_SIZE)
-_ZERO_WORD = bytes(8)
+_ZERO_PAGE = bytearray(PAGE_SIZE)  # (never written: see _filled_page)
 _LAST_WORD = PAGE_SIZE - 8  # the offset of a page's last u64 word
 
 
@@ -162,30 +161,34 @@ def page_same_filled(page: Any) -> int | None:
     """``page_same_filled``: the fill word if the page's 512 u64 words are all
     equal, else ``None``.
 
-    As in the kernel, the last word is tested against the first (their
-    first bytes, then the whole words), so a typical page costs one
-    comparison; then every word is tested against the first: here the page
-    is compared with the first word repeated 512 times (the zero page kept
-    made), a ``memcmp`` in C, compiled or interpreted, that stops at the
-    first difference as the kernel's loop does.  The word is read as x86-64
-    reads it, little-endian, once the page is known to be filled with it.
+    As in the kernel, the last word is tested against the first (byte by
+    byte, the first bytes first), so a typical page costs one comparison;
+    then every word is tested against the first: here the page is compared
+    with the fill word repeated 512 times (:func:`_filled_page`), a
+    ``memcmp`` in C, compiled or interpreted, that stops at the first
+    difference as the kernel's loop does.  The word is read as x86-64 reads
+    it, little-endian.
+
+    The page is read as a ``bytearray``, as the kernel reads the memory
+    ``kmap_local_page`` maps (compiled, its bytes are C loads): an order-0
+    folio's page is one; another buffer (a page of a large folio, a bio's
+    page) is copied into one first.
     """
-    if page[0] != page[_LAST_WORD]:
-        return None
-    first = page[:8]
-    if first != page[_LAST_WORD:]:
-        return None
-    if type(page) is memoryview:  # (a memoryview compares item by item: take the bytes)
-        page = page.tobytes()
-        first = page[:8]
-    if first == _ZERO_WORD:
-        return 0 if page == _ZERO_PAGE else None
-    return int.from_bytes(first, "little") if page == first * 512 else None
+    mem = page if type(page) is bytearray else bytearray(page)
+    fill = 0
+    for k in range(8):
+        b = mem[k]
+        if b != mem[_LAST_WORD + k]:
+            return None
+        fill |= b << (8 * k)
+    return fill if mem == _filled_page(fill) else None
 
 
-def _filled_page(fill: int) -> bytes:
-    """A page of the u64 word ``fill`` (little-endian) 512 times; the zero page is kept made."""
-    return fill.to_bytes(8, "little") * 512 if fill else _ZERO_PAGE
+def _filled_page(fill: int) -> bytearray:
+    """A page of the u64 word ``fill`` (little-endian) 512 times; the zero page is kept
+    made (never written: ``ZERO_PAGE``).  A ``bytearray``, which a page's slice
+    assignment copies straight (another buffer it would copy twice)."""
+    return bytearray(fill.to_bytes(8, "little")) * 512 if fill else _ZERO_PAGE
 
 
 @cython.cclass
@@ -514,17 +517,19 @@ class Zram:
         """``read_same_filled_page``: fill the page with the slot's word (0 if empty)."""
         tbl = self.table
         fill = tbl.handle[index]
-        memoryview(page)[:] = _filled_page(fill)
+        page[:] = _filled_page(fill)
         return 0
 
-    @cython.locals(tbl=ZramTable)
+    @cython.locals(tbl=ZramTable, dst=cython.uchar[::1], src=cython.Py_ssize_t)
     def read_incompressible_page(self, page: Any, index: int) -> int:
-        """``read_incompressible_page``: copy the raw page out of its object."""
+        """``read_incompressible_page``: copy the raw page out of its object
+        (compiled, a copy between typed views of the page and the pool)."""
         pool = self.mem_pool
         tbl = self.table
         handle = tbl.handle[index]
         src = pool.zs_obj_read_begin(handle)
-        memoryview(page)[:] = pool.arena[src : src + _PG_SIZE]
+        dst = page
+        dst[:] = pool.mem[src : src + _PG_SIZE]
         pool.zs_obj_read_end(handle)
         return 0
 
