@@ -1,7 +1,10 @@
 """mm/zsmalloc.c model: classes, placement, fullness groups, free, compaction."""
 
 import errno
+import random
 import re
+import sys
+import threading
 
 import pytest
 
@@ -156,6 +159,54 @@ def test_free_handles_are_reused_last_freed_first_and_refused_meanwhile():
     again = [pool.zs_malloc(100) for _ in range(4)]
     assert again == [hs[0], hs[3], hs[1], 6]  # last freed first, then a new one
     for h in again + [hs[2], hs[4]]:
+        pool.zs_free(h)
+    pool.check()
+
+
+def test_the_handle_table_grows_while_other_tasks_take_and_free_handles():
+    """The handle cache takes and gives back a handle in one atomic step each, and a
+    full table grows (doubles) with its copy in one step too: tasks that allocate,
+    write, read back and free at once, on a table made for 16 handles, never get a
+    handle another holds and never lose an object's address."""
+    pool = ZsPool(handles_hint=16)
+    held: list[dict[int, bytes]] = [{} for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def task(k: int) -> None:
+        rng = random.Random(k)
+        live = held[k]
+        try:
+            for _ in range(4000):
+                if live and rng.random() < 0.3:
+                    h = rng.choice(list(live))
+                    data = live.pop(h)
+                    assert pool.zs_obj_read(h, len(data)) == data
+                    pool.zs_free(h)
+                else:
+                    data = rng.randbytes(rng.randint(1, 3000))
+                    h = pool.zs_malloc(len(data))
+                    pool.zs_obj_write(h, data, len(data))
+                    live[h] = data
+        except BaseException as e:  # (reported below, in the test's thread)
+            errors.append(e)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # a thread switch between almost any two steps
+    try:
+        tasks = [threading.Thread(target=task, args=(k,)) for k in range(4)]
+        for t in tasks:
+            t.start()
+        for t in tasks:
+            t.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert not errors, errors[0]
+    handles = [h for live in held for h in live]
+    assert len(handles) == len(set(handles)) > 16
+    for live in held:
+        for h, data in live.items():
+            assert pool.zs_obj_read(h, len(data)) == data
+    for h in handles:
         pool.zs_free(h)
     pool.check()
 

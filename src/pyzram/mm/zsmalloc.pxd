@@ -1,5 +1,6 @@
 # Types of pyzram/mm/zsmalloc.py when it is compiled (Cython pure-Python mode).
 cimport cython
+from pyzram.lib.atomic cimport atomic_begin, atomic_end
 from pyzram.lib.rwsem cimport RWSemaphore
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
 
@@ -60,7 +61,7 @@ cdef class ZsPool:
     cdef public Py_ssize_t _next_handle, _next_zspage_id, _nr_zspages
     cdef public long _free_handle
 
-    @cython.locals(handle=long)
+    @cython.locals(handle=long, n=Py_ssize_t, i=Py_ssize_t, addr="long[::1]")
     cpdef long cache_alloc_handle(self)
     cpdef void cache_free_handle(self, long handle)
     @cython.locals(obj=Py_ssize_t)

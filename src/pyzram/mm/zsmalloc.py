@@ -55,6 +55,7 @@ import threading
 import cython
 import numpy as np
 
+from pyzram.lib.atomic import atomic_begin, atomic_end
 from pyzram.lib.rwsem import RWSemaphore
 from pyzram.lib.spinlock import spin_lock, spin_unlock, spinlock_t
 
@@ -332,7 +333,7 @@ class ZsPool:
         self.chain_size = chain_size
         self.pages_allocated = 0
         self.pages_compacted = 0  # zs_pool_stats.pages_compacted
-        self._stat_lock = spinlock_t()  # the handle cache's and the page allocator's
+        self._stat_lock = spinlock_t()  # the page allocator's
         self._compaction_in_progress = threading.Lock()
         #: ``pool->migrate_lock``: handle lookups (read) against object moves (write).
         self._migrate_lock = RWSemaphore()
@@ -450,44 +451,46 @@ class ZsPool:
     # -- handles -----------------------------------------------------------
 
     def cache_alloc_handle(self) -> int:
-        """``cache_alloc_handle``: a free slot of the handle table (0 never is one).
+        """``cache_alloc_handle`` (``kmem_cache_alloc`` of the handle cache): a free
+        slot of the handle table (0 never is one), taken in one atomic step, as
+        the slab's per-CPU fast path takes an object with one ``cmpxchg``.
 
-        The table grows (doubles) under ``migrate_lock`` held for write, so
-        no lookup runs while it is replaced.
+        A full table grows (doubles) under ``migrate_lock`` held for write, so
+        no lookup runs while it is replaced, and is copied and replaced in one
+        atomic step, so no handle is taken or freed in the middle.
         """
         while True:
-            spin_lock(self._stat_lock)
-            try:
-                handle = self._free_handle
-                if handle:  # the one freed last; its entry names the next
-                    self._free_handle = -self._addr[handle]
-                    self._addr[handle] = 0
-                    return handle
+            atomic_begin()
+            handle = self._free_handle
+            if handle:  # the one freed last; its entry names the next
+                self._free_handle = -self._addr[handle]
+                self._addr[handle] = 0
+            elif self._next_handle < len(self._addr):
                 handle = self._next_handle
-                if handle < len(self._addr):
-                    self._next_handle = handle + 1
-                    return handle
-            finally:
-                spin_unlock(self._stat_lock)
+                self._next_handle = handle + 1
+            atomic_end()
+            if handle:
+                return handle
             with self._migrate_lock.write():
-                spin_lock(self._stat_lock)
-                try:
-                    if self._next_handle >= len(self._addr):
-                        grown = np.zeros(2 * len(self._obj_addr), dtype=np.int64)
-                        grown[: len(self._obj_addr)] = self._obj_addr
-                        self._obj_addr = grown
-                        self._addr = memoryview(grown)
-                finally:
-                    spin_unlock(self._stat_lock)
+                old = self._obj_addr
+                n = len(old)
+                grown = np.zeros(2 * n, dtype=np.int64)
+                addr = memoryview(grown)
+                atomic_begin()
+                if len(self._addr) == n:  # (else another task grew it meanwhile)
+                    for i in range(n):
+                        addr[i] = self._addr[i]
+                    self._obj_addr = grown
+                    self._addr = addr
+                atomic_end()
 
     def cache_free_handle(self, handle: int) -> None:
-        """``cache_free_handle``: the handle heads the free list."""
-        spin_lock(self._stat_lock)
-        try:
-            self._addr[handle] = -self._free_handle
-            self._free_handle = handle
-        finally:
-            spin_unlock(self._stat_lock)
+        """``cache_free_handle`` (``kmem_cache_free``): the handle heads the free
+        list, in one atomic step."""
+        atomic_begin()
+        self._addr[handle] = -self._free_handle
+        self._free_handle = handle
+        atomic_end()
 
     def _handle_to_obj(self, handle: int) -> int:
         """``handle_to_obj``: the object the handle names, as its arena offset (the
