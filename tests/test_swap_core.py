@@ -1008,7 +1008,7 @@ def test_register_einval(m, tmp_path):
     assert e.value.errno == errno.EINVAL
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for bad in (None, NoReadOps("r"), NoWriteOps("w")):
+        for bad in (None, NoReadOps("r"), NoWriteOps("w"), swap_bdev_submit_read):
             with pytest.raises(OSError) as e:
                 swap_register_block_ops(m, fd.fops, bad)
             assert e.value.errno == errno.EINVAL

@@ -97,7 +97,10 @@ class SwapOps:
 
 
 def swap_ops_defines(ops: SwapOps, hook: str) -> bool:
-    """Whether ``ops`` defines ``hook`` (the kernel's ``ops->hook != NULL``)."""
+    """Whether ``ops`` defines ``hook`` (the kernel's ``ops->hook != NULL``); false
+    for anything that is not a :class:`SwapOps`."""
+    if not isinstance(ops, SwapOps):
+        return False
     return getattr(type(ops), hook) is not getattr(SwapOps, hook)
 
 
@@ -123,7 +126,6 @@ def swap_register_block_ops(
     reg = m.swap_block_ops
     if (
         fops is None
-        or ops is None
         or not swap_ops_defines(ops, "submit_read")
         or not swap_ops_defines(ops, "submit_write")
     ):
