@@ -589,6 +589,36 @@ def test_pages_compressed_ahead_are_what_zcomp_compress_makes(algo):
     assert zstrm.ahead == [] and comp.zcomp_compress(zstrm, pages[2]) == want[2][0]
 
 
+def test_a_read_into_a_buffer_that_is_not_one_page_is_refused_and_leaves_it():
+    """``zram_read_page`` fills one page: a same-filled, a huge and a compressed slot
+    each refuse a shorter or a longer ``bytearray`` (``ValueError``) and a read-only
+    buffer (``TypeError`` or ``BufferError``), leave the buffer as it was and the
+    slot unlocked, and fill a page-sized one."""
+    dev = Zram()
+    dev.sysfs["disksize"] = "1M"
+    rng = np.random.default_rng(4)
+    pages = [
+        b"\x5a" * PAGE_SIZE,  # same-filled
+        rng.integers(0, 256, PAGE_SIZE, dtype=np.uint8).tobytes(),  # huge
+        rng.integers(0, 4, PAGE_SIZE, dtype=np.uint8).tobytes(),  # compressed
+    ]
+    for index, page in enumerate(pages):
+        assert dev.zram_write_page(bytearray(page), index) == 0
+    assert atomic64_read(dev.stats.same_pages) == 1 and atomic64_read(dev.stats.huge_pages) == 1
+    for index, page in enumerate(pages):
+        for size in (PAGE_SIZE - 1, PAGE_SIZE + 1):
+            buf = bytearray(b"\x01" * size)
+            with pytest.raises(ValueError):
+                dev.zram_read_page(buf, index)
+            assert buf == b"\x01" * size, (index, size)
+        with pytest.raises((TypeError, BufferError)):  # (not writable)
+            dev.zram_read_page(bytes(PAGE_SIZE), index)
+        assert not dev.table.flags[index] & T.LOCK, "the slot is left locked"
+        buf = bytearray(PAGE_SIZE)
+        assert dev.zram_read_page(buf, index) == 0 and buf == page
+    dev.sysfs["reset"] = "1"
+
+
 @pytest.mark.parametrize("kind", ["bytearray", "bytes", "memoryview"])
 def test_page_same_filled_finds_the_fill_word_and_nothing_else(kind):
     """``page_same_filled``: the u64 fill word (read little-endian) of a page whose 512

@@ -566,13 +566,20 @@ class Zram:
         buffer of bytes); 0 or a negative errno.
 
         The slot lock is held while the pool is read; a written-back slot is
-        read from the backing device after it is dropped.
+        read from the backing device after it is dropped.  A buffer that is not
+        a writable page is an error (``ValueError``; ``TypeError`` or
+        ``BufferError`` if read-only) raised with the slot unlocked again and the
+        buffer unchanged.
         """
+        if len(page) != _PG_SIZE:  # (a bytearray's slice assignment would resize it)
+            raise ValueError(f"zram_read_page: a {len(page)}-byte page")
         tbl = self.table
         tbl.slot_lock(index)
         if not tbl.flags[index] & _WB:
-            ret = self.zram_read_from_zspool(page, index)
-            tbl.slot_unlock(index)
+            try:
+                ret = self.zram_read_from_zspool(page, index)
+            finally:
+                tbl.slot_unlock(index)
         else:
             blk_idx = tbl.handle[index]
             tbl.slot_unlock(index)
