@@ -67,7 +67,7 @@ def extensions() -> list[Extension]:
         Extension(
             "pyzram._kcodec",
             sources=["src/pyzram/_kcodec/kcodec.c", "src/pyzram/_kcodec/lz4hc.c"],
-            depends=["src/pyzram/_kcodec/lz4hc.h"],
+            depends=["src/pyzram/_kcodec/lz4hc.h", "src/pyzram/_kcodec/kcodec_capi.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
         )
     ]
@@ -79,6 +79,7 @@ def extensions() -> list[Extension]:
         Extension(
             path[len("src/") : -len(".py")].replace("/", "."),
             sources=[path],
+            include_dirs=["src/pyzram/_kcodec"],  # kcodec_capi.h: the codecs' C entry points
             extra_compile_args=["-O2"],
         )
         for path in COMPILED

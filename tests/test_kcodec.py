@@ -1064,6 +1064,45 @@ def test_per_page_calls_into_buffers(algo):
         kc.compress_into(idx, page[:100], dst)
 
 
+@pytest.mark.parametrize("algo", (*ALGOS, "lz4hc"))
+def test_zram_backends_reach_the_per_page_calls_with_their_answers(algo):
+    """zram's backends on these codecs call ``compress_into``/``decompress_into``
+    through the module's C entry points when compiled (the ``_C_API`` capsule,
+    kcodec_capi.h) and through the Python functions when not: the same bytes,
+    the same -EINVAL and the same errors, for a bytearray page (whose bytes
+    the entry points take without the buffer protocol) and any other buffer."""
+    from pyzram.zram.zcomp import Zcomp, ZcompParams
+
+    assert type(kc._C_API).__name__ == "PyCapsule"
+    backend = Zcomp(algo, ZcompParams()).backend
+    idx = kc.ALGORITHMS.index(algo)
+    page = (b"through zram's backend " * 200)[:PAGE]
+    for src in (page, bytearray(page), memoryview(bytearray(page))):
+        dst = bytearray(STRIDE)
+        n = backend.compress_into(src, dst)
+        assert n == kc.compress_into(idx, page, bytearray(STRIDE))
+        assert bytes(dst[:n]) == kc.compress(algo, page)
+    arena = memoryview(bytearray(100) + dst[:n] + bytearray(50))
+    for out in (bytearray(PAGE), memoryview(bytearray(PAGE))):
+        assert backend.decompress_into(arena, 100, n, out) == 0 and out == page
+        assert backend.decompress_into(arena, 100, n - 7, out) == -errno.EINVAL
+        assert out == bytes(PAGE)
+    with pytest.raises(ValueError):
+        backend.decompress_into(arena, len(arena) - 3, n, bytearray(PAGE))
+    with pytest.raises(ValueError):
+        backend.decompress_into(arena, -1, n, bytearray(PAGE))
+    with pytest.raises(ValueError):
+        backend.decompress_into(arena, 100, n, bytearray(PAGE + 1))
+    with pytest.raises((TypeError, BufferError)):
+        backend.decompress_into(arena, 100, n, bytes(PAGE))
+    with pytest.raises(ValueError):
+        backend.compress_into(page, bytearray(100))
+    with pytest.raises(ValueError):
+        backend.compress_into(bytearray(page[:100]), bytearray(STRIDE))
+    with pytest.raises((TypeError, BufferError)):
+        backend.compress_into(page, bytes(STRIDE))
+
+
 # --------------------------------------------------------------------------- dictionaries
 
 DICT_ALGOS = ("lz4", "lz4hc")

@@ -45,6 +45,8 @@
 #include <string.h>
 
 #include "lz4hc.h" /* lz4hc: the kernel's LZ4-HC, in lz4hc.c */
+#define PYZRAM_KCODEC_MODULE
+#include "kcodec_capi.h" /* the C entry points' table, exported as a capsule */
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */
@@ -1617,33 +1619,57 @@ static int kc_algo_arg(PyObject *obj)
     return kc_parse_algo(obj);
 }
 
-static PyObject *kc_py_compress_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* A page's buffer for the per-page calls: a bytearray's own bytes (the GIL
+ * is held for the whole call and nothing in it runs Python code, so nothing
+ * can resize or free it meanwhile: no export to take and give back), any
+ * other object's buffer through the buffer protocol.  b->obj is set only
+ * where kc_put_buffer must release it. */
+static int kc_get_buffer(PyObject *obj, Py_buffer *b, int flags)
+{
+    if (PyByteArray_CheckExact(obj)) {
+        b->obj = NULL;
+        b->buf = PyByteArray_AS_STRING(obj);
+        b->len = PyByteArray_GET_SIZE(obj);
+        return 0;
+    }
+    if (PyObject_GetBuffer(obj, b, flags) < 0) {
+        b->obj = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void kc_put_buffer(Py_buffer *b)
+{
+    if (b->obj)
+        PyBuffer_Release(b);
+}
+
+/* compress_into's work, the C entry point behind it (kcodec_capi.h): the
+ * compressed length, or -1 with an exception set. */
+static Py_ssize_t kc_compress_into_c(int algo, PyObject *page_obj, PyObject *dst_obj,
+                                     PyObject *accel_obj, PyObject *dict_obj)
 {
     Py_buffer page, dst, dict;
     uint32_t accel = 1;
-    int algo;
-    size_t clen;
-    PyObject *res = NULL;
-    (void)self;
+    Py_ssize_t res = -1;
 
-    if (nargs < 3 || nargs > 5) {
-        PyErr_SetString(PyExc_TypeError,
-                        "compress_into(algo, page, dst, acceleration=1, dict=None)");
-        return NULL;
+    if (algo < KC_LZ4 || algo > KC_LZ4HC) {
+        PyErr_Format(PyExc_ValueError, "compress_into: no algorithm %d", algo);
+        return -1;
     }
-    algo = kc_algo_arg(args[0]);
-    if (algo < 0 || kc_parse_accel(nargs >= 4 ? args[3] : NULL, &accel) < 0)
-        return NULL;
-    if (kc_get_dict(nargs == 5 ? args[4] : NULL, algo, &dict) < 0)
-        return NULL;
-    if (PyObject_GetBuffer(args[1], &page, PyBUF_SIMPLE) < 0) {
+    if (kc_parse_accel(accel_obj, &accel) < 0)
+        return -1;
+    if (kc_get_dict(dict_obj, algo, &dict) < 0)
+        return -1;
+    if (kc_get_buffer(page_obj, &page, PyBUF_SIMPLE) < 0) {
         kc_release_dict(&dict);
-        return NULL;
+        return -1;
     }
-    if (PyObject_GetBuffer(args[2], &dst, PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&page);
+    if (kc_get_buffer(dst_obj, &dst, PyBUF_WRITABLE) < 0) {
+        kc_put_buffer(&page);
         kc_release_dict(&dict);
-        return NULL;
+        return -1;
     }
     if (page.len != KC_PAGE || dst.len < (Py_ssize_t)kc_capacity(algo, KC_PAGE) ||
         kc_overlap(&page, &dst) || kc_overlap(&dict, &dst)) {
@@ -1656,15 +1682,33 @@ static PyObject *kc_py_compress_into(PyObject *self, PyObject *const *args, Py_s
         kc_work work;
         /* With the GIL held, as decompress_into: one page is too short to hand
          * it over (compress_batch lets it go for a whole batch). */
-        clen = kc_compress(algo, page.buf, KC_PAGE, dst.buf, accel, dict.buf, (size_t)dict.len,
-                           &work);
+        res = (Py_ssize_t)kc_compress(algo, page.buf, KC_PAGE, dst.buf, accel, dict.buf,
+                                      (size_t)dict.len, &work);
     }
-    res = PyLong_FromSize_t(clen);
 done:
-    PyBuffer_Release(&dst);
-    PyBuffer_Release(&page);
+    kc_put_buffer(&dst);
+    kc_put_buffer(&page);
     kc_release_dict(&dict);
     return res;
+}
+
+static PyObject *kc_py_compress_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t clen;
+    int algo;
+    (void)self;
+
+    if (nargs < 3 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "compress_into(algo, page, dst, acceleration=1, dict=None)");
+        return NULL;
+    }
+    algo = kc_algo_arg(args[0]);
+    if (algo < 0)
+        return NULL;
+    clen = kc_compress_into_c(algo, args[1], args[2], nargs >= 4 ? args[3] : NULL,
+                              nargs == 5 ? args[4] : NULL);
+    return clen < 0 ? NULL : PyLong_FromSsize_t(clen);
 }
 
 PyDoc_STRVAR(kc_decompress_into_doc,
@@ -1675,37 +1719,29 @@ PyDoc_STRVAR(kc_decompress_into_doc,
              "exactly one page (zram's failed read).  dict as for decompress().  Holds\n"
              "the GIL (a page's decode is shorter than a hand-over of it).");
 
-static PyObject *kc_py_decompress_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* decompress_into's work, the C entry point behind it (kcodec_capi.h): 0,
+ * -EINVAL (the page zero-filled), or -1 with an exception set. */
+static int kc_decompress_into_c(int algo, PyObject *src_obj, Py_ssize_t off, Py_ssize_t len,
+                                PyObject *page_obj, PyObject *dict_obj)
 {
     Py_buffer src, page, dict;
-    Py_ssize_t off, len;
-    ptrdiff_t r = -1;
-    int algo;
-    PyObject *res = NULL;
-    (void)self;
+    ptrdiff_t r;
+    int res = -1;
 
-    if (nargs < 5 || nargs > 6) {
-        PyErr_SetString(PyExc_TypeError,
-                        "decompress_into(algo, src, offset, length, page, dict=None)");
-        return NULL;
+    if (algo < KC_LZ4 || algo > KC_LZ4HC) {
+        PyErr_Format(PyExc_ValueError, "decompress_into: no algorithm %d", algo);
+        return -1;
     }
-    algo = kc_algo_arg(args[0]);
-    if (algo < 0)
-        return NULL;
-    off = PyLong_AsSsize_t(args[2]);
-    len = PyLong_AsSsize_t(args[3]);
-    if ((off == -1 || len == -1) && PyErr_Occurred())
-        return NULL;
-    if (kc_get_dict(nargs == 6 ? args[5] : NULL, algo, &dict) < 0)
-        return NULL;
-    if (PyObject_GetBuffer(args[1], &src, PyBUF_SIMPLE) < 0) {
+    if (kc_get_dict(dict_obj, algo, &dict) < 0)
+        return -1;
+    if (kc_get_buffer(src_obj, &src, PyBUF_SIMPLE) < 0) {
         kc_release_dict(&dict);
-        return NULL;
+        return -1;
     }
-    if (PyObject_GetBuffer(args[4], &page, PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&src);
+    if (kc_get_buffer(page_obj, &page, PyBUF_WRITABLE) < 0) {
+        kc_put_buffer(&src);
         kc_release_dict(&dict);
-        return NULL;
+        return -1;
     }
     if (off < 0 || len < 0 || off > src.len || len > src.len - off || page.len != KC_PAGE ||
         kc_overlap(&dict, &page)) {
@@ -1723,12 +1759,34 @@ static PyObject *kc_py_decompress_into(PyObject *self, PyObject *const *args, Py
                       dict.buf, (size_t)dict.len);
     if (r != KC_PAGE)
         memset(page.buf, 0, KC_PAGE);
-    res = PyLong_FromLong(r == KC_PAGE ? 0 : -EINVAL);
+    res = r == KC_PAGE ? 0 : -EINVAL;
 done:
-    PyBuffer_Release(&page);
-    PyBuffer_Release(&src);
+    kc_put_buffer(&page);
+    kc_put_buffer(&src);
     kc_release_dict(&dict);
     return res;
+}
+
+static PyObject *kc_py_decompress_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t off, len;
+    int algo, r;
+    (void)self;
+
+    if (nargs < 5 || nargs > 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "decompress_into(algo, src, offset, length, page, dict=None)");
+        return NULL;
+    }
+    algo = kc_algo_arg(args[0]);
+    if (algo < 0)
+        return NULL;
+    off = PyLong_AsSsize_t(args[2]);
+    len = PyLong_AsSsize_t(args[3]);
+    if ((off == -1 || len == -1) && PyErr_Occurred())
+        return NULL;
+    r = kc_decompress_into_c(algo, args[1], off, len, args[4], nargs == 6 ? args[5] : NULL);
+    return r == -1 ? NULL : PyLong_FromLong(r);
 }
 
 /* The pages of a batch: n pages of one buffer, or n buffers of a list/tuple
@@ -2045,8 +2103,16 @@ PyDoc_STRVAR(
     "Batch calls release the GIL; every call uses its own work memory, so threads\n"
     "may run them in parallel.");
 
+/* The C entry points, for compiled callers (kcodec_capi.h). */
+static const kc_capi_t kc_capi = {
+    KC_CAPI_VERSION,
+    kc_compress_into_c,
+    kc_decompress_into_c,
+};
+
 static int kc_exec(PyObject *m)
 {
+    PyObject *capi;
     PyObject *algos = Py_BuildValue("(ssss)", "lz4", "lzo", "lzo-rle", "lz4hc");
     if (algos == NULL || PyModule_AddObject(m, "ALGORITHMS", algos) < 0) {
         Py_XDECREF(algos);
@@ -2056,6 +2122,11 @@ static int kc_exec(PyObject *m)
         PyModule_AddIntConstant(m, "DST_STRIDE", KC_DST_STRIDE) < 0 ||
         PyModule_AddIntConstant(m, "MAX_INPUT", KC_MAX_INPUT) < 0)
         return -1;
+    capi = PyCapsule_New((void *)&kc_capi, KC_CAPI_NAME, NULL);
+    if (capi == NULL || PyModule_AddObject(m, "_C_API", capi) < 0) {
+        Py_XDECREF(capi);
+        return -1;
+    }
     return 0;
 }
 

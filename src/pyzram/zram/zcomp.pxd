@@ -2,6 +2,15 @@
 cimport cython
 from pyzram.lib.percpu cimport PerCpu, this_cpu_ptr
 
+# pyzram._kcodec's compress_into and decompress_into, called in C (kcodec_capi.h)
+cdef extern from "kcodec_capi.h":
+    Py_ssize_t kc_compress_into "kc_capi_compress_into"(
+        int algo, object page, object dst, object acceleration, object dict
+    ) except -1
+    int kc_decompress_into "kc_capi_decompress_into"(
+        int algo, object src, Py_ssize_t offset, Py_ssize_t length, object page, object dict
+    ) except -1
+
 cdef Py_ssize_t _BUFFER_SIZE
 
 @cython.final
@@ -24,7 +33,7 @@ cdef class ZcompBackend:
     ) except? -1
 
 cdef class KernelCodecBackend(ZcompBackend):
-    cdef public object _k, _compress_into, _decompress_into, _dict
+    cdef public object _k, _dict
     cdef public int _algo, _dict_err
     cdef public object _arg
 

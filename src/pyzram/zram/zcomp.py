@@ -40,6 +40,10 @@ from pyzram.config import ALL_BACKENDS
 from pyzram.lib.cmdline import sysfs_streq
 from pyzram.lib.percpu import PerCpu, this_cpu_ptr
 
+if not cython.compiled:  # compiled, their C entry points (zcomp.pxd, kcodec_capi.h)
+    from pyzram._kcodec import compress_into as kc_compress_into
+    from pyzram._kcodec import decompress_into as kc_decompress_into
+
 PAGE_SIZE = 4096
 #: zcomp_strm buffer: compression output may be up to twice the page.
 ZCOMP_BUFFER_SIZE = 2 * PAGE_SIZE
@@ -157,7 +161,14 @@ class KernelCodecBackend(ZcompBackend):
     (:meth:`dict_loaded`); its pages then go through the same C calls with
     the dictionary.  Where that load does not take the whole dictionary, the
     kernel's backend refuses every page (``-EINVAL`` from ``ops->compress``:
-    the write fails), and so does this one."""
+    the write fails), and so does this one.
+
+    A page's ``compress_into`` and ``decompress_into`` are the codec module's
+    functions of those names; compiled, this class calls their C entry points
+    (``kcodec_capi.h``), as the kernel's zcomp calls its backend: one C call
+    with the offset and length as C integers and the page's bytes taken
+    where they lie, not a Python call with its arguments boxed and parsed
+    and both buffers acquired and released."""
 
     level_default = 1
 
@@ -166,8 +177,6 @@ class KernelCodecBackend(ZcompBackend):
         from pyzram import _kcodec  # built by the package's own build
 
         self._k = _kcodec
-        self._compress_into = _kcodec.compress_into
-        self._decompress_into = _kcodec.decompress_into
         self._algo = _kcodec.ALGORITHMS.index(self.name)
         self._arg = max(1, params.level_or(self.level_default))
         self._dict = None
@@ -195,7 +204,7 @@ class KernelCodecBackend(ZcompBackend):
     def compress_into(self, page: Any, dst: bytearray) -> int:
         if self._dict_err:
             return self._dict_err
-        return self._compress_into(self._algo, page, dst, self._arg, self._dict)
+        return kc_compress_into(self._algo, page, dst, self._arg, self._dict)
 
     def compress_batch(self, pages: list, dst: Any, sizes: Any) -> None:
         if self._dict_err:
@@ -205,7 +214,7 @@ class KernelCodecBackend(ZcompBackend):
         self._k.compress_batch(self.name, pages, len(pages), dst, sizes, self._arg, self._dict)
 
     def decompress_into(self, src: Any, offset: int, length: int, page: Any) -> int:
-        return self._decompress_into(self._algo, src, offset, length, page, self._dict)
+        return kc_decompress_into(self._algo, src, offset, length, page, self._dict)
 
 
 def _registry() -> dict[str, type[ZcompBackend]]:
