@@ -1101,6 +1101,22 @@ def test_zram_backends_reach_the_per_page_calls_with_their_answers(algo):
         backend.compress_into(bytearray(page[:100]), bytearray(STRIDE))
     with pytest.raises((TypeError, BufferError)):
         backend.compress_into(page, bytes(STRIDE))
+    # A memoryview is read where it lies when it can be; a released, strided or
+    # (for what the call writes) read-only one is refused as the buffer protocol
+    # refuses it.
+    out = bytearray(PAGE)
+    assert backend.decompress_into(memoryview(bytes(arena)), 100, n, out) == 0 and out == page
+    with pytest.raises((TypeError, BufferError)):
+        backend.decompress_into(arena, 100, n, memoryview(bytes(PAGE)))
+    with pytest.raises((ValueError, BufferError)):
+        backend.decompress_into(arena, 100, n, memoryview(bytearray(2 * PAGE))[::2])
+    base = memoryview(bytearray(arena))
+    for gone in (base[:], base):  # released while another view lives, then the last
+        gone.release()
+        with pytest.raises(ValueError):
+            backend.decompress_into(gone, 100, n, bytearray(PAGE))
+    with pytest.raises((TypeError, BufferError)):
+        backend.compress_into(page, memoryview(bytes(STRIDE)))
 
 
 # --------------------------------------------------------------------------- dictionaries

@@ -1619,11 +1619,11 @@ static int kc_algo_arg(PyObject *obj)
     return kc_parse_algo(obj);
 }
 
-/* A page's buffer for the per-page calls: a bytearray's own bytes (the GIL
- * is held for the whole call and nothing in it runs Python code, so nothing
- * can resize or free it meanwhile: no export to take and give back), any
- * other object's buffer through the buffer protocol.  b->obj is set only
- * where kc_put_buffer must release it. */
+/* A buffer for the per-page calls: a bytearray's own bytes, or a
+ * memoryview's (the GIL is held for the whole call and nothing in it runs
+ * Python code, so nothing can resize, release or free them meanwhile: no
+ * export to take and give back); any other object's buffer through the
+ * buffer protocol.  b->obj is set only where kc_put_buffer must release it. */
 static int kc_get_buffer(PyObject *obj, Py_buffer *b, int flags)
 {
     if (PyByteArray_CheckExact(obj)) {
@@ -1631,6 +1631,21 @@ static int kc_get_buffer(PyObject *obj, Py_buffer *b, int flags)
         b->buf = PyByteArray_AS_STRING(obj);
         b->len = PyByteArray_GET_SIZE(obj);
         return 0;
+    }
+    if (PyMemoryView_Check(obj)) {
+        /* A memoryview (zsmalloc's arena) in use, C-contiguous and, if the
+         * call writes, writable: its bytes as they lie, for the same reason.
+         * Anything else (released, strided, read-only for a write) goes the
+         * buffer protocol's way, which raises what it raises. */
+        const PyMemoryViewObject *mv = (const PyMemoryViewObject *)obj;
+        if (!(mv->flags & _Py_MEMORYVIEW_RELEASED) &&
+            !(mv->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED) && (mv->flags & _Py_MEMORYVIEW_C) &&
+            !((flags & PyBUF_WRITABLE) && mv->view.readonly)) {
+            b->obj = NULL;
+            b->buf = mv->view.buf;
+            b->len = mv->view.len;
+            return 0;
+        }
     }
     if (PyObject_GetBuffer(obj, b, flags) < 0) {
         b->obj = NULL;
