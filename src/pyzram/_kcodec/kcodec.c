@@ -2116,7 +2116,8 @@ PyDoc_STRVAR(
     "compress_batch(algo, src, n, dst, sizes, acceleration=1) -> None\n"
     "decompress_batch(algo, src, offsets, lengths, n, dst, results) -> int\n\n"
     "Batch calls release the GIL; every call uses its own work memory, so threads\n"
-    "may run them in parallel.");
+    "may run them in parallel.  _C_API is a capsule of the C entry points behind\n"
+    "compress_into and decompress_into, for compiled callers (kcodec_capi.h).");
 
 /* The C entry points, for compiled callers (kcodec_capi.h). */
 static const kc_capi_t kc_capi = {
