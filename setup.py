@@ -27,6 +27,7 @@ COMPILED = [
     "src/pyzram/lib/xarray.py",
     "src/pyzram/lib/percpu.py",
     "src/pyzram/lib/list.py",
+    "src/pyzram/lib/string.py",
     "src/pyzram/mm/zsmalloc.py",
     "src/pyzram/zram/table.py",
     "src/pyzram/zram/zcomp.py",

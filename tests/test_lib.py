@@ -1,4 +1,5 @@
-"""lib/cmdline.c and lib/kstrtox.c models: the parsers behind every sysfs store."""
+"""lib/cmdline.c and lib/kstrtox.c models (the parsers behind every sysfs store) and
+lib/string.c's memcpy (every copy into and out of a pool)."""
 
 import errno
 
@@ -6,6 +7,7 @@ import pytest
 
 from pyzram.lib.cmdline import memparse, next_arg, parse_args, sysfs_streq
 from pyzram.lib.kstrtox import kstrtoint, kstrtou16, kstrtoul, kstrtoull
+from pyzram.lib.string import memcpy
 
 
 @pytest.mark.parametrize(
@@ -79,3 +81,24 @@ def test_sysfs_streq():
     assert sysfs_streq("all\n", "all")
     assert not sysfs_streq("all\n\n", "all")
     assert not sysfs_streq("al", "all")
+
+
+def test_memcpy_copies_inside_both_buffers_and_refuses_spans_past_them():
+    src = bytes(range(200))
+    dst = bytearray(100)
+    memcpy(dst, 10, src, 150, 50)  # up to the source's last byte
+    assert dst[10:60] == src[150:200] and dst[:10] == bytes(10) and dst[60:] == bytes(40)
+    memcpy(dst, 100, src, 200, 0)  # nothing, at both ends
+    memcpy(dst, 0, memoryview(src), 0, 100)  # to the destination's last byte
+    assert dst == src[:100]
+    before = bytes(dst)
+    for args in (
+        (dst, 51, src, 0, 50),  # one byte past the destination
+        (dst, 0, src, 151, 50),  # one byte past the source
+        (dst, -1, src, 0, 1),
+        (dst, 0, src, -1, 1),
+        (dst, 0, src, 0, -1),
+    ):
+        with pytest.raises(ValueError, match="memcpy of"):
+            memcpy(*args)
+    assert dst == before  # a refused copy writes nothing

@@ -3,6 +3,7 @@ cimport cython
 from pyzram.lib.atomic cimport atomic_begin, atomic_end
 from pyzram.lib.rwsem cimport RWSemaphore
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
+from pyzram.lib.string cimport memcpy
 
 cdef Py_ssize_t _HDR, _PG_SHIFT, _PG_SIZE, _MAX_ALLOC
 cdef int _EMPTY

@@ -58,6 +58,7 @@ import numpy as np
 from pyzram.lib.atomic import atomic_begin, atomic_end
 from pyzram.lib.rwsem import RWSemaphore
 from pyzram.lib.spinlock import spin_lock, spin_unlock, spinlock_t
+from pyzram.lib.string import memcpy
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
@@ -749,12 +750,11 @@ class ZsPool:
 
         Under ``migrate_lock`` (read), so compaction cannot move the object
         while it is written.  As in the kernel, the length is the caller's
-        to get right (zram writes at most the object's size).  Compiled,
-        the copy is between typed views (zsmalloc.pxd).
+        to get right (zram writes at most the object's size).
         """
         self._migrate_lock.down_read()
         off = self._addr[handle]
-        self.mem[off : off + mem_len] = handle_mem[:mem_len]
+        memcpy(self.mem, off, handle_mem, 0, mem_len)
         self._migrate_lock.up_read()
 
     def zs_obj_read(self, handle: int, length: int) -> bytes:
@@ -795,7 +795,6 @@ class ZsPool:
         cls = src.cls
         objs, size = cls.objs_per_zspage, cls.size
         hdr = 0 if cls.huge else ZS_HANDLE_SIZE
-        arena = self.arena
         for obj_idx in range(objs):
             handle = self._obj_handle(src, obj_idx)
             if not handle:
@@ -803,7 +802,7 @@ class ZsPool:
             used_obj = self._handle_to_obj(handle)
             self.obj_malloc(dst, handle)  # tags dst's header, records the new place
             s0, d0 = used_obj - hdr, self._addr[handle] - hdr
-            arena[d0 : d0 + size] = arena[s0 : s0 + size]  # zs_object_copy
+            memcpy(self.mem, d0, self.mem, s0, size)  # zs_object_copy
             self._obj_free(src, used_obj)
             if dst.inuse == objs or src.inuse == 0:
                 break

@@ -4,6 +4,7 @@ from pyzram.lib.list cimport INIT_LIST_HEAD, List, ListHead, list_add_tail, list
 from pyzram.lib.percpu cimport PerCpu, this_cpu_ptr
 from pyzram.lib.atomic cimport atomic_begin, atomic_end
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
+from pyzram.lib.string cimport memcpy
 from pyzram.lib.xarray cimport XArray, xa_empty, xa_erase, xa_load, xa_store
 from pyzram.mm.folio cimport Folio, SwpEntry, swp_entry
 from pyzram.mm.machine cimport Machine

@@ -67,6 +67,7 @@ from pyzram.lib.atomic import (
     atomic64_try_cmpxchg,
 )
 from pyzram.lib.rwsem import RWSemaphore
+from pyzram.lib.string import memcpy
 from pyzram.mm.zsmalloc import IS_ERR_VALUE, ZsPool
 from pyzram.zram import table as T
 from pyzram.zram.stat import IoStat, MmStat, format_debug_stat
@@ -523,13 +524,13 @@ class Zram:
     @cython.locals(tbl=ZramTable, dst=cython.uchar[::1], src=cython.Py_ssize_t)
     def read_incompressible_page(self, page: Any, index: int) -> int:
         """``read_incompressible_page``: copy the raw page out of its object
-        (compiled, a copy between typed views of the page and the pool)."""
+        (``copy_page``)."""
         pool = self.mem_pool
         tbl = self.table
         handle = tbl.handle[index]
         src = pool.zs_obj_read_begin(handle)
         dst = page
-        dst[:] = pool.mem[src : src + _PG_SIZE]
+        memcpy(dst, 0, pool.mem, src, _PG_SIZE)
         pool.zs_obj_read_end(handle)
         return 0
 
