@@ -1,5 +1,6 @@
 """lib/cmdline.c and lib/kstrtox.c models (the parsers behind every sysfs store) and
-lib/string.c's memcpy (every copy into and out of a pool)."""
+lib/string.c's memcpy and highmem.h's memcpy_to_page (every copy into and out of a
+pool)."""
 
 import errno
 
@@ -7,7 +8,7 @@ import pytest
 
 from pyzram.lib.cmdline import memparse, next_arg, parse_args, sysfs_streq
 from pyzram.lib.kstrtox import kstrtoint, kstrtou16, kstrtoul, kstrtoull
-from pyzram.lib.string import memcpy
+from pyzram.lib.string import memcpy, memcpy_to_page
 
 
 @pytest.mark.parametrize(
@@ -102,3 +103,21 @@ def test_memcpy_copies_inside_both_buffers_and_refuses_spans_past_them():
         with pytest.raises(ValueError, match="memcpy of"):
             memcpy(*args)
     assert dst == before  # a refused copy writes nothing
+
+
+def test_memcpy_to_page_copies_into_a_page_object_and_refuses_bad_spans():
+    src = bytes(range(256)) * 2
+    page = bytearray(64)
+    memcpy_to_page(page, 8, src, 300, 40)
+    assert page[8:48] == src[300:340] and page[:8] == bytes(8) and page[48:] == bytes(16)
+    folio = bytearray(192)  # a large folio's memory: its second page is a view of it
+    memcpy_to_page(memoryview(folio)[64:128], 0, src, 0, 64)
+    assert folio[64:128] == src[:64] and folio[:64] == bytes(64) and folio[128:] == bytes(64)
+    memcpy_to_page(page, 64, src, 512, 0)  # nothing, at both ends
+    before = bytes(page)
+    for args in ((page, 25, src, 0, 40), (page, 0, src, 473, 40), (page, -1, src, 0, 1)):
+        with pytest.raises(ValueError, match="memcpy_to_page of"):
+            memcpy_to_page(*args)
+    with pytest.raises((TypeError, BufferError)):  # a read-only page
+        memcpy_to_page(bytes(64), 0, src, 0, 8)
+    assert page == before

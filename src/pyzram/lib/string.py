@@ -1,4 +1,4 @@
-"""Memory copies (model of lib/string.c: ``memcpy``).
+"""Memory copies (model of lib/string.c's ``memcpy`` and highmem.h's ``memcpy_to_page``).
 
 The kernel moves an object's bytes with ``memcpy`` on two pointers.  The
 model's memory is Python buffers (a pool's arena, a stream buffer, a page), so
@@ -14,6 +14,12 @@ before it copies: a copy that would run past either buffer raises
   with an atomic instruction, and the atomic after the copy waits until
   every store of the copy has reached the cache.)
 - **Interpreted**, it is the slice assignment that copies the same bytes.
+
+:func:`memcpy_to_page` copies into a page given as its Python object (a
+``bytearray``, or a view of a large folio's memory), whose memory compiled
+code takes through the buffer protocol (``PyObject_GetBuffer``, writable,
+contiguous, no format): a typed view of the page would be a view object
+made and freed and its format string checked, about 1.2k instructions.
 """
 
 from __future__ import annotations
@@ -22,18 +28,47 @@ from typing import Any
 
 import cython
 
+if not cython.compiled:  # compiled, libc's and the buffer protocol's C functions (string.pxd)
+    libc_memcpy = Py_buffer = PyObject_GetBuffer = PyBuffer_Release = PyBUF_WRITABLE = None
+
 
 def memcpy(dst: Any, dst_off: int, src: Any, src_off: int, n: int) -> None:
     """``memcpy(dst + dst_off, src + src_off, n)``: copy ``n`` bytes; the spans
     must lie inside their buffers (``ValueError`` otherwise, nothing copied)."""
-    if n < 0 or dst_off < 0 or src_off < 0 or dst_off > len(dst) - n or src_off > len(src) - n:
-        raise ValueError(
-            f"memcpy of {n} bytes from offset {src_off} of {len(src)} "
-            f"to offset {dst_off} of {len(dst)}"
-        )
+    _check_spans("memcpy", n, dst_off, len(dst), src_off, len(src))
     if n == 0:
         return
     if cython.compiled:
-        libc_memcpy(cython.address(dst[dst_off]), cython.address(src[src_off]), n)  # noqa: F821
+        libc_memcpy(cython.address(dst[dst_off]), cython.address(src[src_off]), n)
     else:
         dst[dst_off : dst_off + n] = src[src_off : src_off + n]
+
+
+def memcpy_to_page(page: Any, offset: int, src: Any, src_off: int, n: int) -> None:
+    """``memcpy_to_page(page, offset, src + src_off, n)``: copy ``n`` bytes into the
+    page's buffer at ``offset``; the spans must lie inside their buffers
+    (``ValueError`` otherwise, nothing copied), the page must be writable."""
+    if cython.compiled:
+        view = cython.declare(Py_buffer)
+        PyObject_GetBuffer(page, cython.address(view), PyBUF_WRITABLE)
+        try:
+            _check_spans("memcpy_to_page", n, offset, view.len, src_off, len(src))
+            if n:
+                libc_memcpy(
+                    cython.cast(cython.p_uchar, view.buf) + offset, cython.address(src[src_off]), n
+                )
+        finally:
+            PyBuffer_Release(cython.address(view))
+    else:
+        dst = memoryview(page)
+        _check_spans("memcpy_to_page", n, offset, len(dst), src_off, len(src))
+        dst[offset : offset + n] = src[src_off : src_off + n]
+
+
+def _check_spans(what: str, n: int, dst_off: int, dst_len: int, src_off: int, src_len: int) -> None:
+    """Both spans inside their buffers, else ``ValueError`` naming the copy."""
+    if n < 0 or dst_off < 0 or src_off < 0 or dst_off > dst_len - n or src_off > src_len - n:
+        raise ValueError(
+            f"{what} of {n} bytes from offset {src_off} of {src_len} "
+            f"to offset {dst_off} of {dst_len}"
+        )

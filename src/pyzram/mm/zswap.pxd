@@ -4,7 +4,7 @@ from pyzram.lib.list cimport INIT_LIST_HEAD, List, ListHead, list_add_tail, list
 from pyzram.lib.percpu cimport PerCpu, this_cpu_ptr
 from pyzram.lib.atomic cimport atomic_begin, atomic_end
 from pyzram.lib.spinlock cimport spin_lock, spin_unlock, spinlock_t
-from pyzram.lib.string cimport memcpy
+from pyzram.lib.string cimport memcpy_to_page
 from pyzram.lib.xarray cimport XArray, xa_empty, xa_erase, xa_load, xa_store
 from pyzram.mm.folio cimport Folio, SwpEntry, swp_entry
 from pyzram.mm.machine cimport Machine
@@ -109,7 +109,7 @@ cpdef object _memcg_of(object objcg)
 cpdef bint mem_cgroup_zswap_writeback_enabled(Zswap zs, object memcg) except? False
 @cython.locals(dlen=long, comp_ret=long, alloc_ret=long, handle=long)
 cpdef bint zswap_compress(Zswap zs, object page, ZswapEntry entry, ZswapPool pool, object memcg) except? False
-@cython.locals(pool=ZswapPool, zsp=ZsPool, off=Py_ssize_t, ret=int, dst="unsigned char[::1]")
+@cython.locals(pool=ZswapPool, zsp=ZsPool, off=Py_ssize_t, ret=int)
 cpdef bint zswap_decompress(Zswap zs, ZswapEntry entry, Folio folio) except? False
 @cython.locals(entry=ZswapEntry, tree=XArray, old=ZswapEntry)
 cpdef bint zswap_store_page(Zswap zs, object page, SwpEntry swp, object objcg, ZswapPool pool, object memcg) except? False

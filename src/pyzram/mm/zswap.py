@@ -70,7 +70,7 @@ from pyzram.lib.list import (
 )
 from pyzram.lib.percpu import PerCpu, this_cpu_ptr
 from pyzram.lib.spinlock import spin_lock, spin_unlock, spinlock_t
-from pyzram.lib.string import memcpy
+from pyzram.lib.string import memcpy_to_page
 from pyzram.lib.xarray import XArray, xa_empty, xa_erase, xa_load, xa_store
 from pyzram.mm.folio import PAGE_SHIFT, PAGE_SIZE, Folio, PG_reclaim, SwpEntry, swp_entry
 from pyzram.mm.swap import ZSWPIN, ZSWPOUT, ZSWPWB
@@ -821,8 +821,7 @@ def zswap_decompress(zs: Zswap, entry: ZswapEntry, folio: Folio) -> bool:
     off = zsp.zs_obj_read_begin(entry.handle)
     try:
         if entry.length == PAGE_SIZE:
-            dst = page
-            memcpy(dst, 0, zsp.mem, off, PAGE_SIZE)
+            memcpy_to_page(page, 0, zsp.mem, off, PAGE_SIZE)
             ret = 0
         else:
             acomp, _ = pool.acomp_ctx()

@@ -67,7 +67,7 @@ from pyzram.lib.atomic import (
     atomic64_try_cmpxchg,
 )
 from pyzram.lib.rwsem import RWSemaphore
-from pyzram.lib.string import memcpy
+from pyzram.lib.string import memcpy_to_page
 from pyzram.mm.zsmalloc import IS_ERR_VALUE, ZsPool
 from pyzram.zram import table as T
 from pyzram.zram.stat import IoStat, MmStat, format_debug_stat
@@ -521,7 +521,7 @@ class Zram:
         page[:] = _filled_page(fill)
         return 0
 
-    @cython.locals(tbl=ZramTable, dst=cython.uchar[::1], src=cython.Py_ssize_t)
+    @cython.locals(tbl=ZramTable, src=cython.Py_ssize_t)
     def read_incompressible_page(self, page: Any, index: int) -> int:
         """``read_incompressible_page``: copy the raw page out of its object
         (``copy_page``)."""
@@ -529,8 +529,7 @@ class Zram:
         tbl = self.table
         handle = tbl.handle[index]
         src = pool.zs_obj_read_begin(handle)
-        dst = page
-        memcpy(dst, 0, pool.mem, src, _PG_SIZE)
+        memcpy_to_page(page, 0, pool.mem, src, _PG_SIZE)
         pool.zs_obj_read_end(handle)
         return 0
 
