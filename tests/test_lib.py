@@ -1,6 +1,6 @@
 """lib/cmdline.c and lib/kstrtox.c models (the parsers behind every sysfs store) and
-lib/string.c's memcpy and highmem.h's memcpy_to_page (every copy into and out of a
-pool)."""
+lib/string.c's memcpy and memset_l and highmem.h's memcpy_to_page (every copy into
+and out of a pool, every same-filled page's fill)."""
 
 import errno
 
@@ -8,7 +8,7 @@ import pytest
 
 from pyzram.lib.cmdline import memparse, next_arg, parse_args, sysfs_streq
 from pyzram.lib.kstrtox import kstrtoint, kstrtou16, kstrtoul, kstrtoull
-from pyzram.lib.string import memcpy, memcpy_to_page
+from pyzram.lib.string import memcpy, memcpy_to_page, memset_l
 
 
 @pytest.mark.parametrize(
@@ -121,3 +121,27 @@ def test_memcpy_to_page_copies_into_a_page_object_and_refuses_bad_spans():
     with pytest.raises((TypeError, BufferError)):  # a read-only page
         memcpy_to_page(bytes(64), 0, src, 0, 8)
     assert page == before
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 512])
+def test_memset_l_fills_whole_words_little_endian(n):
+    fill = 0x0807060504030201
+    page = bytearray(b"\xee" * 4096)
+    memset_l(page, fill, n)
+    assert page[: 8 * n] == bytes(range(1, 9)) * n and page[8 * n :] == b"\xee" * (4096 - 8 * n)
+    folio = bytearray(3 * 4096)  # a page of a large folio: a view of its memory
+    memset_l(memoryview(folio)[4096:8192], fill, n)
+    assert folio[4096 : 4096 + 8 * n] == bytes(range(1, 9)) * n
+    assert folio[:4096] == bytes(4096) and folio[4096 + 8 * n :] == bytes(8192 - 8 * n)
+
+
+def test_memset_l_refuses_words_past_the_page_and_bad_fills():
+    page = bytearray(64)
+    with pytest.raises(ValueError, match="memset_l of 72 bytes"):
+        memset_l(page, 1, 9)
+    for fill in (-1, 1 << 64):
+        with pytest.raises(OverflowError):
+            memset_l(page, fill, 1)
+    with pytest.raises((TypeError, BufferError)):  # a read-only page
+        memset_l(bytes(64), 1, 1)
+    assert page == bytes(64)

@@ -1,4 +1,5 @@
-"""Memory copies (model of lib/string.c's ``memcpy`` and highmem.h's ``memcpy_to_page``).
+"""Memory copies and fills (model of lib/string.c's ``memcpy`` and ``memset_l``, and
+highmem.h's ``memcpy_to_page``).
 
 The kernel moves an object's bytes with ``memcpy`` on two pointers.  The
 model's memory is Python buffers (a pool's arena, a stream buffer, a page), so
@@ -15,11 +16,12 @@ before it copies: a copy that would run past either buffer raises
   every store of the copy has reached the cache.)
 - **Interpreted**, it is the slice assignment that copies the same bytes.
 
-:func:`memcpy_to_page` copies into a page given as its Python object (a
-``bytearray``, or a view of a large folio's memory), whose memory compiled
-code takes through the buffer protocol (``PyObject_GetBuffer``, writable,
-contiguous, no format): a typed view of the page would be a view object
-made and freed and its format string checked, about 1.2k instructions.
+:func:`memcpy_to_page` copies into, and :func:`memset_l` fills, a page given
+as its Python object (a ``bytearray``, or a view of a large folio's
+memory), whose memory compiled code takes through the buffer protocol
+(``PyObject_GetBuffer``, writable, contiguous, no format): a typed view of
+the page would be a view object made and freed and its format string
+checked, about 1.2k instructions.
 """
 
 from __future__ import annotations
@@ -63,6 +65,35 @@ def memcpy_to_page(page: Any, offset: int, src: Any, src_off: int, n: int) -> No
         dst = memoryview(page)
         _check_spans("memcpy_to_page", n, offset, len(dst), src_off, len(src))
         dst[offset : offset + n] = src[src_off : src_off + n]
+
+
+def memset_l(page: Any, fill: int, n: int) -> None:
+    """``memset_l(page, fill, n)``: the page's first ``n`` 64-bit words set to
+    ``fill`` (as x86-64 stores it, little-endian); they must lie inside the
+    page (``ValueError`` otherwise, nothing written), the page must be writable."""
+    if cython.compiled:
+        view = cython.declare(Py_buffer)
+        PyObject_GetBuffer(page, cython.address(view), PyBUF_WRITABLE)
+        try:
+            _check_spans("memset_l", n * 8, 0, view.len, 0, n * 8)
+            if n:
+                # The first word, then what is written so far copied after itself
+                # (8, 16, 32, ... bytes): libc's wide stores, about as few as a
+                # copy of the page makes, where 8-byte stores, one a word, would
+                # fill the store buffer with stores into lines not in the cache.
+                mem = cython.cast(cython.p_uchar, view.buf)
+                libc_memcpy(mem, cython.address(fill), 8)
+                done = 8
+                while done < n * 8:
+                    step = min(done, n * 8 - done)
+                    libc_memcpy(mem + done, mem, step)
+                    done += step
+        finally:
+            PyBuffer_Release(cython.address(view))
+    else:
+        dst = memoryview(page)
+        _check_spans("memset_l", n * 8, 0, len(dst), 0, n * 8)
+        dst[: n * 8] = fill.to_bytes(8, "little") * n
 
 
 def _check_spans(what: str, n: int, dst_off: int, dst_len: int, src_off: int, src_len: int) -> None:

@@ -5,7 +5,7 @@ from pyzram.lib.atomic cimport (
     atomic64_sub, atomic64_try_cmpxchg,
 )
 from pyzram.lib.rwsem cimport RWSemaphore
-from pyzram.lib.string cimport memcpy_to_page
+from pyzram.lib.string cimport memcpy_to_page, memset_l
 from pyzram.mm.zsmalloc cimport IS_ERR_VALUE, ZsPool
 from pyzram.zram.table cimport ZramTable
 from pyzram.zram.zcomp cimport Zcomp, ZcompStrm

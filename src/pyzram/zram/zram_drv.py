@@ -67,7 +67,7 @@ from pyzram.lib.atomic import (
     atomic64_try_cmpxchg,
 )
 from pyzram.lib.rwsem import RWSemaphore
-from pyzram.lib.string import memcpy_to_page
+from pyzram.lib.string import memcpy_to_page, memset_l
 from pyzram.mm.zsmalloc import IS_ERR_VALUE, ZsPool
 from pyzram.zram import table as T
 from pyzram.zram.stat import IoStat, MmStat, format_debug_stat
@@ -515,10 +515,11 @@ class Zram:
 
     @cython.locals(tbl=ZramTable)
     def read_same_filled_page(self, page: Any, index: int) -> int:
-        """``read_same_filled_page``: fill the page with the slot's word (0 if empty)."""
+        """``read_same_filled_page``: fill the page with the slot's word (0 if empty),
+        ``zram_fill_page``'s ``memset_l``."""
         tbl = self.table
         fill = tbl.handle[index]
-        page[:] = _filled_page(fill)
+        memset_l(page, fill, _PG_SIZE // 8)
         return 0
 
     @cython.locals(tbl=ZramTable, src=cython.Py_ssize_t)
