@@ -1,6 +1,6 @@
 """lib/cmdline.c and lib/kstrtox.c models (the parsers behind every sysfs store) and
-lib/string.c's memcpy and memset_l and highmem.h's memcpy_to_page (every copy into
-and out of a pool, every same-filled page's fill)."""
+lib/string.c's memcpy, memset_l and memcmp and highmem.h's memcpy_to_page (every copy
+into and out of a pool, every same-filled page's test and fill)."""
 
 import errno
 
@@ -8,7 +8,7 @@ import pytest
 
 from pyzram.lib.cmdline import memparse, next_arg, parse_args, sysfs_streq
 from pyzram.lib.kstrtox import kstrtoint, kstrtou16, kstrtoul, kstrtoull
-from pyzram.lib.string import memcpy, memcpy_to_page, memset_l
+from pyzram.lib.string import memcmp, memcpy, memcpy_to_page, memset_l
 
 
 @pytest.mark.parametrize(
@@ -145,3 +145,17 @@ def test_memset_l_refuses_words_past_the_page_and_bad_fills():
     with pytest.raises((TypeError, BufferError)):  # a read-only page
         memset_l(bytes(64), 1, 1)
     assert page == bytes(64)
+
+
+def test_memcmp_orders_by_the_first_differing_byte_and_checks_spans():
+    a = bytearray(b"abcdefgh" * 4)
+    assert memcmp(a, 0, a, 8, 24) == 0  # a buffer against itself one word on
+    assert memcmp(a, 0, memoryview(b"abcdefgh"), 0, 8) == 0
+    assert memcmp(a, 0, b"abcdefgz", 0, 8) == -1 and memcmp(b"abcdefgz", 0, a, 0, 8) == 1
+    assert memcmp(b"\x00\xff", 0, b"\x01\x00", 0, 2) == -1  # bytes compare unsigned
+    folio = bytearray(3 * 64)
+    assert memcmp(memoryview(folio)[64:128], 0, bytes(64), 0, 64) == 0
+    assert memcmp(a, 32, a, 0, 0) == 0  # nothing, at the end
+    for args in ((a, 1, a, 0, 32), (a, 0, a, -1, 1), (a, 0, b"ab", 0, 3)):
+        with pytest.raises(ValueError, match="memcmp of"):
+            memcmp(*args)

@@ -1,5 +1,5 @@
-"""Memory copies and fills (model of lib/string.c's ``memcpy`` and ``memset_l``, and
-highmem.h's ``memcpy_to_page``).
+"""Memory copies, fills and comparisons (model of lib/string.c's ``memcpy``,
+``memset_l`` and ``memcmp``, and highmem.h's ``memcpy_to_page``).
 
 The kernel moves an object's bytes with ``memcpy`` on two pointers.  The
 model's memory is Python buffers (a pool's arena, a stream buffer, a page), so
@@ -16,12 +16,12 @@ before it copies: a copy that would run past either buffer raises
   every store of the copy has reached the cache.)
 - **Interpreted**, it is the slice assignment that copies the same bytes.
 
-:func:`memcpy_to_page` copies into, and :func:`memset_l` fills, a page given
-as its Python object (a ``bytearray``, or a view of a large folio's
-memory), whose memory compiled code takes through the buffer protocol
-(``PyObject_GetBuffer``, writable, contiguous, no format): a typed view of
-the page would be a view object made and freed and its format string
-checked, about 1.2k instructions.
+:func:`memcpy_to_page` copies into, :func:`memset_l` fills and :func:`memcmp`
+compares pages given as their Python objects (a ``bytearray``, or a view of
+a large folio's memory), whose memory compiled code takes through the
+buffer protocol (``PyObject_GetBuffer``, contiguous, no format; writable to
+be written): a typed view of a page would be a view object made and freed
+and its format string checked, about 1.2k instructions.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from typing import Any
 import cython
 
 if not cython.compiled:  # compiled, libc's and the buffer protocol's C functions (string.pxd)
-    libc_memcpy = Py_buffer = PyObject_GetBuffer = PyBuffer_Release = PyBUF_WRITABLE = None
+    libc_memcpy = libc_memcmp = Py_buffer = PyObject_GetBuffer = PyBuffer_Release = None
+    PyBUF_SIMPLE = PyBUF_WRITABLE = None
 
 
 def memcpy(dst: Any, dst_off: int, src: Any, src_off: int, n: int) -> None:
@@ -94,6 +95,36 @@ def memset_l(page: Any, fill: int, n: int) -> None:
         dst = memoryview(page)
         _check_spans("memset_l", n * 8, 0, len(dst), 0, n * 8)
         dst[: n * 8] = fill.to_bytes(8, "little") * n
+
+
+def memcmp(a: Any, a_off: int, b: Any, b_off: int, n: int) -> int:
+    """``memcmp(a + a_off, b + b_off, n)``: -1, 0 or 1 as the first byte that
+    differs is lower in ``a``, none differs, or it is higher (the spans must
+    lie inside their buffers: ``ValueError`` otherwise); ``a`` and ``b`` may
+    be the same buffer, the spans may overlap."""
+    if cython.compiled:
+        va = cython.declare(Py_buffer)
+        vb = cython.declare(Py_buffer)
+        PyObject_GetBuffer(a, cython.address(va), PyBUF_SIMPLE)
+        try:
+            PyObject_GetBuffer(b, cython.address(vb), PyBUF_SIMPLE)
+            try:
+                _check_spans("memcmp", n, a_off, va.len, b_off, vb.len)
+                r = libc_memcmp(
+                    cython.cast(cython.p_uchar, va.buf) + a_off,
+                    cython.cast(cython.p_uchar, vb.buf) + b_off,
+                    n,
+                )
+            finally:
+                PyBuffer_Release(cython.address(vb))
+        finally:
+            PyBuffer_Release(cython.address(va))
+    else:
+        ma, mb = memoryview(a).cast("B"), memoryview(b).cast("B")
+        _check_spans("memcmp", n, a_off, len(ma), b_off, len(mb))
+        x, y = bytes(ma[a_off : a_off + n]), bytes(mb[b_off : b_off + n])
+        r = (x > y) - (x < y)
+    return (r > 0) - (r < 0)
 
 
 def _check_spans(what: str, n: int, dst_off: int, dst_len: int, src_off: int, src_len: int) -> None:

@@ -5,7 +5,7 @@ from pyzram.lib.atomic cimport (
     atomic64_sub, atomic64_try_cmpxchg,
 )
 from pyzram.lib.rwsem cimport RWSemaphore
-from pyzram.lib.string cimport memcpy_to_page, memset_l
+from pyzram.lib.string cimport memcmp, memcpy_to_page, memset_l
 from pyzram.mm.zsmalloc cimport IS_ERR_VALUE, ZsPool
 from pyzram.zram.table cimport ZramTable
 from pyzram.zram.zcomp cimport Zcomp, ZcompStrm
@@ -13,7 +13,6 @@ from pyzram.zram.zcomp cimport Zcomp, ZcompStrm
 cdef unsigned long _SAME, _WB, _HUGE, _SIZE_MASK, _PRIO_MASK, _CLEAR_ON_ACCESS, _CLEAR_ON_FREE
 cdef int _PRIO_SHIFT
 cdef Py_ssize_t _PG_SIZE, _PRIMARY, _BATCH
-cdef bytearray _ZERO_PAGE
 cdef Py_ssize_t _LAST_WORD
 
 @cython.final
@@ -24,7 +23,6 @@ cdef class ZramStats:
 
 @cython.locals(mem=bytearray, fill="unsigned long long", b="unsigned long long", k=Py_ssize_t)
 cpdef object page_same_filled(object page)
-cpdef bytearray _filled_page(unsigned long fill)
 
 cdef class Zram:
     cdef public object config, clock, comps, comp_algs, params

@@ -67,7 +67,7 @@ from pyzram.lib.atomic import (
     atomic64_try_cmpxchg,
 )
 from pyzram.lib.rwsem import RWSemaphore
-from pyzram.lib.string import memcpy_to_page, memset_l
+from pyzram.lib.string import memcmp, memcpy_to_page, memset_l
 from pyzram.mm.zsmalloc import IS_ERR_VALUE, ZsPool
 from pyzram.zram import table as T
 from pyzram.zram.stat import IoStat, MmStat, format_debug_stat
@@ -105,7 +105,6 @@ _BATCH = ZCOMP_BATCH
 _CLEAR_ON_ACCESS = _U64 ^ (T.IDLE | T.PP_SLOT)
 #: zram_free_page clears these first, whatever the slot holds.
 _CLEAR_ON_FREE = _U64 ^ (T.IDLE | T.INCOMPRESSIBLE | T.PP_SLOT | T.PRIORITY_MASK)
-_ZERO_PAGE = bytearray(PAGE_SIZE)  # (never written: see _filled_page)
 _LAST_WORD = PAGE_SIZE - 8  # the offset of a page's last u64 word
 
 
@@ -164,11 +163,11 @@ def page_same_filled(page: Any) -> int | None:
 
     As in the kernel, the last word is tested against the first (byte by
     byte, the first bytes first), so a typical page costs one comparison;
-    then every word is tested against the first: here the page is compared
-    with the fill word repeated 512 times (:func:`_filled_page`), a
-    ``memcmp`` in C, compiled or interpreted, that stops at the first
-    difference as the kernel's loop does.  The word is read as x86-64 reads
-    it, little-endian.
+    then every word is tested against the one before it: here the page is
+    compared with itself one word further on (``memcmp``, which stops at the
+    first difference as the kernel's loop does), equal exactly when every
+    word equals the first.  The word is read as x86-64 reads it,
+    little-endian.
 
     The page is read as a ``bytearray``, as the kernel reads the memory
     ``kmap_local_page`` maps (compiled, its bytes are C loads): an order-0
@@ -182,14 +181,7 @@ def page_same_filled(page: Any) -> int | None:
         if b != mem[_LAST_WORD + k]:
             return None
         fill |= b << (8 * k)
-    return fill if mem == _filled_page(fill) else None
-
-
-def _filled_page(fill: int) -> bytearray:
-    """A page of the u64 word ``fill`` (little-endian) 512 times; the zero page is kept
-    made (never written: ``ZERO_PAGE``).  A ``bytearray``, which a page's slice
-    assignment copies straight (another buffer it would copy twice)."""
-    return bytearray(fill.to_bytes(8, "little")) * 512 if fill else _ZERO_PAGE
+    return fill if memcmp(mem, 0, mem, 8, _LAST_WORD) == 0 else None
 
 
 @cython.cclass
