@@ -92,6 +92,8 @@ def test_memcpy_copies_inside_both_buffers_and_refuses_spans_past_them():
     memcpy(dst, 100, src, 200, 0)  # nothing, at both ends
     memcpy(dst, 0, memoryview(src), 0, 100)  # to the destination's last byte
     assert dst == src[:100]
+    memcpy(dst, 0, memoryview(src)[100:], 60, 40)  # from a view (a large folio's page)
+    assert dst[:40] == src[160:200] and dst[40:] == src[40:100]
     before = bytes(dst)
     for args in (
         (dst, 51, src, 0, 50),  # one byte past the destination

@@ -7,13 +7,14 @@ model's memory is Python buffers (a pool's arena, a stream buffer, a page), so
 before it copies: a copy that would run past either buffer raises
 ``ValueError`` and writes nothing, where the kernel would corrupt memory.
 
-- **Compiled**, the copy is libc's ``memcpy`` on the two typed views' memory
-  (string.pxd).  It takes no reference on either view and executes no locked
-  instruction, so the copy's stores drain into memory that is not in the
-  cache while the CPU goes on to the next page, as the kernel's do.  (A
-  slice assignment between typed views counts an acquisition on each slice
-  with an atomic instruction, and the atomic after the copy waits until
-  every store of the copy has reached the cache.)
+- **Compiled**, the copy is libc's ``memcpy`` from the source's memory, taken
+  through the buffer protocol, into the destination's typed view
+  (string.pxd).  It takes no reference on either buffer's view and executes
+  no locked instruction, so the copy's stores drain into memory that is not
+  in the cache while the CPU goes on to the next page, as the kernel's do.
+  (A slice assignment between typed views counts an acquisition on each
+  slice with an atomic instruction, and the atomic after the copy waits
+  until every store of the copy has reached the cache.)
 - **Interpreted**, it is the slice assignment that copies the same bytes.
 
 :func:`memcpy_to_page` copies into, :func:`memset_l` fills and :func:`memcmp`
@@ -36,15 +37,25 @@ if not cython.compiled:  # compiled, libc's and the buffer protocol's C function
 
 
 def memcpy(dst: Any, dst_off: int, src: Any, src_off: int, n: int) -> None:
-    """``memcpy(dst + dst_off, src + src_off, n)``: copy ``n`` bytes; the spans
-    must lie inside their buffers (``ValueError`` otherwise, nothing copied)."""
-    _check_spans("memcpy", n, dst_off, len(dst), src_off, len(src))
-    if n == 0:
-        return
+    """``memcpy(dst + dst_off, src + src_off, n)``: copy ``n`` bytes from any
+    contiguous buffer ``src`` (a stream buffer, a page, the arena itself) into
+    ``dst``; the spans must lie inside their buffers (``ValueError``
+    otherwise, nothing copied)."""
     if cython.compiled:
-        libc_memcpy(cython.address(dst[dst_off]), cython.address(src[src_off]), n)
+        view = cython.declare(Py_buffer)
+        PyObject_GetBuffer(src, cython.address(view), PyBUF_SIMPLE)
+        try:
+            _check_spans("memcpy", n, dst_off, len(dst), src_off, view.len)
+            if n:
+                libc_memcpy(
+                    cython.address(dst[dst_off]), cython.cast(cython.p_uchar, view.buf) + src_off, n
+                )
+        finally:
+            PyBuffer_Release(cython.address(view))
     else:
-        dst[dst_off : dst_off + n] = src[src_off : src_off + n]
+        mem = memoryview(src).cast("B")
+        _check_spans("memcpy", n, dst_off, len(dst), src_off, len(mem))
+        dst[dst_off : dst_off + n] = mem[src_off : src_off + n]
 
 
 def memcpy_to_page(page: Any, offset: int, src: Any, src_off: int, n: int) -> None:

@@ -92,5 +92,5 @@ cdef class ZsPool:
     @cython.locals(obj=Py_ssize_t, cls=SizeClass)
     cpdef Py_ssize_t _obj_span(self, long handle, Py_ssize_t length)
     @cython.locals(off=Py_ssize_t)
-    cpdef void zs_obj_write(self, long handle, const unsigned char[::1] handle_mem, Py_ssize_t mem_len)
+    cpdef void zs_obj_write(self, long handle, object handle_mem, Py_ssize_t mem_len)
     cpdef Py_ssize_t zs_get_total_pages(self)

@@ -51,6 +51,7 @@ from __future__ import annotations
 import errno
 import mmap
 import threading
+from typing import Any
 
 import cython
 import numpy as np
@@ -744,7 +745,7 @@ class ZsPool:
             raise ValueError(f"{length} bytes do not fit a {cls.size}-byte object")
         return obj
 
-    def zs_obj_write(self, handle: int, handle_mem: bytes | memoryview, mem_len: int) -> None:
+    def zs_obj_write(self, handle: int, handle_mem: Any, mem_len: int) -> None:
         """``zs_obj_write``: copy the first ``mem_len`` bytes of ``handle_mem`` into
         the object.
 
@@ -802,7 +803,7 @@ class ZsPool:
             used_obj = self._handle_to_obj(handle)
             self.obj_malloc(dst, handle)  # tags dst's header, records the new place
             s0, d0 = used_obj - hdr, self._addr[handle] - hdr
-            memcpy(self.mem, d0, self.mem, s0, size)  # zs_object_copy
+            memcpy(self.mem, d0, self.arena, s0, size)  # zs_object_copy
             self._obj_free(src, used_obj)
             if dst.inuse == objs or src.inuse == 0:
                 break

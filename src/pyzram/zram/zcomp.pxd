@@ -16,10 +16,11 @@ cdef Py_ssize_t _BUFFER_SIZE
 @cython.final
 cdef class ZcompStrm:
     cdef public bytearray buffer
-    cdef public unsigned char[::1] own, mem
+    cdef public object own, mem
     cdef public list ahead
     cdef public Py_ssize_t ahead_next
-    cdef public unsigned char[::1] ahead_mem
+    cdef public object ahead_mem
+    cdef public list ahead_out
     cdef public int[::1] ahead_len
 
 cdef class ZcompBackend:
@@ -47,7 +48,7 @@ cdef class Zcomp:
     cpdef ZcompStrm zcomp_stream_get(self)
     cpdef void zcomp_stream_put(self, ZcompStrm zstrm)
     cpdef void zcomp_compress_ahead(self, ZcompStrm zstrm, list pages) except *
-    @cython.locals(ahead=list, k=Py_ssize_t, at=Py_ssize_t)
+    @cython.locals(ahead=list, k=Py_ssize_t)
     cpdef Py_ssize_t zcomp_compress(self, ZcompStrm zstrm, object src) except? -1
     cpdef int zcomp_decompress(
         self, ZcompStrm zstrm, object src, Py_ssize_t offset, Py_ssize_t length, object dst

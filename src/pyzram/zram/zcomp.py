@@ -82,11 +82,16 @@ class ZcompStrm:
         #: the buffer, or that page's output in the batch buffer below.
         self.mem = self.own
         #: The pages compressed ahead (:meth:`Zcomp.zcomp_compress_ahead`): page
-        #: ``k``'s output is at ``ahead_mem[k * ZCOMP_BUFFER_SIZE:]``, its length
-        #: (or a negative errno) ``ahead_len[k]``; ``ahead_next`` the first not taken.
+        #: ``k``'s output is at ``ahead_mem[k * ZCOMP_BUFFER_SIZE:]`` (``ahead_out[k]``,
+        #: a view of it made once), its length (or a negative errno)
+        #: ``ahead_len[k]``; ``ahead_next`` the first not taken.
         self.ahead: list = []
         self.ahead_next = 0
         self.ahead_mem = memoryview(bytearray(ZCOMP_BATCH * ZCOMP_BUFFER_SIZE))
+        self.ahead_out = [
+            self.ahead_mem[k * ZCOMP_BUFFER_SIZE : (k + 1) * ZCOMP_BUFFER_SIZE]
+            for k in range(ZCOMP_BATCH)
+        ]
         self.ahead_len = memoryview(bytearray(4 * ZCOMP_BATCH)).cast("i")
 
 
@@ -308,8 +313,7 @@ class Zcomp:
         while k < len(ahead):
             if ahead[k] is src:
                 zstrm.ahead_next = k + 1
-                at = k * _BUFFER_SIZE
-                zstrm.mem = zstrm.ahead_mem[at : at + _BUFFER_SIZE]
+                zstrm.mem = zstrm.ahead_out[k]
                 return zstrm.ahead_len[k]
             k += 1
         zstrm.mem = zstrm.own
