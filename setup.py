@@ -56,6 +56,7 @@ COMPILED = [
     "src/pyzram/block/bio.py",
     "src/pyzram/mm/folio.py",
     "src/pyzram/mm/machine.py",
+    "src/pyzram/mm/mm_types.py",
     "src/pyzram/mm/swap.py",
     "src/pyzram/mm/swap_ops.py",
     "src/pyzram/mm/swapfile.py",

@@ -200,6 +200,23 @@ def test_swapoff_walks_the_mmlist():
     z.sysfs["reset"] = "1"
 
 
+def test_swapoff_asks_every_mm_of_the_mmlist_through_mm_struct():
+    """Each address space is an ``mm_struct``, whose ``unuse_pte`` swapoff calls for
+    every slot: one that does not define it fails the swapoff."""
+    from pyzram.mm.mm_types import MmStruct
+
+    with Machine() as m:
+        z, si = zram_area(m)
+        mm = process(m, synthetic_mix(40, seed=3), 80)
+        assert isinstance(mm, MmStruct)
+        assert shrink_inactive_list(mm.memcg, 16) == 16
+        m.mmlist.insert(0, MmStruct())
+        with pytest.raises(NotImplementedError, match="MmStruct does not define unuse_pte"):
+            swapoff(si)
+        del m.mmlist[0]
+    z.sysfs["reset"] = "1"
+
+
 def _private_mm_calls(path: Path) -> list[str]:
     """Calls of ``mm``'s private functions (``_x``) in a module outside ``mm/``."""
     tree = ast.parse(path.read_text())

@@ -6,6 +6,7 @@ from pyzram.block.blkdev cimport BlockDevice, Gendisk
 from pyzram.mm.swap_ops cimport SwapOps
 from pyzram.mm.folio cimport Folio, SwpEntry, folio_alloc_mpol, swp_entry
 from pyzram.mm.machine cimport Machine
+from pyzram.mm.mm_types cimport MmStruct
 from pyzram.mm.zswap cimport Zswap, zswap_invalidate
 
 # Constants imported by the .py, C longs here: each use is a C load, not a
@@ -85,6 +86,6 @@ cpdef bint folio_free_swap(Machine m, Folio folio) except? False
 cpdef void reinsert_swap_info(SwapInfo si) except *
 @cython.locals(
     m=Machine, folio=Folio, entry=SwpEntry, dropped=long, i=Py_ssize_t, _j=long, offs="const long[::1]",
-    nr=Py_ssize_t, lo=Py_ssize_t, k=Py_ssize_t,
+    nr=Py_ssize_t, lo=Py_ssize_t, k=Py_ssize_t, mm=MmStruct, mms=list,
 )
 cpdef void swapoff(SwapInfo si, object unuse=*) except *

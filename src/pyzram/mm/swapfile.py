@@ -481,10 +481,7 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     offsets = np.flatnonzero(
         (si.swap_map & ~np.uint8(SWAP_HAS_CACHE) != 0) & (si.swap_map != SWAP_MAP_BAD)
     )
-    # each address space's unuse_pte (unuse_mm), then the caller's, found once
-    unuses = [mm.unuse_pte for mm in m.mmlist]
-    if unuse is not None:
-        unuses.append(unuse)
+    mms = list(m.mmlist)  # the address spaces that have swapped (each one's unuse_mm)
     offs = memoryview(offsets)  # (compiled, a typed view: no Python int per slot)
     nr = len(offs)
     entries: list[SwpEntry] = []  # each slot's entry and the folio that holds it
@@ -511,8 +508,10 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
                 raise OSError(errno.EIO, f"swapoff: cannot read slot {entry.offset}")
             try:
                 dropped = 0
-                for unuse_pte in unuses:
-                    dropped += unuse_pte(entry, folio)
+                for mm in mms:
+                    dropped += mm.unuse_pte(entry, folio)
+                if unuse is not None:
+                    dropped += unuse(entry, folio)
             except OSError:  # ENOMEM from a memcg charge: the area back on, fail
                 reinsert_swap_info(si)
                 raise

@@ -9,6 +9,7 @@ from pyzram.mm.folio cimport (
     free_unref_folios,
     swp_entry,
 )
+from pyzram.mm.mm_types cimport MmStruct
 from pyzram.mm.tlb cimport Tlb
 from pyzram.mm.machine cimport Machine
 from pyzram.mm.page_io cimport swap_read_folio, swap_read_submit, swap_write_submit, swap_writeout
@@ -122,8 +123,9 @@ cpdef void move_folios_to_lru(MemCgroup memcg, list folio_list) except *
 cpdef long shrink_inactive_list(MemCgroup memcg, long nr, long gfp_mask=*) except -1
 
 
-@cython.final
-cdef class AddressSpace:
+# Not final: Cython refuses a final class's override of a base's method
+# (MmStruct.unuse_pte).
+cdef class AddressSpace(MmStruct):
     cdef public long nr_pages
     cdef public MemCgroup memcg
     cdef public Machine machine

@@ -105,6 +105,7 @@ from pyzram.mm.folio import (
     free_unref_folios,
     swp_entry,
 )
+from pyzram.mm.mm_types import MmStruct
 from pyzram.mm.page_io import swap_read_folio, swap_read_submit, swap_write_submit, swap_writeout
 from pyzram.mm.swap import (
     PGACTIVATE,
@@ -930,7 +931,7 @@ def workingset_refault(memcg: MemCgroup, folio: Folio) -> None:
         vm_events.count(WORKINGSET_RESTORE_ANON, nr)
 
 
-class AddressSpace:
+class AddressSpace(MmStruct):
     """``struct mm_struct`` of one process: ``nr_pages`` anonymous pages.
 
     ``source(vpn)`` gives the bytes a page holds when first touched (the
