@@ -119,11 +119,13 @@ def zram_swap_read_page(zram: Zram, page, index: int) -> int:
             if ret == 0:
                 zram.zram_accessed(index)
             zram.table.slot_unlock(index)
-            zram.read_slot_unlocked(index)
+            if zram.yield_point is not None:
+                zram.read_slot_unlocked(index)
             return ret
         zram.table.slot_unlock(index)
     ret = zram.zram_read_page(page, index)
-    zram.read_slot_unlocked(index)
+    if zram.yield_point is not None:
+        zram.read_slot_unlocked(index)
     if ret == 0:
         zram.table.slot_lock(index)
         zram.zram_accessed(index)

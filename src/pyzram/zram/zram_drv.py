@@ -582,7 +582,8 @@ class Zram:
     def read_slot_unlocked(self, index: int) -> None:
         """The point after a slot's read section is unlocked (the interleaving
         explorer's ``"read_unlocked"``): what a racing post-processing step can
-        do here is what the read orderings differ in."""
+        do here is what the read orderings differ in.  The read paths call it
+        only while a ``yield_point`` is set (no call per page otherwise)."""
         hook = self.yield_point
         if hook is not None:
             hook("read_unlocked", index)
@@ -863,7 +864,8 @@ def zram_bio_read(zram: Zram, bio: Bio) -> None:
             atomic64_inc(zram.stats.failed_reads)
             bio.status = BLK_STS_IOERR
             break
-        zram.read_slot_unlocked(index)
+        if zram.yield_point is not None:
+            zram.read_slot_unlocked(index)
         tbl.slot_lock(index)
         zram.zram_accessed(index)
         tbl.slot_unlock(index)
