@@ -102,7 +102,11 @@ def file_pages(paths, limit):
 def anon_pages(limit):
     # This process's own anonymous memory (its heap of Python objects): what swap sees.
     out = []
-    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+    try:
+        maps, mem = open("/proc/self/maps"), open("/proc/self/mem", "rb", 0)
+    except OSError:  # no procfs: the other pages only
+        return out
+    with maps, mem:
         for line in maps:
             f = line.split()
             if f[1] != "rw-p" or (len(f) > 5 and f[5] != "[heap]"):
@@ -176,15 +180,22 @@ class ParallelBuildExt(build_ext):
                 extra_postargs=ext.extra_link_args,
                 target_lang="c",
             )
-            subprocess.run(
-                [sys.executable, "-c", PGO_TRAINING, trained, os.path.abspath(".")], check=True
+            trained_ok = (
+                subprocess.run(
+                    [sys.executable, "-c", PGO_TRAINING, trained, os.path.abspath(".")]
+                ).returncode
+                == 0
             )
-            ext.extra_compile_args = base + [
-                "-fprofile-use",
-                f"-fprofile-dir={prof}",
-                "-fprofile-partial-training",
-                "-Wno-missing-profile",
-            ]
+            if trained_ok:
+                ext.extra_compile_args = base + [
+                    "-fprofile-use",
+                    f"-fprofile-dir={prof}",
+                    "-fprofile-partial-training",
+                    "-Wno-missing-profile",
+                ]
+            else:  # the codecs are the same without the profile, only slower
+                print("pyzram: the codecs' training run failed; building them without a profile")
+                ext.extra_compile_args = base
             ext.extra_link_args = []
             try:
                 super().build_extension(ext)  # compiles every source again
