@@ -11,12 +11,12 @@ from pyzram.mm.page_io cimport swap_read_end, swap_write_end
 # A constant imported by the .py, a C unsigned long here.
 cdef unsigned long WB
 
-cpdef Zram _zram_of(SwapInfo si)
 cpdef int zram_swap_read_page(Zram zram, object page, Py_ssize_t index) except? -1000
 cdef Py_ssize_t _LONG
 
 @cython.locals(zram=Zram)
 cpdef bint zram_swap_can_merge(SwapInfo si, Folio folio, Folio prev, long prev_size, int rw) except? False
+@cython.locals(zram=Zram)
 cpdef void zram_swap_slot_free_notify(SwapInfo si, long offset) except *
 
 

@@ -67,12 +67,8 @@ if TYPE_CHECKING:
 _LONG = array("l").itemsize
 
 
-def _zram_of(si: SwapInfo) -> Zram:
-    """``sis->bdev->bd_disk->private_data``: the device behind the area."""
-    return si.bdev.disk.private_data
-
-
 @cython.locals(
+    si=SwapInfo,
     zram=Zram,
     folio=Folio,
     j=cython.Py_ssize_t,
@@ -86,7 +82,8 @@ def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
     own slot-lock section (:func:`~pyzram.zram.zram_drv.zram_write_pages`,
     the loop ``zram_bio_write`` runs too); the first failing page stops the
     batch (``failed_writes``), and ``swap_write_end`` runs once for the batch."""
-    zram = _zram_of(ctx.sis)
+    si = ctx.sis
+    zram = si.bdev.disk.private_data  # sis->bdev->bd_disk->private_data
     sio = ctx.sio
     with zram.init_lock.read():
         pages = []
@@ -133,13 +130,14 @@ def zram_swap_read_page(zram: Zram, page, index: int) -> int:
     return ret
 
 
-@cython.locals(zram=Zram, folio=Folio, base=cython.Py_ssize_t, j=cython.Py_ssize_t)
+@cython.locals(si=SwapInfo, zram=Zram, folio=Folio, base=cython.Py_ssize_t, j=cython.Py_ssize_t)
 def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
     """``zram_swap_submit_read``: each page decompressed straight into the
     folio's page (:func:`zram_swap_read_page`); the first failure stops the
     batch (``failed_reads``); ``swap_read_end`` runs once.  With a backing
     device the whole batch goes to the block path instead."""
-    zram = _zram_of(ctx.sis)
+    si = ctx.sis
+    zram = si.bdev.disk.private_data  # sis->bdev->bd_disk->private_data
     sio = ctx.sio
     if zram.backing_dev is not None:
         swap_bdev_submit_read(ctx)  # its completion ends the batch
@@ -161,7 +159,7 @@ def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
 def zram_swap_can_merge(si: SwapInfo, folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
     """The correct variant's ``can_merge``: slot-adjacent batches while a backing
     device is set (so the block-path fallback reads the right slots)."""
-    zram: Zram = _zram_of(si)
+    zram: Zram = si.bdev.disk.private_data
     if zram.backing_dev is None or zram.backing_read_fallback == "as_posted":
         return True
     return folio.swap.offset == prev.swap.offset + prev_size // PAGE_SIZE
@@ -169,7 +167,8 @@ def zram_swap_can_merge(si: SwapInfo, folio: Folio, prev: Folio, prev_size: int,
 
 def zram_swap_slot_free_notify(si, offset: int) -> None:
     """``zram_swap_slot_free_notify``: must not sleep — trylock, else ``miss_free``."""
-    _zram_of(si).zram_slot_free_notify(offset)
+    zram: Zram = si.bdev.disk.private_data
+    zram.zram_slot_free_notify(offset)
 
 
 @cython.cclass
