@@ -530,8 +530,12 @@ def codec_seconds(pages: np.ndarray, algo: str, huge_class_size: int, repeat: in
     swap core), and huge pages are stored raw and read back with a copy, so
     they are left out: what remains is the floor any zram write + read of
     these pages must pay, and "Python work beyond the codec" is measured
-    above it.  The decoder reads the objects packed end to end, as a
-    pool holds them.  The buffers the codec writes are written once before the
+    above it.  The decoder reads the objects packed end to end, in slot
+    order.  A pool packs each size class's objects in that class's
+    zspages, so a read in slot order goes from class to class and the
+    first line of each object is a miss that a read of packed objects
+    mostly avoids: that cost stays in the work beyond this floor
+    (``docs/perf.md``).  The buffers the codec writes are written once before the
     clock starts, as zram's pool memory is present when it writes there: a
     first write to a new mapping would time the host's page faults (half
     a microsecond a page), not the codec.
@@ -553,9 +557,8 @@ def codec_seconds(pages: np.ndarray, algo: str, huge_class_size: int, repeat: in
     keep = np.flatnonzero((sizes > 0) & (sizes < huge_class_size))
     m = len(keep)
     if m:
-        # The objects packed end to end, as a pool holds them: the decoder reads
-        # them as densely as zram's reads do (spread a buffer slot apart, each
-        # would start on a line and often a page of its own).
+        # The objects packed end to end in slot order (spread a buffer slot apart,
+        # each would start on a line and often a page of its own).
         lens = np.ascontiguousarray(sizes[keep])
         offs = np.zeros(m, dtype=np.int64)
         np.cumsum(lens[:-1], out=offs[1:])
