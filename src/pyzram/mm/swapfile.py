@@ -454,11 +454,12 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     ``SWAP_CLUSTER_MAX``, as ``unuse_pte_range`` takes each PTE's
     ``swapin_readahead`` window: it reads the window's slots into swap-cache
     folios (batched through a read ctx, so ``submit_read`` sees real
-    batches), then for each slot walks the machine's ``mmlist`` (the
-    address spaces that have swapped), whose ``unuse_pte`` maps the folio in
-    place of the entry and returns the references it dropped, and frees the
-    folio's swap (``folio_free_swap``), so a slot is freed while what was
-    just read from it is still warm.  ``unuse(entry, folio)``, if given,
+    batches), then for each slot locks its folio (which waits for the read)
+    and, holding the lock, walks the machine's ``mmlist`` (the address
+    spaces that have swapped), whose ``unuse_pte`` maps the folio in place
+    of the entry and returns the references it dropped, and frees the
+    folio's swap (``folio_free_swap``), as ``unuse_pte_range`` does, so a
+    slot is freed while what was just read from it is still warm.  ``unuse(entry, folio)``, if given,
     does the same for references held outside any address space (a PTE
     made by hand).  Simplified: the windows are the area's slots in order,
     not each address space's PTEs in turn.  Slots nobody drops keep the
@@ -502,24 +503,24 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
         for i in range(len(folios)):
             entry = entries[i]
             folio = folios[i]
-            folio.lock()
-            folio.unlock()  # wait for the read (folio_wait_locked)
-            if not folio.test(PG_uptodate):
-                raise OSError(errno.EIO, f"swapoff: cannot read slot {entry.offset}")
+            folio.lock()  # unuse_pte_range: waits for the read, held until done
             try:
-                dropped = 0
-                for mm in mms:
-                    dropped += mm.unuse_pte(entry, folio)
-                if unuse is not None:
-                    dropped += unuse(entry, folio)
-            except OSError:  # ENOMEM from a memcg charge: the area back on, fail
-                reinsert_swap_info(si)
-                raise
-            for _j in range(dropped):
-                swap_free(m, entry)
-            folio.lock()
-            folio_free_swap(m, folio)
-            folio.unlock()
+                if not folio.test(PG_uptodate):
+                    raise OSError(errno.EIO, f"swapoff: cannot read slot {entry.offset}")
+                try:
+                    dropped = 0
+                    for mm in mms:
+                        dropped += mm.unuse_pte(entry, folio)
+                    if unuse is not None:
+                        dropped += unuse(entry, folio)
+                except OSError:  # ENOMEM from a memcg charge: the area back on, fail
+                    reinsert_swap_info(si)
+                    raise
+                for _j in range(dropped):
+                    swap_free(m, entry)
+                folio_free_swap(m, folio)
+            finally:
+                folio.unlock()
     # try_to_unuse visits cache-only slots too (swap_map == SWAP_HAS_CACHE, say a
     # mapped folio whose PTE no longer holds the entry): folio_free_swap drops them.
     spin_lock(si.lock)
