@@ -459,9 +459,9 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     spaces that have swapped), whose ``unuse_pte`` maps the folio in place
     of the entry and returns the references it dropped, and frees the
     folio's swap (``folio_free_swap``), as ``unuse_pte_range`` does, so a
-    slot is freed while what was just read from it is still warm.  ``unuse(entry, folio)``, if given,
-    does the same for references held outside any address space (a PTE
-    made by hand).  Simplified: the windows are the area's slots in order,
+    slot is freed while what was just read from it is still warm.
+    ``unuse(entry, folio)``, if given, does the same for references held
+    outside any address space (a PTE made by hand).  Simplified: the windows are the area's slots in order,
     not each address space's PTEs in turn.  Slots nobody drops keep the
     area busy:
     ``EBUSY`` (the kernel would loop; here it is an owner bug).  Afterwards
