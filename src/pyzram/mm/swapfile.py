@@ -461,10 +461,10 @@ def swapoff(si: SwapInfo, unuse: UnuseFn | None = None) -> None:
     folio's swap (``folio_free_swap``), as ``unuse_pte_range`` does, so a
     slot is freed while what was just read from it is still warm.
     ``unuse(entry, folio)``, if given, does the same for references held
-    outside any address space (a PTE made by hand).  Simplified: the windows are the area's slots in order,
-    not each address space's PTEs in turn.  Slots nobody drops keep the
-    area busy:
-    ``EBUSY`` (the kernel would loop; here it is an owner bug).  Afterwards
+    outside any address space (a PTE made by hand).  Simplified: the
+    windows are the area's slots in order, not each address space's PTEs
+    in turn.  Slots nobody drops keep the area busy: ``EBUSY`` (the kernel
+    would loop; here it is an owner bug).  Afterwards
     no slot and no swap-cache folio of the area remains, and the area's
     ``ops`` are no longer used.
     """
