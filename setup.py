@@ -2,12 +2,14 @@
 
 * ``pyzram._kcodec``: the kernel-identical codecs, hand-written C, built
   with profile feedback where the compiler is gcc: compiled once
-  instrumented, run on a training set of real pages (this tree's own
-  sources as text, the interpreter's shared libraries as binary, zero,
-  same-filled and random pages), and compiled again with the counts
-  (``-fprofile-use``), which lays out the compressors' loops for the paths
-  that real pages take (lz4 compresses about 5 % faster).  The bytes the
-  codecs produce do not depend on it; ``PYZRAM_PGO=0`` builds without.
+  instrumented, run on a training set of real pages (the standard
+  library's sources as text, the interpreter's shared libraries as
+  binary, the training process's own heap, zero, same-filled and random
+  pages), and compiled again with the counts (``-fprofile-use``), which
+  lays out the compressors' loops for the paths that real pages take (lz4
+  compresses about 4 % faster).  The bytes the codecs produce do not
+  depend on it; ``PYZRAM_PGO=0`` builds without, and a failed training
+  run builds without a profile.
 * The hot modules of the kernel model, compiled by Cython from their own
   ``.py`` source in pure-Python mode (:data:`COMPILED`; types, where given,
   come from annotations and the ``.pxd`` file beside a module).  The ``.py``
@@ -77,9 +79,10 @@ COMPILED = [
 DEBUG_INFO = [] if "-g" in os.environ.get("CFLAGS", "").split() else ["-g0"]
 
 #: The codecs' training run (a child interpreter, the instrumented module's path as
-#: argv[1], this tree as argv[2]): real pages in the standard mix's proportions
-#: (zero 10 %, same-filled 5 %, text 30 %, random 10 %, binary 45 %), each compressed
-#: and decompressed by every algorithm, one page at a time and in batches.
+#: argv[1]): about 2,800 real pages (text 29 %, binary 21 %,
+#: heap 29 %, zero 9 %, same-filled 4 %, random 9 %), each compressed and
+#: decompressed by every algorithm one page at a time, then compressed in batches
+#: (``compress_batch``: zram's writes run its inlined copy of the compressor).
 PGO_TRAINING = r"""
 import glob, importlib.util, os, random, sys, sysconfig
 spec = importlib.util.spec_from_file_location("pyzram._kcodec", sys.argv[1])
@@ -123,7 +126,8 @@ def anon_pages(limit):
     return out[:limit]
 stdlib = sysconfig.get_path("stdlib")
 text = file_pages(sorted(glob.glob(os.path.join(stdlib, "*.py"))), 800)
-binary = file_pages(sorted(glob.glob(os.path.join(sysconfig.get_config_var("LIBDIR") or "", "libpython*.so*")))
+libdir = sysconfig.get_config_var("LIBDIR") or ""
+binary = file_pages(sorted(glob.glob(os.path.join(libdir, "libpython*.so*")))
                     + sorted(glob.glob(os.path.join(stdlib, "lib-dynload", "*.so"))), 600)
 heap = anon_pages(800)
 rng = random.Random(1)
@@ -181,10 +185,7 @@ class ParallelBuildExt(build_ext):
                 target_lang="c",
             )
             trained_ok = (
-                subprocess.run(
-                    [sys.executable, "-c", PGO_TRAINING, trained, os.path.abspath(".")]
-                ).returncode
-                == 0
+                subprocess.run([sys.executable, "-c", PGO_TRAINING, trained]).returncode == 0
             )
             if trained_ok:
                 ext.extra_compile_args = base + [

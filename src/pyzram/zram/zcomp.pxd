@@ -11,7 +11,6 @@ cdef extern from "kcodec_capi.h":
         int algo, object src, Py_ssize_t offset, Py_ssize_t length, object page, object dict
     ) except -1
 
-cdef Py_ssize_t _BUFFER_SIZE
 
 @cython.final
 cdef class ZcompStrm:

@@ -47,7 +47,6 @@ if not cython.compiled:  # compiled, their C entry points (zcomp.pxd, kcodec_cap
 PAGE_SIZE = 4096
 #: zcomp_strm buffer: compression output may be up to twice the page.
 ZCOMP_BUFFER_SIZE = 2 * PAGE_SIZE
-_BUFFER_SIZE = ZCOMP_BUFFER_SIZE  # (a C constant when compiled: zcomp.pxd)
 #: ``ZCOMP_PARAM_NO_LEVEL`` (INT_MIN): the backend's default level.
 ZCOMP_PARAM_NO_LEVEL = -(2**31)
 #: ``CRYPTO_MAX_ALG_NAME``: algorithm names must be shorter than this.
