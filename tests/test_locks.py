@@ -22,6 +22,7 @@ from pyzram.lib.atomic import (
     atomic64_inc,
     atomic64_read,
     atomic64_t,
+    atomic64_try_cmpxchg,
     atomic_begin,
     atomic_end,
 )
@@ -140,6 +141,29 @@ def test_atomic64_updates_from_threads_are_never_lost():
 
     _run(worker)
     assert atomic64_read(v) == THREADS * ROUNDS * 10 * 3
+
+
+def test_atomic64_try_cmpxchg_answers_and_raises_a_peak_from_threads():
+    """It sets the value only over the one it was told, and always reports the
+    value it found (the kernel writes it back into ``old``): ``update_used_max``'s
+    loop, run by every thread with its own values, ends at the highest."""
+    v = atomic64_t()
+    assert atomic64_try_cmpxchg(v, 1, 5) == (False, 0)
+    assert atomic64_read(v) == 0
+    assert atomic64_try_cmpxchg(v, 0, 5) == (True, 0)
+    assert atomic64_read(v) == 5
+
+    def worker(i: int) -> None:
+        for k in range(ROUNDS):
+            new = k * THREADS + i
+            cur = atomic64_read(v)
+            while cur < new:
+                done, cur = atomic64_try_cmpxchg(v, cur, new)
+                if done:
+                    break
+
+    _run(worker)
+    assert atomic64_read(v) == (ROUNDS - 1) * THREADS + THREADS - 1
 
 
 def test_rwsem_writer_excludes_readers_and_readers_share():

@@ -114,7 +114,7 @@ def atomic64_dec(v: atomic64_t) -> None:
 def atomic64_try_cmpxchg(v: atomic64_t, old: int, new: int) -> tuple[bool, int]:
     """``atomic64_try_cmpxchg(v, &old, new)``: set ``new`` if ``v`` still holds
     ``old``; returns (whether it did, the value found, which the kernel writes
-    back into ``old``)."""
+    back into ``old``).  Compiled, the pair is a C tuple: no object is made."""
     atomic_begin()
     cur = v.counter
     if cur == old:

@@ -15,8 +15,6 @@ cpdef int zram_swap_read_page(Zram zram, object page, Py_ssize_t index) except? 
 cdef Py_ssize_t _LONG
 
 @cython.locals(zram=Zram)
-cpdef bint zram_swap_can_merge(SwapInfo si, Folio folio, Folio prev, long prev_size, int rw) except? False
-@cython.locals(zram=Zram)
 cpdef void zram_swap_slot_free_notify(SwapInfo si, long offset) except *
 
 
@@ -27,4 +25,5 @@ cdef class ZramSwapOpsAsPosted(SwapOps):
 
 
 cdef class ZramSwapOps(ZramSwapOpsAsPosted):
+    @cython.locals(sis=SwapInfo, zram=Zram)
     cpdef bint can_merge(self, object si, Folio folio, Folio prev, long prev_size, int rw) except? False

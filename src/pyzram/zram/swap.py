@@ -30,7 +30,7 @@ difference:
     backing device the whole batch goes to ``swap_bdev_submit_read``, which
     reads ``sio.len`` bytes from the *first* folio's sector, so every later
     folio of a non-adjacent batch gets its neighbour slots' data.
-    ``"adjacent"`` (default): ``zram_swap_can_merge`` keeps batches
+    ``"adjacent"`` (default): ``can_merge`` (``zram_swap_can_merge``) keeps batches
     slot-adjacent while a backing device is set, which makes the same
     fallback correct; without one, any folios merge.
 """
@@ -156,15 +156,6 @@ def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
     swap_read_end(sio, failed)
 
 
-def zram_swap_can_merge(si: SwapInfo, folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
-    """The correct variant's ``can_merge``: slot-adjacent batches while a backing
-    device is set (so the block-path fallback reads the right slots)."""
-    zram: Zram = si.bdev.disk.private_data
-    if zram.backing_dev is None or zram.backing_read_fallback == "as_posted":
-        return True
-    return folio.swap.offset == prev.swap.offset + prev_size // PAGE_SIZE
-
-
 def zram_swap_slot_free_notify(si, offset: int) -> None:
     """``zram_swap_slot_free_notify``: must not sleep — trylock, else ``miss_free``."""
     zram: Zram = si.bdev.disk.private_data
@@ -187,10 +178,17 @@ class ZramSwapOpsAsPosted(SwapOps):
 
 @cython.cclass
 class ZramSwapOps(ZramSwapOpsAsPosted):
-    """``zram_swap_ops``: the posted ones and :func:`zram_swap_can_merge`."""
+    """``zram_swap_ops``: the posted ones and ``can_merge``."""
 
     def can_merge(self, si: SwapInfo, folio: Folio, prev: Folio, prev_size: int, rw: int) -> bool:
-        return zram_swap_can_merge(si, folio, prev, prev_size, rw)
+        """``zram_swap_can_merge``, the correct variant's: slot-adjacent batches
+        while a backing device is set (so the block-path fallback reads the
+        right slots); without one, any folios merge."""
+        sis = si
+        zram = sis.bdev.disk.private_data
+        if zram.backing_dev is None or zram.backing_read_fallback == "as_posted":
+            return True
+        return folio.swap.offset == prev.swap.offset + prev_size // PAGE_SIZE
 
 
 zram_swap_ops = ZramSwapOps("zram_swap_ops")
