@@ -238,6 +238,60 @@ def test_two_threads_write_batches_at_once(m):
     assert (one.same_pages, one.huge_pages) == (two.same_pages, two.huge_pages)
 
 
+def _writer_waits_for(z, last_slot: int, io) -> None:
+    """Run ``io`` in a thread, stop it at its first slot lock, and have another
+    thread take ``z.init_lock`` for writing: the writer must get it only after
+    the batch has unlocked its last slot."""
+    import threading
+
+    inside, go, order = threading.Event(), threading.Event(), []
+
+    def hook(what, index):
+        if what == "lock" and not inside.is_set():
+            inside.set()  # the batch's first slot lock: the I/O is under way
+            assert go.wait(10)
+        if what == "unlock":
+            order.append(index)
+
+    def writer():
+        z.init_lock.down_write()
+        order.append("writer")
+        z.init_lock.up_write()
+
+    z.table.yield_point = hook
+    t = threading.Thread(target=io)
+    t.start()
+    try:
+        assert inside.wait(10)
+        w = threading.Thread(target=writer)
+        w.start()
+        w.join(0.3)
+        waited = w.is_alive() and "writer" not in order
+    finally:
+        go.set()
+        t.join(10)
+        z.table.yield_point = None
+    w.join(10)
+    assert waited, "the writer did not wait for the batch"
+    assert order[-1] == "writer" and last_slot in order, order
+
+
+@pytest.mark.parametrize("use_block_ops", [True, False], ids=["ops", "bio"])
+def test_swap_io_holds_init_lock_for_reading(m, use_block_ops):
+    """A batch's writes and reads hold ``init_lock`` for reading from the first
+    page to the last (``zram_swap_submit_*``, ``zram_submit_bio``): a writer of
+    the lock (reset, disksize) waits until the batch is done."""
+    si, z = zram_area(m, use_block_ops)
+    folios = folios_of(compressible_pages(4, seed=9))
+    entries = alloc(m, folios)
+    _writer_waits_for(z, entries[-1].offset, lambda: writeout(m, folios))
+    evict(m, folios)
+    back: list = []
+    _writer_waits_for(z, entries[-1].offset, lambda: back.extend(swap_in(m, entries)))
+    assert [bytes(g.data) for g in back] == [bytes(f.data) for f in folios]
+    release(m, back)
+
+
 def test_bio_path_counts_one_bio_per_batch(m):
     si, z = zram_area(m, use_block_ops=False)
     spy = OpsSpy(si)

@@ -98,7 +98,8 @@ class RWSemaphore:
             self._cv.notify_all()
 
     def read(self) -> _ReadGuard:
-        """``guard(rwsem_read)``: ``with sem.read(): ...``."""
+        """``guard(rwsem_read)``: ``with sem.read(): ...`` (sysfs; the I/O paths
+        call ``down_read``/``up_read``, which compiled are C calls)."""
         return self._read_guard
 
     def write(self) -> _WriteGuard:

@@ -6,11 +6,20 @@ from pyzram.mm.swap cimport SwapIoCtx
 from pyzram.mm.swapfile cimport SwapInfo
 from pyzram.mm.swap_ops cimport SwapOps
 cimport cython
-from pyzram.mm.page_io cimport swap_read_end, swap_write_end
+from pyzram.mm.page_io cimport PAGE_SIZE, SwapIocb, swap_read_end, swap_write_end
 
 # A constant imported by the .py, a C unsigned long here.
 cdef unsigned long WB
 
+@cython.locals(
+    si=SwapInfo, zram=Zram, sio=SwapIocb, folio=Folio, j=Py_ssize_t, k=Py_ssize_t, pages=list,
+    slots="long[::1]", failed=bint,
+)
+cpdef void zram_swap_submit_write(SwapIoCtx ctx) except *
+@cython.locals(
+    si=SwapInfo, zram=Zram, sio=SwapIocb, folio=Folio, base=Py_ssize_t, j=Py_ssize_t, failed=bint,
+)
+cpdef void zram_swap_submit_read(SwapIoCtx ctx) except *
 cpdef int zram_swap_read_page(Zram zram, object page, Py_ssize_t index) except? -1000
 cdef Py_ssize_t _LONG
 

@@ -67,15 +67,6 @@ if TYPE_CHECKING:
 _LONG = array("l").itemsize
 
 
-@cython.locals(
-    si=SwapInfo,
-    zram=Zram,
-    folio=Folio,
-    j=cython.Py_ssize_t,
-    k=cython.Py_ssize_t,
-    pages=list,
-    slots=cython.long[::1],
-)
 def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
     """``zram_swap_submit_write``: every page of every folio of the batch goes
     to its slot through ``zram_write_page``, then is marked accessed in its
@@ -85,7 +76,8 @@ def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
     si = ctx.sis
     zram = si.bdev.disk.private_data  # sis->bdev->bd_disk->private_data
     sio = ctx.sio
-    with zram.init_lock.read():
+    zram.init_lock.down_read()
+    try:
         pages = []
         slots = array("l", bytes(sio.len // PAGE_SIZE * _LONG))  # the pages' slots
         k = 0
@@ -95,6 +87,8 @@ def zram_swap_submit_write(ctx: SwapIoCtx) -> None:
                 slots[k] = folio.swap.offset + j
                 k += 1
         failed = not zram_write_pages(zram, pages, slots)
+    finally:
+        zram.init_lock.up_read()
     swap_write_end(sio, failed)
 
 
@@ -130,7 +124,6 @@ def zram_swap_read_page(zram: Zram, page, index: int) -> int:
     return ret
 
 
-@cython.locals(si=SwapInfo, zram=Zram, folio=Folio, base=cython.Py_ssize_t, j=cython.Py_ssize_t)
 def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
     """``zram_swap_submit_read``: each page decompressed straight into the
     folio's page (:func:`zram_swap_read_page`); the first failure stops the
@@ -143,7 +136,8 @@ def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
         swap_bdev_submit_read(ctx)  # its completion ends the batch
         return
     failed = False
-    with zram.init_lock.read():
+    zram.init_lock.down_read()
+    try:
         for folio in sio.bvecs:
             base = folio.swap.offset
             for j in range(folio.nr_pages):
@@ -153,6 +147,8 @@ def zram_swap_submit_read(ctx: SwapIoCtx) -> None:
                     break
             if failed:
                 break
+    finally:
+        zram.init_lock.up_read()
     swap_read_end(sio, failed)
 
 

@@ -879,7 +879,8 @@ def zram_submit_bio(bio: Bio) -> None:
     any other op is warned about and ended (``WARN_ON_ONCE``).
     """
     zram: Zram = bio.bdev.disk.private_data
-    with zram.init_lock.read():
+    zram.init_lock.down_read()
+    try:
         if bio.op == REQ_OP_READ:
             zram_bio_read(zram, bio)
         elif bio.op == REQ_OP_WRITE:
@@ -890,6 +891,8 @@ def zram_submit_bio(bio: Bio) -> None:
         else:
             bio.status = BLK_STS_IOERR
             bio_endio(bio)
+    finally:
+        zram.init_lock.up_read()
 
 
 def zram_open(disk: Gendisk) -> None:
