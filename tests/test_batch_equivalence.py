@@ -92,3 +92,33 @@ def test_batches_place_like_single_pages(seed):
         assert layout(batch) == layout(single), f"seed {seed}, step {step}"
     batch.check()
     single.check()
+
+
+def test_a_long_write_compresses_each_page_once_ahead():
+    """A bio of more pages than one codec batch (``ZCOMP_BATCH``) hands each
+    batch's pages to the codec in one call just before writing them, and no
+    page is compressed twice or on its own (a same-filled page, which zram
+    stores as its fill word, is passed over)."""
+    from conftest import SizedBackend
+    from pyzram.zram.zcomp import ZCOMP_BATCH
+
+    calls = {"batch": [], "one": 0}
+
+    class Counting(SizedBackend):
+        def compress_batch(self, pages, dst, sizes):
+            calls["batch"].append(len(pages))
+            super().compress_batch(pages, dst, sizes)
+
+        def compress_into(self, page, dst):
+            calls["one"] += 1
+            return super().compress_into(page, dst)
+
+    n = 2 * ZCOMP_BATCH + 6
+    z = make_sized_zram(n)
+    z.comps[0].backend = Counting(z.params[0])
+    pages = [sized_page(300 + i, i) for i in range(n)]
+    pages[5] = bytes(P)  # same-filled
+    z.pwrite(b"".join(pages), 0)
+    # the base class's compress_batch calls compress_into once per page it is given
+    assert calls["batch"] == [ZCOMP_BATCH, ZCOMP_BATCH, 6] and calls["one"] == n
+    assert z.pread(n * P, 0) == b"".join(pages)

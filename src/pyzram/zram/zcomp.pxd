@@ -20,6 +20,7 @@ cdef class ZcompStrm:
     cdef public Py_ssize_t ahead_next
     cdef public object ahead_mem
     cdef public list ahead_out
+    cdef public object ahead_sizes
     cdef public int[::1] ahead_len
 
 cdef class ZcompBackend:

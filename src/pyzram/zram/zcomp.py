@@ -91,7 +91,10 @@ class ZcompStrm:
             self.ahead_mem[k * ZCOMP_BUFFER_SIZE : (k + 1) * ZCOMP_BUFFER_SIZE]
             for k in range(ZCOMP_BATCH)
         ]
-        self.ahead_len = memoryview(bytearray(4 * ZCOMP_BATCH)).cast("i")
+        #: The lengths as the codec is given them (an object: compiled, the typed
+        #: view ``ahead_len`` would be made into a new one for each call).
+        self.ahead_sizes = memoryview(bytearray(4 * ZCOMP_BATCH)).cast("i")
+        self.ahead_len = self.ahead_sizes
 
 
 @cython.cclass
@@ -296,7 +299,7 @@ class Zcomp:
         into the stream's batch buffer; an empty list drops what was not taken.
         Not a kernel function: see the module docstring."""
         if pages:
-            self.backend.compress_batch(pages, zstrm.ahead_mem, zstrm.ahead_len)
+            self.backend.compress_batch(pages, zstrm.ahead_mem, zstrm.ahead_sizes)
         zstrm.ahead = pages
         zstrm.ahead_next = 0
 

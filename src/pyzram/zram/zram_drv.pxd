@@ -56,5 +56,8 @@ cdef class Zram:
     cpdef void read_slot_unlocked(self, Py_ssize_t index)
     cpdef void zram_slot_free_notify(self, Py_ssize_t index)
 
-@cython.locals(tbl=ZramTable, comp=Zcomp, zstrm=ZcompStrm, lo=Py_ssize_t, j=Py_ssize_t, index=Py_ssize_t)
+@cython.locals(
+    tbl=ZramTable, comp=Zcomp, zstrm=ZcompStrm, n=Py_ssize_t, lo=Py_ssize_t, hi=Py_ssize_t,
+    j=Py_ssize_t, index=Py_ssize_t,
+)
 cpdef bint zram_write_pages(Zram zram, list pages, const long[::1] slots) except? False

@@ -825,10 +825,13 @@ def zram_write_pages(zram: Zram, pages: list, slots: Any) -> bool:
     tbl = zram.table
     comp = zram.comps[_PRIMARY]
     zstrm = comp.zcomp_stream_get()
+    n = len(pages)
+    lo = 0
     try:
-        for lo in range(0, len(pages), _BATCH):
-            comp.zcomp_compress_ahead(zstrm, pages[lo : lo + _BATCH])
-            for j in range(lo, min(lo + _BATCH, len(pages))):
+        while lo < n:
+            hi = min(lo + _BATCH, n)
+            comp.zcomp_compress_ahead(zstrm, pages if n <= _BATCH else pages[lo:hi])
+            for j in range(lo, hi):
                 index = slots[j]
                 if zram.zram_write_page(pages[j], index) < 0:
                     atomic64_inc(zram.stats.failed_writes)
@@ -836,6 +839,7 @@ def zram_write_pages(zram: Zram, pages: list, slots: Any) -> bool:
                 tbl.slot_lock(index)
                 zram.zram_accessed(index)
                 tbl.slot_unlock(index)
+            lo = hi
     finally:
         comp.zcomp_compress_ahead(zstrm, [])  # what was not taken is dropped
         comp.zcomp_stream_put(zstrm)
