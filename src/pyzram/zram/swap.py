@@ -180,7 +180,7 @@ class ZramSwapOps(ZramSwapOpsAsPosted):
         """``zram_swap_can_merge``, the correct variant's: slot-adjacent batches
         while a backing device is set (so the block-path fallback reads the
         right slots); without one, any folios merge."""
-        sis = si
+        sis = si  # (typed when compiled: the hook's signature takes any area)
         zram = sis.bdev.disk.private_data
         if zram.backing_dev is None or zram.backing_read_fallback == "as_posted":
             return True
