@@ -97,8 +97,8 @@ def test_batches_place_like_single_pages(seed):
 def test_a_long_write_compresses_each_page_once_ahead():
     """A bio of more pages than one codec batch (``ZCOMP_BATCH``) hands each
     batch's pages to the codec in one call just before writing them, and no
-    page is compressed twice or on its own (a same-filled page, which zram
-    stores as its fill word, is passed over)."""
+    page is compressed twice or on its own (a same-filled page goes to the
+    codec with its batch; zram stores its fill word and leaves that output)."""
     from conftest import SizedBackend
     from pyzram.zram.zcomp import ZCOMP_BATCH
 
